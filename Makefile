@@ -1,0 +1,40 @@
+# The two commands a newcomer needs: `make lab` and `make test` (README).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PORT   ?= 8888
+
+.PHONY: lab test demo lint bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+
+# Stamp files: reinstall only when pyproject.toml changes.
+$(VENV)/.stamp-test: pyproject.toml | $(PY)
+	$(PY) -m pip install -e ".[test,notebooks]"
+	touch $@
+
+$(VENV)/.stamp-lab: pyproject.toml | $(PY)
+	$(PY) -m pip install -e ".[notebooks]"
+	touch $@
+
+test: $(VENV)/.stamp-test
+	$(PY) -m ruff check fphlib tests benchmarks
+	$(PY) -m pytest
+
+# Headless use: `make lab LAB_ARGS="--no-browser --ip=127.0.0.1"`, then open the printed URL.
+lab: $(VENV)/.stamp-lab
+	$(PY) -m jupyter lab --notebook-dir=notebooks --port=$(PORT) $(LAB_ARGS)
+
+demo: $(VENV)/.stamp-test
+	$(PY) -m fphlib demo --out out
+
+bench: $(VENV)/.stamp-test
+	$(PY) benchmarks/buddy_replay.py
+
+lint: $(VENV)/.stamp-test
+	$(PY) -m ruff check fphlib tests benchmarks
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

@@ -1,0 +1,39 @@
+"""fphlib: a numba workbench for guest free page hinting in KVM.
+
+The public names below are a contract (DESIGN §4). They are imported lazily so that
+``import fphlib`` stays fast and a notebook only pays for what it uses.
+"""
+
+import importlib
+
+__version__ = "0.1.0"
+
+_PUBLIC = {
+    "parse_size": "fphlib.units",
+    "format_size": "fphlib.units",
+    "BuddyAllocator": "fphlib.guest.buddy",
+    "fragmentation_index": "fphlib.guest.fragmentation",
+    "unusable_index": "fphlib.guest.fragmentation",
+    "parse_buddyinfo": "fphlib.guest.fragmentation",
+    "format_buddyinfo": "fphlib.guest.fragmentation",
+    "XBitmap": "fphlib.guest.xbitmap",
+    "SimConfig": "fphlib.api.config",
+    "SimResult": "fphlib.api.result",
+    "simulate": "fphlib.api.simulate",
+    "warmup": "fphlib.api.warmup",
+}
+
+__all__ = sorted(_PUBLIC) + ["__version__"]
+
+
+def __getattr__(name):
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fphlib' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__
