@@ -7,8 +7,307 @@ possible: dicts, lists, sets and Python ints, no NumPy tricks, no shared code wi
 # ============================================================================ buddy allocator
 # (section owned by the buddy allocator work: tests/test_buddy*.py)
 
+
+class NaiveBuddy:
+    """Linux v5.10 zone free lists with one migratetype, on Python lists and dicts.
+
+    ``lists[o]`` runs head to tail. ``free``/``allocated``/``isolated`` map a block's first
+    page to its order.
+    """
+
+    def __init__(self, n_pages, n_orders=11, placement="kernel"):
+        self.n_pages = n_pages
+        self.n_orders = n_orders
+        self.placement = placement
+        self.lists = [[] for _ in range(n_orders)]
+        self.free = {}
+        self.allocated = {}
+        self.isolated = {}
+        top = n_orders - 1
+        for pfn in range(0, n_pages, 2**top):
+            self.lists[top].append(pfn)
+            self.free[pfn] = top
+
+    @property
+    def nr_free(self):
+        return [len(lst) for lst in self.lists]
+
+    @property
+    def free_pages(self):
+        return sum(2**order for order in self.free.values())
+
+    def _take(self, pfn):
+        order = self.free.pop(pfn)
+        self.lists[order].remove(pfn)
+        return order
+
+    def alloc(self, order):
+        """Head of the smallest non-empty list >= order; upper halves go to list heads."""
+        for current in range(order, self.n_orders):
+            if self.lists[current]:
+                break
+        else:
+            return -1
+        pfn = self.lists[current][0]
+        self._take(pfn)
+        while current > order:
+            current -= 1
+            half = pfn + 2**current
+            self.lists[current].insert(0, half)
+            self.free[half] = current
+        self.allocated[pfn] = order
+        return pfn
+
+    def _place(self, pfn, order, to_tail):
+        while order < self.n_orders - 1:
+            buddy = pfn ^ (2**order)
+            if self.free.get(buddy) != order:
+                break
+            self._take(buddy)
+            pfn = min(pfn, buddy)
+            order += 1
+        if not to_tail and self.placement == "kernel" and order < self.n_orders - 2:
+            # the order+1 block holding ours, and that block's own buddy: free -> tail
+            parent = pfn - pfn % 2 ** (order + 1)
+            uncle = parent ^ (2 ** (order + 1))
+            to_tail = self.free.get(uncle) == order + 1
+        if to_tail:
+            self.lists[order].append(pfn)
+        else:
+            self.lists[order].insert(0, pfn)
+        self.free[pfn] = order
+        return order
+
+    def free_block(self, pfn, order):
+        assert self.allocated.pop(pfn) == order
+        return self._place(pfn, order, False)
+
+    def isolate(self, pfn, order):
+        assert self._take(pfn) == order
+        self.isolated[pfn] = order
+
+    def putback(self, pfn, order):
+        assert self.isolated.pop(pfn) == order
+        return self._place(pfn, order, True)
+
+    def rotate_to_front(self, pfn, order):
+        lst = self.lists[order]
+        i = lst.index(pfn)
+        self.lists[order] = lst[i:] + lst[:i]
+
+    def replay(self, kind, order, slot):
+        """The ../bench/ref_buddy.c loop: (failed allocs, sum of pfns handed out)."""
+        held = {}
+        failed = checksum = 0
+        for k, o, s in zip(kind, order, slot, strict=True):
+            k, o, s = int(k), int(o), int(s)
+            if k == 0:
+                pfn = self.alloc(o)
+                held[s] = pfn
+                if pfn < 0:
+                    failed += 1
+                else:
+                    checksum += pfn
+            else:
+                pfn = held.pop(s)
+                if pfn >= 0:
+                    self.free_block(pfn, o)
+        return failed, checksum
+
+
 # ============================================================================ xbitmap
 # (section owned by the xbitmap work: tests/test_xbitmap*.py)
 
+XB_MAX_BIT = 2**64 - 1
+
+
+def _xb_digits(leaf):
+    """Base-64 digits of a leaf index: radix node levels needed to reach it."""
+    n = 0
+    while leaf >= 64**n:
+        n += 1
+    return n
+
+
+class NaiveXBitmap:
+    """Twin of ``fphlib.XBitmap``: a Python set of bit indices, v21 semantics.
+
+    Memory follows the kernel's rules stated plainly: a leaf per 1024-bit chunk holding a set
+    bit; radix levels = digits of the largest leaf index in base 64, grown on insert; on
+    delete, root levels are dropped while every leaf is under the root's slot 0, but never
+    below one level once the tree has a node (an IDR tree keeps entry 0 out of the root);
+    nodes at each level = distinct leaf-index prefixes at that level.
+    """
+
+    def __init__(self, require_preload=False):
+        self.bits = set()
+        self.height = 0
+        self.require_preload = require_preload
+        self.spare = False
+        self.leaf_allocs = 0
+        self.leaf_frees = 0
+
+    def _leaves(self):
+        return {b >> 10 for b in self.bits}
+
+    def _grew(self, before, after):
+        new = len(after - before)
+        if self.require_preload:
+            if new > int(self.spare):
+                raise MemoryError("no preloaded leaf")
+            self.spare = self.spare and new == 0
+        self.leaf_allocs += new
+        if not before:
+            self.height = _xb_digits(max(after))
+        else:
+            self.height = max(self.height, _xb_digits(max(after)))
+
+    def _shrunk(self, before, after):
+        self.leaf_frees += len(before - after)
+        if not after:
+            self.height = 0
+            return
+        while self.height > 1 and max(after) < 64 ** (self.height - 1):
+            self.height -= 1
+
+    def preload(self):
+        self.spare = True
+
+    def set_bit(self, bit):
+        before = self._leaves()
+        self._grew(before, before | {bit >> 10})
+        self.bits.add(bit)
+
+    def clear_bit(self, bit):
+        before = self._leaves()
+        self.bits.discard(bit)
+        self._shrunk(before, self._leaves())
+
+    def test_bit(self, bit):
+        return bit in self.bits
+
+    def find_set(self, start, max=XB_MAX_BIT):
+        found = [b for b in self.bits if start <= b <= max]
+        return min(found) if found else None
+
+    def find_zero(self, start, max=XB_MAX_BIT):
+        b = start
+        while b <= max and b in self.bits:
+            b += 1
+        return b if b <= max else None
+
+    def zero(self, lo, hi):
+        before = self._leaves()
+        self.bits = {b for b in self.bits if not lo <= b <= hi}
+        self._shrunk(before, self._leaves())
+
+    def fill(self, lo, hi):
+        assert hi - lo < 1 << 22, "the naive twin only fills small ranges"
+        before = self._leaves()
+        self._grew(before, before | set(range(lo >> 10, (hi >> 10) + 1)))
+        self.bits.update(range(lo, hi + 1))
+
+    def empty(self):
+        return not self.bits
+
+    def count(self):
+        return len(self.bits)
+
+    @property
+    def n_leaves(self):
+        return len(self._leaves())
+
+    @property
+    def n_nodes(self):
+        leaves = self._leaves()
+        return sum(len({li >> (6 * (level + 1)) for li in leaves}) for level in range(self.height))
+
+    @property
+    def nbytes(self):
+        return 576 * self.n_nodes + 128 * self.n_leaves
+
+
 # ============================================================================ engine
 # (section owned by the simulation engine work: tests/test_engine*.py)
+
+
+def naive_reporting_pass(free_list, reported, capacity):
+    """One ``page_reporting_cycle`` over a single free list whose blocks never merge.
+
+    ``free_list``: block ids head -> tail; ``reported``: ids already PageReported.
+    Returns (list head -> tail afterwards, reported ids, report calls, requested again).
+    Mirrors mm/page_reporting.c (v5.10) with plain lists; the leftover report of
+    ``page_reporting_process_zone`` is included (one list, one zone).
+    """
+    lst = list(free_list)
+    reported = set(reported)
+    budget = -(-len(lst) // (capacity * 16))
+    sg = []  # isolation order
+    reports = 0
+    requested = False
+
+    def putback(pages):
+        # page_reporting_drain walks the scatterlist from its start, which holds the page
+        # isolated last; each goes to the tail (FPI_TO_TAIL) and becomes PageReported.
+        for p in reversed(pages):
+            lst.append(p)
+            reported.add(p)
+
+    cur = lst[0] if lst else None
+    stopped_at = None
+    while cur is not None:
+        i = lst.index(cur)
+        nxt = lst[i + 1] if i + 1 < len(lst) else None
+        if cur in reported:
+            cur = nxt
+            continue
+        if budget < 0:
+            requested = True
+            stopped_at = cur
+            break
+        if len(sg) < capacity:
+            lst.remove(cur)
+            sg.append(cur)
+            cur = nxt
+            continue
+        lst = lst[i:] + lst[:i]  # list_rotate_to_front(cur)
+        reports += 1
+        budget -= 1
+        putback(sg)
+        sg = []
+        cur = lst[0]
+    if stopped_at is not None:
+        i = lst.index(stopped_at)
+        lst = lst[i:] + lst[:i]
+    if sg:
+        reports += 1
+        putback(sg)
+    return lst, reported, reports, requested
+
+
+def naive_pcp_batch_high(managed_pages):
+    """``zone_batchsize`` + ``pageset_set_batch`` (v5.10), written out step by step."""
+    batch = managed_pages // 1024
+    if batch * 4096 > 1024 * 1024:
+        batch = (1024 * 1024) // 4096
+    batch = batch // 4
+    if batch < 1:
+        batch = 1
+    x = batch + batch // 2
+    p = 1
+    while p * 2 <= x:
+        p *= 2
+    batch = p - 1
+    return batch, 6 * batch
+
+
+def naive_watermarks(managed_pages):
+    """(min, low, high) watermark pages of one zone holding all memory (v5.10 formulas)."""
+    lowmem_kbytes = managed_pages * 4
+    k = 0
+    while (k + 1) * (k + 1) <= lowmem_kbytes * 16:
+        k += 1
+    k = max(128, min(k, 262144))
+    wmin = k // 4
+    tmp = max(wmin // 4, managed_pages * 10 // 10000)
+    return wmin, wmin + tmp, wmin + 2 * tmp
