@@ -3,7 +3,6 @@
 import numba
 import numpy as np
 import pytest
-from naive import NaiveBuddy
 
 import fphlib
 from fphlib.guest import buddy
@@ -15,6 +14,8 @@ from fphlib.guest.buddy import (
     BuddyInvariantError,
     churn_trace,
 )
+
+from naive import NaiveBuddy
 
 PLACEMENTS = ["kernel", "head"]
 

@@ -8,9 +8,10 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
-from naive import NaiveBuddy
 
 from fphlib.guest.buddy import BuddyAllocator
+
+from naive import NaiveBuddy
 
 
 class BuddyMachine(RuleBasedStateMachine):

@@ -6,6 +6,7 @@ import pytest
 
 import fphlib
 from fphlib.guest import xbitmap as xbm
+
 from naive import NaiveXBitmap
 
 TOP = 2**64 - 1

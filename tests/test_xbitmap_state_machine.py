@@ -4,6 +4,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 import fphlib
+
 from naive import NaiveXBitmap
 
 TOP = 2**64 - 1
