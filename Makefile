@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PORT   ?= 8888
 
-.PHONY: lab test demo lint bench clean
+.PHONY: lab test demo lint bench clean browser-deps
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -12,14 +12,22 @@ $(PY):
 
 # Stamp files: reinstall only when pyproject.toml changes.
 $(VENV)/.stamp-test: pyproject.toml | $(PY)
-	$(PY) -m pip install -e ".[test,notebooks]"
+	$(PY) -m pip install -e ".[test,notebooks,browser]"
 	touch $@
 
 $(VENV)/.stamp-lab: pyproject.toml | $(PY)
 	$(PY) -m pip install -e ".[notebooks]"
 	touch $@
 
-test: $(VENV)/.stamp-test
+# The browser test drives Debian's chromium (Playwright cannot download browsers here).
+# As root, install it; otherwise tests/test_browser.py skips and names what is missing.
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "not root: cannot install Debian's chromium; the browser test will skip" >&2; fi; }
+
+test: $(VENV)/.stamp-test browser-deps
 	$(PY) -m ruff check fphlib tests benchmarks
 	$(PY) -m pytest
 

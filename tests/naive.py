@@ -298,7 +298,43 @@ def naive_pcp_batch_high(managed_pages):
     while p * 2 <= x:
         p *= 2
     batch = p - 1
-    return batch, 6 * batch
+    return max(1, batch), 6 * batch
+
+
+class NaivePcp:
+    """Per-CPU order-0 lists (v5.10) over a NaiveBuddy: lists run head -> tail."""
+
+    def __init__(self, n_pages, vcpus, batch, high):
+        self.buddy = NaiveBuddy(n_pages)
+        self.lists = [[] for _ in range(vcpus)]
+        self.batch = batch
+        self.high = high
+
+    def alloc(self, cpu):
+        lst = self.lists[cpu]
+        if not lst:  # rmqueue_bulk: batch pages to the tail
+            for _ in range(self.batch):
+                pfn = self.buddy.alloc(0)
+                if pfn < 0:
+                    break
+                lst.append(pfn)
+        if not lst:
+            return -1
+        return lst.pop(0)
+
+    def free(self, cpu, pfn):
+        lst = self.lists[cpu]
+        lst.insert(0, pfn)
+        if len(lst) >= self.high:  # free_pcppages_bulk: batch pages from the tail
+            for _ in range(self.batch):
+                if not lst:
+                    break
+                self.buddy.free_block(lst.pop(), 0)
+
+    def drain(self):
+        for lst in self.lists:
+            while lst:
+                self.buddy.free_block(lst.pop(), 0)
 
 
 def naive_watermarks(managed_pages):

@@ -284,7 +284,8 @@ def broken(n_pages=2048):
         (lambda z: z.tail.__setitem__(10, 0), "order 10: tail is 0 but the list ends at 1024"),
         (lambda z: z.head.__setitem__(10, -1), "order 10: head is -1 but tail is 1024"),
         (lambda z: z.prev.__setitem__(1024, 5), "page 1024 has prev 5, expected -1"),
-        (lambda z: z.next.__setitem__(1024, 4096), "link after page 1024 is 4096"),
+        (lambda z: z.next.__setitem__(1024, 4096), "link after page 1024 is 4096, not a page"),
+        (lambda z: z.head.__setitem__(9, 7000), "order 9: the head is 7000, not a page number"),
         (lambda z: z.next.__setitem__(512, 512), "page 512 is listed twice"),
         (lambda z: z.state.__setitem__(1024, 9), "listed page 1024 is not a free head of order 10"),
         (lambda z: z.state.__setitem__(0, NOT_HEAD), "page 0 belongs to no block"),
@@ -479,20 +480,28 @@ def test_replay_accepts_lists_and_wide_dtypes():
 
 
 @numba.njit(cache=True)
+def _drive(z, orders, out):
+    for i in range(orders.shape[0]):
+        out[i] = buddy.rmqueue_smallest(z, orders[i])
+    for i in range(0, orders.shape[0], 2):
+        if out[i] >= 0:
+            buddy.free_pages(z, out[i], orders[i])
+
+
+@numba.njit(cache=True)
 def _engine_like_loop(zones_next, zones_prev, zones_state, zones_flags, heads, tails, nr_frees,
                       cfgs, orders):
-    """Two zones stored as rows of 2-D arrays, driven from one jitted loop (as the engine)."""
+    """Two zones stored as rows of 2-D arrays, driven from one jitted loop (as the engine);
+    the second through ``untracked_zone``."""
     out = np.empty((2, orders.shape[0]), np.int64)
-    empty_i = np.zeros((0, 0), np.int64)
     for g in range(2):
         z = buddy.Zone(zones_next[g], zones_prev[g], zones_state[g], zones_flags[g], heads[g],
-                       tails[g], nr_frees[g], cfgs[g], empty_i, np.zeros((0, 0), np.uint64),
-                       np.zeros(0, np.int64))
-        for i in range(orders.shape[0]):
-            out[g, i] = buddy.rmqueue_smallest(z, orders[i])
-        for i in range(0, orders.shape[0], 2):
-            if out[g, i] >= 0:
-                buddy.free_pages(z, out[g, i], orders[i])
+                       tails[g], nr_frees[g], cfgs[g], np.zeros((0, 0), np.int64),
+                       np.zeros((0, 0), np.uint64), np.zeros(0, np.int64))
+        if g == 0:
+            _drive(z, orders, out[g])
+        else:
+            _drive(buddy.untracked_zone(z), orders, out[g])
     return out
 
 

@@ -249,7 +249,7 @@ def test_capacity_exact_for_a_bounded_range():
         assert xbm.xb_fill(nodes, leaves, meta, li * 1024, min(n_bits, li * 1024 + 1024) - 1) == 0
         assert xbm.xb_preload(nodes, leaves, meta) == 0
     assert xbm.xb_count(nodes, leaves, meta) == n_bits
-    assert meta[xbm.M_NODES_AVAIL] == 0 and meta[xbm.M_LEAVES_AVAIL] == 0
+    assert meta[xbm.M_NODES_AVAIL] == 0 and meta[xbm.M_LEAF_FREE] == -1
     xbm.check_arrays(nodes, leaves, meta)
 
 

@@ -81,7 +81,8 @@ class Zone(NamedTuple):
     ``next``/``prev`` link free heads into per-order lists (-1 ends a list), ``state`` and
     ``flags`` are per page (10 bytes per page in all), ``head``/``tail``/``nr_free`` per order.
     ``xb_*`` hold the optional xbitmap of free pages (empty pools when tracking is off);
-    layout and entry points in :mod:`fphlib.guest.xbitmap`.
+    layout and entry points in :mod:`fphlib.guest.xbitmap`. Kernels also take the zone
+    returned by :func:`untracked_zone` (``xb_*`` None), which compiles without tracking code.
     """
 
     next: np.ndarray  # int32[n_pages]
@@ -172,8 +173,13 @@ def new_zone(n_pages, n_orders=NR_ORDERS, placement="kernel", track=0, reporting
     zone.cfg[CFG_PLACEMENT] = PLACEMENTS[placement]
     zone.cfg[CFG_TRACK] = track
     zone.cfg[CFG_REPORTING_OFF] = 0 if reporting else 1
-    init_free_lists(zone)
+    init_free_lists(zone if track else _without_xbitmap(zone))
     return zone
+
+
+def _without_xbitmap(zone):
+    """:func:`untracked_zone` on the Python side: no xbitmap code is even compiled for it."""
+    return zone._replace(xb_nodes=None, xb_leaves=None, xb_meta=None)
 
 
 @jit
@@ -394,7 +400,11 @@ def isolate_free_page(zone, pfn, order):
 
 @jit(inline="always")
 def buddy_merge_likely(zone, pfn, order):
-    """v5.10 ``buddy_merge_likely``: is the order+1 buddy of the combined block free?"""
+    """v5.10 ``buddy_merge_likely``: is the order+1 buddy of the combined block free?
+
+    mm/page_alloc.c: false for ``order >= MAX_ORDER - 2``; else ``combined_pfn = buddy_pfn &
+    pfn`` and the test is ``page_is_buddy(higher_page, higher_buddy, order + 1)``.
+    """
     zone = borrow_zone(zone)
     if order >= zone.head.shape[0] - 2:  # order >= MAX_ORDER - 2
         return False
@@ -693,7 +703,9 @@ def _check_message(code, a, b, c, d):
     messages = {
         CHK_HEAD_TAIL: lambda: f"free list of order {a}: head is {b} but tail is {c}",
         CHK_LINK_RANGE: lambda: (
-            f"free list of order {a}: the link after page {b} is {c}, not a page number"
+            f"free list of order {a}: "
+            + (f"the head is {c}" if b < 0 else f"the link after page {b} is {c}")
+            + ", not a page number"
         ),
         CHK_LISTED_TWICE: lambda: (
             f"free list of order {a}: page {b} is listed twice (a cycle, or on two lists)"
@@ -823,7 +835,16 @@ class BuddyAllocator:
     -----
     A thin wrapper over a :class:`Zone` and the jitted kernels of this module; the zone's
     arrays take 10 bytes per page. ``last_checksum`` holds the sum of the pfns handed out by
-    the last :meth:`replay` (the ``pfn_checksum`` of ``../bench/ref_buddy.c``).
+    the last :meth:`replay` (the ``pfn_checksum`` of ``../bench/ref_buddy.c``). Every call
+    validates its arguments and leaves the allocator unchanged when it raises.
+
+    Examples
+    --------
+    >>> b = BuddyAllocator(2048)
+    >>> b.alloc(0), b.free_list(9), b.free_list(0)
+    (0, [512], [1])
+    >>> b.free(0, 0); b.nr_free.tolist()
+    [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]
     """
 
     def __init__(self, n_pages, n_orders=NR_ORDERS, placement="kernel", track=None):
@@ -846,6 +867,8 @@ class BuddyAllocator:
         if not (track is None or (isinstance(track, str) and track in TRACKS)):
             raise ValueError(f"track must be 'page', 'head' or None, got {track!r}")
         self._zone = new_zone(n_pages, n_orders, placement, TRACKS[track], reporting=False)
+        # what the kernels get: without tracking, a zone whose kernels carry no xbitmap code
+        self._kzone = self._zone if track else _without_xbitmap(self._zone)
         self._track = track
         self._placement = placement
         self._pristine = True  # no op since construction: a failed replay can re-initialise
@@ -956,7 +979,7 @@ class BuddyAllocator:
         """Allocate a block of ``2**order`` pages (``__rmqueue_smallest``); its pfn, or -1."""
         order = self._order(order)
         self._pristine = False
-        return int(rmqueue_smallest(self._zone, order))
+        return int(rmqueue_smallest(self._kzone, order))
 
     def free(self, pfn, order):
         """Free the allocated block at ``pfn`` of ``order`` (``__free_one_page``).
@@ -967,14 +990,14 @@ class BuddyAllocator:
         pfn, order = self._block(pfn, order)
         self._expect(pfn, order, ALLOC_BASE + order, "an allocated block")
         self._pristine = False
-        free_pages(self._zone, pfn, order)
+        free_pages(self._kzone, pfn, order)
 
     def isolate_free_page(self, pfn, order):
         """Take the free block at ``pfn`` off its list (``__isolate_free_page``)."""
         pfn, order = self._block(pfn, order)
         self._expect(pfn, order, order, "a free block")
         self._pristine = False
-        isolate_free_page(self._zone, pfn, order)
+        isolate_free_page(self._kzone, pfn, order)
 
     def putback_isolated_page(self, pfn, order):
         """Return an isolated block at the list tail, merging (``__putback_isolated_page``).
@@ -984,14 +1007,14 @@ class BuddyAllocator:
         pfn, order = self._block(pfn, order)
         self._expect(pfn, order, ISOLATED_BASE + order, "an isolated block")
         self._pristine = False
-        return int(putback_isolated_page(self._zone, pfn, order))
+        return int(putback_isolated_page(self._kzone, pfn, order))
 
     def list_rotate_to_front(self, pfn, order):
         """Make the free block at ``pfn`` the head of its list (``list_rotate_to_front``)."""
         pfn, order = self._block(pfn, order)
         self._expect(pfn, order, order, "a free block")
         self._pristine = False
-        list_rotate_to_front(self._zone, pfn, order)
+        list_rotate_to_front(self._kzone, pfn, order)
 
     def check(self):
         """Verify every invariant; raise :class:`BuddyInvariantError` naming the first broken.
@@ -1034,10 +1057,10 @@ class BuddyAllocator:
             )
         # a fresh allocator is restored by re-initialising it; any other by a snapshot
         snapshot = None if self._pristine else [a.copy() for a in self._zone[:7]]
-        failed, checksum, bad, code = _replay(self._zone, kind, order, slot, max(n_slots, 1))
+        failed, checksum, bad, code = _replay(self._kzone, kind, order, slot, max(n_slots, 1))
         if bad >= 0:
             if snapshot is None:
-                _reinit(self._zone)
+                _reinit(self._kzone)
             else:
                 for a, saved in zip(self._zone[:7], snapshot, strict=True):
                     a[...] = saved

@@ -12,17 +12,24 @@ Array layout (the engine keeps these three arrays per guest and calls the kernel
 ``nodes`` : int64[node_capacity, NODE_WIDTH]
     One radix node per row. Columns 0..63 are the slots (child node row at levels > 0, leaf
     row at level 0, -1 when empty); ``N_PARENT`` parent row (-1 for the root), ``N_OFFSET``
-    slot in the parent, ``N_COUNT`` occupied slots (``node->count``), ``N_LEVEL`` 0 for the
-    bottom level (``node->shift / 6``), ``N_OCC`` bitmask of occupied slots, ``N_FULL``
+    slot in the parent, ``N_LEVEL`` 0 for the bottom level (``node->shift / 6``), ``N_OCC``
+    bitmask of occupied slots (its popcount is ``node->count``), ``N_FULL``
     bitmask of slots whose subtree is entirely set (the complement of the IDR_FREE tag).
     Free rows are chained through column 0.
-``leaves`` : uint64[leaf_capacity, LEAF_WORDS]
-    One 1024-bit leaf per row. Free rows are chained through word 0.
+``leaves`` : uint64[leaf_capacity, LEAF_WIDTH]
+    One 1024-bit leaf per row: words 0..15 the bits, column ``L_COUNT`` the number of set
+    bits (model bookkeeping, so "empty" and "full" need no scan). Free rows are all zero
+    except word 0, which chains them.
 ``meta`` : int64[META_LEN]
     ``M_ROOT`` root entry (-1 empty; a leaf row when ``M_HEIGHT`` is 0, else a node row),
-    ``M_HEIGHT`` node levels, free-list heads and free counts, ``M_MODE``
-    (``MODE_GROW`` or ``MODE_PRELOAD``), ``M_SPARE`` (the preloaded per-CPU leaf, -1 if none)
-    and the counters listed in :data:`COUNTERS`.
+    ``M_HEIGHT`` node levels, the free-list heads ``M_NODE_FREE``/``M_LEAF_FREE`` (-1 when
+    exhausted), ``M_NODES_AVAIL``, ``M_MODE`` (``MODE_GROW`` or ``MODE_PRELOAD``),
+    ``M_SPARE`` (the preloaded per-CPU leaf, -1 if none) and the counters listed in
+    :data:`COUNTERS`. Rows in the tree = allocs - frees, so the counters must never be reset.
+
+All three are passed by the caller; kernels never allocate or grow them. Each entry point
+drops NumPy reference counting on them for its duration (borrowed views), so calls from a
+hot loop cost no atomic operations.
 
 Create them with :func:`xb_new` (sized with :func:`xb_capacity` for a bounded index range, so
 that no kernel ever runs out of rows in a hot loop).
@@ -41,7 +48,8 @@ Jitted entry points (all take ``nodes, leaves, meta`` first; bits may be int64 o
 ``xb_preload(nodes, leaves, meta) -> int`` fill the per-CPU spare leaf (0 or ``NEED_LEAVES``)
 ``xb_empty(meta) -> bool``, ``xb_count(...) -> int``, ``xb_nbytes(meta) -> int``
 ``xb_track_add(..., pfn, order, granularity)`` / ``xb_track_del(...)``: the free-page
-tracking hooks of the buddy allocator (granularity 1 = one bit per page, 2 = per block head).
+tracking hooks of the buddy allocator (granularity 1 = one bit per page, 2 = per block head;
+inlined), ``xb_track_add_call`` / ``xb_track_del_call`` the same as plain calls.
 
 Simplifications (each deliberate):
 
@@ -55,6 +63,10 @@ Simplifications (each deliberate):
 - ``xb_fill`` is only declared in v21; it is modelled as setting every bit of the range, a
   new leaf per missing 1024-bit chunk, each new leaf taken like ``xb_set_bit`` takes one.
 - No RCU, no concurrency: the caller provides locking (zone->lock in the buddy allocator).
+- Model bookkeeping the kernel does not have, for speed only (it changes no result and no
+  ``nbytes``): a set-bit count per leaf and a bitmask of occupied slots per node.
+- IDR details kept: a lone leaf 0 in an empty tree sits in the root with no node; the bottom
+  node is never shrunk back into the root; only the radix tags' IDR_FREE meaning is modelled.
 """
 
 import numpy as np
@@ -68,6 +80,8 @@ from .._jit import jit
 LEAF_SHIFT = 10
 LEAF_BITS = 1 << LEAF_SHIFT  # IDA_BITMAP_BITS
 LEAF_WORDS = LEAF_BITS // 64
+L_COUNT = LEAF_WORDS  # ``leaves`` column: set bits in the leaf
+LEAF_WIDTH = LEAF_WORDS + 1
 MAP_SHIFT = 6
 MAP_SIZE = 1 << MAP_SHIFT
 MAX_HEIGHT = 9  # XB_MAX_PATH = DIV_ROUND_UP(64 - 10, 6)
@@ -79,38 +93,34 @@ MAX_BIT = (1 << 64) - 1
 # ``nodes`` columns after the 64 slots
 N_PARENT = 64
 N_OFFSET = 65
-N_COUNT = 66
-N_LEVEL = 67
-N_OCC = 68
-N_FULL = 69
-NODE_WIDTH = 70
+N_LEVEL = 66
+N_OCC = 67
+N_FULL = 68
+NODE_WIDTH = 69
 
 # ``meta`` entries
 M_ROOT = 0
 M_HEIGHT = 1
 M_NODE_FREE = 2
 M_LEAF_FREE = 3
-M_NODES = 4
-M_LEAVES = 5
-M_MODE = 6
-M_SPARE = 7
-M_NODES_AVAIL = 8
-M_LEAVES_AVAIL = 9
-M_SET = 10
-M_CLEAR = 11
-M_TEST = 12
-M_FIND = 13
-M_ZERO = 14
-M_FILL = 15
-M_LEAF_ALLOCS = 16
-M_LEAF_FREES = 17
-M_NODE_ALLOCS = 18
-M_NODE_FREES = 19
-M_PRELOAD_CALLS = 20
-M_PRELOAD_ALLOCS = 21
-M_NOMEM = 22
-M_FAILED = 23
-META_LEN = 24
+M_MODE = 4
+M_SPARE = 5
+M_NODES_AVAIL = 6
+M_SET = 7
+M_CLEAR = 8
+M_TEST = 9
+M_FIND = 10
+M_ZERO = 11
+M_FILL = 12
+M_LEAF_ALLOCS = 13  # leaves in the tree = M_LEAF_ALLOCS - M_LEAF_FREES
+M_LEAF_FREES = 14
+M_NODE_ALLOCS = 15  # nodes in the tree = M_NODE_ALLOCS - M_NODE_FREES
+M_NODE_FREES = 16
+M_PRELOAD_CALLS = 17
+M_PRELOAD_ALLOCS = 18
+M_NOMEM = 19
+M_FAILED = 20
+META_LEN = 24  # 21..23 reserved
 
 COUNTERS = {
     "set_bit": M_SET,
@@ -183,6 +193,13 @@ def _borrow(nodes, leaves, meta):
     return _borrowed(nodes), _borrowed(leaves), _borrowed(meta)
 
 
+@jit(inline="always")
+def _ux(i):
+    """An index known to be >= 0 as unsigned: numba then skips its negative-index wraparound
+    (a compare and select on every access; same device as buddy's np.uintp casts)."""
+    return np.uintp(i)
+
+
 # ---------------------------------------------------------------------------------------------
 # Pools (kmalloc / kfree of radix_tree_node and ida_bitmap)
 
@@ -197,11 +214,9 @@ def _alloc_node(nodes, meta, level, parent, offset):
         nodes[n, i] = -1
     nodes[n, N_PARENT] = parent
     nodes[n, N_OFFSET] = offset
-    nodes[n, N_COUNT] = 0
     nodes[n, N_LEVEL] = level
     nodes[n, N_OCC] = 0
     nodes[n, N_FULL] = 0
-    meta[M_NODES] += 1
     meta[M_NODE_ALLOCS] += 1
     return n
 
@@ -211,30 +226,27 @@ def _free_node(nodes, meta, n):
     nodes[n, 0] = meta[M_NODE_FREE]
     meta[M_NODE_FREE] = n
     meta[M_NODES_AVAIL] += 1
-    meta[M_NODES] -= 1
     meta[M_NODE_FREES] += 1
 
 
 @jit(inline="always")
 def _pop_leaf(leaves, meta):
     l = meta[M_LEAF_FREE]
-    meta[M_LEAF_FREE] = np.int64(leaves[l, 0])
-    meta[M_LEAVES_AVAIL] -= 1
+    meta[M_LEAF_FREE] = np.int64(leaves[_ux(l), 0])
     return l
 
 
 @jit(inline="always")
 def _take_leaf(leaves, meta):
     """Get a zeroed leaf: the preloaded spare (``this_cpu_xchg(ida_bitmap, NULL)``) or, in
-    MODE_GROW, a fresh one. The caller checked :func:`_leaf_available`."""
+    MODE_GROW, a fresh one. The caller checked :func:`_leaf_available`. Free rows are kept
+    zero, so only the free-list link needs clearing (the kernel's memset)."""
     l = meta[M_SPARE]
     if l >= 0:
         meta[M_SPARE] = -1
     else:
         l = _pop_leaf(leaves, meta)
-    for w in range(LEAF_WORDS):
-        leaves[l, w] = _U0
-    meta[M_LEAVES] += 1
+    leaves[_ux(l), 0] = _U0
     meta[M_LEAF_ALLOCS] += 1
     return l
 
@@ -246,18 +258,19 @@ def _leaf_available(meta):
         return OK
     if meta[M_MODE] == MODE_PRELOAD:
         return ENOMEM
-    if meta[M_LEAVES_AVAIL] == 0:
+    if meta[M_LEAF_FREE] < 0:
         return NEED_LEAVES
     return OK
 
 
 @jit(inline="always")
 def _release_leaf(leaves, meta, l):
-    """``kfree(bitmap)``."""
-    leaves[l, 0] = np.uint64(meta[M_LEAF_FREE])
+    """``kfree(bitmap)``; the row is zeroed so that it can be reused without a memset."""
+    if leaves[_ux(l), L_COUNT] != 0:
+        for w in range(LEAF_WIDTH):
+            leaves[_ux(l), _ux(w)] = _U0
+    leaves[_ux(l), 0] = np.uint64(meta[M_LEAF_FREE])
     meta[M_LEAF_FREE] = l
-    meta[M_LEAVES_AVAIL] += 1
-    meta[M_LEAVES] -= 1
     meta[M_LEAF_FREES] += 1
 
 
@@ -265,7 +278,7 @@ def _release_leaf(leaves, meta, l):
 def _preload(leaves, meta):
     meta[M_PRELOAD_CALLS] += 1
     if meta[M_SPARE] < 0:
-        if meta[M_LEAVES_AVAIL] == 0:
+        if meta[M_LEAF_FREE] < 0:
             return NEED_LEAVES
         meta[M_SPARE] = _pop_leaf(leaves, meta)
         meta[M_PRELOAD_ALLOCS] += 1
@@ -288,18 +301,14 @@ def xb_preload(nodes, leaves, meta):
 
 @jit(inline="always")
 def _leaf_full(leaves, l):
-    for w in range(LEAF_WORDS):
-        if leaves[l, w] != _ALL:
-            return False
-    return True
+    """``bitmap_full``."""
+    return leaves[_ux(l), L_COUNT] == np.uint64(LEAF_BITS)
 
 
 @jit(inline="always")
 def _leaf_empty(leaves, l):
-    for w in range(LEAF_WORDS):
-        if leaves[l, w] != _U0:
-            return False
-    return True
+    """``bitmap_empty``."""
+    return leaves[_ux(l), L_COUNT] == _U0
 
 
 @jit(inline="always")
@@ -310,32 +319,34 @@ def _range_mask(lo, hi):
 
 @jit(inline="always")
 def _leaf_set_range(leaves, l, first, last):
-    """Set bits first..last; return whether a touched word became all ones (leaf may be full)."""
+    """Set bits first..last (``bitmap_set``); keep the leaf's count."""
     w0 = first >> 6
     w1 = last >> 6
-    some_full = False
+    added = _U0
     for w in range(w0, w1 + 1):
         lo = first & 63 if w == w0 else 0
         hi = last & 63 if w == w1 else 63
-        x = leaves[l, w] | _range_mask(lo, hi)
-        leaves[l, w] = x
-        some_full |= x == _ALL
-    return some_full
+        old = leaves[l, w]
+        new = old | _range_mask(lo, hi)
+        leaves[l, w] = new
+        added += _popcount(new ^ old)
+    leaves[l, L_COUNT] += added
 
 
 @jit(inline="always")
 def _leaf_clear_range(leaves, l, first, last):
-    """Clear bits first..last; return whether every touched word is now zero (may be empty)."""
+    """Clear bits first..last (``bitmap_clear``); keep the leaf's count."""
     w0 = first >> 6
     w1 = last >> 6
-    all_zero = True
+    removed = _U0
     for w in range(w0, w1 + 1):
         lo = first & 63 if w == w0 else 0
         hi = last & 63 if w == w1 else 63
-        x = leaves[l, w] & ~_range_mask(lo, hi)
-        leaves[l, w] = x
-        all_zero &= x == _U0
-    return all_zero
+        old = leaves[l, w]
+        new = old & ~_range_mask(lo, hi)
+        leaves[l, w] = new
+        removed += _popcount(new ^ old)
+    leaves[l, L_COUNT] -= removed
 
 
 @jit(inline="always")
@@ -391,7 +402,7 @@ def _lookup(nodes, meta, li):
     level = h - 1
     while True:
         off = _digit(li, level)
-        child = nodes[n, off]
+        child = nodes[_ux(n), _ux(off)]
         if level == 0:
             return child, n, off  # child -1: the leaf is missing but its bottom node exists
         if child < 0:
@@ -404,27 +415,27 @@ def _lookup(nodes, meta, li):
 def _set_full_up(nodes, n, off):
     """Clear IDR_FREE on a slot whose subtree became full, and on ancestors that fill up."""
     while n >= 0:
-        full = np.uint64(nodes[n, N_FULL]) | (_U1 << np.uint64(off))
-        nodes[n, N_FULL] = np.int64(full)
+        full = np.uint64(nodes[_ux(n), N_FULL]) | (_U1 << np.uint64(off))
+        nodes[_ux(n), N_FULL] = np.int64(full)
         if full != _ALL:
             return
-        off = nodes[n, N_OFFSET]
-        n = nodes[n, N_PARENT]
+        off = nodes[_ux(n), N_OFFSET]
+        n = nodes[_ux(n), N_PARENT]
 
 
 @jit(inline="always")
 def _clear_full_up(nodes, n, off):
     """Set IDR_FREE again on a slot (and on ancestors that were full)."""
     while n >= 0:
-        full = np.uint64(nodes[n, N_FULL])
+        full = np.uint64(nodes[_ux(n), N_FULL])
         bit = _U1 << np.uint64(off)
         if (full & bit) == _U0:
             return
-        nodes[n, N_FULL] = np.int64(full & ~bit)
+        nodes[_ux(n), N_FULL] = np.int64(full & ~bit)
         if full != _ALL:
             return
-        off = nodes[n, N_OFFSET]
-        n = nodes[n, N_PARENT]
+        off = nodes[_ux(n), N_OFFSET]
+        n = nodes[_ux(n), N_PARENT]
 
 
 @jit(inline="always")
@@ -473,7 +484,6 @@ def _extend(nodes, leaves, meta, li):
     while h < need:
         n = _alloc_node(nodes, meta, h, -1, 0)
         nodes[n, 0] = root
-        nodes[n, N_COUNT] = 1
         nodes[n, N_OCC] = 1
         if _subtree_full(nodes, leaves, root, h - 1):
             nodes[n, N_FULL] = 1
@@ -501,9 +511,9 @@ def _insert_leaf(nodes, leaves, meta, li, bottom, slot):
         return code, -1, -1, 0
     if bottom >= 0:
         l = _take_leaf(leaves, meta)
-        nodes[bottom, slot] = l
-        nodes[bottom, N_COUNT] += 1
-        nodes[bottom, N_OCC] = np.int64(np.uint64(nodes[bottom, N_OCC]) | (_U1 << np.uint64(slot)))
+        row = _ux(bottom)
+        nodes[row, _ux(slot)] = l
+        nodes[row, N_OCC] = np.int64(np.uint64(nodes[row, N_OCC]) | (_U1 << np.uint64(slot)))
         return OK, l, bottom, slot
     if meta[M_NODES_AVAIL] < _nodes_needed(nodes, meta, li):
         return NEED_NODES, -1, -1, 0
@@ -519,18 +529,17 @@ def _insert_leaf(nodes, leaves, meta, li, bottom, slot):
     level = h - 1
     while level > 0:
         off = _digit(li, level)
-        child = nodes[n, off]
+        child = nodes[_ux(n), _ux(off)]
         if child < 0:
             child = _alloc_node(nodes, meta, level - 1, n, off)
-            nodes[n, off] = child
-            nodes[n, N_COUNT] += 1
-            nodes[n, N_OCC] = np.int64(np.uint64(nodes[n, N_OCC]) | (_U1 << np.uint64(off)))
+            row = _ux(n)
+            nodes[row, _ux(off)] = child
+            nodes[row, N_OCC] = np.int64(np.uint64(nodes[row, N_OCC]) | (_U1 << np.uint64(off)))
         n = child
         level -= 1
     off = _digit(li, 0)
-    nodes[n, off] = l
-    nodes[n, N_COUNT] += 1
-    nodes[n, N_OCC] = np.int64(np.uint64(nodes[n, N_OCC]) | (_U1 << np.uint64(off)))
+    nodes[_ux(n), _ux(off)] = l
+    nodes[_ux(n), N_OCC] = np.int64(np.uint64(nodes[_ux(n), N_OCC]) | (_U1 << np.uint64(off)))
     return OK, l, n, off
 
 
@@ -543,7 +552,7 @@ def _shrink(nodes, meta):
     """
     while meta[M_HEIGHT] > 1:
         r = meta[M_ROOT]
-        if nodes[r, N_COUNT] != 1 or nodes[r, 0] < 0:
+        if nodes[r, N_OCC] != 1:  # count != 1 or slot 0 empty
             return
         child = nodes[r, 0]
         nodes[child, N_PARENT] = -1
@@ -564,13 +573,13 @@ def _delete_leaf(nodes, leaves, meta, l, n, off):
         return
     while True:
         _clear_full_up(nodes, n, off)
-        nodes[n, off] = -1
-        nodes[n, N_COUNT] -= 1
-        nodes[n, N_OCC] = np.int64(np.uint64(nodes[n, N_OCC]) & ~(_U1 << np.uint64(off)))
-        if nodes[n, N_COUNT] > 0:
+        nodes[_ux(n), _ux(off)] = -1
+        occ = np.uint64(nodes[_ux(n), N_OCC]) & ~(_U1 << np.uint64(off))
+        nodes[_ux(n), N_OCC] = np.int64(occ)
+        if occ != _U0:
             break
-        parent = nodes[n, N_PARENT]
-        poff = nodes[n, N_OFFSET]
+        parent = nodes[_ux(n), N_PARENT]
+        poff = nodes[_ux(n), N_OFFSET]
         _free_node(nodes, meta, n)
         if parent < 0:
             meta[M_ROOT] = -1
@@ -578,7 +587,8 @@ def _delete_leaf(nodes, leaves, meta, l, n, off):
             return
         n = parent
         off = poff
-    _shrink(nodes, meta)
+    if nodes[_ux(n), N_PARENT] < 0:  # delete_node shrinks only when it stopped at the root
+        _shrink(nodes, meta)
 
 
 @jit(inline="always")
@@ -696,10 +706,11 @@ def _set_bit(nodes, leaves, meta, b):
             return code
     w = np.int64((b >> _U6) & np.uint64(LEAF_WORDS - 1))
     m = _U1 << (b & _U63)
-    old = leaves[l, w]
+    old = leaves[_ux(l), _ux(w)]
     if (old & m) == _U0:
-        leaves[l, w] = old | m
-        if leaves[l, w] == _ALL and _leaf_full(leaves, l):
+        leaves[_ux(l), _ux(w)] = old | m
+        leaves[_ux(l), L_COUNT] += _U1
+        if _leaf_full(leaves, l):
             _set_full_up(nodes, n, off)
     return OK
 
@@ -719,14 +730,14 @@ def _clear_bit(nodes, leaves, meta, b):
         return
     w = np.int64((b >> _U6) & np.uint64(LEAF_WORDS - 1))
     m = _U1 << (b & _U63)
-    old = leaves[l, w]
+    old = leaves[_ux(l), _ux(w)]
     if (old & m) == _U0:
         return
-    was_full = old == _ALL and _leaf_full(leaves, l)
-    leaves[l, w] = old & ~m
-    if was_full:
+    if _leaf_full(leaves, l):
         _clear_full_up(nodes, n, off)
-    if leaves[l, w] == _U0 and _leaf_empty(leaves, l):
+    leaves[_ux(l), _ux(w)] = old & ~m
+    leaves[_ux(l), L_COUNT] -= _U1
+    if _leaf_empty(leaves, l):
         _delete_leaf(nodes, leaves, meta, l, n, off)
 
 
@@ -813,24 +824,15 @@ def xb_find_zero(nodes, leaves, meta, start, max):
 
 
 @jit(inline="always")
-def _slot_full(nodes, leaves, l, n, off):
-    """Is leaf ``l`` full? The parent's IDR_FREE tag answers without reading the leaf."""
-    if n < 0:
-        return _leaf_full(leaves, l)
-    return (np.uint64(nodes[n, N_FULL]) >> np.uint64(off)) & _U1 != _U0
-
-
-@jit(inline="always")
 def _zero_in_leaf(nodes, leaves, meta, l, n, off, first, last):
     """Clear bits first..last of leaf ``l`` (slot ``off`` of node ``n``); free it if empty."""
     if first == 0 and last == LEAF_BITS - 1:
         _delete_leaf(nodes, leaves, meta, l, n, off)
         return
-    was_full = _slot_full(nodes, leaves, l, n, off)
-    maybe_empty = _leaf_clear_range(leaves, l, first, last)
-    if was_full:
+    if _leaf_full(leaves, l):
         _clear_full_up(nodes, n, off)
-    if maybe_empty and _leaf_empty(leaves, l):
+    _leaf_clear_range(leaves, l, first, last)
+    if _leaf_empty(leaves, l):
         _delete_leaf(nodes, leaves, meta, l, n, off)
 
 
@@ -883,9 +885,10 @@ def _fill_leaf(nodes, leaves, meta, li, first, last):
         code, l, n, off = _insert_leaf(nodes, leaves, meta, li, n, off)
         if code != OK:
             return code
-    if _leaf_set_range(leaves, l, first, last):
-        if not _slot_full(nodes, leaves, l, n, off) and _leaf_full(leaves, l):
-            _set_full_up(nodes, n, off)
+    was_full = _leaf_full(leaves, l)
+    _leaf_set_range(leaves, l, first, last)
+    if not was_full and _leaf_full(leaves, l):
+        _set_full_up(nodes, n, off)
     return OK
 
 
@@ -937,10 +940,20 @@ def xb_empty(meta):
     return meta[M_ROOT] < 0
 
 
+@jit(inline="always")
+def _n_nodes(meta):
+    return meta[M_NODE_ALLOCS] - meta[M_NODE_FREES]
+
+
+@jit(inline="always")
+def _n_leaves(meta):
+    return meta[M_LEAF_ALLOCS] - meta[M_LEAF_FREES]
+
+
 @jit
 def xb_nbytes(meta):
     """Bytes of kernel structures: 576 per radix node, 128 per leaf."""
-    return meta[M_NODES] * NODE_BYTES + meta[M_LEAVES] * LEAF_BYTES
+    return _n_nodes(meta) * NODE_BYTES + _n_leaves(meta) * LEAF_BYTES
 
 
 @jit
@@ -989,6 +1002,30 @@ TRACK_HEAD = 2
 
 
 @jit(inline="always")
+def _leaf_block(leaves, l, pos, order, set_):
+    """Set (or clear) the aligned block of 2**order bits at ``pos`` (order <= 10) with whole
+    words where it can: fewer branches than the general range code on the tracking path."""
+    if order < 6:
+        w = pos >> 6
+        mask = ((_U1 << np.uint64(1 << order)) - _U1) << np.uint64(pos & 63)
+        old = leaves[_ux(l), _ux(w)]
+        new = old | mask if set_ else old & ~mask
+        leaves[_ux(l), _ux(w)] = new
+        changed = _popcount(new ^ old)
+    else:
+        w0 = pos >> 6
+        changed = _U0
+        fill = _ALL if set_ else _U0
+        for w in range(w0, w0 + (1 << (order - 6))):
+            changed += _popcount(leaves[_ux(l), _ux(w)] ^ fill)
+            leaves[_ux(l), _ux(w)] = fill
+    if set_:
+        leaves[_ux(l), L_COUNT] += changed
+    else:
+        leaves[_ux(l), L_COUNT] -= changed
+
+
+@jit(inline="always")
 def xb_track_add(nodes, leaves, meta, pfn, order, granularity):
     """A free block of ``order`` at ``pfn`` entered a free list: set its page bits (or head bit).
 
@@ -1008,6 +1045,20 @@ def xb_track_add(nodes, leaves, meta, pfn, order, granularity):
             meta[M_FAILED] += 1
         return
     meta[M_FILL] += 1
+    if order <= LEAF_SHIFT:  # a buddy block of order <= 10 lies in one leaf
+        if preload:
+            _preload(leaves, meta)
+        l, n, off = _lookup(nodes, meta, p >> _U10)
+        if l < 0:
+            code, l, n, off = _insert_leaf(nodes, leaves, meta, p >> _U10, n, off)
+            if code != OK:
+                meta[M_FAILED] += 1
+                return
+        was_full = _leaf_full(leaves, l)
+        _leaf_block(leaves, l, np.int64(p & _U1023), order, True)
+        if not was_full and _leaf_full(leaves, l):
+            _set_full_up(nodes, n, off)
+        return
     last = p + (_U1 << np.uint64(order)) - _U1
     while True:  # one leaf at a time: each new leaf needs its own preloaded spare
         end = p | _U1023
@@ -1033,6 +1084,19 @@ def xb_track_del(nodes, leaves, meta, pfn, order, granularity):
         _clear_bit(nodes, leaves, meta, p)
         return
     meta[M_ZERO] += 1
+    if order <= LEAF_SHIFT:
+        l, n, off = _lookup(nodes, meta, p >> _U10)
+        if l < 0:
+            return
+        if order == LEAF_SHIFT:
+            _delete_leaf(nodes, leaves, meta, l, n, off)
+            return
+        if _leaf_full(leaves, l):
+            _clear_full_up(nodes, n, off)
+        _leaf_block(leaves, l, np.int64(p & _U1023), order, False)
+        if _leaf_empty(leaves, l):
+            _delete_leaf(nodes, leaves, meta, l, n, off)
+        return
     last = p + (_U1 << np.uint64(order)) - _U1
     while True:
         end = p | _U1023
@@ -1045,6 +1109,20 @@ def xb_track_del(nodes, leaves, meta, pfn, order, granularity):
         if end == last:
             return
         p = end + _U1
+
+
+@jit
+def xb_track_add_call(nodes, leaves, meta, pfn, order, granularity):
+    """:func:`xb_track_add` as a plain (not inlined) kernel: the cheap way to reach the
+    tracking code from a hot loop without inlining it (three arrays and three scalars cross
+    the call, not a whole zone)."""
+    xb_track_add(nodes, leaves, meta, pfn, order, granularity)
+
+
+@jit
+def xb_track_del_call(nodes, leaves, meta, pfn, order, granularity):
+    """:func:`xb_track_del` as a plain (not inlined) kernel."""
+    xb_track_del(nodes, leaves, meta, pfn, order, granularity)
 
 
 @jit
@@ -1137,7 +1215,7 @@ def xb_capacity(n_bits):
 def xb_new(node_capacity=0, leaf_capacity=0, mode=MODE_GROW):
     """Fresh ``(nodes, leaves, meta)`` arrays of an empty xbitmap with the given pool sizes."""
     nodes = np.zeros((0, NODE_WIDTH), np.int64)
-    leaves = np.zeros((0, LEAF_WORDS), np.uint64)
+    leaves = np.zeros((0, LEAF_WIDTH), np.uint64)
     meta = np.zeros(META_LEN, np.int64)
     meta[M_ROOT] = -1
     meta[M_NODE_FREE] = -1
@@ -1163,12 +1241,11 @@ def xb_grow(nodes, leaves, meta, node_capacity, leaf_capacity):
         nodes = grown
     old = leaves.shape[0]
     if leaf_capacity > old:
-        grown = np.zeros((leaf_capacity, LEAF_WORDS), np.uint64)
+        grown = np.zeros((leaf_capacity, LEAF_WIDTH), np.uint64)
         grown[:old] = leaves
         grown[old:-1, 0] = np.arange(old + 1, leaf_capacity).astype(np.uint64)
         grown[-1, 0] = np.int64(meta[M_LEAF_FREE]).astype(np.uint64)
         meta[M_LEAF_FREE] = old
-        meta[M_LEAVES_AVAIL] += leaf_capacity - old
         leaves = grown
     return nodes, leaves
 
@@ -1190,8 +1267,13 @@ def check_arrays(nodes, leaves, meta):
     tree_nodes = set()
     tree_leaves = set()
 
-    def leaf_full(l):
-        return bool(np.all(leaves[l] == np.uint64(MAX_BIT)))
+    def leaf_ok(l):
+        """Check a leaf in the tree; return whether it is full."""
+        words = leaves[l, :LEAF_WORDS]
+        assert np.any(words != 0), f"leaf {l} is empty"
+        count = sum(bin(int(w)).count("1") for w in words)
+        assert int(leaves[l, L_COUNT]) == count, f"leaf {l}: count {leaves[l, L_COUNT]}"
+        return count == LEAF_BITS
 
     def walk(n, level, parent, offset):
         """Return whether the subtree is full."""
@@ -1211,13 +1293,11 @@ def check_arrays(nodes, leaves, meta):
             if level == 0:
                 assert child not in tree_leaves, f"leaf {child} reached twice"
                 tree_leaves.add(child)
-                assert np.any(leaves[child] != 0), f"leaf {child} is empty"
-                child_full = leaf_full(child)
+                child_full = leaf_ok(child)
             else:
                 child_full = walk(child, level - 1, n, s)
             full |= int(child_full) << s
         assert occ, f"node {n} has no children"
-        assert row[N_COUNT] == bin(occ).count("1"), f"node {n}: count {row[N_COUNT]}"
         assert int(row[N_OCC]) & MAX_BIT == occ, f"node {n}: occupancy mask"
         assert int(row[N_FULL]) & MAX_BIT == full, f"node {n}: full (IDR_FREE) mask"
         return full == MAX_BIT
@@ -1226,15 +1306,17 @@ def check_arrays(nodes, leaves, meta):
         assert height == 0, f"empty tree with height {height}"
     elif height == 0:
         tree_leaves.add(root)
-        assert np.any(leaves[root] != 0), "root leaf is empty"
+        leaf_ok(root)
     else:
         assert height <= MAX_HEIGHT, f"height {height}"
         walk(root, height - 1, -1, 0)
         if height > 1:
             # minimal height: the root uses a slot other than 0, or more than one slot
-            assert nodes[root, N_COUNT] > 1 or nodes[root, 0] < 0, "root could shrink"
-    assert meta[M_NODES] == len(tree_nodes), f"M_NODES {meta[M_NODES]} != {len(tree_nodes)}"
-    assert meta[M_LEAVES] == len(tree_leaves), f"M_LEAVES {meta[M_LEAVES]}"
+            assert nodes[root, N_OCC] != 1, "root could shrink"
+    n_nodes = int(meta[M_NODE_ALLOCS] - meta[M_NODE_FREES])
+    n_leaves = int(meta[M_LEAF_ALLOCS] - meta[M_LEAF_FREES])
+    assert n_nodes == len(tree_nodes), f"node allocs - frees {n_nodes} != {len(tree_nodes)}"
+    assert n_leaves == len(tree_leaves), f"leaf allocs - frees {n_leaves} != {len(tree_leaves)}"
 
     def free_chain(head, column, n_rows, as_int):
         seen = []
@@ -1250,12 +1332,13 @@ def check_arrays(nodes, leaves, meta):
         meta[M_LEAF_FREE], leaves[:, 0], leaves.shape[0], lambda v: int(np.int64(v))
     )
     assert meta[M_NODES_AVAIL] == len(free_nodes), "M_NODES_AVAIL"
-    assert meta[M_LEAVES_AVAIL] == len(free_leaves), "M_LEAVES_AVAIL"
     spare = {int(meta[M_SPARE])} if meta[M_SPARE] >= 0 else set()
     assert len(free_nodes) + len(tree_nodes) == nodes.shape[0], "node rows leaked"
     assert not set(free_nodes) & tree_nodes, "a free node is in the tree"
     assert len(free_leaves) + len(tree_leaves) + len(spare) == leaves.shape[0], "leaf rows leaked"
     assert not (set(free_leaves) | spare) & tree_leaves, "a free leaf is in the tree"
+    for l in set(free_leaves) | spare:
+        assert not np.any(leaves[l, 1:]), f"free leaf row {l} is not zero"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1318,11 +1401,11 @@ class XBitmap:
 
     @property
     def n_nodes(self):
-        return int(self._meta[M_NODES])
+        return int(_n_nodes(self._meta))
 
     @property
     def n_leaves(self):
-        return int(self._meta[M_LEAVES])
+        return int(_n_leaves(self._meta))
 
     @property
     def height(self):
@@ -1423,8 +1506,8 @@ class XBitmap:
         meta[M_FILL] += 1
         if not self.require_preload:
             # pre-size: the leaves exactly, nodes roughly (the loop below grows any shortfall)
-            want_leaves = meta[M_LEAVES] + new_leaves + 1 + (meta[M_SPARE] >= 0)
-            want_nodes = meta[M_NODES] + new_leaves // (MAP_SIZE - 1) + PRELOAD_NODES
+            want_leaves = self.n_leaves + new_leaves + 1 + (meta[M_SPARE] >= 0)
+            want_nodes = self.n_nodes + new_leaves // (MAP_SIZE - 1) + PRELOAD_NODES
             if want_leaves > leaves.shape[0] or want_nodes > nodes.shape[0]:
                 self._nodes, self._leaves = xb_grow(
                     nodes, leaves, meta, max(want_nodes, nodes.shape[0]),

@@ -1,0 +1,116 @@
+"""Cost of keeping an xbitmap of free memory current in the buddy allocator (DESIGN §5).
+
+Usage: python benchmarks/tracking_overhead.py [--ops N] [--reps R] [--rounds K]
+                                              [--placement kernel|head] [--require-ratio X]
+
+Replays the standard churn trace (``churn5m``, shared with ``buddy_replay.py``) through
+``BuddyAllocator.replay`` with ``track=None`` (the plain replay, the reference), ``"page"``
+(one bit per free page) and ``"head"`` (one bit per free block head). Rounds interleave the
+three so that a noisy shared machine favours none; each time is the best of R fresh
+allocators. Prints the ratio tracked/plain for each granularity (target <= 1.5) and the
+xbitmap work per trace op, and checks that tracking changes nothing in the allocator
+(failed allocs, pfn checksum, nr_free) and that the bitmap equals the free lists at the end.
+
+Exits 1 on a disagreement (or a ratio above ``--require-ratio``), else 0.
+"""
+
+import argparse
+import importlib.util
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+import fphlib  # noqa: E402
+from fphlib.guest.buddy import churn_trace  # noqa: E402
+
+TRACKS = (None, "page", "head")
+
+
+def _buddy_replay_module():
+    """benchmarks/buddy_replay.py, for its trace loading (one copy of that logic)."""
+    spec = importlib.util.spec_from_file_location("buddy_replay", ROOT / "benchmarks" /
+                                                  "buddy_replay.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_trace(n_ops):
+    br = _buddy_replay_module()
+    kind, order, slot, _ = br.load_trace(n_ops)
+    return kind, order, slot, br.N_PAGES
+
+
+def time_replay(n_pages, trace, placement, track):
+    b = fphlib.BuddyAllocator(n_pages, placement=placement, track=track)
+    t = time.perf_counter()
+    failed = b.replay(*trace)
+    return time.perf_counter() - t, failed, b
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--ops", type=int, default=5_000_000, help="trace length (5 M = churn5m)")
+    ap.add_argument("--reps", type=int, default=3, help="repetitions per round (best of)")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
+    ap.add_argument("--placement", choices=("kernel", "head"), default="kernel")
+    ap.add_argument("--require-ratio", type=float, default=None,
+                    help="exit 1 when a tracked/plain ratio is above this")
+    args = ap.parse_args(argv)
+
+    kind, order, slot, n_pages = load_trace(args.ops)
+    trace = (kind, order, slot)
+    # warm-up: compile (or load from the cache) every variant once
+    for track in TRACKS:
+        fphlib.BuddyAllocator(1 << 12, track=track).replay(*churn_trace(1000, 1 << 12)[:3])
+
+    best = {t: float("inf") for t in TRACKS}
+    last = {}
+    for _ in range(args.rounds):
+        for track in TRACKS:
+            for _ in range(args.reps):
+                dt, failed, b = time_replay(n_pages, trace, args.placement, track)
+                best[track] = min(best[track], dt)
+                last[track] = (failed, b)
+
+    ok = True
+    n = kind.shape[0]
+    plain_failed, plain = last[None]
+    print(f"churn trace: {n} ops, {n_pages} pages, placement {args.placement!r}")
+    print(f"{'track':>6} {'best ms':>9} {'Mops/s':>7} {'vs plain':>9}  xbitmap work per trace op")
+    print(f"{'None':>6} {best[None] * 1e3:9.1f} {n / best[None] / 1e6:7.1f} {1.0:9.2f}")
+    for track in TRACKS[1:]:
+        failed, b = last[track]
+        same = (failed == plain_failed and b.last_checksum == plain.last_checksum
+                and np.array_equal(b.nr_free, plain.nr_free))
+        try:
+            b.check()
+            tracked = True
+        except AssertionError as e:  # BuddyInvariantError
+            print(f"FAIL {track}: {e}")
+            tracked = False
+        s = b.tracking_stats
+        ops = s["set_bit"] + s["clear_bit"] + s["fill"] + s["zero"]
+        ratio = best[track] / best[None]
+        print(
+            f"{track:>6} {best[track] * 1e3:9.1f} {n / best[track] / 1e6:7.1f} {ratio:9.2f}  "
+            f"{ops / n:.2f} ops, {s['leaf_allocs'] / n:.3f} leaf allocs "
+            f"({s['preload_allocs']} xb_preload kmallocs), {s['node_allocs'] / n:.4f} node "
+            f"allocs; bitmap now {s['nbytes']} B; allocator unchanged: {same}; "
+            f"bitmap == free lists: {tracked}"
+        )
+        if not (same and tracked):
+            ok = False
+        if args.require_ratio is not None and ratio > args.require_ratio:
+            print(f"FAIL {track}: ratio {ratio:.2f} above {args.require_ratio}")
+            ok = False
+    print("target (DESIGN §5): tracked/plain <= 1.5")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

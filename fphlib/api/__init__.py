@@ -1,0 +1,1 @@
+"""The public Python API: SimConfig, simulate, SimResult, warmup (DESIGN §4)."""

@@ -1,0 +1,348 @@
+"""``SimConfig``: everything one simulation run needs, validated up front (DESIGN §4).
+
+Sizes accept ``parse_size`` forms (``"5GiB"``, ``4096``) and are stored as ints, so
+``SimConfig.from_dict(cfg.to_dict()) == cfg`` and the dict survives JSON.
+"""
+
+import dataclasses
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+
+from ..hinting import MECHANISMS
+from ..host.costs import validate_costs
+from ..units import format_size, parse_size
+from ..workloads import COMMON, PARAMS, WORKLOADS
+
+TOP_BLOCK = 4 << 20  # order-10 block: guest memory must be a whole number of these
+PAGE = 4096
+NR_ORDERS = 11
+OVERRIDE_KEYS = ("mem", "workload", "workload_params", "start_s")
+
+
+def _fail(name, value, allowed):
+    raise ValueError(f"{name}: {value!r} is not allowed; {allowed}")
+
+
+def _number(name, value, lo=None, hi=None, lo_open=False, integer=False):
+    ok = not isinstance(value, bool) and isinstance(value, int | float)
+    if ok and integer and not (isinstance(value, int) or float(value).is_integer()):
+        ok = False
+    if ok and not math.isfinite(value):
+        ok = False
+    if ok and lo is not None and (value <= lo if lo_open else value < lo):
+        ok = False
+    if ok and hi is not None and value > hi:
+        ok = False
+    if not ok:
+        kind = "an integer" if integer else "a number"
+        rng = []
+        if lo is not None:
+            rng.append(f"{'>' if lo_open else '>='} {lo}")
+        if hi is not None:
+            rng.append(f"<= {hi}")
+        _fail(name, value, f"expected {kind} {' and '.join(rng)}".rstrip())
+    return int(value) if integer else float(value)
+
+
+def _guest_mem(name, value):
+    size = parse_size(value, name)
+    if size <= 0 or size % TOP_BLOCK:
+        _fail(
+            name,
+            value,
+            "guest memory must be a positive whole number of order-10 blocks (4 MiB), "
+            "e.g. '4GiB' or '5GiB'",
+        )
+    return size
+
+
+def _params(name, workload, params):
+    """Validate ``params`` for ``workload``; return a canonical dict (sizes as ints)."""
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        _fail(name, params, "expected a dict of workload parameters")
+    spec = {**COMMON, **PARAMS[workload]}
+    out = {}
+    for key, value in params.items():
+        if key not in spec:
+            _fail(
+                f"{name}[{key!r}]",
+                value,
+                f"unknown parameter for workload {workload!r}; known: {', '.join(spec)}",
+            )
+        kind, _ = spec[key]
+        fname = f"{name}[{key!r}]"
+        if kind == "size":
+            out[key] = parse_size(value, fname)
+        elif kind == "seconds":
+            out[key] = _number(fname, value, lo=0)
+        elif kind == "seconds_or_none":
+            out[key] = None if value is None else _number(fname, value, lo=0, lo_open=True)
+        elif kind == "rate":
+            out[key] = _number(fname, value, lo=0, lo_open=True)
+        elif kind == "count":
+            out[key] = _number(fname, value, lo=1, integer=True)
+        elif kind == "order":
+            out[key] = _number(fname, value, lo=0, hi=NR_ORDERS - 1, integer=True)
+        elif kind == "fraction":
+            out[key] = _number(fname, value, lo=0, hi=0.95)
+        elif kind == "orders":
+            if not isinstance(value, dict) or not value:
+                _fail(fname, value, "expected a non-empty dict order (0..10) -> weight")
+            mix = {}
+            for o, w in value.items():
+                try:
+                    oi = int(o)
+                except (TypeError, ValueError):
+                    oi = -1
+                if str(oi) != str(o).strip() or not 0 <= oi < NR_ORDERS:
+                    _fail(fname, value, f"order {o!r} is not an order 0..10")
+                mix[oi] = _number(f"{fname}[{o!r}]", w, lo=0)
+            if sum(mix.values()) <= 0:
+                _fail(fname, value, "the weights must not all be zero")
+            out[key] = dict(sorted(mix.items()))
+        elif kind == "path":
+            if not isinstance(value, str) or not value:
+                _fail(fname, value, "expected a path to a trace file (data/README.md)")
+            out[key] = value
+    if workload == "trace" and "path" not in out:
+        _fail(f"{name}['path']", None, "workload 'trace' needs workload_params={'path': ...}")
+    return out
+
+
+def _workload(name, value):
+    if value not in WORKLOADS:
+        _fail(name, value, f"known workloads: {', '.join(WORKLOADS)}")
+    return value
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """One simulation run: host, guests, workload, hinting mechanism, costs and sampling.
+
+    Parameters
+    ----------
+    host_mem, host_swap : int or str
+        Host RAM and swap in bytes (``"16GiB"``). ``host_swap=0``: no swap, OOM kills.
+    host_thp : bool
+        Back guest memory with 2 MiB host THPs (refaults and discards per 2 MiB).
+    guests : int
+        Number of guests (1..256).
+    guest_mem : int or str
+        Memory per guest, a whole number of 4 MiB blocks.
+    vcpus : int
+        vCPUs per guest (1..64); each has its own order-0 pcp list.
+    workload, workload_params : str, dict
+        Workload of every guest (``idle``, ``memhog``, ``churn``, ``trace``) and its
+        parameters (``fphlib.workloads.PARAMS``).
+    mechanism : str
+        ``none``, ``page_reporting`` or ``balloon``.
+    hint_order, report_capacity, report_delay_s : int, int, float
+        Free page reporting: ``page_reporting_order`` (default pageblock_order 9),
+        ``PAGE_REPORTING_CAPACITY`` (32) and ``PAGE_REPORTING_DELAY`` (2 s).
+    costs : dict
+        Overrides of ``fphlib.host.costs.DEFAULTS`` (seconds) and ``SIZE_DEFAULTS``.
+    duration_s, sample_s : float
+        Simulated time and sampling interval of the time series.
+    seed : int
+        Seed of every random choice (``numpy.random.SeedSequence``).
+    debug : bool
+        Check page conservation and list invariants at every sample.
+    guest_overrides : tuple of dict
+        Entry ``i`` overrides guest ``i``: keys ``mem``, ``workload``, ``workload_params``,
+        ``start_s`` (when the guest boots).
+    balloon_target : int, str or None
+        Memory the host wants each guest to keep (balloon); None = never inflate.
+    balloon_interval_s : float
+        How often the host (re)sends the balloon target (oVirt MOM policy interval, 10 s).
+    deflate_on_oom : bool
+        VIRTIO_BALLOON_F_DEFLATE_ON_OOM: the guest deflates 256 pages when out of memory.
+    """
+
+    host_mem: int | str = "16GiB"
+    host_swap: int | str = 0
+    host_thp: bool = True
+    guests: int = 1
+    guest_mem: int | str = "4GiB"
+    vcpus: int = 2
+    workload: str = "idle"
+    workload_params: dict = field(default_factory=dict)
+    mechanism: str = "none"
+    hint_order: int = 9
+    report_capacity: int = 32
+    report_delay_s: float = 2.0
+    costs: dict = field(default_factory=dict)
+    duration_s: float = 60.0
+    sample_s: float = 0.5
+    seed: int = 0
+    debug: bool = False
+    guest_overrides: tuple = ()
+    balloon_target: int | str | None = None
+    balloon_interval_s: float = 10.0
+    deflate_on_oom: bool = True
+
+    def __post_init__(self):
+        set_ = object.__setattr__  # frozen: canonicalise once, here
+        set_(self, "host_mem", parse_size(self.host_mem, "host_mem"))
+        if self.host_mem <= 0:
+            _fail("host_mem", self.host_mem, "host RAM must be > 0 bytes")
+        set_(self, "host_swap", parse_size(self.host_swap, "host_swap"))
+        for name in ("host_thp", "debug", "deflate_on_oom"):
+            if not isinstance(getattr(self, name), bool):
+                _fail(name, getattr(self, name), "expected True or False")
+        set_(self, "guests", _number("guests", self.guests, lo=1, hi=256, integer=True))
+        set_(self, "guest_mem", _guest_mem("guest_mem", self.guest_mem))
+        set_(self, "vcpus", _number("vcpus", self.vcpus, lo=1, hi=64, integer=True))
+        set_(self, "workload", _workload("workload", self.workload))
+        set_(
+            self,
+            "workload_params",
+            _params("workload_params", self.workload, self.workload_params),
+        )
+        if self.mechanism not in MECHANISMS:
+            _fail("mechanism", self.mechanism, f"known mechanisms: {', '.join(MECHANISMS)}")
+        set_(
+            self,
+            "hint_order",
+            _number("hint_order", self.hint_order, lo=0, hi=NR_ORDERS - 1, integer=True),
+        )
+        cap = _number("report_capacity", self.report_capacity, lo=1, hi=1024, integer=True)
+        if cap & (cap - 1):
+            _fail("report_capacity", cap, "must be a power of 2 in 1..1024 (the kernel's 32)")
+        set_(self, "report_capacity", cap)
+        set_(
+            self,
+            "report_delay_s",
+            _number("report_delay_s", self.report_delay_s, lo=0, lo_open=True, hi=3600),
+        )
+        set_(self, "costs", validate_costs(self.costs))
+        set_(
+            self,
+            "duration_s",
+            _number("duration_s", self.duration_s, lo=0, lo_open=True, hi=30 * 86400),
+        )
+        set_(self, "sample_s", _number("sample_s", self.sample_s, lo=0.001, hi=3600))
+        if self.sample_s > self.duration_s:
+            _fail("sample_s", self.sample_s, f"must be <= duration_s ({self.duration_s})")
+        if self.duration_s / self.sample_s > 10_000_000:
+            _fail("sample_s", self.sample_s, "too small: more than 10 million samples")
+        record = (self.duration_s / self.sample_s + 1) * self.guests * 64  # 8 float64 columns
+        if record > 1 << 30:
+            _fail(
+                "sample_s",
+                self.sample_s,
+                f"the time series would take {record / 2**30:.1f} GiB for {self.guests} guests "
+                f"over {self.duration_s:g} s; raise sample_s or lower duration_s",
+            )
+        set_(self, "seed", _number("seed", self.seed, lo=0, hi=2**63 - 1, integer=True))
+        set_(self, "guest_overrides", self._check_overrides(self.guest_overrides))
+        if self.balloon_target is not None:
+            set_(self, "balloon_target", parse_size(self.balloon_target, "balloon_target"))
+        set_(
+            self,
+            "balloon_interval_s",
+            _number("balloon_interval_s", self.balloon_interval_s, lo=0, lo_open=True),
+        )
+        total = self.host_mem + self.host_swap
+        for g in range(self.guests):
+            mem = self.guest_spec(g)["mem"]
+            if mem > total:
+                warnings.warn(
+                    f"guest {g}: guest_mem {format_size(mem)} is larger than host RAM + swap "
+                    f"({format_size(total)}); the host will OOM-kill it if it touches it all",
+                    UserWarning,
+                    stacklevel=3,
+                )
+
+    def _check_overrides(self, overrides):
+        if overrides is None:
+            return ()
+        if isinstance(overrides, dict) or not isinstance(overrides, list | tuple):
+            _fail("guest_overrides", overrides, "expected a list of per-guest dicts")
+        if len(overrides) > self.guests:
+            _fail(
+                "guest_overrides",
+                f"{len(overrides)} entries",
+                f"at most one entry per guest (guests={self.guests})",
+            )
+        out = []
+        for i, entry in enumerate(overrides):
+            name = f"guest_overrides[{i}]"
+            if entry is None:
+                entry = {}
+            if not isinstance(entry, dict):
+                _fail(name, entry, f"expected a dict with keys {', '.join(OVERRIDE_KEYS)}")
+            for key in entry:
+                if key not in OVERRIDE_KEYS:
+                    _fail(f"{name}[{key!r}]", entry[key], f"known keys: {', '.join(OVERRIDE_KEYS)}")
+            canon = {}
+            if "mem" in entry:
+                canon["mem"] = _guest_mem(f"{name}['mem']", entry["mem"])
+            workload = self.workload
+            if "workload" in entry:
+                workload = canon["workload"] = _workload(f"{name}['workload']", entry["workload"])
+            if "workload_params" in entry or "workload" in entry:
+                params = entry.get("workload_params")
+                if params is None and workload == self.workload:
+                    params = self.workload_params
+                canon["workload_params"] = _params(
+                    f"{name}['workload_params']", workload, params
+                )
+            if "start_s" in entry:
+                canon["start_s"] = _number(
+                    f"{name}['start_s']", entry["start_s"], lo=0, hi=self.duration_s
+                )
+            out.append(canon)
+        return tuple(out)
+
+    def guest_spec(self, g):
+        """The effective ``mem``, ``workload``, ``workload_params``, ``start_s`` of guest g."""
+        spec = {
+            "mem": self.guest_mem,
+            "workload": self.workload,
+            "workload_params": self.workload_params,
+            "start_s": 0.0,
+        }
+        if g < len(self.guest_overrides):
+            spec.update(self.guest_overrides[g])
+        return spec
+
+    def to_dict(self):
+        """A JSON-serialisable dict; ``SimConfig.from_dict(d) == self``."""
+        d = dataclasses.asdict(self)
+        d["guest_overrides"] = [dict(o) for o in self.guest_overrides]
+        for spec in [d["workload_params"]] + [o.get("workload_params") or {} for o in
+                                             d["guest_overrides"]]:
+            if "orders" in spec:
+                spec["orders"] = {str(k): v for k, v in spec["orders"].items()}
+        return d
+
+    @classmethod
+    def from_dict(cls, d):
+        """Build from ``to_dict()`` output (or JSON of it); unknown keys raise ValueError."""
+        if not isinstance(d, dict):
+            _fail("config", d, "expected a dict from SimConfig.to_dict()")
+        known = {f.name for f in dataclasses.fields(cls)}
+        for key in d:
+            if key not in known:
+                _fail(key, d[key], f"unknown SimConfig field; known: {', '.join(sorted(known))}")
+        kwargs = dict(d)
+        if "guest_overrides" in kwargs and kwargs["guest_overrides"] is not None:
+            kwargs["guest_overrides"] = tuple(kwargs["guest_overrides"])
+        return cls(**kwargs)
+
+    def __hash__(self):
+        # dict fields make the generated hash fail; hash the canonical JSON instead
+        return hash(self.to_json())
+
+    def to_json(self):
+        """``to_dict()`` as a JSON string."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text):
+        """Inverse of ``to_json``."""
+        return cls.from_dict(json.loads(text))

@@ -1,0 +1,172 @@
+"""``simulate(cfg) -> SimResult``: build the arrays, run the jitted loop, tidy the output."""
+
+import time
+
+import numpy as np
+import pandas as pd
+
+from ..engine import layout as L
+from ..engine.build import build_state
+from ..engine.check import INVARIANTS, InvariantError
+from ..engine.loop import run_chunk
+from ..host.costs import INDEX
+from .config import SimConfig
+from .result import EVENT_COLUMNS, GUEST_COLUMNS, HOST_COLUMNS, SUMMARY_METRICS, SimResult
+
+_STATUS = {L.ST_WAITING: "not_started", L.ST_RUNNING: "running", L.ST_KILLED: "oom_killed"}
+
+
+def simulate(cfg, progress=False):
+    """Run one simulation.
+
+    Parameters
+    ----------
+    cfg : SimConfig
+    progress : bool
+        Show a ``tqdm.auto`` bar over simulated time (the loop runs in chunks).
+
+    Returns
+    -------
+    SimResult
+
+    Raises
+    ------
+    ValueError
+        If ``cfg`` is not a SimConfig.
+    fphlib.engine.check.InvariantError
+        With ``debug=True``, at the first violated invariant (guest, time, invariant).
+    """
+    if not isinstance(cfg, SimConfig):
+        raise ValueError(f"cfg: expected a SimConfig, got {type(cfg).__name__}")
+    t0 = time.perf_counter()
+    s, info = build_state(cfg)
+    last = info["n_ticks"] + 1  # the final tick only samples
+    n_chunks = 100 if progress else 1
+    chunk = max(1, -(-last // n_chunks))
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(
+            total=info["n_ticks"], unit="sim s", unit_scale=info["dt"], desc=cfg.mechanism
+        )
+    try:
+        for tick0 in range(0, last, chunk):
+            tick1 = min(tick0 + chunk, last)
+            if run_chunk(s, tick0, tick1):
+                _raise_violation(s, info)
+            if bar is not None:
+                bar.update(min(tick1, info["n_ticks"]) - min(tick0, info["n_ticks"]))
+    finally:
+        if bar is not None:
+            bar.close()
+    return _result(cfg, s, info, time.perf_counter() - t0)
+
+
+def _raise_violation(s, info):
+    code, g, k, detail = (int(x) for x in s.err[:4])
+    t = k * info["every"] * info["dt"]
+    who = f"guest {g}" if g >= 0 else "host"
+    raise InvariantError(
+        f"{who} at t={t:g} s: invariant {code} violated: {INVARIANTS.get(code, '?')} "
+        f"(detail {detail})"
+    )
+
+
+def _result(cfg, s, info, wall):
+    G = cfg.guests
+    dt = info["dt"]
+    t_s = np.arange(info["n_samples"]) * info["every"] * dt
+    host = pd.DataFrame(
+        {
+            "t_s": t_s,
+            "rss_bytes": s.rec_h[:, L.RH_RSS].astype(np.int64),
+            "swap_bytes": s.rec_h[:, L.RH_SWAP].astype(np.int64),
+            "free_bytes": s.rec_h[:, L.RH_FREE].astype(np.int64),
+        },
+        columns=list(HOST_COLUMNS),
+    )
+    rec = s.rec_g
+    cols = {
+        "t_s": np.repeat(t_s, G),
+        "guest": np.tile(np.arange(G, dtype=np.int64), len(t_s)),
+    }
+    for name, idx in (
+        ("rss_bytes", L.RG_RSS),
+        ("free_bytes", L.RG_FREE),
+        ("reported_bytes", L.RG_REPORTED),
+        ("isolated_bytes", L.RG_ISOLATED),
+        ("used_bytes", L.RG_USED),
+        ("pcp_bytes", L.RG_PCP),
+        ("balloon_bytes", L.RG_BALLOON),
+        ("swap_bytes", L.RG_SWAP),
+    ):
+        cols[name] = rec[:, :, idx].reshape(-1).astype(np.int64)
+    guests = pd.DataFrame(cols, columns=list(GUEST_COLUMNS))
+
+    n_ev = int(s.hi[L.HI_NEV])
+    ev = s.ev[:n_ev]
+    events = pd.DataFrame(
+        {
+            "t_s": ev[:, 0],
+            "guest": ev[:, 1].astype(np.int64),
+            "kind": [L.EVENT_KINDS.get(int(k), "?") for k in ev[:, 2]],
+            "value": ev[:, 3],
+        },
+        columns=list(EVENT_COLUMNS),
+    )
+
+    gi, gf = s.gi, s.gf
+    lock_s = s.cost[INDEX["zone_lock"]]
+    runtime = gf[:, L.GF_WL_END] - gf[:, L.GF_WL_START]
+    killed = gi[:, L.GI_STATUS] == L.ST_KILLED
+    runtime = np.where(killed, np.nan, runtime)
+    final_rss = rec[-1, :, L.RG_RSS]
+    gs = pd.DataFrame(
+        {
+            "guest": np.arange(G, dtype=np.int64),
+            "mem_bytes": gi[:, L.GI_NPAGES] * 4096,
+            "workload": [cfg.guest_spec(g)["workload"] for g in range(G)],
+            "start_s": gf[:, L.GF_START],
+            "status": [_STATUS[int(x)] for x in gi[:, L.GI_STATUS]],
+            # per guest from the samples (the run's peak is exact, tracked at every fault)
+            "host_rss_peak_bytes": rec[:, :, L.RG_RSS].max(axis=0).astype(np.int64),
+            "host_rss_mean_bytes": rec[:, :, L.RG_RSS].mean(axis=0),
+            "host_rss_final_bytes": final_rss.astype(np.int64),
+            "reported_bytes": gi[:, L.GI_REPORTED_PAGES] * 4096,
+            "reports": gi[:, L.GI_REPORTS] + gi[:, L.GI_BALLOON_MSGS],
+            "vmexits": gi[:, L.GI_VMEXITS],
+            "refault_pages": gi[:, L.GI_REFAULTS],
+            "alloc_failures": gi[:, L.GI_ALLOC_FAIL],
+            "lost_writes": gi[:, L.GI_LOST],
+            "guest_cpu_overhead_s": gf[:, L.GF_GUEST_CPU],
+            "host_cpu_s": gf[:, L.GF_HOST_CPU],
+            "swap_out_bytes": gi[:, L.GI_SWAPOUT] * 4096,
+            "oom_kills": killed.astype(np.int64),
+            "workload_runtime_s": runtime,
+            "workload_stall_s": gf[:, L.GF_STALL],
+            "zone_lock_hold_s": gi[:, L.GI_LOCK_OPS] * lock_s,
+            "events": gi[:, L.GI_EVENTS] + gi[:, L.GI_FAULTS],
+            "faults": gi[:, L.GI_FAULTS],
+            "balloon_msgs": gi[:, L.GI_BALLOON_MSGS],
+            "oom_deflates": gi[:, L.GI_OOM_DEFLATES],
+        }
+    )
+    summed = (
+        "reported_bytes reports vmexits refault_pages alloc_failures lost_writes "
+        "guest_cpu_overhead_s swap_out_bytes zone_lock_hold_s events"
+    ).split()
+    summary = {m: float(gs[m].sum()) for m in summed}
+    summary["host_rss_peak_bytes"] = float(s.hi[L.HI_RSS_PEAK] * 4096)
+    summary["host_rss_mean_bytes"] = float(host["rss_bytes"].mean())
+    summary["host_rss_final_bytes"] = float(host["rss_bytes"].iloc[-1])
+    summary["host_cpu_s"] = float(s.hf[L.HF_CPU])
+    summary["oom_kills"] = float(s.hi[L.HI_OOM_KILLS])
+    finished = runtime[~np.isnan(runtime)]
+    summary["workload_runtime_s"] = float(finished.mean()) if len(finished) else float("nan")
+    summary["events"] += float(n_ev + s.hi[L.HI_NEV_LOST])
+    summary["wall_s"] = float(wall)
+    series = pd.Series({m: summary[m] for m in SUMMARY_METRICS}, dtype="float64")
+    return SimResult(
+        summary=series, guest_summary=gs, host=host, guests=guests, events=events, config=cfg
+    )

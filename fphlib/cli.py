@@ -1,0 +1,408 @@
+"""Command line: ``python -m fphlib {simulate,demo,trace}`` (also installed as ``fphlib``).
+
+- ``simulate``: one run from a JSON/TOML config file and/or flags (flags win), prints the
+  summary table and saves the results (``SimResult.save``) to ``--out``.
+- ``demo``: the headline comparison (none vs balloon vs page_reporting, three 5 GiB guests
+  running memhog 4 GiB on a 16 GiB host); writes ``demo_host_rss.png``,
+  ``demo_summary.csv`` and ``demo_summary.md`` to ``--out``.
+- ``trace``: generate a churn trace file for the ``"trace"`` workload, or check one.
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+# One entry per SimConfig field: (value kind, help text). Kinds: size, int, float, bool,
+# choice, dict, list, json. Fields without an entry still get a flag (kind "json"), so the CLI
+# never falls behind SimConfig; tests check that every field has a documented flag.
+FIELD_HELP = {
+    "host_mem": ("size", "host RAM, e.g. 16GiB"),
+    "host_swap": ("size", "host swap capacity; 0 = no swap (the host OOM-kills a guest instead)"),
+    "host_thp": ("bool", "back guest memory with 2 MiB transparent huge pages on the host"),
+    "guests": ("int", "number of guests on the host"),
+    "guest_mem": ("size", "RAM of each guest; a whole number of 4 MiB (order-10) blocks"),
+    "vcpus": ("int", "vCPUs per guest (one per-CPU page list each)"),
+    "workload": ("choice", "workload of every guest"),
+    "workload_params": ("dict", "workload parameters as a JSON object, e.g. '{\"size\": \"4GiB\"}'"
+                        "; --param KEY=VALUE sets one key"),
+    "mechanism": ("choice", "free page hinting mechanism"),
+    "hint_order": ("int", "smallest order reported/hinted (9 = 2 MiB pageblock, 10 = 4 MiB)"),
+    "report_capacity": ("int", "pages per report (PAGE_REPORTING_CAPACITY)"),
+    "report_delay_s": ("float", "delay before a reporting pass (PAGE_REPORTING_DELAY), seconds"),
+    "costs": ("dict", "cost overrides as a JSON object; --cost KEY=VALUE sets one key"),
+    "duration_s": ("float", "simulated time, seconds"),
+    "sample_s": ("float", "sampling period of the time series, seconds"),
+    "seed": ("int", "root seed (same config + seed => identical results)"),
+    "debug": ("bool", "check page conservation at every sample (slower)"),
+    "guest_overrides": ("list", "per-guest overrides as a JSON list of objects with keys "
+                        "mem, workload, workload_params, start_s"),
+    "balloon_target": ("size", "balloon target: memory each guest keeps, e.g. 4.5GiB "
+                       "(balloon mechanism; 'none' = never inflate)"),
+    "balloon_interval_s": ("float", "how often the host (re)sends the balloon target, seconds"),
+    "deflate_on_oom": ("bool", "VIRTIO_BALLOON_F_DEFLATE_ON_OOM: deflate when the guest is out "
+                       "of memory"),
+}
+
+
+def _choices(name):
+    """Allowed values of a choice field, as registered by the engine."""
+    if name == "mechanism":
+        from .hinting import MECHANISMS
+
+        return tuple(MECHANISMS)
+    from .workloads import WORKLOADS
+
+    return tuple(WORKLOADS)
+
+
+def _params_epilog():
+    """The workload parameters and cost names, for the help text of ``simulate``."""
+    from .host.costs import NAMES
+    from .units import format_size
+    from .workloads import COMMON, PARAMS
+
+    def show(kind, default):
+        if kind == "size":
+            return format_size(default).replace(" ", "")
+        return _fmt_default(default)
+
+    lines = ["workload parameters (--param KEY=VALUE or workload_params in the file):"]
+    common = ", ".join(f"{k}={show(*v)}" for k, v in COMMON.items())
+    lines.append(f"  every workload: {common}")
+    for name, spec in PARAMS.items():
+        keys = ", ".join(f"{k}={show(*v)}" for k, v in spec.items()) or "(none)"
+        lines.append(f"  {name}: {keys}")
+    lines.append("sizes in bytes unless written like 4GiB; times in seconds.")
+    lines.append("")
+    lines.append("costs (--cost NAME=VALUE; seconds, guest_overhead in bytes):")
+    lines.append("  " + ", ".join(NAMES))
+    lines.append("")
+    lines.append("examples:")
+    lines.append("  python -m fphlib simulate --guests 3 --guest-mem 5GiB --host-mem 16GiB "
+                 "--workload memhog --param size=4GiB --mechanism page_reporting --out out/run1")
+    lines.append("  python -m fphlib simulate --config run.toml --mechanism balloon "
+                 "--balloon-target 4.5GiB")
+    return "\n".join(lines)
+
+
+def _sim_fields():
+    from .api.config import SimConfig
+
+    out = []
+    for f in dataclasses.fields(SimConfig):
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = None
+        out.append((f.name, default))
+    return out
+
+
+def _json_value(text):
+    """A JSON literal if it parses (numbers, true/false, null, objects), else the string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _size_value(text):
+    if text.lower() == "none":
+        return None
+    return int(text) if text.isdigit() else text
+
+
+def _json_of(kind):
+    def parse(text):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise argparse.ArgumentTypeError(f"not valid JSON ({e.msg}): {text!r}") from None
+        want = dict if kind == "dict" else list
+        if not isinstance(value, want):
+            raise argparse.ArgumentTypeError(
+                f"expected a JSON {'object' if want is dict else 'list'}, got {text!r}"
+            )
+        return value
+
+    return parse
+
+
+def _key_value(text):
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, _json_value(value)
+
+
+def _fmt_default(value):
+    if isinstance(value, dict | list | tuple):
+        return json.dumps(value, default=str)
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _add_config_flags(parser):
+    """One flag per SimConfig field; absent flags stay absent (so a config file can set it)."""
+    group = parser.add_argument_group(
+        "configuration (each overrides the config file; defaults are SimConfig's)"
+    )
+    for name, default in _sim_fields():
+        kind, text = FIELD_HELP.get(name, ("json", "SimConfig field (JSON value)"))
+        flag = "--" + name.replace("_", "-")
+        text += f" (default: {_fmt_default(default)})"
+        kw = dict(dest=name, default=argparse.SUPPRESS)
+        if kind == "bool":
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, help=text, **kw)
+            continue
+        if kind == "choice":
+            choices = _choices(name)
+            group.add_argument(flag, choices=choices, metavar="{" + ",".join(choices) + "}",
+                               help=text, **kw)
+            continue
+        typ = {"size": _size_value, "int": int, "float": float, "dict": _json_of("dict"),
+               "list": _json_of("list"), "json": _json_value}[kind]
+        metavar = {"size": "SIZE", "int": "N", "float": "X", "dict": "JSON", "list": "JSON",
+                   "json": "JSON"}[kind]
+        if kind == "size":
+            text = text.replace(" (default", "; SIZE is bytes or e.g. 512MiB, 4GiB (default")
+        group.add_argument(flag, type=typ, metavar=metavar, help=text, **kw)
+    group.add_argument("--param", dest="param", action="append", type=_key_value, default=[],
+                       metavar="KEY=VALUE",
+                       help="set one workload parameter (repeatable), e.g. --param size=4GiB")
+    group.add_argument("--cost", dest="cost", action="append", type=_key_value, default=[],
+                       metavar="KEY=VALUE",
+                       help="override one cost (repeatable), e.g. --cost vmexit=1.5e-6")
+
+
+def load_config_file(path):
+    """Read a JSON (``.json``) or TOML (``.toml``) config file into a dict."""
+    text_path = os.fspath(path)
+    suffix = os.path.splitext(text_path)[1].lower()
+    if suffix not in (".json", ".toml"):
+        raise ValueError(f"config file {text_path!r}: unknown suffix {suffix!r}; use .json or "
+                         ".toml")
+    try:
+        with open(text_path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ValueError(f"config file {text_path!r}: cannot read ({e.strerror})") from None
+    try:
+        if suffix == ".json":
+            value = json.loads(data)
+        else:
+            value = tomllib.loads(data.decode("utf-8"))
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"config file {text_path!r}: not valid {suffix[1:].upper()}: {e}") \
+            from None
+    if not isinstance(value, dict):
+        raise ValueError(f"config file {text_path!r}: the top level must be an object/table")
+    return value
+
+
+def config_from_args(args):
+    """SimConfig from ``--config`` (if any) overridden by the flags given."""
+    from .api.config import SimConfig
+
+    d = load_config_file(args.config) if getattr(args, "config", None) else {}
+    for name, _ in _sim_fields():
+        if name in vars(args):
+            d[name] = getattr(args, name)
+    if args.param:
+        d["workload_params"] = {**(d.get("workload_params") or {}), **dict(args.param)}
+    if args.cost:
+        d["costs"] = {**(d.get("costs") or {}), **dict(args.cost)}
+    return SimConfig.from_dict(d)
+
+
+def _progress_bar(total, desc, enabled):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not enabled, file=sys.stderr, unit="run")
+
+
+def cmd_simulate(args, parser):
+    import fphlib
+
+    from .viz.plots import format_summary, summary_table
+
+    try:
+        cfg = config_from_args(args)
+    except ValueError as e:
+        parser.error(str(e))
+    t0 = time.perf_counter()
+    try:
+        res = fphlib.simulate(cfg, progress=args.progress)
+    except ValueError as e:  # inputs only checked when the run is built, e.g. a trace file
+        parser.error(str(e))
+    table = format_summary(summary_table({cfg.mechanism: res}))
+    print(table.to_string())
+    if args.out:
+        res.save(args.out)
+        print(f"results written to {args.out} ({time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
+def cmd_demo(args, parser):
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: `make demo` must work without a display
+    import matplotlib.pyplot as plt
+
+    import fphlib
+
+    from .units import format_size
+    from .viz.plots import format_summary, plot_host_rss, summary_table, to_markdown
+    from .viz.scenarios import headline_configs
+
+    try:
+        configs = headline_configs(args.profile, duration_s=args.duration_s) \
+            if args.duration_s is not None else headline_configs(args.profile)
+    except ValueError as e:
+        parser.error(str(e))
+    os.makedirs(args.out, exist_ok=True)
+    results = {}
+    with _progress_bar(len(configs), "demo", args.progress) as bar:
+        for mech, cfg in configs.items():
+            bar.set_postfix_str(mech)
+            results[mech] = fphlib.simulate(cfg)
+            bar.update(1)
+    fig, ax = plt.subplots(figsize=(8, 4.2), layout="constrained")
+    first = next(iter(configs.values()))
+    plot_host_rss(results, ax=ax, hue="mechanism",
+                  title=f"Host RSS: {first.guests} guests × {format_size(first.guest_mem)}, "
+                        f"memhog {format_size(first.workload_params['size'])}, "
+                        f"host {format_size(first.host_mem)}")
+    png = os.path.join(args.out, "demo_host_rss.png")
+    _atomic(png, lambda p: fig.savefig(p, dpi=120, format="png"))
+    plt.close(fig)
+    table = summary_table(results)
+    csv = os.path.join(args.out, "demo_summary.csv")
+    _atomic(csv, lambda p: table.to_csv(p))
+    md = os.path.join(args.out, "demo_summary.md")
+    text = (f"# fphlib demo ({args.profile} profile)\n\n"
+            + to_markdown(format_summary(table)))
+    _atomic(md, lambda p: Path(p).write_text(text, encoding="utf-8"))
+    print(format_summary(table).to_string())
+    print(f"wrote {png}, {csv}, {md}")
+    return 0
+
+
+def _atomic(path, write):
+    tmp = path + ".tmp"
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def cmd_trace(args, parser):
+    from .units import PAGE_SIZE, parse_size
+    from .workloads.trace_file import generate_trace, load_trace, write_trace
+
+    if args.check:
+        try:
+            tr = load_trace(args.check)
+        except ValueError as e:
+            print(f"fphlib trace: invalid: {e}", file=sys.stderr)
+            return 1
+        n_alloc = int((tr.kind == 0).sum())
+        span = (tr.t_us[-1] - tr.t_us[0]) / 1e6 if len(tr.t_us) else 0.0
+        print(f"{args.check}: valid trace, {len(tr.kind)} ops ({n_alloc} allocs), "
+              f"{int(tr.slot.max()) + 1 if len(tr.slot) else 0} slots, {span:.3f} s")
+        return 0
+    if not args.out:
+        parser.error("trace: give --out PATH to generate a trace, or --check PATH")
+    try:
+        n_pages = parse_size(args.guest_mem, "--guest-mem") // PAGE_SIZE
+        tr = generate_trace(args.ops, seed=args.seed, occupancy=args.occupancy,
+                            ops_per_s=args.ops_per_s, n_pages=n_pages)
+        write_trace(args.out, *tr, n_pages=n_pages)
+    except ValueError as e:
+        parser.error(str(e))
+    print(f"wrote {args.out}: {args.ops} ops over {tr.t_us[-1] / 1e6:.3f} s "
+          f"for a {args.guest_mem} guest")
+    return 0
+
+
+def build_parser():
+    """The argparse parser of ``python -m fphlib``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m fphlib",
+        description="fphlib: a workbench for guest free page hinting in KVM.",
+        epilog="Run 'python -m fphlib COMMAND --help' for the options of each command.",
+    )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"fphlib {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser(
+        "simulate", help="run one simulation from a config file and/or flags",
+        description="Run one simulation. Settings come from --config (JSON or TOML, keys = "
+                    "SimConfig fields) and are overridden by the flags below; unset fields "
+                    "take SimConfig's defaults. Prints the summary table; --out saves the "
+                    "results (SimResult.save; read back with fphlib.SimResult.load).",
+        epilog=_params_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", metavar="FILE", help="JSON (.json) or TOML (.toml) config file")
+    p.add_argument("--out", metavar="DIR", help="directory to save the results in")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=False,
+                   help="show a progress bar on stderr (default: off)")
+    _add_config_flags(p)
+    p.set_defaults(func=cmd_simulate, parser=p)
+
+    from .viz.scenarios import PROFILES
+
+    p = sub.add_parser(
+        "demo", help="headline comparison: none vs balloon vs page_reporting",
+        description="The headline comparison: three guests running memhog on one host under "
+                    "no hinting, a classic balloon and free page reporting. The full profile "
+                    "is three 5 GiB guests, memhog 4 GiB each, on a 16 GiB host. Writes "
+                    "demo_host_rss.png, demo_summary.csv and demo_summary.md to --out.",
+    )
+    p.add_argument("--out", metavar="DIR", default="out", help="output directory (default: out)")
+    p.add_argument("--profile", choices=PROFILES, default="full",
+                   help="size: smoke (seconds), demo (Binder-sized) or full (headline sizes; "
+                        "default)")
+    p.add_argument("--duration-s", type=float, default=None, metavar="X",
+                   help="override the simulated time in seconds (default: the profile's)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                   help="show a progress bar on stderr (default: on)")
+    p.set_defaults(func=cmd_demo, parser=p)
+
+    p = sub.add_parser(
+        "trace", help="generate a churn trace file (or --check one)",
+        description="Generate a churn trace (.npz, format in data/README.md) for the 'trace' "
+                    "workload: steady alloc/free around a target occupancy with a kernel-like "
+                    "order mix and Poisson arrival times. --check validates an existing file.",
+    )
+    p.add_argument("--out", metavar="PATH", help="trace file to write (.npz)")
+    p.add_argument("--check", metavar="PATH", help="validate PATH instead of generating")
+    p.add_argument("--ops", type=int, default=100_000, metavar="N",
+                   help="number of ops (default: 100000)")
+    p.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
+    p.add_argument("--occupancy", type=float, default=0.6, metavar="X",
+                   help="target fraction of guest memory allocated, in (0, 1) (default: 0.6)")
+    p.add_argument("--ops-per-s", type=float, default=10_000.0, metavar="X",
+                   help="mean op rate per second (default: 10000)")
+    p.add_argument("--guest-mem", default="4GiB", metavar="SIZE",
+                   help="guest size the occupancy refers to (default: 4GiB)")
+    p.set_defaults(func=cmd_trace, parser=p)
+    return parser
+
+
+def main(argv=None):
+    """Entry point of ``python -m fphlib`` and the ``fphlib`` script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return args.func(args, args.parser)

@@ -1,0 +1,228 @@
+"""Build the engine's arrays from a SimConfig (Python side, runs once per simulation)."""
+
+import math
+
+import numpy as np
+
+from ..guest.buddy import (
+    CFG_LEN,
+    CFG_PLACEMENT,
+    CFG_REPORTING_OFF,
+    NOT_HEAD,
+    NR_ORDERS,
+    Zone,
+    init_free_lists,
+)
+from ..guest.pcp import pcp_batch_high
+from ..guest.xbitmap import tracking_arrays
+from ..hinting import MECHANISMS
+from ..host.backing import HPAGE_PAGES
+from ..host.costs import cost_array
+from ..workloads import DEFAULT_CHURN_ORDERS, WORKLOADS
+from . import layout as L
+from .loop import TICK_S
+
+
+def watermarks(n_pages):
+    """(min, low, high) watermarks in pages of a single-zone guest of ``n_pages``.
+
+    ``init_per_zone_wmark_min``: min_free_kbytes = int_sqrt(lowmem_kbytes * 16) clamped to
+    [128, 262144]; ``__setup_per_zone_wmarks``: low = min + max(min / 4, managed *
+    watermark_scale_factor (10) / 10000), high = min + 2 * that (mm/page_alloc.c, v5.10).
+    """
+    kbytes = n_pages * 4
+    min_free_kbytes = min(max(math.isqrt(kbytes * 16), 128), 262144)
+    wmin = min_free_kbytes // 4
+    tmp = max(wmin >> 2, n_pages * 10 // 10000)
+    return wmin, wmin + tmp, wmin + 2 * tmp
+
+
+def _load_trace(path):
+    from ..workloads.trace_file import load_trace  # owned by the CLI/data helper
+
+    tr = load_trace(path)
+    return (
+        np.ascontiguousarray(tr.t_us, np.int64),
+        np.ascontiguousarray(tr.kind, np.int8),
+        np.ascontiguousarray(tr.order, np.int8),
+        np.ascontiguousarray(tr.slot, np.int32),
+    )
+
+
+def build_state(cfg):
+    """Return (EngineState, info dict) for ``cfg`` with every page free and unbacked."""
+    G = cfg.guests
+    V = cfg.vcpus
+    specs = [cfg.guest_spec(g) for g in range(G)]
+    npages = [spec["mem"] // 4096 for spec in specs]
+    offs = np.concatenate([[0], np.cumsum(npages)]).astype(np.int64)
+    P = int(offs[-1])
+    dt = TICK_S
+    n_ticks = max(1, round(cfg.duration_s / dt))
+    every = max(1, round(cfg.sample_s / dt))
+    n_samples = n_ticks // every + 1
+
+    gi = np.zeros((G, L.NGI), np.int64)
+    gf = np.zeros((G, L.NGF), np.float64)
+    wp = np.zeros((G, L.NWP), np.float64)
+    wmix = np.ones((G, NR_ORDERS), np.float64)
+    pools = []
+    traces = []
+    pool_off = 0
+    tr_off = 0
+    for g, spec in enumerate(specs):
+        n = npages[g]
+        params = spec["workload_params"]
+        wl = spec["workload"]
+        gi[g, L.GI_OFF] = offs[g]
+        gi[g, L.GI_NPAGES] = n
+        gi[g, L.GI_WL] = WORKLOADS[wl]
+        gi[g, L.GI_HELD_HEAD] = gi[g, L.GI_HELD_TAIL] = gi[g, L.GI_BAL_HEAD] = -1
+        gi[g, L.GI_PR_OFFSET] = cfg.report_capacity
+        wmin, wlow, whigh = watermarks(n)
+        gi[g, L.GI_MIN_WMARK], gi[g, L.GI_LOW_WMARK], gi[g, L.GI_HIGH_WMARK] = wmin, wlow, whigh
+        gi[g, L.GI_PCP_BATCH], gi[g, L.GI_PCP_HIGH] = pcp_batch_high(n)
+        if cfg.balloon_target is not None:
+            gi[g, L.GI_BAL_TARGET] = max(0, n - cfg.balloon_target // 4096)
+        start = float(spec["start_s"])
+        gf[g, L.GF_START] = start
+        gf[g, L.GF_WL_START] = start + float(params.get("start_s", 0.0))
+        gf[g, L.GF_WL_NEXT] = gf[g, L.GF_WL_START]
+        gf[g, L.GF_WL_END] = np.nan
+        gf[g, L.GF_PR_WAKE] = gf[g, L.GF_BAL_WAKE] = gf[g, L.GF_BAL_POLICY] = np.inf
+        wp[g, L.WP_BOOT] = min(params.get("boot", 256 << 20), n * 4096)
+        wp[g, L.WP_START] = params.get("start_s", 0.0)
+        wp[g, L.WP_SIZE] = params.get("size", 1 << 30)
+        wp[g, L.WP_RATE] = params.get("rate", 1 << 30)
+        wp[g, L.WP_FREE_RATE] = params.get("free_rate", 8 << 30)
+        wp[g, L.WP_HOLD] = params.get("hold_s", 5.0)
+        wp[g, L.WP_REPEAT] = params.get("repeat", 1)
+        wp[g, L.WP_GAP] = params.get("gap_s", 5.0)
+        wp[g, L.WP_ORDER] = params.get("order", 0)
+        wp[g, L.WP_SPEED] = params.get("speed", 1.0)
+        cap = 0
+        if wl == "churn":
+            target_pages = params.get("target", 0.5) * n
+            wp[g, L.WP_TARGET] = target_pages * 4096
+            mix = params.get("orders", DEFAULT_CHURN_ORDERS)
+            weights = np.zeros(NR_ORDERS)
+            for o, w in mix.items():
+                weights[int(o)] = w
+            wmix[g] = np.cumsum(weights) / weights.sum()
+            wmix[g, -1] = 1.0
+            mean_pages = float((weights / weights.sum()) @ (1 << np.arange(NR_ORDERS)))
+            ops = params.get("ops_per_s", 100_000.0)
+            if params.get("lifetime_s") is not None:
+                ops = 2.0 * (target_pages / mean_pages) / params["lifetime_s"]
+            wp[g, L.WP_OPS] = ops
+            cap = int(1.25 * target_pages) + 1024
+        elif wl == "trace":
+            arrays = _load_trace(params["path"])
+            traces.append(arrays)
+            gi[g, L.GI_TR_OFF] = tr_off
+            gi[g, L.GI_TR_N] = len(arrays[0])
+            tr_off += len(arrays[0])
+            cap = int(arrays[3].max()) + 1 if len(arrays[3]) else 0
+        gi[g, L.GI_POOL_OFF] = pool_off
+        gi[g, L.GI_POOL_CAP] = cap
+        pools.append(cap)
+        pool_off += cap
+
+    def cat(i, dtype):
+        return np.concatenate([t[i] for t in traces]) if traces else np.zeros(0, dtype)
+
+    hi = np.zeros(L.NHI, np.int64)
+    hi[L.HI_RAM_PAGES] = cfg.host_mem // 4096
+    hi[L.HI_SWAP_CAP] = cfg.host_swap // 4096
+    pi = np.zeros(L.NPI, np.int64)
+    pi[L.PI_G] = G
+    pi[L.PI_MECH] = MECHANISMS[cfg.mechanism]
+    pi[L.PI_HINT_ORDER] = cfg.hint_order
+    pi[L.PI_CAP] = cfg.report_capacity
+    pi[L.PI_THP] = int(cfg.host_thp)
+    pi[L.PI_VCPUS] = V
+    pi[L.PI_DEBUG] = int(cfg.debug)
+    pi[L.PI_DEFLATE_OOM] = int(cfg.deflate_on_oom)
+    pi[L.PI_N_TICKS] = n_ticks
+    pi[L.PI_SAMPLE_TICKS] = every
+    pf = np.zeros(L.NPF, np.float64)
+    pf[L.PF_DT] = dt
+    pf[L.PF_DELAY] = cfg.report_delay_s
+    pf[L.PF_BAL_INTERVAL] = cfg.balloon_interval_s
+
+    seeds = np.random.SeedSequence(cfg.seed).spawn(G)
+    rng = np.array([sq.generate_state(1, np.uint64)[0] for sq in seeds], np.uint64)
+
+    xb = tracking_arrays(0, 0)  # free-page tracking off in these mechanisms
+    z_cfg = np.zeros((G, CFG_LEN), np.int64)
+    z_cfg[:, CFG_PLACEMENT] = 1  # kernel placement (buddy_merge_likely, v5.10)
+    # the page_reporting_enabled static key: off unless the mechanism reports
+    z_cfg[:, CFG_REPORTING_OFF] = int(cfg.mechanism != "page_reporting")
+    s = L.EngineState(
+        nxt=np.full(P, -1, np.int32),
+        prv=np.full(P, -1, np.int32),
+        state=np.full(P, NOT_HEAD, np.int8),
+        flags=np.zeros(P, np.uint8),
+        reg_cnt=np.zeros(P // HPAGE_PAGES, np.uint16),
+        reg_huge=np.zeros(P // HPAGE_PAGES, np.uint8),
+        z_head=np.full((G, NR_ORDERS), -1, np.int32),
+        z_tail=np.full((G, NR_ORDERS), -1, np.int32),
+        z_nr=np.zeros((G, NR_ORDERS), np.int64),
+        z_cfg=z_cfg,
+        xb_nodes=xb[0],
+        xb_leaves=xb[1],
+        xb_meta=xb[2],
+        pcp_head=np.full((G, V), -1, np.int64),
+        pcp_tail=np.full((G, V), -1, np.int64),
+        pcp_cnt=np.zeros((G, V), np.int64),
+        gi=gi,
+        gf=gf,
+        wp=wp,
+        wmix=wmix,
+        rng=rng,
+        sg_pfn=np.full((G, cfg.report_capacity), -1, np.int32),
+        sg_ord=np.zeros((G, cfg.report_capacity), np.int8),
+        msg=np.full((G, L.BALLOON_PFNS), -1, np.int32),
+        pool=np.full(pool_off, -1, np.int32),
+        tr_t=cat(0, np.int64),
+        tr_kind=cat(1, np.int8),
+        tr_order=cat(2, np.int8),
+        tr_slot=cat(3, np.int32),
+        hi=hi,
+        hf=np.zeros(L.NHF, np.float64),
+        pi=pi,
+        pf=pf,
+        cost=cost_array(cfg.costs),
+        rec_h=np.zeros((n_samples, L.NRH), np.float64),
+        rec_g=np.zeros((n_samples, G, L.NRG), np.float64),
+        ev=np.zeros((L.MAX_EVENTS, 4), np.float64),
+        err=np.zeros(8, np.int64),
+    )
+    for g in range(G):
+        init_free_lists(guest_zone(s, g))
+    info = {"n_ticks": n_ticks, "every": every, "n_samples": n_samples, "dt": dt}
+    return s, info
+
+
+def guest_zone(s, g):
+    """Python-side Zone view of guest g (for tests and setup)."""
+    a = int(s.gi[g, L.GI_OFF])
+    b = a + int(s.gi[g, L.GI_NPAGES])
+    return Zone(
+        s.nxt[a:b],
+        s.prv[a:b],
+        s.state[a:b],
+        s.flags[a:b],
+        s.z_head[g],
+        s.z_tail[g],
+        s.z_nr[g],
+        s.z_cfg[g],
+        s.xb_nodes,
+        s.xb_leaves,
+        s.xb_meta,
+    )
+
+
+def state_nbytes(s):
+    """Bytes of all engine arrays."""
+    return sum(a.nbytes for a in s)

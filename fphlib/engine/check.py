@@ -1,0 +1,180 @@
+"""Debug-mode invariants (``SimConfig(debug=True)``), checked at every sample.
+
+Each check returns 0 or an invariant code (``INVARIANTS``) with a detail value; the engine
+stops at the first violation and ``simulate`` raises naming guest, time and invariant.
+"""
+
+from .._jit import jit
+from ..guest.buddy import (
+    ALLOC_BASE,
+    ISOLATED_BASE,
+    NOT_HEAD,
+    ON_PCP,
+    PG_BACKED,
+    PG_DATA,
+    PG_REPORTED,
+)
+from .borrow import borrow_state, borrow_zone
+from .layout import (
+    GI_BALLOON,
+    GI_ISOLATED,
+    GI_NPAGES,
+    GI_OFF,
+    GI_RSS,
+    GI_STATUS,
+    GI_SWAP,
+    GI_USED,
+    HI_RSS,
+    HI_SWAP,
+    PG_SWAPPED,
+    PI_G,
+    ST_KILLED,
+)
+
+INVARIANTS = {
+    1: "free list links (next/prev/tail) are inconsistent",
+    2: "a free-list entry is not a free head of that order, or is misaligned",
+    3: "nr_free differs from the free-list length",
+    4: "block structure broken (a head is not followed by its tail pages)",
+    5: "page conservation: free + allocated + isolated + pcp != total pages",
+    6: "free pages differ from sum(nr_free << order)",
+    7: "isolated pages differ from the isolated counter",
+    8: "pcp list length or page state differs from pcp count",
+    9: "allocated pages differ from workload pages + balloon pages",
+    10: "PageReported set on a page that is not a free head",
+    11: "PG_DATA set on a free, isolated or pcp page",
+    12: "backed pages differ from the guest's RSS counter",
+    13: "a page is both backed and swapped",
+    14: "host RSS or swap differs from the sum over guests",
+    15: "swapped pages differ from the guest's swap counter",
+}
+
+
+@jit
+def check_guest(s, g, z):
+    """Return (code, detail) for the first violated invariant of guest g, or (0, 0)."""
+    s = borrow_state(s)
+    z = borrow_zone(z)
+    n = z.state.shape[0]
+    n_orders = z.head.shape[0]
+    for o in range(n_orders):
+        count = 0
+        prev = -1
+        p = z.head[o]
+        while p >= 0:
+            if z.prev[p] != prev:
+                return 1, p
+            if z.state[p] != o or p & ((1 << o) - 1):
+                return 2, p
+            count += 1
+            if count > n:
+                return 1, p
+            prev = p
+            p = z.next[p]
+        if z.tail[o] != prev:
+            return 1, o
+        if count != z.nr_free[o]:
+            return 3, o
+    free = 0
+    alloc = 0
+    isolated = 0
+    pcp = 0
+    backed = 0
+    swapped = 0
+    p = 0
+    while p < n:
+        st = z.state[p]
+        if 0 <= st < n_orders:
+            size = 1 << st
+            free += size
+            kind = 0
+        elif ALLOC_BASE <= st < ALLOC_BASE + n_orders:
+            size = 1 << (st - ALLOC_BASE)
+            alloc += size
+            kind = 1
+        elif ISOLATED_BASE <= st < ISOLATED_BASE + n_orders:
+            size = 1 << (st - ISOLATED_BASE)
+            isolated += size
+            kind = 2
+        elif st == ON_PCP:
+            size = 1
+            pcp += 1
+            kind = 3
+        else:
+            return 4, p
+        if p & (size - 1) or p + size > n:
+            return 4, p
+        if z.flags[p] & PG_REPORTED and kind != 0:
+            return 10, p
+        for q in range(p, p + size):
+            f = z.flags[q]
+            if q > p:
+                if z.state[q] != NOT_HEAD:
+                    return 4, q
+                if f & PG_REPORTED:
+                    return 10, q
+            if kind != 1 and f & PG_DATA:
+                return 11, q
+            if f & PG_BACKED:
+                backed += 1
+                if f & PG_SWAPPED:
+                    return 13, q
+            if f & PG_SWAPPED:
+                swapped += 1
+        p += size
+    if free + alloc + isolated + pcp != n:
+        return 5, free + alloc + isolated + pcp
+    total_free = 0
+    for o in range(n_orders):
+        total_free += z.nr_free[o] << o
+    if total_free != free:
+        return 6, free
+    if isolated != s.gi[g, GI_ISOLATED]:
+        return 7, isolated
+    pcp_listed = 0
+    for cpu in range(s.pcp_cnt.shape[1]):
+        c = 0
+        q = s.pcp_head[g, cpu]
+        while q >= 0 and c <= n:
+            if z.state[q] != ON_PCP:
+                return 8, q
+            c += 1
+            q = z.next[q]
+        if c != s.pcp_cnt[g, cpu]:
+            return 8, cpu
+        pcp_listed += c
+    if pcp_listed != pcp:
+        return 8, pcp
+    if alloc != s.gi[g, GI_USED] + s.gi[g, GI_BALLOON]:
+        return 9, alloc
+    if backed != s.gi[g, GI_RSS]:
+        return 12, backed
+    if swapped != s.gi[g, GI_SWAP]:
+        return 15, swapped
+    return 0, 0
+
+
+@jit
+def check_host(s):
+    """Host counters equal the sums over guests."""
+    s = borrow_state(s)
+    rss = 0
+    swap = 0
+    for g in range(s.pi[PI_G]):
+        if s.gi[g, GI_STATUS] == ST_KILLED:
+            if s.gi[g, GI_RSS] or s.gi[g, GI_SWAP]:
+                return 14, g
+        rss += s.gi[g, GI_RSS]
+        swap += s.gi[g, GI_SWAP]
+    if rss != s.hi[HI_RSS] or swap != s.hi[HI_SWAP]:
+        return 14, rss
+    return 0, 0
+
+
+def guest_bounds(gi, g):
+    """(first, end) global page indices of guest g (Python helper for tests)."""
+    return int(gi[g, GI_OFF]), int(gi[g, GI_OFF] + gi[g, GI_NPAGES])
+
+
+class InvariantError(AssertionError):
+    """A debug-mode invariant failed (``SimConfig(debug=True)``)."""

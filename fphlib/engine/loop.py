@@ -1,0 +1,227 @@
+"""The engine: one jitted loop over simulated time (DESIGN §1, §3).
+
+Time model
+----------
+- Time advances in fixed ticks of ``TICK_S`` = 1 ms. In each tick, guests are processed in
+  index order; for each guest: boot (at its start tick), the workload's operations for the
+  tick, then the hinting mechanism's own instants that fall inside the tick. Events of
+  different guests within one tick are therefore ordered by guest index, not by exact time.
+- Workloads are rate based: memhog touches ``rate`` bytes/s, churn does ``ops_per_s``
+  operations/s, with fractional credit carried between ticks. A stall (fault, swap-in,
+  deflate-on-OOM) is a time debt the workload pays before doing more work, so stalls slow
+  the workload and stretch ``workload_runtime_s``.
+- Mechanisms are event driven at their own instants inside a tick: the page reporting worker
+  wakes at its scheduled delayed-work time and at each ack (report round trip = exit + kick
+  wakeup + host discard time + ack), the balloon driver at each message ack; list walks and
+  isolations take no simulated time (their CPU cost is charged as zone->lock holds). The host
+  performs a discard when the request arrives (at the kick), so isolated pages are never
+  reallocated before the discard - the point of isolation.
+- Samples are taken every ``sample_s`` (rounded to whole ticks) at tick starts, so the sample
+  at t shows the state after every tick before t; the last sample is at ``duration_s``.
+- The loop runs in chunks of ticks; all state lives in arrays between chunks, so chunking
+  (progress bars) changes nothing.
+
+Simplifications (besides those listed in each module): one NUMA node and one zone per guest;
+no guest page cache, kswapd, compaction or page shuffling; vCPUs of a guest run one
+workload thread (memhog on vCPU 0, churn on random vCPUs); the host has no other memory users
+than guests (RSS = backed guest pages + a fixed overhead per running guest).
+"""
+
+
+from .._jit import jit
+from ..guest.buddy import Zone
+from ..hinting import MECH_BALLOON, MECH_PAGE_REPORTING
+from ..hinting.balloon import balloon_policy, balloon_step
+from ..hinting.page_reporting import free_pages, page_reporting_request, reported_pages_now
+from ..hinting.page_reporting import page_reporting_step as _pr_step
+from ..host.backing import ensure_ram, note_peak, record_event
+from ..host.costs import C_GUEST_OVERHEAD
+from ..workloads import WL_CHURN, WL_MEMHOG, WL_TRACE
+from ..workloads.churn import churn_step
+from ..workloads.common import boot
+from ..workloads.memhog import memhog_step
+from ..workloads.trace import trace_step
+from .borrow import borrow_state, borrow_zone
+from .check import check_guest, check_host
+from .layout import (
+    EV_GUEST_START,
+    GF_BAL_POLICY,
+    GF_START,
+    GF_WL_START,
+    GI_BAL_TARGET,
+    GI_BALLOON,
+    GI_ISOLATED,
+    GI_NPAGES,
+    GI_OFF,
+    GI_RSS,
+    GI_STATUS,
+    GI_SWAP,
+    GI_USED,
+    GI_WL,
+    HI_OVERHEAD_PAGES,
+    HI_RAM_PAGES,
+    HI_RSS,
+    HI_SWAP,
+    PF_BAL_INTERVAL,
+    PF_DT,
+    PI_DEBUG,
+    PI_G,
+    PI_HINT_ORDER,
+    PI_MECH,
+    PI_N_TICKS,
+    PI_SAMPLE_TICKS,
+    RG_BALLOON,
+    RG_FREE,
+    RG_ISOLATED,
+    RG_PCP,
+    RG_REPORTED,
+    RG_RSS,
+    RG_SWAP,
+    RG_USED,
+    RH_FREE,
+    RH_RSS,
+    RH_SWAP,
+    ST_RUNNING,
+    ST_WAITING,
+)
+
+TICK_S = 1e-3
+EPS = 1e-9
+
+
+@jit
+def zone_of(s, g):
+    """The buddy Zone view of guest g (slices of the concatenated arrays)."""
+    s = borrow_state(s)
+    a = s.gi[g, GI_OFF]
+    b = a + s.gi[g, GI_NPAGES]
+    return Zone(
+        s.nxt[a:b],
+        s.prv[a:b],
+        s.state[a:b],
+        s.flags[a:b],
+        s.z_head[g],
+        s.z_tail[g],
+        s.z_nr[g],
+        s.z_cfg[g],
+        s.xb_nodes,
+        s.xb_leaves,
+        s.xb_meta,
+    )
+
+
+@jit
+def sample(s, k):
+    """Record sample k of the host and every guest."""
+    s = borrow_state(s)
+    ovh = int(s.cost[C_GUEST_OVERHEAD]) // 4096
+    pr = s.pi[PI_MECH] == MECH_PAGE_REPORTING
+    for g in range(s.pi[PI_G]):
+        z = zone_of(s, g)
+        running = s.gi[g, GI_STATUS] == ST_RUNNING
+        s.rec_g[k, g, RG_RSS] = (s.gi[g, GI_RSS] + (ovh if running else 0)) * 4096.0
+        s.rec_g[k, g, RG_FREE] = free_pages(z) * 4096.0
+        s.rec_g[k, g, RG_REPORTED] = (
+            reported_pages_now(z, s.pi[PI_HINT_ORDER]) * 4096.0 if pr else 0.0
+        )
+        s.rec_g[k, g, RG_ISOLATED] = s.gi[g, GI_ISOLATED] * 4096.0
+        s.rec_g[k, g, RG_USED] = s.gi[g, GI_USED] * 4096.0
+        pcp = 0
+        for cpu in range(s.pcp_cnt.shape[1]):
+            pcp += s.pcp_cnt[g, cpu]
+        s.rec_g[k, g, RG_PCP] = pcp * 4096.0
+        s.rec_g[k, g, RG_BALLOON] = s.gi[g, GI_BALLOON] * 4096.0
+        s.rec_g[k, g, RG_SWAP] = s.gi[g, GI_SWAP] * 4096.0
+    used = s.hi[HI_RSS] + s.hi[HI_OVERHEAD_PAGES]
+    s.rec_h[k, RH_RSS] = used * 4096.0
+    s.rec_h[k, RH_SWAP] = s.hi[HI_SWAP] * 4096.0
+    s.rec_h[k, RH_FREE] = (s.hi[HI_RAM_PAGES] - used) * 4096.0
+
+
+@jit
+def check_all(s, k):
+    """Debug invariants of every guest and the host; record the first violation."""
+    s = borrow_state(s)
+    for g in range(s.pi[PI_G]):
+        code, detail = check_guest(s, g, zone_of(s, g))
+        if code:
+            s.err[0] = code
+            s.err[1] = g
+            s.err[2] = k
+            s.err[3] = detail
+            return code
+    code, detail = check_host(s)
+    if code:
+        s.err[0] = code
+        s.err[1] = -1
+        s.err[2] = k
+        s.err[3] = detail
+    return code
+
+
+@jit
+def _start_guest(s, g, z, t, ovh):
+    s = borrow_state(s)
+    z = borrow_zone(z)
+    s.gi[g, GI_STATUS] = ST_RUNNING
+    s.hi[HI_OVERHEAD_PAGES] += ovh
+    record_event(s, t, g, EV_GUEST_START, 0.0)
+    ensure_ram(s, 0, t, g, s.cost, ovh)
+    if s.gi[g, GI_STATUS] != ST_RUNNING:
+        return
+    if not boot(s, g, z, t, s.cost, ovh):
+        return
+    mech = s.pi[PI_MECH]
+    if mech == MECH_PAGE_REPORTING:
+        page_reporting_request(s, g, t)  # page_reporting_register
+    elif mech == MECH_BALLOON:
+        s.gf[g, GF_BAL_POLICY] = t + s.pf[PF_BAL_INTERVAL]
+
+
+@jit
+def run_chunk(s, tick0, tick1):
+    """Run ticks [tick0, tick1) (sampling at tick starts); return 0, or 1 on a violation."""
+    s = borrow_state(s)
+    cost = s.cost
+    ovh = int(cost[C_GUEST_OVERHEAD]) // 4096
+    G = s.pi[PI_G]
+    dt = s.pf[PF_DT]
+    every = s.pi[PI_SAMPLE_TICKS]
+    n_ticks = s.pi[PI_N_TICKS]
+    mech = s.pi[PI_MECH]
+    for i in range(tick0, tick1):
+        t = i * dt
+        if i % every == 0:
+            sample(s, i // every)
+            if s.pi[PI_DEBUG] and check_all(s, i // every):
+                return 1
+        if i >= n_ticks:
+            break
+        t_end = t + dt
+        for g in range(G):
+            status = s.gi[g, GI_STATUS]
+            if status == ST_WAITING:
+                if t + EPS < s.gf[g, GF_START]:
+                    continue
+                _start_guest(s, g, zone_of(s, g), t, ovh)
+            if s.gi[g, GI_STATUS] != ST_RUNNING:
+                continue
+            z = zone_of(s, g)
+            if t + EPS >= s.gf[g, GF_WL_START]:
+                wl = s.gi[g, GI_WL]
+                alive = True
+                if wl == WL_MEMHOG:
+                    alive = memhog_step(s, g, z, t, dt, cost, ovh)
+                elif wl == WL_CHURN:
+                    alive = churn_step(s, g, z, t, dt, cost, ovh)
+                elif wl == WL_TRACE:
+                    alive = trace_step(s, g, z, t, dt, cost, ovh)
+                if not alive or s.gi[g, GI_STATUS] != ST_RUNNING:
+                    continue
+            if mech == MECH_PAGE_REPORTING:
+                _pr_step(s, g, z, t_end, cost)
+            elif mech == MECH_BALLOON:
+                balloon_policy(s, g, t_end, s.gi[g, GI_BAL_TARGET])
+                balloon_step(s, g, z, t_end, cost)
+        note_peak(s)
+    return 0

@@ -1,0 +1,75 @@
+"""Guest page allocation and freeing as the workloads see them (``alloc_pages``/``__free_pages``).
+
+Order 0 goes through the vCPU's pcp list, higher orders straight to the buddy under
+zone->lock. A failed allocation first drains every pcp list (``drain_all_pages`` in the
+slow path), then, with the balloon and DEFLATE_ON_OOM, deflates 256 pages at a time (the OOM
+notifier) and retries; otherwise it fails (the guest would OOM-kill the task).
+
+Simplification: no guest watermarks, kswapd or direct reclaim (the guest has no page cache to
+reclaim); an allocation succeeds while a block of the order exists.
+"""
+
+from .._jit import jit
+from ..guest.buddy import ALLOC_BASE, PG_DATA, free_one_page, rmqueue_smallest
+from ..guest.pcp import drain_all_pages, pcp_alloc, pcp_free
+from ..hinting import MECH_BALLOON
+from ..hinting.balloon import balloon_deflate_oom
+from ..hinting.notify import notify_free
+from .borrow import borrow_state, borrow_zone
+from .layout import GF_DEBT, GF_STALL, GI_LOCK_OPS, PI_DEFLATE_OOM, PI_MECH
+
+NOT_DATA = ~PG_DATA
+
+
+@jit
+def _try_alloc(s, g, z, order, cpu):
+    s = borrow_state(s)
+    z = borrow_zone(z)
+    if order == 0:
+        return pcp_alloc(s, g, z, cpu)
+    pfn = rmqueue_smallest(z, order)
+    s.gi[g, GI_LOCK_OPS] += 1
+    return pfn
+
+
+@jit
+def alloc_pages(s, g, z, order, cpu, t, cost):
+    """Allocate an ``order`` block for the workload; return its pfn or -1."""
+    s = borrow_state(s)
+    z = borrow_zone(z)
+    pfn = _try_alloc(s, g, z, order, cpu)
+    if pfn >= 0:
+        return pfn
+    drain_all_pages(s, g, z, t)
+    pfn = _try_alloc(s, g, z, order, cpu)
+    if pfn >= 0:
+        return pfn
+    if s.pi[PI_MECH] == MECH_BALLOON and s.pi[PI_DEFLATE_OOM]:
+        while pfn < 0:
+            freed, stall = balloon_deflate_oom(s, g, z, t, cost)
+            if freed == 0:
+                break
+            s.gf[g, GF_DEBT] += stall
+            s.gf[g, GF_STALL] += stall
+            drain_all_pages(s, g, z, t)
+            pfn = _try_alloc(s, g, z, order, cpu)
+    return pfn
+
+
+@jit(inline="always")
+def free_block(s, g, z, pfn, order, cpu, t):
+    """The workload frees a block it owns: its data is no longer needed."""
+    for p in range(pfn, pfn + (1 << order)):
+        z.flags[p] &= NOT_DATA
+    if order == 0:
+        pcp_free(s, g, z, cpu, pfn, t)
+    else:
+        final = free_one_page(z, pfn, order, False)
+        s.gi[g, GI_LOCK_OPS] += 1
+        notify_free(s, g, final, t)
+
+
+@jit(inline="always")
+def block_order(z, pfn):
+    """Order of an allocated head page."""
+    return z.state[pfn] - ALLOC_BASE

@@ -1,0 +1,140 @@
+"""Per-CPU page lists (pcp) for order 0, one per vCPU (reference/kernel-mechanisms.md §1.6).
+
+v5.10 semantics (mm/page_alloc.c): ``free_unref_page_commit`` adds a freed page at the list
+head without zone->lock and, when ``count >= high``, ``free_pcppages_bulk`` returns ``batch``
+pages from the list tail to the buddy under one zone->lock (``__free_one_page`` for each, which
+notifies page reporting). ``__rmqueue_pcplist`` takes the list head; on an empty list
+``rmqueue_bulk`` moves ``batch`` pages from the buddy to the list tail. ``batch``/``high`` come
+from ``zone_batchsize``/``pageset_set_batch`` (:func:`pcp_batch_high`).
+
+Pages on pcp lists are allocated as far as the buddy, reporting and the host can see. The
+lists are linked through the zone's ``next``/``prev`` arrays (as ``page->lru``).
+
+Simplifications: one list per vCPU (one migratetype); order 0 only (v5.13 and earlier);
+no ``drain_all_pages`` on CPU hotplug, only when an allocation fails (before giving up).
+"""
+
+from .._jit import jit
+from ..engine.borrow import borrow_state, borrow_zone
+from ..engine.layout import GI_LOCK_OPS, GI_PCP_BATCH, GI_PCP_HIGH
+from ..hinting.notify import notify_free
+from .buddy import ALLOC_BASE, ON_PCP, free_one_page, rmqueue_smallest
+
+
+def pcp_batch_high(n_pages):
+    """``zone_batchsize`` + ``pageset_set_batch`` (v5.10): (batch, high) for a zone size.
+
+    1 GiB or more gives batch 63, high 378 (= 6 * batch); below 8 MiB batch 1, high 0.
+    """
+    batch = min(n_pages // 1024, (1 << 20) // 4096)  # min(managed/1024, 1 MiB / PAGE_SIZE)
+    batch //= 4
+    if batch < 1:
+        batch = 1
+    x = batch + batch // 2
+    batch = (1 << (x.bit_length() - 1)) - 1  # rounddown_pow_of_two(batch + batch/2) - 1
+    # pageset_set_batch: high = 6 * batch, batch = max(1, batch) (tiny zones: high 0)
+    return max(1, batch), 6 * batch
+
+
+@jit(inline="always")
+def _add_head(s, g, cpu, z, pfn):
+    first = s.pcp_head[g, cpu]
+    z.next[pfn] = first
+    z.prev[pfn] = -1
+    if first >= 0:
+        z.prev[first] = pfn
+    else:
+        s.pcp_tail[g, cpu] = pfn
+    s.pcp_head[g, cpu] = pfn
+    s.pcp_cnt[g, cpu] += 1
+
+
+@jit(inline="always")
+def _add_tail(s, g, cpu, z, pfn):
+    last = s.pcp_tail[g, cpu]
+    z.prev[pfn] = last
+    z.next[pfn] = -1
+    if last >= 0:
+        z.next[last] = pfn
+    else:
+        s.pcp_head[g, cpu] = pfn
+    s.pcp_tail[g, cpu] = pfn
+    s.pcp_cnt[g, cpu] += 1
+
+
+@jit(inline="always")
+def _del(s, g, cpu, z, pfn):
+    nxt = z.next[pfn]
+    prv = z.prev[pfn]
+    if prv >= 0:
+        z.next[prv] = nxt
+    else:
+        s.pcp_head[g, cpu] = nxt
+    if nxt >= 0:
+        z.prev[nxt] = prv
+    else:
+        s.pcp_tail[g, cpu] = prv
+    s.pcp_cnt[g, cpu] -= 1
+
+
+@jit
+def rmqueue_bulk(s, g, z, cpu, count):
+    """Move up to ``count`` order-0 pages from the buddy to the pcp tail; return how many."""
+    s = borrow_state(s)
+    z = borrow_zone(z)
+    got = 0
+    for _ in range(count):
+        pfn = rmqueue_smallest(z, 0)
+        if pfn < 0:
+            break
+        z.state[pfn] = ON_PCP
+        _add_tail(s, g, cpu, z, pfn)
+        got += 1
+    s.gi[g, GI_LOCK_OPS] += got
+    return got
+
+
+@jit
+def free_pcppages_bulk(s, g, z, cpu, count, t):
+    """Return ``count`` pages from the pcp tail to the buddy (``__free_one_page`` each)."""
+    s = borrow_state(s)
+    z = borrow_zone(z)
+    n = 0
+    while n < count and s.pcp_cnt[g, cpu] > 0:
+        pfn = s.pcp_tail[g, cpu]
+        _del(s, g, cpu, z, pfn)
+        order = free_one_page(z, pfn, 0, False)
+        notify_free(s, g, order, t)
+        n += 1
+    s.gi[g, GI_LOCK_OPS] += n
+
+
+@jit(inline="always")
+def pcp_alloc(s, g, z, cpu):
+    """``rmqueue_pcplist``: an order-0 page from vCPU ``cpu``'s list, or -1."""
+    if s.pcp_cnt[g, cpu] == 0:
+        rmqueue_bulk(s, g, z, cpu, s.gi[g, GI_PCP_BATCH])
+        if s.pcp_cnt[g, cpu] == 0:
+            return -1
+    pfn = s.pcp_head[g, cpu]
+    _del(s, g, cpu, z, pfn)
+    z.state[pfn] = ALLOC_BASE
+    return pfn
+
+
+@jit(inline="always")
+def pcp_free(s, g, z, cpu, pfn, t):
+    """``free_unref_page``: put an order-0 page on the pcp head; spill a batch at ``high``."""
+    z.state[pfn] = ON_PCP
+    _add_head(s, g, cpu, z, pfn)
+    if s.pcp_cnt[g, cpu] >= s.gi[g, GI_PCP_HIGH]:
+        free_pcppages_bulk(s, g, z, cpu, s.gi[g, GI_PCP_BATCH], t)
+
+
+@jit
+def drain_all_pages(s, g, z, t):
+    """``drain_all_pages``: every vCPU's pcp pages back to the buddy."""
+    s = borrow_state(s)
+    z = borrow_zone(z)
+    for cpu in range(s.pcp_cnt.shape[1]):
+        free_pcppages_bulk(s, g, z, cpu, s.pcp_cnt[g, cpu], t)

@@ -1,0 +1,104 @@
+"""Every time cost of the model, in seconds, in one place (DESIGN §3.3, reference §6).
+
+Each default names its source. Where no published number exists (reference §6 lists the
+gaps: virtqueue kick, MADV_DONTNEED per page or per 2 MiB, EPT violation handling) the default
+is an explicit assumption, marked ``[assumption]``, chosen to be of the right order of
+magnitude; override any of them with ``SimConfig(costs={"name": value})``.
+
+The engine charges them three ways: guest CPU time (``guest_cpu_overhead_s``: work a guest
+does for a hinting mechanism, plus the refaults that hinting causes), host CPU time
+(``host_cpu_s``) and stalls of the workload that caused them (``workload_stall_s``, which
+stretches ``workload_runtime_s``).
+"""
+
+import math
+
+import numpy as np
+
+# name -> (default seconds, source)
+DEFAULTS = {
+    # One VM exit + entry: ~2,000 cycles direct (SplitX, Xeon X5570, KVM 2.6.34) and
+    # ~2,528 cycles for a KVM_RUN round trip on AMD SVM (LKML Dec 2020): ~1 µs at 2-3 GHz.
+    "vmexit": (1.0e-6, "reference §6: SplitX ~2000 cycles; LKML 2020 ~2528 cycles"),
+    # Virtqueue kick: one exit plus waking the ioeventfd/iothread; no published number.
+    "kick_wakeup": (4.0e-6, "[assumption] ioeventfd wakeup + QEMU thread scheduling"),
+    # Used-buffer interrupt that acks a request (posted interrupt, no exit).
+    "ack_irq": (1.0e-6, "[assumption] interrupt injection ~ one exit"),
+    # One madvise()/fallocate() system call for a discard range (QEMU ram_block_discard_range).
+    "madvise_call": (0.5e-6, "[assumption] syscall entry/exit + vma lookup"),
+    # MADV_DONTNEED zap + free of one 4 KiB host page (PTE level).
+    "madvise_4k": (0.2e-6, "[assumption] per-PTE zap and page free"),
+    # MADV_DONTNEED of a whole THP-backed 2 MiB range: one PMD zap + freeing a 2 MiB page.
+    "madvise_2m": (3.0e-6, "[assumption] PMD zap + compound page free"),
+    # Splitting a host THP when a discard covers part of it (split_huge_pmd).
+    "thp_split": (10.0e-6, "[assumption] split_huge_pmd + PTE table setup"),
+    # First touch or refault of a 4 KiB page: exit + EPT violation + host fault + zero 4 KiB
+    # (zeroing at ~21 GB/s = 0.2 µs, reference §6 khugepaged numbers).
+    "fault_4k": (2.0e-6, "reference §6: exit ~1 µs + 4 KiB zero ~0.2 µs + fault [assumption]"),
+    # First touch or refault of a 2 MiB THP: exit + zeroing 2 MiB, 89-178 µs (reference §6:
+    # 97 µs at 21 GB/s, 89-178 µs on Genoa).
+    "fault_2m": (100.0e-6, "reference §6: zeroing 2 MiB ~97 µs (Core i5), 89-178 µs (Genoa)"),
+    # zone->lock hold per buddy operation (one __rmqueue or __free_one_page).
+    "zone_lock": (0.05e-6, "[assumption] spin_lock_irq + list ops, ~100-150 cycles"),
+    # Guest work to allocate or free one page outside the lock (balloon driver, pcp).
+    "page_op": (0.1e-6, "[assumption] alloc_page/put_page fast path"),
+    # Host swap-out / swap-in of one 4 KiB page (SSD-class swap).
+    "swap_out": (10.0e-6, "[assumption] 4 KiB write to SSD swap, amortised"),
+    "swap_in": (80.0e-6, "[assumption] 4 KiB random read from SSD swap"),
+    # Allocating one order-10 (4 MiB) block through alloc_pages (free page hint, seed thread).
+    "alloc_4m": (15.0e-6, "reference §4.2 [unverified]: ~15 µs per 4 MiB via alloc_pages"),
+    # One xbitmap set/clear under zone->lock (for the xbitmap mechanisms, later).
+    "xbitmap_op": (0.02e-6, "[assumption] radix walk + bit op, cache-hot"),
+}
+
+# Sizes (bytes), not times; kept here so that every model constant is overridable in one place.
+SIZE_DEFAULTS = {
+    # QEMU process, EPT tables, device state per guest, counted in host RSS.
+    "guest_overhead": (32 << 20, "[assumption] QEMU + page tables, per guest"),
+}
+
+NAMES = tuple(DEFAULTS) + tuple(SIZE_DEFAULTS)
+# index of each cost in the float64 array the engine receives
+INDEX = {name: i for i, name in enumerate(NAMES)}
+
+
+def validate_costs(overrides):
+    """Return a plain dict of validated overrides; ValueError names the bad key or value."""
+    if overrides is None:
+        return {}
+    if not isinstance(overrides, dict):
+        raise ValueError(f"costs: {overrides!r} is not a dict of name -> seconds")
+    out = {}
+    for key, value in overrides.items():
+        if key not in INDEX:
+            raise ValueError(f"costs: unknown cost {key!r}; known costs: {', '.join(NAMES)}")
+        if key in SIZE_DEFAULTS:
+            from ..units import parse_size
+
+            out[key] = parse_size(value, f"costs[{key!r}]")
+            continue
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value < 0
+        ):
+            raise ValueError(
+                f"costs[{key!r}]: {value!r} is not a finite number of seconds >= 0"
+            )
+        out[key] = float(value)
+    return out
+
+
+def cost_array(overrides=None):
+    """The engine's float64 cost vector: defaults with ``overrides`` applied."""
+    overrides = validate_costs(overrides)
+    arr = np.empty(len(NAMES), np.float64)
+    for name, i in INDEX.items():
+        default = DEFAULTS[name][0] if name in DEFAULTS else SIZE_DEFAULTS[name][0]
+        arr[i] = overrides.get(name, default)
+    return arr
+
+# C_VMEXIT, C_FAULT_4K, ...: column of each cost in the engine's cost vector
+for _name, _i in INDEX.items():
+    globals()["C_" + _name.upper()] = _i

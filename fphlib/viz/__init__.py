@@ -1,0 +1,7 @@
+"""Plots, widgets and ready-made scenarios on top of the simulation API.
+
+``fphlib.viz.plots`` draws seaborn figures from SimResult frames and guest-side state;
+``fphlib.viz.widgets`` builds the ipywidgets apps of the notebooks; ``fphlib.viz.scenarios``
+holds the headline comparison and the FPHLIB_PROFILE sizes; ``fphlib.viz.tour`` the helpers of
+the guest-side tour (notebook 01).
+"""

@@ -1,0 +1,102 @@
+"""Ready-made configurations: the headline comparison and the FPHLIB_PROFILE sizes.
+
+The headline comparison (README, ``make demo``): three 5 GiB guests on a 16 GiB host, each
+running memhog over 4 GiB, under no hinting, a classic balloon and free page reporting.
+Notebooks and tests run the same scenario scaled down by profile:
+
+- ``smoke``: seconds, for the test suite (``FPHLIB_PROFILE=smoke``);
+- ``demo``: a few seconds per run within Binder's ~2 GB of RAM (the Binder default);
+- ``full``: the headline sizes.
+"""
+
+import os
+
+PROFILES = ("smoke", "demo", "full")
+HEADLINE_MECHANISMS = ("none", "balloon", "page_reporting")
+
+# Per profile: host RAM, guest RAM, boot footprint, memhog size, run length, sampling period.
+# Guest sizes are whole numbers of 4 MiB (order-10) blocks, as the guest model requires.
+# Memhog runs `repeat` rounds (touch, hold, free, gap), so the runs show memory coming back
+# between rounds, and the guests start staggered so that their peaks do not coincide.
+_SIZES = {
+    # smoke guests stay above 64 MiB + low watermark free when idle, the zone size below which
+    # free page reporting never runs (PAGE_REPORTING_CAPACITY << order 9)
+    "smoke": dict(host_mem="1GiB", guest_mem="256MiB", boot="16MiB", size="160MiB",
+                  duration_s=15.0, sample_s=0.25, hold_s=2.0, gap_s=4.0, repeat=2,
+                  stagger_s=1.0),
+    "demo": dict(host_mem="4GiB", guest_mem="1280MiB", boot="64MiB", size="1GiB",
+                 duration_s=60.0, sample_s=0.5, hold_s=6.0, gap_s=10.0, repeat=3,
+                 stagger_s=5.0),
+    "full": dict(host_mem="16GiB", guest_mem="5GiB", boot="256MiB", size="4GiB",
+                 duration_s=120.0, sample_s=1.0, hold_s=10.0, gap_s=20.0, repeat=3,
+                 stagger_s=10.0),
+}
+
+
+def profile_name(profile=None, default="demo"):
+    """Return a valid profile name: ``profile``, else ``$FPHLIB_PROFILE``, else ``default``."""
+    name = profile if profile is not None else os.environ.get("FPHLIB_PROFILE", default)
+    if name not in PROFILES:
+        raise ValueError(
+            f"FPHLIB_PROFILE/profile: {name!r} is not one of {', '.join(PROFILES)}"
+        )
+    return name
+
+
+def balloon_target_for(guest_mem, boot=0):
+    """The balloon target of the headline runs: the idle footprint plus 20 % of the guest.
+
+    That is where an oVirt MOM-style policy leaves an idle guest (it keeps
+    ``min_guest_free_percent`` = 0.20 of the guest free above what is used; reference
+    policies-peers-metrics.md §2.3). When memhog needs more, the guest deflates
+    (VIRTIO_BALLOON_F_DEFLATE_ON_OOM) and the host re-inflates at its next policy interval,
+    so the comparison shows what a balloon reclaims between rounds and what it costs
+    (refaults), not a target so loose that it only takes never-touched pages. Rounded up to
+    whole 4 MiB blocks.
+    """
+    from ..units import parse_size
+
+    guest = parse_size(guest_mem, "guest_mem")
+    need = parse_size(boot, "boot") + guest // 5
+    block = 4 << 20
+    return min(guest, -(-need // block) * block)
+
+
+def headline_config(profile="full", mechanism="none", **overrides):
+    """The headline scenario as a SimConfig, sized by ``profile``.
+
+    Parameters
+    ----------
+    profile : {"smoke", "demo", "full"}
+    mechanism : str
+        ``SimConfig.mechanism``.
+    **overrides
+        Any other SimConfig field (e.g. ``guests=2``, ``hint_order=10``).
+    """
+    import fphlib
+
+    sizes = _SIZES[profile_name(profile)]
+    guests = overrides.pop("guests", 3)
+    d = dict(
+        host_mem=sizes["host_mem"],
+        guests=guests,
+        guest_mem=sizes["guest_mem"],
+        workload="memhog",
+        workload_params={"size": sizes["size"], "boot": sizes["boot"],
+                         "hold_s": sizes["hold_s"], "gap_s": sizes["gap_s"],
+                         "repeat": sizes["repeat"]},
+        mechanism=mechanism,
+        duration_s=sizes["duration_s"],
+        sample_s=sizes["sample_s"],
+        guest_overrides=tuple({"start_s": g * sizes["stagger_s"]} for g in range(guests)),
+        seed=0,
+    )
+    if mechanism == "balloon":
+        d["balloon_target"] = balloon_target_for(sizes["guest_mem"], sizes["boot"])
+    d.update(overrides)
+    return fphlib.SimConfig(**d)
+
+
+def headline_configs(profile="full", mechanisms=HEADLINE_MECHANISMS, **overrides):
+    """{mechanism: SimConfig} for the headline comparison."""
+    return {m: headline_config(profile, m, **overrides) for m in mechanisms}

@@ -1,0 +1,270 @@
+"""The engine and its API: result shape, save/load, determinism, conservation, debug mode."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from engine_helpers import one_guest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fphlib
+from fphlib.api.result import GUEST_COLUMNS, HOST_COLUMNS, SUMMARY_METRICS
+from fphlib.engine import layout as L
+from fphlib.engine.build import build_state, state_nbytes
+from fphlib.engine.check import InvariantError, check_guest
+from fphlib.engine.loop import run_chunk
+
+DESIGN_METRICS = (
+    "host_rss_peak_bytes host_rss_mean_bytes host_rss_final_bytes reported_bytes reports "
+    "vmexits refault_pages alloc_failures lost_writes guest_cpu_overhead_s host_cpu_s "
+    "swap_out_bytes oom_kills workload_runtime_s zone_lock_hold_s events wall_s"
+).split()
+
+
+def small(**kw):
+    base = dict(
+        host_mem="4GiB", guests=2, guest_mem="256MiB", workload="churn",
+        workload_params={"boot": "16MiB", "target": 0.5, "ops_per_s": 20000},
+        mechanism="page_reporting", duration_s=5, sample_s=0.25,
+    )
+    base.update(kw)
+    return fphlib.SimConfig(**base)
+
+
+def test_result_has_the_design_names():
+    res = fphlib.simulate(small())
+    assert list(res.summary.index) == DESIGN_METRICS == list(SUMMARY_METRICS)
+    assert list(res.host.columns) == list(HOST_COLUMNS)
+    assert list(res.guests.columns)[:7] == [
+        "t_s", "guest", "rss_bytes", "free_bytes", "reported_bytes", "isolated_bytes",
+        "used_bytes",
+    ]
+    assert list(res.guests.columns) == list(GUEST_COLUMNS)
+    assert len(res.host) == 21 and len(res.guests) == 42
+    assert list(res.guest_summary.guest) == [0, 1]
+    assert set(res.events.columns) == {"t_s", "guest", "kind", "value"}
+    assert (res.events.kind == "guest_start").sum() == 2
+    assert res.config == small()
+    assert res.summary["wall_s"] > 0
+
+
+def test_save_load_round_trip(tmp_path):
+    res = fphlib.simulate(small())
+    path = tmp_path / "run"
+    res.save(path)
+    back = fphlib.SimResult.load(path)
+    pd.testing.assert_series_equal(back.summary, res.summary)
+    pd.testing.assert_frame_equal(back.host, res.host)
+    pd.testing.assert_frame_equal(back.guests, res.guests)
+    pd.testing.assert_frame_equal(back.guest_summary, res.guest_summary)
+    pd.testing.assert_frame_equal(back.events, res.events)
+    assert back.config == res.config
+    res.save(path)  # overwrite is atomic too
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    with pytest.raises(ValueError, match="not a saved SimResult"):
+        fphlib.SimResult.load(tmp_path / "nothing")
+
+
+def test_simulate_rejects_non_configs():
+    with pytest.raises(ValueError, match="cfg: expected a SimConfig"):
+        fphlib.simulate({"guests": 1})
+
+
+def test_same_seed_identical_frames_different_seed_different_churn():
+    a = fphlib.simulate(small(seed=7))
+    b = fphlib.simulate(small(seed=7))
+    c = fphlib.simulate(small(seed=8))
+    pd.testing.assert_frame_equal(a.guests, b.guests)
+    pd.testing.assert_frame_equal(a.host, b.host)
+    assert a.summary.drop("wall_s").equals(b.summary.drop("wall_s"))
+    assert not a.guests.free_bytes.equals(c.guests.free_bytes)
+
+
+def test_progress_chunks_change_nothing():
+    a = fphlib.simulate(small(seed=3), progress=False)
+    b = fphlib.simulate(small(seed=3), progress=True)
+    pd.testing.assert_frame_equal(a.guests, b.guests)
+    assert a.summary.drop("wall_s").equals(b.summary.drop("wall_s"))
+
+
+def test_guest_count_does_not_recompile():
+    fphlib.simulate(small(guests=1))
+    n = len(run_chunk.signatures)
+    fphlib.simulate(small(guests=5, host_mem="8GiB"))
+    fphlib.simulate(small(guests=3, mechanism="balloon", balloon_target="128MiB"))
+    assert len(run_chunk.signatures) == n
+
+
+def test_state_is_at_most_16_bytes_per_guest_page():
+    cfg = small(guests=4, guest_mem="1GiB", workload="churn",
+                workload_params={"target": 0.95, "orders": {0: 1}})
+    s, _ = build_state(cfg)
+    pages = 4 * (1 << 30) // 4096
+    fixed = s.rec_h.nbytes + s.rec_g.nbytes + s.ev.nbytes  # per run, not per page
+    assert (state_nbytes(s) - fixed) / pages <= 16
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    seed=st.integers(0, 2**32),
+    mech=st.sampled_from(["none", "page_reporting", "balloon"]),
+    hint_order=st.integers(0, 10),
+    cap=st.sampled_from([1, 4, 32]),
+    vcpus=st.integers(1, 4),
+    target=st.floats(0.1, 0.9),
+    thp=st.booleans(),
+    tight=st.booleans(),
+)
+def test_conservation_in_debug_mode_over_random_runs(
+    seed, mech, hint_order, cap, vcpus, target, thp, tight
+):
+    cfg = fphlib.SimConfig(
+        host_mem="600MiB" if tight else "4GiB", host_swap="128MiB" if tight else 0,
+        host_thp=thp, guests=3, guest_mem="128MiB", vcpus=vcpus, workload="churn",
+        workload_params={"boot": "8MiB", "target": target, "ops_per_s": 50000,
+                         "orders": {0: 0.8, 1: 0.05, 3: 0.05, 9: 0.05, 10: 0.05}},
+        mechanism=mech, hint_order=hint_order, report_capacity=cap, report_delay_s=0.2,
+        balloon_target="64MiB", balloon_interval_s=0.5,
+        duration_s=3, sample_s=0.05, seed=seed, debug=True,
+    )
+    res = fphlib.simulate(cfg)  # raises InvariantError on the first violation
+    if mech != "none":
+        assert res.summary["lost_writes"] == 0
+    g = res.guests
+    assert (g.free_bytes + g.used_bytes + g.isolated_bytes + g.pcp_bytes + g.balloon_bytes
+            == 128 << 20).all()
+
+
+def test_debug_check_names_guest_and_invariant():
+    s, z = one_guest(guest_mem="64MiB")
+    assert check_guest(s, 0, z) == (0, 0)
+    s.z_nr[0, 10] += 1
+    assert check_guest(s, 0, z)[0] == 3
+    s.z_nr[0, 10] -= 1
+    s.gi[0, L.GI_USED] = 5
+    assert check_guest(s, 0, z)[0] == 9
+
+
+def test_debug_violation_raises_with_guest_time_and_invariant(monkeypatch):
+    import fphlib.api.simulate as sim
+
+    real = sim.build_state
+
+    def corrupt(cfg):
+        s, info = real(cfg)
+        s.gi[1, L.GI_USED] = 12345  # allocated pages no longer add up
+        return s, info
+
+    monkeypatch.setattr(sim, "build_state", corrupt)
+    with pytest.raises(InvariantError, match=r"guest 1 at t=0 s: invariant 9 violated"):
+        fphlib.simulate(small(debug=True))
+    res = fphlib.simulate(small(debug=False))  # not checked without debug
+    assert np.isfinite(res.summary["host_rss_peak_bytes"])
+
+
+def test_warmup_runs():
+    assert fphlib.warmup() >= 0
+
+
+@pytest.mark.parametrize("mib", [4, 64, 128, 256, 512, 1024, 5120, 65536, 3 * 4096 + 4])
+def test_pcp_batch_and_watermarks_match_the_naive_twins(mib):
+    from fphlib.engine.build import watermarks
+    from fphlib.guest.pcp import pcp_batch_high
+
+    from naive import naive_pcp_batch_high, naive_watermarks
+
+    pages = mib * 256
+    assert pcp_batch_high(pages) == naive_pcp_batch_high(pages)
+    assert watermarks(pages) == naive_watermarks(pages)
+
+
+def test_kernel_pcp_constants_worked_by_hand():
+    from fphlib.guest.pcp import pcp_batch_high
+
+    assert pcp_batch_high(1 << 18) == (63, 378)  # 1 GiB (reference §1.6)
+    assert pcp_batch_high(1 << 17) == (31, 186)  # 512 MiB
+    assert pcp_batch_high(1 << 16) == (15, 90)  # 256 MiB
+    assert pcp_batch_high(1 << 15) == (7, 42)  # 128 MiB
+
+
+def test_long_random_churn_conserves_pages():
+    cfg = small(guests=3, duration_s=60, sample_s=1.0, debug=True, seed=11,
+                host_mem="700MiB", host_swap="64MiB",
+                workload_params={"boot": "16MiB", "target": 0.7, "ops_per_s": 30000,
+                                 "orders": {0: 0.9, 2: 0.05, 9: 0.05}})
+    res = fphlib.simulate(cfg)
+    assert res.summary["lost_writes"] == 0
+
+
+@pytest.mark.parametrize(("seed", "mib"), [(0, 16), (1, 64), (2, 64), (3, 256)])
+def test_pcp_lists_match_the_naive_twin(seed, mib):
+    import random
+
+    from engine_helpers import free_list
+
+    from fphlib.guest.pcp import drain_all_pages, pcp_alloc, pcp_free
+
+    from naive import NaivePcp
+
+    rnd = random.Random(seed)
+    vcpus = 3
+    s, z = one_guest(guest_mem=f"{mib}MiB", vcpus=vcpus, mechanism="none")
+    batch, high = int(s.gi[0, L.GI_PCP_BATCH]), int(s.gi[0, L.GI_PCP_HIGH])
+    twin = NaivePcp(mib * 256, vcpus, batch, high)
+    held = []
+    for _ in range(4000):
+        cpu = rnd.randrange(vcpus)
+        if held and rnd.random() < 0.45:
+            pfn = held.pop(rnd.randrange(len(held)))
+            pcp_free(s, 0, z, cpu, pfn, 0.0)
+            twin.free(cpu, pfn)
+        else:
+            pfn = pcp_alloc(s, 0, z, cpu)
+            assert pfn == twin.alloc(cpu)
+            if pfn >= 0:
+                held.append(pfn)
+        for c in range(vcpus):
+            walk, p = [], int(s.pcp_head[0, c])
+            while p >= 0:
+                walk.append(p)
+                p = int(z.next[p])
+            assert walk == twin.lists[c]
+    for o in range(11):
+        assert free_list(z, o) == twin.buddy.lists[o]
+    drain_all_pages(s, 0, z, 0.0)
+    twin.drain()
+    assert [free_list(z, o) for o in range(11)] == twin.buddy.lists
+    assert check_guest(s, 0, z)[0] in (0, 9)  # 9: these pages bypassed the workload counters
+
+
+def test_per_guest_overrides_size_workload_and_start():
+    cfg = fphlib.SimConfig(
+        host_mem="8GiB", guests=3, guest_mem="1GiB", workload="idle",
+        workload_params={"boot": "32MiB"}, duration_s=8, sample_s=0.5,
+        guest_overrides=[
+            {},
+            {"mem": "2GiB", "workload": "memhog",
+             "workload_params": {"boot": "32MiB", "size": "1GiB", "hold_s": 60}},
+            {"start_s": 5},
+        ],
+    )
+    res = fphlib.simulate(cfg)
+    gs = res.guest_summary
+    assert list(gs.mem_bytes) == [1 << 30, 2 << 30, 1 << 30]
+    assert list(gs.workload) == ["idle", "memhog", "idle"]
+    g = res.guests.set_index(["t_s", "guest"]).used_bytes
+    assert g[(8.0, 0)] == 32 << 20 and g[(8.0, 1)] == (32 << 20) + (1 << 30)
+    assert g[(4.5, 2)] == 0 and g[(5.5, 2)] == 32 << 20
+    starts = res.events[res.events.kind == "guest_start"].set_index("guest").t_s
+    assert starts[2] == pytest.approx(5.0)
+
+
+def test_guest_summary_rss_columns_agree_with_the_series():
+    res = fphlib.simulate(small())
+    g = res.guests.groupby("guest").rss_bytes
+    gs = res.guest_summary.set_index("guest")
+    assert (gs.host_rss_peak_bytes == g.max()).all()
+    assert np.allclose(gs.host_rss_mean_bytes, g.mean())
+    assert (gs.host_rss_final_bytes == g.last()).all()
+    assert res.summary["host_rss_peak_bytes"] >= gs.host_rss_peak_bytes.max()
+    assert res.summary["host_rss_peak_bytes"] >= res.host.rss_bytes.max()

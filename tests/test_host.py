@@ -1,0 +1,133 @@
+"""Host model: lazy backing, RSS accounting, THP, discards, swap, OOM kills, lost writes."""
+
+import numpy as np
+from engine_helpers import one_guest
+
+import fphlib
+from fphlib.engine import layout as L
+from fphlib.guest.buddy import PG_BACKED, PG_DATA, rmqueue_smallest
+from fphlib.host.backing import HPAGE_PAGES, discard, region_count_ok, touch
+
+
+def _touch(s, z, pfn, n):
+    return touch(s, 0, z, pfn, n, 0.0, s.cost, 0)
+
+
+def test_lazy_backing_4k_and_thp():
+    s, z = one_guest(host_thp=False)
+    assert s.gi[0, L.GI_RSS] == 0
+    pfn = rmqueue_smallest(z, 0)
+    stall = _touch(s, z, pfn, 1)
+    assert s.gi[0, L.GI_RSS] == 1 and s.hi[L.HI_RSS] == 1
+    assert stall == s.cost[fphlib.host.costs.INDEX["fault_4k"]]
+    assert _touch(s, z, pfn, 1) == 0.0  # already backed: no fault
+    s, z = one_guest(host_thp=True)
+    pfn = rmqueue_smallest(z, 0)
+    stall = _touch(s, z, pfn, 1)
+    assert s.gi[0, L.GI_RSS] == HPAGE_PAGES  # the whole 2 MiB region
+    assert stall == s.cost[fphlib.host.costs.INDEX["fault_2m"]]
+    assert z.flags[pfn] & PG_DATA and not z.flags[pfn + 1] & PG_DATA
+    assert region_count_ok(s.flags, s.reg_cnt, s.reg_huge)
+
+
+def test_partial_discard_splits_a_thp_and_whole_discard_zaps_it():
+    s, z = one_guest(host_thp=True)
+    _touch(s, z, 0, 1)
+    _touch(s, z, 512, 1)
+    assert s.reg_huge[0] == 1 and s.reg_huge[1] == 1
+    discard(s, 0, z, 100, 8, s.cost)  # part of region 0: split, 8 pages go
+    assert s.reg_huge[0] == 0 and s.reg_cnt[0] == HPAGE_PAGES - 8
+    discard(s, 0, z, 512, 512, s.cost)  # all of region 1
+    assert s.reg_cnt[1] == 0
+    assert s.gi[0, L.GI_RSS] == HPAGE_PAGES - 8
+    assert region_count_ok(s.flags, s.reg_cnt, s.reg_huge)
+    # a refault of a discarded page counts; a never-backed page does not
+    _touch(s, z, 100, 1)
+    assert s.gi[0, L.GI_REFAULTS] == 1
+    _touch(s, z, 4096, 1)
+    assert s.gi[0, L.GI_REFAULTS] == 1
+
+
+def test_discarding_data_the_guest_still_needs_is_a_lost_write():
+    s, z = one_guest(host_thp=False)
+    pfn = rmqueue_smallest(z, 0)
+    _touch(s, z, pfn, 1)
+    assert z.flags[pfn] & PG_DATA
+    discard(s, 0, z, pfn, 1, s.cost)
+    assert s.gi[0, L.GI_LOST] == 1
+    assert not z.flags[pfn] & PG_BACKED
+
+
+def _series_ok(res, host_mem):
+    h = res.host
+    assert (h.rss_bytes >= 0).all() and (h.swap_bytes >= 0).all()
+    assert (h.rss_bytes <= host_mem).all()
+    assert (res.guests.rss_bytes >= 0).all()
+    assert (h.rss_bytes + h.free_bytes == host_mem).all()
+
+
+def test_swap_instead_of_oom_when_swap_is_there():
+    cfg = fphlib.SimConfig(
+        host_mem="8GiB", host_swap="8GiB", guests=3, guest_mem="4GiB", workload="memhog",
+        workload_params={"size": "3GiB", "hold_s": 30}, duration_s=30, debug=True,
+    )
+    res = fphlib.simulate(cfg)
+    _series_ok(res, 8 << 30)
+    assert res.summary["oom_kills"] == 0
+    assert res.summary["swap_out_bytes"] > 0
+    assert res.host.swap_bytes.max() > 0
+    assert res.summary["host_rss_peak_bytes"] <= 8 << 30
+
+
+def test_oom_kills_the_largest_guest_and_the_run_goes_on():
+    # Nitesh v8's admission test: 5 GB guests touching 4 GB, launched one after another on a
+    # 15837 MB host without swap: the fourth launch OOM-kills a guest without hinting.
+    base = dict(
+        host_mem="15837MiB", guests=5, guest_mem="5GiB", workload="memhog",
+        workload_params={"size": "4GiB", "hold_s": 2},
+        guest_overrides=[{"start_s": 30 * i} for i in range(5)], duration_s=150,
+    )
+    res = fphlib.simulate(fphlib.SimConfig(mechanism="none", **base))
+    _series_ok(res, 15837 << 20)
+    kills = res.events[res.events.kind == "oom_kill"]
+    assert len(kills) >= 1 and res.summary["oom_kills"] == len(kills)
+    first = kills.iloc[0]
+    assert first.t_s >= 90  # not before the fourth guest starts
+    victim = int(first.guest)
+    assert victim == 0  # all old guests are equal; the lowest index is the largest first
+    g = res.guests
+    after = g[(g.guest == victim) & (g.t_s > first.t_s)]
+    assert (after.rss_bytes == 0).all()
+    assert res.guest_summary.loc[victim, "status"] == "oom_killed"
+    assert g[g.t_s == g.t_s.max()].rss_bytes.sum() > 0  # the others still run
+    rep = fphlib.simulate(fphlib.SimConfig(mechanism="page_reporting", **base))
+    assert rep.summary["oom_kills"] == 0
+
+
+def test_host_rss_is_never_negative_and_matches_guest_sum():
+    cfg = fphlib.SimConfig(
+        host_mem="4GiB", guests=3, guest_mem="1GiB", workload="churn",
+        workload_params={"target": 0.6, "ops_per_s": 20000}, mechanism="page_reporting",
+        duration_s=10, debug=True,
+    )
+    res = fphlib.simulate(cfg)
+    _series_ok(res, 4 << 30)
+    per_t = res.guests.groupby("t_s").rss_bytes.sum().to_numpy()
+    assert np.array_equal(per_t, res.host.rss_bytes.to_numpy())
+
+
+def test_conservation_holds_when_the_host_kills_a_guest_mid_touch():
+    # found by fuzzing: a kill inside touch() used to leave the block uncounted
+    cfg = fphlib.SimConfig.from_json(
+        '{"balloon_interval_s": 2.0, "balloon_target": 67108864, "deflate_on_oom": true,'
+        ' "duration_s": 2.0, "guest_mem": 268435456, "guests": 4, "hint_order": 0,'
+        ' "guest_overrides": [{"start_s": 0.94}, {"start_s": 0.70}, {"start_s": 0.007},'
+        ' {"start_s": 0.097}], "host_mem": 314572800, "host_swap": 67108864,'
+        ' "host_thp": false, "mechanism": "balloon", "report_capacity": 1, "seed": 243010,'
+        ' "sample_s": 0.05, "vcpus": 2, "workload": "memhog", "debug": true,'
+        ' "workload_params": {"boot": 67108864, "gap_s": 0.0, "hold_s": 0.5, "order": 0,'
+        ' "rate": 536870912, "repeat": 3, "size": 209715200}}'
+    )
+    res = fphlib.simulate(cfg)
+    assert res.summary["oom_kills"] >= 1
+    _series_ok(res, 314572800)

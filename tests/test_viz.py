@@ -1,0 +1,352 @@
+"""Plots, tables and the widget app: what is drawn matches the data, redraws stay in place."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+import fphlib  # noqa: E402
+from fphlib.api.result import GUEST_COLUMNS, HOST_COLUMNS, SUMMARY_METRICS, SimResult  # noqa: E402
+from fphlib.viz import plots  # noqa: E402
+
+GIB = 1 << 30
+
+
+def make_result(mechanism="none", n=21, guests=2, level=1.0, hint_order=9):
+    """A SimResult holding hand-made frames (so plot tests know exactly what to expect)."""
+    cfg = fphlib.SimConfig(host_mem="2GiB", guests=guests, guest_mem="512MiB",
+                           mechanism=mechanism, hint_order=hint_order, duration_s=10.0,
+                           sample_s=0.5)
+    t = np.arange(n) * 0.5
+    rss = level * GIB * t / t[-1]
+    host = pd.DataFrame({"t_s": t, "rss_bytes": rss, "swap_bytes": 0.0,
+                         "free_bytes": 2 * GIB - rss})
+    rows = []
+    for g in range(guests):
+        for i, ti in enumerate(t):
+            used = (g + 1) * (64 << 20) * i / n
+            rows.append(dict(t_s=ti, guest=g, rss_bytes=used + (8 << 20),
+                             free_bytes=(512 << 20) - used, reported_bytes=(16 << 20) * g,
+                             isolated_bytes=0.0, used_bytes=used, pcp_bytes=0.0,
+                             balloon_bytes=0.0, swap_bytes=0.0))
+    gframe = pd.DataFrame(rows, columns=list(GUEST_COLUMNS))
+    summary = pd.Series({m: float(i + 1) * (GIB if m.endswith("bytes") else 1)
+                         for i, m in enumerate(SUMMARY_METRICS)})
+    gsum = pd.DataFrame({"guest": range(guests)})
+    events = pd.DataFrame({"t_s": [], "guest": [], "kind": [], "value": []})
+    return SimResult(summary=summary, guest_summary=gsum, host=host[list(HOST_COLUMNS)],
+                     guests=gframe, events=events, config=cfg)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def test_summary_metrics_cover_the_api():
+    assert tuple(plots.SUMMARY_METRICS) == SUMMARY_METRICS
+
+
+def test_run_labels_and_host_frame():
+    a, b = make_result("none"), make_result("page_reporting", hint_order=10)
+    c = make_result("none", level=2.0)
+    assert plots.run_label(b) == "page_reporting (order 10)"
+    frame = plots.host_frame([a, b, c])
+    assert list(frame["run"].unique()) == ["none", "page_reporting (order 10)", "none #2"]
+    assert len(frame) == 3 * 21
+    sub = frame[frame["run"] == "none #2"]
+    np.testing.assert_allclose(sub["rss_bytes"].to_numpy(), c.host["rss_bytes"].to_numpy())
+    frame = plots.host_frame({"x": a}, hue="mechanism")
+    assert set(frame["mechanism"]) == {"x"}
+
+
+def test_plot_host_rss_draws_each_run_in_gib_and_redraws_in_place():
+    runs = {"none": make_result("none", level=1.5), "balloon": make_result("balloon", level=0.5)}
+    ax = plots.plot_host_rss(runs, hue="mechanism")
+    assert {"none", "balloon"} <= set(ax.get_legend_handles_labels()[1])
+    # one data line per run: y is rss in GiB, x is time
+    data_lines = [ln for ln in ax.get_lines() if len(ln.get_xdata()) == 21]
+    assert len(data_lines) == 2
+    tops = sorted(float(np.max(ln.get_ydata())) for ln in data_lines)
+    assert tops == pytest.approx([0.5, 1.5])
+    # host RAM (2 GiB) drawn as a horizontal line
+    assert any(np.allclose(ln.get_ydata(), 2.0) for ln in ax.get_lines()
+               if len(ln.get_xdata()) == 2)
+    assert ax.get_ylabel() == "host RSS (GiB)"
+    again = plots.plot_host_rss({"none": make_result("none", level=3.0)}, ax=ax)
+    assert again is ax
+    data_lines = [ln for ln in ax.get_lines() if len(ln.get_xdata()) == 21]
+    assert len(data_lines) == 1  # cleared, not stacked
+    assert float(np.max(data_lines[0].get_ydata())) == pytest.approx(3.0)
+    assert ax.get_legend_handles_labels()[1] == ["none"]
+
+
+def test_plot_host_rss_accepts_long_frames():
+    frame = plots.host_frame([make_result("none"), make_result("balloon")])
+    ax = plots.plot_host_rss(frame)
+    assert sorted(ax.get_legend_handles_labels()[1]) == ["balloon", "none"]
+
+
+def test_guest_frame_and_plot():
+    r = make_result("page_reporting", guests=3)
+    long = plots.guest_frame(r)
+    # balloon_bytes is all zero here, so it is left out; the four standard series remain
+    assert set(long["series"]) == {"used by the guest", "free in the guest",
+                                   "reported (discarded by host)", "backed by the host (RSS)"}
+    g1 = long[(long["guest"] == 1) & (long["series"] == "reported (discarded by host)")]
+    assert g1["gib"].tolist() == pytest.approx([16 / 1024] * 21)
+    fig = plots.plot_guest_memory(r, max_guests=2)
+    assert [ax.get_title() for ax in fig.axes] == ["guest 0", "guest 1"]
+    fig2 = plots.plot_guest_memory(make_result("none", guests=1), fig=fig)
+    assert fig2 is fig and [ax.get_title() for ax in fig.axes] == ["guest 0"]
+
+
+def test_buddyinfo_bars_match_nr_free():
+    nr_free = np.array([5, 0, 3, 0, 0, 0, 0, 0, 0, 1, 2])
+    ax = plots.plot_buddyinfo(nr_free)
+    heights = [p.get_height() for p in ax.patches]
+    assert heights == nr_free.tolist()
+    ax = plots.plot_buddyinfo(nr_free, ax=ax, unit="mib")
+    heights = [p.get_height() for p in ax.patches]
+    # order o holds 4 KiB << o per block: 5 × 4 KiB, 3 × 16 KiB, 1 × 2 MiB, 2 × 4 MiB
+    want = [5 * 4 / 1024, 0, 3 * 16 / 1024, 0, 0, 0, 0, 0, 0, 2.0, 8.0]
+    assert heights == pytest.approx(want)
+    with pytest.raises(ValueError, match="unit: 'pages' is not one of"):
+        plots.plot_buddyinfo(nr_free, unit="pages")
+
+
+def test_summary_table_and_markdown():
+    runs = {"none": make_result("none"), "balloon": make_result("balloon")}
+    table = plots.summary_table(runs)
+    assert list(table.columns) == ["none", "balloon"]
+    assert table.loc["host_rss_peak_bytes", "none"] == GIB
+    assert table.loc["reports", "balloon"] == 5.0
+    text = plots.format_summary(table)
+    assert text.loc["host_rss_peak_bytes", "none"] == "1.000 GiB"
+    assert text.loc["vmexits", "none"] == "6"
+    assert text.loc["wall_s", "none"] == "17 s"
+    md = plots.to_markdown(text.loc[["reports", "wall_s"]])
+    assert md == ("| metric | none | balloon |\n|---|---:|---:|\n"
+                  "| reports | 5 | 5 |\n| wall_s | 17 s | 17 s |\n")
+
+
+def test_format_handles_nan_and_small_bytes():
+    t = pd.DataFrame({"a": [np.nan, 512.0]}, index=pd.Index(["workload_runtime_s",
+                                                              "reported_bytes"], name="metric"))
+    out = plots.format_summary(t)
+    assert out["a"].tolist() == ["–", "512 B"]
+
+
+def test_bitmap_memory_plot():
+    frame = pd.DataFrame({"used_fraction": [0.0, 0.5, 1.0] * 2,
+                          "structure": ["flat bitmap"] * 3 + ["xbitmap"] * 3,
+                          "bytes": [1024, 1024, 1024, 704, 1280, 0]})
+    ax = plots.plot_bitmap_memory(frame)
+    assert sorted(ax.get_legend_handles_labels()[1]) == ["flat bitmap", "xbitmap"]
+    assert ax.get_ylim()[0] == 0
+
+
+# ---------------------------------------------------------------------------- widget app
+
+
+class RecordingSimulate:
+    """Stands in for fphlib.simulate in wiring tests: returns hand-made results, records calls."""
+
+    def __init__(self, fail=False):
+        self.configs = []
+        self.fail = fail
+
+    def __call__(self, cfg, progress=False):
+        assert progress is True  # the app asks for the per-run bar
+        self.configs.append(cfg)
+        if self.fail:
+            raise RuntimeError("engine exploded")
+        level = {"none": 1.5, "balloon": 0.7, "page_reporting": 0.4}[cfg.mechanism]
+        return make_result(cfg.mechanism, guests=cfg.guests, level=level,
+                           hint_order=cfg.hint_order)
+
+
+def test_app_controls_build_the_config():
+    from fphlib.viz.widgets import SimulationApp
+
+    app = SimulationApp(profile="smoke")
+    assert app.block_label.value == "block size 2 MiB"
+    app.hint_order.value = 10
+    assert app.block_label.value == "block size 4 MiB"
+    app.hint_order.value = 0
+    assert app.block_label.value == "block size 4 KiB"
+    app.guests.value = 2
+    app.mechanism.value = "balloon"
+    cfg = app.config()
+    assert (cfg.guests, cfg.hint_order, cfg.mechanism) == (2, 0, "balloon")
+    assert cfg.balloon_target is not None and cfg.balloon_target < cfg.guest_mem
+    app.workload.value = "churn"
+    cfg = app.config()
+    assert cfg.workload == "churn" and "size" not in cfg.workload_params
+    assert list(app.configs()) == ["balloon", "none"]
+    app.mechanism.value = "none"
+    assert list(app.configs()) == ["none"]  # no duplicate baseline
+
+
+def test_app_run_updates_progress_plots_and_table_in_place():
+    from fphlib.viz.widgets import SimulationApp
+
+    sim = RecordingSimulate()
+    app = SimulationApp(profile="smoke", simulate=sim)
+    assert app.rss_image.value == b"" and app.table.value == ""
+    app.run_button.click()
+    assert [c.mechanism for c in sim.configs] == ["page_reporting", "none"]
+    assert (app.progress.value, app.progress.max, app.progress.bar_style) == (2, 2, "success")
+    first_png = app.rss_image.value
+    assert first_png[:8] == b"\x89PNG\r\n\x1a\n" and app.guest_image.value[:4] == b"\x89PNG"
+    assert "page_reporting (order 9)" in app.table.value and "none" in app.table.value
+    assert "host_rss_peak_bytes" in app.table.value
+    assert not app.run_button.disabled and app.runs_done == 1
+    children = list(app.widget.children)
+
+    app.mechanism.value = "balloon"
+    app.guests.value = 1
+    app.run_button.click()
+    assert [c.mechanism for c in sim.configs[2:]] == ["balloon", "none"]
+    assert all(c.guests == 1 for c in sim.configs[2:])
+    assert app.rss_image.value != first_png
+    assert "balloon" in app.table.value and "page_reporting" not in app.table.value
+    assert list(app.widget.children) == children  # same widgets, new content
+    assert len(app._rss_fig.axes) == 1  # the figure is reused, not stacked
+    assert app.runs_done == 2
+
+
+def test_app_reports_errors_and_recovers():
+    from fphlib.viz.widgets import SimulationApp
+
+    app = SimulationApp(profile="smoke", simulate=RecordingSimulate(fail=True))
+    with pytest.raises(RuntimeError, match="engine exploded"):
+        app.run()
+    assert app.progress.bar_style == "danger"
+    assert "engine exploded" in app.status.value
+    assert not app.run_button.disabled and app.results == {}
+
+
+def test_app_profile_comes_from_environment(monkeypatch):
+    from fphlib.viz.widgets import SimulationApp
+
+    monkeypatch.setenv("FPHLIB_PROFILE", "full")
+    assert SimulationApp().config().guest_mem == 5 * GIB
+    monkeypatch.setenv("FPHLIB_PROFILE", "huge")
+    with pytest.raises(ValueError, match="FPHLIB_PROFILE/profile: 'huge' is not one of smoke"):
+        SimulationApp()
+
+
+# ---------------------------------------------------------------------------- guest side
+
+
+def test_fragmentation_frame_by_hand():
+    # 8 free order-0 pages and 4 free order-1 blocks: 16 free pages in 12 blocks.
+    nr_free = [8, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+    f = plots.fragmentation_frame(nr_free).set_index(["order", "index"])["value"]
+    # order 3 (8 pages) fails: fragmentation 1000 - (1000 + 16*1000/8) / 12 = 750
+    assert f[(3, "fragmentation index")] == 0.75
+    assert f[(3, "unusable free space index")] == 1.0  # nothing usable at order 3
+    # order 1 succeeds (kernel: -1000) -> a gap, and half the free pages are in order-0 blocks
+    assert np.isnan(f[(1, "fragmentation index")])
+    assert f[(1, "unusable free space index")] == 0.5
+    assert f[(0, "unusable free space index")] == 0.0
+    ax = plots.plot_fragmentation(nr_free)
+    assert ax.get_ylabel() == "index (0..1)"
+
+
+def test_guest_tour_alloc_free_fill_churn():
+    from fphlib.viz.tour import GuestTour
+
+    tour = GuestTour("16MiB", track="page", seed=5)
+    assert tour.n_pages == 4096 and tour.used_pages == 0
+    pfn = tour.alloc(3)
+    assert pfn >= 0 and tour.used_pages == 8 and tour.live == [(pfn, 3)]
+    assert tour.free() == (pfn, 3) and tour.used_pages == 0
+    with pytest.raises(ValueError, match="nothing is allocated"):
+        tour.free()
+    tour.fill_to(0.5)
+    assert 0.5 <= tour.used_fraction < 0.5 + 1024 / 4096
+    assert sum(1 << o for _, o in tour.live) == tour.used_pages
+    tour.churn(3000, target=0.7)
+    assert abs(tour.used_fraction - 0.7) < 0.15
+    tour.buddy.check()
+    snap = tour.snapshot()
+    assert snap["free_pages"] == tour.n_pages - tour.used_pages
+    assert snap["xbitmap_bytes"] == tour.buddy.tracking_stats["nbytes"] > 0
+    assert tour.buddyinfo().split()[4:] == [str(n) for n in snap["nr_free"]]
+    tour.free_all()
+    assert tour.buddy.nr_free.tolist() == [0] * 10 + [4]  # merged back into 4 MiB blocks
+    with pytest.raises(ValueError, match="target"):
+        tour.churn(10, target=1.5)
+
+
+def test_tracking_memory_by_hand():
+    from fphlib.viz.tour import STRUCTURES, tracking_memory
+
+    m = tracking_memory("64MiB", fractions=(0.0, 0.5, 0.9), churn_ops=300, seed=2)
+    by = m.pivot_table(index="target", columns="structure", values="bytes")
+    assert (by[STRUCTURES["flat"]] == 16384 // 8).all()
+    assert (by[STRUCTURES["flags"]] == 16384).all()
+    # empty guest: 16 full leaves (128 B) under one radix node (576 B)
+    assert by.loc[0.0, STRUCTURES["page"]] == 16 * 128 + 576
+    # a 4 MiB region holds a free head iff it holds a free page: same leaves either way
+    assert (by[STRUCTURES["page"]] == by[STRUCTURES["head"]]).all()
+    assert by.loc[0.9, STRUCTURES["page"]] <= by.loc[0.0, STRUCTURES["page"]]
+    with pytest.raises(ValueError, match="ascending"):
+        tracking_memory("16MiB", fractions=(0.5, 0.1))
+
+
+def test_tour_app_buttons_redraw():
+    from fphlib.viz.tour import TourApp
+
+    app = TourApp("16MiB", seed=1)
+    first = app.images[0].value
+    assert first[:4] == b"\x89PNG" and "used 0.0%" in app.status.value
+    app.order.value = 9
+    app.alloc_button.click()
+    assert app.tour.used_pages == 512 and "used 12.5%" in app.status.value
+    assert app.images[0].value != first
+    app.churn_button.click()
+    assert app.tour.used_pages > 512 or len(app.tour.live) > 1
+    app.reset_button.click()
+    assert app.tour.used_pages == 0 and "Normal" in app.buddyinfo_text.value
+    app.free_button.click()  # nothing to free: no error, nothing changes
+    assert app.tour.used_pages == 0
+
+
+def test_app_with_the_real_engine():
+    from fphlib.viz.widgets import SimulationApp
+
+    app = SimulationApp(profile="smoke")
+    app.guests.value = 2
+    results = app.run()
+    assert list(results) == ["page_reporting (order 9)", "none"]
+    rep, base = results["page_reporting (order 9)"], results["none"]
+    assert rep.config.guests == 2 and base.config.mechanism == "none"
+    # the smoke scenario gives memory back with reporting and not without
+    assert rep.summary["reported_bytes"] > 0 and base.summary["reported_bytes"] == 0
+    assert rep.summary["host_rss_final_bytes"] < base.summary["host_rss_final_bytes"]
+    assert app.rss_image.value[:4] == b"\x89PNG"
+
+
+def test_headline_scenario_sizes():
+    from fphlib.viz.scenarios import balloon_target_for, headline_config, headline_configs
+
+    cfgs = headline_configs("full")
+    assert list(cfgs) == ["none", "balloon", "page_reporting"]
+    c = cfgs["balloon"]
+    assert (c.host_mem, c.guests, c.guest_mem) == (16 * GIB, 3, 5 * GIB)
+    assert c.workload == "memhog" and c.workload_params["size"] == 4 * GIB
+    # idle footprint 256 MiB + 20 % of 5 GiB = 1280 MiB
+    assert c.balloon_target == 1280 << 20
+    assert cfgs["none"].balloon_target is None
+    assert [o["start_s"] for o in c.guest_overrides] == [0.0, 10.0, 20.0]
+    # 20 % of 100 MiB = 20 MiB (+ 1 MiB boot) rounds up to whole 4 MiB blocks: 24 MiB
+    assert balloon_target_for(100 << 20, 1 << 20) == 24 << 20
+    assert headline_config("smoke", "none", guests=1).guest_overrides == ({"start_s": 0.0},)

@@ -1,0 +1,121 @@
+"""Workloads: idle, memhog timing and phases, churn occupancy and order mix, trace replay."""
+
+import numpy as np
+import pytest
+
+import fphlib
+from fphlib.engine import layout as L
+from fphlib.engine.build import build_state
+from fphlib.engine.loop import run_chunk
+
+
+def sim(**kw):
+    base = dict(host_mem="8GiB", guests=1, guest_mem="1GiB", duration_s=10, sample_s=0.1)
+    base.update(kw)
+    return fphlib.simulate(fphlib.SimConfig(**base))
+
+
+def test_idle_is_the_boot_footprint_only():
+    res = sim(workload="idle", workload_params={"boot": "100MiB"}, host_thp=False)
+    g = res.guests
+    assert (g.used_bytes.iloc[1:] == 100 << 20).all()
+    # 4 KiB backing: RSS = boot + 32 MiB overhead exactly
+    assert g.rss_bytes.iloc[-1] == (100 << 20) + (32 << 20)
+    assert res.summary["refault_pages"] == 0
+
+
+def test_memhog_touches_at_rate_holds_then_frees():
+    # 256 MiB at 128 MiB/s from t=1 s: done at ~3 s, hold 2 s, free at 1 GiB/s, done at ~5.25 s
+    res = sim(
+        workload="memhog",
+        workload_params={"boot": "0", "size": "256MiB", "rate": "128MiB", "hold_s": 2,
+                         "free_rate": "1GiB", "start_s": 1},
+        host_thp=False, costs={"fault_4k": 0.0},
+    )
+    g = res.guests.set_index("t_s").used_bytes
+    assert g.loc[1.0] == 0
+    assert g.loc[2.0] == pytest.approx(128 << 20, rel=0.02)
+    assert g.loc[3.5] == 256 << 20 and g.loc[4.9] == 256 << 20
+    assert g.loc[6.0] == 0
+    end = res.events[res.events.kind == "workload_end"].t_s.iloc[0]
+    assert res.guest_summary.workload_stall_s[0] == 0
+    assert 5.24 <= end <= 5.26
+    assert res.summary["workload_runtime_s"] == pytest.approx(end - 1.0)
+
+
+def test_memhog_repeats_with_a_gap():
+    res = sim(
+        workload="memhog", duration_s=20,
+        workload_params={"boot": "0", "size": "64MiB", "rate": "64MiB", "hold_s": 1,
+                         "repeat": 3, "gap_s": 2},
+    )
+    used = res.guests.used_bytes.to_numpy()
+    rises = np.sum((used[1:] > 0) & (used[:-1] == 0))
+    assert rises == 3
+    assert (res.events.kind == "workload_end").sum() == 1
+
+
+def test_memhog_stalls_stretch_the_runtime():
+    kw = dict(workload="memhog", host_thp=False,
+              workload_params={"boot": "0", "size": "256MiB", "rate": "256MiB", "hold_s": 0})
+    cheap = sim(costs={"fault_4k": 0.0}, **kw).summary["workload_runtime_s"]
+    dear = sim(costs={"fault_4k": 10e-6}, **kw).summary["workload_runtime_s"]
+    # 65536 faults * 10 µs = 0.66 s more
+    assert dear - cheap == pytest.approx(0.655, abs=0.02)
+
+
+def test_churn_hovers_around_the_target_with_the_order_mix():
+    res = sim(
+        workload="churn", duration_s=6,
+        workload_params={"boot": "0", "target": 0.4, "ops_per_s": 200000,
+                         "orders": {0: 0.5, 3: 0.5}},
+        seed=5,
+    )
+    used = res.guests.set_index("t_s").used_bytes
+    tail = used.loc[3.0:] / (1 << 30)
+    assert tail.mean() == pytest.approx(0.4, abs=0.02)
+    assert tail.std() < 0.02
+    assert res.summary["alloc_failures"] == 0
+
+
+def test_churn_lifetime_sets_the_op_rate():
+    cfg = fphlib.SimConfig(guests=1, guest_mem="1GiB", workload="churn",
+                           workload_params={"target": 0.5, "lifetime_s": 10.0,
+                                            "orders": {0: 1}})
+    s, _ = build_state(cfg)
+    # 131072 target blocks of one page, mean lifetime 10 s: 2 * 131072 / 10 ops/s
+    assert s.wp[0, L.WP_OPS] == pytest.approx(2 * 131072 / 10)
+
+
+def test_churn_uses_every_vcpu_pcp_list():
+    cfg = fphlib.SimConfig(guests=1, guest_mem="512MiB", vcpus=4, workload="churn",
+                           workload_params={"target": 0.3, "ops_per_s": 50000}, duration_s=1)
+    s, info = build_state(cfg)
+    run_chunk(s, 0, info["n_ticks"])
+    assert (s.pcp_cnt[0] > 0).all()
+    assert (s.pcp_cnt[0] < s.gi[0, L.GI_PCP_HIGH]).all()
+
+
+def test_trace_replay(tmp_path):
+    from fphlib.workloads.trace_file import generate_trace, write_trace
+
+    n_pages = (64 << 20) // 4096
+    tr = generate_trace(20000, seed=2, occupancy=0.5, ops_per_s=10000, n_pages=n_pages)
+    path = tmp_path / "t.npz"
+    write_trace(path, tr.t_us, tr.kind, tr.order, tr.slot)
+    res = sim(guest_mem="128MiB", workload="trace",
+              workload_params={"path": str(path), "boot": "0"}, duration_s=3, debug=True)
+    end = res.events[res.events.kind == "workload_end"]
+    assert len(end) == 1
+    assert end.t_s.iloc[0] == pytest.approx(tr.t_us[-1] * 1e-6, abs=0.002)
+    live = {}
+    for k, o, sl in zip(tr.kind, tr.order, tr.slot, strict=True):
+        if k == 0:
+            live[int(sl)] = int(o)
+        else:
+            live.pop(int(sl))
+    assert res.guests.used_bytes.iloc[-1] == sum(4096 << o for o in live.values())
+    fast = sim(guest_mem="128MiB", workload="trace", duration_s=3,
+               workload_params={"path": str(path), "boot": "0", "speed": 2.0})
+    t_fast = fast.events[fast.events.kind == "workload_end"].t_s.iloc[0]
+    assert t_fast == pytest.approx(tr.t_us[-1] * 0.5e-6, abs=0.002)
