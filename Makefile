@@ -3,6 +3,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PORT   ?= 8888
+# Jupyter refuses to run as root without this flag (containers, CI machines).
+LAB_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 
 .PHONY: lab test demo lint bench clean browser-deps
 
@@ -33,7 +35,7 @@ test: $(VENV)/.stamp-test browser-deps
 
 # Headless use: `make lab LAB_ARGS="--no-browser --ip=127.0.0.1"`, then open the printed URL.
 lab: $(VENV)/.stamp-lab
-	$(PY) -m jupyter lab --notebook-dir=notebooks --port=$(PORT) $(LAB_ARGS)
+	$(PY) -m jupyter lab --notebook-dir=notebooks --port=$(PORT) $(LAB_ROOT) $(LAB_ARGS)
 
 demo: $(VENV)/.stamp-test
 	$(PY) -m fphlib demo --out out
