@@ -25,7 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import fphlib  # noqa: E402
-from fphlib.guest.buddy import churn_trace  # noqa: E402
+from fphlib.workloads.trace_file import churn_trace  # noqa: E402
 
 TRACKS = (None, "page", "head")
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import fphlib  # noqa: E402
-from fphlib.guest.buddy import churn_trace  # noqa: E402
+from fphlib.workloads.trace_file import churn_trace  # noqa: E402
 
 FREE = (0.01, 0.50, 0.99)
 TOP_ORDER = 10

@@ -12,8 +12,8 @@ from fphlib.guest.buddy import (
     PG_REPORTED,
     BuddyAllocator,
     BuddyInvariantError,
-    churn_trace,
 )
+from fphlib.workloads.trace_file import churn_trace
 
 from naive import NaiveBuddy
 

@@ -1,5 +1,1 @@
 """The simulation engine: one jitted loop over time (see ``fphlib.engine.loop``)."""
-
-from .cache import refresh as _refresh
-
-_refresh()

@@ -33,18 +33,18 @@ import operator
 from typing import NamedTuple
 
 import numpy as np
-from numba.core import cgutils, types
-from numba.extending import intrinsic, overload
+from numba.core import types
+from numba.extending import overload
 
-from .._jit import jit
+from .._jit import borrowed, jit
 from .xbitmap import (
     track_rebuild,
     tracking_arrays,
     tracking_mismatch,
     xb_nbytes,
     xb_stats,
-    xb_track_add,
-    xb_track_del,
+    xb_track_add_call,
+    xb_track_del_call,
 )
 
 NR_ORDERS = 11  # orders 0..10 (MAX_ORDER = 11 before v6.4, NR_PAGE_ORDERS since v6.8)
@@ -107,46 +107,28 @@ class Zone(NamedTuple):
 # that sit in one basic block, but not those spread over the branches of the merge and split
 # loops: the Zone-tuple kernels ran churn5m in ~0.5 s against 0.04 s for the C reference, with
 # 70+ atomic increfs left inside the loop. Every kernel therefore starts with
-# ``zone = borrow_zone(zone)``: the same arrays with a NULL MemInfo, for which NRT_incref is a
-# no-op that LLVM folds away (the prologue's own incref/decref pairs share one basic block and
-# are pruned). A borrowed array is valid only while the caller holds the original zone, which
-# is always the case inside a kernel call; never return or store one.
-
-
-@intrinsic
-def _borrowed(typingctx, arr):
-    """The array ``arr`` without its MemInfo (no reference counting; caller keeps it alive).
-
-    ``None`` (the xbitmap fields of an :func:`untracked_zone`) passes through.
-    """
-    if isinstance(arr, types.NoneType):
-        return arr(arr), lambda context, builder, sig, args: args[0]
-    if not isinstance(arr, types.Array):
-        return None
-
-    def codegen(context, builder, sig, args):
-        ary = context.make_array(sig.args[0])(context, builder, value=args[0])
-        ary.meminfo = cgutils.get_null_value(ary.meminfo.type)
-        return ary._getvalue()
-
-    return arr(arr), codegen
+# ``zone = borrow_zone(zone)``: the same arrays with a NULL MemInfo (``fphlib._jit.borrowed``),
+# for which NRT_incref is a no-op that LLVM folds away (the prologue's own incref/decref
+# pairs share one basic block and are pruned). A borrowed array is valid only while the
+# caller holds the original zone, which is always the case inside a kernel call; never
+# return or store one.
 
 
 @jit(inline="always")
 def borrow_zone(zone):
     """The zone's arrays as borrowed views; call once at the top of a hot jitted loop."""
     return Zone(
-        _borrowed(zone.next),
-        _borrowed(zone.prev),
-        _borrowed(zone.state),
-        _borrowed(zone.flags),
-        _borrowed(zone.head),
-        _borrowed(zone.tail),
-        _borrowed(zone.nr_free),
-        _borrowed(zone.cfg),
-        _borrowed(zone.xb_nodes),
-        _borrowed(zone.xb_leaves),
-        _borrowed(zone.xb_meta),
+        borrowed(zone.next),
+        borrowed(zone.prev),
+        borrowed(zone.state),
+        borrowed(zone.flags),
+        borrowed(zone.head),
+        borrowed(zone.tail),
+        borrowed(zone.nr_free),
+        borrowed(zone.cfg),
+        borrowed(zone.xb_nodes),
+        borrowed(zone.xb_leaves),
+        borrowed(zone.xb_meta),
     )
 
 
@@ -202,47 +184,35 @@ def init_free_lists(zone):
 # where Linux holds zone->lock and where free-page tracking hooks in).
 
 
-@jit(inline="always")
-def _track_add(zone, pfn, order):
-    """Wei Wang's proposal (seed thread): set the block's bits under zone->lock."""
-    xb_track_add(zone.xb_nodes, zone.xb_leaves, zone.xb_meta, pfn, order, zone.cfg[CFG_TRACK])
-
-
-@jit(inline="always")
-def _track_del(zone, pfn, order):
-    """... and clear them when the block leaves its free list (alloc, split, merge, isolate)."""
-    xb_track_del(zone.xb_nodes, zone.xb_leaves, zone.xb_meta, pfn, order, zone.cfg[CFG_TRACK])
-
-
 # The list operations reach the tracking hooks through ``_track_add_hook``/``_track_del_hook``:
 #
-# - for a zone with xbitmap arrays they call plain (not inlined) kernels, only when
-#   CFG_TRACK is set: inlining the xbitmap code into every list operation multiplied compile
-#   time (a cold start took minutes) and the size of hot loops; with a borrowed zone the call
-#   needs no reference counting, and the int64 casts keep one compiled signature per Zone type;
+# - for a zone with xbitmap arrays they call the plain (not inlined) kernels
+#   ``xb_track_add_call``/``xb_track_del_call`` (Wei Wang's proposal, seed thread: set the
+#   block's bits under zone->lock when it enters a free list, clear them when it leaves),
+#   only when CFG_TRACK is set: inlining the xbitmap code into every list operation multiplied
+#   compile time (a cold start took minutes) and the size of hot loops. Passing the three
+#   borrowed xbitmap arrays rather than the whole zone keeps the call cheap (3.2x the plain
+#   churn5m replay instead of 7.7x through a zone-taking wrapper kernel) and needs no
+#   reference counting; the int64 casts keep one compiled signature. The call site must stay
+#   this small: an inlined fast path in the overload (leaf present, no tag change) made the
+#   tracked replay slower (5.2-5.7x the plain one), because LLVM then inlines the bigger hook
+#   into every list operation of the loop; and ``@overload(..., inline="always")`` is no way
+#   out: in numba 0.68 it miscompiled the zone kernels (every allocation failed);
 # - for an :func:`untracked_zone` (xbitmap fields None) they compile to nothing, so the
 #   CFG_TRACK test and the cold call sites vanish from hot loops: that is worth ~7 % of the
 #   churn5m replay (measured interleaved with the C reference).
 
 
-@jit
-def _track_add_call(zone, pfn, order):
-    _track_add(zone, pfn, order)
-
-
-@jit
-def _track_del_call(zone, pfn, order):
-    _track_del(zone, pfn, order)
-
-
 def _track_add_hook(zone, pfn, order):
     """Python stand-in; jitted code gets the overload below."""
-    _track_add_call(zone, pfn, order)
+    xb_track_add_call(zone.xb_nodes, zone.xb_leaves, zone.xb_meta, pfn, order,
+                      zone.cfg[CFG_TRACK])
 
 
 def _track_del_hook(zone, pfn, order):
     """Python stand-in; jitted code gets the overload below."""
-    _track_del_call(zone, pfn, order)
+    xb_track_del_call(zone.xb_nodes, zone.xb_leaves, zone.xb_meta, pfn, order,
+                      zone.cfg[CFG_TRACK])
 
 
 def _untracked_type(zone):
@@ -253,14 +223,16 @@ def _untracked_type(zone):
 def _ol_track_add_hook(zone, pfn, order):
     if _untracked_type(zone):
         return lambda zone, pfn, order: None
-    return lambda zone, pfn, order: _track_add_call(zone, pfn, order)
+    return lambda zone, pfn, order: xb_track_add_call(
+        zone.xb_nodes, zone.xb_leaves, zone.xb_meta, pfn, order, zone.cfg[CFG_TRACK])
 
 
 @overload(_track_del_hook)
 def _ol_track_del_hook(zone, pfn, order):
     if _untracked_type(zone):
         return lambda zone, pfn, order: None
-    return lambda zone, pfn, order: _track_del_call(zone, pfn, order)
+    return lambda zone, pfn, order: xb_track_del_call(
+        zone.xb_nodes, zone.xb_leaves, zone.xb_meta, pfn, order, zone.cfg[CFG_TRACK])
 
 
 @jit(inline="always")
@@ -527,71 +499,6 @@ def replay_trace(zone, kind, order, slot, n_slots):
     if bad >= 0:
         raise ValueError("replay_trace: bad trace op (see BuddyAllocator.replay for details)")
     return failed, checksum
-
-
-# The standard trace of ../bench/gen_trace.py (seed 1, 2**20 pages, 5 M ops = "churn5m"):
-# the same draws in the same order, the loop jitted. A copy so that benchmarks and tests do
-# not depend on ../shared being present; benchmarks/buddy_replay.py checks it against the
-# original when it is.
-CHURN_ORDER_P = (0.62, 0.10, 0.08, 0.05, 0.04, 0.03, 0.02, 0.02, 0.01, 0.025, 0.005)
-
-
-@jit
-def _churn_loop(draws, u, pick, target_live, n_slots):
-    n = draws.shape[0]
-    kind = np.empty(n, np.int8)
-    order = np.empty(n, np.int8)
-    slot = np.empty(n, np.int32)
-    free_slots = np.arange(n_slots - 1, -1, -1)  # a stack: the top (end) is slot 0
-    n_free = n_slots
-    live = np.empty(n_slots, np.int64)
-    n_live = 0
-    live_order = np.zeros(n_slots, np.int8)
-    for i in range(n):
-        if n_live < target_live * (0.5 + u[i]) or n_live == 0:
-            if n_free == 0:
-                raise ValueError("churn_trace: ran out of slots")
-            n_free -= 1
-            s = free_slots[n_free]
-            kind[i] = 0
-            order[i] = draws[i]
-            slot[i] = s
-            live[n_live] = s
-            n_live += 1
-            live_order[s] = draws[i]
-        else:
-            j = pick[i] % n_live
-            s = live[j]
-            live[j] = live[n_live - 1]
-            n_live -= 1
-            kind[i] = 1
-            order[i] = live_order[s]
-            slot[i] = s
-            free_slots[n_free] = s
-            n_free += 1
-    return kind, order, slot
-
-
-def churn_trace(n_ops, n_pages=1 << 20, occupancy=0.6, seed=1):
-    """Steady alloc/free churn around ``occupancy`` (``../bench/gen_trace.py``).
-
-    Returns ``(kind, order, slot, n_slots)``; ``churn_trace(5_000_000)`` is churn5m.
-    """
-    n_ops = _index(n_ops, "n_ops")
-    if n_ops < 0:
-        raise ValueError(f"n_ops must be >= 0, got {n_ops}")
-    rng = np.random.default_rng(seed)
-    orders = np.arange(11)
-    p = np.array(CHURN_ORDER_P)
-    p = p / p.sum()
-    mean_pages = float((p * (1 << orders)).sum())
-    target_live = int(occupancy * n_pages / mean_pages)
-    n_slots = target_live * 2 + 16
-    draws = rng.choice(orders, size=n_ops, p=p)
-    u = rng.random(n_ops)
-    pick = rng.integers(0, 1 << 62, n_ops)
-    kind, order, slot = _churn_loop(draws, u, pick, target_live, n_slots)
-    return kind, order, slot, n_slots
 
 
 # ---------------------------------------------------------------------------------------------

@@ -70,11 +70,11 @@ Simplifications (each deliberate):
 """
 
 import numpy as np
-from numba.core import cgutils, errors, types
+from numba.core import errors, types
 from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import intrinsic
 
-from .._jit import jit
+from .._jit import borrowed, jit
 
 # Geometry (include/linux/idr.h IDA_BITMAP_LONGS = 128 / 8; RADIX_TREE_MAP_SHIFT = 6)
 LEAF_SHIFT = 10
@@ -170,27 +170,9 @@ def _popcount(typingctx, src):
     return src(src), codegen
 
 
-@intrinsic
-def _borrowed(typingctx, arr):
-    """The array without its MemInfo: no reference counting (the caller keeps it alive).
-
-    Numba emits NRT_incref/decref (atomic RMWs) wherever an inlined helper binds an array; on
-    a borrowed view they are no-ops that LLVM folds away. Same device as buddy.borrow_zone.
-    """
-    if not isinstance(arr, types.Array):
-        return None
-
-    def codegen(context, builder, sig, args):
-        ary = context.make_array(sig.args[0])(context, builder, value=args[0])
-        ary.meminfo = cgutils.get_null_value(ary.meminfo.type)
-        return ary._getvalue()
-
-    return arr(arr), codegen
-
-
 @jit(inline="always")
 def _borrow(nodes, leaves, meta):
-    return _borrowed(nodes), _borrowed(leaves), _borrowed(meta)
+    return borrowed(nodes), borrowed(leaves), borrowed(meta)
 
 
 @jit(inline="always")
@@ -863,7 +845,7 @@ def xb_zero(nodes, leaves, meta, lo, hi):
 @jit
 def _count_leaves(nodes, meta, first_li, last_li):
     """Number of leaves present with index in [first_li, last_li]."""
-    nodes, meta = _borrowed(nodes), _borrowed(meta)
+    nodes, meta = borrowed(nodes), borrowed(meta)
     count = 0
     li = np.uint64(first_li)
     last = np.uint64(last_li)

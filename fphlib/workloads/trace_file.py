@@ -329,12 +329,19 @@ def generate_trace(
     -------
     Trace
     """
+    if not (isinstance(ops_per_s, int | float) and ops_per_s > 0 and np.isfinite(ops_per_s)):
+        raise ValueError(f"ops_per_s: {ops_per_s!r} must be a positive number")
+    rng, kind, order, slot, _ = _churn(n_ops, seed, occupancy, n_pages, order_mix)
+    t_us = np.floor(np.cumsum(rng.exponential(1e6 / ops_per_s, n_ops))).astype(np.int64)
+    return Trace(t_us, kind, order, slot)
+
+
+def _churn(n_ops, seed, occupancy, n_pages, order_mix):
+    """Validate, draw (in gen_trace.py's order) and run the churn loop; return the rng too."""
     if isinstance(n_ops, bool) or not isinstance(n_ops, int | np.integer) or n_ops <= 0:
         raise ValueError(f"n_ops: {n_ops!r} must be a positive int")
     if not (isinstance(occupancy, int | float) and 0 < occupancy < 1):
         raise ValueError(f"occupancy: {occupancy!r} must be a number in (0, 1)")
-    if not (isinstance(ops_per_s, int | float) and ops_per_s > 0 and np.isfinite(ops_per_s)):
-        raise ValueError(f"ops_per_s: {ops_per_s!r} must be a positive number")
     if isinstance(n_pages, bool) or not isinstance(n_pages, int | np.integer) or n_pages <= 0:
         raise ValueError(f"n_pages: {n_pages!r} must be a positive int (pages of 4 KiB)")
     p = np.asarray(order_mix, dtype=np.float64)
@@ -354,14 +361,22 @@ def generate_trace(
         )
     n_slots = target_live * 2 + 16
     rng = np.random.default_rng(seed)
-    # Same draws in the same order as gen_trace.py, then the arrival times.
+    # Same draws in the same order as gen_trace.py; generate_trace draws the times after them.
     draws = rng.choice(orders, size=n_ops, p=p).astype(np.int8)
     u = rng.random(n_ops)
     pick = rng.integers(0, 1 << 62, n_ops)
-    gaps = rng.exponential(1e6 / ops_per_s, n_ops)
     kind = np.empty(n_ops, np.int8)
     order = np.empty(n_ops, np.int8)
     slot = np.empty(n_ops, np.int32)
     _churn_ops(draws, u, pick, target_live, n_slots, kind, order, slot)
-    t_us = np.floor(np.cumsum(gaps)).astype(np.int64)
-    return Trace(t_us, kind, order, slot)
+    return rng, kind, order, slot, n_slots
+
+
+def churn_trace(n_ops, n_pages=1 << 20, occupancy=0.6, seed=1, order_mix=KERNEL_ORDER_MIX):
+    """The op stream of a churn trace without times: ``(kind, order, slot, n_slots)``.
+
+    ``churn_trace(5_000_000)`` is ``shared/bench``'s standard churn5m trace (same seed, same
+    draws); ``n_slots`` bounds the slot values. Arguments as in :func:`generate_trace`.
+    """
+    _, kind, order, slot, n_slots = _churn(n_ops, seed, occupancy, n_pages, order_mix)
+    return kind, order, slot, n_slots
