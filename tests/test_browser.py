@@ -11,7 +11,6 @@ Needs: ``apt-get install -y chromium`` and ``pip install voila playwright``.
 import importlib.util
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +19,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from servers import free_port, stop_process_group
 
 pytestmark = pytest.mark.browser
 
@@ -39,12 +40,6 @@ def missing_requirements():
         if importlib.util.find_spec(module) is None:
             missing.append(f"Python package {package} (pip install {package})")
     return missing
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_listening(port, proc, timeout=90):
@@ -82,13 +77,7 @@ def voila_url(tmp_path):
         yield f"http://127.0.0.1:{port}/"
     finally:
         # voila and its kernel run in their own session: end that process group only
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_process_group(proc)
         log.close()
         text = (tmp_path / "voila.log").read_text(errors="replace")
         if "Traceback" in text:

@@ -3,7 +3,6 @@
 import numpy as np
 import pandas as pd
 import pytest
-from engine_helpers import one_guest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -13,6 +12,8 @@ from fphlib.engine import layout as L
 from fphlib.engine.build import build_state, state_nbytes
 from fphlib.engine.check import InvariantError, check_guest
 from fphlib.engine.loop import run_chunk
+
+from engine_helpers import one_guest
 
 DESIGN_METRICS = (
     "host_rss_peak_bytes host_rss_mean_bytes host_rss_final_bytes reported_bytes reports "
@@ -200,10 +201,9 @@ def test_long_random_churn_conserves_pages():
 def test_pcp_lists_match_the_naive_twin(seed, mib):
     import random
 
-    from engine_helpers import free_list
-
     from fphlib.guest.pcp import drain_all_pages, pcp_alloc, pcp_free
 
+    from engine_helpers import free_list
     from naive import NaivePcp
 
     rnd = random.Random(seed)

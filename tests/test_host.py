@@ -1,12 +1,13 @@
 """Host model: lazy backing, RSS accounting, THP, discards, swap, OOM kills, lost writes."""
 
 import numpy as np
-from engine_helpers import one_guest
 
 import fphlib
 from fphlib.engine import layout as L
 from fphlib.guest.buddy import PG_BACKED, PG_DATA, rmqueue_smallest
 from fphlib.host.backing import HPAGE_PAGES, discard, region_count_ok, touch
+
+from engine_helpers import one_guest
 
 
 def _touch(s, z, pfn, n):

@@ -3,8 +3,6 @@
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -12,13 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from servers import free_port, stop_process_group
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make (Debian package make)")
@@ -55,11 +49,5 @@ def test_make_lab_serves_the_notebooks(tmp_path):
             assert r.status == 200
             assert b"JupyterLab" in r.read()
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_process_group(proc)
         log.close()

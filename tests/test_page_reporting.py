@@ -4,13 +4,13 @@ import random
 
 import numpy as np
 import pytest
-from engine_helpers import free_list, one_guest, reported_anywhere, reported_set
 
 import fphlib
 from fphlib.engine import layout as L
 from fphlib.guest.buddy import PG_REPORTED, free_one_page, rmqueue_smallest
 from fphlib.hinting import page_reporting as pr
 
+from engine_helpers import free_list, one_guest, reported_anywhere, reported_set
 from naive import naive_reporting_pass
 
 
