@@ -11,6 +11,14 @@ from typing import NamedTuple
 
 import numpy as np
 
+
+def _columns(prefix, names):
+    """Define ``PREFIX_NAME = index`` for each whitespace-separated name; return the count."""
+    names = names.split()
+    for i, name in enumerate(names):
+        globals()[f"{prefix}_{name}"] = i
+    return len(names)
+
 # ------------------------------------------------------------------ extra per-page flag bits
 # Bits 1, 2, 4, 8 are the buddy module's (PG_REPORTED, PG_BACKED, PG_DATA, PG_IN_FLIGHT).
 PG_SWAPPED = np.uint8(16)  # host swapped this page out (counts in host swap, not RSS)
@@ -18,16 +26,13 @@ PG_REFERENCED = np.uint8(32)  # host accessed bit (second-chance clock of host r
 PG_DISCARDED = np.uint8(64)  # host discarded it (hint/balloon): the next touch is a refault
 
 # ------------------------------------------------------------------ per-guest int64 columns
-_GI = """OFF NPAGES STATUS WL WL_PHASE WL_CUR WL_ROUND HELD_HEAD HELD_TAIL USED BOOT
+NGI = _columns("GI", """OFF NPAGES STATUS WL WL_PHASE WL_CUR WL_ROUND HELD_HEAD HELD_TAIL USED BOOT
 BALLOON BAL_HEAD BAL_TARGET BAL_WANT BAL_PHASE BAL_MSG_N ISOLATED RSS SWAP
 POOL_OFF POOL_CAP POOL_N TR_OFF TR_N TR_POS
 MIN_WMARK LOW_WMARK HIGH_WMARK PCP_BATCH PCP_HIGH
 PR_STATE PR_PHASE PR_ORDER PR_BUDGET PR_CURSOR PR_OFFSET
 REPORTS REPORTED_PAGES VMEXITS FAULTS REFAULTS ALLOC_FAIL LOST LOCK_OPS SWAPOUT
-EVENTS BALLOON_MSGS OOM_DEFLATES""".split()
-for _i, _n in enumerate(_GI):
-    globals()["GI_" + _n] = _i
-NGI = len(_GI)
+EVENTS BALLOON_MSGS OOM_DEFLATES""")
 
 # guest status
 ST_WAITING = 0  # not booted yet
@@ -35,47 +40,25 @@ ST_RUNNING = 1
 ST_KILLED = 2  # OOM-killed by the host
 
 # ------------------------------------------------------------------ per-guest float64 columns
-_GF = """START WL_START WL_NEXT CREDIT DEBT STALL GUEST_CPU HOST_CPU WL_END
-PR_WAKE BAL_WAKE BAL_POLICY""".split()
-for _i, _n in enumerate(_GF):
-    globals()["GF_" + _n] = _i
-NGF = len(_GF)
+NGF = _columns("GF", """START WL_START WL_NEXT CREDIT DEBT STALL GUEST_CPU HOST_CPU WL_END
+PR_WAKE BAL_WAKE BAL_POLICY""")
 
 # ------------------------------------------------------------------ workload parameter columns
-_WP = "BOOT START SIZE RATE FREE_RATE HOLD REPEAT GAP ORDER TARGET OPS SPEED".split()
-for _i, _n in enumerate(_WP):
-    globals()["WP_" + _n] = _i
-NWP = len(_WP)
+NWP = _columns("WP", "BOOT START SIZE RATE FREE_RATE HOLD REPEAT GAP ORDER TARGET OPS SPEED")
 
 # ------------------------------------------------------------------ host int64 / float64
-_HI = "RAM_PAGES SWAP_CAP RSS SWAP CLOCK CLOCK_G OOM_KILLS NEV NEV_LOST OVERHEAD_PAGES RSS_PEAK"
-for _i, _n in enumerate(_HI.split()):
-    globals()["HI_" + _n] = _i
-NHI = len(_HI.split())
-_HF = "CPU".split()
-for _i, _n in enumerate(_HF):
-    globals()["HF_" + _n] = _i
-NHF = len(_HF)
+NHI = _columns(
+    "HI", "RAM_PAGES SWAP_CAP RSS SWAP CLOCK CLOCK_G OOM_KILLS NEV NEV_LOST OVERHEAD_PAGES RSS_PEAK"
+)
+NHF = _columns("HF", "CPU")
 
 # ------------------------------------------------------------------ run parameters
-_PI = "G MECH HINT_ORDER CAP THP VCPUS DEBUG DEFLATE_OOM N_TICKS SAMPLE_TICKS".split()
-for _i, _n in enumerate(_PI):
-    globals()["PI_" + _n] = _i
-NPI = len(_PI)
-_PF = "DT DELAY BAL_INTERVAL".split()
-for _i, _n in enumerate(_PF):
-    globals()["PF_" + _n] = _i
-NPF = len(_PF)
+NPI = _columns("PI", "G MECH HINT_ORDER CAP THP VCPUS DEBUG DEFLATE_OOM N_TICKS SAMPLE_TICKS")
+NPF = _columns("PF", "DT DELAY BAL_INTERVAL")
 
 # ------------------------------------------------------------------ recorded series
-_RG = "RSS FREE REPORTED ISOLATED USED PCP BALLOON SWAP".split()
-for _i, _n in enumerate(_RG):
-    globals()["RG_" + _n] = _i
-NRG = len(_RG)
-_RH = "RSS SWAP FREE".split()
-for _i, _n in enumerate(_RH):
-    globals()["RH_" + _n] = _i
-NRH = len(_RH)
+NRG = _columns("RG", "RSS FREE REPORTED ISOLATED USED PCP BALLOON SWAP")
+NRH = _columns("RH", "RSS SWAP FREE")
 
 # event kinds (rows of ``ev``: t_s, guest, kind, value)
 EV_OOM_KILL = 1  # host OOM killer killed the guest; value = its RSS + swap in bytes
