@@ -4,12 +4,26 @@ Usage: python benchmarks/tracking_overhead.py [--ops N] [--reps R] [--rounds K]
                                               [--placement kernel|head] [--require-ratio X]
 
 Replays the standard churn trace (``churn5m``, shared with ``buddy_replay.py``) through
-``BuddyAllocator.replay`` with ``track=None`` (the plain replay, the reference), ``"page"``
-(one bit per free page) and ``"head"`` (one bit per free block head). Rounds interleave the
-three so that a noisy shared machine favours none; each time is the best of R fresh
-allocators. Prints the ratio tracked/plain for each granularity (target <= 1.5) and the
-xbitmap work per trace op, and checks that tracking changes nothing in the allocator
-(failed allocs, pfn checksum, nr_free) and that the bitmap equals the free lists at the end.
+``BuddyAllocator.replay`` with ``track=None`` (the plain replay, the reference), ``"bitmap"``
+(the same page bits in a flat bitmap: no radix tree, no allocations; the floor of any
+per-page tracking in this loop), ``"page"`` (xbitmap, one bit per free page) and ``"head"``
+(xbitmap, one bit per free block head). Rounds interleave them so that a noisy shared machine
+favours none; each time is the best of R fresh allocators. Prints the ratio tracked/plain for
+each (target for the xbitmap <= 1.5) and the work per trace op, and checks that tracking
+changes nothing in the allocator (failed allocs, pfn checksum, nr_free) and that the bitmap
+equals the free lists at the end.
+
+What the ratios say (measured here, 2-core CI machine, 2026-11-27): the plain replay spends
+~9 ns per trace op, most of it waiting on cache misses, and any work added under zone->lock
+competes with that. The flat bitmap costs 1.8x the plain replay through its own two-array hook
+(2.4x when it went through the xbitmap's hook: the size of the called function matters); a
+stripped experimental hook with no dispatch reached 1.36-1.48x, the floor of any per-page
+tracking in this loop. The xbitmap costs 1.7-1.8x the flat bitmap (3.1-3.4x plain).
+Experiments on its path, measured and not kept: adding only the read of the radix root and
+height to the stripped flat hook took it to ~1.95x, the root-to-bottom descent to ~2.4x, one
+unpredictable branch per operation (leaf there? emptied?) to ~1.7x; a select-only (branch
+free) leaf insert/delete fast path changed nothing measurable (3.1-3.35x); inlining the hook
+into the replay loop made every variant slower (flat 4.4x, xbitmap 6.2x).
 
 Exits 1 on a disagreement (or a ratio above ``--require-ratio``), else 0.
 """
@@ -27,7 +41,8 @@ sys.path.insert(0, str(ROOT))
 import fphlib  # noqa: E402
 from fphlib.workloads.trace_file import churn_trace  # noqa: E402
 
-TRACKS = (None, "page", "head")
+TRACKS = (None, "bitmap", "page", "head")
+XBITMAP = ("page", "head")  # the target applies to these
 
 
 def _buddy_replay_module():
@@ -81,7 +96,8 @@ def main(argv=None):
     n = kind.shape[0]
     plain_failed, plain = last[None]
     print(f"churn trace: {n} ops, {n_pages} pages, placement {args.placement!r}")
-    print(f"{'track':>6} {'best ms':>9} {'Mops/s':>7} {'vs plain':>9}  xbitmap work per trace op")
+    print(f"{'track':>6} {'best ms':>9} {'Mops/s':>7} {'vs plain':>9} {'vs bitmap':>9}  "
+          "work per trace op")
     print(f"{'None':>6} {best[None] * 1e3:9.1f} {n / best[None] / 1e6:7.1f} {1.0:9.2f}")
     for track in TRACKS[1:]:
         failed, b = last[track]
@@ -97,7 +113,8 @@ def main(argv=None):
         ops = s["set_bit"] + s["clear_bit"] + s["fill"] + s["zero"]
         ratio = best[track] / best[None]
         print(
-            f"{track:>6} {best[track] * 1e3:9.1f} {n / best[track] / 1e6:7.1f} {ratio:9.2f}  "
+            f"{track:>6} {best[track] * 1e3:9.1f} {n / best[track] / 1e6:7.1f} {ratio:9.2f} "
+            f"{best[track] / best['bitmap']:9.2f}  "
             f"{ops / n:.2f} ops, {s['leaf_allocs'] / n:.3f} leaf allocs "
             f"({s['preload_allocs']} xb_preload kmallocs), {s['node_allocs'] / n:.4f} node "
             f"allocs; bitmap now {s['nbytes']} B; allocator unchanged: {same}; "
@@ -105,10 +122,11 @@ def main(argv=None):
         )
         if not (same and tracked):
             ok = False
-        if args.require_ratio is not None and ratio > args.require_ratio:
+        if args.require_ratio is not None and track in XBITMAP and ratio > args.require_ratio:
             print(f"FAIL {track}: ratio {ratio:.2f} above {args.require_ratio}")
             ok = False
-    print("target (DESIGN §5): tracked/plain <= 1.5")
+    print("target (DESIGN §5): xbitmap tracked/plain <= 1.5; 'bitmap' is the floor (flat "
+          "bitmap, no tree)")
     return 0 if ok else 1
 
 

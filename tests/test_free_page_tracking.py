@@ -1,4 +1,5 @@
-"""Free-page tracking: the buddy allocator keeps an xbitmap of free memory under zone->lock."""
+"""Free-page tracking: the buddy allocator keeps an xbitmap of free memory under zone->lock
+(or, to compare with, a flat bitmap of free pages)."""
 
 import numpy as np
 import pytest
@@ -7,13 +8,23 @@ import fphlib
 from fphlib.guest import xbitmap as xbm
 from fphlib.guest.buddy import BuddyInvariantError
 
-GRANULARITIES = ["page", "head"]
+GRANULARITIES = ["page", "head"]  # in an xbitmap
+TRACKS = [*GRANULARITIES, "bitmap"]
 PLACEMENTS = ["kernel", "head"]
 
 
 def bitmap_bits(b):
-    """Set bits of the allocator's tracking bitmap, read with the xbitmap's own find_set."""
+    """Set bits of the allocator's tracking bitmap, read with the xbitmap's own find_set (for
+    the flat bitmap: every set bit of its rows, decoded by the naive twin's bit order)."""
     z = b.zone
+    if b.track == "bitmap":
+        return [
+            li * xbm.LEAF_BITS + w * 64 + i
+            for li, row in enumerate(z.xb_leaves)
+            for w in range(xbm.LEAF_WORDS)
+            for i in range(64)
+            if int(row[w]) >> i & 1
+        ]
     bits = []
     found, at = xbm.xb_find_set(z.xb_nodes, z.xb_leaves, z.xb_meta, 0, xbm.MAX_BIT)
     while found:
@@ -46,8 +57,25 @@ def test_fresh_zone_worked_example():
         assert s["nbytes"] == 576 + 4 * 128
         assert len(bitmap_bits(b)) == n_bits
         assert s["leaf_allocs"] == 4 and s["preload_allocs"] == 4
+    b = fphlib.BuddyAllocator(4096, track="bitmap")
+    s = b.tracking_stats
+    assert s["nbytes"] == 4 * 128 and s["fill"] == 4 and s["leaf_allocs"] == 0
+    assert bitmap_bits(b) == list(range(4096))
     b = fphlib.BuddyAllocator(4096)
     assert b.track is None and b.tracking_stats == {}
+
+
+def test_flat_bitmap_alloc_one_page_worked_example():
+    """The same list operations as in the xbitmap case below, with no allocations at all."""
+    b = fphlib.BuddyAllocator(2 * 4096, track="bitmap")
+    assert b.alloc(0) == 0
+    assert bitmap_bits(b) == list(range(1, 2 * 4096))
+    s = b.tracking_stats
+    assert (s["zero"], s["fill"]) == (1, 8 + 10)
+    assert s["leaf_allocs"] == s["preload_allocs"] == 0 and s["nbytes"] == 8 * 128
+    b.free(0, 0)
+    assert bitmap_bits(b) == list(range(2 * 4096)) and b.tracking_stats["zero"] == 1 + 10
+    b.check()
 
 
 @pytest.mark.parametrize("granularity", GRANULARITIES)
@@ -70,7 +98,7 @@ def test_alloc_one_page_worked_example(granularity):
     b.check()
 
 
-@pytest.mark.parametrize("granularity", GRANULARITIES)
+@pytest.mark.parametrize("granularity", TRACKS)
 @pytest.mark.parametrize("placement", PLACEMENTS)
 @pytest.mark.parametrize("seed", range(3))
 def test_random_ops_keep_bitmap_equal_to_free_lists(granularity, placement, seed):
@@ -108,9 +136,11 @@ def test_random_ops_keep_bitmap_equal_to_free_lists(granularity, placement, seed
     for pfn, order in isolated:
         b.putback_isolated_page(pfn, order)
     assert_tracked(b, granularity)
-    # everything free again: the bitmap is back to one full leaf (or one bit) per 4 MiB
+    # everything free again: the bitmap is back to one full leaf (or one bit) per 4 MiB; the
+    # flat bitmap's size never changes
     n_leaves = 8
-    assert b.tracking_stats["nbytes"] == 576 + n_leaves * 128
+    tree = 0 if granularity == "bitmap" else 576
+    assert b.tracking_stats["nbytes"] == tree + n_leaves * 128
 
 
 def _trace(n_ops, n_pages, seed):
@@ -142,7 +172,7 @@ def test_replay_with_tracking_matches_plain_replay(placement):
     trace = _trace(20_000, n_pages, seed=5)
     plain = fphlib.BuddyAllocator(n_pages, placement=placement)
     failed = plain.replay(*trace)
-    for granularity in GRANULARITIES:
+    for granularity in TRACKS:
         b = fphlib.BuddyAllocator(n_pages, placement=placement, track=granularity)
         shapes = (b.zone.xb_nodes.shape, b.zone.xb_leaves.shape)
         assert b.replay(*trace) == failed
@@ -156,9 +186,10 @@ def test_replay_with_tracking_matches_plain_replay(placement):
         # each new leaf came from a preload; one preloaded spare may be waiting
         spare = int(b.zone.xb_meta[xbm.M_SPARE] >= 0)
         assert s["preload_allocs"] == s["leaf_allocs"] + spare
+        assert (s["leaf_allocs"] > 0) == (granularity != "bitmap")
 
 
-@pytest.mark.parametrize("granularity", GRANULARITIES)
+@pytest.mark.parametrize("granularity", TRACKS)
 def test_failed_replay_restores_the_bitmap(granularity):
     b = fphlib.BuddyAllocator(4096, track=granularity)
     pfn = b.alloc(3)
@@ -192,6 +223,21 @@ def test_check_catches_a_wrong_bit(granularity):
         b.check()
 
 
+def test_check_catches_a_wrong_bit_in_the_flat_bitmap():
+    b = fphlib.BuddyAllocator(4096, track="bitmap")
+    pfn = b.alloc(2)
+    rows = b.zone.xb_leaves
+    rows[0, 0] |= np.uint64(1 << pfn)  # an allocated page marked free, count not updated
+    with pytest.raises(BuddyInvariantError, match="row 0: set-bit count"):
+        b.check()
+    rows[0, xbm.L_COUNT] += np.uint64(1)  # consistent row, wrong bit
+    with pytest.raises(BuddyInvariantError, match=f"pfn {pfn}: bit is 1, lists say 0"):
+        b.check()
+    rows[0, 0] &= ~np.uint64(1 << pfn)
+    rows[0, xbm.L_COUNT] -= np.uint64(1)
+    b.check()
+
+
 def test_check_catches_a_bit_beyond_the_zone():
     b = fphlib.BuddyAllocator(2048, track="head")
     z = b.zone
@@ -201,9 +247,9 @@ def test_check_catches_a_bit_beyond_the_zone():
         b.check()
 
 
-@pytest.mark.parametrize("bad", ["pages", "PAGE", 1, True, ["page"]])
+@pytest.mark.parametrize("bad", ["pages", "PAGE", "flat", 1, True, ["page"]])
 def test_bad_track_rejected(bad):
-    with pytest.raises(ValueError, match="track must be 'page', 'head' or None"):
+    with pytest.raises(ValueError, match="track must be 'page', 'head', 'bitmap' or None"):
         fphlib.BuddyAllocator(1024, track=bad)
 
 
@@ -229,6 +275,21 @@ def test_plain_call_hooks(granularity, expect):
     xbm.xb_track_del_call(nodes, leaves, meta, 2048, 9, granularity)
     assert xbm.xb_empty(meta)
     xbm.check_arrays(nodes, leaves, meta)
+
+
+def test_flat_bitmap_hooks_on_a_block_spanning_rows():
+    """TRACK_BITMAP through the same plain-call hooks: an order-12 block sets four rows."""
+    nodes, leaves, meta = xbm.tracking_arrays(8192 + 1, xbm.TRACK_BITMAP)
+    assert nodes.shape[0] == 0 and leaves.shape == (9, xbm.LEAF_WIDTH)
+    xbm.xb_track_add_call(nodes, leaves, meta, 4096, 12, xbm.TRACK_BITMAP)
+    xbm.xb_track_add_call(nodes, leaves, meta, 8192, 0, xbm.TRACK_BITMAP)
+    assert leaves[:, xbm.L_COUNT].tolist() == [0] * 4 + [1024] * 4 + [1]
+    assert (leaves[4:8, : xbm.LEAF_WORDS] == np.uint64(2**64 - 1)).all()
+    xbm.xb_track_del_call(nodes, leaves, meta, 4096 + 1024 + 256, 8, xbm.TRACK_BITMAP)
+    assert leaves[5, xbm.L_COUNT] == 1024 - 256
+    assert (leaves[5, 4:8] == 0).all() and (leaves[5, 8:16] == np.uint64(2**64 - 1)).all()
+    assert (meta[xbm.M_FILL], meta[xbm.M_ZERO]) == (2, 1)
+    assert xbm.tracking_nbytes(leaves, meta, xbm.TRACK_BITMAP) == 9 * 128
 
 
 def test_hooks_on_a_block_spanning_leaves():

@@ -38,10 +38,13 @@ from numba.extending import overload
 
 from .._jit import borrowed, jit
 from .xbitmap import (
+    TRACK_BITMAP,
+    bitmap_track_add_call,
+    bitmap_track_del_call,
     track_rebuild,
     tracking_arrays,
     tracking_mismatch,
-    xb_nbytes,
+    tracking_nbytes,
     xb_stats,
     xb_track_add_call,
     xb_track_del_call,
@@ -72,7 +75,8 @@ CFG_REPORTING_OFF = 2
 CFG_LEN = 4
 
 PLACEMENTS = {"head": 0, "kernel": 1}
-TRACKS = {None: 0, "page": 1, "head": 2}  # BuddyAllocator(track=...) -> Zone.cfg[CFG_TRACK]
+# BuddyAllocator(track=...) -> Zone.cfg[CFG_TRACK] (xbitmap.TRACK_*)
+TRACKS = {None: 0, "page": 1, "head": 2, "bitmap": 3}
 
 
 class Zone(NamedTuple):
@@ -155,13 +159,23 @@ def new_zone(n_pages, n_orders=NR_ORDERS, placement="kernel", track=0, reporting
     zone.cfg[CFG_PLACEMENT] = PLACEMENTS[placement]
     zone.cfg[CFG_TRACK] = track
     zone.cfg[CFG_REPORTING_OFF] = 0 if reporting else 1
-    init_free_lists(zone if track else _without_xbitmap(zone))
+    init_free_lists(kernel_zone(zone))
     return zone
 
 
-def _without_xbitmap(zone):
-    """:func:`untracked_zone` on the Python side: no xbitmap code is even compiled for it."""
-    return zone._replace(xb_nodes=None, xb_leaves=None, xb_meta=None)
+def kernel_zone(zone):
+    """The zone as the kernels should get it: its tracking mode becomes part of the type.
+
+    Without tracking the xbitmap fields are None (:func:`untracked_zone` on the Python side:
+    no tracking code is even compiled); with a flat bitmap (TRACK_BITMAP) ``xb_nodes`` is
+    None, which selects the bitmap's own small hook at compile time.
+    """
+    track = zone.cfg[CFG_TRACK]
+    if track == 0:
+        return zone._replace(xb_nodes=None, xb_leaves=None, xb_meta=None)
+    if track == TRACK_BITMAP:
+        return zone._replace(xb_nodes=None)
+    return zone
 
 
 @jit
@@ -216,13 +230,21 @@ def _track_del_hook(zone, pfn, order):
 
 
 def _untracked_type(zone):
-    return isinstance(zone, types.BaseNamedTuple) and isinstance(zone.types[8], types.NoneType)
+    return isinstance(zone, types.BaseNamedTuple) and isinstance(zone.types[9], types.NoneType)
+
+
+def _bitmap_type(zone):
+    """A :func:`kernel_zone` with a flat bitmap: ``xb_nodes`` None, ``xb_leaves`` an array."""
+    return isinstance(zone.types[8], types.NoneType) and not _untracked_type(zone)
 
 
 @overload(_track_add_hook)
 def _ol_track_add_hook(zone, pfn, order):
     if _untracked_type(zone):
         return lambda zone, pfn, order: None
+    if _bitmap_type(zone):
+        return lambda zone, pfn, order: bitmap_track_add_call(
+            zone.xb_leaves, zone.xb_meta, pfn, order)
     return lambda zone, pfn, order: xb_track_add_call(
         zone.xb_nodes, zone.xb_leaves, zone.xb_meta, pfn, order, zone.cfg[CFG_TRACK])
 
@@ -231,6 +253,9 @@ def _ol_track_add_hook(zone, pfn, order):
 def _ol_track_del_hook(zone, pfn, order):
     if _untracked_type(zone):
         return lambda zone, pfn, order: None
+    if _bitmap_type(zone):
+        return lambda zone, pfn, order: bitmap_track_del_call(
+            zone.xb_leaves, zone.xb_meta, pfn, order)
     return lambda zone, pfn, order: xb_track_del_call(
         zone.xb_nodes, zone.xb_leaves, zone.xb_meta, pfn, order, zone.cfg[CFG_TRACK])
 
@@ -733,10 +758,12 @@ class BuddyAllocator:
     placement : {"kernel", "head"}
         Where a freed block goes: ``"kernel"`` uses v5.10 ``buddy_merge_likely()`` (tail when
         the next-higher buddy is free), ``"head"`` always the list head.
-    track : {None, "page", "head"}
+    track : {None, "page", "head", "bitmap"}
         Keep an xbitmap of free memory current wherever a block enters or leaves a free list
-        (Wei Wang's proposal): one bit per free page, or one bit per free block head.
-        :meth:`check` verifies it; :attr:`tracking_stats` counts its work.
+        (Wei Wang's proposal): one bit per free page, or one bit per free block head; or, to
+        compare with, the same page bits in a flat bitmap (``"bitmap"``: n_pages / 8 bytes
+        allocated up front, no radix tree). :meth:`check` verifies it;
+        :attr:`tracking_stats` counts its work.
 
     Notes
     -----
@@ -772,10 +799,10 @@ class BuddyAllocator:
                 f"placement must be one of {sorted(PLACEMENTS)}, got {placement!r}"
             )
         if not (track is None or (isinstance(track, str) and track in TRACKS)):
-            raise ValueError(f"track must be 'page', 'head' or None, got {track!r}")
+            raise ValueError(f"track must be 'page', 'head', 'bitmap' or None, got {track!r}")
         self._zone = new_zone(n_pages, n_orders, placement, TRACKS[track], reporting=False)
-        # what the kernels get: without tracking, a zone whose kernels carry no xbitmap code
-        self._kzone = self._zone if track else _without_xbitmap(self._zone)
+        # what the kernels get: the tracking mode is part of its type (see kernel_zone)
+        self._kzone = kernel_zone(self._zone)
         self._track = track
         self._placement = placement
         self._pristine = True  # no op since construction: a failed replay can re-initialise
@@ -802,7 +829,7 @@ class BuddyAllocator:
 
     @property
     def track(self):
-        """Free-page tracking in an xbitmap: ``"page"``, ``"head"`` or None."""
+        """Free-page tracking: ``"page"``, ``"head"`` (xbitmap), ``"bitmap"`` (flat) or None."""
         return self._track
 
     @property
@@ -811,12 +838,14 @@ class BuddyAllocator:
 
         Operation counts (``set_bit``/``clear_bit`` per head, ``fill``/``zero`` per block with
         per-page tracking), leaf and node allocations, ``preload_allocs`` (the kmallocs of
-        ``xb_preload``) and ``nbytes`` of the bitmap now.
+        ``xb_preload``) and ``nbytes`` of the bitmap now. With ``track="bitmap"`` only
+        ``fill``/``zero`` count (no allocations: every row exists from the start).
         """
         if self._track is None:
             return {}
         stats = xb_stats(self._zone.xb_meta)
-        stats["nbytes"] = int(xb_nbytes(self._zone.xb_meta))
+        z = self._zone
+        stats["nbytes"] = tracking_nbytes(z.xb_leaves, z.xb_meta, TRACKS[self._track])
         return stats
 
     @property
