@@ -302,6 +302,26 @@ def test_tracking_memory_by_hand():
         tracking_memory("16MiB", fractions=(0.5, 0.1))
 
 
+def test_tracking_work_by_hand():
+    from fphlib.viz.tour import STRUCTURES, tracking_work
+
+    w = tracking_work("32MiB", target=0.9, churn_ops=400, seed=3)
+    flat, page, head = (w.loc[STRUCTURES[k]] for k in ("flat", "page", "head"))
+    # tracking never changes the allocator: the same list operations in all three zones
+    assert flat["list_ops"] == page["list_ops"] == head["list_ops"] > 400
+    # the flat bitmap allocates nothing; per page or per head, a leaf exists exactly when its
+    # 4 MiB region holds free memory, so the two xbitmaps allocate and free the same leaves
+    assert flat["leaf_kmallocs_per_step"] == flat["node_kmallocs_per_step"] == 0
+    assert flat["bytes"] == 32 * 256 // 8
+    assert page["leaf_kmallocs_per_step"] == head["leaf_kmallocs_per_step"] > 0
+    assert page["bytes"] == head["bytes"]
+    assert page["preload_kmallocs_per_step"] >= page["leaf_kmallocs_per_step"] - 1 / 400
+    with pytest.raises(ValueError, match="target"):
+        tracking_work("16MiB", target=1.0)
+    with pytest.raises(ValueError, match="churn_ops"):
+        tracking_work("16MiB", churn_ops=0)
+
+
 def test_tour_app_buttons_redraw():
     from fphlib.viz.tour import TourApp
 

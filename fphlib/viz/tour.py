@@ -2,7 +2,8 @@
 
 :class:`GuestTour` holds one :class:`fphlib.BuddyAllocator` plus the blocks it handed out, and
 replays allocations and frees on it; :func:`tracking_memory` measures what each way of
-tracking free pages costs as a guest fills; :class:`TourApp` puts both behind widgets with a
+tracking free pages costs as a guest fills, :func:`tracking_work` the work each does under
+zone->lock; :class:`TourApp` puts both behind widgets with a
 buddyinfo bar chart, the fragmentation indices and the tracking-memory plot.
 """
 
@@ -30,8 +31,9 @@ class GuestTour:
         Zone size, a whole number of 4 MiB (order-10) blocks.
     placement : {"kernel", "head"}
         Free-list placement (``BuddyAllocator``).
-    track : {"page", "head"} or None
-        Keep an xbitmap of free pages (one bit per free page, or per free block head).
+    track : {"page", "head", "bitmap"} or None
+        Keep an xbitmap of free pages (one bit per free page, or per free block head), or a
+        flat bitmap of free pages (``BuddyAllocator(track=...)``).
     seed : int
         Seed of the random choices (which block to free, which order to allocate).
     """
@@ -174,6 +176,60 @@ def tracking_memory(guest_mem="64MiB", fractions=(0.0, 0.1, 0.25, 0.5, 0.75, 0.9
         for t, tour in tours.items():
             rows.append((used, f, STRUCTURES[t], xbitmap_nbytes(tour.buddy)))
     return pd.DataFrame(rows, columns=["used_fraction", "target", "structure", "bytes"])
+
+
+WORK_TRACKS = ("bitmap", "page", "head")
+WORK_STRUCTURES = {"bitmap": STRUCTURES["flat"], "page": STRUCTURES["page"],
+                   "head": STRUCTURES["head"]}
+
+
+def tracking_work(guest_mem="64MiB", target=0.9, churn_ops=5000, seed=0):
+    """The work each way of tracking free pages adds under zone->lock, per churn step.
+
+    Three zones (flat bitmap, xbitmap per free page, xbitmap per free block head) are filled
+    to ``target`` and then churned around it for ``churn_ops`` steps, all with the same seed:
+    the allocator does the same list operations in each (tracking never changes it), so the
+    rows differ only in what the tracking structure did meanwhile.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per structure, indexed by its name: ``list_ops`` (blocks that entered or left
+        a free list, one bitmap operation each) and per churn step ``ops_per_step``,
+        ``leaf_kmallocs_per_step`` / ``leaf_kfrees_per_step`` (128-byte leaves),
+        ``node_kmallocs_per_step`` (576-byte radix nodes), ``preload_kmallocs_per_step``
+        (the allocations ``xb_preload`` made ahead); ``bytes`` of the structure after.
+    """
+    if not 0 <= target < 1:
+        raise ValueError(f"target: {target!r} must be a fraction in [0, 1)")
+    if int(churn_ops) < 1:
+        raise ValueError(f"churn_ops: {churn_ops!r} must be a positive number of steps")
+    keys = ("ops", "leaf_allocs", "leaf_frees", "node_allocs", "preload_allocs")
+    rows = {}
+    for track in WORK_TRACKS:
+        tour = GuestTour(guest_mem, track=track, seed=seed)
+        tour.fill_to(target)
+        before = _work_counters(tour.buddy.tracking_stats)
+        tour.churn(churn_ops, target=target)
+        stats = tour.buddy.tracking_stats
+        after = _work_counters(stats)
+        d = {k: after[k] - before[k] for k in keys}
+        rows[WORK_STRUCTURES[track]] = {
+            "list_ops": d["ops"],
+            "ops_per_step": d["ops"] / churn_ops,
+            "leaf_kmallocs_per_step": d["leaf_allocs"] / churn_ops,
+            "leaf_kfrees_per_step": d["leaf_frees"] / churn_ops,
+            "node_kmallocs_per_step": d["node_allocs"] / churn_ops,
+            "preload_kmallocs_per_step": d["preload_allocs"] / churn_ops,
+            "bytes": stats["nbytes"],
+        }
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def _work_counters(stats):
+    ops = stats["set_bit"] + stats["clear_bit"] + stats["fill"] + stats["zero"]
+    return {"ops": ops, **{k: stats[k] for k in ("leaf_allocs", "leaf_frees", "node_allocs",
+                                                  "preload_allocs")}}
 
 
 class TourApp:
