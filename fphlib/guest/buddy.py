@@ -39,8 +39,7 @@ from numba.extending import overload
 from .._jit import borrowed, jit
 from .xbitmap import (
     TRACK_BITMAP,
-    bitmap_track_add_call,
-    bitmap_track_del_call,
+    bitmap_track_ptr,
     track_rebuild,
     tracking_arrays,
     tracking_mismatch,
@@ -48,6 +47,7 @@ from .xbitmap import (
     xb_stats,
     xb_track_add_call,
     xb_track_del_call,
+    xb_track_ptr,
 )
 
 NR_ORDERS = 11  # orders 0..10 (MAX_ORDER = 11 before v6.4, NR_PAGE_ORDERS since v6.8)
@@ -198,21 +198,20 @@ def init_free_lists(zone):
 # where Linux holds zone->lock and where free-page tracking hooks in).
 
 
-# The list operations reach the tracking hooks through ``_track_add_hook``/``_track_del_hook``:
+# The list operations reach the tracking hooks through ``_track_add_hook``/``_track_del_hook``
+# (Wei Wang's proposal, seed thread: set the block's bits under zone->lock when it enters a
+# free list, clear them when it leaves), only when CFG_TRACK is set. What each costs in the
+# churn5m replay, measured against the plain replay (benchmarks/tracking_overhead.py):
 #
-# - for a zone with xbitmap arrays they call the plain (not inlined) kernels
-#   ``xb_track_add_call``/``xb_track_del_call`` (Wei Wang's proposal, seed thread: set the
-#   block's bits under zone->lock when it enters a free list, clear them when it leaves),
-#   only when CFG_TRACK is set: inlining the xbitmap code into every list operation multiplied
-#   compile time (a cold start took minutes) and the size of hot loops. Passing the three
-#   borrowed xbitmap arrays rather than the whole zone keeps the call cheap (3.2x the plain
-#   churn5m replay instead of 7.7x through a zone-taking wrapper kernel) and needs no
-#   reference counting; the int64 casts keep one compiled signature. The call site must stay
-#   this small: an inlined fast path in the overload (leaf present, no tag change) made the
-#   tracked replay slower (5.2-5.7x the plain one), because LLVM then inlines the bigger hook
-#   into every list operation of the loop; and ``@overload(..., inline="always")`` is no way
-#   out: in numba 0.68 it miscompiled the zone kernels (every allocation failed);
-# - for an :func:`untracked_zone` (xbitmap fields None) they compile to nothing, so the
+# - xbitmap zones call ``xbitmap.xb_track_ptr`` out of line with the arrays' addresses
+#   (2.6x; 3.2x when the three arrays crossed the call as numba arrays, 7.7x through a
+#   zone-taking wrapper kernel). Inlining the hook instead was slower every time: 5.2-6.2x
+#   with the xbitmap, 4.4x even with the flat bitmap, as the bigger loop body spills the
+#   allocator's own state; and ``@overload(..., inline="always")`` miscompiled the zone
+#   kernels in numba 0.68 (every allocation failed). The int64 casts keep one signature.
+# - flat-bitmap zones (:func:`kernel_zone`: ``xb_nodes`` None) call the small
+#   ``xbitmap.bitmap_track_ptr``, chosen at compile time (1.5x);
+# - an :func:`untracked_zone` (xbitmap fields None) compiles them to nothing, so the
 #   CFG_TRACK test and the cold call sites vanish from hot loops: that is worth ~7 % of the
 #   churn5m replay (measured interleaved with the C reference).
 
@@ -243,10 +242,13 @@ def _ol_track_add_hook(zone, pfn, order):
     if _untracked_type(zone):
         return lambda zone, pfn, order: None
     if _bitmap_type(zone):
-        return lambda zone, pfn, order: bitmap_track_add_call(
-            zone.xb_leaves, zone.xb_meta, pfn, order)
-    return lambda zone, pfn, order: xb_track_add_call(
-        zone.xb_nodes, zone.xb_leaves, zone.xb_meta, pfn, order, zone.cfg[CFG_TRACK])
+        return lambda zone, pfn, order: bitmap_track_ptr(
+            zone.xb_leaves.ctypes.data, zone.xb_leaves.shape[0], zone.xb_meta.ctypes.data,
+            pfn, order, True)
+    return lambda zone, pfn, order: xb_track_ptr(
+        zone.xb_nodes.ctypes.data, zone.xb_nodes.shape[0], zone.xb_leaves.ctypes.data,
+        zone.xb_leaves.shape[0], zone.xb_meta.ctypes.data, pfn, order, zone.cfg[CFG_TRACK],
+        True)
 
 
 @overload(_track_del_hook)
@@ -254,10 +256,13 @@ def _ol_track_del_hook(zone, pfn, order):
     if _untracked_type(zone):
         return lambda zone, pfn, order: None
     if _bitmap_type(zone):
-        return lambda zone, pfn, order: bitmap_track_del_call(
-            zone.xb_leaves, zone.xb_meta, pfn, order)
-    return lambda zone, pfn, order: xb_track_del_call(
-        zone.xb_nodes, zone.xb_leaves, zone.xb_meta, pfn, order, zone.cfg[CFG_TRACK])
+        return lambda zone, pfn, order: bitmap_track_ptr(
+            zone.xb_leaves.ctypes.data, zone.xb_leaves.shape[0], zone.xb_meta.ctypes.data,
+            pfn, order, False)
+    return lambda zone, pfn, order: xb_track_ptr(
+        zone.xb_nodes.ctypes.data, zone.xb_nodes.shape[0], zone.xb_leaves.ctypes.data,
+        zone.xb_leaves.shape[0], zone.xb_meta.ctypes.data, pfn, order, zone.cfg[CFG_TRACK],
+        False)
 
 
 @jit(inline="always")
