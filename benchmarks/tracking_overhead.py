@@ -15,15 +15,19 @@ equals the free lists at the end.
 
 What the ratios say (measured here, 2-core CI machine, 2026-11-27): the plain replay spends
 ~9 ns per trace op, most of it waiting on cache misses, and any work added under zone->lock
-competes with that. The flat bitmap costs 1.8x the plain replay through its own two-array hook
-(2.4x when it went through the xbitmap's hook: the size of the called function matters); a
-stripped experimental hook with no dispatch reached 1.36-1.48x, the floor of any per-page
-tracking in this loop. The xbitmap costs 1.7-1.8x the flat bitmap (3.1-3.4x plain).
-Experiments on its path, measured and not kept: adding only the read of the radix root and
-height to the stripped flat hook took it to ~1.95x, the root-to-bottom descent to ~2.4x, one
-unpredictable branch per operation (leaf there? emptied?) to ~1.7x; a select-only (branch
-free) leaf insert/delete fast path changed nothing measurable (3.1-3.35x); inlining the hook
-into the replay loop made every variant slower (flat 4.4x, xbitmap 6.2x).
+competes with that. The flat bitmap costs 1.4-1.6x the plain replay: that is the floor of
+any per-page tracking in this loop, and the xbitmap does the same bit updates plus a radix
+lookup and 0.2 leaf allocations and 0.2 leaf frees per trace op: 2.5-2.7x the plain replay,
+1.65-1.8x the flat bitmap. How the hook is called matters as much as what it does: with the
+three arrays passed as numba arrays (7-9 fields each, mostly on the stack) the xbitmap cost
+3.2x and the flat bitmap 1.8x, and with the flat update inside the xbitmap's hook function
+2.4x; inlining the hook into the replay loop cost 4.4x (flat) and 6.2x (xbitmap).
+Experiments on the xbitmap path, measured and not kept: adding only the read of the radix
+root and height to a stripped flat hook took it from ~1.45x to ~1.95x, the root-to-bottom
+descent to ~2.4x; one unpredictable branch per operation (leaf there? emptied?) on the flat
+layout to ~1.7x; a select-only (branch-free) leaf insert/delete fast path did not help
+(2.7-2.8x against 2.6-2.7x); passing (pfn, order, mode) packed in one register-sized key
+neither (2.5-2.6x).
 
 Exits 1 on a disagreement (or a ratio above ``--require-ratio``), else 0.
 """

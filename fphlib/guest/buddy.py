@@ -237,32 +237,26 @@ def _bitmap_type(zone):
     return isinstance(zone.types[8], types.NoneType) and not _untracked_type(zone)
 
 
-@overload(_track_add_hook)
-def _ol_track_add_hook(zone, pfn, order):
-    if _untracked_type(zone):
-        return lambda zone, pfn, order: None
-    if _bitmap_type(zone):
-        return lambda zone, pfn, order: bitmap_track_ptr(
-            zone.xb_leaves.ctypes.data, zone.xb_leaves.shape[0], zone.xb_meta.ctypes.data,
-            pfn, order, True)
-    return lambda zone, pfn, order: xb_track_ptr(
-        zone.xb_nodes.ctypes.data, zone.xb_nodes.shape[0], zone.xb_leaves.ctypes.data,
-        zone.xb_leaves.shape[0], zone.xb_meta.ctypes.data, pfn, order, zone.cfg[CFG_TRACK],
-        True)
+def _hook_overload(add):
+    """The overload of ``_track_add_hook`` (add) or ``_track_del_hook``: chosen by zone type."""
+
+    def ol(zone, pfn, order):
+        if _untracked_type(zone):
+            return lambda zone, pfn, order: None
+        if _bitmap_type(zone):
+            return lambda zone, pfn, order: bitmap_track_ptr(
+                zone.xb_leaves.ctypes.data, zone.xb_leaves.shape[0], zone.xb_meta.ctypes.data,
+                pfn, order, add)
+        return lambda zone, pfn, order: xb_track_ptr(
+            zone.xb_nodes.ctypes.data, zone.xb_nodes.shape[0], zone.xb_leaves.ctypes.data,
+            zone.xb_leaves.shape[0], zone.xb_meta.ctypes.data, pfn, order,
+            zone.cfg[CFG_TRACK], add)
+
+    return ol
 
 
-@overload(_track_del_hook)
-def _ol_track_del_hook(zone, pfn, order):
-    if _untracked_type(zone):
-        return lambda zone, pfn, order: None
-    if _bitmap_type(zone):
-        return lambda zone, pfn, order: bitmap_track_ptr(
-            zone.xb_leaves.ctypes.data, zone.xb_leaves.shape[0], zone.xb_meta.ctypes.data,
-            pfn, order, False)
-    return lambda zone, pfn, order: xb_track_ptr(
-        zone.xb_nodes.ctypes.data, zone.xb_nodes.shape[0], zone.xb_leaves.ctypes.data,
-        zone.xb_leaves.shape[0], zone.xb_meta.ctypes.data, pfn, order, zone.cfg[CFG_TRACK],
-        False)
+overload(_track_add_hook)(_hook_overload(True))
+overload(_track_del_hook)(_hook_overload(False))
 
 
 @jit(inline="always")

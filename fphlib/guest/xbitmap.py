@@ -1133,23 +1133,13 @@ def xb_track_del(nodes, leaves, meta, pfn, order, granularity):
 
 
 @intrinsic
-def _ptr_u64(typingctx, addr):
-    ptr = types.CPointer(types.uint64)
+def _voidptr(typingctx, addr):
+    """An address (``arr.ctypes.data``) as a ``void *`` for ``carray``."""
 
     def codegen(context, builder, signature, args):
-        return builder.inttoptr(args[0], context.get_value_type(ptr))
+        return builder.inttoptr(args[0], context.get_value_type(types.voidptr))
 
-    return ptr(types.uintp), codegen
-
-
-@intrinsic
-def _ptr_i64(typingctx, addr):
-    ptr = types.CPointer(types.int64)
-
-    def codegen(context, builder, signature, args):
-        return builder.inttoptr(args[0], context.get_value_type(ptr))
-
-    return ptr(types.uintp), codegen
+    return types.voidptr(types.uintp), codegen
 
 
 @jit
@@ -1157,9 +1147,9 @@ def xb_track_ptr(nodes_addr, n_nodes, leaves_addr, n_leaves, meta_addr, pfn, ord
                  granularity, add):
     """:func:`xb_track_add` (``add``) or :func:`xb_track_del` on the arrays at these
     addresses (``arr.ctypes.data``; ``n_*`` their rows)."""
-    nodes = carray(_ptr_i64(nodes_addr), (n_nodes, NODE_WIDTH))
-    leaves = carray(_ptr_u64(leaves_addr), (n_leaves, LEAF_WIDTH))
-    meta = carray(_ptr_i64(meta_addr), (META_LEN,))
+    nodes = carray(_voidptr(nodes_addr), (n_nodes, NODE_WIDTH), np.int64)
+    leaves = carray(_voidptr(leaves_addr), (n_leaves, LEAF_WIDTH), np.uint64)
+    meta = carray(_voidptr(meta_addr), (META_LEN,), np.int64)
     if add:
         xb_track_add(nodes, leaves, meta, pfn, order, granularity)
     else:
@@ -1169,8 +1159,8 @@ def xb_track_ptr(nodes_addr, n_nodes, leaves_addr, n_leaves, meta_addr, pfn, ord
 @jit
 def bitmap_track_ptr(leaves_addr, n_rows, meta_addr, pfn, order, add):
     """The TRACK_BITMAP hook (:func:`_bitmap_track`) on the arrays at these addresses."""
-    leaves = carray(_ptr_u64(leaves_addr), (n_rows, LEAF_WIDTH))
-    meta = carray(_ptr_i64(meta_addr), (META_LEN,))
+    leaves = carray(_voidptr(leaves_addr), (n_rows, LEAF_WIDTH), np.uint64)
+    meta = carray(_voidptr(meta_addr), (META_LEN,), np.int64)
     _bitmap_track(leaves, meta, pfn, order, add)
 
 
