@@ -21,10 +21,12 @@ class BuddyMachine(RuleBasedStateMachine):
         placement=st.sampled_from(["kernel", "head"]),
         n_orders=st.integers(1, 6),
         blocks=st.integers(1, 4),
+        track=st.sampled_from([None, "page", "head", "bitmap"]),
     )
-    def setup(self, placement, n_orders, blocks):
+    def setup(self, placement, n_orders, blocks, track):
         n_pages = blocks << (n_orders - 1)
-        self.b = BuddyAllocator(n_pages, n_orders, placement)
+        # with tracking, check() below also holds the bitmap to the (twin-checked) free lists
+        self.b = BuddyAllocator(n_pages, n_orders, placement, track=track)
         self.t = NaiveBuddy(n_pages, n_orders, placement)
 
     @rule(order=st.integers(0, 5))
