@@ -114,12 +114,11 @@ def main(argv=None):
             print(f"FAIL {track}: {e}")
             tracked = False
         s = b.tracking_stats
-        ops = s["set_bit"] + s["clear_bit"] + s["fill"] + s["zero"]
         ratio = best[track] / best[None]
         print(
             f"{track:>6} {best[track] * 1e3:9.1f} {n / best[track] / 1e6:7.1f} {ratio:9.2f} "
             f"{best[track] / best['bitmap']:9.2f}  "
-            f"{ops / n:.2f} ops, {s['leaf_allocs'] / n:.3f} leaf allocs "
+            f"{s['ops'] / n:.2f} ops, {s['leaf_allocs'] / n:.3f} leaf allocs "
             f"({s['preload_allocs']} xb_preload kmallocs), {s['node_allocs'] / n:.4f} node "
             f"allocs; bitmap now {s['nbytes']} B; allocator unchanged: {same}; "
             f"bitmap == free lists: {tracked}"

@@ -837,12 +837,15 @@ class BuddyAllocator:
 
         Operation counts (``set_bit``/``clear_bit`` per head, ``fill``/``zero`` per block with
         per-page tracking), leaf and node allocations, ``preload_allocs`` (the kmallocs of
-        ``xb_preload``) and ``nbytes`` of the bitmap now. With ``track="bitmap"`` only
-        ``fill``/``zero`` count (no allocations: every row exists from the start).
+        ``xb_preload``) and ``nbytes`` of the bitmap now; ``ops`` is the sum of the four
+        operation counts (one per block that entered or left a free list). With
+        ``track="bitmap"`` only ``fill``/``zero`` count (no allocations: every row exists from
+        the start).
         """
         if self._track is None:
             return {}
         stats = xb_stats(self._zone.xb_meta)
+        stats["ops"] = stats["set_bit"] + stats["clear_bit"] + stats["fill"] + stats["zero"]
         z = self._zone
         stats["nbytes"] = tracking_nbytes(z.xb_leaves, z.xb_meta, TRACKS[self._track])
         return stats

@@ -1164,29 +1164,17 @@ def bitmap_track_ptr(leaves_addr, n_rows, meta_addr, pfn, order, add):
     _bitmap_track(leaves, meta, pfn, order, add)
 
 
-@jit(inline="always")
-def _track_call(nodes, leaves, meta, pfn, order, granularity, add):
-    if granularity == TRACK_BITMAP:
-        bitmap_track_ptr(leaves.ctypes.data, leaves.shape[0], meta.ctypes.data, pfn, order,
-                         add)
-    else:
-        xb_track_ptr(nodes.ctypes.data, nodes.shape[0], leaves.ctypes.data, leaves.shape[0],
-                     meta.ctypes.data, pfn, order, granularity, add)
-
-
 @jit
 def xb_track_add_call(nodes, leaves, meta, pfn, order, granularity):
-    """The tracking hook for a block entering a free list, as a plain call on the arrays
-    (any granularity, TRACK_BITMAP included)."""
-    _track_call(nodes, leaves, meta, np.int64(pfn), np.int64(order), np.int64(granularity),
-                True)
+    """:func:`xb_track_add` as a plain (not inlined) kernel on the arrays (any granularity,
+    TRACK_BITMAP included); hot loops call :func:`xb_track_ptr` instead."""
+    xb_track_add(nodes, leaves, meta, pfn, order, granularity)
 
 
 @jit
 def xb_track_del_call(nodes, leaves, meta, pfn, order, granularity):
-    """The tracking hook for a block leaving a free list, as a plain call on the arrays."""
-    _track_call(nodes, leaves, meta, np.int64(pfn), np.int64(order), np.int64(granularity),
-                False)
+    """:func:`xb_track_del` as a plain (not inlined) kernel on the arrays."""
+    xb_track_del(nodes, leaves, meta, pfn, order, granularity)
 
 
 @jit

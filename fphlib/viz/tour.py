@@ -209,11 +209,10 @@ def tracking_work(guest_mem="64MiB", target=0.9, churn_ops=5000, seed=0):
     for track in WORK_TRACKS:
         tour = GuestTour(guest_mem, track=track, seed=seed)
         tour.fill_to(target)
-        before = _work_counters(tour.buddy.tracking_stats)
+        before = tour.buddy.tracking_stats
         tour.churn(churn_ops, target=target)
         stats = tour.buddy.tracking_stats
-        after = _work_counters(stats)
-        d = {k: after[k] - before[k] for k in keys}
+        d = {k: stats[k] - before[k] for k in keys}
         rows[WORK_STRUCTURES[track]] = {
             "list_ops": d["ops"],
             "ops_per_step": d["ops"] / churn_ops,
@@ -224,12 +223,6 @@ def tracking_work(guest_mem="64MiB", target=0.9, churn_ops=5000, seed=0):
             "bytes": stats["nbytes"],
         }
     return pd.DataFrame.from_dict(rows, orient="index")
-
-
-def _work_counters(stats):
-    ops = stats["set_bit"] + stats["clear_bit"] + stats["fill"] + stats["zero"]
-    return {"ops": ops, **{k: stats[k] for k in ("leaf_allocs", "leaf_frees", "node_allocs",
-                                                  "preload_allocs")}}
 
 
 class TourApp:
