@@ -1,23 +1,86 @@
-"""Engine speed and memory: events per second and simulator bytes per guest page.
+"""Engine speed and memory: events per second per mechanism, bytes per guest page, cold compile.
 
-(a) the demo scenario (3 guests x 5 GiB running memhog 4 GiB on a 16 GiB host, 120 s) for
-none, balloon and page_reporting; (b) 16 guests x 4 GiB churning for 10 simulated minutes
-with page_reporting. Prints both and the peak RSS of the process. DESIGN §5 asks for at most
-16 bytes of simulator state per guest page.
+(a) the demo scenario (3 guests x 5 GiB running memhog 4 GiB on a 16 GiB host, 120 s) under
+every registered mechanism (``fphlib.hinting.REGISTRY``); (b) 16 guests x 4 GiB churning for
+10 simulated minutes with page_reporting. Prints events/s, simulator bytes per guest page
+(DESIGN §5: at most 16) and the peak RSS of the process.
 
-    .venv/bin/python benchmarks/engine.py [--quick]
+``--cold`` also measures the engine's cold compile: import + first ``simulate()`` in a fresh
+process with an empty numba cache (``NUMBA_CACHE_DIR`` pointed at a new directory, so the
+project's cache is left alone).
+
+``--against REV`` runs (a) for the mechanisms both versions have, side by side with git
+revision REV checked out into a temporary directory (same machine, same interpreter,
+interleaved old/new ``--repeat`` times, best of each), and prints the events/s ratios
+new/old; with ``--cold`` the cold compile of REV too.
+
+    .venv/bin/python benchmarks/engine.py [--quick] [--cold] [--against HEAD~1] [--repeat 3]
 """
 
 import argparse
+import json
+import os
 import resource
+import subprocess
+import sys
+import tempfile
+import textwrap
 import time
+from pathlib import Path
 
-import fphlib
-from fphlib.engine.build import build_state, state_nbytes
+ROOT = Path(__file__).resolve().parent.parent
+
+# Runs inside a subprocess against whichever fphlib is first on sys.path (new or old tree).
+_DEMO = textwrap.dedent("""
+    import json, sys, time, warnings
+    warnings.simplefilter("ignore")
+    import fphlib
+    from fphlib.hinting import MECHANISMS
+    mechs = [m for m in json.loads(sys.argv[1]) if m in MECHANISMS]
+    fphlib.warmup()
+    out = {}
+    for mech in mechs:
+        cfg = fphlib.SimConfig(host_mem="16GiB", guests=3, guest_mem="5GiB", workload="memhog",
+                               workload_params={"size": "4GiB"}, duration_s=120,
+                               mechanism=mech,
+                               balloon_target="1GiB" if mech == "balloon" else None)
+        t0 = time.perf_counter()
+        res = fphlib.simulate(cfg)
+        wall = time.perf_counter() - t0
+        out[mech] = res.summary["events"] / wall
+    print(json.dumps(out))
+""")
+
+_COLD = textwrap.dedent("""
+    import time, warnings
+    warnings.simplefilter("ignore")
+    t0 = time.perf_counter()
+    import fphlib
+    cfg = fphlib.SimConfig(host_mem="1GiB", guests=1, guest_mem="256MiB", workload="churn",
+                           workload_params={"ops_per_s": 1000, "boot": "16MiB"},
+                           mechanism="page_reporting", duration_s=1)
+    fphlib.simulate(cfg)
+    print(time.perf_counter() - t0)
+""")
+
+
+def _python(tree, code, *args, env=None):
+    e = dict(os.environ, PYTHONPATH=str(tree), **(env or {}))
+    out = subprocess.run([sys.executable, "-c", code, *args], env=e, check=True,
+                         capture_output=True, text=True, cwd=tree)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def cold_compile(tree):
+    """Seconds of import + first simulate() with an empty numba cache, in a fresh process."""
+    with tempfile.TemporaryDirectory() as cache:
+        return float(_python(tree, _COLD, env={"NUMBA_CACHE_DIR": cache}))
 
 
 def bytes_per_page(cfg):
     """Simulator bytes per guest page, without the per-run recorders (samples, events)."""
+    from fphlib.engine.build import build_state, state_nbytes
+
     s, _ = build_state(cfg)
     pages = sum(cfg.guest_spec(g)["mem"] for g in range(cfg.guests)) // 4096
     fixed = s.rec_h.nbytes + s.rec_g.nbytes + s.ev.nbytes
@@ -25,6 +88,8 @@ def bytes_per_page(cfg):
 
 
 def run(name, cfg):
+    import fphlib
+
     t0 = time.perf_counter()
     res = fphlib.simulate(cfg)
     wall = time.perf_counter() - t0
@@ -38,10 +103,53 @@ def run(name, cfg):
     return res
 
 
+def against(rev, repeat, cold):
+    """Events/s of (a) here and at ``rev``, interleaved; print the ratios."""
+    from fphlib.hinting import REGISTRY
+
+    with tempfile.TemporaryDirectory() as tmp:
+        old = Path(tmp) / "old"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(old), rev],
+                       check=True, capture_output=True)
+        try:
+            best = {"old": {}, "new": {}}
+            mechs = json.dumps(list(REGISTRY))
+            for i in range(repeat):
+                for label, tree in (("old", old), ("new", ROOT)):
+                    rates = json.loads(_python(tree, _DEMO, mechs))
+                    for m, r in rates.items():
+                        best[label][m] = max(best[label].get(m, 0.0), r)
+                print(f"  round {i + 1}/{repeat} done", flush=True)
+            print(f"(a) demo events/s, best of {repeat}, this tree vs {rev}:")
+            for m in best["old"]:
+                n, o = best["new"][m], best["old"][m]
+                print(f"  {m:<16} new {n / 1e6:6.1f} M/s  old {o / 1e6:6.1f} M/s  "
+                      f"ratio {n / o:5.2f}")
+            if cold:
+                c_new, c_old = cold_compile(ROOT), cold_compile(old)
+                print(f"cold compile: new {c_new:.0f} s, old ({rev}) {c_old:.0f} s, "
+                      f"ratio {c_new / c_old:.2f}")
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)],
+                           capture_output=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="(b) for 60 s instead of 600 s")
+    ap.add_argument("--cold", action="store_true", help="measure the cold compile too")
+    ap.add_argument("--against", metavar="REV", help="compare (a) with git revision REV")
+    ap.add_argument("--repeat", type=int, default=3, help="rounds for --against (default 3)")
     args = ap.parse_args()
+    if args.against:
+        against(args.against, args.repeat, args.cold)
+        return
+    import fphlib
+    from fphlib.hinting import REGISTRY
+
+    if args.cold:
+        print(f"cold compile (import + first simulate, empty numba cache): "
+              f"{cold_compile(ROOT):.0f} s")
     t0 = time.perf_counter()
     fphlib.warmup()
     print(f"warmup {time.perf_counter() - t0:.1f} s")
@@ -49,7 +157,7 @@ def main():
         host_mem="16GiB", guests=3, guest_mem="5GiB", workload="memhog",
         workload_params={"size": "4GiB"}, duration_s=120,
     )
-    for mech in ("none", "balloon", "page_reporting"):
+    for mech in REGISTRY:
         cfg = demo.__class__.from_dict(
             {**demo.to_dict(), "mechanism": mech,
              "balloon_target": "1GiB" if mech == "balloon" else None}

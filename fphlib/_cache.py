@@ -12,7 +12,7 @@ import hashlib
 from pathlib import Path
 
 _ROOT = Path(__file__).resolve().parent  # the fphlib package
-_KERNEL_DIRS = ("guest", "engine", "host", "hinting", "workloads")
+_KERNEL_DIRS = ("state", "guest", "engine", "host", "host/policy", "hinting", "workloads")
 _SOURCES = ("_jit.py", *_KERNEL_DIRS)
 
 

@@ -31,9 +31,14 @@ FIELD_HELP = {
     "workload_params": ("dict", "workload parameters as a JSON object, e.g. '{\"size\": \"4GiB\"}'"
                         "; --param KEY=VALUE sets one key"),
     "mechanism": ("choice", "free page hinting mechanism"),
+    "mechanism_params": ("dict", "the mechanism's parameters as a JSON object (listed below)"),
+    "policy": ("choice", "host policy: whom the host asks for memory, and when"),
+    "policy_params": ("dict", "the host policy's parameters as a JSON object (listed below)"),
     "hint_order": ("int", "smallest order reported/hinted (9 = 2 MiB pageblock, 10 = 4 MiB)"),
-    "report_capacity": ("int", "pages per report (PAGE_REPORTING_CAPACITY)"),
-    "report_delay_s": ("float", "delay before a reporting pass (PAGE_REPORTING_DELAY), seconds"),
+    "report_capacity": ("int", "older name of page_reporting's capacity: blocks per report "
+                        "(PAGE_REPORTING_CAPACITY)"),
+    "report_delay_s": ("float", "older name of page_reporting's delay_s: delay before a "
+                       "reporting pass (PAGE_REPORTING_DELAY), seconds"),
     "costs": ("dict", "cost overrides as a JSON object; --cost KEY=VALUE sets one key"),
     "duration_s": ("float", "simulated time, seconds"),
     "sample_s": ("float", "sampling period of the time series, seconds"),
@@ -41,11 +46,12 @@ FIELD_HELP = {
     "debug": ("bool", "check page conservation at every sample (slower)"),
     "guest_overrides": ("list", "per-guest overrides as a JSON list of objects with keys "
                         "mem, workload, workload_params, start_s"),
-    "balloon_target": ("size", "balloon target: memory each guest keeps, e.g. 4.5GiB "
-                       "(balloon mechanism; 'none' = never inflate)"),
-    "balloon_interval_s": ("float", "how often the host (re)sends the balloon target, seconds"),
-    "deflate_on_oom": ("bool", "VIRTIO_BALLOON_F_DEFLATE_ON_OOM: deflate when the guest is out "
-                       "of memory"),
+    "balloon_target": ("size", "older name of the static policy's target: memory each guest "
+                       "keeps, e.g. 4.5GiB (balloon mechanism; 'none' = never inflate)"),
+    "balloon_interval_s": ("float", "older name of the static policy's interval_s: how often "
+                           "the host (re)sends the balloon target, seconds"),
+    "deflate_on_oom": ("bool", "older name of the balloon's deflate_on_oom "
+                       "(VIRTIO_BALLOON_F_DEFLATE_ON_OOM)"),
 }
 
 
@@ -55,6 +61,10 @@ def _choices(name):
         from .hinting import MECHANISMS
 
         return tuple(MECHANISMS)
+    if name == "policy":
+        from .host.policy import POLICIES
+
+        return tuple(POLICIES)
     from .workloads import WORKLOADS
 
     return tuple(WORKLOADS)
@@ -78,6 +88,19 @@ def _params_epilog():
         keys = ", ".join(f"{k}={show(*v)}" for k, v in spec.items()) or "(none)"
         lines.append(f"  {name}: {keys}")
     lines.append("sizes in bytes unless written like 4GiB; times in seconds.")
+    lines.append("")
+    from .hinting import REGISTRY, mechanism_module
+    from .host.policy import REGISTRY as POLICY_REGISTRY
+    from .host.policy import policy_module
+    from .state.params import describe
+
+    for title, names, module in (("mechanism", REGISTRY, mechanism_module),
+                                 ("policy", POLICY_REGISTRY, policy_module)):
+        lines.append(f"{title} parameters (--{title}-params JSON):")
+        for name in names:
+            spec = describe(module(name).PARAMS)
+            lines.append(f"  {name}:" + ("" if spec else " (none)"))
+            lines += [f"    {line}" for line in spec]
     lines.append("")
     lines.append("costs (--cost NAME=VALUE; seconds, guest_overhead in bytes):")
     lines.append("  " + ", ".join(NAMES))

@@ -3,9 +3,9 @@
 import numpy as np
 
 from fphlib import SimConfig
-from fphlib.engine import layout as L
 from fphlib.engine.build import build_state, guest_zone
 from fphlib.guest.buddy import PG_REPORTED
+from fphlib.state import layout as L
 
 
 def one_guest(**kw):

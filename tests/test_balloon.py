@@ -49,13 +49,14 @@ def test_deflate_when_the_target_grows():
         guests=1, guest_mem="1GiB", workload="idle", mechanism="balloon",
         balloon_target="256MiB", balloon_interval_s=1.0, duration_s=4,
     )
-    from fphlib.engine import layout as L
     from fphlib.engine.loop import run_chunk
+    from fphlib.host.policy import static
+    from fphlib.state import layout as L
 
     s, info = build_state(cfg)
     run_chunk(s, 0, 2000)
     assert s.gi[0, L.GI_BALLOON] == (768 << 20) // 4096
-    s.gi[0, L.GI_BAL_TARGET] = (512 << 20) // 4096  # host now wants the guest at 512 MiB
+    s.pol_i[0, static.KEEP_PAGES] = (512 << 20) // 4096  # host now wants the guest at 512 MiB
     run_chunk(s, 2000, 4001)
     assert s.gi[0, L.GI_BALLOON] == (512 << 20) // 4096
 

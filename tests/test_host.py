@@ -3,9 +3,9 @@
 import numpy as np
 
 import fphlib
-from fphlib.engine import layout as L
 from fphlib.guest.buddy import PG_BACKED, PG_DATA, rmqueue_smallest
 from fphlib.host.backing import HPAGE_PAGES, discard, region_count_ok, touch
+from fphlib.state import layout as L
 
 from engine_helpers import one_guest
 

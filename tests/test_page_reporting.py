@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import fphlib
-from fphlib.engine import layout as L
 from fphlib.guest.buddy import PG_REPORTED, free_one_page, rmqueue_smallest
 from fphlib.hinting import page_reporting as pr
+from fphlib.state import layout as L
 
 from engine_helpers import free_list, one_guest, reported_anywhere, reported_set
 from naive import naive_reporting_pass
@@ -21,7 +21,7 @@ def step(s, z, t_end):
 def test_nothing_before_the_two_second_delay():
     s, z = one_guest()
     pr.page_reporting_request(s, 0, 0.0)  # page_reporting_register at boot
-    assert s.gi[0, L.GI_PR_STATE] == pr.PAGE_REPORTING_REQUESTED
+    assert s.mi[0, pr.PR_STATE] == pr.PAGE_REPORTING_REQUESTED
     step(s, z, 1.999)
     assert s.gi[0, L.GI_REPORTS] == 0 and reported_anywhere(z) == set()
     step(s, z, 2.0)
@@ -31,12 +31,12 @@ def test_nothing_before_the_two_second_delay():
 def test_notify_only_at_or_above_hint_order_and_only_from_idle():
     s, z = one_guest(hint_order=9)
     pr.page_reporting_notify_free(s, 0, 8, 1.0)
-    assert s.gi[0, L.GI_PR_STATE] == pr.PAGE_REPORTING_IDLE
-    assert s.gf[0, L.GF_PR_WAKE] == np.inf
+    assert s.mi[0, pr.PR_STATE] == pr.PAGE_REPORTING_IDLE
+    assert s.mf[0, pr.PR_WAKE] == np.inf
     pr.page_reporting_notify_free(s, 0, 9, 1.0)
-    assert s.gf[0, L.GF_PR_WAKE] == 3.0
+    assert s.mf[0, pr.PR_WAKE] == 3.0
     pr.page_reporting_notify_free(s, 0, 10, 1.5)  # already REQUESTED: no new schedule
-    assert s.gf[0, L.GF_PR_WAKE] == 3.0
+    assert s.mf[0, pr.PR_WAKE] == 3.0
 
 
 def test_budget_per_pass_then_requested_again_two_seconds_later():
@@ -47,8 +47,8 @@ def test_budget_per_pass_then_requested_again_two_seconds_later():
     step(s, z, 2.5)
     assert s.gi[0, L.GI_REPORTS] == 3
     assert len(reported_set(z, 10)) == 12
-    assert s.gi[0, L.GI_PR_STATE] == pr.PAGE_REPORTING_REQUESTED
-    assert 4.0 < s.gf[0, L.GF_PR_WAKE] < 4.01
+    assert s.mi[0, pr.PR_STATE] == pr.PAGE_REPORTING_REQUESTED
+    assert 4.0 < s.mf[0, pr.PR_WAKE] < 4.01
     step(s, z, 4.5)
     assert s.gi[0, L.GI_REPORTS] == 6 and len(reported_set(z, 10)) == 24
     assert s.gi[0, L.GI_REPORTED_PAGES] == 24 * 1024
@@ -63,7 +63,7 @@ def test_idle_system_is_fully_reported_in_about_thirty_seconds():
     assert len(reported_set(z, 10)) < 1024
     step(s, z, 40.0)
     assert len(reported_set(z, 10)) == 1024
-    assert s.gi[0, L.GI_PR_STATE] == pr.PAGE_REPORTING_IDLE
+    assert s.mi[0, pr.PR_STATE] == pr.PAGE_REPORTING_IDLE
 
 
 def test_reported_pages_go_back_at_the_tail_and_the_list_is_rotated():
@@ -97,9 +97,9 @@ def test_one_pass_matches_the_naive_twin(seed):
         z.flags[b] |= PG_REPORTED
     start = free_list(z, 10)
     want_list, want_rep, want_reports, want_req = naive_reporting_pass(start, pre, cap)
-    s.gi[0, L.GI_PR_STATE] = pr.PAGE_REPORTING_REQUESTED
-    s.gi[0, L.GI_PR_PHASE] = pr.PH_SCHED
-    s.gf[0, L.GF_PR_WAKE] = 0.0
+    s.mi[0, pr.PR_STATE] = pr.PAGE_REPORTING_REQUESTED
+    s.mi[0, pr.PR_PHASE] = pr.PH_SCHED
+    s.mf[0, pr.PR_WAKE] = 0.0
     gate = s.gi[0, L.GI_LOW_WMARK] + (cap << 10)
     step(s, z, 1.0)  # one pass only (a rescheduled one would start at >= 2 s)
     if keep * 1024 <= gate:  # the watermark gate skips the zone
@@ -108,7 +108,7 @@ def test_one_pass_matches_the_naive_twin(seed):
     assert free_list(z, 10) == want_list
     assert reported_set(z, 10) == want_rep
     assert s.gi[0, L.GI_REPORTS] == want_reports
-    requested = s.gi[0, L.GI_PR_STATE] == pr.PAGE_REPORTING_REQUESTED
+    requested = s.mi[0, pr.PR_STATE] == pr.PAGE_REPORTING_REQUESTED
     assert requested == want_req
 
 
@@ -118,7 +118,7 @@ def test_watermark_gate_skips_a_small_zone():
     pr.page_reporting_request(s, 0, 0.0)
     step(s, z, 10.0)
     assert s.gi[0, L.GI_REPORTS] == 0
-    assert s.gi[0, L.GI_PR_STATE] == pr.PAGE_REPORTING_IDLE  # nothing requested it again
+    assert s.mi[0, pr.PR_STATE] == pr.PAGE_REPORTING_IDLE  # nothing requested it again
 
 
 def test_isolation_stops_at_the_min_watermark():

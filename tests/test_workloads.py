@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 import fphlib
-from fphlib.engine import layout as L
 from fphlib.engine.build import build_state
 from fphlib.engine.loop import run_chunk
+from fphlib.state import layout as L
 
 
 def sim(**kw):

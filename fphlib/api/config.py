@@ -10,8 +10,10 @@ import math
 import warnings
 from dataclasses import dataclass, field
 
-from ..hinting import MECHANISMS
+from ..hinting import MECHANISMS, mechanism_module
 from ..host.costs import validate_costs
+from ..host.policy import POLICIES, policy_module
+from ..state.params import effective, validate
 from ..units import format_size, parse_size
 from ..workloads import COMMON, PARAMS, WORKLOADS
 
@@ -139,10 +141,19 @@ class SimConfig:
         Workload of every guest (``idle``, ``memhog``, ``churn``, ``trace``) and its
         parameters (``fphlib.workloads.PARAMS``).
     mechanism : str
-        ``none``, ``page_reporting`` or ``balloon``.
-    hint_order, report_capacity, report_delay_s : int, int, float
-        Free page reporting: ``page_reporting_order`` (default pageblock_order 9),
-        ``PAGE_REPORTING_CAPACITY`` (32) and ``PAGE_REPORTING_DELAY`` (2 s).
+        A registered mechanism (``fphlib.hinting.MECHANISMS``): ``none``, ``page_reporting``,
+        ``balloon``, ...
+    mechanism_params : dict
+        The mechanism's parameters (its module's ``PARAMS``); unknown keys or values out of
+        range raise ``ValueError`` naming the key and the allowed keys and range.
+    hint_order : int
+        Block size (order) the hinting mechanisms work in: ``page_reporting_order`` (default
+        pageblock_order 9), Nitesh's bitmap chunk, ...
+    report_capacity, report_delay_s : int, float
+        Older names of page_reporting's ``capacity`` (32) and ``delay_s`` (2 s).
+    policy, policy_params : str, dict
+        The host policy (``fphlib.host.policy.POLICIES``; default ``static``) and its
+        parameters (every policy takes ``interval_s``).
     costs : dict
         Overrides of ``fphlib.host.costs.DEFAULTS`` (seconds) and ``SIZE_DEFAULTS``.
     duration_s, sample_s : float
@@ -155,11 +166,12 @@ class SimConfig:
         Entry ``i`` overrides guest ``i``: keys ``mem``, ``workload``, ``workload_params``,
         ``start_s`` (when the guest boots).
     balloon_target : int, str or None
-        Memory the host wants each guest to keep (balloon); None = never inflate.
+        Older name of the ``static`` policy's ``target``: memory the host wants each guest to
+        keep (balloon); None = never inflate.
     balloon_interval_s : float
-        How often the host (re)sends the balloon target (oVirt MOM policy interval, 10 s).
+        Older name of the ``static`` policy's ``interval_s`` (oVirt MOM interval, 10 s).
     deflate_on_oom : bool
-        VIRTIO_BALLOON_F_DEFLATE_ON_OOM: the guest deflates 256 pages when out of memory.
+        Older name of the balloon's ``deflate_on_oom`` (VIRTIO_BALLOON_F_DEFLATE_ON_OOM).
     """
 
     host_mem: int | str = "16GiB"
@@ -171,6 +183,7 @@ class SimConfig:
     workload: str = "idle"
     workload_params: dict = field(default_factory=dict)
     mechanism: str = "none"
+    mechanism_params: dict = field(default_factory=dict)
     hint_order: int = 9
     report_capacity: int = 32
     report_delay_s: float = 2.0
@@ -183,6 +196,8 @@ class SimConfig:
     balloon_target: int | str | None = None
     balloon_interval_s: float = 10.0
     deflate_on_oom: bool = True
+    policy: str = "static"
+    policy_params: dict = field(default_factory=dict)
 
     def __post_init__(self):
         set_ = object.__setattr__  # frozen: canonicalise once, here
@@ -202,8 +217,10 @@ class SimConfig:
             "workload_params",
             _params("workload_params", self.workload, self.workload_params),
         )
-        if self.mechanism not in MECHANISMS:
+        if not isinstance(self.mechanism, str) or self.mechanism not in MECHANISMS:
             _fail("mechanism", self.mechanism, f"known mechanisms: {', '.join(MECHANISMS)}")
+        if not isinstance(self.policy, str) or self.policy not in POLICIES:
+            _fail("policy", self.policy, f"known policies: {', '.join(POLICIES)}")
         set_(
             self,
             "hint_order",
@@ -246,6 +263,20 @@ class SimConfig:
             "balloon_interval_s",
             _number("balloon_interval_s", self.balloon_interval_s, lo=0, lo_open=True),
         )
+        for kind, module in (("mechanism", mechanism_module(self.mechanism)),
+                             ("policy", policy_module(self.policy))):
+            name = f"{kind}_params"
+            given = validate(name, f"{kind} {module.NAME!r}", module.PARAMS, getattr(self, name))
+            for key, p in module.PARAMS.items():
+                default = next(f.default for f in dataclasses.fields(self) if f.name == p.field) \
+                    if p.field else None
+                if key in given and p.field and getattr(self, p.field) != default:
+                    _fail(f"{name}[{key!r}]", given[key],
+                          f"also set as {p.field}={getattr(self, p.field)!r}; set one of them")
+            set_(self, name, given)
+            checker = getattr(module, "check_params", None)
+            if checker is not None:
+                checker(effective(module.PARAMS, given, self))
         total = self.host_mem + self.host_swap
         for g in range(self.guests):
             mem = self.guest_spec(g)["mem"]
@@ -297,6 +328,14 @@ class SimConfig:
                 )
             out.append(canon)
         return tuple(out)
+
+    def mechanism_settings(self):
+        """Every parameter of the mechanism: given, else from its older field, else default."""
+        return effective(mechanism_module(self.mechanism).PARAMS, self.mechanism_params, self)
+
+    def policy_settings(self):
+        """Every parameter of the host policy, as :meth:`mechanism_settings`."""
+        return effective(policy_module(self.policy).PARAMS, self.policy_params, self)
 
     def guest_spec(self, g):
         """The effective ``mem``, ``workload``, ``workload_params``, ``start_s`` of guest g."""

@@ -5,11 +5,11 @@ import time
 import numpy as np
 import pandas as pd
 
-from ..engine import layout as L
 from ..engine.build import build_state
 from ..engine.check import INVARIANTS, InvariantError
 from ..engine.loop import run_chunk
 from ..host.costs import INDEX
+from ..state import layout as L
 from .config import SimConfig
 from .result import EVENT_COLUMNS, GUEST_COLUMNS, HOST_COLUMNS, SUMMARY_METRICS, SimResult
 

@@ -8,6 +8,7 @@ from ..guest.buddy import (
     CFG_LEN,
     CFG_PLACEMENT,
     CFG_REPORTING_OFF,
+    CFG_TRACK,
     NOT_HEAD,
     NR_ORDERS,
     Zone,
@@ -15,12 +16,16 @@ from ..guest.buddy import (
 )
 from ..guest.pcp import pcp_batch_high
 from ..guest.xbitmap import tracking_arrays
-from ..hinting import MECHANISMS
+from ..hinting import MECHANISMS, mechanism_module
+from ..hinting.dispatch import free_hook_order
 from ..host.backing import HPAGE_PAGES
 from ..host.costs import cost_array
+from ..host.policy import POLICIES, policy_module
+from ..state import layout as L
 from ..workloads import DEFAULT_CHURN_ORDERS, WORKLOADS
-from . import layout as L
 from .loop import TICK_S
+
+TRACK_MODES = {None: 0, "page": 1, "head": 2}  # fphlib.guest.buddy.TRACKS (xbitmap modes)
 
 
 def watermarks(n_pages):
@@ -77,19 +82,16 @@ def build_state(cfg):
         gi[g, L.GI_OFF] = offs[g]
         gi[g, L.GI_NPAGES] = n
         gi[g, L.GI_WL] = WORKLOADS[wl]
-        gi[g, L.GI_HELD_HEAD] = gi[g, L.GI_HELD_TAIL] = gi[g, L.GI_BAL_HEAD] = -1
-        gi[g, L.GI_PR_OFFSET] = cfg.report_capacity
+        gi[g, L.GI_HELD_HEAD] = gi[g, L.GI_HELD_TAIL] = -1
+        gi[g, L.GI_ASK_HINT] = 1  # hinting on until a policy says otherwise
         wmin, wlow, whigh = watermarks(n)
         gi[g, L.GI_MIN_WMARK], gi[g, L.GI_LOW_WMARK], gi[g, L.GI_HIGH_WMARK] = wmin, wlow, whigh
         gi[g, L.GI_PCP_BATCH], gi[g, L.GI_PCP_HIGH] = pcp_batch_high(n)
-        if cfg.balloon_target is not None:
-            gi[g, L.GI_BAL_TARGET] = max(0, n - cfg.balloon_target // 4096)
         start = float(spec["start_s"])
         gf[g, L.GF_START] = start
         gf[g, L.GF_WL_START] = start + float(params.get("start_s", 0.0))
         gf[g, L.GF_WL_NEXT] = gf[g, L.GF_WL_START]
         gf[g, L.GF_WL_END] = np.nan
-        gf[g, L.GF_PR_WAKE] = gf[g, L.GF_BAL_WAKE] = gf[g, L.GF_BAL_POLICY] = np.inf
         wp[g, L.WP_BOOT] = min(params.get("boot", 256 << 20), n * 4096)
         wp[g, L.WP_START] = params.get("start_s", 0.0)
         wp[g, L.WP_SIZE] = params.get("size", 1 << 30)
@@ -136,28 +138,49 @@ def build_state(cfg):
     hi[L.HI_SWAP_CAP] = cfg.host_swap // 4096
     pi = np.zeros(L.NPI, np.int64)
     pi[L.PI_G] = G
+    mech = mechanism_module(cfg.mechanism)
+    mparams = cfg.mechanism_settings()
+    policy = policy_module(cfg.policy)
+    pparams = cfg.policy_settings()
     pi[L.PI_MECH] = MECHANISMS[cfg.mechanism]
+    pi[L.PI_POLICY] = POLICIES[cfg.policy]
     pi[L.PI_HINT_ORDER] = cfg.hint_order
-    pi[L.PI_CAP] = cfg.report_capacity
+    pi[L.PI_FREE_HOOK_ORDER] = free_hook_order(mech, mparams, cfg.hint_order)
     pi[L.PI_THP] = int(cfg.host_thp)
     pi[L.PI_VCPUS] = V
     pi[L.PI_DEBUG] = int(cfg.debug)
-    pi[L.PI_DEFLATE_OOM] = int(cfg.deflate_on_oom)
     pi[L.PI_N_TICKS] = n_ticks
     pi[L.PI_SAMPLE_TICKS] = every
     pf = np.zeros(L.NPF, np.float64)
     pf[L.PF_DT] = dt
-    pf[L.PF_DELAY] = cfg.report_delay_s
-    pf[L.PF_BAL_INTERVAL] = cfg.balloon_interval_s
+    pf[L.PF_POLICY_INTERVAL] = pparams["interval_s"]
+    hf = np.zeros(L.NHF, np.float64)
+    hf[L.HF_POLICY_NEXT] = pparams["interval_s"]  # a policy acts after its first interval
+
+    mstate = getattr(mech, "STATE", L.PrivateState())
+    mi, mf, mbuf = private_arrays(mstate, mparams, npages, V, gi, L.GI_MBUF_OFF)
+    pstate = getattr(policy, "STATE", L.PrivateState())
+    pol_i, pol_f, _ = private_arrays(pstate, pparams, npages, V, None, None)
+    slots = max(1, mstate.discard_slots(mparams) if mstate.discard_slots else 1)
+    track = TRACK_MODES[mstate.tracking(mparams) if mstate.tracking else None]
+    xb = []
+    for g in range(G):
+        nodes, leaves, meta = tracking_arrays(npages[g] if track else 0, track)
+        xb.append((nodes, leaves, meta))
+        gi[g, L.GI_XB_NODE_N] = len(nodes)
+        gi[g, L.GI_XB_LEAF_N] = len(leaves)
+        if g + 1 < G:
+            gi[g + 1, L.GI_XB_NODE_OFF] = gi[g, L.GI_XB_NODE_OFF] + len(nodes)
+            gi[g + 1, L.GI_XB_LEAF_OFF] = gi[g, L.GI_XB_LEAF_OFF] + len(leaves)
 
     seeds = np.random.SeedSequence(cfg.seed).spawn(G)
     rng = np.array([sq.generate_state(1, np.uint64)[0] for sq in seeds], np.uint64)
 
-    xb = tracking_arrays(0, 0)  # free-page tracking off in these mechanisms
     z_cfg = np.zeros((G, CFG_LEN), np.int64)
     z_cfg[:, CFG_PLACEMENT] = 1  # kernel placement (buddy_merge_likely, v5.10)
-    # the page_reporting_enabled static key: off unless the mechanism reports
-    z_cfg[:, CFG_REPORTING_OFF] = int(cfg.mechanism != "page_reporting")
+    z_cfg[:, CFG_TRACK] = track
+    # the page_reporting_enabled static key: off unless the mechanism marks reported pages
+    z_cfg[:, CFG_REPORTING_OFF] = int(not getattr(mech, "REPORTS_PAGES", False))
     s = L.EngineState(
         nxt=np.full(P, -1, np.int32),
         prv=np.full(P, -1, np.int32),
@@ -169,9 +192,9 @@ def build_state(cfg):
         z_tail=np.full((G, NR_ORDERS), -1, np.int32),
         z_nr=np.zeros((G, NR_ORDERS), np.int64),
         z_cfg=z_cfg,
-        xb_nodes=xb[0],
-        xb_leaves=xb[1],
-        xb_meta=xb[2],
+        xb_nodes=np.concatenate([x[0] for x in xb]),
+        xb_leaves=np.concatenate([x[1] for x in xb]),
+        xb_meta=np.stack([x[2] for x in xb]),
         pcp_head=np.full((G, V), -1, np.int64),
         pcp_tail=np.full((G, V), -1, np.int64),
         pcp_cnt=np.zeros((G, V), np.int64),
@@ -180,16 +203,21 @@ def build_state(cfg):
         wp=wp,
         wmix=wmix,
         rng=rng,
-        sg_pfn=np.full((G, cfg.report_capacity), -1, np.int32),
-        sg_ord=np.zeros((G, cfg.report_capacity), np.int8),
-        msg=np.full((G, L.BALLOON_PFNS), -1, np.int32),
+        mi=mi,
+        mf=mf,
+        mbuf=mbuf,
+        pol_i=pol_i,
+        pol_f=pol_f,
+        dq_t=np.zeros((G, slots), np.float64),
+        dq_pfn=np.zeros((G, slots), np.int64),
+        dq_n=np.zeros((G, slots), np.int64),
         pool=np.full(pool_off, -1, np.int32),
         tr_t=cat(0, np.int64),
         tr_kind=cat(1, np.int8),
         tr_order=cat(2, np.int8),
         tr_slot=cat(3, np.int32),
         hi=hi,
-        hf=np.zeros(L.NHF, np.float64),
+        hf=hf,
         pi=pi,
         pf=pf,
         cost=cost_array(cfg.costs),
@@ -204,10 +232,28 @@ def build_state(cfg):
     return s, info
 
 
+def private_arrays(state, params, npages, vcpus, gi, off_col):
+    """``(ints, floats, buffer)`` of a mechanism's or policy's :class:`PrivateState` for
+    every guest (at least one column each, so the arrays' types never change)."""
+    G = len(npages)
+    ints = np.zeros((G, max(1, len(state.ints))), np.int64)
+    floats = np.zeros((G, max(1, len(state.floats))), np.float64)
+    lens = [state.buffer(params, n, vcpus) if state.buffer else 0 for n in npages]
+    offs = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+    if gi is not None:
+        gi[:, off_col] = offs[:-1]
+    for g, n in enumerate(npages):
+        if state.init:
+            state.init(params, n, vcpus, ints[g], floats[g])
+    return ints, floats, np.zeros(max(1, int(offs[-1])), np.int64)
+
+
 def guest_zone(s, g):
     """Python-side Zone view of guest g (for tests and setup)."""
     a = int(s.gi[g, L.GI_OFF])
     b = a + int(s.gi[g, L.GI_NPAGES])
+    na, nb = int(s.gi[g, L.GI_XB_NODE_OFF]), int(s.gi[g, L.GI_XB_NODE_N])
+    la, lb = int(s.gi[g, L.GI_XB_LEAF_OFF]), int(s.gi[g, L.GI_XB_LEAF_N])
     return Zone(
         s.nxt[a:b],
         s.prv[a:b],
@@ -217,9 +263,9 @@ def guest_zone(s, g):
         s.z_tail[g],
         s.z_nr[g],
         s.z_cfg[g],
-        s.xb_nodes,
-        s.xb_leaves,
-        s.xb_meta,
+        s.xb_nodes[na : na + nb],
+        s.xb_leaves[la : la + lb],
+        s.xb_meta[g],
     )
 
 

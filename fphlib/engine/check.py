@@ -14,8 +14,8 @@ from ..guest.buddy import (
     PG_DATA,
     PG_REPORTED,
 )
-from .borrow import borrow_state, borrow_zone
-from .layout import (
+from ..state.borrow import borrow_state, borrow_zone
+from ..state.layout import (
     GI_BALLOON,
     GI_ISOLATED,
     GI_NPAGES,

@@ -29,26 +29,18 @@ than guests (RSS = backed guest pages + a fixed overhead per running guest).
 
 
 from .._jit import jit
-from ..guest.buddy import Zone
-from ..hinting import MECH_BALLOON, MECH_PAGE_REPORTING
-from ..hinting.balloon import balloon_policy, balloon_step
-from ..hinting.page_reporting import free_pages, page_reporting_request, reported_pages_now
-from ..hinting.page_reporting import page_reporting_step as _pr_step
+from ..guest.buddy import Zone, nr_free_pages
+from ..hinting import dispatch as _mechanisms  # noqa: F401  (registers the mechanism hooks)
 from ..host.backing import ensure_ram, note_peak, record_event
 from ..host.costs import C_GUEST_OVERHEAD
-from ..workloads import WL_CHURN, WL_MEMHOG, WL_TRACE
-from ..workloads.churn import churn_step
-from ..workloads.common import boot
-from ..workloads.memhog import memhog_step
-from ..workloads.trace import trace_step
-from .borrow import borrow_state, borrow_zone
-from .check import check_guest, check_host
-from .layout import (
+from ..host.discard_queue import discard_due
+from ..host.policy import dispatch as _policies  # noqa: F401  (registers the policy hook)
+from ..state.borrow import borrow_state, borrow_zone
+from ..state.hooks import mech_reported_pages, mech_start, mech_tick, policy_step
+from ..state.layout import (
     EV_GUEST_START,
-    GF_BAL_POLICY,
     GF_START,
     GF_WL_START,
-    GI_BAL_TARGET,
     GI_BALLOON,
     GI_ISOLATED,
     GI_NPAGES,
@@ -58,16 +50,19 @@ from .layout import (
     GI_SWAP,
     GI_USED,
     GI_WL,
+    GI_XB_LEAF_N,
+    GI_XB_LEAF_OFF,
+    GI_XB_NODE_N,
+    GI_XB_NODE_OFF,
+    HF_POLICY_NEXT,
     HI_OVERHEAD_PAGES,
     HI_RAM_PAGES,
     HI_RSS,
     HI_SWAP,
-    PF_BAL_INTERVAL,
     PF_DT,
+    PF_POLICY_INTERVAL,
     PI_DEBUG,
     PI_G,
-    PI_HINT_ORDER,
-    PI_MECH,
     PI_N_TICKS,
     PI_SAMPLE_TICKS,
     RG_BALLOON,
@@ -84,6 +79,12 @@ from .layout import (
     ST_RUNNING,
     ST_WAITING,
 )
+from ..workloads import WL_CHURN, WL_MEMHOG, WL_TRACE
+from ..workloads.churn import churn_step
+from ..workloads.common import boot
+from ..workloads.memhog import memhog_step
+from ..workloads.trace import trace_step
+from .check import check_guest, check_host
 
 TICK_S = 1e-3
 EPS = 1e-9
@@ -95,6 +96,8 @@ def zone_of(s, g):
     s = borrow_state(s)
     a = s.gi[g, GI_OFF]
     b = a + s.gi[g, GI_NPAGES]
+    na = s.gi[g, GI_XB_NODE_OFF]
+    la = s.gi[g, GI_XB_LEAF_OFF]
     return Zone(
         s.nxt[a:b],
         s.prv[a:b],
@@ -104,9 +107,9 @@ def zone_of(s, g):
         s.z_tail[g],
         s.z_nr[g],
         s.z_cfg[g],
-        s.xb_nodes,
-        s.xb_leaves,
-        s.xb_meta,
+        s.xb_nodes[na : na + s.gi[g, GI_XB_NODE_N]],
+        s.xb_leaves[la : la + s.gi[g, GI_XB_LEAF_N]],
+        s.xb_meta[g],
     )
 
 
@@ -115,15 +118,12 @@ def sample(s, k):
     """Record sample k of the host and every guest."""
     s = borrow_state(s)
     ovh = int(s.cost[C_GUEST_OVERHEAD]) // 4096
-    pr = s.pi[PI_MECH] == MECH_PAGE_REPORTING
     for g in range(s.pi[PI_G]):
         z = zone_of(s, g)
         running = s.gi[g, GI_STATUS] == ST_RUNNING
         s.rec_g[k, g, RG_RSS] = (s.gi[g, GI_RSS] + (ovh if running else 0)) * 4096.0
-        s.rec_g[k, g, RG_FREE] = free_pages(z) * 4096.0
-        s.rec_g[k, g, RG_REPORTED] = (
-            reported_pages_now(z, s.pi[PI_HINT_ORDER]) * 4096.0 if pr else 0.0
-        )
+        s.rec_g[k, g, RG_FREE] = nr_free_pages(z) * 4096.0
+        s.rec_g[k, g, RG_REPORTED] = mech_reported_pages(s, g, z) * 4096.0
         s.rec_g[k, g, RG_ISOLATED] = s.gi[g, GI_ISOLATED] * 4096.0
         s.rec_g[k, g, RG_USED] = s.gi[g, GI_USED] * 4096.0
         pcp = 0
@@ -171,11 +171,7 @@ def _start_guest(s, g, z, t, ovh):
         return
     if not boot(s, g, z, t, s.cost, ovh):
         return
-    mech = s.pi[PI_MECH]
-    if mech == MECH_PAGE_REPORTING:
-        page_reporting_request(s, g, t)  # page_reporting_register
-    elif mech == MECH_BALLOON:
-        s.gf[g, GF_BAL_POLICY] = t + s.pf[PF_BAL_INTERVAL]
+    mech_start(s, g, z, t, s.cost)
 
 
 @jit
@@ -188,7 +184,6 @@ def run_chunk(s, tick0, tick1):
     dt = s.pf[PF_DT]
     every = s.pi[PI_SAMPLE_TICKS]
     n_ticks = s.pi[PI_N_TICKS]
-    mech = s.pi[PI_MECH]
     for i in range(tick0, tick1):
         t = i * dt
         if i % every == 0:
@@ -198,6 +193,11 @@ def run_chunk(s, tick0, tick1):
         if i >= n_ticks:
             break
         t_end = t + dt
+        # the host policy's instants in this tick, before the guests
+        while s.hf[HF_POLICY_NEXT] <= t_end:
+            now = s.hf[HF_POLICY_NEXT]
+            policy_step(s, now, cost)
+            s.hf[HF_POLICY_NEXT] = now + s.pf[PF_POLICY_INTERVAL]
         for g in range(G):
             status = s.gi[g, GI_STATUS]
             if status == ST_WAITING:
@@ -218,10 +218,7 @@ def run_chunk(s, tick0, tick1):
                     alive = trace_step(s, g, z, t, dt, cost, ovh)
                 if not alive or s.gi[g, GI_STATUS] != ST_RUNNING:
                     continue
-            if mech == MECH_PAGE_REPORTING:
-                _pr_step(s, g, z, t_end, cost)
-            elif mech == MECH_BALLOON:
-                balloon_policy(s, g, t_end, s.gi[g, GI_BAL_TARGET])
-                balloon_step(s, g, z, t_end, cost)
+            mech_tick(s, g, z, t_end, cost)
+            discard_due(s, g, z, t_end, cost)  # discards no mechanism waited for
         note_peak(s)
     return 0

@@ -440,6 +440,15 @@ def free_pages(zone, pfn, order):
 
 
 @jit(inline="always")
+def nr_free_pages(zone):
+    """NR_FREE_PAGES: pages in the free lists (isolated and pcp pages excluded)."""
+    total = 0
+    for o in range(zone.nr_free.shape[0]):
+        total += zone.nr_free[o] << o
+    return total
+
+
+@jit(inline="always")
 def putback_isolated_page(zone, pfn, order):
     """``__putback_isolated_page``: return an isolated block at the tail; return final order."""
     return free_one_page(zone, pfn, order, True)

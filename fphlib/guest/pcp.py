@@ -15,10 +15,19 @@ no ``drain_all_pages`` on CPU hotplug, only when an allocation fails (before giv
 """
 
 from .._jit import jit
-from ..engine.borrow import borrow_state, borrow_zone
-from ..engine.layout import GI_LOCK_OPS, GI_PCP_BATCH, GI_PCP_HIGH
-from ..hinting.notify import notify_free
+from ..state.borrow import borrow_state, borrow_zone
+from ..state.hooks import mech_on_free
+from ..state.layout import GI_LOCK_OPS, GI_PCP_BATCH, GI_PCP_HIGH, PI_FREE_HOOK_ORDER
 from .buddy import ALLOC_BASE, ON_PCP, free_one_page, rmqueue_smallest
+
+
+@jit(inline="always")
+def notify_free(s, g, z, pfn, order, t):
+    """After ``__free_one_page`` placed a block freed at ``pfn`` with final ``order``: the
+    mechanism's ``on_free`` with the merged head (only at orders it asked for, so that the
+    test costs the hot path one compare)."""
+    if order >= s.pi[PI_FREE_HOOK_ORDER]:
+        mech_on_free(s, g, z, pfn & ~((1 << order) - 1), order, t)
 
 
 def pcp_batch_high(n_pages):
@@ -104,7 +113,7 @@ def free_pcppages_bulk(s, g, z, cpu, count, t):
         pfn = s.pcp_tail[g, cpu]
         _del(s, g, cpu, z, pfn)
         order = free_one_page(z, pfn, 0, False)
-        notify_free(s, g, order, t)
+        notify_free(s, g, z, pfn, order, t)
         n += 1
     s.gi[g, GI_LOCK_OPS] += n
 

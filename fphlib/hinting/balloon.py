@@ -1,10 +1,10 @@
 """Classic virtio balloon (``"balloon"``): drivers/virtio/virtio_balloon.c (v5.10) and
 QEMU hw/virtio/virtio-balloon.c (reference/kernel-mechanisms.md §7.1).
 
-- The host sets a target (``num_pages``) through a config change: here the balloon size that
-  leaves the guest ``balloon_target`` bytes, re-sent every ``balloon_interval_s`` (a host
-  policy loop such as oVirt MOM's 10 s; host policies proper come later). Each config change
-  queues ``update_balloon_size_func``.
+- The host policy (``fphlib.host.policy``; ``"static"`` keeps today's fixed
+  ``balloon_target``) asks for a balloon size (``GI_ASK_PAGES``); each ask is a config
+  change (``GI_ASK_SEQ`` moves on) that queues ``update_balloon_size_func`` at the ask's
+  instant.
 - Inflate (``fill_balloon``): allocate up to VIRTIO_BALLOON_ARRAY_PFNS_MAX = 256 order-0 pages
   (``__GFP_NORETRY``: a failure does not trigger the OOM path), enqueue them, send their PFNs
   in one inflate-vq message (one kick) and wait for the ack; QEMU discards each 4 KiB page
@@ -16,6 +16,9 @@ QEMU hw/virtio/virtio-balloon.c (reference/kernel-mechanisms.md §7.1).
   VIRTIO_BALLOON_OOM_NR_PAGES = 256 pages synchronously and let the allocation retry; the
   balloon is re-inflated only at the next config change.
 
+Parameters (``mechanism_params``): ``deflate_on_oom`` (VIRTIO_BALLOON_F_DEFLATE_ON_OOM,
+default True; older name: the SimConfig field ``deflate_on_oom``).
+
 Simplifications: balloon pages are not migrated by compaction (balloon_compaction); stats
 vq and free page hinting are separate mechanisms; the host's MADV_WILLNEED on deflate is free.
 """
@@ -23,34 +26,64 @@ vq and free page hinting are separate mechanisms; the host's MADV_WILLNEED on de
 import numpy as np
 
 from .._jit import jit
-from ..engine.borrow import borrow_state, borrow_zone
-from ..engine.layout import (
-    BALLOON_PFNS,
-    GF_BAL_POLICY,
-    GF_BAL_WAKE,
+from ..guest.pcp import pcp_alloc, pcp_free
+from ..host.costs import C_ACK_IRQ, C_KICK_WAKEUP, C_PAGE_OP, C_VMEXIT
+from ..host.discard_queue import discard_due, discard_later
+from ..state.borrow import borrow_state, borrow_zone
+from ..state.layout import (
+    GF_ASK_T,
     GF_GUEST_CPU,
     GF_HOST_CPU,
-    GI_BAL_HEAD,
-    GI_BAL_MSG_N,
-    GI_BAL_PHASE,
-    GI_BAL_WANT,
+    GI_ASK_PAGES,
+    GI_ASK_SEQ,
     GI_BALLOON,
     GI_BALLOON_MSGS,
     GI_EVENTS,
+    GI_MBUF_OFF,
     GI_NPAGES,
     GI_OOM_DEFLATES,
     GI_REPORTED_PAGES,
     GI_VMEXITS,
-    PF_BAL_INTERVAL,
+    PrivateState,
+    private_columns,
 )
-from ..guest.pcp import pcp_alloc, pcp_free
-from ..host.backing import discard
-from ..host.costs import C_ACK_IRQ, C_KICK_WAKEUP, C_PAGE_OP, C_VMEXIT
+from ..state.params import Param
+
+NAME = "balloon"
+PARAMS = {
+    "deflate_on_oom": Param("bool", True, unit="", help="VIRTIO_BALLOON_F_DEFLATE_ON_OOM: "
+                            "deflate 256 pages when an allocation fails",
+                            field="deflate_on_oom"),
+}
+TAKES_HINT_ORDER = False
+BALLOON_PFNS = 256  # VIRTIO_BALLOON_ARRAY_PFNS_MAX (include/uapi/linux/virtio_balloon.h)
+
+# private columns; the message's PFNs are the guest's mbuf slice
+B_HEAD, B_PHASE, B_WANT, B_MSG_N, B_ASK_SEEN, B_DEFLATE_OOM, B_SHORT = private_columns(
+    "HEAD PHASE WANT MSG_N ASK_SEEN DEFLATE_OOM SHORT"
+)
+(B_WAKE,) = private_columns("WAKE")
+
+
+def _init(params, n_pages, vcpus, ints, floats):
+    ints[B_HEAD] = -1
+    ints[B_DEFLATE_OOM] = int(params["deflate_on_oom"])
+    floats[B_WAKE] = np.inf
+
+
+STATE = PrivateState(
+    ints=("HEAD", "PHASE", "WANT", "MSG_N", "ASK_SEEN", "DEFLATE_OOM", "SHORT"),
+    floats=("WAKE",),
+    buffer=lambda params, n_pages, vcpus: BALLOON_PFNS,
+    init=_init,
+    discard_slots=lambda params: BALLOON_PFNS,
+)
 
 B_IDLE = 0
-B_WORK = 1  # update_balloon_size_func queued for GF_BAL_WAKE
+B_WORK = 1  # update_balloon_size_func queued for B_WAKE
 B_WAIT_INFLATE = 2  # inflate message in flight
 B_WAIT_DEFLATE = 3  # deflate message in flight; pages freed at the ack
+B_HOST = 4  # inflate message sent; the host discards its pages at B_WAKE
 OOM_NR_PAGES = 256  # VIRTIO_BALLOON_OOM_NR_PAGES
 OUT_OF_PUFF_S = 0.2  # msleep(200) in fill_balloon
 
@@ -70,19 +103,19 @@ def _message(s, g, cost):
 
 
 @jit
-def balloon_policy(s, g, t_end, balloon_pages_wanted):
-    """Host side: (re)send the target at every policy instant up to ``t_end``."""
+def balloon_config_changed(s, g):
+    """``virtballoon_changed`` on a new ask: queue the work at the ask's instant."""
     s = borrow_state(s)
-    while s.gf[g, GF_BAL_POLICY] <= t_end:
-        now = s.gf[g, GF_BAL_POLICY]
-        s.gf[g, GF_BAL_POLICY] = now + s.pf[PF_BAL_INTERVAL]
-        want = balloon_pages_wanted
-        if want > s.gi[g, GI_NPAGES]:
-            want = s.gi[g, GI_NPAGES]
-        s.gi[g, GI_BAL_WANT] = want
-        if s.gi[g, GI_BAL_PHASE] == B_IDLE and want != s.gi[g, GI_BALLOON]:
-            s.gi[g, GI_BAL_PHASE] = B_WORK
-            s.gf[g, GF_BAL_WAKE] = now
+    if s.mi[g, B_ASK_SEEN] == s.gi[g, GI_ASK_SEQ]:
+        return
+    s.mi[g, B_ASK_SEEN] = s.gi[g, GI_ASK_SEQ]
+    want = s.gi[g, GI_ASK_PAGES]
+    if want > s.gi[g, GI_NPAGES]:
+        want = s.gi[g, GI_NPAGES]
+    s.mi[g, B_WANT] = want
+    if s.mi[g, B_PHASE] == B_IDLE and want != s.gi[g, GI_BALLOON]:
+        s.mi[g, B_PHASE] = B_WORK
+        s.mf[g, B_WAKE] = s.gf[g, GF_ASK_T]
 
 
 @jit
@@ -90,11 +123,12 @@ def _deflate_pages(s, g, z, n):
     """Dequeue up to n balloon pages into the message buffer; return how many."""
     s = borrow_state(s)
     z = borrow_zone(z)
+    off = s.gi[g, GI_MBUF_OFF]
     k = 0
-    while k < n and s.gi[g, GI_BAL_HEAD] >= 0:
-        pfn = s.gi[g, GI_BAL_HEAD]
-        s.gi[g, GI_BAL_HEAD] = z.next[pfn]
-        s.msg[g, k] = pfn
+    while k < n and s.mi[g, B_HEAD] >= 0:
+        pfn = s.mi[g, B_HEAD]
+        s.mi[g, B_HEAD] = z.next[pfn]
+        s.mbuf[off + k] = pfn
         k += 1
     return k
 
@@ -104,8 +138,9 @@ def _release(s, g, z, k, t, cost):
     """``release_pages_balloon``: give k message pages back to the guest."""
     s = borrow_state(s)
     z = borrow_zone(z)
+    off = s.gi[g, GI_MBUF_OFF]
     for i in range(k):
-        pcp_free(s, g, z, 0, s.msg[g, i], t)
+        pcp_free(s, g, z, 0, s.mbuf[off + i], t)
     s.gi[g, GI_BALLOON] -= k
     s.gf[g, GF_GUEST_CPU] += k * cost[C_PAGE_OP]
 
@@ -115,19 +150,29 @@ def balloon_step(s, g, z, t_end, cost):
     """Run the balloon driver's work item up to ``t_end``."""
     s = borrow_state(s)
     z = borrow_zone(z)
-    while s.gf[g, GF_BAL_WAKE] <= t_end:
-        now = s.gf[g, GF_BAL_WAKE]
-        phase = s.gi[g, GI_BAL_PHASE]
-        s.gf[g, GF_BAL_WAKE] = INF
+    balloon_config_changed(s, g)
+    off = s.gi[g, GI_MBUF_OFF]
+    while s.mf[g, B_WAKE] <= t_end:
+        now = s.mf[g, B_WAKE]
+        phase = s.mi[g, B_PHASE]
+        s.mf[g, B_WAKE] = INF
+        if phase == B_HOST:
+            # the host discards the message's pages, then acks; a short allocation sleeps
+            # 200 ms before the work requeues
+            spent = discard_due(s, g, z, now, cost)
+            s.mi[g, B_PHASE] = B_WAIT_INFLATE
+            puff = OUT_OF_PUFF_S if s.mi[g, B_SHORT] else 0.0
+            s.mf[g, B_WAKE] = now + spent + cost[C_ACK_IRQ] + puff
+            continue
         if phase == B_WAIT_DEFLATE:
-            _release(s, g, z, s.gi[g, GI_BAL_MSG_N], now, cost)
-            s.gi[g, GI_BAL_MSG_N] = 0
+            _release(s, g, z, s.mi[g, B_MSG_N], now, cost)
+            s.mi[g, B_MSG_N] = 0
         elif phase != B_WORK and phase != B_WAIT_INFLATE:
             continue
         # update_balloon_size_func: towards_target
-        diff = s.gi[g, GI_BAL_WANT] - s.gi[g, GI_BALLOON]
+        diff = s.mi[g, B_WANT] - s.gi[g, GI_BALLOON]
         if diff == 0:
-            s.gi[g, GI_BAL_PHASE] = B_IDLE
+            s.mi[g, B_PHASE] = B_IDLE
             continue
         if diff > 0:
             n = min(diff, BALLOON_PFNS)
@@ -136,29 +181,29 @@ def balloon_step(s, g, z, t_end, cost):
                 pfn = pcp_alloc(s, g, z, 0)
                 if pfn < 0:
                     break
-                z.next[pfn] = s.gi[g, GI_BAL_HEAD]  # balloon_page_enqueue: list head
-                s.gi[g, GI_BAL_HEAD] = pfn
-                s.msg[g, k] = pfn
+                z.next[pfn] = s.mi[g, B_HEAD]  # balloon_page_enqueue: list head
+                s.mi[g, B_HEAD] = pfn
+                s.mbuf[off + k] = pfn
                 k += 1
             s.gi[g, GI_BALLOON] += k
             s.gf[g, GF_GUEST_CPU] += k * cost[C_PAGE_OP]
             if k == 0:
-                s.gi[g, GI_BAL_PHASE] = B_WORK
-                s.gf[g, GF_BAL_WAKE] = now + OUT_OF_PUFF_S
+                s.mi[g, B_PHASE] = B_WORK
+                s.mf[g, B_WAKE] = now + OUT_OF_PUFF_S
                 continue
-            host = 0.0
             s.gi[g, GI_REPORTED_PAGES] += k
+            _message(s, g, cost)
+            due = now
             for i in range(k):  # QEMU: one discard per 4 KiB page
-                host += discard(s, g, z, s.msg[g, i], 1, cost)
-            rtt = _message(s, g, cost) + host
-            s.gi[g, GI_BAL_PHASE] = B_WAIT_INFLATE
-            # a short allocation sleeps 200 ms before the work requeues
-            s.gf[g, GF_BAL_WAKE] = now + rtt + (OUT_OF_PUFF_S if k < n else 0.0)
+                due = discard_later(s, g, z, s.mbuf[off + i], 1, now, cost)
+            s.mi[g, B_SHORT] = k < n
+            s.mi[g, B_PHASE] = B_HOST
+            s.mf[g, B_WAKE] = due
         else:
             k = _deflate_pages(s, g, z, min(-diff, BALLOON_PFNS))
-            s.gi[g, GI_BAL_MSG_N] = k
-            s.gi[g, GI_BAL_PHASE] = B_WAIT_DEFLATE
-            s.gf[g, GF_BAL_WAKE] = now + _message(s, g, cost)
+            s.mi[g, B_MSG_N] = k
+            s.mi[g, B_PHASE] = B_WAIT_DEFLATE
+            s.mf[g, B_WAKE] = now + _message(s, g, cost)
 
 
 @jit
@@ -166,15 +211,23 @@ def balloon_deflate_oom(s, g, z, t, cost):
     """``virtballoon_oom_notify``: deflate 256 pages now; return (pages freed, stall)."""
     s = borrow_state(s)
     z = borrow_zone(z)
-    if s.gi[g, GI_BAL_HEAD] < 0:
+    if not s.mi[g, B_DEFLATE_OOM] or s.mi[g, B_HEAD] < 0:
         return 0, 0.0
     # the message buffer may hold an in-flight deflate: free those first, they are ours
-    if s.gi[g, GI_BAL_PHASE] == B_WAIT_DEFLATE and s.gi[g, GI_BAL_MSG_N] > 0:
-        _release(s, g, z, s.gi[g, GI_BAL_MSG_N], t, cost)
-        s.gi[g, GI_BAL_MSG_N] = 0
-        s.gi[g, GI_BAL_PHASE] = B_WORK
+    if s.mi[g, B_PHASE] == B_WAIT_DEFLATE and s.mi[g, B_MSG_N] > 0:
+        _release(s, g, z, s.mi[g, B_MSG_N], t, cost)
+        s.mi[g, B_MSG_N] = 0
+        s.mi[g, B_PHASE] = B_WORK
+    # an inflate still waiting for the host holds balloon_lock: the notifier waits for it
+    stall = discard_due(s, g, z, INF, cost)
     k = _deflate_pages(s, g, z, OOM_NR_PAGES)
-    stall = _message(s, g, cost)
+    stall += _message(s, g, cost)
     _release(s, g, z, k, t, cost)
     s.gi[g, GI_OOM_DEFLATES] += 1
     return k, stall
+
+
+# ------------------------------------------------------------------ the mechanism's hooks
+
+tick = balloon_step
+on_alloc_fail = balloon_deflate_oom

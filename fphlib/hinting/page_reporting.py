@@ -21,47 +21,94 @@ Faithful to reference/kernel-mechanisms.md §3.2:
 - ``page_reporting_drain``: ``__putback_isolated_page`` (FPI_TO_TAIL) each entry in
   scatterlist order and set PageReported if the page is still a free head of the same order.
 
-Time: the worker runs at its own instants (``GF_PR_WAKE``) inside the engine's tick; list
-walking and isolation take no simulated time (their CPU is charged as zone->lock holds), a
-report takes ``vmexit + kick_wakeup + host discard time + ack_irq`` of simulated time, during
-which the isolated pages are unavailable to the guest. Reports never fail (no VFIO, no page
-poisoning), so PageReported is always set after a successful drain.
+Time: the worker runs at its own instants (``PR_WAKE``) inside the engine's tick; list
+walking and isolation take no simulated time (their CPU is charged as zone->lock holds). A
+report queues its discards with the host (:mod:`fphlib.host.discard_queue`, performed
+``discard_latency`` later), and the ack comes after the host's discard work plus
+``ack_irq``; the isolated pages are unavailable to the guest until then. Reports never fail
+(no VFIO, no page poisoning), so PageReported is always set after a successful drain.
+
+Parameters (``mechanism_params``): ``capacity`` (PAGE_REPORTING_CAPACITY, 32; older name
+``report_capacity``) and ``delay_s`` (PAGE_REPORTING_DELAY, 2 s; ``report_delay_s``); the
+order is the run's ``hint_order``. A host policy that switches hinting off
+(``GI_ASK_HINT`` = 0) makes a pass end at once, as if the zone were below the gate.
+
+Simplifications: one zone per guest; the worker's own CPU time outside zone->lock is not
+charged; the scatterlist entries hold a pfn and an order (no struct scatterlist).
 """
 
 import numpy as np
 
 from .._jit import jit
-from ..engine.borrow import borrow_state, borrow_zone
-from ..engine.layout import (
-    GF_GUEST_CPU,
-    GF_HOST_CPU,
-    GF_PR_WAKE,
-    GI_EVENTS,
-    GI_ISOLATED,
-    GI_LOCK_OPS,
-    GI_LOW_WMARK,
-    GI_MIN_WMARK,
-    GI_PR_BUDGET,
-    GI_PR_CURSOR,
-    GI_PR_OFFSET,
-    GI_PR_ORDER,
-    GI_PR_PHASE,
-    GI_PR_STATE,
-    GI_REPORTED_PAGES,
-    GI_REPORTS,
-    GI_VMEXITS,
-    PF_DELAY,
-    PI_CAP,
-    PI_HINT_ORDER,
-)
 from ..guest.buddy import (
     PG_REPORTED,
     isolate_free_page,
     list_rotate_to_front,
+    nr_free_pages,
     putback_isolated_page,
 )
-from ..host.backing import discard
 from ..host.costs import C_ACK_IRQ, C_KICK_WAKEUP, C_VMEXIT, C_ZONE_LOCK
+from ..host.discard_queue import discard_due, discard_later
+from ..state.borrow import borrow_state, borrow_zone
+from ..state.layout import (
+    GF_GUEST_CPU,
+    GF_HOST_CPU,
+    GI_ASK_HINT,
+    GI_EVENTS,
+    GI_ISOLATED,
+    GI_LOCK_OPS,
+    GI_LOW_WMARK,
+    GI_MBUF_OFF,
+    GI_MIN_WMARK,
+    GI_REPORTED_PAGES,
+    GI_REPORTS,
+    GI_VMEXITS,
+    PI_HINT_ORDER,
+    PrivateState,
+    private_columns,
+)
+from ..state.params import Param
+
+NAME = "page_reporting"
+PARAMS = {
+    "capacity": Param("int", 32, 1, 1024, "blocks", "PAGE_REPORTING_CAPACITY: blocks per "
+                      "report (a power of 2)", field="report_capacity"),
+    "delay_s": Param("float", 2.0, 1e-3, 3600.0, "s", "PAGE_REPORTING_DELAY: work delay "
+                     "after a request", field="report_delay_s"),
+}
+TAKES_HINT_ORDER = True
+REPORTS_PAGES = True  # sets PageReported: the page_reporting_enabled static key is on
+
+# private columns (mi / mf) and the scatterlist in mbuf: pfns [0, cap), orders [cap, 2 cap)
+PR_STATE, PR_PHASE, PR_ORDER, PR_BUDGET, PR_CURSOR, PR_OFFSET, PR_CAP = private_columns(
+    "STATE PHASE ORDER BUDGET CURSOR OFFSET CAP"
+)
+PR_WAKE, PR_DELAY = private_columns("WAKE DELAY")
+
+
+def _init(params, n_pages, vcpus, ints, floats):
+    ints[PR_OFFSET] = ints[PR_CAP] = params["capacity"]
+    floats[PR_WAKE] = np.inf
+    floats[PR_DELAY] = params["delay_s"]
+
+
+def check_params(params):
+    """The kernel's capacity is a power of two (sg tables); refuse others."""
+    cap = params["capacity"]
+    if cap & (cap - 1):
+        raise ValueError(
+            f"mechanism_params['capacity']: {cap!r} is not allowed; expected a power of 2 "
+            "in 1..1024 (the kernel's 32)"
+        )
+
+
+STATE = PrivateState(
+    ints=("STATE", "PHASE", "ORDER", "BUDGET", "CURSOR", "OFFSET", "CAP"),
+    floats=("WAKE", "DELAY"),
+    buffer=lambda params, n_pages, vcpus: 2 * params["capacity"],
+    init=_init,
+    discard_slots=lambda params: params["capacity"],
+)
 
 PAGE_REPORTING_IDLE = 0
 PAGE_REPORTING_REQUESTED = 1
@@ -69,37 +116,30 @@ PAGE_REPORTING_ACTIVE = 2
 
 # worker phases (where the resumable work item stands)
 PH_IDLE = 0  # no work queued
-PH_SCHED = 1  # delayed work queued for GF_PR_WAKE
-PH_ORDER = 2  # about to start page_reporting_cycle for GI_PR_ORDER
-PH_WALK = 3  # walking the free list of GI_PR_ORDER at GI_PR_CURSOR
-PH_WAIT = 4  # report(CAPACITY) in flight, ack at GF_PR_WAKE
+PH_SCHED = 1  # delayed work queued for PR_WAKE
+PH_ORDER = 2  # about to start page_reporting_cycle for PR_ORDER
+PH_WALK = 3  # walking the free list of PR_ORDER at PR_CURSOR
+PH_WAIT = 4  # report(CAPACITY) in flight, ack at PR_WAKE
 PH_WAIT_LEFTOVER = 5  # report of the leftover entries in flight
+PH_HOST = 6  # report(CAPACITY) sent; the host discards at PR_WAKE
+PH_HOST_LEFTOVER = 7  # the same for the leftover report
 
 INF = np.inf
 
 
 @jit(inline="always")
-def free_pages(z):
-    """NR_FREE_PAGES: pages in the buddy free lists (isolated and pcp pages excluded)."""
-    total = 0
-    for o in range(z.nr_free.shape[0]):
-        total += z.nr_free[o] << o
-    return total
-
-
-@jit(inline="always")
 def _schedule(s, g, t):
-    s.gi[g, GI_PR_PHASE] = PH_SCHED
-    s.gf[g, GF_PR_WAKE] = t + s.pf[PF_DELAY]
+    s.mi[g, PR_PHASE] = PH_SCHED
+    s.mf[g, PR_WAKE] = t + s.mf[g, PR_DELAY]
 
 
 @jit(inline="always")
 def page_reporting_request(s, g, t):
     """``__page_reporting_request``."""
-    state = s.gi[g, GI_PR_STATE]
+    state = s.mi[g, PR_STATE]
     if state == PAGE_REPORTING_REQUESTED:
         return
-    s.gi[g, GI_PR_STATE] = PAGE_REPORTING_REQUESTED
+    s.mi[g, PR_STATE] = PAGE_REPORTING_REQUESTED
     if state == PAGE_REPORTING_IDLE:
         _schedule(s, g, t)
 
@@ -114,22 +154,24 @@ def page_reporting_notify_free(s, g, order, t):
 
 @jit
 def _report(s, g, z, first, last, now, cost):
-    """``prdev->report`` of sg entries [first, last): the host discards; return ack time."""
+    """``prdev->report`` of sg entries [first, last): queue the host's discards; return
+    when the host performs them."""
     s = borrow_state(s)
     z = borrow_zone(z)
-    host = cost[C_KICK_WAKEUP]
+    off = s.gi[g, GI_MBUF_OFF]
+    cap = s.mi[g, PR_CAP]
+    due = now
     for i in range(first, last):
-        pfn = s.sg_pfn[g, i]
-        n = 1 << s.sg_ord[g, i]
-        host += discard(s, g, z, pfn, n, cost)
+        pfn = s.mbuf[off + i]
+        n = 1 << s.mbuf[off + cap + i]
+        due = discard_later(s, g, z, pfn, n, now, cost)
         s.gi[g, GI_REPORTED_PAGES] += n
     s.gi[g, GI_REPORTS] += 1
     s.gi[g, GI_VMEXITS] += 1  # the virtqueue kick
     s.gi[g, GI_EVENTS] += 1
     s.gf[g, GF_GUEST_CPU] += cost[C_VMEXIT] + cost[C_ACK_IRQ]
     s.gf[g, GF_HOST_CPU] += cost[C_KICK_WAKEUP]
-    # discard() already charged its share of host CPU; wall time covers the whole trip
-    return now + cost[C_VMEXIT] + host + cost[C_ACK_IRQ]
+    return due
 
 
 @jit
@@ -137,9 +179,11 @@ def _drain(s, g, z, first, last, cost):
     """``page_reporting_drain`` of sg entries [first, last)."""
     s = borrow_state(s)
     z = borrow_zone(z)
+    off = s.gi[g, GI_MBUF_OFF]
+    cap = s.mi[g, PR_CAP]
     for i in range(first, last):
-        pfn = s.sg_pfn[g, i]
-        order = s.sg_ord[g, i]
+        pfn = s.mbuf[off + i]
+        order = s.mbuf[off + cap + i]
         putback_isolated_page(z, pfn, order)
         s.gi[g, GI_ISOLATED] -= 1 << order
         # still a free head of the same order: it did not merge
@@ -154,10 +198,10 @@ def _drain(s, g, z, first, last, cost):
 def _finish(s, g, now):
     """End of ``page_reporting_process``: cmpxchg(ACTIVE, IDLE), else reschedule."""
     s = borrow_state(s)
-    if s.gi[g, GI_PR_STATE] == PAGE_REPORTING_ACTIVE:
-        s.gi[g, GI_PR_STATE] = PAGE_REPORTING_IDLE
-        s.gi[g, GI_PR_PHASE] = PH_IDLE
-        s.gf[g, GF_PR_WAKE] = INF
+    if s.mi[g, PR_STATE] == PAGE_REPORTING_ACTIVE:
+        s.mi[g, PR_STATE] = PAGE_REPORTING_IDLE
+        s.mi[g, PR_PHASE] = PH_IDLE
+        s.mf[g, PR_WAKE] = INF
     else:
         _schedule(s, g, now)
 
@@ -167,33 +211,34 @@ def _run(s, g, z, now, cost):
     """Advance the work item until it waits for an ack or ends."""
     s = borrow_state(s)
     z = borrow_zone(z)
-    cap = s.pi[PI_CAP]
+    cap = s.mi[g, PR_CAP]
+    off = s.gi[g, GI_MBUF_OFF]
     n_orders = z.nr_free.shape[0]
     while True:
-        phase = s.gi[g, GI_PR_PHASE]
+        phase = s.mi[g, PR_PHASE]
         if phase == PH_ORDER:
-            order = s.gi[g, GI_PR_ORDER]
+            order = s.mi[g, PR_ORDER]
             if order >= n_orders:
-                offset = s.gi[g, GI_PR_OFFSET]
+                offset = s.mi[g, PR_OFFSET]
                 if offset < cap:  # report the leftover pages before going idle
-                    s.gf[g, GF_PR_WAKE] = _report(s, g, z, offset, cap, now, cost)
-                    s.gi[g, GI_PR_PHASE] = PH_WAIT_LEFTOVER
+                    s.mf[g, PR_WAKE] = _report(s, g, z, offset, cap, now, cost)
+                    s.mi[g, PR_PHASE] = PH_HOST_LEFTOVER
                     return
                 _finish(s, g, now)
                 return
             if z.head[order] < 0:  # list_empty: skip without taking the lock
-                s.gi[g, GI_PR_ORDER] = order + 1
+                s.mi[g, PR_ORDER] = order + 1
                 continue
-            s.gi[g, GI_PR_BUDGET] = (z.nr_free[order] + cap * 16 - 1) // (cap * 16)
-            s.gi[g, GI_PR_CURSOR] = z.head[order]
-            s.gi[g, GI_PR_PHASE] = PH_WALK
+            s.mi[g, PR_BUDGET] = (z.nr_free[order] + cap * 16 - 1) // (cap * 16)
+            s.mi[g, PR_CURSOR] = z.head[order]
+            s.mi[g, PR_PHASE] = PH_WALK
             s.gi[g, GI_LOCK_OPS] += 1
             s.gf[g, GF_GUEST_CPU] += cost[C_ZONE_LOCK]
         elif phase == PH_WALK:
-            order = s.gi[g, GI_PR_ORDER]
-            page = s.gi[g, GI_PR_CURSOR]
-            budget = s.gi[g, GI_PR_BUDGET]
-            offset = s.gi[g, GI_PR_OFFSET]
+            order = s.mi[g, PR_ORDER]
+            page = s.mi[g, PR_CURSOR]
+            budget = s.mi[g, PR_BUDGET]
+            offset = s.mi[g, PR_OFFSET]
             mark = s.gi[g, GI_MIN_WMARK] + (1 << order)
             isolated = 0
             while page >= 0:
@@ -202,16 +247,16 @@ def _run(s, g, z, now, cost):
                     page = nxt
                     continue
                 if budget < 0:
-                    s.gi[g, GI_PR_STATE] = PAGE_REPORTING_REQUESTED
+                    s.mi[g, PR_STATE] = PAGE_REPORTING_REQUESTED
                     break
                 if offset > 0:
                     # __isolate_free_page: zone_watermark_ok(0, min_wmark + 2^order)
-                    if not free_pages(z) > mark:
+                    if not nr_free_pages(z) > mark:
                         break
                     isolate_free_page(z, page, order)
                     offset -= 1
-                    s.sg_pfn[g, offset] = page
-                    s.sg_ord[g, offset] = order
+                    s.mbuf[off + offset] = page
+                    s.mbuf[off + cap + offset] = order
                     s.gi[g, GI_ISOLATED] += 1 << order
                     isolated += 1
                     page = nxt
@@ -219,21 +264,21 @@ def _run(s, g, z, now, cost):
                 # scatterlist full: the current page becomes the head, then report
                 if z.head[order] != page:
                     list_rotate_to_front(z, page, order)
-                s.gi[g, GI_PR_OFFSET] = offset
-                s.gi[g, GI_PR_BUDGET] = budget
+                s.mi[g, PR_OFFSET] = offset
+                s.mi[g, PR_BUDGET] = budget
                 s.gi[g, GI_LOCK_OPS] += isolated
                 s.gf[g, GF_GUEST_CPU] += isolated * cost[C_ZONE_LOCK]
-                s.gf[g, GF_PR_WAKE] = _report(s, g, z, 0, cap, now, cost)
-                s.gi[g, GI_PR_PHASE] = PH_WAIT
+                s.mf[g, PR_WAKE] = _report(s, g, z, 0, cap, now, cost)
+                s.mi[g, PR_PHASE] = PH_HOST
                 return
             # rotate processed pages to the back (only when the walk stopped early)
             if page >= 0 and z.head[order] != page:
                 list_rotate_to_front(z, page, order)
-            s.gi[g, GI_PR_OFFSET] = offset
+            s.mi[g, PR_OFFSET] = offset
             s.gi[g, GI_LOCK_OPS] += isolated
             s.gf[g, GF_GUEST_CPU] += isolated * cost[C_ZONE_LOCK]
-            s.gi[g, GI_PR_ORDER] = order + 1
-            s.gi[g, GI_PR_PHASE] = PH_ORDER
+            s.mi[g, PR_ORDER] = order + 1
+            s.mi[g, PR_PHASE] = PH_ORDER
         else:
             return
 
@@ -243,38 +288,43 @@ def page_reporting_step(s, g, z, t_end, cost):
     """Run every worker instant of guest g up to ``t_end``."""
     s = borrow_state(s)
     z = borrow_zone(z)
-    cap = s.pi[PI_CAP]
-    while s.gf[g, GF_PR_WAKE] <= t_end:
-        now = s.gf[g, GF_PR_WAKE]
-        phase = s.gi[g, GI_PR_PHASE]
-        if phase == PH_SCHED:
+    cap = s.mi[g, PR_CAP]
+    while s.mf[g, PR_WAKE] <= t_end:
+        now = s.mf[g, PR_WAKE]
+        phase = s.mi[g, PR_PHASE]
+        if phase == PH_HOST or phase == PH_HOST_LEFTOVER:
+            # the host performs the report's discards, then acks (used-buffer interrupt)
+            spent = discard_due(s, g, z, now, cost)
+            s.mf[g, PR_WAKE] = now + spent + cost[C_ACK_IRQ]
+            s.mi[g, PR_PHASE] = PH_WAIT if phase == PH_HOST else PH_WAIT_LEFTOVER
+        elif phase == PH_SCHED:
             # page_reporting_process
-            s.gi[g, GI_PR_STATE] = PAGE_REPORTING_ACTIVE
-            s.gi[g, GI_PR_OFFSET] = cap
-            s.gf[g, GF_PR_WAKE] = INF
+            s.mi[g, PR_STATE] = PAGE_REPORTING_ACTIVE
+            s.mi[g, PR_OFFSET] = cap
+            s.mf[g, PR_WAKE] = INF
             hint_order = s.pi[PI_HINT_ORDER]
             gate = s.gi[g, GI_LOW_WMARK] + (cap << hint_order)
-            if not free_pages(z) > gate:
+            if not s.gi[g, GI_ASK_HINT] or not nr_free_pages(z) > gate:
                 _finish(s, g, now)
                 continue
-            s.gi[g, GI_PR_ORDER] = hint_order
-            s.gi[g, GI_PR_PHASE] = PH_ORDER
+            s.mi[g, PR_ORDER] = hint_order
+            s.mi[g, PR_PHASE] = PH_ORDER
             _run(s, g, z, now, cost)
         elif phase == PH_WAIT:
-            s.gf[g, GF_PR_WAKE] = INF
-            s.gi[g, GI_PR_OFFSET] = cap
-            s.gi[g, GI_PR_BUDGET] -= 1
+            s.mf[g, PR_WAKE] = INF
+            s.mi[g, PR_OFFSET] = cap
+            s.mi[g, PR_BUDGET] -= 1
             _drain(s, g, z, 0, cap, cost)
-            s.gi[g, GI_PR_CURSOR] = z.head[s.gi[g, GI_PR_ORDER]]
-            s.gi[g, GI_PR_PHASE] = PH_WALK
+            s.mi[g, PR_CURSOR] = z.head[s.mi[g, PR_ORDER]]
+            s.mi[g, PR_PHASE] = PH_WALK
             _run(s, g, z, now, cost)
         elif phase == PH_WAIT_LEFTOVER:
-            s.gf[g, GF_PR_WAKE] = INF
-            _drain(s, g, z, s.gi[g, GI_PR_OFFSET], cap, cost)
-            s.gi[g, GI_PR_OFFSET] = cap
+            s.mf[g, PR_WAKE] = INF
+            _drain(s, g, z, s.mi[g, PR_OFFSET], cap, cost)
+            s.mi[g, PR_OFFSET] = cap
             _finish(s, g, now)
         else:
-            s.gf[g, GF_PR_WAKE] = INF
+            s.mf[g, PR_WAKE] = INF
 
 
 @jit
@@ -289,3 +339,35 @@ def reported_pages_now(z, min_order):
                 total += 1 << o
             p = z.next[p]
     return total
+
+
+# ------------------------------------------------------------------ the mechanism's hooks
+
+
+@jit
+def start(s, g, z, t, cost):
+    """``page_reporting_register`` at boot: request a first pass."""
+    s = borrow_state(s)
+    page_reporting_request(s, g, t)
+
+
+tick = page_reporting_step
+
+
+@jit
+def on_free(s, g, z, pfn, order, t):
+    """``page_reporting_notify_free`` after ``__free_one_page``."""
+    s = borrow_state(s)
+    page_reporting_notify_free(s, g, order, t)
+
+
+def free_hook_order(params, hint_order):
+    """The engine calls :func:`on_free` only for merged blocks of order >= hint_order."""
+    return hint_order
+
+
+@jit
+def reported_pages(s, g, z):
+    """Pages in free blocks flagged PageReported now."""
+    s = borrow_state(s)
+    return reported_pages_now(z, s.pi[PI_HINT_ORDER])

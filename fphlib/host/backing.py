@@ -25,8 +25,9 @@ synchronous (no kswapd watermarks): the swap-out cost is host CPU, not a guest s
 import numpy as np
 
 from .._jit import jit
-from ..engine.borrow import borrow_state, borrow_zone
-from ..engine.layout import (
+from ..guest.buddy import PG_BACKED, PG_DATA
+from ..state.borrow import borrow_state, borrow_zone
+from ..state.layout import (
     EV_OOM_KILL,
     GF_DEBT,
     GF_GUEST_CPU,
@@ -62,7 +63,6 @@ from ..engine.layout import (
     ST_KILLED,
     ST_RUNNING,
 )
-from ..guest.buddy import PG_BACKED, PG_DATA
 from .costs import (
     C_FAULT_2M,
     C_FAULT_4K,

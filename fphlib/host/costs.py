@@ -22,6 +22,9 @@ DEFAULTS = {
     "vmexit": (1.0e-6, "reference §6: SplitX ~2000 cycles; LKML 2020 ~2528 cycles"),
     # Virtqueue kick: one exit plus waking the ioeventfd/iothread; no published number.
     "kick_wakeup": (4.0e-6, "[assumption] ioeventfd wakeup + QEMU thread scheduling"),
+    # From a discard request (report, inflate, hint) to the host's madvise: the kick's exit
+    # (vmexit above) plus the ioeventfd/QEMU thread wake-up (kick_wakeup above).
+    "discard_latency": (5.0e-6, "[assumption] vmexit 1 us + kick_wakeup 4 us (both above)"),
     # Used-buffer interrupt that acks a request (posted interrupt, no exit).
     "ack_irq": (1.0e-6, "[assumption] interrupt injection ~ one exit"),
     # One madvise()/fallocate() system call for a discard range (QEMU ram_block_discard_range).

@@ -61,7 +61,9 @@ def run_label(result):
     """Short label of a run: its mechanism, plus the hint order when it reports free pages."""
     cfg = result.config
     label = str(cfg.mechanism)
-    if cfg.mechanism not in ("none", "balloon"):
+    from ..hinting import takes_hint_order
+
+    if takes_hint_order(cfg.mechanism):
         label += f" (order {cfg.hint_order})"
     return label
 

@@ -9,8 +9,10 @@ in a pool of pfns (4 bytes per held block: ≤ 4 bytes per guest page).
 """
 
 from .._jit import jit
-from ..engine.borrow import borrow_state, borrow_zone
-from ..engine.layout import (
+from ..engine.rng import randint, uniform
+from ..guest.mm import block_order
+from ..state.borrow import borrow_state, borrow_zone
+from ..state.layout import (
     GF_CREDIT,
     GI_POOL_CAP,
     GI_POOL_N,
@@ -20,8 +22,6 @@ from ..engine.layout import (
     WP_OPS,
     WP_TARGET,
 )
-from ..engine.mm import block_order
-from ..engine.rng import randint, uniform
 from .common import alloc_touch, pay_debt, release
 
 

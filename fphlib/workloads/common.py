@@ -1,8 +1,12 @@
 """Pieces shared by the workload kernels: boot footprint, stall debt, alloc + touch."""
 
 from .._jit import jit
-from ..engine.borrow import borrow_state, borrow_zone
-from ..engine.layout import (
+from ..guest.buddy import PG_BACKED, PG_DATA, rmqueue_smallest
+from ..guest.mm import alloc_pages, free_block
+from ..guest.pcp import pcp_alloc
+from ..host.backing import touch
+from ..state.borrow import borrow_state, borrow_zone
+from ..state.layout import (
     GF_DEBT,
     GI_ALLOC_FAIL,
     GI_BOOT,
@@ -12,10 +16,6 @@ from ..engine.layout import (
     PG_REFERENCED,
     WP_BOOT,
 )
-from ..engine.mm import alloc_pages, free_block
-from ..guest.buddy import PG_BACKED, PG_DATA, rmqueue_smallest
-from ..guest.pcp import pcp_alloc
-from ..host.backing import touch
 
 
 @jit(inline="always")

@@ -10,8 +10,9 @@ what it holds (event ``guest_alloc_failure``).
 """
 
 from .._jit import jit
-from ..engine.borrow import borrow_state, borrow_zone
-from ..engine.layout import (
+from ..host.backing import record_event
+from ..state.borrow import borrow_state, borrow_zone
+from ..state.layout import (
     EV_GUEST_OOM,
     EV_WORKLOAD_END,
     GF_CREDIT,
@@ -30,7 +31,6 @@ from ..engine.layout import (
     WP_REPEAT,
     WP_SIZE,
 )
-from ..host.backing import record_event
 from .common import alloc_touch, pay_debt, release
 
 MH_WAIT = 0

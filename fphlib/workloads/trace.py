@@ -5,8 +5,10 @@ on vCPU ``slot % vcpus``. A failed allocation leaves its slot empty and its free
 """
 
 from .._jit import jit
-from ..engine.borrow import borrow_state, borrow_zone
-from ..engine.layout import (
+from ..guest.mm import block_order
+from ..host.backing import record_event
+from ..state.borrow import borrow_state, borrow_zone
+from ..state.layout import (
     EV_WORKLOAD_END,
     GF_WL_END,
     GF_WL_START,
@@ -18,8 +20,6 @@ from ..engine.layout import (
     PI_VCPUS,
     WP_SPEED,
 )
-from ..engine.mm import block_order
-from ..host.backing import record_event
 from .common import alloc_touch, pay_debt, release
 
 TR_RUN = 0

@@ -2,21 +2,21 @@
 
 Order 0 goes through the vCPU's pcp list, higher orders straight to the buddy under
 zone->lock. A failed allocation first drains every pcp list (``drain_all_pages`` in the
-slow path), then, with the balloon and DEFLATE_ON_OOM, deflates 256 pages at a time (the OOM
-notifier) and retries; otherwise it fails (the guest would OOM-kill the task).
+slow path), then asks the mechanism to give memory back (its ``on_alloc_fail`` hook: the
+balloon's OOM notifier deflates 256 pages) and retries while it frees some; otherwise it
+fails (the guest would OOM-kill the task). Every block freed into the buddy reaches the
+mechanism's ``on_free`` hook with its merged pfn and order (:func:`notify_free`).
 
 Simplification: no guest watermarks, kswapd or direct reclaim (the guest has no page cache to
 reclaim); an allocation succeeds while a block of the order exists.
 """
 
 from .._jit import jit
-from ..guest.buddy import ALLOC_BASE, PG_DATA, free_one_page, rmqueue_smallest
-from ..guest.pcp import drain_all_pages, pcp_alloc, pcp_free
-from ..hinting import MECH_BALLOON
-from ..hinting.balloon import balloon_deflate_oom
-from ..hinting.notify import notify_free
-from .borrow import borrow_state, borrow_zone
-from .layout import GF_DEBT, GF_STALL, GI_LOCK_OPS, PI_DEFLATE_OOM, PI_MECH
+from ..state.borrow import borrow_state, borrow_zone
+from ..state.hooks import mech_on_alloc_fail
+from ..state.layout import GF_DEBT, GF_STALL, GI_LOCK_OPS
+from .buddy import ALLOC_BASE, PG_DATA, free_one_page, rmqueue_smallest
+from .pcp import drain_all_pages, notify_free, pcp_alloc, pcp_free
 
 NOT_DATA = ~PG_DATA
 
@@ -44,15 +44,14 @@ def alloc_pages(s, g, z, order, cpu, t, cost):
     pfn = _try_alloc(s, g, z, order, cpu)
     if pfn >= 0:
         return pfn
-    if s.pi[PI_MECH] == MECH_BALLOON and s.pi[PI_DEFLATE_OOM]:
-        while pfn < 0:
-            freed, stall = balloon_deflate_oom(s, g, z, t, cost)
-            if freed == 0:
-                break
-            s.gf[g, GF_DEBT] += stall
-            s.gf[g, GF_STALL] += stall
-            drain_all_pages(s, g, z, t)
-            pfn = _try_alloc(s, g, z, order, cpu)
+    while pfn < 0:
+        freed, stall = mech_on_alloc_fail(s, g, z, t, cost)
+        if freed == 0:
+            break
+        s.gf[g, GF_DEBT] += stall
+        s.gf[g, GF_STALL] += stall
+        drain_all_pages(s, g, z, t)
+        pfn = _try_alloc(s, g, z, order, cpu)
     return pfn
 
 
@@ -66,7 +65,7 @@ def free_block(s, g, z, pfn, order, cpu, t):
     else:
         final = free_one_page(z, pfn, order, False)
         s.gi[g, GI_LOCK_OPS] += 1
-        notify_free(s, g, final, t)
+        notify_free(s, g, z, pfn, final, t)
 
 
 @jit(inline="always")

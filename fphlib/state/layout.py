@@ -1,10 +1,17 @@
 """Where everything lives in the engine's arrays (column indices and the state tuple).
 
+The bottom floor of the simulator: guest mm, host, hinting mechanisms, host policies and the
+engine all import it; it imports none of them (only the buddy's ``Zone`` type).
 All state is plain NumPy arrays (DESIGN §2). Per-page arrays of all guests are concatenated
 (guest g owns ``[gi[g, GI_OFF], gi[g, GI_OFF] + gi[g, GI_NPAGES])``) and the loop builds a
 :class:`fphlib.guest.buddy.Zone` view per guest, so the compiled loop does not depend on the
 number of guests. Per-guest scalars are columns of one int64 matrix ``gi`` and one float64
 matrix ``gf``; host scalars live in ``hi``/``hf``; run parameters in ``pi``/``pf``.
+
+Mechanisms and policies keep their own state out of this file: each declares private
+per-guest columns and a per-guest buffer length (:class:`PrivateState`), which ``build``
+allocates as ``mi``/``mf``/``mbuf`` (mechanism) and ``pol_i``/``pol_f`` (policy). Only one
+mechanism and one policy run at a time, so every mechanism numbers its columns from 0.
 """
 
 from typing import NamedTuple
@@ -26,13 +33,18 @@ PG_REFERENCED = np.uint8(32)  # host accessed bit (second-chance clock of host r
 PG_DISCARDED = np.uint8(64)  # host discarded it (hint/balloon): the next touch is a refault
 
 # ------------------------------------------------------------------ per-guest int64 columns
+# BALLOON: pages the mechanism holds allocated from the guest (balloon pages);
+# MBUF_OFF: start of the guest's slice of ``mbuf``; ASK_*: what the host policy asks
+# (ASK_SEQ counts asks, the config-change interrupt); DQ_*: the host discard queue ring;
+# XB_*: the guest's rows of the free-page tracking pools.
 NGI = _columns("GI", """OFF NPAGES STATUS WL WL_PHASE WL_CUR WL_ROUND HELD_HEAD HELD_TAIL USED BOOT
-BALLOON BAL_HEAD BAL_TARGET BAL_WANT BAL_PHASE BAL_MSG_N ISOLATED RSS SWAP
+BALLOON ISOLATED RSS SWAP
 POOL_OFF POOL_CAP POOL_N TR_OFF TR_N TR_POS
 MIN_WMARK LOW_WMARK HIGH_WMARK PCP_BATCH PCP_HIGH
-PR_STATE PR_PHASE PR_ORDER PR_BUDGET PR_CURSOR PR_OFFSET
+MBUF_OFF ASK_PAGES ASK_HINT ASK_SEQ DQ_HEAD DQ_N DQ_EARLY
+XB_NODE_OFF XB_NODE_N XB_LEAF_OFF XB_LEAF_N
 REPORTS REPORTED_PAGES VMEXITS FAULTS REFAULTS ALLOC_FAIL LOST LOCK_OPS SWAPOUT
-EVENTS BALLOON_MSGS OOM_DEFLATES""")
+EVENTS BALLOON_MSGS OOM_DEFLATES STALE_HINTS""")
 
 # guest status
 ST_WAITING = 0  # not booted yet
@@ -41,7 +53,7 @@ ST_KILLED = 2  # OOM-killed by the host
 
 # ------------------------------------------------------------------ per-guest float64 columns
 NGF = _columns("GF", """START WL_START WL_NEXT CREDIT DEBT STALL GUEST_CPU HOST_CPU WL_END
-PR_WAKE BAL_WAKE BAL_POLICY""")
+ASK_T""")
 
 # ------------------------------------------------------------------ workload parameter columns
 NWP = _columns("WP", "BOOT START SIZE RATE FREE_RATE HOLD REPEAT GAP ORDER TARGET OPS SPEED")
@@ -50,11 +62,14 @@ NWP = _columns("WP", "BOOT START SIZE RATE FREE_RATE HOLD REPEAT GAP ORDER TARGE
 NHI = _columns(
     "HI", "RAM_PAGES SWAP_CAP RSS SWAP CLOCK CLOCK_G OOM_KILLS NEV NEV_LOST OVERHEAD_PAGES RSS_PEAK"
 )
-NHF = _columns("HF", "CPU")
+NHF = _columns("HF", "CPU POLICY_NEXT")
 
 # ------------------------------------------------------------------ run parameters
-NPI = _columns("PI", "G MECH HINT_ORDER CAP THP VCPUS DEBUG DEFLATE_OOM N_TICKS SAMPLE_TICKS")
-NPF = _columns("PF", "DT DELAY BAL_INTERVAL")
+# FREE_HOOK_ORDER: the mechanism's on_free hook runs for merged blocks of at least this order
+NPI = _columns(
+    "PI", "G MECH POLICY HINT_ORDER FREE_HOOK_ORDER THP VCPUS DEBUG N_TICKS SAMPLE_TICKS"
+)
+NPF = _columns("PF", "DT POLICY_INTERVAL")
 
 # ------------------------------------------------------------------ recorded series
 NRG = _columns("RG", "RSS FREE REPORTED ISOLATED USED PCP BALLOON SWAP")
@@ -65,15 +80,45 @@ EV_OOM_KILL = 1  # host OOM killer killed the guest; value = its RSS + swap in b
 EV_GUEST_START = 2
 EV_WORKLOAD_END = 3
 EV_GUEST_OOM = 4  # an allocation failed inside the guest (memhog stops); value = order
+EV_ASK = 5  # the host policy changed its ask of the guest; value = bytes asked back
+EV_HINT_ON = 6  # the host policy switched the guest's hinting on
+EV_HINT_OFF = 7  # ... or off
 EVENT_KINDS = {
     EV_OOM_KILL: "oom_kill",
     EV_GUEST_START: "guest_start",
     EV_WORKLOAD_END: "workload_end",
     EV_GUEST_OOM: "guest_alloc_failure",
+    EV_ASK: "ask",
+    EV_HINT_ON: "hint_on",
+    EV_HINT_OFF: "hint_off",
 }
 MAX_EVENTS = 20_000
 
-BALLOON_PFNS = 256  # VIRTIO_BALLOON_ARRAY_PFNS_MAX (include/uapi/linux/virtio_balloon.h)
+
+
+class PrivateState(NamedTuple):
+    """The state a mechanism or policy declares; ``build`` allocates it, nothing else names it.
+
+    ``ints``/``floats`` name its per-guest int64/float64 columns (numbered from 0 in
+    ``mi``/``mf`` or ``pol_i``/``pol_f``); ``buffer(params, n_pages, vcpus)`` is the length of
+    its per-guest int64 slice of ``mbuf``; ``init(params, n_pages, vcpus, ints, floats)``
+    sets a guest's initial column values (rows are zero before); ``discard_slots(params)``
+    sizes the guest's host discard queue; ``tracking(params)`` picks the per-guest free-page
+    tracking (``None``, ``"page"`` or ``"head"``: an xbitmap the buddy keeps current).
+    """
+
+    ints: tuple = ()
+    floats: tuple = ()
+    buffer: object = None
+    init: object = None
+    discard_slots: object = None
+    tracking: object = None
+
+
+def private_columns(names):
+    """``range`` over whitespace-separated names: ``A, B = private_columns("A B")``."""
+    return range(len(names.split()))
+
 
 
 class EngineState(NamedTuple):
@@ -92,9 +137,10 @@ class EngineState(NamedTuple):
     z_tail: np.ndarray  # int32[G, 11]
     z_nr: np.ndarray  # int64[G, 11]
     z_cfg: np.ndarray  # int64[G, CFG_LEN]
+    # per guest free-page tracking (rows sliced per guest by GI_XB_*; meta one row per guest)
     xb_nodes: np.ndarray
     xb_leaves: np.ndarray
-    xb_meta: np.ndarray
+    xb_meta: np.ndarray  # int64[G, xbitmap.META_LEN]
     # per guest per vCPU pcp lists
     pcp_head: np.ndarray  # int64[G, V]
     pcp_tail: np.ndarray
@@ -105,9 +151,16 @@ class EngineState(NamedTuple):
     wp: np.ndarray  # float64[G, NWP]
     wmix: np.ndarray  # float64[G, 11] cumulative order weights (churn)
     rng: np.ndarray  # uint64[G] splitmix64 state
-    sg_pfn: np.ndarray  # int32[G, capacity] page reporting scatterlist
-    sg_ord: np.ndarray  # int8[G, capacity]
-    msg: np.ndarray  # int32[G, 256] balloon PFN message
+    # the mechanism's and the policy's private state (PrivateState)
+    mi: np.ndarray  # int64[G, ints]
+    mf: np.ndarray  # float64[G, floats]
+    mbuf: np.ndarray  # int64[sum of buffers], guest g from GI_MBUF_OFF
+    pol_i: np.ndarray  # int64[G, ints]
+    pol_f: np.ndarray  # float64[G, floats]
+    # host discard queue per guest (a ring of GI_DQ_N entries from GI_DQ_HEAD)
+    dq_t: np.ndarray  # float64[G, slots]: when the host performs the discard
+    dq_pfn: np.ndarray  # int64[G, slots]: first guest pfn
+    dq_n: np.ndarray  # int64[G, slots]: pages
     pool: np.ndarray  # int32[...] churn/trace held blocks (pfn, -1 = empty)
     tr_t: np.ndarray  # int64 trace times (µs)
     tr_kind: np.ndarray  # int8

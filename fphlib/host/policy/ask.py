@@ -1,0 +1,33 @@
+"""The one way a host policy talks to the guests: an ask per guest, recorded when it changes."""
+
+from ..._jit import jit
+from ...state.borrow import borrow_state
+from ...state.layout import (
+    EV_ASK,
+    EV_HINT_OFF,
+    EV_HINT_ON,
+    GF_ASK_T,
+    GI_ASK_HINT,
+    GI_ASK_PAGES,
+    GI_ASK_SEQ,
+)
+from ..backing import record_event
+
+
+@jit
+def ask(s, g, now, pages, hint):
+    """Ask guest g at ``now`` to give back ``pages`` (balloon size) and to hint or not.
+
+    Every ask is a config change the mechanism sees (``GI_ASK_SEQ``, as a balloon config
+    interrupt); a change of either value is recorded as an event (``ask``, ``hint_on``,
+    ``hint_off``).
+    """
+    s = borrow_state(s)
+    if pages != s.gi[g, GI_ASK_PAGES]:
+        record_event(s, now, g, EV_ASK, pages * 4096.0)
+    if hint != s.gi[g, GI_ASK_HINT]:
+        record_event(s, now, g, EV_HINT_ON if hint else EV_HINT_OFF, 0.0)
+    s.gi[g, GI_ASK_PAGES] = pages
+    s.gi[g, GI_ASK_HINT] = hint
+    s.gi[g, GI_ASK_SEQ] += 1
+    s.gf[g, GF_ASK_T] = now
