@@ -16,6 +16,7 @@ REGISTRY = (
     "page_reporting",
     "balloon",
     "hinting_v8",
+    "hinting_bitmap",
 )
 
 MECHANISMS = {name: i for i, name in enumerate(REGISTRY)}
