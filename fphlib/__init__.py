@@ -23,10 +23,15 @@ _PUBLIC = {
     "warmup": "fphlib.api.warmup",
 }
 
-__all__ = sorted(_PUBLIC) + ["__version__"]
+# subpackages reachable as attributes without an import of their own (fphlib.experiments...)
+_SUBPACKAGES = ("experiments",)
+
+__all__ = sorted(_PUBLIC) + list(_SUBPACKAGES) + ["__version__"]
 
 
 def __getattr__(name):
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"{__name__}.{name}")
     module = _PUBLIC.get(name)
     if module is None:
         raise AttributeError(f"module 'fphlib' has no attribute {name!r}")

@@ -173,3 +173,31 @@ def test_registry_is_the_only_list():
     for name in REGISTRY:
         assert importlib.import_module(f"fphlib.hinting.{name}").NAME == name
     assert np.unique(list(fphlib.hinting.MECHANISMS.values())).size == len(REGISTRY)
+
+
+def test_a_result_saved_before_the_seam_still_loads(tmp_path):
+    """tests/data/result_v0.1.0 was saved by fphlib 0.1.0 (balloon, report_capacity=16,
+    balloon_target): its config maps to the new fields and runs again."""
+    import pathlib
+
+    res = fphlib.SimResult.load(pathlib.Path(__file__).parent / "data" / "result_v0.1.0")
+    cfg = res.config
+    assert cfg.mechanism == "balloon" and cfg.policy == "static"
+    assert cfg.mechanism_settings() == {"deflate_on_oom": True}
+    assert cfg.policy_settings() == {"target": 96 << 20, "interval_s": 1.0}
+    assert res.summary["reported_bytes"] == 64 << 20
+    again = fphlib.simulate(cfg)
+    assert again.summary["reported_bytes"] == res.summary["reported_bytes"]
+    assert again.summary["lost_writes"] == 0
+
+
+def test_older_field_and_new_parameter_cannot_disagree():
+    with pytest.raises(ValueError, match=r"mechanism_params\['capacity'\].*report_capacity"):
+        fphlib.SimConfig(mechanism="page_reporting", report_capacity=16,
+                         mechanism_params={"capacity": 8})
+    cfg = fphlib.SimConfig(mechanism="page_reporting", mechanism_params={"capacity": 8})
+    assert cfg.mechanism_settings()["capacity"] == 8
+    with pytest.raises(ValueError, match="power of 2"):
+        fphlib.SimConfig(mechanism="page_reporting", mechanism_params={"capacity": 24})
+    with pytest.raises(ValueError, match=r"policy_params\['interval_s'\].*0.001"):
+        fphlib.SimConfig(policy_params={"interval_s": 0})

@@ -150,6 +150,8 @@ def _result(cfg, s, info, wall):
             "faults": gi[:, L.GI_FAULTS],
             "balloon_msgs": gi[:, L.GI_BALLOON_MSGS],
             "oom_deflates": gi[:, L.GI_OOM_DEFLATES],
+            "stale_hints": gi[:, L.GI_STALE_HINTS],
+            "early_discards": gi[:, L.GI_DQ_EARLY],
         }
     )
     summed = (

@@ -34,29 +34,24 @@ workqueue delay); a block of order > ``hint_order`` is isolated whole at its chu
 import numpy as np
 
 from .._jit import jit
-from ..guest.buddy import NR_ORDERS, isolate_free_page, nr_free_pages, putback_isolated_page
-from ..host.costs import C_ACK_IRQ, C_KICK_WAKEUP, C_VMEXIT, C_ZONE_LOCK
-from ..host.discard_queue import discard_due, discard_later
+from ..guest.buddy import NR_ORDERS, nr_free_pages
+from ..host.costs import C_ACK_IRQ, C_ZONE_LOCK
+from ..host.discard_queue import discard_due
 from ..state.borrow import borrow_state, borrow_zone
 from ..state.layout import (
     GF_GUEST_CPU,
-    GF_HOST_CPU,
     GI_ASK_HINT,
-    GI_EVENTS,
-    GI_ISOLATED,
     GI_LOCK_OPS,
     GI_MBUF_OFF,
     GI_MIN_WMARK,
     GI_NPAGES,
-    GI_REPORTED_PAGES,
-    GI_REPORTS,
     GI_STALE_HINTS,
-    GI_VMEXITS,
     PI_HINT_ORDER,
     PrivateState,
     private_columns,
 )
 from ..state.params import Param
+from .virtio_report import isolate_into, putback_blocks, report_blocks
 
 NAME = "hinting_bitmap"
 PARAMS = {
@@ -138,25 +133,6 @@ def free_hook_order(params, hint_order):
 
 
 @jit
-def _report(s, g, z, now, cost):
-    """Report the scatterlist: queue the discards; return their due time."""
-    s = borrow_state(s)
-    z = borrow_zone(z)
-    sg = _sg(s, g)
-    due = now
-    for i in range(s.mi[g, HB_NSG]):
-        npages = 1 << s.mbuf[sg + 2 * i + 1]
-        due = discard_later(s, g, z, s.mbuf[sg + 2 * i], npages, now, cost)
-        s.gi[g, GI_REPORTED_PAGES] += npages
-    s.gi[g, GI_REPORTS] += 1
-    s.gi[g, GI_VMEXITS] += 1
-    s.gi[g, GI_EVENTS] += 1
-    s.gf[g, GF_GUEST_CPU] += cost[C_VMEXIT] + cost[C_ACK_IRQ]
-    s.gf[g, GF_HOST_CPU] += cost[C_KICK_WAKEUP]
-    return due
-
-
-@jit
 def _walk(s, g, z, now, cost):
     """Resume the walk over set bits; return True when a report was sent."""
     s = borrow_state(s)
@@ -185,12 +161,8 @@ def _walk(s, g, z, now, cost):
                 s.gi[g, GI_MIN_WMARK] + (1 << st)
             ):
                 break  # __isolate_free_page fails: leave the bit for a later pass
-            isolate_free_page(z, pfn, st)
-            s.gi[g, GI_ISOLATED] += 1 << st
-            k = s.mi[g, HB_NSG]
-            s.mbuf[sg + 2 * k] = pfn
-            s.mbuf[sg + 2 * k + 1] = st
-            s.mi[g, HB_NSG] = k + 1
+            isolate_into(s, g, z, pfn, st, sg, s.mi[g, HB_NSG])
+            s.mi[g, HB_NSG] += 1
         else:
             s.gi[g, GI_STALE_HINTS] += 1  # reallocated since its bit was set
         s.mbuf[w] &= ~mask
@@ -206,16 +178,7 @@ def _walk(s, g, z, now, cost):
 
 @jit
 def _putback(s, g, z, cost):
-    s = borrow_state(s)
-    z = borrow_zone(z)
-    sg = _sg(s, g)
-    n = s.mi[g, HB_NSG]
-    for i in range(n):
-        order = s.mbuf[sg + 2 * i + 1]
-        putback_isolated_page(z, s.mbuf[sg + 2 * i], order)
-        s.gi[g, GI_ISOLATED] -= 1 << order
-    s.gi[g, GI_LOCK_OPS] += n
-    s.gf[g, GF_GUEST_CPU] += n * cost[C_ZONE_LOCK]
+    putback_blocks(s, g, z, _sg(s, g), s.mi[g, HB_NSG], False, cost)
     s.mi[g, HB_NSG] = 0
 
 
@@ -232,7 +195,8 @@ def tick(s, g, z, t_end, cost):
         if phase == PH_WORK:
             if _walk(s, g, z, now, cost):
                 s.mi[g, HB_PHASE] = PH_HOST
-                s.mf[g, HB_WAKE] = _report(s, g, z, now, cost)
+                s.mf[g, HB_WAKE] = report_blocks(s, g, z, _sg(s, g), s.mi[g, HB_NSG], now,
+                                                 cost)
                 continue
             # the walk ended (or isolation failed): clear the zone flag, maybe go again
             s.mi[g, HB_FLAG] = 0

@@ -27,7 +27,9 @@ Simplifications:
   hook, merged head and order) rather than in ``arch_free_page`` before it; a page freed to
   a pcp list is recorded when it spills to the buddy (v8 would record it at the free and drop
   it at the compaction check as not PageBuddy).
-- The freeing vCPU is not known at the hook: frees go to the vCPUs' arrays in turn.
+- The freeing vCPU is not known at the hook: a block goes to the array of vCPU
+  (pfn / 1024) mod vcpus, so that the merges of one 4 MiB block (the hook sees the merged
+  head once per merge level) land in one array and are isolated once per kthread run.
 - The kthreads share the one virtqueue, so one report is in flight per guest; a vCPU whose
   array is full while its kthread waits drops further frees (counted as stale hints).
 - A kthread runs at the next instant of the mechanism (no scheduling delay).
@@ -36,26 +38,21 @@ Simplifications:
 import numpy as np
 
 from .._jit import jit
-from ..guest.buddy import NR_ORDERS, isolate_free_page, putback_isolated_page
-from ..host.costs import C_ACK_IRQ, C_KICK_WAKEUP, C_PAGE_OP, C_VMEXIT, C_ZONE_LOCK
-from ..host.discard_queue import discard_due, discard_later
+from ..guest.buddy import NR_ORDERS
+from ..host.costs import C_ACK_IRQ, C_PAGE_OP, C_ZONE_LOCK
+from ..host.discard_queue import discard_due
 from ..state.borrow import borrow_state, borrow_zone
 from ..state.layout import (
     GF_GUEST_CPU,
-    GF_HOST_CPU,
     GI_ASK_HINT,
-    GI_EVENTS,
-    GI_ISOLATED,
     GI_LOCK_OPS,
     GI_MBUF_OFF,
-    GI_REPORTED_PAGES,
-    GI_REPORTS,
     GI_STALE_HINTS,
-    GI_VMEXITS,
     PrivateState,
     private_columns,
 )
 from ..state.params import Param
+from .virtio_report import isolate_into, putback_blocks, report_blocks
 
 NAME = "hinting_v8"
 MAX_FGPT_ENTRIES = 1000  # kvm_pt[] and hypervisor_pagelist[] entries per vCPU
@@ -74,8 +71,8 @@ def safe(params):
     return params["return_pages"] == "after_ack"
 
 
-V8_PHASE, V8_NHYP, V8_RR, V8_AT_SEND, V8_ENTRIES, V8_VCPUS = private_columns(
-    "PHASE NHYP RR AT_SEND ENTRIES VCPUS"
+V8_PHASE, V8_NHYP, V8_AT_SEND, V8_ENTRIES, V8_VCPUS = private_columns(
+    "PHASE NHYP AT_SEND ENTRIES VCPUS"
 )
 (V8_WAKE,) = private_columns("WAKE")
 PH_IDLE = 0
@@ -100,7 +97,7 @@ def _init(params, n_pages, vcpus, ints, floats):
 
 
 STATE = PrivateState(
-    ints=("PHASE", "NHYP", "RR", "AT_SEND", "ENTRIES", "VCPUS"),
+    ints=("PHASE", "NHYP", "AT_SEND", "ENTRIES", "VCPUS"),
     floats=("WAKE",),
     buffer=_buffer,
     init=_init,
@@ -158,8 +155,7 @@ def on_free(s, g, z, pfn, order, t):
     """``arch_free_page``: record {pfn, order} in the next vCPU's array."""
     s = borrow_state(s)
     z = borrow_zone(z)
-    c = s.mi[g, V8_RR] % s.mi[g, V8_VCPUS]
-    s.mi[g, V8_RR] += 1
+    c = (pfn >> (NR_ORDERS - 1)) % s.mi[g, V8_VCPUS]
     h = _hdr(s, g, c)
     if s.mbuf[h + H_PENDING]:
         s.gi[g, GI_STALE_HINTS] += 1  # full, waiting for the kthread: the free is not seen
@@ -189,16 +185,7 @@ def free_hook_order(params, hint_order):
 
 @jit
 def _putback(s, g, z, cost):
-    s = borrow_state(s)
-    z = borrow_zone(z)
-    b = _hyp(s, g)
-    n = s.mi[g, V8_NHYP]
-    for i in range(n):
-        order = s.mbuf[b + 2 * i + 1]
-        putback_isolated_page(z, s.mbuf[b + 2 * i], order)
-        s.gi[g, GI_ISOLATED] -= 1 << order
-    s.gi[g, GI_LOCK_OPS] += n
-    s.gf[g, GF_GUEST_CPU] += n * cost[C_ZONE_LOCK]
+    putback_blocks(s, g, z, _hyp(s, g), s.mi[g, V8_NHYP], False, cost)
     s.mi[g, V8_NHYP] = 0
 
 
@@ -215,11 +202,7 @@ def _kthread(s, g, z, c, now, cost):
     for i in range(n):
         pfn = s.mbuf[a + 2 * i]
         if _still_free(z, pfn, s.mbuf[a + 2 * i + 1]) and s.gi[g, GI_ASK_HINT]:
-            order = z.state[pfn]
-            isolate_free_page(z, pfn, order)
-            s.gi[g, GI_ISOLATED] += 1 << order
-            s.mbuf[b + 2 * k] = pfn
-            s.mbuf[b + 2 * k + 1] = order
+            isolate_into(s, g, z, pfn, z.state[pfn], b, k)
             k += 1
     s.mbuf[h + H_IDX] = 0
     s.mbuf[h + H_COMPACTED] = 0
@@ -229,16 +212,7 @@ def _kthread(s, g, z, c, now, cost):
     s.gf[g, GF_GUEST_CPU] += k * cost[C_ZONE_LOCK] + n * cost[C_PAGE_OP]
     if k == 0:
         return -1.0
-    due = now
-    for i in range(k):
-        npages = 1 << s.mbuf[b + 2 * i + 1]
-        due = discard_later(s, g, z, s.mbuf[b + 2 * i], npages, now, cost)
-        s.gi[g, GI_REPORTED_PAGES] += npages
-    s.gi[g, GI_REPORTS] += 1
-    s.gi[g, GI_VMEXITS] += 1
-    s.gi[g, GI_EVENTS] += 1
-    s.gf[g, GF_GUEST_CPU] += cost[C_VMEXIT] + cost[C_ACK_IRQ]
-    s.gf[g, GF_HOST_CPU] += cost[C_KICK_WAKEUP]
+    due = report_blocks(s, g, z, b, k, now, cost)
     if s.mi[g, V8_AT_SEND]:
         _putback(s, g, z, cost)
     return due

@@ -42,32 +42,25 @@ import numpy as np
 from .._jit import jit
 from ..guest.buddy import (
     PG_REPORTED,
-    isolate_free_page,
     list_rotate_to_front,
     nr_free_pages,
-    putback_isolated_page,
 )
-from ..host.costs import C_ACK_IRQ, C_KICK_WAKEUP, C_VMEXIT, C_ZONE_LOCK
-from ..host.discard_queue import discard_due, discard_later
+from ..host.costs import C_ACK_IRQ, C_ZONE_LOCK
+from ..host.discard_queue import discard_due
 from ..state.borrow import borrow_state, borrow_zone
 from ..state.layout import (
     GF_GUEST_CPU,
-    GF_HOST_CPU,
     GI_ASK_HINT,
-    GI_EVENTS,
-    GI_ISOLATED,
     GI_LOCK_OPS,
     GI_LOW_WMARK,
     GI_MBUF_OFF,
     GI_MIN_WMARK,
-    GI_REPORTED_PAGES,
-    GI_REPORTS,
-    GI_VMEXITS,
     PI_HINT_ORDER,
     PrivateState,
     private_columns,
 )
 from ..state.params import Param
+from .virtio_report import isolate_into, putback_blocks, report_blocks
 
 NAME = "page_reporting"
 PARAMS = {
@@ -79,7 +72,7 @@ PARAMS = {
 TAKES_HINT_ORDER = True
 REPORTS_PAGES = True  # sets PageReported: the page_reporting_enabled static key is on
 
-# private columns (mi / mf) and the scatterlist in mbuf: pfns [0, cap), orders [cap, 2 cap)
+# private columns (mi / mf); the scatterlist is the guest's mbuf slice, (pfn, order) pairs
 PR_STATE, PR_PHASE, PR_ORDER, PR_BUDGET, PR_CURSOR, PR_OFFSET, PR_CAP = private_columns(
     "STATE PHASE ORDER BUDGET CURSOR OFFSET CAP"
 )
@@ -154,44 +147,15 @@ def page_reporting_notify_free(s, g, order, t):
 
 @jit
 def _report(s, g, z, first, last, now, cost):
-    """``prdev->report`` of sg entries [first, last): queue the host's discards; return
-    when the host performs them."""
-    s = borrow_state(s)
-    z = borrow_zone(z)
-    off = s.gi[g, GI_MBUF_OFF]
-    cap = s.mi[g, PR_CAP]
-    due = now
-    for i in range(first, last):
-        pfn = s.mbuf[off + i]
-        n = 1 << s.mbuf[off + cap + i]
-        due = discard_later(s, g, z, pfn, n, now, cost)
-        s.gi[g, GI_REPORTED_PAGES] += n
-    s.gi[g, GI_REPORTS] += 1
-    s.gi[g, GI_VMEXITS] += 1  # the virtqueue kick
-    s.gi[g, GI_EVENTS] += 1
-    s.gf[g, GF_GUEST_CPU] += cost[C_VMEXIT] + cost[C_ACK_IRQ]
-    s.gf[g, GF_HOST_CPU] += cost[C_KICK_WAKEUP]
-    return due
+    """``prdev->report`` of sg entries [first, last); return when the host discards them."""
+    base = s.gi[g, GI_MBUF_OFF] + 2 * first
+    return report_blocks(s, g, z, base, last - first, now, cost)
 
 
 @jit
 def _drain(s, g, z, first, last, cost):
     """``page_reporting_drain`` of sg entries [first, last)."""
-    s = borrow_state(s)
-    z = borrow_zone(z)
-    off = s.gi[g, GI_MBUF_OFF]
-    cap = s.mi[g, PR_CAP]
-    for i in range(first, last):
-        pfn = s.mbuf[off + i]
-        order = s.mbuf[off + cap + i]
-        putback_isolated_page(z, pfn, order)
-        s.gi[g, GI_ISOLATED] -= 1 << order
-        # still a free head of the same order: it did not merge
-        if z.state[pfn] == order:
-            z.flags[pfn] |= PG_REPORTED
-    n = last - first
-    s.gi[g, GI_LOCK_OPS] += n
-    s.gf[g, GF_GUEST_CPU] += n * cost[C_ZONE_LOCK]
+    putback_blocks(s, g, z, s.gi[g, GI_MBUF_OFF] + 2 * first, last - first, True, cost)
 
 
 @jit
@@ -253,11 +217,8 @@ def _run(s, g, z, now, cost):
                     # __isolate_free_page: zone_watermark_ok(0, min_wmark + 2^order)
                     if not nr_free_pages(z) > mark:
                         break
-                    isolate_free_page(z, page, order)
                     offset -= 1
-                    s.mbuf[off + offset] = page
-                    s.mbuf[off + cap + offset] = order
-                    s.gi[g, GI_ISOLATED] += 1 << order
+                    isolate_into(s, g, z, page, order, off, offset)
                     isolated += 1
                     page = nxt
                     continue

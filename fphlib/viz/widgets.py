@@ -47,6 +47,39 @@ def _mechanisms():
     return tuple(MECHANISMS)
 
 
+def run_configs(app, configs, simulate=None, what="run(s)"):
+    """Run ``{label: SimConfig}`` for a notebook app: its Run button is disabled meanwhile,
+    its progress bar and status follow the runs, ``run_log`` holds each run's bar; then
+    ``app.results`` is set and ``app.redraw()`` called. Returns the results."""
+    if simulate is None:
+        from ..api.simulate import simulate
+    app.run_button.disabled = True
+    app.progress.max = len(configs)
+    app.progress.value = 0
+    app.progress.bar_style = "info"
+    try:
+        results = {}
+        for label, cfg in configs.items():
+            app.status.value = f"running <b>{label}</b> …"
+            with app.run_log:
+                app.run_log.clear_output()
+                results[label] = simulate(cfg, progress=True)
+            app.progress.value += 1
+        app.run_log.clear_output()
+        app.results = results
+        app.redraw()
+        app.progress.bar_style = "success"
+        wall = sum(float(r.summary.get("wall_s", 0.0)) for r in results.values())
+        app.status.value = f"done: {len(results)} {what}, {wall:.1f} s of compute"
+    except Exception as e:
+        app.progress.bar_style = "danger"
+        app.status.value = f"<b>error:</b> {type(e).__name__}: {e}"
+        raise
+    finally:
+        app.run_button.disabled = False
+    return app.results
+
+
 def _workloads():
     from ..workloads import WORKLOADS
 
@@ -138,36 +171,7 @@ class SimulationApp:
 
     def run(self, _button=None):
         """Run the configured simulations, updating the progress bar, then redraw."""
-        simulate = self._simulate
-        if simulate is None:
-            import fphlib
-
-            simulate = fphlib.simulate
-        configs = self.configs()
-        self.run_button.disabled = True
-        self.progress.max = len(configs)
-        self.progress.value = 0
-        self.progress.bar_style = "info"
-        try:
-            results = {}
-            for label, cfg in configs.items():
-                self.status.value = f"running <b>{label}</b> …"
-                with self.run_log:
-                    self.run_log.clear_output()
-                    results[label] = simulate(cfg, progress=True)
-                self.progress.value += 1
-            self.run_log.clear_output()
-            self.results = results
-            self.redraw()
-            self.progress.bar_style = "success"
-            wall = sum(float(r.summary.get("wall_s", 0.0)) for r in results.values())
-            self.status.value = f"done: {len(results)} run(s), {wall:.1f} s of compute"
-        except Exception as e:
-            self.progress.bar_style = "danger"
-            self.status.value = f"<b>error:</b> {type(e).__name__}: {e}"
-            raise
-        finally:
-            self.run_button.disabled = False
+        run_configs(self, self.configs(), self._simulate)
         self.runs_done += 1
         return self.results
 

@@ -1,0 +1,70 @@
+"""What every isolating hinting mechanism does with a list of {pfn, order} blocks: isolate
+them into it, report it to the host over a virtqueue, put the blocks back after the ack.
+
+The list lives in the mechanism's ``mbuf`` slice as pairs (pfn, order) from ``base``. A
+report is one kick (an exit), queues the host's discards (performed ``discard_latency``
+later, :mod:`fphlib.host.discard_queue`) and returns when they are due; the mechanism runs
+the queue at that instant and takes the ack ``ack_irq`` after the discard work.
+"""
+
+from .._jit import jit
+from ..guest.buddy import PG_REPORTED, isolate_free_page, putback_isolated_page
+from ..host.costs import C_ACK_IRQ, C_KICK_WAKEUP, C_VMEXIT, C_ZONE_LOCK
+from ..host.discard_queue import discard_later
+from ..state.borrow import borrow_state, borrow_zone
+from ..state.layout import (
+    GF_GUEST_CPU,
+    GF_HOST_CPU,
+    GI_EVENTS,
+    GI_ISOLATED,
+    GI_LOCK_OPS,
+    GI_REPORTED_PAGES,
+    GI_REPORTS,
+    GI_VMEXITS,
+)
+
+
+@jit(inline="always")
+def isolate_into(s, g, z, pfn, order, base, k):
+    """``__isolate_free_page`` of a free head into entry k of the list at ``base``."""
+    isolate_free_page(z, pfn, order)
+    s.gi[g, GI_ISOLATED] += 1 << order
+    s.mbuf[base + 2 * k] = pfn
+    s.mbuf[base + 2 * k + 1] = order
+
+
+@jit
+def report_blocks(s, g, z, base, n, now, cost):
+    """Report n blocks of the list at ``base``: one kick, the host's discards queued;
+    return when the host performs them."""
+    s = borrow_state(s)
+    z = borrow_zone(z)
+    due = now
+    for i in range(n):
+        npages = 1 << s.mbuf[base + 2 * i + 1]
+        due = discard_later(s, g, z, s.mbuf[base + 2 * i], npages, now, cost)
+        s.gi[g, GI_REPORTED_PAGES] += npages
+    s.gi[g, GI_REPORTS] += 1
+    s.gi[g, GI_VMEXITS] += 1  # the virtqueue kick
+    s.gi[g, GI_EVENTS] += 1
+    s.gf[g, GF_GUEST_CPU] += cost[C_VMEXIT] + cost[C_ACK_IRQ]
+    s.gf[g, GF_HOST_CPU] += cost[C_KICK_WAKEUP]
+    return due
+
+
+@jit
+def putback_blocks(s, g, z, base, n, mark_reported, cost):
+    """``__putback_isolated_page`` (to the tail) of n blocks of the list at ``base``; with
+    ``mark_reported``, set PageReported on each that is still a free head of its order (did
+    not merge), as ``page_reporting_drain``."""
+    s = borrow_state(s)
+    z = borrow_zone(z)
+    for i in range(n):
+        pfn = s.mbuf[base + 2 * i]
+        order = s.mbuf[base + 2 * i + 1]
+        putback_isolated_page(z, pfn, order)
+        s.gi[g, GI_ISOLATED] -= 1 << order
+        if mark_reported and z.state[pfn] == order:
+            z.flags[pfn] |= PG_REPORTED
+    s.gi[g, GI_LOCK_OPS] += n
+    s.gf[g, GF_GUEST_CPU] += n * cost[C_ZONE_LOCK]
