@@ -8,6 +8,7 @@ import pandas as pd
 from ..engine.build import build_state
 from ..engine.check import INVARIANTS, InvariantError
 from ..engine.loop import run_chunk
+from ..guest.xbitmap import COUNTERS as XB_COUNTERS
 from ..host.costs import INDEX
 from ..state import layout as L
 from .config import SimConfig
@@ -118,6 +119,10 @@ def _result(cfg, s, info, wall):
 
     gi, gf = s.gi, s.gf
     lock_s = s.cost[INDEX["zone_lock"]]
+    # the free-page xbitmap's work under zone->lock (mechanisms that track free pages)
+    meta = s.xb_meta
+    xb_ops = sum(meta[:, XB_COUNTERS[k]] for k in ("set_bit", "clear_bit", "zero", "fill", "find"))
+    xb_kmallocs = sum(meta[:, XB_COUNTERS[k]] for k in ("leaf_allocs", "node_allocs"))
     runtime = gf[:, L.GF_WL_END] - gf[:, L.GF_WL_START]
     killed = gi[:, L.GI_STATUS] == L.ST_KILLED
     runtime = np.where(killed, np.nan, runtime)
@@ -145,13 +150,16 @@ def _result(cfg, s, info, wall):
             "oom_kills": killed.astype(np.int64),
             "workload_runtime_s": runtime,
             "workload_stall_s": gf[:, L.GF_STALL],
-            "zone_lock_hold_s": gi[:, L.GI_LOCK_OPS] * lock_s,
+            "zone_lock_hold_s": gi[:, L.GI_LOCK_OPS] * lock_s
+            + xb_ops * s.cost[INDEX["xbitmap_op"]],
             "events": gi[:, L.GI_EVENTS] + gi[:, L.GI_FAULTS],
             "faults": gi[:, L.GI_FAULTS],
             "balloon_msgs": gi[:, L.GI_BALLOON_MSGS],
             "oom_deflates": gi[:, L.GI_OOM_DEFLATES],
             "stale_hints": gi[:, L.GI_STALE_HINTS],
             "early_discards": gi[:, L.GI_DQ_EARLY],
+            "xbitmap_ops": xb_ops,
+            "xbitmap_kmallocs": xb_kmallocs,
         }
     )
     summed = (

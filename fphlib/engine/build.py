@@ -242,6 +242,7 @@ def private_arrays(state, params, npages, vcpus, gi, off_col):
     offs = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
     if gi is not None:
         gi[:, off_col] = offs[:-1]
+    floats[:, 0] = np.inf  # MECH_WAKE (mechanisms); a policy's first column likewise unused
     for g, n in enumerate(npages):
         if state.init:
             state.init(params, n, vcpus, ints[g], floats[g])

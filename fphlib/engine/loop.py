@@ -41,7 +41,10 @@ from ..state.layout import (
     EV_GUEST_START,
     GF_START,
     GF_WL_START,
+    GI_ASK_SEQ,
+    GI_ASK_TOLD,
     GI_BALLOON,
+    GI_DQ_N,
     GI_ISOLATED,
     GI_NPAGES,
     GI_OFF,
@@ -59,6 +62,7 @@ from ..state.layout import (
     HI_RAM_PAGES,
     HI_RSS,
     HI_SWAP,
+    MECH_WAKE,
     PF_DT,
     PF_POLICY_INTERVAL,
     PI_DEBUG,
@@ -218,7 +222,11 @@ def run_chunk(s, tick0, tick1):
                     alive = trace_step(s, g, z, t, dt, cost, ovh)
                 if not alive or s.gi[g, GI_STATUS] != ST_RUNNING:
                     continue
-            mech_tick(s, g, z, t_end, cost)
-            discard_due(s, g, z, t_end, cost)  # discards no mechanism waited for
+            # the mechanism's instants (its mf column MECH_WAKE) and the host's new asks
+            if s.mf[g, MECH_WAKE] <= t_end or s.gi[g, GI_ASK_SEQ] != s.gi[g, GI_ASK_TOLD]:
+                s.gi[g, GI_ASK_TOLD] = s.gi[g, GI_ASK_SEQ]
+                mech_tick(s, g, z, t_end, cost)
+            if s.gi[g, GI_DQ_N]:
+                discard_due(s, g, z, t_end, cost)  # discards no mechanism waited for
         note_peak(s)
     return 0

@@ -17,6 +17,7 @@ REGISTRY = (
     "balloon",
     "hinting_v8",
     "hinting_bitmap",
+    "xbitmap_hints",
 )
 
 MECHANISMS = {name: i for i, name in enumerate(REGISTRY)}

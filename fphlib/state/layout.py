@@ -35,13 +35,14 @@ PG_DISCARDED = np.uint8(64)  # host discarded it (hint/balloon): the next touch 
 # ------------------------------------------------------------------ per-guest int64 columns
 # BALLOON: pages the mechanism holds allocated from the guest (balloon pages);
 # MBUF_OFF: start of the guest's slice of ``mbuf``; ASK_*: what the host policy asks
-# (ASK_SEQ counts asks, the config-change interrupt); DQ_*: the host discard queue ring;
+# (ASK_SEQ counts asks, the config-change interrupt; ASK_TOLD: the last one the mechanism's
+# tick has seen); DQ_*: the host discard queue ring;
 # XB_*: the guest's rows of the free-page tracking pools.
 NGI = _columns("GI", """OFF NPAGES STATUS WL WL_PHASE WL_CUR WL_ROUND HELD_HEAD HELD_TAIL USED BOOT
 BALLOON ISOLATED RSS SWAP
 POOL_OFF POOL_CAP POOL_N TR_OFF TR_N TR_POS
 MIN_WMARK LOW_WMARK HIGH_WMARK PCP_BATCH PCP_HIGH
-MBUF_OFF ASK_PAGES ASK_HINT ASK_SEQ DQ_HEAD DQ_N DQ_EARLY
+MBUF_OFF ASK_PAGES ASK_HINT ASK_SEQ ASK_TOLD DQ_HEAD DQ_N DQ_EARLY
 XB_NODE_OFF XB_NODE_N XB_LEAF_OFF XB_LEAF_N
 REPORTS REPORTED_PAGES VMEXITS FAULTS REFAULTS ALLOC_FAIL LOST LOCK_OPS SWAPOUT
 EVENTS BALLOON_MSGS OOM_DEFLATES STALE_HINTS""")
@@ -105,6 +106,10 @@ class PrivateState(NamedTuple):
     sets a guest's initial column values (rows are zero before); ``discard_slots(params)``
     sizes the guest's host discard queue; ``tracking(params)`` picks the per-guest free-page
     tracking (``None``, ``"page"`` or ``"head"``: an xbitmap the buddy keeps current).
+
+    A mechanism's first float column (``MECH_WAKE``) is its next instant: the engine calls its
+    ``tick`` only when that instant falls in the tick or the host policy asked something new
+    (``build`` sets it to inf before ``init``), so an idle mechanism costs the loop nothing.
     """
 
     ints: tuple = ()
@@ -113,6 +118,9 @@ class PrivateState(NamedTuple):
     init: object = None
     discard_slots: object = None
     tracking: object = None
+
+
+MECH_WAKE = 0  # mf column 0: the mechanism's next instant (inf: none); see PrivateState
 
 
 def private_columns(names):
