@@ -21,6 +21,7 @@ _PUBLIC = {
     "SimResult": "fphlib.api.result",
     "simulate": "fphlib.api.simulate",
     "warmup": "fphlib.api.warmup",
+    "sweep": "fphlib.sweep",  # a callable package: fphlib.sweep(grid, ...) (fphlib/sweep/)
 }
 
 __all__ = sorted(_PUBLIC) + ["__version__"]
