@@ -341,3 +341,20 @@ def test_cli_sweep_bad_input_exits_2(tmp_path, capsys, text, match):
     err = capsys.readouterr().err
     assert re.search(match, err), err
     assert not (tmp_path / "out").exists()  # nothing written for a bad grid
+
+
+# --- the block-size study (notebook 05) -----------------------------------------------------
+
+def test_block_size_study_plots_every_metric_with_bands(serial):
+    from matplotlib.figure import Figure
+
+    from fphlib.viz.block_size import METRICS, block_size_sweep, plot_block_size, summary_by_order
+
+    with pytest.raises(ValueError, match="mechanisms: empty"):
+        block_size_sweep(BASE, mechanisms=[], progress=False)
+    fig = plot_block_size(serial, fig=Figure())
+    assert [ax.get_title() for ax in fig.axes] == [v[0] for v in METRICS.values()]
+    # two seeds per point: each panel draws a confidence band (a filled polygon)
+    assert all(ax.collections for ax in fig.axes)
+    table = summary_by_order(serial)
+    assert list(table.index.get_level_values("hint_order").unique()) == ["1 MiB", "4 MiB"]
