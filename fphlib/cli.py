@@ -397,8 +397,12 @@ def cmd_sweep(args, parser):
     executor = client = None
     try:
         if args.scheduler:
-            from distributed import Client
-
+            try:
+                from distributed import Client
+            except ImportError:
+                print("fphlib sweep: --scheduler needs dask.distributed "
+                      "(pip install 'fphlib[dask]')", file=sys.stderr)
+                return 2
             executor = client = Client(args.scheduler, timeout=30)
         elif args.workers and args.workers > 1:
             from concurrent.futures import ProcessPoolExecutor

@@ -180,6 +180,13 @@ def test_process_pool_gives_identical_frame(serial):
     same(serial, df)
 
 
+def test_a_combination_listed_twice_runs_once():
+    df = fphlib.sweep([{"hint_order": 8}, {"hint_order": 9}, {"hint_order": 8}], base=BASE,
+                      progress=False)
+    assert df.attrs["computed"] == 2 and len(df) == 3
+    same(df.iloc[[0]].reset_index(drop=True), df.iloc[[2]].reset_index(drop=True))
+
+
 def test_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path):
     grid = [{"workload": "churn"},
             {"workload": "trace", "workload_params": {"path": str(tmp_path / "missing.npz")}}]

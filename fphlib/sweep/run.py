@@ -142,11 +142,14 @@ def sweep(grid, base=None, seeds=1, executor=None, cache=None, progress=True, se
     pandas.DataFrame
         One row per run in grid order: the grid keys (the value the SimConfig holds, e.g.
         sizes in bytes), ``seed``, ``replicate``, every ``SimResult.summary`` metric,
-        ``fphlib_version``, ``config_hash``, ``wall_s`` and ``error`` (None, or why the run
-        failed; its metrics are NaN). ``df.attrs`` holds ``computed``, ``cached`` and
-        ``failed`` run counts. With ``series``, a pair ``(runs, series_frame)``: the long
-        series frame has a ``run`` column (the row of ``runs``) and the grid keys, ``seed``
-        and ``replicate``.
+        ``fphlib_version``, ``config_hash``, ``wall_s`` (of ``simulate`` when the run was
+        computed, also for rows read from the cache) and ``error`` (None, or why the run
+        failed; its metrics are NaN; failures are not cached). ``df.attrs`` holds
+        ``computed``, ``cached`` and ``failed`` counts of distinct configs (a combination
+        listed twice runs once). With ``series``, a pair ``(runs, series_frame)``: the long
+        series frame has a ``run`` column (the row of ``runs``), the grid keys, ``seed`` and
+        ``replicate``, then the ``SimResult.host``/``.guests`` columns (no rows for a failed
+        run).
     """
     if series is not None and series not in SERIES:
         raise ValueError(f"series: {series!r} is not allowed; expected None, 'host' or 'guests'")
