@@ -330,6 +330,17 @@ def test_cli_sweep_end_to_end(tmp_path, capsys):
     assert "4 runs (0 computed, 4 cached" in capsys.readouterr().out
 
 
+def test_cli_zipped_grid_tables(tmp_path, capsys):
+    grid = tmp_path / "zip.toml"
+    base = SWEEP_TOML.split("[grid]")[0].replace("seeds = 2", "seeds = 1")
+    grid.write_text(base + '[[grid]]\nmechanism = "none"\n'
+                           '[[grid]]\nmechanism = "page_reporting"\nhint_order = 10\n')
+    assert main(["sweep", str(grid), "--out", str(tmp_path / "o"), "--no-progress"]) == 0
+    df = pd.read_parquet(tmp_path / "o" / "results.parquet")
+    assert df[["mechanism", "hint_order"]].values.tolist() == [["none", 9],
+                                                               ["page_reporting", 10]]
+
+
 @pytest.mark.parametrize("text, match", [
     ("[grid]\nhint_order = 9\n", r"grid\['hint_order'\]: 9 is not a list"),
     ("[grid]\nnosuch = [1]\n", "unknown SimConfig field 'nosuch'"),
