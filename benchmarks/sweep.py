@@ -37,12 +37,14 @@ SEEDS = 2
 
 
 def best(fn, repeat):
-    times, out = [], None
+    """(best time, all times, the output of the best call)."""
+    times, outs = [], []
     for _ in range(repeat):
         t0 = time.perf_counter()
-        out = fn()
+        outs.append(fn())
         times.append(time.perf_counter() - t0)
-    return min(times), times, out
+    i = min(range(repeat), key=times.__getitem__)
+    return times[i], times, outs[i]
 
 
 def sweep(executor=None):
