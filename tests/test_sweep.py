@@ -202,7 +202,7 @@ def test_cache_resumes_and_reports_corrupt_files(tmp_path, serial):
     first = fphlib.sweep(GRID, base=BASE, seeds=2, cache=cache, progress=False)
     same(serial, first)
     files = sorted(cache.glob("*.json"))
-    assert len(files) == 8 and not list(cache.glob(".tmp-*"))
+    assert len(files) == 8 and not list(cache.glob(".*.tmp"))
     again = fphlib.sweep(GRID, base=BASE, seeds=2, cache=cache, progress=False)
     assert again.attrs["computed"] == 0 and again.attrs["cached"] == 8
     pd.testing.assert_frame_equal(first, again, check_exact=True)  # wall_s too: it is stored
@@ -212,6 +212,14 @@ def test_cache_resumes_and_reports_corrupt_files(tmp_path, serial):
     assert third.attrs["computed"] == 1 and third.attrs["cached"] == 7
     same(serial, third)
     json.loads(files[3].read_text())  # rewritten whole
+    # a temporary file left by a kill mid-write is never read, and dropped once stale
+    torn = cache / ".0123456789abcdef-x.tmp"
+    torn.write_text("{")
+    assert fphlib.sweep(GRID, base=BASE, seeds=2, cache=cache,
+                        progress=False).attrs["computed"] == 0
+    os.utime(torn, (time.time() - 7200, time.time() - 7200))
+    fphlib.sweep(GRID, base=BASE, seeds=2, cache=cache, progress=False)
+    assert not torn.exists()
     # another run's content under this name is not used either
     files[0].write_text(files[1].read_text())
     with pytest.warns(UserWarning, match="another run"):

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -59,6 +60,18 @@ class RunCache:
                              f"({e.strerror})") from None
         if not self.path.is_dir():
             raise ValueError(f"cache: {str(self.path)!r} is not a directory")
+        self._drop_stale_temps()
+
+    def _drop_stale_temps(self, age_s=3600):
+        """Remove temporary files a killed sweep left mid-write (an hour old: no writer
+        holds one that long, so a concurrent sweep's files are safe)."""
+        now = time.time()
+        for f in self.path.glob(".*.tmp"):
+            try:
+                if now - f.stat().st_mtime > age_s:
+                    f.unlink()
+            except OSError:
+                pass
 
     def file(self, key):
         return self.path / f"{key}.json"
@@ -111,7 +124,8 @@ class RunCache:
                                                           "columns": payload["series"]}},
         }
         text = json.dumps(entry)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=self.path)
+        # not *.json: a file torn by a kill mid-write is never taken for an entry
+        fd, tmp = tempfile.mkstemp(prefix=f".{key[:16]}-", suffix=".tmp", dir=self.path)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as out:
                 out.write(text)
