@@ -34,8 +34,16 @@ def _fields():
     return {f.name: f for f in dataclasses.fields(SimConfig)}
 
 
+def _is_dict_field(name, value):
+    # a dict now, or declared as one (a field that defaults to None, e.g. ``dict | None``)
+    if isinstance(value, dict):
+        return True
+    f = _fields().get(name)
+    return value is None and f is not None and "dict" in str(f.type)
+
+
 def _dict_fields(base_dict):
-    return sorted(k for k, v in base_dict.items() if isinstance(v, dict))
+    return sorted(k for k, v in base_dict.items() if _is_dict_field(k, v))
 
 
 def _check_key(key, base_dict):
@@ -53,7 +61,7 @@ def _check_key(key, base_dict):
             "grid key 'seed': replicate seeds come from seeds=N (SeedSequence(base.seed)); "
             "sweep base.seed or raise seeds instead"
         )
-    if rest and not isinstance(base_dict[head], dict):
+    if rest and not _is_dict_field(head, base_dict[head]):
         raise ValueError(
             f"grid key {key!r}: {head!r} is not a dict field, so it takes no dotted key; "
             f"dict fields: {', '.join(_dict_fields(base_dict))}"
@@ -115,6 +123,8 @@ def apply(base_dict, combo):
         if not rest:
             d[head] = combo[key]
             continue
+        if d[head] is None:
+            d[head] = {}
         target = d[head]
         parts = rest.split(".")
         for part in parts[:-1]:
