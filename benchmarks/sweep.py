@@ -20,8 +20,8 @@ the plain efficiency falls although the sweep kept both workers busy.
 
 Measured when it was written (2-vCPU machine shared with another developer's CPU-bound jobs;
 five runs 15:09-16:05 UTC, about 0.5 s a run): overhead over bare ``simulate`` between -2.4 %
-and +7.8 % (median -1.0 %; +7.8 % with a single repeat while the load changed; ~1 ms a run
-in the quietest run): within noise, target met as far as this machine can tell. Parallel
+and +7.8 % (median +0.2 %, i.e. ~1 ms a run; +7.8 % with a single repeat while the load
+changed): within noise, target met as far as this machine can tell. Parallel
 efficiency 0.35-0.55 (ProcessPoolExecutor) and 0.28-0.51 (dask, warm) — target NOT
 demonstrated: in every run another process held a core, so each run took ~1.0-1.3 s in a
 worker against ~0.55 s in process, while the busy efficiency stayed 0.98-0.99 (both workers
