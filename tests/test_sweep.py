@@ -384,3 +384,18 @@ def test_block_size_study_plots_every_metric_with_bands(serial):
     assert all(ax.collections for ax in fig.axes)
     table = summary_by_order(serial)
     assert list(table.index.get_level_values("hint_order").unique()) == ["1 MiB", "4 MiB"]
+
+
+def test_cache_key_follows_config_version_and_model_sources(monkeypatch):
+    from fphlib.sweep import cache as sweep_cache
+
+    cfg = BASE.to_json()
+    key = sweep_cache.run_key(cfg)
+    assert key == sweep_cache.run_key(cfg)
+    assert key != sweep_cache.run_key(fphlib.SimConfig.from_dict(
+        {**BASE.to_dict(), "hint_order": 8}).to_json())
+    monkeypatch.setattr(sweep_cache, "version", lambda: "9.9.9")
+    assert sweep_cache.run_key(cfg) != key
+    monkeypatch.undo()
+    monkeypatch.setattr(sweep_cache, "model_digest", lambda: "edited")
+    assert sweep_cache.run_key(cfg) != key

@@ -1,7 +1,8 @@
 """One file per run in a cache directory, written atomically, checked when read.
 
 The key is the SHA-256 of the canonical config JSON, the fphlib version and
-``fphlib._cache.sources_digest()`` (the model's sources): editing the model or upgrading
+``fphlib._cache.sources_digest()`` (the model's kernel sources, plus ``fphlib/api`` and
+``sweep/run.py`` where the summary is computed): editing the model or upgrading
 fphlib makes old entries misses instead of silently mixing results of two models. A file is
 written to a temporary name in the same directory and renamed over its final name
 (``os.replace`` is atomic), so a sweep killed at any moment leaves complete entries or none.
@@ -21,10 +22,19 @@ FORMAT = 1
 
 @functools.cache
 def model_digest():
-    """``sources_digest()`` once per process (it reads every kernel source)."""
-    from .._cache import sources_digest
+    """``sources_digest()`` plus the sources that turn engine state into the summary.
 
-    return sources_digest()
+    ``sources_digest`` covers the jitted kernels only; the summary metrics are computed in
+    ``fphlib/api`` (``simulate._result``) and shaped in ``sweep/run.py``, so an edit there
+    must invalidate cached summaries too. Once per process (it reads every source).
+    """
+    from .._cache import _ROOT, sources_digest
+
+    h = hashlib.sha1(sources_digest().encode())
+    for f in [*sorted((_ROOT / "api").glob("*.py")), _ROOT / "sweep" / "run.py"]:
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
 
 
 def version():
