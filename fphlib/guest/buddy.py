@@ -257,6 +257,9 @@ def _hook_overload(add):
 
 overload(_track_add_hook)(_hook_overload(True))
 overload(_track_del_hook)(_hook_overload(False))
+# the same hooks for mechanisms that edit a zone's free-page bits themselves (read-only hints)
+track_block_add = _track_add_hook
+track_block_del = _track_del_hook
 
 
 @jit(inline="always")

@@ -44,15 +44,8 @@ runs at the ack, not batched.
 import numpy as np
 
 from .._jit import jit
-from ..guest.buddy import NR_ORDERS
-from ..guest.xbitmap import (
-    xb_clear_bit,
-    xb_fill,
-    xb_find_set,
-    xb_preload,
-    xb_set_bit,
-    xb_zero,
-)
+from ..guest.buddy import NR_ORDERS, track_block_add, track_block_del
+from ..guest.xbitmap import xb_find_set
 from ..host.costs import C_ACK_IRQ, C_XBITMAP_OP
 from ..host.discard_queue import discard_due
 from ..state.borrow import borrow_state, borrow_zone
@@ -164,10 +157,8 @@ def get_free_page_hints(s, g, z, cost):
         if s.mi[g, XH_ISOLATE]:
             isolate_into(s, g, z, head, order, base, k)  # the tracking hook clears its bits
         else:
-            if page_mode:
-                xb_zero(z.xb_nodes, z.xb_leaves, z.xb_meta, head, head + (1 << order) - 1)
-            else:
-                xb_clear_bit(z.xb_nodes, z.xb_leaves, z.xb_meta, head)
+            # the block's bits as the buddy's own hook clears them (per head or per page)
+            track_block_del(z, np.int64(head), np.int64(order))
             s.mbuf[base + 2 * k] = head
             s.mbuf[base + 2 * k + 1] = order
         k += 1
@@ -192,11 +183,7 @@ def put_free_page_hints(s, g, z, n, cost):
         order = s.mbuf[base + 2 * i + 1]
         if z.state[head] != order:
             continue  # allocated, split or merged since: the hooks already tell the truth
-        xb_preload(z.xb_nodes, z.xb_leaves, z.xb_meta)
-        if s.mi[g, XH_PAGE]:
-            xb_fill(z.xb_nodes, z.xb_leaves, z.xb_meta, head, head + (1 << order) - 1)
-        else:
-            xb_set_bit(z.xb_nodes, z.xb_leaves, z.xb_meta, head)
+        track_block_add(z, np.int64(head), np.int64(order))
     s.gi[g, GI_LOCK_OPS] += 1
 
 
