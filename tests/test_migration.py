@@ -61,6 +61,16 @@ def test_dirtying_means_more_rounds_and_bytes():
     assert busy.downtime_s <= 0.05 and busy.migration_converged == 1
 
 
+@pytest.mark.parametrize("mode", ["alloc", "xbitmap"])
+def test_hinting_reduces_bytes_and_time(mode):
+    legacy = run().summary
+    hint = run("free_page_hint", mode).summary
+    assert hint.migration_hinted_bytes > 128 * MIB
+    assert hint.migration_bytes < legacy.migration_bytes
+    assert hint.migration_time_s < legacy.migration_time_s
+    assert hint.lost_writes == 0
+
+
 def test_non_convergence_stops_after_max_rounds():
     s = run(workload="memhog", wparams={"size": "160MiB", "rate": "1GiB", "start_s": 0.3,
                                         "hold_s": 0.01, "repeat": 50, "gap_s": 0.01},
@@ -68,6 +78,45 @@ def test_non_convergence_stops_after_max_rounds():
     assert s.migration_converged == 0
     assert s.migration_rounds == 4  # three passes, then stop-and-copy anyway
     assert s.downtime_s > 0.05  # the limit is exceeded: QEMU would have kept iterating
+
+
+def test_alloc_mode_holds_memory_until_done():
+    r = run("free_page_hint", "alloc", migration={"bandwidth": "64MiB"})
+    s = r.summary
+    assert s.migration_unavailable_peak_bytes >= 128 * MIB
+    assert 0 < s.migration_unavailable_s <= s.migration_time_s + 1e-3
+    g = r.guests
+    end = 0.5 + s.migration_time_s
+    during = g[(g.t_s > 0.55) & (g.t_s < end)]
+    assert len(during) >= 3 and (during.balloon_bytes > 0).all()
+    assert r.guests.balloon_bytes.iloc[-1] == 0  # DONE gave every block back
+    x = run("free_page_hint", "xbitmap").summary
+    assert x.migration_unavailable_peak_bytes == 0
+
+
+def test_alloc_mode_shrinker_gives_blocks_back_under_pressure():
+    r = run("free_page_hint", "alloc", workload="memhog",
+            wparams={"size": "200MiB", "rate": "512MiB", "start_s": 0.45, "hold_s": 0.5},
+            migration={"bandwidth": "64MiB"}, duration_s=4.0)
+    assert r.guest_summary.oom_deflates[0] > 0  # the shrinker gave blocks back
+    s = r.summary
+    assert s.alloc_failures == 0
+    assert s.lost_writes == 0
+
+
+@pytest.mark.parametrize("mode", ["alloc", "xbitmap"])
+def test_stale_hints_are_resent_not_lost(mode):
+    s = run("free_page_hint", mode, debug=True, **HOGGING).summary
+    legacy = run(debug=True, **HOGGING).summary
+    assert s.lost_writes == 0
+    assert s.migration_rounds >= 2
+    assert s.migration_bytes < legacy.migration_bytes
+
+
+def test_every_mechanism_migrates():
+    for mech in fphlib.hinting.REGISTRY:
+        s = run(mech).summary
+        assert s.migration_converged == 1, mech
 
 
 def test_bandwidth_forms():
@@ -95,5 +144,11 @@ def test_config_roundtrip_keeps_migration():
     c = cfg()
     assert fphlib.SimConfig.from_json(c.to_json()) == c
     assert c.migration["bandwidth"] == 2**30
+
+
+def test_deterministic():
+    a = run("free_page_hint", "xbitmap", **HOGGING).summary
+    b = run("free_page_hint", "xbitmap", **HOGGING).summary
+    assert np.array_equal(a.drop("wall_s").values, b.drop("wall_s").values, equal_nan=True)
 
 
