@@ -152,3 +152,14 @@ def test_deterministic():
     assert np.array_equal(a.drop("wall_s").values, b.drop("wall_s").values, equal_nan=True)
 
 
+def test_reproduce_v37_scaled_down():
+    from fphlib.experiments import reproduce_v37
+
+    df = reproduce_v37(sizes=("1GiB", "4GiB"), modes=("alloc", "xbitmap"))
+    assert len(df) == 6
+    assert (df.lost_writes == 0).all()
+    hinted = df[df.mechanism == "free_page_hint"]
+    assert (hinted.ratio < 0.6).all()
+    # the gap between sizes: the hint's time grows slower than the legacy time
+    legacy = df[df.mechanism == "none"].set_index("guest_mem").migration_time_ms
+    assert legacy[4 << 30] > 3 * legacy[1 << 30]
