@@ -21,6 +21,7 @@ _PUBLIC = {
     "SimResult": "fphlib.api.result",
     "simulate": "fphlib.api.simulate",
     "warmup": "fphlib.api.warmup",
+    "sweep": "fphlib.sweep",  # a callable package: fphlib.sweep(grid, ...) (fphlib/sweep/)
 }
 
 # subpackages reachable as attributes without an import of their own (fphlib.experiments...)

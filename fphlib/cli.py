@@ -6,6 +6,9 @@
   running memhog 4 GiB on a 16 GiB host); writes ``demo_host_rss.png``,
   ``demo_summary.csv`` and ``demo_summary.md`` to ``--out``.
 - ``trace``: generate a churn trace file for the ``"trace"`` workload, or check one.
+- ``sweep``: a parameter sweep from a TOML file (``[base]``, ``[grid]``, ``seeds``) in process,
+  on local worker processes or on a dask cluster; writes ``results.parquet`` to ``--out`` and
+  caches each run under ``--out``/cache so a rerun resumes.
 """
 
 import argparse
@@ -359,6 +362,102 @@ def cmd_trace(args, parser):
     return 0
 
 
+SWEEP_KEYS = ("base", "grid", "seeds")
+
+
+def _flatten_grid(table, prefix=""):
+    # TOML reads `workload_params.size = [...]` as a nested table; the grid wants dotted keys
+    out = {}
+    for key, value in table.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten_grid(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def load_sweep_file(path):
+    """``(base SimConfig, grid, seeds)`` from a sweep TOML/JSON file; ValueError if bad."""
+    from .api.config import SimConfig
+
+    d = load_config_file(path)
+    for key in d:
+        if key not in SWEEP_KEYS:
+            raise ValueError(f"sweep file {os.fspath(path)!r}: unknown key {key!r}; allowed: "
+                             f"{', '.join(SWEEP_KEYS)} ([base] = SimConfig fields, [grid] = "
+                             "field -> list of values or [[grid]] tables, seeds = N)")
+    base = d.get("base", {})
+    if not isinstance(base, dict):
+        raise ValueError(f"base: {base!r} is not allowed; expected a table of SimConfig fields")
+    if "grid" not in d:
+        raise ValueError(f"sweep file {os.fspath(path)!r}: no [grid] table (field -> list of "
+                         "values)")
+    grid = d["grid"]
+    if isinstance(grid, dict):
+        grid = _flatten_grid(grid)
+    elif isinstance(grid, list):
+        grid = [_flatten_grid(g) if isinstance(g, dict) else g for g in grid]
+    return SimConfig.from_dict(base), grid, d.get("seeds", 1)
+
+
+def cmd_sweep(args, parser):
+    import fphlib
+
+    from .sweep.grid import expand
+
+    try:
+        base, grid, seeds = load_sweep_file(args.grid)
+        if args.seeds is not None:
+            seeds = args.seeds
+        runs, _ = expand(grid, base, seeds)  # every combination checked before any run
+        if args.workers is not None and args.workers < 1:
+            raise ValueError(f"--workers: {args.workers} is not allowed; expected N >= 1")
+    except ValueError as e:
+        parser.error(str(e))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic(str(out / "sweep.toml"), lambda p: Path(p).write_bytes(Path(args.grid).read_bytes()))
+    ran = {"base": base.to_dict(), "grid": grid, "seeds": seeds}
+    _atomic(str(out / "sweep.json"), lambda p: Path(p).write_text(json.dumps(ran, indent=1)))
+    executor = client = None
+    try:
+        if args.scheduler:
+            try:
+                from distributed import Client
+            except ImportError:
+                print("fphlib sweep: --scheduler needs dask.distributed "
+                      "(pip install 'fphlib[dask]')", file=sys.stderr)
+                return 2
+            executor = client = Client(args.scheduler, timeout=30)
+        elif args.workers and args.workers > 1:
+            from concurrent.futures import ProcessPoolExecutor
+
+            executor = ProcessPoolExecutor(args.workers)
+        t0 = time.perf_counter()
+        df = fphlib.sweep(grid, base=base, seeds=seeds, executor=executor,
+                          cache=out / "cache", progress=args.progress)
+    except (OSError, TimeoutError) as e:
+        print(f"fphlib sweep: cannot reach the scheduler {args.scheduler!r}: {e}",
+              file=sys.stderr)
+        return 2
+    finally:
+        if client is not None:
+            client.close()
+        elif executor is not None:
+            executor.shutdown()
+    results = out / "results.parquet"
+    _atomic(str(results), lambda p: df.to_parquet(p, index=False))
+    failed = df.attrs["failed"]
+    print(f"{len(df)} runs ({df.attrs['computed']} computed, {df.attrs['cached']} cached, "
+          f"{failed} failed) in {time.perf_counter() - t0:.1f} s; wrote {results}")
+    if failed:
+        first = df.loc[df["error"].notna(), "error"].iloc[0]
+        print(f"fphlib sweep: {failed} runs failed, e.g.: {first}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser():
     """The argparse parser of ``python -m fphlib``."""
     parser = argparse.ArgumentParser(
@@ -424,6 +523,39 @@ def build_parser():
     p.add_argument("--guest-mem", default="4GiB", metavar="SIZE",
                    help="guest size the occupancy refers to (default: 4GiB)")
     p.set_defaults(func=cmd_trace, parser=p)
+
+    p = sub.add_parser(
+        "sweep", help="run a parameter sweep from a TOML file (resumable)",
+        description="Run every combination of [grid] on top of [base] (SimConfig fields), "
+                    "seeds replicates each, in process, on --workers local processes or on a "
+                    "dask cluster (--scheduler). Writes DIR/results.parquet (one row per run), "
+                    "DIR/sweep.toml and DIR/sweep.json (what it ran); each run is cached "
+                    "under DIR/cache, so rerunning an interrupted sweep computes only what is "
+                    "missing.",
+        epilog="example GRID.toml:\n"
+               "  seeds = 3\n"
+               "  [base]\n"
+               "  host_mem = \"2GiB\"\n  guest_mem = \"512MiB\"\n  workload = \"churn\"\n"
+               "  mechanism = \"page_reporting\"\n  duration_s = 10\n"
+               "  [grid]\n"
+               "  hint_order = [7, 8, 9, 10]\n"
+               "  workload_params.target = [0.3, 0.6]   # dotted key into a dict field\n"
+               "zipped combinations instead of a product: [[grid]] tables, one per run.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("grid", metavar="GRID.toml", help="sweep file: [base], [grid], seeds")
+    p.add_argument("--out", metavar="DIR", required=True,
+                   help="output directory (results.parquet, cache/)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="local worker processes (default: 1 = in this process)")
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="dask.distributed scheduler, e.g. tcp://10.0.0.1:8786")
+    p.add_argument("--seeds", type=int, default=None, metavar="N",
+                   help="replicates per combination (overrides the file's seeds)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                   help="show a progress bar on stderr (default: on)")
+    p.set_defaults(func=cmd_sweep, parser=p)
     return parser
 
 

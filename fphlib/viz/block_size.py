@@ -1,0 +1,213 @@
+"""The block-size study (notebook 05): what the reporting order buys and costs.
+
+A sweep of ``hint_order`` 0..10 over every registered mechanism that takes a block size
+(:func:`fphlib.sweep.block_size_mechanisms`), with replicate seeds, plotted as one panel per
+metric against the block size with confidence bands over the seeds. The summary has no
+count of host THP splits, so the panels show refaults (what a split region costs the guest
+later) but not the splits themselves.
+"""
+
+from pathlib import Path
+
+import ipywidgets as W
+
+from .scenarios import headline_config, profile_name
+
+PAGE_SIZE = 4096
+PAGEBLOCK_ORDER = 9  # the kernel's page_reporting_order default: pageblock_order, 2 MiB = THP
+
+# Metric -> (panel title, scale of the y values, unit shown on the axis)
+METRICS = {
+    "reported_bytes": ("memory returned to the host", 1 / 2**30, "GiB"),
+    "reports": ("reports sent", 1.0, "count"),
+    "vmexits": ("VM exits", 1.0, "count"),
+    "zone_lock_hold_s": ("zone->lock hold time", 1e3, "ms"),
+    "refault_pages": ("refaulted pages", 1.0, "pages"),
+}
+# Sizes per profile: the headline scenario's guests and run length; seeds by default.
+SEEDS = {"smoke": 2, "demo": 3, "full": 5}
+
+
+def default_cache():
+    """``out/sweep_cache`` of the repository (the notebooks run in ``notebooks/``)."""
+    cwd = Path.cwd()
+    root = cwd.parent if cwd.name == "notebooks" else cwd
+    return root / "out" / "sweep_cache"
+
+
+def block_size_base(profile=None, guests=3, workload="churn"):
+    """The headline scenario of ``profile`` with ``workload``, as the sweep's base config."""
+    from .widgets import workload_params_for
+
+    base = headline_config(profile_name(profile), "page_reporting", guests=guests)
+    if workload != base.workload:
+        base = type(base).from_dict({**base.to_dict(), "workload": workload,
+                                     "workload_params": workload_params_for(workload, base)})
+    return base
+
+
+def block_size_sweep(base, orders=range(11), mechanisms=None, seeds=2, cache=None,
+                     executor=None, progress=True):
+    """``fphlib.sweep`` of ``hint_order`` × ``mechanisms`` (default: all that take one)."""
+    import fphlib
+    from fphlib.sweep import block_size_mechanisms
+
+    mechanisms = list(mechanisms) if mechanisms is not None else list(block_size_mechanisms())
+    if not mechanisms:
+        raise ValueError("mechanisms: empty; pick at least one of "
+                         f"{', '.join(block_size_mechanisms())}")
+    grid = {"hint_order": [int(o) for o in orders], "mechanism": mechanisms}
+    return fphlib.sweep(grid, base=base, seeds=seeds, executor=executor, cache=cache,
+                        progress=progress)
+
+
+def block_label(order):
+    from ..units import format_size
+
+    return format_size(PAGE_SIZE << int(order)).replace(".0 ", " ")
+
+
+def plot_block_size(df, metrics=METRICS, fig=None, title=None):
+    """One panel per metric vs block size, a line per mechanism, 95 % CI band over seeds.
+
+    ``df`` is a :func:`fphlib.sweep` frame with ``hint_order`` and ``mechanism`` columns. The
+    dashed line marks pageblock_order (9: 2 MiB, the host THP size), the kernel's choice.
+    """
+    import seaborn as sns
+
+    if fig is None:
+        import matplotlib.pyplot as plt
+
+        fig = plt.figure(figsize=(4.0 * min(3, len(metrics)), 3.2 * -(-len(metrics) // 3)),
+                         layout="constrained")
+    else:
+        fig.clear()
+    ok = df[df["error"].isna()].copy()
+    orders = sorted(ok["hint_order"].unique())
+    ncols = min(3, len(metrics))
+    nrows = -(-len(metrics) // ncols)
+    many_seeds = ok.groupby(["hint_order", "mechanism"]).size().max() > 1 if len(ok) else False
+    for i, (metric, (name, scale, unit)) in enumerate(metrics.items()):
+        ax = fig.add_subplot(nrows, ncols, i + 1)
+        ok["_y"] = ok[metric] * scale
+        sns.lineplot(data=ok, x="hint_order", y="_y", hue="mechanism", marker="o", ax=ax,
+                     errorbar=("ci", 95) if many_seeds else None, legend=i == 0)
+        ax.axvline(PAGEBLOCK_ORDER, color="0.5", ls="--", lw=1)
+        ax.set_title(name)
+        ax.set_ylabel(unit)
+        ax.set_xlabel("block size (hint_order)")
+        ax.set_xticks(orders, [block_label(o) for o in orders], rotation=60, fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def summary_by_order(df, metrics=METRICS):
+    """Mean of each metric per (mechanism, block size) over the seeds, in display units."""
+    ok = df[df["error"].isna()]
+    table = ok.groupby(["mechanism", "hint_order"])[list(metrics)].mean()
+    for metric, (_, scale, _) in metrics.items():
+        table[metric] = table[metric] * scale
+    table.columns = [f"{metrics[m][0]} ({metrics[m][2]})" for m in metrics]
+    table.index = table.index.set_levels(
+        [block_label(o) for o in table.index.levels[1]], level=1)
+    return table
+
+
+class BlockSizeApp:
+    """Widgets for the block-size study: order range, mechanisms, guests, workload, seeds.
+
+    Parameters
+    ----------
+    profile : {"smoke", "demo", "full"}, optional
+        Sizes of the runs (default ``$FPHLIB_PROFILE``, else ``"demo"``).
+    cache : path, optional
+        Sweep cache (default :func:`default_cache`): reopening the notebook is instant.
+    executor : optional
+        Passed to :func:`fphlib.sweep` (e.g. a ``dask.distributed.Client``).
+
+    Attributes
+    ----------
+    df : pandas.DataFrame or None
+        The last sweep (one row per run).
+    """
+
+    def __init__(self, profile=None, cache=None, executor=None):
+        from fphlib.sweep import block_size_mechanisms
+
+        from ..workloads import WORKLOADS
+        from .widgets import figure_png
+
+        self._png = figure_png
+        self.profile = profile_name(profile)
+        self.cache = default_cache() if cache is None else cache
+        self.executor = executor
+        self.df = None
+        mechs = block_size_mechanisms()
+        self.orders = W.IntRangeSlider(value=(0, 10), min=0, max=10, description="orders",
+                                       continuous_update=False)
+        self.mechanisms = W.SelectMultiple(options=mechs, value=mechs, rows=min(4, len(mechs)),
+                                           description="mechanisms")
+        self.guests = W.IntSlider(value=3, min=1, max=6, description="guests",
+                                  continuous_update=False)
+        self.workload = W.Dropdown(options=[w for w in WORKLOADS if w != "trace"],
+                                   value="churn", description="workload")
+        self.seeds = W.IntSlider(value=SEEDS[self.profile], min=1, max=10, description="seeds",
+                                 continuous_update=False)
+        self.run_button = W.Button(description="Run sweep", button_style="primary",
+                                   icon="play")
+        self.status = W.HTML(f"<i>{self.profile} profile: press Run sweep</i>")
+        self.log = W.Output()  # the sweep's tqdm.auto bar shows here while it runs
+        self.image = W.Image(format="png", layout=W.Layout(max_width="1100px"))
+        self.table = W.HTML()
+        self.run_button.on_click(self.run)
+        from matplotlib.figure import Figure
+
+        self._fig = Figure(figsize=(12, 6.4), layout="constrained")
+        self.widget = W.VBox([
+            W.HBox([self.orders, self.mechanisms]),
+            W.HBox([self.guests, self.workload, self.seeds]),
+            W.HBox([self.run_button, self.status]),
+            self.log, self.image, self.table,
+        ])
+
+    def base(self):
+        """The SimConfig the controls describe (before hint_order and mechanism)."""
+        return block_size_base(self.profile, self.guests.value, self.workload.value)
+
+    def run(self, _button=None):
+        """Run (or load from the cache) the sweep the controls describe, then redraw."""
+        lo, hi = self.orders.value
+        self.run_button.disabled = True
+        self.status.value = "running …"
+        try:
+            with self.log:
+                self.log.clear_output()
+                df = block_size_sweep(self.base(), range(lo, hi + 1), self.mechanisms.value,
+                                      self.seeds.value, cache=self.cache,
+                                      executor=self.executor)
+            self.df = df
+            self.redraw()
+            a = df.attrs
+            self.status.value = (f"{len(df)} runs: {a['computed']} computed, {a['cached']} "
+                                 f"from the cache, {a['failed']} failed")
+        except Exception as e:
+            self.status.value = f"<b>error:</b> {type(e).__name__}: {e}"
+            raise
+        finally:
+            self.run_button.disabled = False
+        return self.df
+
+    def redraw(self):
+        base = self.base()
+        from ..units import format_size
+
+        title = (f"{base.guests} guests × {format_size(base.guest_mem)}, {base.workload}, "
+                 f"{base.duration_s:g} s ({self.profile} profile), {self.seeds.value} seeds")
+        plot_block_size(self.df, fig=self._fig, title=title)
+        self.image.value = self._png(self._fig)
+        self.table.value = summary_by_order(self.df).to_html(float_format="{:.3g}".format,
+                                                             border=0)
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
