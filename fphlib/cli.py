@@ -55,6 +55,9 @@ FIELD_HELP = {
                            "the host (re)sends the balloon target, seconds"),
     "deflate_on_oom": ("bool", "older name of the balloon's deflate_on_oom "
                        "(VIRTIO_BALLOON_F_DEFLATE_ON_OOM)"),
+    "migration": ("dict", "live-migrate guest 0: a JSON object with at_s, bandwidth (bytes/s "
+                  "or e.g. \"1.25GB\", \"100GiB\" per second), downtime_ms, optional "
+                  "max_rounds"),
 }
 
 

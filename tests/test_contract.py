@@ -2,7 +2,8 @@
 host policy is checked here without test code of its own (issue: one seam).
 
 - page conservation and every debug invariant (``debug=True``) under Hypothesis-drawn small
-  configs: every workload, guests 1-4, vCPUs 1-4, hint orders, host with and without swap;
+  configs: every workload, guests 1-4, vCPUs 1-4, hint orders, host with and without swap,
+  with and without a live migration of guest 0;
 - zero lost writes for every safe mechanism variant;
 - same seed, same summary;
 - each module's docstring names its kernel source or patch series and has a
@@ -77,6 +78,8 @@ def small_configs(draw):
         duration_s=draw(st.sampled_from([2.0, 3.5])), sample_s=0.05,
         seed=draw(st.integers(0, 2**32)), balloon_target=draw(st.sampled_from([None, "32MiB"])),
         balloon_interval_s=0.5,
+        migration=draw(st.sampled_from(
+            [None, {"at_s": 0.3, "bandwidth": "512MiB", "downtime_ms": 20}])),
     )
 
 

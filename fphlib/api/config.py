@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from ..hinting import MECHANISMS, mechanism_module
 from ..host.costs import validate_costs
+from ..host.migration import validate_migration
 from ..host.policy import POLICIES, policy_module
 from ..state.params import effective, validate
 from ..units import format_size, parse_size
@@ -172,6 +173,11 @@ class SimConfig:
         Older name of the ``static`` policy's ``interval_s`` (oVirt MOM interval, 10 s).
     deflate_on_oom : bool
         Older name of the balloon's ``deflate_on_oom`` (VIRTIO_BALLOON_F_DEFLATE_ON_OOM).
+    migration : dict or None
+        Live-migrate guest 0 (:mod:`fphlib.host.migration`): ``at_s`` (start), ``bandwidth``
+        (bytes/s, or a size per second such as ``"1.25GB"``, ``"100GiB"``; binary units as
+        QEMU's ``migrate_set_speed``), ``downtime_ms`` (the downtime limit) and optionally
+        ``max_rounds`` (passes before the VM is stopped anyway, default 30).
     """
 
     host_mem: int | str = "16GiB"
@@ -198,6 +204,7 @@ class SimConfig:
     deflate_on_oom: bool = True
     policy: str = "static"
     policy_params: dict = field(default_factory=dict)
+    migration: dict | None = None
 
     def __post_init__(self):
         set_ = object.__setattr__  # frozen: canonicalise once, here
@@ -256,6 +263,7 @@ class SimConfig:
             )
         set_(self, "seed", _number("seed", self.seed, lo=0, hi=2**63 - 1, integer=True))
         set_(self, "guest_overrides", self._check_overrides(self.guest_overrides))
+        set_(self, "migration", validate_migration(self.migration, self.duration_s))
         if self.balloon_target is not None:
             set_(self, "balloon_target", parse_size(self.balloon_target, "balloon_target"))
         set_(

@@ -24,6 +24,10 @@ noted):
 - ``events``: simulated events (workload allocations and frees, faults, reports, messages,
   logged events): the unit of the engine benchmark.
 - ``wall_s``: wall-clock seconds of ``simulate``.
+- ``migration_time_s``, ``migration_bytes``, ``migration_rounds``, ``downtime_s``,
+  ``migration_converged``, ``migration_hinted_bytes``, ``migration_unavailable_s``,
+  ``migration_unavailable_peak_bytes``: the live migration of guest 0
+  (``SimConfig.migration``, :mod:`fphlib.host.migration`); NaN without one.
 """
 
 import json
@@ -56,6 +60,15 @@ SUMMARY_METRICS = (
     "zone_lock_hold_s",
     "events",
     "wall_s",
+    # live migration of guest 0 (fphlib.host.migration; NaN without SimConfig.migration)
+    "migration_time_s",
+    "migration_bytes",
+    "migration_rounds",
+    "downtime_s",
+    "migration_converged",
+    "migration_hinted_bytes",
+    "migration_unavailable_s",
+    "migration_unavailable_peak_bytes",
 )
 HOST_COLUMNS = ("t_s", "rss_bytes", "swap_bytes", "free_bytes")
 GUEST_COLUMNS = (

@@ -10,6 +10,7 @@ from ..engine.check import INVARIANTS, InvariantError
 from ..engine.loop import run_chunk
 from ..guest.xbitmap import COUNTERS as XB_COUNTERS
 from ..host.costs import INDEX
+from ..host.migration import migration_summary
 from ..state import layout as L
 from .config import SimConfig
 from .result import EVENT_COLUMNS, GUEST_COLUMNS, HOST_COLUMNS, SUMMARY_METRICS, SimResult
@@ -176,6 +177,7 @@ def _result(cfg, s, info, wall):
     summary["workload_runtime_s"] = float(finished.mean()) if len(finished) else float("nan")
     summary["events"] += float(n_ev + s.hi[L.HI_NEV_LOST])
     summary["wall_s"] = float(wall)
+    summary.update(migration_summary(s))
     series = pd.Series({m: summary[m] for m in SUMMARY_METRICS}, dtype="float64")
     return SimResult(
         summary=series, guest_summary=gs, host=host, guests=guests, events=events, config=cfg

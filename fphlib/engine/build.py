@@ -20,6 +20,7 @@ from ..hinting import MECHANISMS, mechanism_module
 from ..hinting.dispatch import free_hook_order
 from ..host.backing import HPAGE_PAGES
 from ..host.costs import cost_array
+from ..host.migration import migration_arrays
 from ..host.policy import POLICIES, policy_module
 from ..state import layout as L
 from ..workloads import DEFAULT_CHURN_ORDERS, WORKLOADS
@@ -176,6 +177,8 @@ def build_state(cfg):
     seeds = np.random.SeedSequence(cfg.seed).spawn(G)
     rng = np.array([sq.generate_state(1, np.uint64)[0] for sq in seeds], np.uint64)
 
+    mig_i, mig_f, mig_bmap = migration_arrays(cfg.migration, npages[0])
+
     z_cfg = np.zeros((G, CFG_LEN), np.int64)
     z_cfg[:, CFG_PLACEMENT] = 1  # kernel placement (buddy_merge_likely, v5.10)
     z_cfg[:, CFG_TRACK] = track
@@ -225,6 +228,9 @@ def build_state(cfg):
         rec_g=np.zeros((n_samples, G, L.NRG), np.float64),
         ev=np.zeros((L.MAX_EVENTS, 4), np.float64),
         err=np.zeros(8, np.int64),
+        mig_i=mig_i,
+        mig_f=mig_f,
+        mig_bmap=mig_bmap,
     )
     for g in range(G):
         init_free_lists(guest_zone(s, g))

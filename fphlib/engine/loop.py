@@ -16,6 +16,9 @@ Time model
   isolations take no simulated time (their CPU cost is charged as zone->lock holds). The host
   performs a discard when the request arrives (at the kick), so isolated pages are never
   reallocated before the discard - the point of isolation.
+- A live migration (``SimConfig.migration``, :mod:`fphlib.host.migration`) runs its thread
+  in each tick after the host policy and before the guests, so the guests' hints and writes
+  of a tick follow the pages it sent in that tick.
 - Samples are taken every ``sample_s`` (rounded to whole ticks) at tick starts, so the sample
   at t shows the state after every tick before t; the last sample is at ``duration_s``.
 - The loop runs in chunks of ticks; all state lives in arrays between chunks, so chunking
@@ -34,6 +37,7 @@ from ..hinting import dispatch as _mechanisms  # noqa: F401  (registers the mech
 from ..host.backing import ensure_ram, note_peak, record_event
 from ..host.costs import C_GUEST_OVERHEAD
 from ..host.discard_queue import discard_due
+from ..host.migration import migration_step
 from ..host.policy import dispatch as _policies  # noqa: F401  (registers the policy hook)
 from ..state.borrow import borrow_state, borrow_zone
 from ..state.hooks import mech_reported_pages, mech_start, mech_tick, policy_step
@@ -63,6 +67,7 @@ from ..state.layout import (
     HI_RSS,
     HI_SWAP,
     MECH_WAKE,
+    MF_NEXT,
     PF_DT,
     PF_POLICY_INTERVAL,
     PI_DEBUG,
@@ -202,6 +207,9 @@ def run_chunk(s, tick0, tick1):
             now = s.hf[HF_POLICY_NEXT]
             policy_step(s, now, cost)
             s.hf[HF_POLICY_NEXT] = now + s.pf[PF_POLICY_INTERVAL]
+        # the live migration thread (fphlib.host.migration), before the guests
+        if s.mig_f[MF_NEXT] <= t_end:
+            migration_step(s, t_end, cost)
         for g in range(G):
             status = s.gi[g, GI_STATUS]
             if status == ST_WAITING:

@@ -3,6 +3,8 @@
 - :func:`admission` / :func:`admission_table`: how many guests a host admits, launched one
   after another, before one is OOM-killed or the host starts swapping (Nitesh Narayan Lal's
   v8 cover letter, reference/kernel-mechanisms.md §2.1 and §8 #1).
+- :func:`reproduce_v37`: live migration of an idle guest with and without the free page hint
+  (Wei Wang's v37 cover letter, reference/kernel-mechanisms.md §4.1 and §8 #3).
 """
 
 from .admission import (
@@ -14,6 +16,7 @@ from .admission import (
     admission_table,
     v8_admission_kwargs,
 )
+from .migration import reproduce_v37, v37_config
 
 __all__ = [
     "DEFAULT_INTERVAL_S",
@@ -23,4 +26,6 @@ __all__ = [
     "admission",
     "admission_table",
     "v8_admission_kwargs",
+    "reproduce_v37",
+    "v37_config",
 ]

@@ -18,6 +18,7 @@ REGISTRY = (
     "hinting_v8",
     "hinting_bitmap",
     "xbitmap_hints",
+    "free_page_hint",
 )
 
 MECHANISMS = {name: i for i, name in enumerate(REGISTRY)}

@@ -56,6 +56,7 @@ from ..state.layout import (
     HI_SWAP_CAP,
     MAX_EVENTS,
     PG_DISCARDED,
+    PG_MIG_DIRTY,
     PG_REFERENCED,
     PG_SWAPPED,
     PI_G,
@@ -82,6 +83,8 @@ NOT_BACKED = ~PG_BACKED
 NOT_SWAPPED = ~PG_SWAPPED
 NOT_DISCARDED = ~PG_DISCARDED
 NOT_REFERENCED = ~PG_REFERENCED
+# what a guest write sets: data the guest needs, the accessed bit, KVM's dirty log
+WRITTEN = PG_DATA | PG_REFERENCED | PG_MIG_DIRTY
 HOST_BITS_CLEAR = ~(PG_BACKED | PG_SWAPPED | PG_REFERENCED)
 
 
@@ -233,7 +236,7 @@ def touch(s, g, z, pfn, npages, t, cost, overhead_pages):
     for p in range(pfn, pfn + npages):
         f = flags[p]
         if f & PG_BACKED:
-            flags[p] = f | PG_DATA | PG_REFERENCED
+            flags[p] = f | WRITTEN
             continue
         r = (off + p) >> HPAGE_SHIFT
         if f & PG_SWAPPED:
@@ -241,7 +244,7 @@ def touch(s, g, z, pfn, npages, t, cost, overhead_pages):
                 ensure_ram(s, 1, t, g, cost, overhead_pages)
             if s.gi[g, GI_STATUS] != ST_RUNNING:
                 return -1.0
-            flags[p] = (flags[p] & NOT_SWAPPED) | PG_BACKED | PG_DATA | PG_REFERENCED
+            flags[p] = (flags[p] & NOT_SWAPPED) | PG_BACKED | WRITTEN
             s.gi[g, GI_SWAP] -= 1
             s.hi[HI_SWAP] -= 1
             s.gi[g, GI_RSS] += 1
@@ -261,7 +264,7 @@ def touch(s, g, z, pfn, npages, t, cost, overhead_pages):
                 if fq & PG_DISCARDED:
                     refaulted += 1
                 flags[q] = (fq & NOT_DISCARDED) | PG_BACKED
-            flags[p] |= PG_DATA | PG_REFERENCED
+            flags[p] |= WRITTEN
             s.reg_cnt[r] = HPAGE_PAGES
             s.reg_huge[r] = 1
             s.gi[g, GI_RSS] += HPAGE_PAGES
@@ -281,7 +284,7 @@ def touch(s, g, z, pfn, npages, t, cost, overhead_pages):
         if f & PG_DISCARDED:
             s.gi[g, GI_REFAULTS] += 1
             refault_cost += cost[C_FAULT_4K]
-        flags[p] = (f & NOT_DISCARDED) | PG_BACKED | PG_DATA | PG_REFERENCED
+        flags[p] = (f & NOT_DISCARDED) | PG_BACKED | WRITTEN
         s.reg_cnt[r] += 1
         s.gi[g, GI_RSS] += 1
         s.hi[HI_RSS] += 1

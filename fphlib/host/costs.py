@@ -52,6 +52,17 @@ DEFAULTS = {
     "alloc_4m": (15.0e-6, "reference §4.2 [unverified]: ~15 µs per 4 MiB via alloc_pages"),
     # One xbitmap set/clear under zone->lock (for the xbitmap mechanisms, later).
     "xbitmap_op": (0.02e-6, "[assumption] radix walk + bit op, cache-hot"),
+    # Live migration (fphlib.host.migration). One migration thread scans (reads, zero-checks)
+    # and sends a mostly-zero guest at ~3.3 GB/s: 128 GiB legacy precopy of an idle guest
+    # took 41.65 s (Wei Wang v37; reference/costs.md §10: 137.4e9 B / 41.65 s), i.e. 1.24 µs
+    # per 4 KiB page; the same per-page time is assumed for a non-zero page (read + copy to
+    # the socket) when the bandwidth is not the limit.
+    "mig_page": (4096 / 3.3e9, "reference costs.md §10: 3.3 GB/s per migration thread, "
+                 "Wei Wang v37 128 GiB [derived]"),
+    # One dirty-bitmap sync (KVM_GET/CLEAR_DIRTY_LOG + re-write-protection) per GiB of guest
+    # RAM: 1.15-1.42 s per 96 GiB (Ben Gardon 2022), 0.143 s per 16 GiB (Keqian Zhu 2021).
+    "mig_sync_gib": (12e-3, "reference costs.md §10: clear dirty log ~12 ms per GiB, "
+                     "Gardon 2022 [derived]"),
 }
 
 # Sizes (bytes), not times; kept here so that every model constant is overridable in one place.

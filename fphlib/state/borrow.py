@@ -59,5 +59,8 @@ def borrow_state(s):
         borrowed(s.rec_g),
         borrowed(s.ev),
         borrowed(s.err),
+        borrowed(s.mig_i),
+        borrowed(s.mig_f),
+        borrowed(s.mig_bmap),
     )
 

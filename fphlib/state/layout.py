@@ -31,13 +31,18 @@ def _columns(prefix, names):
 PG_SWAPPED = np.uint8(16)  # host swapped this page out (counts in host swap, not RSS)
 PG_REFERENCED = np.uint8(32)  # host accessed bit (second-chance clock of host reclaim)
 PG_DISCARDED = np.uint8(64)  # host discarded it (hint/balloon): the next touch is a refault
+# KVM's dirty log of the page (set by every guest write, cleared by a migration dirty-bitmap
+# sync of the guest's memory and by a free page hint; fphlib.host.migration)
+PG_MIG_DIRTY = np.uint8(128)
 
 # ------------------------------------------------------------------ per-guest int64 columns
 # BALLOON: pages the mechanism holds allocated from the guest (balloon pages);
 # MBUF_OFF: start of the guest's slice of ``mbuf``; ASK_*: what the host policy asks
 # (ASK_SEQ counts asks, the config-change interrupt; ASK_TOLD: the last one the mechanism's
 # tick has seen); DQ_*: the host discard queue ring;
-# XB_*: the guest's rows of the free-page tracking pools.
+# XB_*: the guest's rows of the free-page tracking pools; FPH_CMD: the free page hint command
+# the host wrote in the balloon's config space (free_page_hint_cmd_id: 0 = none yet, else
+# fphlib.host.migration.CMD_ID_STOP/DONE or a round id >= CMD_ID_FIRST).
 NGI = _columns("GI", """OFF NPAGES STATUS WL WL_PHASE WL_CUR WL_ROUND HELD_HEAD HELD_TAIL USED BOOT
 BALLOON ISOLATED RSS SWAP
 POOL_OFF POOL_CAP POOL_N TR_OFF TR_N TR_POS
@@ -45,7 +50,8 @@ MIN_WMARK LOW_WMARK HIGH_WMARK PCP_BATCH PCP_HIGH
 MBUF_OFF ASK_PAGES ASK_HINT ASK_SEQ ASK_TOLD DQ_HEAD DQ_N DQ_EARLY
 XB_NODE_OFF XB_NODE_N XB_LEAF_OFF XB_LEAF_N
 REPORTS REPORTED_PAGES VMEXITS FAULTS REFAULTS ALLOC_FAIL LOST LOCK_OPS SWAPOUT
-EVENTS BALLOON_MSGS OOM_DEFLATES STALE_HINTS""")
+EVENTS BALLOON_MSGS OOM_DEFLATES STALE_HINTS
+FPH_CMD""")
 
 # guest status
 ST_WAITING = 0  # not booted yet
@@ -71,6 +77,12 @@ NPI = _columns(
     "PI", "G MECH POLICY HINT_ORDER FREE_HOOK_ORDER THP VCPUS DEBUG N_TICKS SAMPLE_TICKS"
 )
 NPF = _columns("PF", "DT POLICY_INTERVAL")
+
+# ------------------------------------------------------------------ live migration (one guest)
+# fphlib.host.migration: the migrated guest, its precopy phase and counters (int64 ``mig_i``)
+NMI = _columns("MI", """ON G PHASE ROUND CURSOR CMD HINT_ON SENT_PAGES ZERO_PAGES HINTED BYTES
+PASS_BYTES MAX_ROUNDS SYNCS HELD_PEAK CONVERGED""")
+NMF = _columns("MF", "AT NEXT BW DOWNTIME T_END DOWNTIME_S PASS_T0 HOLD_START HOLD_S")
 
 # ------------------------------------------------------------------ recorded series
 NRG = _columns("RG", "RSS FREE REPORTED ISOLATED USED PCP BALLOON SWAP")
@@ -185,3 +197,7 @@ class EngineState(NamedTuple):
     rec_g: np.ndarray  # float64[S, G, NRG]
     ev: np.ndarray  # float64[MAX_EVENTS, 4]
     err: np.ndarray  # int64[8]: debug violation (code, guest, sample, detail...)
+    # live migration of one guest (fphlib.host.migration)
+    mig_i: np.ndarray  # int64[NMI]
+    mig_f: np.ndarray  # float64[NMF]
+    mig_bmap: np.ndarray  # uint64[pages / 64]: QEMU's migration bitmap (rb->bmap), pages to send

@@ -34,6 +34,14 @@ SUMMARY_METRICS = {
     "zone_lock_hold_s": "seconds",
     "events": "count",
     "wall_s": "seconds",
+    "migration_time_s": "seconds",
+    "migration_bytes": "bytes",
+    "migration_rounds": "count",
+    "downtime_s": "seconds",
+    "migration_converged": "count",
+    "migration_hinted_bytes": "bytes",
+    "migration_unavailable_s": "seconds",
+    "migration_unavailable_peak_bytes": "bytes",
 }
 
 

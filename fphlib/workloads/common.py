@@ -1,10 +1,10 @@
 """Pieces shared by the workload kernels: boot footprint, stall debt, alloc + touch."""
 
 from .._jit import jit
-from ..guest.buddy import PG_BACKED, PG_DATA, rmqueue_smallest
+from ..guest.buddy import PG_BACKED, rmqueue_smallest
 from ..guest.mm import alloc_pages, free_block
 from ..guest.pcp import pcp_alloc
-from ..host.backing import touch
+from ..host.backing import WRITTEN, touch
 from ..state.borrow import borrow_state, borrow_zone
 from ..state.layout import (
     GF_DEBT,
@@ -13,7 +13,6 @@ from ..state.layout import (
     GI_EVENTS,
     GI_LOCK_OPS,
     GI_USED,
-    PG_REFERENCED,
     WP_BOOT,
 )
 
@@ -56,7 +55,7 @@ def alloc_touch(s, g, z, order, cpu, t, cost, ovh):
             break
     if backed:
         for p in range(pfn, pfn + n):
-            z.flags[p] |= PG_DATA | PG_REFERENCED
+            z.flags[p] |= WRITTEN
     elif touch(s, g, z, pfn, n, t, cost, ovh) < 0.0:
         return -2
     return pfn
