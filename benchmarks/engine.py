@@ -87,6 +87,21 @@ def bytes_per_page(cfg):
     return (state_nbytes(s) - fixed) / pages, state_nbytes(s)
 
 
+def variants(names):
+    """(mechanism, mechanism_params): each default, and each non-default choice or bool of
+    each parameter (xbitmap_hints isolate=False, free_page_hint mode=xbitmap, ...)."""
+    from fphlib.hinting import mechanism_module
+
+    for name in names:
+        yield name, {}
+        for key, p in mechanism_module(name).PARAMS.items():
+            choices = p.choices if p.kind == "choice" else (True, False) if p.kind == "bool" \
+                else ()
+            for c in choices:
+                if c != p.default:
+                    yield name, {key: c}
+
+
 def run(name, cfg):
     import fphlib
 
@@ -157,12 +172,13 @@ def main():
         host_mem="16GiB", guests=3, guest_mem="5GiB", workload="memhog",
         workload_params={"size": "4GiB"}, duration_s=120,
     )
-    for mech in REGISTRY:
+    for mech, params in variants(REGISTRY):
         cfg = demo.__class__.from_dict(
-            {**demo.to_dict(), "mechanism": mech,
+            {**demo.to_dict(), "mechanism": mech, "mechanism_params": params,
              "balloon_target": "1GiB" if mech == "balloon" else None}
         )
-        run(f"(a) demo {mech}", cfg)
+        label = mech + "".join(f" {k}={v}" for k, v in params.items())
+        run(f"(a) demo {label}", cfg)
     big = fphlib.SimConfig(
         host_mem="80GiB", guests=16, guest_mem="4GiB", workload="churn",
         workload_params={"target": 0.5, "ops_per_s": 20_000}, mechanism="page_reporting",

@@ -197,7 +197,9 @@ def _xbitmap_hints(s, g, z, t_end, cost):
         k = 0
         finds = 0
         while k < s.mi[g, FH_BATCH] and p <= end:
-            found, at = xb_find_set(z.xb_nodes, z.xb_leaves, z.xb_meta, p, end)
+            # uint64 bounds, as XBitmap.find_set passes them: one specialization for all callers
+            found, at = xb_find_set(z.xb_nodes, z.xb_leaves, z.xb_meta, np.uint64(p),
+                                    np.uint64(end))
             finds += 1
             if not found:
                 p = end + 1
