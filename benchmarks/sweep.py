@@ -18,16 +18,11 @@ the plain efficiency falls although the sweep kept both workers busy.
 
     .venv/bin/python benchmarks/sweep.py [--repeat 2] [--no-dask]
 
-Measured when it was written (2-vCPU machine shared with another developer's CPU-bound jobs;
-five runs 15:09-16:05 UTC, about 0.5 s a run): overhead over bare ``simulate`` between -2.4 %
-and +7.8 % (median +0.2 %, i.e. ~1 ms a run; +7.8 % with a single repeat while the load
-changed): within noise, target met as far as this machine can tell. Parallel
-efficiency 0.35-0.55 (ProcessPoolExecutor) and 0.28-0.51 (dask, warm) — target NOT
-demonstrated: in every run another process held a core, so each run took ~1.0-1.3 s in a
-worker against ~0.55 s in process, while the busy efficiency stayed 0.98-0.99 (both workers
-always running a simulation). Two independent processes running simulate side by side on an
-idle machine took 0.55 and 0.58 s a run against 0.53 s alone, so ~0.9 is what to expect
-here when the machine is quiet; rerun to check.
+Measured on a quiet machine (2026-12-01 17:36 UTC, load 0.36, --repeat 1): 32 runs x 0.58 s;
+overhead over bare ``simulate`` +0.2 % (1.4 ms a run); ProcessPoolExecutor(2) efficiency 1.03;
+dask LocalCluster(2) 0.93 warm (0.84 for the first sweep, while the workers load the numba
+cache). Under another process's CPU load both efficiencies fall to 0.3-0.55 while the busy
+efficiency stays 0.96-0.99: the runs themselves slow down, not the sweep.
 """
 
 import argparse
