@@ -169,8 +169,19 @@ def test_debug_violation_raises_with_guest_time_and_invariant(monkeypatch):
     assert np.isfinite(res.summary["host_rss_peak_bytes"])
 
 
-def test_warmup_runs():
-    assert fphlib.warmup() >= 0
+def test_warmup_runs_every_mechanism_reports_progress_and_stamps(monkeypatch, tmp_path):
+    from fphlib.api import warmup as w
+    from fphlib.hinting import REGISTRY
+
+    monkeypatch.setattr(w, "_stamp_path", lambda: tmp_path / "warm.stamp")
+    assert not w.is_warm()
+    calls = []
+    assert fphlib.warmup(progress=lambda *a: calls.append(a)) >= 0
+    assert [c[2] for c in calls[: len(REGISTRY)]] == [f"mechanism {m}" for m in REGISTRY]
+    assert calls[-1] == (len(REGISTRY) + 1, len(REGISTRY) + 1, "done")
+    assert w.is_warm()
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "elsewhere"))
+    assert not w.is_warm()  # another cache directory is not warm
 
 
 @pytest.mark.parametrize("mib", [4, 64, 128, 256, 512, 1024, 5120, 65536, 3 * 4096 + 4])

@@ -1,38 +1,104 @@
-"""``fphlib.warmup()``: compile (or load from numba's cache) every engine kernel on tiny inputs."""
+"""``fphlib.warmup()``: compile (or load from numba's cache) every engine kernel on tiny inputs.
 
+``is_warm()`` says, without compiling anything, whether a warmup has completed for the
+current sources, numba version and cache directory (a stamp written by :func:`warmup`;
+``fphlib._cache`` drops both the caches and the stamp's validity when a kernel source changes).
+Entry points use it to tell a user that the first run will compile (``make lab``, the quickstart).
+"""
+
+import os
 import time
+from pathlib import Path
+
+# What a cold warmup takes on a 2-core machine (benchmarks/startup.py); shown to users before
+# they wait. Update it with the benchmark's figure when the engine changes.
+COLD_WARMUP_S = 400
 
 
-def warmup(verbose=False):
-    """Run one tiny simulation so that the jitted loop and all it calls are ready.
+def _stamp_path():
+    return Path(__file__).resolve().parent.parent / "__pycache__" / "warm.stamp"
 
-    The loop's types do not depend on the configuration, so one run compiles everything
-    (every mechanism and workload is a branch of the same loop). With a warm on-disk cache
-    this takes seconds; the first call after installing or editing fphlib takes minutes.
-    Returns the seconds it took.
-    """
+
+def _stamp_text():
+    import numba
+
+    from .._cache import sources_digest
+
+    return "\n".join(
+        [
+            sources_digest(),
+            numba.__version__,
+            os.environ.get("NUMBA_CACHE_DIR", ""),
+            os.environ.get("NUMBA_CPU_NAME", ""),
+        ]
+    )
+
+
+def is_warm():
+    """True if :func:`warmup` completed for these sources, numba version and cache directory."""
+    try:
+        return _stamp_path().read_text() == _stamp_text()
+    except OSError:
+        return False
+
+
+def _configs():
+    """One tiny configuration per registered mechanism (each run compiles what it reaches)."""
+    from ..hinting import REGISTRY
     from .config import SimConfig
+
+    for mechanism in REGISTRY:
+        yield mechanism, SimConfig(
+            host_mem="64MiB",
+            guests=2,
+            guest_mem="16MiB",
+            workload="churn",
+            workload_params={"boot": "1MiB", "target": 0.3},
+            mechanism=mechanism,
+            duration_s=0.02,
+            sample_s=0.01,
+            debug=True,
+        )
+
+
+def warmup(verbose=False, progress=None):
+    """Run tiny simulations so that the jitted engine and all it calls are ready.
+
+    Parameters
+    ----------
+    verbose : bool
+        Print the time taken.
+    progress : callable, optional
+        Called as ``progress(done, total, label)`` before each step and once at the end
+        (``done == total``); a notebook drives a progress bar with it.
+
+    Returns
+    -------
+    float
+        Seconds taken: seconds with a warm on-disk cache, minutes on the first call after
+        installing or editing fphlib (``COLD_WARMUP_S``).
+    """
+    from ..guest.buddy import BuddyAllocator
     from .simulate import simulate
 
     t0 = time.perf_counter()
-    cfg = SimConfig(
-        host_mem="64MiB",
-        guests=2,
-        guest_mem="16MiB",
-        workload="churn",
-        workload_params={"boot": "1MiB", "target": 0.3},
-        mechanism="page_reporting",
-        duration_s=0.02,
-        sample_s=0.01,
-        debug=True,
-    )
-    simulate(cfg)
-    try:  # the BuddyAllocator front end, if present
-        from ..guest.buddy import BuddyAllocator
-
-        b = BuddyAllocator(1024)
-        b.free(b.alloc(0), 0)
-    except Exception:  # noqa: BLE001 - warming is best effort for other modules
+    steps = list(_configs())
+    total = len(steps) + 1
+    for k, (label, cfg) in enumerate(steps):
+        if progress is not None:
+            progress(k, total, f"mechanism {label}")
+        simulate(cfg)
+    if progress is not None:
+        progress(len(steps), total, "BuddyAllocator")
+    b = BuddyAllocator(1024)
+    b.free(b.alloc(0), 0)
+    if progress is not None:
+        progress(total, total, "done")
+    try:
+        path = _stamp_path()
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(_stamp_text())
+    except OSError:  # read-only install: nothing to remember
         pass
     took = time.perf_counter() - t0
     if verbose:
