@@ -72,3 +72,33 @@ def test_deflate_on_oom_lets_the_workload_allocate():
     off = run(deflate_on_oom=False, **kw)
     assert off.summary["alloc_failures"] >= 1
     assert (off.events.kind == "guest_alloc_failure").any()
+
+
+def _agrees_with_summary(res):
+    """The per-guest series ``reported_bytes`` counts up to the guest's and the run's total."""
+    g = res.guests
+    for guest, series in g.groupby("guest")["reported_bytes"]:
+        assert series.is_monotonic_increasing, f"guest {guest}: reported_bytes is cumulative"
+        assert series.iloc[-1] == res.guest_summary.reported_bytes[guest]
+    finals = g.groupby("guest")["reported_bytes"].last()
+    assert finals.sum() == res.summary["reported_bytes"] > 0
+
+
+def test_reported_bytes_one_meaning_in_summary_and_series():
+    # the balloon inflates, memhog makes it deflate, the balloon re-inflates: the summary
+    # counts every inflated page, and so does the series (issue 14: it used to stay at 0)
+    res = run(workload="memhog", workload_params={"boot": "64MiB", "size": "768MiB",
+                                                   "hold_s": 0, "repeat": 2, "gap_s": 2},
+              duration_s=12)
+    _agrees_with_summary(res)
+    assert (res.guests.reported_free_bytes == 0).all()  # the balloon reports no free pages
+    assert res.guests.balloon_bytes.iloc[-1] > 0
+    rep = run(mechanism="page_reporting", balloon_target=None, workload="memhog",
+              workload_params={"boot": "64MiB", "size": "768MiB", "hold_s": 0},
+              duration_s=10)
+    _agrees_with_summary(rep)
+    # what is reported now never exceeds what was reported so far, nor what is free
+    g = rep.guests
+    assert (g.reported_free_bytes <= g.reported_bytes).all()
+    assert (g.reported_free_bytes <= g.free_bytes).all()
+    assert g.reported_free_bytes.max() > 0

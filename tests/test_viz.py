@@ -30,9 +30,10 @@ def make_result(mechanism="none", n=21, guests=2, level=1.0, hint_order=9):
         for i, ti in enumerate(t):
             used = (g + 1) * (64 << 20) * i / n
             rows.append(dict(t_s=ti, guest=g, rss_bytes=used + (8 << 20),
-                             free_bytes=(512 << 20) - used, reported_bytes=(16 << 20) * g,
+                             free_bytes=(512 << 20) - used, reported_bytes=(32 << 20) * g,
                              isolated_bytes=0.0, used_bytes=used, pcp_bytes=0.0,
-                             balloon_bytes=0.0, swap_bytes=0.0))
+                             balloon_bytes=0.0, swap_bytes=0.0,
+                             reported_free_bytes=(16 << 20) * g))
     gframe = pd.DataFrame(rows, columns=list(GUEST_COLUMNS))
     summary = pd.Series({m: float(i + 1) * (GIB if m.endswith("bytes") else 1)
                          for i, m in enumerate(SUMMARY_METRICS)})
@@ -95,10 +96,10 @@ def test_plot_host_rss_accepts_long_frames():
 def test_guest_frame_and_plot():
     r = make_result("page_reporting", guests=3)
     long = plots.guest_frame(r)
-    # balloon_bytes is all zero here, so it is left out; the four standard series remain
+    # balloon_bytes is all zero here, so it is left out (no empty legend entry)
     assert set(long["series"]) == {"used by the guest", "free in the guest",
-                                   "reported (discarded by host)", "backed by the host (RSS)"}
-    g1 = long[(long["guest"] == 1) & (long["series"] == "reported (discarded by host)")]
+                                   "free, reported (host dropped it)", "backed by the host (RSS)"}
+    g1 = long[(long["guest"] == 1) & (long["series"] == "free, reported (host dropped it)")]
     assert g1["gib"].tolist() == pytest.approx([16 / 1024] * 21)
     fig = plots.plot_guest_memory(r, max_guests=2)
     assert [ax.get_title() for ax in fig.axes] == ["guest 0", "guest 1"]
@@ -142,13 +143,110 @@ def test_format_handles_nan_and_small_bytes():
     assert out["a"].tolist() == ["–", "512 B"]
 
 
+def test_readable_summary_with_change_column_and_footnotes():
+    from fphlib.viz.tables import readable
+
+    runs = {"page_reporting (order 9)": make_result("page_reporting"),
+            "none": make_result("none")}
+    runs["none"].summary["workload_runtime_s"] = np.nan
+    runs["none"].summary["reported_bytes"] = 0.0
+    runs["page_reporting (order 9)"].summary["vmexits"] = 1234567.0
+    t = readable(runs)
+    f = t.frame
+    assert list(f.columns) == ["page_reporting (order 9)", "none", "vs none"]
+    # labels from the one home of labels and units, not raw names
+    assert plots.SUMMARY_METRICS["host_rss_peak_bytes"].label in f.index
+    assert not any("_bytes" in i for i in f.index)
+    assert f.loc["VM exits", "page_reporting (order 9)"] == "1,234,567"
+    rep_label = plots.SUMMARY_METRICS["reported_bytes"].label
+    assert f.loc[rep_label].tolist() == ["4.00 GiB", "0 B", "+4.00 GiB"]  # no % of 0
+    assert f.loc[plots.SUMMARY_METRICS["host_rss_peak_bytes"].label, "vs none"] == "same"
+    runtime = plots.SUMMARY_METRICS["workload_runtime_s"]
+    assert f.loc[runtime.label, "none"] == "–"
+    assert any(n.startswith("– in workload runtime") and "never finished" in n
+               for n in t.notes)
+    assert any(n.startswith("vs none:") for n in t.notes)
+    html = t.to_html()
+    assert "fphlib-table" in html and "never finished" in html
+    assert "vs none" in str(t) and "| metric |" in t.to_markdown()
+
+
+def test_readable_values_and_changes():
+    from fphlib.viz.tables import format_change, format_value
+
+    assert format_value(5 << 30, "bytes") == "5.00 GiB"
+    assert format_value(1280 << 20, "bytes") == "1.25 GiB"
+    assert format_value(3 << 20, "bytes") == "3.00 MiB"
+    assert format_value(512, "bytes") == "512 B"
+    assert format_value(-(2 << 30), "bytes") == "−2.00 GiB"
+    assert format_value(12345678, "count") == "12,345,678"
+    assert format_value(0.25, "count") == "0.25"
+    assert format_value(0.0042, "seconds") == "4.2 ms"
+    assert format_value(3.5e-6, "seconds") == "3.5 µs"
+    assert format_value(float("nan"), "seconds") == "–"
+    assert format_value("memhog", "text") == "memhog"
+    assert format_change(1 << 30, 4 << 30, "bytes") == "−3.00 GiB (−75 %)"
+    assert format_change(5, 4, "count") == "+1 (+25 %)"
+    assert format_change(5, float("nan"), "count") == "–"
+
+
+def test_readable_per_guest_frame_and_runs_frame():
+    from fphlib.viz.tables import readable
+
+    gs = pd.DataFrame({"guest": [0, 1], "mem_bytes": [5 * GIB, 5 * GIB],
+                       "workload": ["memhog", "churn"], "status": ["running", "oom_killed"],
+                       "workload_runtime_s": [12.5, np.nan], "vmexits": [1000, 2000],
+                       "faults": [3, 4]})
+    t = readable(gs)
+    assert list(t.frame.columns) == ["guest 0", "guest 1"]  # no baseline among guests
+    assert t.frame.loc["guest memory"].tolist() == ["5.00 GiB", "5.00 GiB"]
+    assert t.frame.loc["workload"].tolist() == ["memhog", "churn"]
+    assert plots.GUEST_METRICS["faults"].label in t.frame.index
+    assert any("OOM-killed guest never does" in n for n in t.notes)
+    from fphlib.api.result import SUMMARY_METRICS
+
+    runs = pd.DataFrame({"mechanism": ["none", "balloon", "page_reporting"],
+                         "reported_bytes": [0, GIB, 2 * GIB], "vmexits": [0, 10, 20],
+                         "migration_time_s": [np.nan] * 3})
+    t = readable(runs)
+    assert list(t.frame.columns) == ["none", "balloon", "page_reporting"]
+    label = plots.SUMMARY_METRICS["reported_bytes"].label
+    assert t.frame.loc[label, "balloon"] == "1.00 GiB (+1.00 GiB)"
+    assert plots.SUMMARY_METRICS["migration_time_s"].label not in t.frame.index  # all –
+    assert any(n.startswith("Not shown") for n in t.notes)
+    assert set(SUMMARY_METRICS) == set(plots.SUMMARY_METRICS)
+    with pytest.raises(ValueError, match="metrics"):
+        readable(runs, metrics=["nope"])
+
+
+def test_tracking_stats_table():
+    from fphlib.viz.tables import tracking_stats_table
+    from fphlib.viz.tour import GuestTour
+
+    tour = GuestTour("16MiB", track="page", seed=1)
+    tour.churn(200)
+    t = tracking_stats_table(tour.buddy.tracking_stats)
+    f = t.frame["value"]
+    assert f["memory of the structure now"].endswith("B")
+    assert f["leaf kmallocs (128 B each)"].replace(",", "").isdigit()
+    assert len(f) == len(tour.buddy.tracking_stats)
+    assert "fphlib-table" in t._repr_html_()
+
+
 def test_bitmap_memory_plot():
     frame = pd.DataFrame({"used_fraction": [0.0, 0.5, 1.0] * 2,
                           "structure": ["flat bitmap"] * 3 + ["xbitmap"] * 3,
                           "bytes": [1024, 1024, 1024, 704, 1280, 0]})
-    ax = plots.plot_bitmap_memory(frame)
+    ax = plots.plot_bitmap_memory(frame, log=False)
     assert sorted(ax.get_legend_handles_labels()[1]) == ["flat bitmap", "xbitmap"]
     assert ax.get_ylim()[0] == 0
+    # log axis (default): the 0-byte point is kept at the bottom, every legend entry has points
+    same = pd.concat([frame, frame[frame.structure == "xbitmap"].assign(structure="xb head")])
+    ax = plots.plot_bitmap_memory(same)
+    assert ax.get_yscale() == "log"
+    handles, labels = ax.get_legend_handles_labels()
+    assert sorted(labels) == ["flat bitmap", "xbitmap = xb head"]  # equal lines drawn once
+    assert all(len(h.get_xdata()) == 3 for h in handles)
 
 
 # ---------------------------------------------------------------------------- widget app
@@ -181,10 +279,23 @@ def test_app_controls_build_the_config():
     app.hint_order.value = 0
     assert app.block_label.value == "block size 4 KiB"
     app.guests.value = 2
+    assert not app.hint_order.disabled
     app.mechanism.value = "balloon"
+    # the balloon ignores the hint order: the slider is disabled, with a note
+    assert app.hint_order.disabled and "does not use the hint order" in app.block_label.value
     cfg = app.config()
     assert (cfg.guests, cfg.hint_order, cfg.mechanism) == (2, 0, "balloon")
     assert cfg.balloon_target is not None and cfg.balloon_target < cfg.guest_mem
+    # sizes: the scenario line says what will be simulated
+    app.host_mem.value, app.guest_mem.value, app.duration.value = "2048MiB", "512MiB", 30
+    cfg = app.config()
+    assert (cfg.host_mem, cfg.guest_mem, cfg.duration_s) == (2 * GIB, GIB // 2, 30.0)
+    assert "2 × 512 MiB guests on a 2 GiB host" in app.scenario.value
+    assert cfg.workload_params["size"] < cfg.guest_mem  # memhog scaled with the guest
+    app.preset.value = "full"  # a preset loads its sizes
+    assert (app.host_mem.value, app.guest_mem.value, app.duration.value) == (
+        "16384MiB", "5120MiB", 120)
+    assert "16 GiB host" in app.scenario.value
     app.workload.value = "churn"
     cfg = app.config()
     assert cfg.workload == "churn" and "size" not in cfg.workload_params
@@ -205,7 +316,13 @@ def test_app_run_updates_progress_plots_and_table_in_place():
     first_png = app.rss_image.value
     assert first_png[:8] == b"\x89PNG\r\n\x1a\n" and app.guest_image.value[:4] == b"\x89PNG"
     assert "page_reporting (order 9)" in app.table.value and "none" in app.table.value
-    assert "host_rss_peak_bytes" in app.table.value
+    # readable: labels, units, a change column, the scenario named
+    assert "host RSS, peak" in app.table.value and "host_rss_peak_bytes" not in app.table.value
+    assert "vs none" in app.table.value and "GiB" in app.table.value
+    scenario = "3 × 512 MiB guests on a 2 GiB host · idle · 10 s"  # make_result's config
+    assert scenario in app.table.value
+    assert scenario in app._rss_fig.axes[0].get_title()
+    assert scenario in app._guest_fig.get_suptitle()
     assert not app.run_button.disabled and app.runs_done == 1
     children = list(app.widget.children)
 
@@ -219,6 +336,80 @@ def test_app_run_updates_progress_plots_and_table_in_place():
     assert list(app.widget.children) == children  # same widgets, new content
     assert len(app._rss_fig.axes) == 1  # the figure is reused, not stacked
     assert app.runs_done == 2
+
+
+def test_every_app_control_has_a_tooltip():
+    import ipywidgets as W
+
+    from fphlib.viz.block_size import BlockSizeApp
+    from fphlib.viz.mechanisms import CompareApp
+    from fphlib.viz.migration import MigrationApp
+    from fphlib.viz.tour import TourApp
+    from fphlib.viz.widgets import SimulationApp
+
+    def controls(w):
+        if isinstance(w, W.Box):
+            for c in w.children:
+                yield from controls(c)
+        elif isinstance(w, W.ValueWidget | W.Button) and not isinstance(
+                w, W.HTML | W.Label | W.Image | W.IntProgress):
+            yield w
+
+    apps = [SimulationApp(profile="smoke"), CompareApp(profile="smoke"),
+            MigrationApp(profile="smoke"), TourApp("16MiB"), BlockSizeApp(profile="smoke")]
+    for app in apps:
+        found = list(controls(app.widget))
+        assert len(found) >= 3
+        missing = [getattr(w, "description", type(w).__name__) for w in found if not w.tooltip]
+        assert not missing, f"{type(app).__name__}: no tooltip on {missing}"
+
+
+def test_compare_app_disables_the_hint_order_when_no_mechanism_takes_it():
+    from fphlib.viz.mechanisms import CompareApp
+
+    app = CompareApp(profile="smoke")
+    assert not app.hint_order.disabled and "page_reporting" in app.block_label.value
+    app.mechanisms.value = ("none", "balloon")
+    assert app.hint_order.disabled and "no selected mechanism" in app.block_label.value
+
+
+def test_stale_plots_are_greyed_while_a_run_computes():
+    from fphlib.viz.widgets import SimulationApp
+
+    seen = []
+
+    def sim(cfg, progress=False):
+        seen.append([("fphlib-stale" in w._dom_classes) for w in app.stale_widgets])
+        return RecordingSimulate()(cfg, progress)
+
+    app = SimulationApp(profile="smoke", simulate=sim)
+    app.run()
+    assert seen == [[True] * 3, [True] * 3]
+    assert not any("fphlib-stale" in w._dom_classes for w in app.stale_widgets)
+
+
+def test_warm_up_shows_a_progress_bar_only_when_cold(monkeypatch):
+    from fphlib.api import warmup as wu
+    from fphlib.viz.widgets import warm_up
+
+    shown = []
+    monkeypatch.setattr(wu, "is_warm", lambda: True)
+    assert warm_up(show=shown.append) is None and shown == []
+    calls = []
+
+    def fake_warmup(progress=None):
+        for k in range(3):
+            progress(k, 3, f"step {k}")
+            calls.append(k)
+        progress(3, 3, "done")
+
+    monkeypatch.setattr(wu, "is_warm", lambda: False)
+    monkeypatch.setattr(wu, "warmup", fake_warmup)
+    box = warm_up(show=shown.append)
+    assert shown == [box] and calls == [0, 1, 2]
+    label, bar = box.children
+    assert (bar.value, bar.max) == (3, 3)
+    assert "compiled" in label.value
 
 
 def test_app_reports_errors_and_recovers():
@@ -235,8 +426,11 @@ def test_app_reports_errors_and_recovers():
 def test_app_profile_comes_from_environment(monkeypatch):
     from fphlib.viz.widgets import SimulationApp
 
-    monkeypatch.setenv("FPHLIB_PROFILE", "full")
-    assert SimulationApp().config().guest_mem == 5 * GIB
+    monkeypatch.setenv("FPHLIB_PROFILE", "demo")
+    assert SimulationApp().config().guest_mem == 1280 << 20
+    monkeypatch.delenv("FPHLIB_PROFILE")  # default: the README's headline scenario
+    cfg = SimulationApp().config()
+    assert (cfg.host_mem, cfg.guests, cfg.guest_mem) == (16 * GIB, 3, 5 * GIB)
     monkeypatch.setenv("FPHLIB_PROFILE", "huge")
     with pytest.raises(ValueError, match="FPHLIB_PROFILE/profile: 'huge' is not one of smoke"):
         SimulationApp()
@@ -353,6 +547,11 @@ def test_app_with_the_real_engine():
     assert rep.summary["reported_bytes"] > 0 and base.summary["reported_bytes"] == 0
     assert rep.summary["host_rss_final_bytes"] < base.summary["host_rss_final_bytes"]
     assert app.rss_image.value[:4] == b"\x89PNG"
+    # every per-guest metric has a label and unit in the one home (no raw names shown)
+    unlabeled = [c for c in rep.guest_summary.columns
+                 if c != "guest" and c not in plots.GUEST_METRICS
+                 and c not in plots.SUMMARY_METRICS]
+    assert not unlabeled
 
 
 def test_headline_scenario_sizes():

@@ -6,6 +6,10 @@ noted):
 - ``host_rss_peak_bytes`` / ``_mean_`` / ``_final_``: host memory used by guests (backed
   pages + per-guest overhead); peak tracked at every fault and tick, mean over the samples.
 - ``reported_bytes``: bytes the host discarded because of page reports or balloon inflation.
+  The per-guest series' ``reported_bytes`` has the same meaning, counted up to each sample
+  (cumulative: its last sample per guest is the guest's ``reported_bytes``); what is reported
+  *now* is ``reported_free_bytes`` (free pages still flagged reported, whose backing the host
+  dropped) plus ``balloon_bytes`` (pages in the balloon).
 - ``reports``: report requests sent (page reporting ``report()`` calls + balloon messages).
 - ``vmexits``: exits counted by the model: virtqueue kicks and EPT faults (first touches,
   refaults, swap-ins).
@@ -77,6 +81,7 @@ GUEST_COLUMNS = (
     "pcp_bytes",
     "balloon_bytes",
     "swap_bytes",
+    "reported_free_bytes",
 )
 EVENT_COLUMNS = ("t_s", "guest", "kind", "value")
 

@@ -102,6 +102,7 @@ def _result(cfg, s, info, wall):
         ("pcp_bytes", L.RG_PCP),
         ("balloon_bytes", L.RG_BALLOON),
         ("swap_bytes", L.RG_SWAP),
+        ("reported_free_bytes", L.RG_REPORTED_FREE),
     ):
         cols[name] = rec[:, :, idx].reshape(-1).astype(np.int64)
     guests = pd.DataFrame(cols, columns=list(GUEST_COLUMNS))

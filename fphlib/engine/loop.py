@@ -52,6 +52,7 @@ from ..state.layout import (
     GI_ISOLATED,
     GI_NPAGES,
     GI_OFF,
+    GI_REPORTED_PAGES,
     GI_RSS,
     GI_STATUS,
     GI_SWAP,
@@ -79,6 +80,7 @@ from ..state.layout import (
     RG_ISOLATED,
     RG_PCP,
     RG_REPORTED,
+    RG_REPORTED_FREE,
     RG_RSS,
     RG_SWAP,
     RG_USED,
@@ -132,7 +134,9 @@ def sample(s, k):
         running = s.gi[g, GI_STATUS] == ST_RUNNING
         s.rec_g[k, g, RG_RSS] = (s.gi[g, GI_RSS] + (ovh if running else 0)) * 4096.0
         s.rec_g[k, g, RG_FREE] = nr_free_pages(z) * 4096.0
-        s.rec_g[k, g, RG_REPORTED] = mech_reported_pages(s, g, z) * 4096.0
+        # cumulative, like the summary's reported_bytes (which is its last sample)
+        s.rec_g[k, g, RG_REPORTED] = s.gi[g, GI_REPORTED_PAGES] * 4096.0
+        s.rec_g[k, g, RG_REPORTED_FREE] = mech_reported_pages(s, g, z) * 4096.0
         s.rec_g[k, g, RG_ISOLATED] = s.gi[g, GI_ISOLATED] * 4096.0
         s.rec_g[k, g, RG_USED] = s.gi[g, GI_USED] * 4096.0
         pcp = 0

@@ -85,7 +85,9 @@ PASS_BYTES MAX_ROUNDS SYNCS HELD_PEAK CONVERGED""")
 NMF = _columns("MF", "AT NEXT BW DOWNTIME T_END DOWNTIME_S PASS_T0 HOLD_START HOLD_S")
 
 # ------------------------------------------------------------------ recorded series
-NRG = _columns("RG", "RSS FREE REPORTED ISOLATED USED PCP BALLOON SWAP")
+# RG_REPORTED: bytes reported/ballooned so far (cumulative, the summary's reported_bytes);
+# RG_REPORTED_FREE: free pages flagged reported now (the mechanism's reported_pages hook)
+NRG = _columns("RG", "RSS FREE REPORTED ISOLATED USED PCP BALLOON SWAP REPORTED_FREE")
 NRH = _columns("RH", "RSS SWAP FREE")
 
 # event kinds (rows of ``ev``: t_s, guest, kind, value)

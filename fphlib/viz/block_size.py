@@ -144,30 +144,40 @@ class BlockSizeApp:
         self.executor = executor
         self.df = None
         mechs = block_size_mechanisms()
+        from .widgets import STALE_CSS, field_help
+
         self.orders = W.IntRangeSlider(value=(0, 10), min=0, max=10, description="orders",
-                                       continuous_update=False)
+                                       continuous_update=False,
+                                       tooltip="hint orders to sweep: " + field_help("hint_order"))
         self.mechanisms = W.SelectMultiple(options=mechs, value=mechs, rows=min(4, len(mechs)),
-                                           description="mechanisms")
+                                           description="mechanisms",
+                                           tooltip="mechanisms that work in blocks of the hint "
+                                                   "order (ctrl/shift-click to pick several)")
         self.guests = W.IntSlider(value=3, min=1, max=6, description="guests",
-                                  continuous_update=False)
+                                  continuous_update=False, tooltip=field_help("guests"))
         self.workload = W.Dropdown(options=[w for w in WORKLOADS if w != "trace"],
-                                   value="churn", description="workload")
+                                   value="churn", description="workload",
+                                   tooltip=field_help("workload"))
         self.seeds = W.IntSlider(value=SEEDS[self.profile], min=1, max=10, description="seeds",
-                                 continuous_update=False)
+                                 continuous_update=False,
+                                 tooltip="replicate runs per point (confidence bands)")
         self.run_button = W.Button(description="Run sweep", button_style="primary",
-                                   icon="play")
+                                   icon="play", tooltip="run the sweep (finished runs come "
+                                                        "from the cache)")
         self.status = W.HTML(f"<i>{self.profile} profile: press Run sweep</i>")
         self.log = W.Output()  # the sweep's tqdm.auto bar shows here while it runs
-        self.image = W.Image(format="png", layout=W.Layout(max_width="1100px"))
+        self.image = W.Image(format="png", layout=W.Layout(max_width="100%", height="auto"))
         self.table = W.HTML()
         self.run_button.on_click(self.run)
         from matplotlib.figure import Figure
 
         self._fig = Figure(figsize=(12, 6.4), layout="constrained")
+        wrap = W.Layout(flex_flow="row wrap", align_items="center")
         self.widget = W.VBox([
-            W.HBox([self.orders, self.mechanisms]),
-            W.HBox([self.guests, self.workload, self.seeds]),
-            W.HBox([self.run_button, self.status]),
+            W.HTML(STALE_CSS),
+            W.HBox([self.orders, self.mechanisms], layout=wrap),
+            W.HBox([self.guests, self.workload, self.seeds], layout=wrap),
+            W.HBox([self.run_button, self.status], layout=wrap),
             self.log, self.image, self.table,
         ])
 
@@ -180,6 +190,8 @@ class BlockSizeApp:
         lo, hi = self.orders.value
         self.run_button.disabled = True
         self.status.value = "running …"
+        for w in (self.image, self.table):
+            w.add_class("fphlib-stale")
         try:
             with self.log:
                 self.log.clear_output()
@@ -196,6 +208,8 @@ class BlockSizeApp:
             raise
         finally:
             self.run_button.disabled = False
+            for w in (self.image, self.table):
+                w.remove_class("fphlib-stale")
         return self.df
 
     def redraw(self):

@@ -379,35 +379,56 @@ class CompareApp:
         self.results = {}
         self.summary = summary_frame({})
         reg = registered()
-        self.mechanisms = W.SelectMultiple(options=reg, value=reg, rows=min(len(reg), 7),
-                                           description="mechanisms")
+        from .widgets import STALE_CSS, field_help
+
+        self.mechanisms = W.SelectMultiple(
+            options=reg, value=reg, rows=min(len(reg), 7), description="mechanisms",
+            tooltip="mechanisms to compare (ctrl/shift-click to pick several); "
+                    + field_help("mechanism"))
         self.hint_order = W.IntSlider(value=9, min=0, max=10, description="hint order",
-                                      continuous_update=False)
-        self.block_label = W.Label(f"block size {block_size_label(9)}")
+                                      continuous_update=False, style={"description_width":
+                                                                      "initial"},
+                                      tooltip=field_help("hint_order"))
+        self.block_label = W.HTML(f"block size {block_size_label(9)}")
         self.guests = W.IntSlider(value=3, min=1, max=6, description="guests",
-                                  continuous_update=False)
-        self.workload = W.Dropdown(options=_workloads(), value="memhog", description="workload")
+                                  continuous_update=False, tooltip=field_help("guests"))
+        self.workload = W.Dropdown(options=_workloads(), value="memhog", description="workload",
+                                   tooltip=field_help("workload"))
         self.run_button = W.Button(description="Run", button_style="primary", icon="play",
                                    tooltip="run the scenario under every selected mechanism")
-        self.progress = W.IntProgress(value=0, min=0, max=1, description="progress")
+        self.progress = W.IntProgress(value=0, min=0, max=1, description="progress",
+                                      tooltip="mechanisms done of this press of Run")
         self.status = W.HTML(value=f"<i>{self.profile} profile: press Run</i>")
         self.run_log = W.Output()
-        self.image = W.Image(format="png", layout=W.Layout(max_width="1200px"))
+        self.image = W.Image(format="png", layout=W.Layout(max_width="100%", height="auto"))
         self.table = W.HTML(value="")
+        self.stale_widgets = (self.image, self.table)
         self.hint_order.observe(self._on_order, names="value")
+        self.mechanisms.observe(self._on_order, names="value")
         self.run_button.on_click(self.run)
         self._fig = _figure((15, 7.5))
+        wrap = W.Layout(flex_flow="row wrap", align_items="center")
         controls = W.VBox([
-            W.HBox([self.mechanisms, W.VBox([self.workload, self.guests])]),
-            W.HBox([self.hint_order, self.block_label]),
-            W.HBox([self.run_button, self.progress, self.status]),
+            W.HBox([self.mechanisms, W.VBox([self.workload, self.guests])], layout=wrap),
+            W.HBox([self.hint_order, self.block_label], layout=wrap),
+            W.HBox([self.run_button, self.progress, self.status], layout=wrap),
             self.run_log,
         ])
-        self.widget = W.VBox([controls, self.image, self.table])
+        self.widget = W.VBox([W.HTML(STALE_CSS), controls, self.image, self.table])
         self.widget.add_class("fphlib-app")
+        self._on_order()
 
-    def _on_order(self, change):
-        self.block_label.value = f"block size {block_size_label(change['new'])}"
+    def _on_order(self, _change=None):
+        """Block size of the hint order; disabled (with a note) when no selected mechanism
+        takes a hint order."""
+        from ..hinting import takes_hint_order
+
+        users = [m for m in self.mechanisms.value if takes_hint_order(m)]
+        self.hint_order.disabled = not users
+        self.block_label.value = (
+            f"block size {block_size_label(self.hint_order.value)} (used by "
+            f"{', '.join(users)})" if users else
+            "<i>no selected mechanism uses the hint order</i>")
 
     def config(self):
         """The base SimConfig the controls describe (mechanism ``none``)."""
@@ -438,13 +459,15 @@ class CompareApp:
         if not self.results:
             return
         self.summary = summary_frame(self.results)
+        from .scenarios import scenario_title
+        from .tables import readable
+
         cfg = next(iter(self.results.values())).config
-        plot_compare(self.results, fig=self._fig,
-                     title=f"{cfg.guests} guest(s), {cfg.workload}, hint order "
-                           f"{cfg.hint_order} ({self.profile} profile)")
+        scenario = f"{scenario_title(cfg)}, hint order {cfg.hint_order}"
+        plot_compare(self.results, fig=self._fig, title=scenario)
         self.image.value = figure_png(self._fig)
-        table = plots.format_summary(plots.summary_table(self.results))
-        self.table.value = table.to_html(classes="fphlib-summary", border=0)
+        table = readable(self.results).to_html(classes="fphlib-summary")
+        self.table.value = f"<b>Summary: {scenario}</b>" + table
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)

@@ -194,27 +194,45 @@ class MigrationApp:
 
         self.profile = profile_name(profile)
         sizes, fractions = MIGRATION_SIZES[self.profile]
+        from .widgets import STALE_CSS, field_help
+
         self.guest_mem = W.Dropdown(options=[(f"{m / GIB:g} GiB", m) for m in sizes],
-                                    value=sizes[-1], description="guest")
+                                    value=sizes[-1], description="guest",
+                                    tooltip=field_help("guest_mem") + " (the migrated guest)")
         self.free = W.FloatSlider(value=fractions[-1], min=0.05, max=0.95, step=0.05,
-                                  description="free", readout_format=".0%")
-        self.touched = W.Checkbox(value=True, description="free memory used before")
+                                  description="free", readout_format=".0%",
+                                  tooltip="share of the guest's memory free when the "
+                                          "migration starts")
+        self.touched = W.Checkbox(value=True, description="free memory used before",
+                                  style={"description_width": "initial"},
+                                  tooltip="the free memory was written before (so it is "
+                                          "backed and not zero pages the migration could skip)")
         self.bandwidth = W.Dropdown(options=list(self.BANDWIDTHS.items()), value="1.25GB",
-                                    description="bandwidth")
+                                    description="bandwidth",
+                                    tooltip="migration bandwidth (bytes per second)")
         self.downtime = W.IntSlider(value=400, min=10, max=2000, step=10,
-                                    description="downtime ms")
-        self.run_button = W.Button(description="Run", button_style="primary")
-        self.progress = W.IntProgress(value=0, max=len(MIGRATIONS))
+                                    description="downtime ms", style={"description_width":
+                                                                      "initial"},
+                                    tooltip="downtime limit: the migration stops and copies "
+                                            "the rest once it fits in this time")
+        self.run_button = W.Button(description="Run", button_style="primary",
+                                   tooltip="migrate the guest without a hint and with the "
+                                           "free page hint (alloc and xbitmap modes)")
+        self.progress = W.IntProgress(value=0, max=len(MIGRATIONS),
+                                      tooltip="migrations done of this press of Run")
         self.status = W.HTML(value=f"<i>{self.profile} profile: press Run</i>")
         self.run_log = W.Output()
-        self.image = W.Image(format="png")
+        self.image = W.Image(format="png", layout=W.Layout(max_width="100%", height="auto"))
         self.table = W.HTML()
+        self.stale_widgets = (self.image, self.table)
         self.results = {}
         self.run_button.on_click(lambda _: self.run())
-        controls = W.VBox([W.HBox([self.guest_mem, self.free, self.touched]),
-                           W.HBox([self.bandwidth, self.downtime, self.run_button]),
-                           W.HBox([self.progress, self.status])])
-        self.widget = W.VBox([controls, self.run_log, self.image, self.table])
+        wrap = W.Layout(flex_flow="row wrap", align_items="center")
+        controls = W.VBox([W.HBox([self.guest_mem, self.free, self.touched], layout=wrap),
+                           W.HBox([self.bandwidth, self.downtime, self.run_button], layout=wrap),
+                           W.HBox([self.progress, self.status], layout=wrap)])
+        self.widget = W.VBox([W.HTML(STALE_CSS), controls, self.run_log, self.image,
+                              self.table])
 
     def configs(self):
         """``{label: SimConfig}`` of the current controls."""
@@ -255,4 +273,9 @@ class MigrationApp:
             ax.set_xlabel("")
             ax.tick_params(axis="x", labelrotation=20)
         self.image.value = figure_png(fig)
-        self.table.value = df.round(4).to_html(index=False)
+        from .tables import readable
+
+        metrics = ("migration_time_s", "migration_bytes", "downtime_s", "migration_rounds",
+                   "migration_hinted_bytes", "migration_unavailable_s", "lost_writes")
+        self.table.value = readable(self.results, baseline="none (legacy)",
+                                    metrics=metrics).to_html()

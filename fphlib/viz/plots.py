@@ -6,6 +6,8 @@ Inputs are the public frames of :class:`fphlib.SimResult` (DESIGN §3.7) or plai
 the same functions serve the notebooks, the widgets and the CLI's ``demo``.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -15,34 +17,83 @@ MIB = float(1 << 20)
 PAGE_SIZE = 4096
 N_ORDERS = 11
 
-# Metric rows of the summary table, in display order, with the unit used to format them.
+
+class Metric(NamedTuple):
+    """How to show a metric: ``unit`` ("bytes", "count", "seconds" or "text"), a ``label``
+    for readers (without the unit), and what "–" (no value) means for it, if it can happen."""
+
+    unit: str
+    label: str
+    missing: str = ""
+
+
+_NO_MIGRATION = "no live migration in the run (SimConfig.migration), or it did not finish in time"
+
+# The one home of metric labels and units. Summary metrics in DESIGN §3.7 order (the keys are
+# fphlib.api.result.SUMMARY_METRICS), then the metrics only guest_summary has.
 SUMMARY_METRICS = {
-    "host_rss_peak_bytes": "bytes",
-    "host_rss_mean_bytes": "bytes",
-    "host_rss_final_bytes": "bytes",
-    "reported_bytes": "bytes",
-    "reports": "count",
-    "vmexits": "count",
-    "refault_pages": "count",
-    "alloc_failures": "count",
-    "lost_writes": "count",
-    "guest_cpu_overhead_s": "seconds",
-    "host_cpu_s": "seconds",
-    "swap_out_bytes": "bytes",
-    "oom_kills": "count",
-    "workload_runtime_s": "seconds",
-    "zone_lock_hold_s": "seconds",
-    "events": "count",
-    "wall_s": "seconds",
-    "migration_time_s": "seconds",
-    "migration_bytes": "bytes",
-    "migration_rounds": "count",
-    "downtime_s": "seconds",
-    "migration_converged": "count",
-    "migration_hinted_bytes": "bytes",
-    "migration_unavailable_s": "seconds",
-    "migration_unavailable_peak_bytes": "bytes",
+    "host_rss_peak_bytes": Metric("bytes", "host RSS, peak"),
+    "host_rss_mean_bytes": Metric("bytes", "host RSS, mean"),
+    "host_rss_final_bytes": Metric("bytes", "host RSS at the end"),
+    "reported_bytes": Metric("bytes", "discarded by the host (reported or ballooned)"),
+    "reports": Metric("count", "report requests / balloon messages"),
+    "vmexits": Metric("count", "VM exits"),
+    "refault_pages": Metric("count", "pages refaulted after a discard"),
+    "alloc_failures": Metric("count", "failed guest allocations"),
+    "lost_writes": Metric("count", "lost writes (data discarded by the host)"),
+    "guest_cpu_overhead_s": Metric("seconds", "guest CPU spent on hinting"),
+    "host_cpu_s": Metric("seconds", "host CPU"),
+    "swap_out_bytes": Metric("bytes", "swapped out by the host"),
+    "oom_kills": Metric("count", "guests OOM-killed by the host"),
+    "workload_runtime_s": Metric(
+        "seconds", "workload runtime (mean)",
+        "the workload never finished: idle and churn run until the end, memhog may not finish "
+        "in time"),
+    "zone_lock_hold_s": Metric("seconds", "zone->lock hold time"),
+    "events": Metric("count", "simulated events"),
+    "wall_s": Metric("seconds", "wall-clock time of the run"),
+    "migration_time_s": Metric("seconds", "live migration time", _NO_MIGRATION),
+    "migration_bytes": Metric("bytes", "sent by the migration", _NO_MIGRATION),
+    "migration_rounds": Metric("count", "migration passes", _NO_MIGRATION),
+    "downtime_s": Metric("seconds", "migration downtime", _NO_MIGRATION),
+    "migration_converged": Metric("count", "migration converged (1 = yes)", _NO_MIGRATION),
+    "migration_hinted_bytes": Metric("bytes", "skipped by the migration (hinted free)",
+                                     _NO_MIGRATION),
+    "migration_unavailable_s": Metric("seconds", "guest memory held by the hint, time",
+                                      _NO_MIGRATION),
+    "migration_unavailable_peak_bytes": Metric("bytes", "guest memory held by the hint, peak",
+                                               _NO_MIGRATION),
 }
+GUEST_METRICS = {
+    "mem_bytes": Metric("bytes", "guest memory"),
+    "workload": Metric("text", "workload"),
+    "start_s": Metric("seconds", "started at"),
+    "status": Metric("text", "status at the end"),
+    "workload_runtime_s": Metric(
+        "seconds", "workload runtime",
+        "the workload never finished: idle and churn run until the end, memhog may not finish "
+        "in time, an OOM-killed guest never does"),
+    "workload_stall_s": Metric("seconds", "workload stalled (faults, reclaim)"),
+    "faults": Metric("count", "EPT faults (first touch, refault, swap-in)"),
+    "balloon_msgs": Metric("count", "balloon messages"),
+    "oom_deflates": Metric("count", "deflates on guest memory pressure"),
+    "stale_hints": Metric("count", "stale hints (page reused before the scan)"),
+    "early_discards": Metric("count", "discards forced early (queue full)"),
+    "xbitmap_ops": Metric("count", "xbitmap operations under zone->lock"),
+    "xbitmap_kmallocs": Metric("count", "xbitmap leaf/node allocations"),
+}
+
+
+def metric_info(name, per_guest=False):
+    """The :class:`Metric` of ``name`` (:data:`SUMMARY_METRICS`, or :data:`GUEST_METRICS`
+    first when ``per_guest``), else guessed from its suffix (``_bytes``, ``_s``)."""
+    name = str(name)
+    homes = (GUEST_METRICS, SUMMARY_METRICS) if per_guest else (SUMMARY_METRICS, GUEST_METRICS)
+    for home in homes:
+        if name in home:
+            return home[name]
+    unit = "bytes" if name.endswith("_bytes") else "seconds" if name.endswith("_s") else "count"
+    return Metric(unit, name.replace("_", " "))
 
 
 def _new_axes(ax, figsize=(7.5, 4.0)):
@@ -153,21 +204,24 @@ def plot_host_rss(data, ax=None, hue="run", host_mem=None, title="Host RSS over 
     return ax
 
 
+# Memory levels of the per-guest panels (the cumulative ``reported_bytes`` is a total, shown in
+# the summary table, not a level).
 GUEST_SERIES = {
     "used_bytes": "used by the guest",
     "free_bytes": "free in the guest",
-    "reported_bytes": "reported (discarded by host)",
     "rss_bytes": "backed by the host (RSS)",
-    "balloon_bytes": "in the balloon",
+    "reported_free_bytes": "free, reported (host dropped it)",
+    "balloon_bytes": "in the balloon (host dropped it)",
 }
+# series left out when zero for the whole run (no empty legend entries)
+_OPTIONAL_SERIES = ("reported_free_bytes", "balloon_bytes")
 
 
 def guest_frame(result):
     """Long-form per-guest memory: columns t_s, guest, series, gib."""
     g = result.guests if hasattr(result, "guests") else result
     cols = [c for c in GUEST_SERIES if c in g.columns]
-    if "balloon_bytes" in cols and not g["balloon_bytes"].any():
-        cols.remove("balloon_bytes")  # only balloon runs have a balloon
+    cols = [c for c in cols if c not in _OPTIONAL_SERIES or g[c].any()]
     long = g.melt(id_vars=["t_s", "guest"], value_vars=cols, var_name="series", value_name="b")
     long["series"] = long["series"].map(GUEST_SERIES)
     long["gib"] = long["b"] / GIB
@@ -266,23 +320,69 @@ def plot_fragmentation(nr_free, ax=None, title="Fragmentation per order"):
     return ax
 
 
-def plot_bitmap_memory(frame, ax=None, x="used_fraction", title="Tracking memory"):
+def plot_bitmap_memory(frame, ax=None, x="used_fraction", title="Tracking memory", log=True):
     """Bytes each structure needs to track free pages, as the guest fills.
+
+    Structures whose bytes are equal at every point are drawn once, their names joined (the
+    xbitmap per free page and per free block head hold the same leaves). On the default log
+    axis the per-page flags, the flat bitmap and the xbitmap stay apart; a structure at 0 bytes
+    (an empty xbitmap of a full guest) is drawn at the bottom edge with an open marker.
 
     Parameters
     ----------
     frame : pandas.DataFrame
         Long-form with columns ``x``, ``structure`` and ``bytes`` (see
         :func:`fphlib.viz.tour.tracking_memory`).
+    log : bool
+        Logarithmic y axis (bytes); linear from 0 otherwise.
     """
     ax = _new_axes(ax, figsize=(6.5, 3.6))
-    data = frame.assign(kib=frame["bytes"] / 1024)
-    sns.lineplot(data, x=x, y="kib", hue="structure", style="structure", markers=True, ax=ax)
+    series = {}
+    for name, sub in frame.groupby("structure", sort=False):
+        sub = sub.sort_values(x)
+        key = tuple(sub["bytes"].astype(float))
+        for other, (names, _) in series.items():
+            if other == key and list(series[other][1][x]) == list(sub[x]):
+                names.append(str(name))
+                break
+        else:
+            series[key] = ([str(name)], sub)
+    markers = "osD^vP*X"
+    floor = None
+    if log:
+        positive = frame.loc[frame["bytes"] > 0, "bytes"]
+        floor = float(positive.min()) / 2 if len(positive) else 1.0
+    for i, (names, sub) in enumerate(series.values()):
+        y = sub["bytes"].astype(float).to_numpy()
+        label = " = ".join(names) if len(names) < 3 else f"{names[0]} (and {len(names) - 1} more)"
+        if log:
+            zero = y <= 0
+            y = np.where(zero, floor, y)
+        line, = ax.plot(sub[x], y, marker=markers[i % len(markers)], label=label, linewidth=1.5)
+        if log and zero.any():
+            ax.plot(sub[x][zero], y[zero], linestyle="none", marker=markers[i % len(markers)],
+                    markerfacecolor="white", color=line.get_color())
     ax.set(xlabel="fraction of guest memory allocated" if x == "used_fraction" else x,
-           ylabel="KiB", title=title)
-    ax.set_ylim(bottom=0)
-    sns.move_legend(ax, "best", title=None, fontsize=8)
+           ylabel="bytes", title=title)
+    if log:
+        ax.set_yscale("log", base=2)
+        ax.yaxis.set_major_formatter(_bytes_formatter())
+    else:
+        ax.set_ylim(bottom=0)
+    ax.legend(loc="best", fontsize=8, frameon=False)
     return ax
+
+
+def _bytes_formatter():
+    from matplotlib.ticker import FuncFormatter
+
+    def fmt(v, _pos):
+        for scale, name in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
+            if v >= scale:
+                return f"{v / scale:g} {name}"
+        return f"{v:g} B"
+
+    return FuncFormatter(fmt)
 
 
 def summary_table(results):
@@ -309,7 +409,7 @@ def format_summary(table):
     """A copy of :func:`summary_table` with units (GiB, s, thousands separators) as strings."""
     out = table.astype(object).copy()
     for metric in table.index:
-        unit = SUMMARY_METRICS.get(metric, "count")
+        unit = metric_info(metric).unit
         out.loc[metric] = [_fmt(v, unit) for v in table.loc[metric]]
     return out
 

@@ -62,6 +62,23 @@ def balloon_target_for(guest_mem, boot=0):
     return min(guest, -(-need // block) * block)
 
 
+PRESET_SIZES = {name: {k: sizes[k] for k in ("host_mem", "guest_mem", "duration_s")}
+                for name, sizes in _SIZES.items()}
+"""Host memory, guest memory and duration of each profile: the presets of the quickstart."""
+
+
+def _memhog_sizes(sizes, guest_mem):
+    """(boot, memhog size) for a guest of ``guest_mem``: the profile's, scaled to the guest."""
+    from ..units import parse_size
+
+    block = 4 << 20
+    guest = parse_size(guest_mem, "guest_mem")
+    ref = parse_size(sizes["guest_mem"], "guest_mem")
+    boot = min(parse_size(sizes["boot"], "boot"), max(block, guest // 8 // block * block))
+    size = parse_size(sizes["size"], "size") * guest // ref // block * block
+    return boot, max(block, min(size, guest - boot - block))
+
+
 def headline_config(profile="full", mechanism="none", **overrides):
     """The headline scenario as a SimConfig, sized by ``profile``.
 
@@ -71,30 +88,52 @@ def headline_config(profile="full", mechanism="none", **overrides):
     mechanism : str
         ``SimConfig.mechanism``.
     **overrides
-        Any other SimConfig field (e.g. ``guests=2``, ``hint_order=10``).
+        Any other SimConfig field (e.g. ``guests=2``, ``hint_order=10``). A ``guest_mem``
+        override scales the memhog size (and caps the boot footprint) with the guest, keeping
+        the profile's proportions; a ``duration_s`` override keeps at most 600 samples.
     """
     import fphlib
 
     sizes = _SIZES[profile_name(profile)]
     guests = overrides.pop("guests", 3)
+    guest_mem = overrides.pop("guest_mem", sizes["guest_mem"])
+    boot, size = _memhog_sizes(sizes, guest_mem)
+    duration = overrides.pop("duration_s", sizes["duration_s"])
     d = dict(
         host_mem=sizes["host_mem"],
         guests=guests,
-        guest_mem=sizes["guest_mem"],
+        guest_mem=guest_mem,
         workload="memhog",
-        workload_params={"size": sizes["size"], "boot": sizes["boot"],
+        workload_params={"size": size, "boot": boot,
                          "hold_s": sizes["hold_s"], "gap_s": sizes["gap_s"],
                          "repeat": sizes["repeat"]},
         mechanism=mechanism,
-        duration_s=sizes["duration_s"],
-        sample_s=sizes["sample_s"],
+        duration_s=duration,
+        sample_s=max(sizes["sample_s"], float(duration) / 600),
         guest_overrides=tuple({"start_s": g * sizes["stagger_s"]} for g in range(guests)),
         seed=0,
     )
     if mechanism == "balloon":
-        d["balloon_target"] = balloon_target_for(sizes["guest_mem"], sizes["boot"])
+        d["balloon_target"] = balloon_target_for(guest_mem, boot)
     d.update(overrides)
     return fphlib.SimConfig(**d)
+
+
+def scenario_title(cfg):
+    """One line naming what ``cfg`` simulates, for figure titles: guests and sizes, host,
+    workload, duration (e.g. "3 × 5 GiB guests on a 16 GiB host · memhog 4 GiB · 120 s")."""
+    from ..units import format_size, parse_size
+
+    guest = format_size(parse_size(cfg.guest_mem, "guest_mem"))
+    host = format_size(parse_size(cfg.host_mem, "host_mem"))
+    work = str(cfg.workload)
+    params = cfg.workload_params or {}
+    if cfg.workload == "memhog" and "size" in params:
+        work += f" {format_size(parse_size(params['size'], 'size'))}"
+    elif cfg.workload == "churn" and "target" in params:
+        work += f" at {float(params['target']):.0%}"
+    return (f"{cfg.guests} × {guest} guest{'s' if cfg.guests != 1 else ''} on a {host} host"
+            f" · {work} · {float(cfg.duration_s):g} s")
 
 
 def headline_configs(profile="full", mechanisms=HEADLINE_MECHANISMS, **overrides):

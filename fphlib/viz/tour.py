@@ -234,30 +234,52 @@ class TourApp:
         from .widgets import _figure
 
         self.tour = GuestTour(guest_mem, track=track, seed=seed)
+        wide = {"description_width": "initial"}
         self.order = W.IntSlider(value=0, min=0, max=N_ORDERS - 1, description="order",
-                                 continuous_update=False)
-        self.alloc_button = W.Button(description="alloc", icon="plus")
-        self.free_button = W.Button(description="free a random block", icon="minus")
+                                 continuous_update=False, style=wide,
+                                 tooltip="order of the block to allocate: 2^order pages "
+                                         "(0 = 4 KiB, 9 = 2 MiB, 10 = 4 MiB)")
+        self.alloc_button = W.Button(description="alloc", icon="plus",
+                                     tooltip="allocate one block of this order (the smallest "
+                                             "free block that fits is split: expand())")
+        self.free_button = W.Button(description="free a random block", icon="minus",
+                                    layout=W.Layout(width="auto"),
+                                    tooltip="free one allocated block, chosen at random (it "
+                                            "merges with its buddy while the buddy is free)")
         self.target = W.FloatSlider(value=0.6, min=0.0, max=0.95, step=0.05,
-                                    description="churn target", continuous_update=False)
+                                    description="churn target", continuous_update=False,
+                                    style=wide, readout_format=".0%",
+                                    tooltip="occupancy the churn hovers around: allocate below "
+                                            "it, free above it")
         self.ops = W.IntSlider(value=2000, min=100, max=20000, step=100, description="ops",
-                               continuous_update=False)
-        self.churn_button = W.Button(description="churn", icon="refresh")
-        self.reset_button = W.Button(description="free all", icon="undo")
+                               continuous_update=False, style=wide,
+                               tooltip="steps of churn per press (one alloc or free each, "
+                                       "orders drawn from a kernel-like mix)")
+        self.churn_button = W.Button(description="churn", icon="refresh",
+                                     tooltip="run the churn steps now")
+        self.reset_button = W.Button(description="free all", icon="undo",
+                                     tooltip="free every allocated block (the zone merges back "
+                                             "into order-10 blocks)")
         self.status = W.HTML()
-        self.buddyinfo_text = W.HTML()
-        self.images = [W.Image(format="png") for _ in range(2)]
+        self.buddyinfo_text = W.HTML(layout=W.Layout(max_width="100%", overflow="auto"))
+        # the two plots share a row when the page is wide enough and wrap otherwise: each image
+        # scales with its box, so nothing is clipped at any width
+        fit = W.Layout(flex="1 1 420px", max_width="100%", height="auto")
+        self.images = [W.Image(format="png", layout=fit) for _ in range(2)]
         self._figs = [_figure((6.0, 3.2)), _figure((6.0, 3.2))]
         self.alloc_button.on_click(lambda _: self._act(self.tour.alloc, self.order.value))
         self.free_button.on_click(lambda _: self._act(self.tour.free) if self.tour.live else None)
         self.churn_button.on_click(
             lambda _: self._act(self.tour.churn, self.ops.value, target=self.target.value))
         self.reset_button.on_click(lambda _: self._act(self.tour.free_all))
+        wrap = W.Layout(flex_flow="row wrap", align_items="center", max_width="100%")
         self.widget = W.VBox([
-            W.HBox([self.order, self.alloc_button, self.free_button, self.reset_button]),
-            W.HBox([self.target, self.ops, self.churn_button]),
-            self.status, self.buddyinfo_text, W.HBox(self.images),
-        ])
+            W.HBox([self.order, self.alloc_button, self.free_button, self.reset_button],
+                   layout=wrap),
+            W.HBox([self.target, self.ops, self.churn_button], layout=wrap),
+            self.status, self.buddyinfo_text, W.HBox(self.images, layout=wrap),
+        ], layout=W.Layout(max_width="100%"))
+        self.widget.add_class("fphlib-tour")
         self.redraw()
 
     def _act(self, fn, *args, **kwargs):

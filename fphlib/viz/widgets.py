@@ -47,12 +47,37 @@ def _mechanisms():
     return tuple(MECHANISMS)
 
 
+# Plots and tables of the previous run are greyed while a new one computes (class toggled by
+# run_configs); every app puts this style into its widget.
+STALE_CSS = ("<style>.fphlib-stale{opacity:0.35;filter:grayscale(1);transition:opacity .2s}"
+             "</style>")
+
+
+def field_help(name):
+    """Help text of SimConfig field ``name`` (tooltips), from the CLI's ``FIELD_HELP``."""
+    from ..cli import FIELD_HELP
+
+    return FIELD_HELP[name][1]
+
+
+def mechanism_help(name):
+    """First line of mechanism ``name``'s module docstring (a tooltip)."""
+    from ..hinting import mechanism_module
+
+    doc = (mechanism_module(name).__doc__ or name).strip()
+    return doc.splitlines()[0]
+
+
 def run_configs(app, configs, simulate=None, what="run(s)"):
     """Run ``{label: SimConfig}`` for a notebook app: its Run button is disabled meanwhile,
-    its progress bar and status follow the runs, ``run_log`` holds each run's bar; then
+    its progress bar and status follow the runs, ``run_log`` holds each run's bar, and the
+    widgets in ``app.stale_widgets`` (if any: the previous plots and table) are greyed; then
     ``app.results`` is set and ``app.redraw()`` called. Returns the results."""
     if simulate is None:
         from ..api.simulate import simulate
+    stale = tuple(getattr(app, "stale_widgets", ()))
+    for w in stale:
+        w.add_class("fphlib-stale")
     app.run_button.disabled = True
     app.progress.max = len(configs)
     app.progress.value = 0
@@ -77,6 +102,8 @@ def run_configs(app, configs, simulate=None, what="run(s)"):
         raise
     finally:
         app.run_button.disabled = False
+        for w in stale:
+            w.remove_class("fphlib-stale")
     return app.results
 
 
@@ -87,13 +114,24 @@ def _workloads():
     return tuple(w for w in WORKLOADS if w != "trace")
 
 
+def _gib_options(lo_mib, hi_gib):
+    """Sizes offered by the memory sliders: whole 4 MiB multiples, 256 MiB steps."""
+    out, mib = [], lo_mib
+    while mib <= hi_gib * 1024:
+        out.append((f"{mib / 1024:g} GiB" if mib >= 1024 else f"{mib} MiB", f"{mib}MiB"))
+        mib += 256 if mib < 8192 else 1024
+    return out
+
+
 class SimulationApp:
-    """Pick a mechanism, hint order, number of guests and workload; run; see plots + table.
+    """The quickstart: pick a scenario (host and guest memory, guests, workload, duration — or
+    a preset) and a mechanism; run it and the baseline; see plots and a readable table.
 
     Parameters
     ----------
     profile : {"smoke", "demo", "full"}, optional
-        Sizes of the runs (default: ``$FPHLIB_PROFILE``, else ``"demo"``).
+        The preset the controls start from (default: ``$FPHLIB_PROFILE``, else ``"full"``,
+        the README's headline scenario); it also sets memhog's rhythm (hold, gap, rounds).
     baseline : bool
         Also run ``mechanism="none"`` with the same settings and plot it for comparison.
     simulate : callable, optional
@@ -106,42 +144,81 @@ class SimulationApp:
     """
 
     def __init__(self, profile=None, baseline=True, simulate=None):
-        self.profile = profile_name(profile)
+        from .scenarios import PRESET_SIZES, PROFILES
+
+        self.profile = profile_name(profile, default="full")
         self.baseline = baseline
         self._simulate = simulate
         self.results = {}
         self.runs_done = 0
-        self.mechanism = W.Dropdown(options=_mechanisms(), value="page_reporting",
-                                    description="mechanism")
-        self.hint_order = W.IntSlider(value=9, min=0, max=10, description="hint order",
-                                      continuous_update=False)
-        self.block_label = W.Label(self._block_text(9))
+        wide = {"description_width": "initial"}
+        self.preset = W.ToggleButtons(
+            options=PROFILES, value=self.profile, description="preset",
+            tooltips=[f"{p}: {s['host_mem']} host, {s['guest_mem']} guests, "
+                      f"{s['duration_s']:g} s" for p, s in PRESET_SIZES.items()],
+            style={**wide, "button_width": "70px"},
+            tooltip="load a preset scenario: smoke (seconds), demo (Binder), full (headline)")
+        self.host_mem = W.SelectionSlider(options=_gib_options(512, 64), description="host memory",
+                                          tooltip=field_help("host_mem"), style=wide,
+                                          continuous_update=False)
+        self.guest_mem = W.SelectionSlider(options=_gib_options(256, 16),
+                                           description="guest memory",
+                                           tooltip=field_help("guest_mem"), style=wide,
+                                           continuous_update=False)
         self.guests = W.IntSlider(value=3, min=1, max=6, description="guests",
-                                  continuous_update=False)
-        self.workload = W.Dropdown(options=_workloads(), value="memhog", description="workload")
+                                  tooltip=field_help("guests"), continuous_update=False)
+        self.duration = W.IntSlider(value=120, min=10, max=600, step=5, description="duration (s)",
+                                    tooltip=field_help("duration_s"), style=wide,
+                                    continuous_update=False)
+        self.mechanism = W.Dropdown(options=_mechanisms(), value="page_reporting",
+                                    description="mechanism",
+                                    tooltip=field_help("mechanism"))
+        self.mechanism_note = W.HTML()
+        self.hint_order = W.IntSlider(value=9, min=0, max=10, description="hint order",
+                                      tooltip=field_help("hint_order"), style=wide,
+                                      continuous_update=False)
+        self.block_label = W.HTML(self._block_text(9))
+        self.workload = W.Dropdown(options=_workloads(), value="memhog", description="workload",
+                                   tooltip=field_help("workload"))
         self.run_button = W.Button(description="Run", button_style="primary", icon="play",
-                                   tooltip="run the simulation with these settings")
+                                   tooltip="run the simulation with these settings, and the "
+                                           "same without hinting (none) to compare")
         self.progress = W.IntProgress(value=0, min=0, max=1, description="progress",
-                                      bar_style="")
-        self.status = W.HTML(value=f"<i>{self.profile} profile: press Run</i>")
+                                      bar_style="", tooltip="runs done of this press of Run")
+        self.status = W.HTML(value="<i>press Run</i>")
+        self.scenario = W.HTML()
         # simulate(progress=True) draws a tqdm.auto bar over simulated time; displayed inside
         # this Output it shows up in the app (JupyterLab and Voila) while a run computes
         self.run_log = W.Output()
-        self.rss_image = W.Image(format="png", layout=W.Layout(max_width="900px"))
-        self.guest_image = W.Image(format="png", layout=W.Layout(max_width="1100px"))
+        fit = W.Layout(max_width="100%", height="auto")
+        self.rss_image = W.Image(format="png", layout=fit)
+        self.guest_image = W.Image(format="png", layout=fit)
         self.table = W.HTML(value="")
+        self.stale_widgets = (self.rss_image, self.guest_image, self.table)
+        self.preset.observe(self._on_preset, names="value")
         self.hint_order.observe(self._on_order, names="value")
+        self.mechanism.observe(self._on_mechanism, names="value")
+        for w in (self.host_mem, self.guest_mem, self.guests, self.duration, self.workload,
+                  self.mechanism, self.hint_order):
+            w.observe(self._on_change, names="value")
         self.run_button.on_click(self.run)
         self._rss_fig = _figure((8, 3.8))
-        self._guest_fig = _figure((12, 3.4))
+        self._guest_fig = _figure((12, 3.6))
+        self._on_preset({"new": self.profile})
+        self._on_mechanism({"new": self.mechanism.value})
+        wrap = W.Layout(flex_flow="row wrap", align_items="center")
         controls = W.VBox([
-            W.HBox([self.mechanism, self.workload]),
-            W.HBox([self.hint_order, self.block_label]),
-            W.HBox([self.guests, self.run_button]),
-            W.HBox([self.progress, self.status]),
+            W.HBox([self.preset], layout=wrap),
+            W.HBox([self.host_mem, self.guest_mem, self.guests], layout=wrap),
+            W.HBox([self.workload, self.duration], layout=wrap),
+            W.HBox([self.mechanism, self.mechanism_note], layout=wrap),
+            W.HBox([self.hint_order, self.block_label], layout=wrap),
+            self.scenario,
+            W.HBox([self.run_button, self.progress, self.status], layout=wrap),
             self.run_log,
         ])
-        self.widget = W.VBox([controls, self.rss_image, self.guest_image, self.table])
+        self.widget = W.VBox([W.HTML(STALE_CSS), controls, self.rss_image, self.guest_image,
+                              self.table])
         self.widget.add_class("fphlib-app")
 
     def _block_text(self, order):
@@ -150,10 +227,52 @@ class SimulationApp:
     def _on_order(self, change):
         self.block_label.value = self._block_text(change["new"])
 
+    def _on_preset(self, change):
+        from .scenarios import PRESET_SIZES
+
+        sizes = PRESET_SIZES[change["new"]]
+        self.profile = change["new"]
+        self.host_mem.value = _as_mib(sizes["host_mem"])
+        self.guest_mem.value = _as_mib(sizes["guest_mem"])
+        self.duration.value = int(sizes["duration_s"])
+        self._on_change()
+
+    def _on_mechanism(self, change):
+        """Disable the controls the mechanism ignores, and say so."""
+        from ..hinting import takes_hint_order
+
+        mech = change["new"]
+        uses_order = takes_hint_order(mech)
+        self.hint_order.disabled = not uses_order
+        self.block_label.value = (self._block_text(self.hint_order.value) if uses_order else
+                                  f"<i>{mech} does not use the hint order</i>")
+        self.mechanism.tooltip = f"{field_help('mechanism')}. {mech}: {mechanism_help(mech)}"
+        self.mechanism_note.value = f"<small>{mechanism_help(mech)}</small>"
+
+    def _on_change(self, _change=None):
+        """Show the sizes being simulated (also tells when a combination is invalid)."""
+        from ..units import format_size, parse_size
+        from .scenarios import scenario_title
+
+        try:
+            cfg = self.config()
+        except ValueError as e:
+            self.scenario.value = f"<b>cannot simulate this:</b> {e}"
+            self.run_button.disabled = True
+            return
+        self.run_button.disabled = False
+        total = cfg.guests * parse_size(cfg.guest_mem, "guest_mem")
+        host = parse_size(cfg.host_mem, "host_mem")
+        self.scenario.value = (
+            f"simulating <b>{scenario_title(cfg)}</b>: guests total {format_size(total)}, "
+            f"{total / host:.2f}× the host's RAM")
+
     def config(self, mechanism=None):
         """The SimConfig the controls describe (``mechanism`` overrides the dropdown)."""
         mech = mechanism or self.mechanism.value
-        overrides = dict(guests=self.guests.value, hint_order=self.hint_order.value)
+        overrides = dict(guests=self.guests.value, hint_order=self.hint_order.value,
+                         host_mem=self.host_mem.value, guest_mem=self.guest_mem.value,
+                         duration_s=float(self.duration.value))
         base = headline_config(self.profile, mech, **overrides)
         if self.workload.value != base.workload:
             params = workload_params_for(self.workload.value, base)
@@ -177,20 +296,72 @@ class SimulationApp:
 
     def redraw(self):
         """Redraw the plots and the table from :attr:`results` (in place)."""
+        from .scenarios import scenario_title
+        from .tables import readable
+
         if not self.results:
             return
         chosen_label = next(iter(self.results))
+        scenario = scenario_title(self.results[chosen_label].config)
         ax = self._rss_fig.axes[0] if self._rss_fig.axes else self._rss_fig.add_subplot()
-        plots.plot_host_rss(self.results, ax=ax)
+        plots.plot_host_rss(self.results, ax=ax, title=f"Host RSS over time\n{scenario}")
         self.rss_image.value = figure_png(self._rss_fig)
         plots.plot_guest_memory(self.results[chosen_label], fig=self._guest_fig,
-                                title=f"per-guest memory: {chosen_label}")
+                                title=f"Per-guest memory, {chosen_label}: {scenario}")
         self.guest_image.value = figure_png(self._guest_fig)
-        table = plots.format_summary(plots.summary_table(self.results))
-        self.table.value = table.to_html(classes="fphlib-summary", border=0)
+        table = readable(self.results)
+        self.table.value = (f"<b>Summary: {scenario}</b>"
+                            + table.to_html(classes="fphlib-summary"))
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
+
+
+def _as_mib(size):
+    """``size`` as the "<n>MiB" string the memory sliders use."""
+    from ..units import parse_size
+
+    return f"{parse_size(size, 'size') >> 20}MiB"
+
+
+def warm_up(show=None):
+    """Compile the simulator now if it is not warm, with a progress bar; nothing when warm.
+
+    Shows "compiling the simulator (first run only, ~N s)" and a bar driven by
+    :func:`fphlib.warmup`'s ``progress`` callback (the quickstart's first cell).
+
+    Parameters
+    ----------
+    show : callable, optional
+        Displays the widget before the compile starts (default ``IPython.display.display``).
+
+    Returns
+    -------
+    ipywidgets.VBox or None
+        The widget shown, or None when the numba cache was already warm.
+    """
+    from ..api import warmup as wu
+
+    if wu.is_warm():
+        return None
+    if show is None:
+        from IPython.display import display as show
+    bar = W.IntProgress(value=0, min=0, max=1, bar_style="info",
+                        layout=W.Layout(width="320px"))
+    label = W.HTML(f"compiling the simulator (first run only, ~{wu.COLD_WARMUP_S} s) …")
+    box = W.VBox([label, bar])
+    show(box)
+
+    def step(done, total, what):
+        bar.max = max(total, 1)
+        bar.value = done
+        label.value = (f"compiling the simulator (first run only, ~{wu.COLD_WARMUP_S} s): "
+                       f"{what} ({done}/{total})")
+
+    wu.warmup(progress=step)
+    bar.bar_style = "success"
+    label.value = "the simulator is compiled (cached on disk for the next runs)"
+    return box
 
 
 class _Cfg:

@@ -9,43 +9,57 @@
 # %% [markdown]
 # # fphlib quickstart: who gets the memory back?
 #
-# Three guests share one host. Each runs `memhog`: it touches most of its memory, holds it,
-# frees it, waits, and repeats. Freeing memory inside a guest does **not** give it back to
-# the host: without hinting, the host keeps backing every page the guest ever touched.
+# Guests share one host. Each runs `memhog`: it touches most of its memory, holds it, frees
+# it, waits, and repeats. Freeing memory inside a guest does **not** give it back to the
+# host: without hinting, the host keeps backing every page the guest ever touched.
 #
-# Pick a **mechanism** and press **Run**:
+# The app starts on the README's headline scenario: **three 5 GiB guests on a 16 GiB host**,
+# memhog over 4 GiB in three rounds, 120 simulated seconds (the `full` preset). Change the
+# **host memory**, **guest memory**, number of **guests**, **workload** and **duration**, or
+# load a **preset** (`smoke`: seconds, `demo`: the Binder size, `full`: the headline); the
+# line above the Run button says what will be simulated. Then pick a **mechanism** and press
+# **Run**:
 #
 # - `none`: the baseline; host RSS only grows;
 # - `balloon`: the host asks each guest to keep only a target amount of memory; the guest
 #   allocates the rest into a balloon and the host discards it;
 # - `page_reporting`: Linux 5.7+ free page reporting; the guest reports free blocks of at
-#   least **hint order** (order 9 = 2 MiB) and the host discards them.
+#   least **hint order** (order 9 = 2 MiB) and the host discards them;
+# - the other designs argued over on LKML (Nitesh Narayan Lal's `hinting_v8` and
+#   `hinting_bitmap`, Wei Wang's `xbitmap_hints`, the migration `free_page_hint`).
 #
-# The top plot compares the chosen mechanism with `none`; below it, each guest's memory
-# over time; then the run metrics. `FPHLIB_PROFILE` sizes the runs: `smoke` (seconds),
-# `demo` (the Binder default) or `full` (three 5 GiB guests on a 16 GiB host).
+# The top plot compares the chosen mechanism with `none`; below it, each guest's memory over
+# time; then the run metrics, with the change against `none`. Hover over a control for help.
 
 # %% tags=["parameters"]
 import os
 
-PROFILE = os.environ.get("FPHLIB_PROFILE", "demo")
-print(f"profile: {PROFILE}")
+# the preset the app starts from; the test suite sets FPHLIB_PROFILE=smoke, Binder demo
+PROFILE = os.environ.get("FPHLIB_PROFILE", "full")
 
 # %%
-from fphlib.viz.widgets import SimulationApp
+from fphlib.viz.widgets import SimulationApp, warm_up
 
+# the first run after installing or editing fphlib compiles the simulator (a progress bar
+# shows it); afterwards this cell shows nothing
+warm_up();
+
+# %%
 app = SimulationApp(profile=PROFILE)
 app.run()  # one run so the page opens with results; press Run after changing a control
 app.widget
 
-# %% [markdown]
+# %% [markdown] tags=["developer"]
 # ## The same from Python
 #
 # The widgets only build a `SimConfig` (`app.config()`); everything they show comes from
 # `fphlib.simulate(cfg)`, kept in `app.results` keyed by run label. For example, the
-# per-guest metrics of the chosen run:
+# per-guest metrics of the chosen run (`res.guest_summary`, made readable by
+# `fphlib.viz.tables.readable`). Cells tagged `developer` are hidden in the Voila app.
 
-# %%
+# %% tags=["developer"]
+from fphlib.viz.tables import readable
+
 label, res = next(iter(app.results.items()))
 print(label, "-", res)
-res.guest_summary
+readable(res.guest_summary)

@@ -94,19 +94,24 @@ from fphlib.viz.tour import tracking_memory
 
 fractions = (0.0, 0.25, 0.5, 0.75, 0.9, 0.97)
 memory = tracking_memory(GUEST_MEM, fractions=fractions, churn_ops=CHURN_OPS, seed=1)
-plots.plot_bitmap_memory(memory);
+plots.plot_bitmap_memory(memory, title=f"Tracking memory of a {GUEST_MEM} guest (log scale)");
 
 # %%
-memory.pivot_table(index="target", columns="structure", values="bytes").astype(int)
+from fphlib.viz.tables import format_value
+
+memory.pivot_table(index="target", columns="structure", values="bytes").map(
+    lambda b: format_value(b, "bytes"))
 
 # %% [markdown]
-# Reading the plot: while most 4 MiB regions hold some free memory, the xbitmap costs about
-# as much as a flat bitmap (a little more when the guest is nearly empty: full leaves plus
-# the radix nodes); it only shrinks as whole regions fill up. Tracking block heads instead
+# Reading the plot (log scale: each power of two is one step): per-page flags cost 8 times a
+# flat bitmap whatever the guest does. While most 4 MiB regions hold some free memory, the
+# xbitmap costs about as much as a flat bitmap (a little more when the guest is nearly empty:
+# full leaves plus the radix nodes); it only shrinks as whole regions fill up, and an empty
+# xbitmap (0 bytes) sits on the bottom edge as an open marker. Tracking block heads instead
 # of pages does not change the memory at all (any region with free memory holds a free head
-# too, so the same leaves exist); it changes the work per operation (one bit instead of
-# 2^order). The leaves come and go as regions fill and empty: each allocation is a
-# `kmalloc` under zone->lock that `xb_preload` must have prepared.
+# too, so the same leaves exist: the plot draws the two as one line); it changes the work per
+# operation (one bit instead of 2^order). The leaves come and go as regions fill and empty:
+# each allocation is a `kmalloc` under zone->lock that `xb_preload` must have prepared.
 
 # %% [markdown]
 # ## 3. The work under zone->lock
@@ -119,14 +124,20 @@ memory.pivot_table(index="target", columns="structure", values="bytes").astype(i
 # `kfree`s of leaves and radix nodes (each leaf `kmalloc` one that `xb_preload` made ahead).
 
 # %%
+from fphlib.viz.tables import readable
 from fphlib.viz.tour import tracking_work
 
-tracking_work(GUEST_MEM, target=0.9, churn_ops=CHURN_OPS, seed=2).round(3)
+readable(tracking_work(GUEST_MEM, target=0.9, churn_ops=CHURN_OPS, seed=2))
 
 # %% [markdown]
 # The flat bitmap never allocates; both xbitmaps allocate and free the same leaves (a region
 # with a free page always holds a free block head too). `benchmarks/tracking_overhead.py`
 # measures the same comparison in simulator time on a 5-million-operation trace.
 
+# %% [markdown]
+# What the xbitmap of the zone above has done since it was created (`tour.buddy.tracking_stats`):
+
 # %%
-tour.buddy.tracking_stats
+from fphlib.viz.tables import tracking_stats_table
+
+tracking_stats_table(tour.buddy.tracking_stats)

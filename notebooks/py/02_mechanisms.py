@@ -52,15 +52,18 @@ app = vm.CompareApp(profile=PROFILE)
 app.run()  # one run so the page opens with results; press Run after changing a control
 display(app.widget)
 
-# %% [markdown]
+# %% [markdown] tags=["developer"]
 # The same from Python: `vm.compare(cfg)` runs any `SimConfig` under every registered
-# mechanism and returns `{mechanism: SimResult}` plus one tidy row of metrics per mechanism.
+# mechanism and returns `{mechanism: SimResult}` plus one tidy row of metrics per mechanism
+# (`app.summary`); `fphlib.viz.tables.readable` makes it readable (change vs `none` in
+# parentheses).
 
-# %%
-app.summary.set_index("mechanism")[
-    ["host_rss_peak_bytes", "host_rss_final_bytes", "reported_bytes", "reports", "vmexits",
-     "refault_pages", "zone_lock_hold_s", "guest_cpu_overhead_s", "lost_writes", "oom_kills"]
-]
+# %% tags=["developer"]
+from fphlib.viz.tables import readable
+
+readable(app.summary, metrics=[
+    "host_rss_peak_bytes", "host_rss_final_bytes", "reported_bytes", "reports", "vmexits",
+    "refault_pages", "zone_lock_hold_s", "guest_cpu_overhead_s", "lost_writes", "oom_kills"])
 
 # %% [markdown]
 # ## 2. Admission: how many guests fit? (v8 cover letter)

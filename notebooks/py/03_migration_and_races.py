@@ -31,6 +31,7 @@ from IPython.display import display
 
 from fphlib.experiments import reproduce_v37
 from fphlib.viz import migration as vmig
+from fphlib.viz.tables import readable
 
 PROFILE = os.environ.get("FPHLIB_PROFILE", "demo")
 print(f"profile: {PROFILE}")
@@ -72,7 +73,7 @@ display(grid.round(3))
 # %%
 sizes = {"smoke": ("1GiB", "2GiB"), "demo": ("2GiB", "8GiB"), "full": ("8GiB", "128GiB")}
 v37 = reproduce_v37(sizes=sizes[PROFILE], modes=("alloc", "xbitmap"))
-display(v37.round(3))
+display(readable(v37, index=["guest_mem", "mechanism", "mode"], baseline=None))
 
 # %% [markdown]
 # ## 3. Read-only xbitmap hints race with allocations

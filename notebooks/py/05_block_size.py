@@ -57,7 +57,7 @@ app.widget
 # of host THP splits, so the THP argument shows here only through refaults, not as a split
 # count.
 
-# %% [markdown]
+# %% [markdown] tags=["developer"]
 # ## The same from Python
 #
 # The app is a thin layer over `fphlib.sweep`; `app.df` is the tidy frame it plotted (one row
@@ -65,10 +65,13 @@ app.widget
 # `config_hash`, `error`). On a dask cluster, pass `executor=client` to
 # `BlockSizeApp(...)` or `fphlib.sweep(...)`: the results are identical.
 
-# %%
+# %% tags=["developer"]
 import fphlib
 from fphlib.viz.block_size import block_size_base
+from fphlib.viz.tables import readable
 
 df = fphlib.sweep({"hint_order": [8, 9, 10]}, base=block_size_base(PROFILE), seeds=2,
                   cache=app.cache, progress=False)
-df[["hint_order", "replicate", "seed", "reported_bytes", "reports", "vmexits", "error"]]
+runs = df.assign(run=[f"order {o}, seed #{r}" for o, r in zip(df.hint_order, df.replicate)])
+readable(runs, metrics=["reported_bytes", "reports", "vmexits", "refault_pages",
+                        "zone_lock_hold_s"])
