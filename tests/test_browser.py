@@ -1,9 +1,14 @@
-"""A real browser drives the quickstart served as an app by Voila.
+"""A real browser drives the notebooks served as apps by Voila.
 
 Headless Chromium (Debian's ``chromium`` package; Playwright cannot download browsers here)
-opens ``notebooks/00_quickstart.ipynb`` rendered by Voila on 127.0.0.1 with
-``FPHLIB_PROFILE=smoke``, picks another mechanism, presses Run, and checks that the host RSS
-plot and the summary table change. A screenshot is written to ``out/test_browser/``.
+opens the notebooks rendered by Voila on 127.0.0.1 with ``FPHLIB_PROFILE=smoke`` and the
+Voila configuration of ``binder/`` (cells tagged ``developer`` left out), at 1280 px wide:
+
+- the quickstart: change the host memory and the mechanism, press Run, and check that the
+  plots, their titles and the readable summary table name the new scenario;
+- notebook 01: every widget fits in the page (nothing clipped, no label cut short).
+
+Screenshots are written to ``out/test_browser/`` (:data:`SHOTS`).
 
 Needs: ``apt-get install -y chromium`` and ``pip install voila playwright``.
 """
@@ -25,6 +30,8 @@ from servers import free_port, stop_process_group
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent
+SHOTS = ROOT / "out" / "test_browser"
+WIDTH = 1280
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -55,26 +62,30 @@ def wait_listening(port, proc, timeout=90):
     raise TimeoutError(f"voila did not listen on 127.0.0.1:{port} within {timeout} s")
 
 
-@pytest.fixture
-def voila_url(tmp_path):
+@pytest.fixture(scope="module")
+def voila_url(tmp_path_factory):
+    """Voila serving ``notebooks/`` (URL of its root; notebooks at ``voila/render/NAME``)."""
     missing = missing_requirements()
     if missing:
         pytest.skip("browser test needs: " + "; ".join(missing))
+    tmp_path = tmp_path_factory.mktemp("voila")
     # compile (or load) every kernel first, so the browser waits measure the app, not numba
     subprocess.run([sys.executable, "-c", "import fphlib; fphlib.warmup()"], cwd=ROOT,
                    check=True, timeout=900)
     port = free_port()
     log = open(tmp_path / "voila.log", "wb")
     env = {**os.environ, "FPHLIB_PROFILE": "smoke", "JUPYTER_PLATFORM_DIRS": "1",
-           "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
+           "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+           # binder/voila.json: the Voila configuration Binder uses (binder/start)
+           "JUPYTER_CONFIG_PATH": str(ROOT / "binder")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "voila", "notebooks/00_quickstart.ipynb", "--no-browser",
+        [sys.executable, "-m", "voila", "notebooks", "--no-browser",
          f"--port={port}", "--Voila.ip=127.0.0.1", "--Voila.open_browser=False"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     try:
         wait_listening(port, proc)
-        yield f"http://127.0.0.1:{port}/"
+        yield f"http://127.0.0.1:{port}/voila/render/"
     finally:
         # voila and its kernel run in their own session: end that process group only
         stop_process_group(proc)
@@ -84,59 +95,127 @@ def voila_url(tmp_path):
             print(text[-4000:])
 
 
-def test_quickstart_app_reruns_in_a_real_browser(voila_url):
+@pytest.fixture(scope="module")
+def browser_page():
+    """A function opening a new page (1280 px wide) of one headless Chromium."""
     from playwright.sync_api import sync_playwright
 
-    shots = ROOT / "out" / "test_browser"
-    shots.mkdir(parents=True, exist_ok=True)
+    SHOTS.mkdir(parents=True, exist_ok=True)
     user_data = tempfile.mkdtemp(prefix="fphlib-chromium-")
     try:
         with sync_playwright() as p:
             ctx = p.chromium.launch_persistent_context(
                 user_data, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
-                viewport={"width": 1280, "height": 1400},
+                viewport={"width": WIDTH, "height": 1400},
             )
             try:
-                page = ctx.new_page()
-                page.set_default_timeout(180_000)
-                page.goto(voila_url)
-                # the notebook runs once on load: the table appears when that run finished
-                table = page.locator("table.fphlib-summary")
-                table.wait_for()
-                before_table = table.inner_text()
-                assert "page_reporting (order 9)" in before_table and "none" in before_table
-                rss_img = page.locator(".fphlib-app img").first
-                before_src = rss_img.get_attribute("src")
-                assert before_src and before_src.startswith("blob:")
-                page.screenshot(path=str(shots / "quickstart_loaded.png"))
+                def new_page():
+                    page = ctx.new_page()
+                    page.set_default_timeout(180_000)
+                    return page
 
-                mechanism = page.locator("select", has=page.locator("option[value='balloon']"))
-                mechanism.select_option("balloon")
-                page.get_by_role("button", name="Run").click()
-                # (a smoke run takes a fraction of a second, too short to catch the per-run
-                # tqdm bar reliably; the app's run counter below proves the run went through)
-                page.wait_for_function(
-                    "() => { const t = document.querySelector('table.fphlib-summary');"
-                    " return t && t.innerText.includes('balloon'); }"
-                )
-                page.wait_for_function(
-                    "(old) => { const i = document.querySelector('.fphlib-app img');"
-                    " return i && i.src !== old; }",
-                    arg=before_src,
-                )
-                after_table = table.inner_text()
-                assert "balloon" in after_table and "page_reporting" not in after_table
-                assert "host_rss_peak_bytes" in after_table
-                page.get_by_text("done: 2 run(s)").wait_for()
-                assert "sim" not in page.locator(".fphlib-app .widget-output").inner_text()
-                assert rss_img.evaluate("i => i.naturalWidth") > 300  # a real rendered PNG
-                shot = shots / "quickstart_after_run.png"
-                page.screenshot(path=str(shot))
-                print(f"screenshot: {shot}")
+                yield new_page
             finally:
                 ctx.close()
     finally:
         shutil.rmtree(user_data, ignore_errors=True)
+
+
+def test_quickstart_app_reruns_in_a_real_browser(voila_url, browser_page):
+    page = browser_page()
+    page.goto(voila_url + "00_quickstart.ipynb")
+    # the notebook runs once on load: the table appears when that run finished
+    table = page.locator("table.fphlib-summary")
+    table.wait_for()
+    before_table = table.inner_text()
+    assert "page_reporting (order 9)" in before_table and "none" in before_table
+    rss_img = page.locator(".fphlib-app img").first
+    before_src = rss_img.get_attribute("src")
+    assert before_src and before_src.startswith("blob:")
+    old_scenario = "3 × 256 MiB guests on a 1 GiB host"  # the smoke preset
+    assert old_scenario in rss_img.get_attribute("title")
+    # developer cells (tag "developer") are not part of the app
+    assert "The same from Python" not in page.content()
+    page.screenshot(path=str(SHOTS / "quickstart_loaded.png"), full_page=True)
+
+    # host memory 1 GiB -> 2 GiB: four steps of 256 MiB on the slider, from the keyboard
+    handle = page.locator(".widget-slider", has_text="host memory").locator(".noUi-handle")
+    handle.focus()
+    for _ in range(4):
+        handle.press("ArrowRight")
+    new_scenario = "3 × 256 MiB guests on a 2 GiB host"
+    page.get_by_text(new_scenario).first.wait_for()  # the line above Run says it first
+    mechanism = page.locator("select", has=page.locator("option[value='balloon']"))
+    mechanism.select_option("balloon")
+    # the balloon takes no hint order: the slider is disabled with a note
+    page.get_by_text("balloon does not use the hint order").wait_for()
+    page.get_by_role("button", name="Run").click()
+    page.wait_for_function(
+        "() => { const t = document.querySelector('table.fphlib-summary');"
+        " return t && t.innerText.includes('balloon'); }"
+    )
+    page.wait_for_function(
+        "(old) => { const i = document.querySelector('.fphlib-app img');"
+        " return i && i.src !== old; }",
+        arg=before_src,
+    )
+    page.get_by_text("done: 2 run(s)").wait_for()
+    after_table = table.inner_text()
+    assert "balloon" in after_table and "page_reporting" not in after_table
+    # readable: labels with units, no raw metric names, the change against none
+    assert "host RSS, peak" in after_table and "host_rss_peak_bytes" not in after_table
+    assert "vs none" in after_table and "GiB" in after_table
+    summary = page.locator(".fphlib-app").inner_text()
+    assert f"Summary: {new_scenario}" in summary
+    assert "vs none: balloon minus none" in summary  # the footnotes
+    # the figure titles (mirrored in the images' title attributes) name the new scenario
+    titles = page.locator(".fphlib-app img").evaluate_all("imgs => imgs.map(i => i.title)")
+    assert len(titles) == 2 and all(new_scenario in t for t in titles), titles
+    assert "sim" not in page.locator(".fphlib-app .widget-output").inner_text()
+    assert rss_img.evaluate("i => i.naturalWidth") > 300  # a real rendered PNG
+    shot = SHOTS / "quickstart_after_run.png"
+    page.screenshot(path=str(shot), full_page=True)
+    print(f"screenshot: {shot}")
+
+
+CLIPPED_JS = """(width) => {
+  const out = [];
+  for (const el of document.querySelectorAll('.jupyter-widgets, .widget-label, img')) {
+    const r = el.getBoundingClientRect();
+    if (r.width === 0 && r.height === 0) continue;  // hidden (e.g. an empty output)
+    const name = (el.innerText || el.title || el.className).toString().slice(0, 40);
+    if (r.left < -1 || r.right > width + 1) out.push(`outside the page: ${name} ${r.right}`);
+    if (el.classList.contains('widget-label') && el.scrollWidth > el.clientWidth + 1)
+      out.push(`label cut short: ${name}`);
+  }
+  if (document.documentElement.scrollWidth > width + 1)
+    out.push(`page scrolls sideways: ${document.documentElement.scrollWidth}`);
+  return out;
+}"""
+
+
+def test_notebook_01_renders_without_clipped_widgets(voila_url, browser_page):
+    page = browser_page()
+    page.goto(voila_url + "01_buddy_and_xbitmap.ipynb")
+    page.locator(".fphlib-tour img").first.wait_for()
+    page.locator("table.fphlib-table").last.wait_for()  # the last cells ran
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.fphlib-tour img')]"
+        ".every(i => i.complete && i.naturalWidth > 0)")
+    assert page.evaluate("() => window.innerWidth") == WIDTH
+    clipped = page.evaluate(CLIPPED_JS, WIDTH)
+    shot = SHOTS / "notebook01.png"
+    page.screenshot(path=str(shot), full_page=True)
+    print(f"screenshot: {shot}")
+    assert not clipped, clipped
+    # the widgets still work: churn redraws the status line
+    status = page.locator(".fphlib-tour").get_by_text("live blocks").first
+    before = status.inner_text()
+    page.get_by_role("button", name="churn").click()
+    page.wait_for_function(
+        "(old) => [...document.querySelectorAll('.fphlib-tour .widget-html')]"
+        ".some(e => e.innerText.includes('live blocks') && e.innerText !== old)", arg=before)
+    assert not page.evaluate(CLIPPED_JS, WIDTH)
 
 
 def test_missing_requirements_are_named(monkeypatch):

@@ -304,11 +304,16 @@ class SimulationApp:
         chosen_label = next(iter(self.results))
         scenario = scenario_title(self.results[chosen_label].config)
         ax = self._rss_fig.axes[0] if self._rss_fig.axes else self._rss_fig.add_subplot()
-        plots.plot_host_rss(self.results, ax=ax, title=f"Host RSS over time\n{scenario}")
+        rss_title = f"Host RSS over time\n{scenario}"
+        plots.plot_host_rss(self.results, ax=ax, title=rss_title)
         self.rss_image.value = figure_png(self._rss_fig)
+        guest_title = f"Per-guest memory, {chosen_label}: {scenario}"
         plots.plot_guest_memory(self.results[chosen_label], fig=self._guest_fig,
-                                title=f"Per-guest memory, {chosen_label}: {scenario}")
+                                title=guest_title)
         self.guest_image.value = figure_png(self._guest_fig)
+        # the figure titles as the images' title attributes too (screen readers, tests)
+        self.rss_image.tooltip = rss_title.replace("\n", ": ")
+        self.guest_image.tooltip = guest_title
         table = readable(self.results)
         self.table.value = (f"<b>Summary: {scenario}</b>"
                             + table.to_html(classes="fphlib-summary"))

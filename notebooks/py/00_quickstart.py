@@ -61,5 +61,5 @@ app.widget
 from fphlib.viz.tables import readable
 
 label, res = next(iter(app.results.items()))
-print(label, "-", res)
+print(f"preset {PROFILE}: {label} - {res}")
 readable(res.guest_summary)
