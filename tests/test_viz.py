@@ -168,7 +168,7 @@ def test_readable_summary_with_change_column_and_footnotes():
     assert any(n.startswith("vs none:") for n in t.notes)
     html = t.to_html()
     assert "fphlib-table" in html and "never finished" in html
-    assert "vs none" in str(t) and "| metric |" in t.to_markdown()
+    assert "vs none" in str(t) and "| host RSS, peak |" in t.to_markdown()
 
 
 def test_readable_values_and_changes():
@@ -220,11 +220,12 @@ def test_readable_per_guest_frame_and_runs_frame():
 
 
 def test_tracking_stats_table():
-    from fphlib.viz.tables import tracking_stats_table
+    from fphlib.viz.tables import TRACKING_LABELS, tracking_stats_table
     from fphlib.viz.tour import GuestTour
 
     tour = GuestTour("16MiB", track="page", seed=1)
     tour.churn(200)
+    assert set(tour.buddy.tracking_stats) <= set(TRACKING_LABELS)  # every counter labelled
     t = tracking_stats_table(tour.buddy.tracking_stats)
     f = t.frame["value"]
     assert f["memory of the structure now"].endswith("B")

@@ -144,7 +144,7 @@ class BlockSizeApp:
         self.executor = executor
         self.df = None
         mechs = block_size_mechanisms()
-        from .widgets import STALE_CSS, field_help
+        from .widgets import STALE_CSS, field_help, fit_layout
 
         self.orders = W.IntRangeSlider(value=(0, 10), min=0, max=10, description="orders",
                                        continuous_update=False,
@@ -166,7 +166,7 @@ class BlockSizeApp:
                                                         "from the cache)")
         self.status = W.HTML(f"<i>{self.profile} profile: press Run sweep</i>")
         self.log = W.Output()  # the sweep's tqdm.auto bar shows here while it runs
-        self.image = W.Image(format="png", layout=W.Layout(max_width="100%", height="auto"))
+        self.image = W.Image(format="png", layout=fit_layout())
         self.table = W.HTML()
         self.run_button.on_click(self.run)
         from matplotlib.figure import Figure

@@ -379,7 +379,7 @@ class CompareApp:
         self.results = {}
         self.summary = summary_frame({})
         reg = registered()
-        from .widgets import STALE_CSS, field_help
+        from .widgets import STALE_CSS, field_help, fit_layout
 
         self.mechanisms = W.SelectMultiple(
             options=reg, value=reg, rows=min(len(reg), 7), description="mechanisms",
@@ -400,7 +400,7 @@ class CompareApp:
                                       tooltip="mechanisms done of this press of Run")
         self.status = W.HTML(value=f"<i>{self.profile} profile: press Run</i>")
         self.run_log = W.Output()
-        self.image = W.Image(format="png", layout=W.Layout(max_width="100%", height="auto"))
+        self.image = W.Image(format="png", layout=fit_layout())
         self.table = W.HTML(value="")
         self.stale_widgets = (self.image, self.table)
         self.hint_order.observe(self._on_order, names="value")

@@ -194,7 +194,7 @@ class MigrationApp:
 
         self.profile = profile_name(profile)
         sizes, fractions = MIGRATION_SIZES[self.profile]
-        from .widgets import STALE_CSS, field_help
+        from .widgets import STALE_CSS, field_help, fit_layout
 
         self.guest_mem = W.Dropdown(options=[(f"{m / GIB:g} GiB", m) for m in sizes],
                                     value=sizes[-1], description="guest",
@@ -222,7 +222,7 @@ class MigrationApp:
                                       tooltip="migrations done of this press of Run")
         self.status = W.HTML(value=f"<i>{self.profile} profile: press Run</i>")
         self.run_log = W.Output()
-        self.image = W.Image(format="png", layout=W.Layout(max_width="100%", height="auto"))
+        self.image = W.Image(format="png", layout=fit_layout())
         self.table = W.HTML()
         self.stale_widgets = (self.image, self.table)
         self.results = {}

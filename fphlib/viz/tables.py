@@ -55,7 +55,9 @@ def format_value(value, unit):
     if unit == "bytes":
         for scale, name in ((1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
             if a >= scale:
-                return f"{sign}{a / scale:.2f} {name}"
+                x = a / scale
+                digits = 2 if x < 10 else 1 if x < 100 else 0
+                return f"{sign}{x:.{digits}f} {name}"
         return f"{sign}{a:.0f} B"
     if unit == "seconds":
         if a == 0:
@@ -82,7 +84,8 @@ def format_change(value, base, unit):
     text = ("+" if d > 0 else "") + format_value(d, unit)
     if float(base) != 0:
         pct = d / abs(float(base))
-        text += f" ({'+' if pct > 0 else MINUS}{abs(pct):.0%})".replace("%", " %")
+        digits = 0 if abs(pct) >= 0.01 else 1 if abs(pct) >= 0.001 else 2
+        text += f" ({'+' if pct > 0 else MINUS}{abs(pct):.{digits}%})".replace("%", " %")
     return text
 
 
@@ -222,7 +225,7 @@ def readable(data, baseline="none", metrics=None, index=None, drop_empty=True):
     elif base is not None:
         notes.insert(0, f"In parentheses: the change from {base} (difference, percent).")
     labels = [info[m].label for m in frame.index]
-    table = pd.DataFrame(out, index=pd.Index(labels, name="metric" if not per_guest else ""))
+    table = pd.DataFrame(out, index=pd.Index(labels))
     dashes = [m for m in frame.index
               if any(_missing(frame.at[m, c]) for c in columns) and info[m].unit != "text"]
     if dashes:
@@ -262,4 +265,6 @@ TRACKING_LABELS = {
     "node_frees": "radix node kfrees",
     "preload_calls": "xb_preload calls",
     "preload_allocs": "xb_preload kmallocs",
+    "nomem": "sets without a preloaded leaf (-ENOMEM)",
+    "failed": "tracking updates lost (pool exhausted; must be 0)",
 }

@@ -26,10 +26,10 @@ def block_size_label(order):
     return format_size(PAGE_SIZE << int(order))
 
 
-def figure_png(fig, dpi=96):
-    """PNG bytes of a matplotlib Figure."""
+def figure_png(fig, dpi=96, title=None):
+    """PNG bytes of a matplotlib Figure (``title`` stored as the PNG's Title text chunk)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Title": title} if title else None)
     return buf.getvalue()
 
 
@@ -53,6 +53,11 @@ STALE_CSS = ("<style>.fphlib-stale{opacity:0.35;filter:grayscale(1);transition:o
              "</style>")
 
 
+def fit_layout():
+    """Layout of a plot image: its natural width, scaled down to the page when narrower."""
+    return W.Layout(max_width="100%", height="auto", align_self="flex-start")
+
+
 def field_help(name):
     """Help text of SimConfig field ``name`` (tooltips), from the CLI's ``FIELD_HELP``."""
     from ..cli import FIELD_HELP
@@ -65,7 +70,7 @@ def mechanism_help(name):
     from ..hinting import mechanism_module
 
     doc = (mechanism_module(name).__doc__ or name).strip()
-    return doc.splitlines()[0]
+    return doc.splitlines()[0].replace("``", "")
 
 
 def run_configs(app, configs, simulate=None, what="run(s)"):
@@ -190,9 +195,8 @@ class SimulationApp:
         # simulate(progress=True) draws a tqdm.auto bar over simulated time; displayed inside
         # this Output it shows up in the app (JupyterLab and Voila) while a run computes
         self.run_log = W.Output()
-        fit = W.Layout(max_width="100%", height="auto")
-        self.rss_image = W.Image(format="png", layout=fit)
-        self.guest_image = W.Image(format="png", layout=fit)
+        self.rss_image = W.Image(format="png", layout=fit_layout())
+        self.guest_image = W.Image(format="png", layout=fit_layout())
         self.table = W.HTML(value="")
         self.stale_widgets = (self.rss_image, self.guest_image, self.table)
         self.preset.observe(self._on_preset, names="value")
@@ -306,14 +310,12 @@ class SimulationApp:
         ax = self._rss_fig.axes[0] if self._rss_fig.axes else self._rss_fig.add_subplot()
         rss_title = f"Host RSS over time\n{scenario}"
         plots.plot_host_rss(self.results, ax=ax, title=rss_title)
-        self.rss_image.value = figure_png(self._rss_fig)
+        # the PNGs carry their figure's title as metadata too (the browser test reads it)
+        self.rss_image.value = figure_png(self._rss_fig, title=rss_title.replace("\n", ": "))
         guest_title = f"Per-guest memory, {chosen_label}: {scenario}"
         plots.plot_guest_memory(self.results[chosen_label], fig=self._guest_fig,
                                 title=guest_title)
-        self.guest_image.value = figure_png(self._guest_fig)
-        # the figure titles as the images' title attributes too (screen readers, tests)
-        self.rss_image.tooltip = rss_title.replace("\n", ": ")
-        self.guest_image.tooltip = guest_title
+        self.guest_image.value = figure_png(self._guest_fig, title=guest_title)
         table = readable(self.results)
         self.table.value = (f"<b>Summary: {scenario}</b>"
                             + table.to_html(classes="fphlib-summary"))
