@@ -176,3 +176,18 @@ def test_repo2docker_dry_run_builds_from_binder_folder():
     assert 0 <= env_step < copy_src, "environment not pre-assembled"
     assert "RUN ./binder/postBuild" in log[copy_src:]
     assert 'R2D_ENTRYPOINT="${REPO_DIR}/binder/start"' in log
+
+
+def test_voila_leaves_out_developer_cells(tmp_path):
+    """binder/voila.json drops cells tagged "developer"; binder/start puts it on Voila's path."""
+    import json
+    import subprocess
+
+    conf = json.loads((ROOT / "binder" / "voila.json").read_text())
+    assert conf["TagRemovePreprocessor"]["remove_cell_tags"] == ["developer"]
+    out = subprocess.run(
+        ["bash", str(ROOT / "binder/start"), "bash", "-c", 'echo "$JUPYTER_CONFIG_PATH"'],
+        capture_output=True, text=True, check=True, cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if k != "JUPYTER_CONFIG_PATH"},
+    )
+    assert out.stdout.strip() == str(ROOT / "binder")

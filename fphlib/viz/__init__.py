@@ -1,6 +1,8 @@
 """Plots, widgets and ready-made scenarios on top of the simulation API.
 
-``fphlib.viz.plots`` draws seaborn figures from SimResult frames and guest-side state;
+``fphlib.viz.plots`` draws seaborn figures from SimResult frames and guest-side state, and
+holds the one home of metric labels and units (``SUMMARY_METRICS``, ``GUEST_METRICS``);
+``fphlib.viz.tables`` turns summaries and per-guest frames into readable tables;
 ``fphlib.viz.widgets`` builds the ipywidgets apps of the notebooks; ``fphlib.viz.scenarios``
 holds the headline comparison and the FPHLIB_PROFILE sizes; ``fphlib.viz.tour`` the helpers of
 the guest-side tour (notebook 01); ``fphlib.viz.block_size`` the block-size study (notebook
