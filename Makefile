@@ -36,6 +36,7 @@ test: $(VENV)/.stamp-test browser-deps
 # Headless use: `make lab LAB_ARGS="--no-browser --ip=127.0.0.1"`, then open the printed URL.
 # Port: `make lab PORT=9000` (the recipe passes --port=$(PORT); do not put --port in LAB_ARGS).
 lab: $(VENV)/.stamp-lab
+	$(PY) -m fphlib.api.warmup
 	$(PY) -m jupyter lab --notebook-dir=notebooks --port=$(PORT) $(LAB_ROOT) $(LAB_ARGS)
 
 demo: $(VENV)/.stamp-test

@@ -23,10 +23,11 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from pathlib import Path
+
+from startup import checkout, cold_compile
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,30 +52,11 @@ _DEMO = textwrap.dedent("""
     print(json.dumps(out))
 """)
 
-_COLD = textwrap.dedent("""
-    import time, warnings
-    warnings.simplefilter("ignore")
-    t0 = time.perf_counter()
-    import fphlib
-    cfg = fphlib.SimConfig(host_mem="1GiB", guests=1, guest_mem="256MiB", workload="churn",
-                           workload_params={"ops_per_s": 1000, "boot": "16MiB"},
-                           mechanism="page_reporting", duration_s=1)
-    fphlib.simulate(cfg)
-    print(time.perf_counter() - t0)
-""")
-
-
-def _python(tree, code, *args, env=None):
-    e = dict(os.environ, PYTHONPATH=str(tree), **(env or {}))
+def _python(tree, code, *args):
+    e = dict(os.environ, PYTHONPATH=str(tree))
     out = subprocess.run([sys.executable, "-c", code, *args], env=e, check=True,
                          capture_output=True, text=True, cwd=tree)
     return out.stdout.strip().splitlines()[-1]
-
-
-def cold_compile(tree):
-    """Seconds of import + first simulate() with an empty numba cache, in a fresh process."""
-    with tempfile.TemporaryDirectory() as cache:
-        return float(_python(tree, _COLD, env={"NUMBA_CACHE_DIR": cache}))
 
 
 def bytes_per_page(cfg):
@@ -122,31 +104,24 @@ def against(rev, repeat, cold):
     """Events/s of (a) here and at ``rev``, interleaved; print the ratios."""
     from fphlib.hinting import REGISTRY
 
-    with tempfile.TemporaryDirectory() as tmp:
-        old = Path(tmp) / "old"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(old), rev],
-                       check=True, capture_output=True)
-        try:
-            best = {"old": {}, "new": {}}
-            mechs = json.dumps(list(REGISTRY))
-            for i in range(repeat):
-                for label, tree in (("old", old), ("new", ROOT)):
-                    rates = json.loads(_python(tree, _DEMO, mechs))
-                    for m, r in rates.items():
-                        best[label][m] = max(best[label].get(m, 0.0), r)
-                print(f"  round {i + 1}/{repeat} done", flush=True)
-            print(f"(a) demo events/s, best of {repeat}, this tree vs {rev}:")
-            for m in best["old"]:
-                n, o = best["new"][m], best["old"][m]
-                print(f"  {m:<16} new {n / 1e6:6.1f} M/s  old {o / 1e6:6.1f} M/s  "
-                      f"ratio {n / o:5.2f}")
-            if cold:
-                c_new, c_old = cold_compile(ROOT), cold_compile(old)
-                print(f"cold compile: new {c_new:.0f} s, old ({rev}) {c_old:.0f} s, "
-                      f"ratio {c_new / c_old:.2f}")
-        finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)],
-                           capture_output=True)
+    with checkout(rev) as old:
+        best = {"old": {}, "new": {}}
+        mechs = json.dumps(list(REGISTRY))
+        for i in range(repeat):
+            for label, tree in (("old", old), ("new", ROOT)):
+                rates = json.loads(_python(tree, _DEMO, mechs))
+                for m, r in rates.items():
+                    best[label][m] = max(best[label].get(m, 0.0), r)
+            print(f"  round {i + 1}/{repeat} done", flush=True)
+        print(f"(a) demo events/s, best of {repeat}, this tree vs {rev}:")
+        for m in best["old"]:
+            n, o = best["new"][m], best["old"][m]
+            print(f"  {m:<16} new {n / 1e6:6.1f} M/s  old {o / 1e6:6.1f} M/s  "
+                  f"ratio {n / o:5.2f}")
+        if cold:
+            c_new, c_old = cold_compile(ROOT), cold_compile(old)
+            print(f"cold compile: new {c_new:.0f} s, old ({rev}) {c_old:.0f} s, "
+                  f"ratio {c_new / c_old:.2f}")
 
 
 def main():

@@ -12,7 +12,7 @@ from pathlib import Path
 
 # What a cold warmup takes on a 2-core machine (benchmarks/startup.py); shown to users before
 # they wait. Update it with the benchmark's figure when the engine changes.
-COLD_WARMUP_S = 400
+COLD_WARMUP_S = 200
 
 
 def _stamp_path():
@@ -104,3 +104,22 @@ def warmup(verbose=False, progress=None):
     if verbose:
         print(f"fphlib.warmup: {took:.1f} s")
     return took
+
+
+def main():
+    """``python -m fphlib.api.warmup``: warm the cache with a progress line (``make lab``)."""
+    if is_warm():
+        print("fphlib: simulator already compiled (numba cache is warm)")
+        return
+    print(f"fphlib: compiling the simulator once (first run only, ~{COLD_WARMUP_S // 60} min "
+          "on 2 cores); later starts take seconds", flush=True)
+
+    def show(done, total, label):
+        bar = "#" * done + "." * (total - done)
+        print(f"  [{bar}] {label}", flush=True)
+
+    print(f"fphlib: ready in {warmup(progress=show):.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -14,19 +14,26 @@ from ..guest.buddy import (
     Zone,
     init_free_lists,
 )
+from ..guest.mm import alloc_pages
 from ..guest.pcp import pcp_batch_high
 from ..guest.xbitmap import tracking_arrays
 from ..hinting import MECHANISMS, mechanism_module
-from ..hinting.dispatch import free_hook_order
-from ..host.backing import HPAGE_PAGES
+from ..hinting.dispatch import free_hook_order, hook_functions
+from ..host.backing import HPAGE_PAGES, ensure_ram
 from ..host.costs import cost_array
-from ..host.migration import migration_arrays
+from ..host.migration import migration_arrays, migration_step
 from ..host.policy import POLICIES, policy_module
 from ..state import layout as L
-from ..workloads import DEFAULT_CHURN_ORDERS, WORKLOADS
-from .loop import TICK_S
+from ..state import units
+from ..workloads import DEFAULT_CHURN_ORDERS, WL_CHURN, WL_MEMHOG, WL_TRACE, WORKLOADS
+from ..workloads.churn import churn_step
+from ..workloads.common import boot
+from ..workloads.memhog import memhog_step
+from ..workloads.trace import trace_step
+from .loop import TICK_S, check_all
 
 TRACK_MODES = {None: 0, "page": 1, "head": 2}  # fphlib.guest.buddy.TRACKS (xbitmap modes)
+WORKLOAD_STEPS = {WL_MEMHOG: memhog_step, WL_CHURN: churn_step, WL_TRACE: trace_step}
 
 
 def watermarks(n_pages):
@@ -231,11 +238,33 @@ def build_state(cfg):
         mig_i=mig_i,
         mig_f=mig_f,
         mig_bmap=mig_bmap,
+        fn=np.zeros(units.N_SLOTS, np.int64),
     )
     for g in range(G):
         init_free_lists(guest_zone(s, g))
+    bind_units(s, cfg)
     info = {"n_ticks": n_ticks, "every": every, "n_samples": n_samples, "dt": dt}
     return s, info
+
+
+def bind_units(s, cfg):
+    """Compile (or load) the separate units this run needs and store their addresses in
+    ``s.fn`` (:mod:`fphlib.state.units`): its mechanism's hooks, its policy's step, the
+    migration thread if it migrates, the steps of the workloads its guests run, the host's
+    reclaim path, the debug checks if ``debug``. Nothing else is compiled, so a first run
+    pays only for what it uses."""
+    slots = {units.SLOT[unit]: (unit, f) for unit, f in hook_functions(cfg.mechanism).items()}
+    slots[units.SLOT["policy_step"]] = ("policy_step", policy_module(cfg.policy).step)
+    if cfg.migration:
+        slots[units.SLOT["migration_step"]] = ("migration_step", migration_step)
+    if cfg.debug:
+        slots[units.SLOT["debug_check"]] = ("debug_check", check_all)
+    slots[units.SLOT["host_ensure_ram"]] = ("host_ensure_ram", ensure_ram)
+    slots[units.SLOT["guest_boot"]] = ("guest_boot", boot)
+    slots[units.SLOT["guest_alloc_slowpath"]] = ("guest_alloc_slowpath", alloc_pages)
+    for wl in sorted({int(w) for w in s.gi[:, L.GI_WL]} & set(WORKLOAD_STEPS)):
+        slots[units.SLOT_WORKLOAD + wl] = ("workload_step", WORKLOAD_STEPS[wl])
+    units.bind(s, slots)
 
 
 def private_arrays(state, params, npages, vcpus, gi, off_col):

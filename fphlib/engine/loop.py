@@ -21,6 +21,10 @@ Time model
   of a tick follow the pages it sent in that tick.
 - Samples are taken every ``sample_s`` (rounded to whole ticks) at tick starts, so the sample
   at t shows the state after every tick before t; the last sample is at ``duration_s``.
+- The loop calls the run's mechanism hooks, host policy, workload steps and migration thread
+  through the addresses ``build`` bound in ``s.fn`` (:mod:`fphlib.state.units`): each is its
+  own compile unit, so the loop's code is the same for every configuration and a first run
+  compiles only what it uses.
 - The loop runs in chunks of ticks; all state lives in arrays between chunks, so chunking
   (progress bars) changes nothing.
 
@@ -32,15 +36,22 @@ than guests (RSS = backed guest pages + a fixed overhead per running guest).
 
 
 from .._jit import jit
-from ..guest.buddy import Zone, nr_free_pages
-from ..hinting import dispatch as _mechanisms  # noqa: F401  (registers the mechanism hooks)
-from ..host.backing import ensure_ram, note_peak, record_event
+from ..guest.buddy import nr_free_pages
+from ..host.backing import note_peak, record_event
 from ..host.costs import C_GUEST_OVERHEAD
 from ..host.discard_queue import discard_due
-from ..host.migration import migration_step
-from ..host.policy import dispatch as _policies  # noqa: F401  (registers the policy hook)
-from ..state.borrow import borrow_state, borrow_zone
-from ..state.hooks import mech_reported_pages, mech_start, mech_tick, policy_step
+from ..state.borrow import borrow_state, borrow_zone, zone_of
+from ..state.hooks import (
+    debug_check,
+    guest_boot,
+    host_ensure_ram,
+    mech_reported_pages,
+    mech_start,
+    mech_tick,
+    migration_step,
+    policy_step,
+    workload_step,
+)
 from ..state.layout import (
     EV_GUEST_START,
     GF_START,
@@ -50,18 +61,12 @@ from ..state.layout import (
     GI_BALLOON,
     GI_DQ_N,
     GI_ISOLATED,
-    GI_NPAGES,
-    GI_OFF,
     GI_REPORTED_PAGES,
     GI_RSS,
     GI_STATUS,
     GI_SWAP,
     GI_USED,
     GI_WL,
-    GI_XB_LEAF_N,
-    GI_XB_LEAF_OFF,
-    GI_XB_NODE_N,
-    GI_XB_NODE_OFF,
     HF_POLICY_NEXT,
     HI_OVERHEAD_PAGES,
     HI_RAM_PAGES,
@@ -90,38 +95,11 @@ from ..state.layout import (
     ST_RUNNING,
     ST_WAITING,
 )
-from ..workloads import WL_CHURN, WL_MEMHOG, WL_TRACE
-from ..workloads.churn import churn_step
-from ..workloads.common import boot
-from ..workloads.memhog import memhog_step
-from ..workloads.trace import trace_step
+from ..workloads import WL_IDLE
 from .check import check_guest, check_host
 
 TICK_S = 1e-3
 EPS = 1e-9
-
-
-@jit
-def zone_of(s, g):
-    """The buddy Zone view of guest g (slices of the concatenated arrays)."""
-    s = borrow_state(s)
-    a = s.gi[g, GI_OFF]
-    b = a + s.gi[g, GI_NPAGES]
-    na = s.gi[g, GI_XB_NODE_OFF]
-    la = s.gi[g, GI_XB_LEAF_OFF]
-    return Zone(
-        s.nxt[a:b],
-        s.prv[a:b],
-        s.state[a:b],
-        s.flags[a:b],
-        s.z_head[g],
-        s.z_tail[g],
-        s.z_nr[g],
-        s.z_cfg[g],
-        s.xb_nodes[na : na + s.gi[g, GI_XB_NODE_N]],
-        s.xb_leaves[la : la + s.gi[g, GI_XB_LEAF_N]],
-        s.xb_meta[g],
-    )
 
 
 @jit
@@ -179,10 +157,10 @@ def _start_guest(s, g, z, t, ovh):
     s.gi[g, GI_STATUS] = ST_RUNNING
     s.hi[HI_OVERHEAD_PAGES] += ovh
     record_event(s, t, g, EV_GUEST_START, 0.0)
-    ensure_ram(s, 0, t, g, s.cost, ovh)
+    host_ensure_ram(s, 0, t, g, s.cost, ovh)
     if s.gi[g, GI_STATUS] != ST_RUNNING:
         return
-    if not boot(s, g, z, t, s.cost, ovh):
+    if not guest_boot(s, g, z, t, s.cost, ovh):
         return
     mech_start(s, g, z, t, s.cost)
 
@@ -201,7 +179,7 @@ def run_chunk(s, tick0, tick1):
         t = i * dt
         if i % every == 0:
             sample(s, i // every)
-            if s.pi[PI_DEBUG] and check_all(s, i // every):
+            if s.pi[PI_DEBUG] and debug_check(s, i // every):
                 return 1
         if i >= n_ticks:
             break
@@ -225,15 +203,11 @@ def run_chunk(s, tick0, tick1):
             z = zone_of(s, g)
             if t + EPS >= s.gf[g, GF_WL_START]:
                 wl = s.gi[g, GI_WL]
-                alive = True
-                if wl == WL_MEMHOG:
-                    alive = memhog_step(s, g, z, t, dt, cost, ovh)
-                elif wl == WL_CHURN:
-                    alive = churn_step(s, g, z, t, dt, cost, ovh)
-                elif wl == WL_TRACE:
-                    alive = trace_step(s, g, z, t, dt, cost, ovh)
-                if not alive or s.gi[g, GI_STATUS] != ST_RUNNING:
-                    continue
+                if wl != WL_IDLE:  # each workload's step is its own unit (fphlib.state.units)
+                    if not workload_step(s, wl, g, z, t, dt, cost, ovh):
+                        continue
+                    if s.gi[g, GI_STATUS] != ST_RUNNING:
+                        continue
             # the mechanism's instants (its mf column MECH_WAKE) and the host's new asks
             if s.mf[g, MECH_WAKE] <= t_end or s.gi[g, GI_ASK_SEQ] != s.gi[g, GI_ASK_TOLD]:
                 s.gi[g, GI_ASK_TOLD] = s.gi[g, GI_ASK_SEQ]

@@ -36,8 +36,9 @@ import numpy as np
 from numba.core import types
 from numba.extending import overload
 
-from .._jit import borrowed, jit
+from .._jit import borrowed_all, jit
 from .xbitmap import (
+    M_TRACK_FN,
     TRACK_BITMAP,
     bitmap_track_ptr,
     track_rebuild,
@@ -46,8 +47,8 @@ from .xbitmap import (
     tracking_nbytes,
     xb_stats,
     xb_track_add_call,
+    xb_track_call,
     xb_track_del_call,
-    xb_track_ptr,
 )
 
 NR_ORDERS = 11  # orders 0..10 (MAX_ORDER = 11 before v6.4, NR_PAGE_ORDERS since v6.8)
@@ -121,19 +122,7 @@ class Zone(NamedTuple):
 @jit(inline="always")
 def borrow_zone(zone):
     """The zone's arrays as borrowed views; call once at the top of a hot jitted loop."""
-    return Zone(
-        borrowed(zone.next),
-        borrowed(zone.prev),
-        borrowed(zone.state),
-        borrowed(zone.flags),
-        borrowed(zone.head),
-        borrowed(zone.tail),
-        borrowed(zone.nr_free),
-        borrowed(zone.cfg),
-        borrowed(zone.xb_nodes),
-        borrowed(zone.xb_leaves),
-        borrowed(zone.xb_meta),
-    )
+    return borrowed_all(zone)
 
 
 def new_zone(n_pages, n_orders=NR_ORDERS, placement="kernel", track=0, reporting=True):
@@ -205,10 +194,12 @@ def init_free_lists(zone):
 #
 # - xbitmap zones call ``xbitmap.xb_track_ptr`` out of line with the arrays' addresses
 #   (2.6x; 3.2x when the three arrays crossed the call as numba arrays, 7.7x through a
-#   zone-taking wrapper kernel). Inlining the hook instead was slower every time: 5.2-6.2x
-#   with the xbitmap, 4.4x even with the flat bitmap, as the bigger loop body spills the
-#   allocator's own state; and ``@overload(..., inline="always")`` miscompiled the zone
-#   kernels in numba 0.68 (every allocation failed). The int64 casts keep one signature.
+#   zone-taking wrapper kernel), through its address in ``xb_meta[M_TRACK_FN]`` so that zones
+#   without an xbitmap never compile it (``xbitmap.tracking_arrays`` sets it). Inlining the
+#   hook instead was slower every time: 5.2-6.2x with the xbitmap, 4.4x even with the flat
+#   bitmap, as the bigger loop body spills the allocator's own state; and
+#   ``@overload(..., inline="always")`` miscompiled the zone kernels in numba 0.68 (every
+#   allocation failed). The int64 casts keep one signature.
 # - flat-bitmap zones (:func:`kernel_zone`: ``xb_nodes`` None) call the small
 #   ``xbitmap.bitmap_track_ptr``, chosen at compile time (1.5x);
 # - an :func:`untracked_zone` (xbitmap fields None) compiles them to nothing, so the
@@ -247,10 +238,16 @@ def _hook_overload(add):
             return lambda zone, pfn, order: bitmap_track_ptr(
                 zone.xb_leaves.ctypes.data, zone.xb_leaves.shape[0], zone.xb_meta.ctypes.data,
                 pfn, order, add)
-        return lambda zone, pfn, order: xb_track_ptr(
-            zone.xb_nodes.ctypes.data, zone.xb_nodes.shape[0], zone.xb_leaves.ctypes.data,
-            zone.xb_leaves.shape[0], zone.xb_meta.ctypes.data, pfn, order,
-            zone.cfg[CFG_TRACK], add)
+
+        def impl(zone, pfn, order):
+            fn = zone.xb_meta[M_TRACK_FN]
+            if fn == 0:  # arrays not made by tracking_arrays: never call address 0
+                raise RuntimeError("xbitmap tracking arrays must come from tracking_arrays()")
+            xb_track_call(fn, zone.xb_nodes.ctypes.data, zone.xb_nodes.shape[0],
+                          zone.xb_leaves.ctypes.data, zone.xb_leaves.shape[0],
+                          zone.xb_meta.ctypes.data, pfn, order, zone.cfg[CFG_TRACK], add)
+
+        return impl
 
     return ol
 

@@ -72,13 +72,15 @@ Simplifications (each deliberate):
   node is never shrunk back into the root; only the radix tags' IDR_FREE meaning is modelled.
 """
 
+import functools
+
 import numpy as np
 from numba.core import errors, types
 from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import intrinsic
 from numba.np.numpy_support import carray
 
-from .._jit import borrowed, jit
+from .._jit import borrowed, call_native, jit, native_address
 
 # Geometry (include/linux/idr.h IDA_BITMAP_LONGS = 128 / 8; RADIX_TREE_MAP_SHIFT = 6)
 LEAF_SHIFT = 10
@@ -124,7 +126,8 @@ M_PRELOAD_CALLS = 17
 M_PRELOAD_ALLOCS = 18
 M_NOMEM = 19
 M_FAILED = 20
-META_LEN = 24  # 21..23 reserved
+M_TRACK_FN = 21  # native address of xb_track_ptr (tracking_arrays), 0 for other bitmaps
+META_LEN = 24  # 22..23 reserved
 
 COUNTERS = {
     "set_bit": M_SET,
@@ -1156,6 +1159,32 @@ def xb_track_ptr(nodes_addr, n_nodes, leaves_addr, n_leaves, meta_addr, pfn, ord
         xb_track_del(nodes, leaves, meta, pfn, order, granularity)
 
 
+# xb_track_ptr's one signature: it is called through its address (``meta[M_TRACK_FN]``, set by
+# ``tracking_arrays``), so only runs that track free pages in an xbitmap compile it (the
+# biggest kernel of the package: its cold compile was ~25 % of a first simulate()).
+_TRACK_PTR_SIG = types.none(types.uint64, types.int64, types.uint64, types.int64, types.uint64,
+                            types.int64, types.int64, types.int64, types.boolean)
+
+
+@functools.cache
+def xb_track_ptr_address():
+    """Native address of :func:`xb_track_ptr` (compiled or loaded from the cache once)."""
+    return native_address(xb_track_ptr, _TRACK_PTR_SIG)
+
+
+@intrinsic
+def xb_track_call(typingctx, fn, nodes_addr, n_nodes, leaves_addr, n_leaves, meta_addr, pfn,
+                  order, granularity, add):
+    """``xb_track_ptr(...)`` through its address ``fn`` (``meta[M_TRACK_FN]``)."""
+    have = (nodes_addr, n_nodes, leaves_addr, n_leaves, meta_addr, pfn, order, granularity, add)
+
+    def codegen(context, builder, signature, args):
+        return call_native(context, builder, args[0], types.none, _TRACK_PTR_SIG.args, have,
+                           args[1:])
+
+    return types.none(fn, *have), codegen
+
+
 @jit
 def bitmap_track_ptr(leaves_addr, n_rows, meta_addr, pfn, order, add):
     """The TRACK_BITMAP hook (:func:`_bitmap_track`) on the arrays at these addresses."""
@@ -1222,7 +1251,9 @@ def tracking_arrays(n_pages, granularity):
     if granularity == TRACK_BITMAP:
         nodes, _, meta = xb_new(0, 0, MODE_GROW)
         return nodes, np.zeros((-(-int(n_pages) // LEAF_BITS), LEAF_WIDTH), np.uint64), meta
-    return xb_new(*xb_capacity(n_pages), MODE_PRELOAD)
+    nodes, leaves, meta = xb_new(*xb_capacity(n_pages), MODE_PRELOAD)
+    meta[M_TRACK_FN] = xb_track_ptr_address()
+    return nodes, leaves, meta
 
 
 def tracking_nbytes(leaves, meta, granularity):

@@ -145,20 +145,20 @@ def page_reporting_notify_free(s, g, order, t):
     page_reporting_request(s, g, t)
 
 
-@jit
+@jit(inline="always")
 def _report(s, g, z, first, last, now, cost):
     """``prdev->report`` of sg entries [first, last); return when the host discards them."""
     base = s.gi[g, GI_MBUF_OFF] + 2 * first
     return report_blocks(s, g, z, base, last - first, now, cost)
 
 
-@jit
+@jit(inline="always")
 def _drain(s, g, z, first, last, cost):
     """``page_reporting_drain`` of sg entries [first, last)."""
     putback_blocks(s, g, z, s.gi[g, GI_MBUF_OFF] + 2 * first, last - first, True, cost)
 
 
-@jit
+@jit(inline="always")
 def _finish(s, g, now):
     """End of ``page_reporting_process``: cmpxchg(ACTIVE, IDLE), else reschedule."""
     s = borrow_state(s)

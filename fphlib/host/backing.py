@@ -27,6 +27,7 @@ import numpy as np
 from .._jit import jit
 from ..guest.buddy import PG_BACKED, PG_DATA
 from ..state.borrow import borrow_state, borrow_zone
+from ..state.hooks import host_ensure_ram
 from ..state.layout import (
     EV_OOM_KILL,
     GF_DEBT,
@@ -88,7 +89,7 @@ WRITTEN = PG_DATA | PG_REFERENCED | PG_MIG_DIRTY
 HOST_BITS_CLEAR = ~(PG_BACKED | PG_SWAPPED | PG_REFERENCED)
 
 
-@jit
+@jit(inline="always")
 def record_event(s, t, g, kind, value):
     """Append one row to the event log (counted, not stored, beyond MAX_EVENTS)."""
     s = borrow_state(s)
@@ -116,7 +117,7 @@ def note_peak(s):
         s.hi[HI_RSS_PEAK] = used
 
 
-@jit
+@jit(inline="always")  # one caller: no compile unit of its own
 def kill_guest(s, g, t, overhead_pages):
     """The host OOM killer kills guest g: all its memory and swap go back to the host."""
     s = borrow_state(s)
@@ -138,7 +139,7 @@ def kill_guest(s, g, t, overhead_pages):
     record_event(s, t, g, EV_OOM_KILL, value)
 
 
-@jit
+@jit(inline="always")  # one caller: no compile unit of its own
 def oom_kill(s, t, requester, overhead_pages):
     """``out_of_memory``: kill the running guest with the largest RSS + swap."""
     s = borrow_state(s)
@@ -155,7 +156,7 @@ def oom_kill(s, t, requester, overhead_pages):
     kill_guest(s, victim, t, overhead_pages)
 
 
-@jit
+@jit(inline="always")  # one caller: no compile unit of its own
 def _guest_of(s, p, g):
     """Guest owning global page p, starting the search at g (the clock moves forward)."""
     s = borrow_state(s)
@@ -165,7 +166,7 @@ def _guest_of(s, p, g):
     return g
 
 
-@jit
+@jit(inline="always")  # one caller: no compile unit of its own
 def reclaim(s, want, cost):
     """Swap out up to ``want`` pages with the second-chance clock; return pages freed."""
     s = borrow_state(s)
@@ -241,7 +242,7 @@ def touch(s, g, z, pfn, npages, t, cost, overhead_pages):
         r = (off + p) >> HPAGE_SHIFT
         if f & PG_SWAPPED:
             if host_used_pages(s) + 1 > s.hi[HI_RAM_PAGES]:
-                ensure_ram(s, 1, t, g, cost, overhead_pages)
+                host_ensure_ram(s, 1, t, g, cost, overhead_pages)
             if s.gi[g, GI_STATUS] != ST_RUNNING:
                 return -1.0
             flags[p] = (flags[p] & NOT_SWAPPED) | PG_BACKED | WRITTEN
@@ -254,7 +255,7 @@ def touch(s, g, z, pfn, npages, t, cost, overhead_pages):
             continue
         if thp and s.reg_cnt[r] == 0:
             if host_used_pages(s) + HPAGE_PAGES > s.hi[HI_RAM_PAGES]:
-                ensure_ram(s, HPAGE_PAGES, t, g, cost, overhead_pages)
+                host_ensure_ram(s, HPAGE_PAGES, t, g, cost, overhead_pages)
             if s.gi[g, GI_STATUS] != ST_RUNNING:
                 return -1.0
             base = (p >> HPAGE_SHIFT) << HPAGE_SHIFT
@@ -277,7 +278,7 @@ def touch(s, g, z, pfn, npages, t, cost, overhead_pages):
                 refault_cost += cost[C_FAULT_2M]
             continue
         if host_used_pages(s) + 1 > s.hi[HI_RAM_PAGES]:
-            ensure_ram(s, 1, t, g, cost, overhead_pages)
+            host_ensure_ram(s, 1, t, g, cost, overhead_pages)
         if s.gi[g, GI_STATUS] != ST_RUNNING:
             return -1.0
         f = flags[p]

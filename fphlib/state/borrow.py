@@ -1,10 +1,17 @@
 """Borrowed views of the engine state (no reference counting inside kernels)."""
 
-from .._jit import borrowed, jit
-from ..guest.buddy import borrow_zone
-from .layout import EngineState
+from .._jit import borrowed_all, jit
+from ..guest.buddy import Zone, borrow_zone
+from .layout import (
+    GI_NPAGES,
+    GI_OFF,
+    GI_XB_LEAF_N,
+    GI_XB_LEAF_OFF,
+    GI_XB_NODE_N,
+    GI_XB_NODE_OFF,
+)
 
-__all__ = ["borrow_state", "borrow_zone"]
+__all__ = ["borrow_state", "borrow_zone", "zone_of"]
 
 
 @jit(inline="always")
@@ -15,52 +22,27 @@ def borrow_state(s):
     arrays passed to every helper that costs ~0.5 µs per call. Borrowed views make those
     increfs no-ops. Valid only while the caller holds ``s``: use inside one kernel call.
     """
-    return EngineState(
-        borrowed(s.nxt),
-        borrowed(s.prv),
-        borrowed(s.state),
-        borrowed(s.flags),
-        borrowed(s.reg_cnt),
-        borrowed(s.reg_huge),
-        borrowed(s.z_head),
-        borrowed(s.z_tail),
-        borrowed(s.z_nr),
-        borrowed(s.z_cfg),
-        borrowed(s.xb_nodes),
-        borrowed(s.xb_leaves),
-        borrowed(s.xb_meta),
-        borrowed(s.pcp_head),
-        borrowed(s.pcp_tail),
-        borrowed(s.pcp_cnt),
-        borrowed(s.gi),
-        borrowed(s.gf),
-        borrowed(s.wp),
-        borrowed(s.wmix),
-        borrowed(s.rng),
-        borrowed(s.mi),
-        borrowed(s.mf),
-        borrowed(s.mbuf),
-        borrowed(s.pol_i),
-        borrowed(s.pol_f),
-        borrowed(s.dq_t),
-        borrowed(s.dq_pfn),
-        borrowed(s.dq_n),
-        borrowed(s.pool),
-        borrowed(s.tr_t),
-        borrowed(s.tr_kind),
-        borrowed(s.tr_order),
-        borrowed(s.tr_slot),
-        borrowed(s.hi),
-        borrowed(s.hf),
-        borrowed(s.pi),
-        borrowed(s.pf),
-        borrowed(s.cost),
-        borrowed(s.rec_h),
-        borrowed(s.rec_g),
-        borrowed(s.ev),
-        borrowed(s.err),
-        borrowed(s.mig_i),
-        borrowed(s.mig_f),
-        borrowed(s.mig_bmap),
-    )
+    return borrowed_all(s)
 
+
+@jit
+def zone_of(s, g):
+    """The buddy Zone view of guest g (slices of the concatenated arrays)."""
+    s = borrow_state(s)
+    a = s.gi[g, GI_OFF]
+    b = a + s.gi[g, GI_NPAGES]
+    na = s.gi[g, GI_XB_NODE_OFF]
+    la = s.gi[g, GI_XB_LEAF_OFF]
+    return Zone(
+        s.nxt[a:b],
+        s.prv[a:b],
+        s.state[a:b],
+        s.flags[a:b],
+        s.z_head[g],
+        s.z_tail[g],
+        s.z_nr[g],
+        s.z_cfg[g],
+        s.xb_nodes[na : na + s.gi[g, GI_XB_NODE_N]],
+        s.xb_leaves[la : la + s.gi[g, GI_XB_LEAF_N]],
+        s.xb_meta[g],
+    )

@@ -203,3 +203,5 @@ class EngineState(NamedTuple):
     mig_i: np.ndarray  # int64[NMI]
     mig_f: np.ndarray  # float64[NMF]
     mig_bmap: np.ndarray  # uint64[pages / 64]: QEMU's migration bitmap (rb->bmap), pages to send
+    # native addresses of the run's separately compiled units (fphlib.state.units.bind)
+    fn: np.ndarray  # int64[units.N_SLOTS]

@@ -2,10 +2,11 @@
 
 from .._jit import jit
 from ..guest.buddy import PG_BACKED, rmqueue_smallest
-from ..guest.mm import alloc_pages, free_block
+from ..guest.mm import free_block
 from ..guest.pcp import pcp_alloc
 from ..host.backing import WRITTEN, touch
 from ..state.borrow import borrow_state, borrow_zone
+from ..state.hooks import guest_alloc_slowpath
 from ..state.layout import (
     GF_DEBT,
     GI_ALLOC_FAIL,
@@ -42,7 +43,7 @@ def alloc_touch(s, g, z, order, cpu, t, cost, ovh):
         pfn = rmqueue_smallest(z, order)
         s.gi[g, GI_LOCK_OPS] += 1
     if pfn < 0:
-        pfn = alloc_pages(s, g, z, order, cpu, t, cost)
+        pfn = guest_alloc_slowpath(s, g, z, order, cpu, t, cost)  # mm.alloc_pages
         if pfn < 0:
             s.gi[g, GI_ALLOC_FAIL] += 1
             return -1

@@ -14,7 +14,7 @@ from ...state.layout import (
 from ..backing import record_event
 
 
-@jit
+@jit(inline="always")
 def ask(s, g, now, pages, hint):
     """Ask guest g at ``now`` to give back ``pages`` (balloon size) and to hint or not.
 

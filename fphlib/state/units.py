@@ -1,0 +1,125 @@
+"""Separate compile units: the parts of the simulator a run may or may not use (the mechanism's
+hooks, the host policy's step, each workload's step, the migration thread) are compiled on
+their own and called through native addresses, never linked into their callers.
+
+Why: numba links every jitted callee's LLVM module into its caller and optimizes and
+machine-codes the whole again (numba.core.codegen.CPUCodeLibrary.finalize), at every level of
+the call graph. With all mechanisms, policies and workloads as static callees of the engine
+loop, a first ``simulate()`` compiled all of them, several times over (357 s cold with seven
+mechanisms). Called through an address, a unit is compiled once, for one signature, only when
+a run needs it (``bind``), and cached on disk like any kernel.
+
+How: ``fphlib.engine.build`` picks the functions of a run and :func:`bind` compiles them for
+the run's exact argument types (:func:`signature`) and stores their native entry points in
+``EngineState.fn``. The jitted callers (:mod:`fphlib.state.hooks`) load the address from
+``s.fn[slot]`` and call it with numba's own calling convention (an intrinsic, as numba calls a
+first-class function's ``jit_addr``: numba.core.lowering, ``_lower_call_FunctionType``);
+errors propagate as in any call. Addresses belong to the process that bound them: a state is
+bound again (``bind``) before it runs in another process.
+"""
+
+import functools
+
+import numpy as np
+from numba import typeof, types
+from numba.core.errors import TypingError
+from numba.extending import intrinsic
+
+from .._jit import call_native, native_address
+from .borrow import zone_of
+
+# unit -> (argument names, return type). Argument names fix the types (ARG_TYPES); the zone
+# ``z`` is always ``zone_of(s, g)``'s type, so a caller with another view is refused at typing.
+SPECS = {
+    "mech_start": ("s g z t cost", types.none),
+    "mech_tick": ("s g z t cost", types.none),
+    "mech_on_free": ("s g z pfn order t", types.none),
+    "mech_on_alloc_fail": ("s g z t cost", types.Tuple((types.int64, types.float64))),
+    "mech_reported_pages": ("s g z", types.int64),
+    "policy_step": ("s now cost", types.none),
+    "migration_step": ("s now cost", types.none),
+    "host_ensure_ram": ("s need t g cost ovh", types.none),
+    "guest_boot": ("s g z t cost ovh", types.boolean),
+    "guest_alloc_slowpath": ("s g z order cpu t cost", types.int64),
+    "debug_check": ("s k", types.int64),
+    "workload_step": ("s g z t dt cost ovh", types.boolean),
+}
+ARG_TYPES = {
+    "g": types.int64,
+    "k": types.int64,
+    "cpu": types.int64,
+    "need": types.int64,
+    "pfn": types.int64,
+    "order": types.int64,
+    "ovh": types.int64,
+    "t": types.float64,
+    "now": types.float64,
+    "dt": types.float64,
+}
+N_WORKLOAD_SLOTS = 8  # workload_step slots, indexed by workload id (fphlib.workloads)
+
+SLOT = {name: i for i, name in enumerate(n for n in SPECS if n != "workload_step")}
+SLOT_WORKLOAD = len(SLOT)  # workload w at SLOT_WORKLOAD + w
+N_SLOTS = SLOT_WORKLOAD + N_WORKLOAD_SLOTS
+
+
+@functools.cache
+def zone_type(state_type):
+    """The numba type of ``zone_of(s, g)`` for a state of ``state_type``."""
+    args = (state_type, types.int64)
+    zone_of.compile(args)
+    return zone_of.overloads[args].signature.return_type
+
+
+def _arg_types(unit, state_type):
+    names, _ = SPECS[unit]
+    out = []
+    for name in names.split():
+        if name == "s":
+            out.append(state_type)
+        elif name == "z":
+            out.append(zone_type(state_type))
+        elif name == "cost":
+            out.append(state_type.types[state_type.fields.index("cost")])
+        else:
+            out.append(ARG_TYPES[name])
+    return tuple(out)
+
+
+def signature(unit, state_type):
+    """The one signature unit functions are compiled for, given the engine state's type."""
+    return SPECS[unit][1](*_arg_types(unit, state_type))
+
+
+def bind(s, functions):
+    """Store the native addresses of ``functions`` ({slot: (unit, jitted function)}) in ``s.fn``."""
+    state_type = typeof(s)
+    fn = np.zeros(N_SLOTS, np.int64)
+    for slot, (unit, function) in functions.items():
+        fn[slot] = native_address(function, signature(unit, state_type))
+    s.fn[:] = fn
+
+
+def caller(unit):
+    """An intrinsic ``call(addr, *args)`` calling the unit function at ``addr`` with ``args``."""
+    names, restype = SPECS[unit]
+
+    def typer(typingctx, addr, args):
+        want = _arg_types(unit, args[0])
+        for name, have, need in zip(names.split(), args, want, strict=True):
+            if name in ("s", "z", "cost") and have != need:
+                raise TypingError(f"{unit}: argument {name} is {have}; units are compiled "
+                                  f"for {need} (pass zone_of(s, g) and s.cost)")
+        sig = restype(addr, *args)
+
+        def codegen(context, builder, signature, llargs):
+            return call_native(context, builder, llargs[0], restype, want, args, llargs[1:])
+
+        return sig, codegen
+
+    # an intrinsic's typer needs its parameters spelled out (numba folds *args into a tuple)
+    params = ", ".join(names.split())
+    ns = {"typer": typer}
+    exec(f"def call_{unit}(typingctx, addr, {params}):\n"  # our SPECS, no user input
+         f"    return typer(typingctx, addr, ({params},))", ns)
+    return intrinsic(ns[f"call_{unit}"])
