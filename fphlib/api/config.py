@@ -17,6 +17,8 @@ from ..host.policy import POLICIES, policy_module
 from ..state.params import effective, validate
 from ..units import format_size, parse_size
 from ..workloads import COMMON, PARAMS, WORKLOADS
+from . import limits
+from .frozen import freeze, plain, thaw
 
 TOP_BLOCK = 4 << 20  # order-10 block: guest memory must be a whole number of these
 PAGE = 4096
@@ -58,7 +60,28 @@ def _guest_mem(name, value):
             "guest memory must be a positive whole number of order-10 blocks (4 MiB), "
             "e.g. '4GiB' or '5GiB'",
         )
-    return size
+    return limits.bounded(name, size, TOP_BLOCK, limits.MAX_GUEST_MEM, "a size", "bytes")
+
+
+def _check_aliases(cfg, module):
+    """Bound the older SimConfig fields that stand for ``module``'s parameters by the
+    parameter's own range (``balloon_interval_s`` as the static policy's ``interval_s``)."""
+    from ..state.params import _check
+
+    for p in module.PARAMS.values():
+        if p.field is not None:
+            _check(p.field, p, getattr(cfg, p.field))
+
+
+def _intervals(cfg):
+    """The periods (s) of the policy's and the mechanism's rounds: work per simulated second."""
+    out = []
+    for settings in (cfg.policy_settings(), cfg.mechanism_settings()):
+        for key, value in settings.items():
+            if key.endswith(("interval_s", "delay_s")) and isinstance(value, float | int) \
+                    and value > 0:
+                out.append(float(value))
+    return out
 
 
 def _params(name, workload, params):
@@ -99,11 +122,13 @@ def _params(name, workload, params):
             for o, w in value.items():
                 try:
                     oi = int(o)
-                except (TypeError, ValueError):
+                except (TypeError, ValueError, OverflowError):
                     oi = -1
-                if str(oi) != str(o).strip() or not 0 <= oi < NR_ORDERS:
+                if isinstance(o, bool) or str(oi) != str(o).strip() or not 0 <= oi < NR_ORDERS:
                     _fail(fname, value, f"order {o!r} is not an order 0..10")
-                mix[oi] = _number(f"{fname}[{o!r}]", w, lo=0)
+                if oi in mix:
+                    _fail(fname, value, f"order {oi} is given twice")
+                mix[oi] = _number(f"{fname}[{o!r}]", w, lo=0, hi=limits.MAX_ORDER_WEIGHT)
             if sum(mix.values()) <= 0:
                 _fail(fname, value, "the weights must not all be zero")
             out[key] = dict(sorted(mix.items()))
@@ -111,13 +136,14 @@ def _params(name, workload, params):
             if not isinstance(value, str) or not value:
                 _fail(fname, value, "expected a path to a trace file (data/README.md)")
             out[key] = value
+        limits.check_workload_value(fname, key, out[key])
     if workload == "trace" and "path" not in out:
         _fail(f"{name}['path']", None, "workload 'trace' needs workload_params={'path': ...}")
     return out
 
 
 def _workload(name, value):
-    if value not in WORKLOADS:
+    if not isinstance(value, str) or value not in WORKLOADS:
         _fail(name, value, f"known workloads: {', '.join(WORKLOADS)}")
     return value
 
@@ -208,10 +234,13 @@ class SimConfig:
 
     def __post_init__(self):
         set_ = object.__setattr__  # frozen: canonicalise once, here
+        for f in dataclasses.fields(self):  # numpy scalars and frozen values, as literals
+            set_(self, f.name, plain(getattr(self, f.name)))
         set_(self, "host_mem", parse_size(self.host_mem, "host_mem"))
-        if self.host_mem <= 0:
-            _fail("host_mem", self.host_mem, "host RAM must be > 0 bytes")
+        limits.bounded("host_mem", self.host_mem, limits.MIN_HOST_MEM, limits.MAX_HOST_MEM,
+                       "a size", "bytes")
         set_(self, "host_swap", parse_size(self.host_swap, "host_swap"))
+        limits.bounded("host_swap", self.host_swap, 0, limits.MAX_HOST_SWAP, "a size", "bytes")
         for name in ("host_thp", "debug", "deflate_on_oom"):
             if not isinstance(getattr(self, name), bool):
                 _fail(name, getattr(self, name), "expected True or False")
@@ -243,10 +272,12 @@ class SimConfig:
             _number("report_delay_s", self.report_delay_s, lo=0, lo_open=True, hi=3600),
         )
         set_(self, "costs", validate_costs(self.costs))
+        limits.check_costs(self.costs)
         set_(
             self,
             "duration_s",
-            _number("duration_s", self.duration_s, lo=0, lo_open=True, hi=30 * 86400),
+            _number("duration_s", self.duration_s, lo=0, lo_open=True,
+                    hi=limits.MAX_DURATION_S),
         )
         set_(self, "sample_s", _number("sample_s", self.sample_s, lo=0.001, hi=3600))
         if self.sample_s > self.duration_s:
@@ -269,7 +300,8 @@ class SimConfig:
         set_(
             self,
             "balloon_interval_s",
-            _number("balloon_interval_s", self.balloon_interval_s, lo=0, lo_open=True),
+            _number("balloon_interval_s", self.balloon_interval_s, lo=limits.MIN_INTERVAL_S,
+                    hi=limits.MAX_INTERVAL_S),
         )
         for kind, module in (("mechanism", mechanism_module(self.mechanism)),
                              ("policy", policy_module(self.policy))):
@@ -282,9 +314,14 @@ class SimConfig:
                     _fail(f"{name}[{key!r}]", given[key],
                           f"also set as {p.field}={getattr(self, p.field)!r}; set one of them")
             set_(self, name, given)
+            _check_aliases(self, module)
             checker = getattr(module, "check_params", None)
             if checker is not None:
                 checker(effective(module.PARAMS, given, self))
+        self._check_scale()
+        for name in ("workload_params", "costs", "mechanism_params", "policy_params",
+                     "guest_overrides", "migration"):
+            set_(self, name, freeze(getattr(self, name)))
         total = self.host_mem + self.host_swap
         for g in range(self.guests):
             mem = self.guest_spec(g)["mem"]
@@ -295,6 +332,16 @@ class SimConfig:
                     UserWarning,
                     stacklevel=3,
                 )
+
+    def _check_scale(self):
+        """Total guest memory and the estimated work of the run within ``limits``."""
+        total = sum(self.guest_spec(g)["mem"] for g in range(self.guests))
+        if total > limits.MAX_TOTAL_GUEST_MEM:
+            _fail("guest_mem", self.guest_mem,
+                  f"the guests' memory adds up to {format_size(total)}, above the limit of "
+                  f"{format_size(limits.MAX_TOTAL_GUEST_MEM)} for all guests; fewer or "
+                  "smaller guests")
+        limits.check_work(self, _intervals(self))
 
     def _check_overrides(self, overrides):
         if overrides is None:
@@ -359,8 +406,8 @@ class SimConfig:
 
     def to_dict(self):
         """A JSON-serialisable dict; ``SimConfig.from_dict(d) == self``."""
-        d = dataclasses.asdict(self)
-        d["guest_overrides"] = [dict(o) for o in self.guest_overrides]
+        d = {f.name: thaw(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        d["guest_overrides"] = [dict(o) for o in d["guest_overrides"]]
         for spec in [d["workload_params"]] + [o.get("workload_params") or {} for o in
                                              d["guest_overrides"]]:
             if "orders" in spec:
