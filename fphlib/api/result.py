@@ -240,6 +240,7 @@ def _save(res, path, overwrite):
     path = Path(os.path.abspath(os.fspath(path)))
     if path.parent == path:
         raise FileExistsError(f"{path}: cannot save a result as the root directory")
+    _clean_stale(path)  # first: a result a killed save swapped out is put back
     replace = False
     if os.path.lexists(path):
         if path.is_symlink() or not path.is_dir():
@@ -256,7 +257,6 @@ def _save(res, path, overwrite):
                 )
         replace = True
     path.parent.mkdir(parents=True, exist_ok=True)
-    _clean_stale(path)
     tmp = _make_dir(path.parent, path.name, _TMP)
     try:
         for fname, attr in _TABLES.items():
