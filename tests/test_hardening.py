@@ -7,7 +7,6 @@ import os
 import pathlib
 import pickle
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
@@ -197,7 +196,7 @@ def test_wrapper_arrays_are_read_only():
         "\n    pass\nprint(b.alloc(10))",
         "x = fphlib.XBitmap(); x.set_bit(5)\ntry:\n    x.arrays[2][0] = 10**9\n"
         "except ValueError:\n    pass\nprint(x.test_bit(5))",
-        "r = fphlib.SimResult.load(%r)\nr.host.iloc[0, 0] = -1\nprint(len(r.host))" % str(V010),
+        f"r = fphlib.SimResult.load({str(V010)!r})\nr.host.iloc[0, 0] = -1\nprint(len(r.host))",
     ],
 )
 def test_probes_do_not_crash_the_interpreter(code):
