@@ -238,6 +238,8 @@ def load_config_file(path):
     if suffix not in (".json", ".toml"):
         raise ValueError(f"config file {text_path!r}: unknown suffix {suffix!r}; use .json or "
                          ".toml")
+    if os.path.exists(text_path) and not os.path.isfile(text_path):  # a FIFO would block
+        raise ValueError(f"config file {text_path!r}: not a regular file")
     try:
         with open(text_path, "rb") as f:
             data = f.read()

@@ -64,7 +64,7 @@ def parse_size(value, field="size"):
         return int(value)
     if isinstance(value, str):
         m = _SIZE_RE.match(value)
-        if m and m.group(2).lower() in _UNITS:
+        if m and m.group(2).lower() in _UNITS and len(m.group(1)) <= 40:
             number, unit = m.groups()
             scale = _UNITS[unit.lower()]
             if "." in number:

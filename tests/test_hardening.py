@@ -511,3 +511,15 @@ def test_ctrl_c_stops_simulate_quickly_and_the_cli_exits_130(tmp_path):
     assert float(delay) < 2.0
     assert stderr.strip().splitlines()[-1].endswith("interrupted")
     assert not out.exists()
+
+
+def test_cli_config_that_is_a_fifo_is_refused(tmp_path, capsys):
+    fifo = tmp_path / "run.toml"
+    os.mkfifo(fifo)
+    code, _, err = run(capsys, "simulate", "--config", str(fifo))
+    assert "not a regular file" in one_line_error(code, err)
+
+
+def test_absurdly_long_sizes_name_the_field():
+    with pytest.raises(ValueError, match="^host_mem: "):
+        SimConfig(host_mem="9" * 5000)
