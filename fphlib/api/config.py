@@ -60,7 +60,8 @@ def _guest_mem(name, value):
             "guest memory must be a positive whole number of order-10 blocks (4 MiB), "
             "e.g. '4GiB' or '5GiB'",
         )
-    return limits.bounded(name, size, TOP_BLOCK, limits.MAX_GUEST_MEM, "a size", "bytes")
+    return limits.bounded(name, size, TOP_BLOCK, limits.MAX_GUEST_MEM, "a size", "bytes",
+                          given=value)
 
 
 def _check_aliases(cfg, module):
@@ -236,11 +237,11 @@ class SimConfig:
         set_ = object.__setattr__  # frozen: canonicalise once, here
         for f in dataclasses.fields(self):  # numpy scalars and frozen values, as literals
             set_(self, f.name, plain(getattr(self, f.name)))
-        set_(self, "host_mem", parse_size(self.host_mem, "host_mem"))
-        limits.bounded("host_mem", self.host_mem, limits.MIN_HOST_MEM, limits.MAX_HOST_MEM,
-                       "a size", "bytes")
-        set_(self, "host_swap", parse_size(self.host_swap, "host_swap"))
-        limits.bounded("host_swap", self.host_swap, 0, limits.MAX_HOST_SWAP, "a size", "bytes")
+        for name, lo, hi in (("host_mem", limits.MIN_HOST_MEM, limits.MAX_HOST_MEM),
+                             ("host_swap", 0, limits.MAX_HOST_SWAP)):
+            given = getattr(self, name)
+            set_(self, name, parse_size(given, name))
+            limits.bounded(name, getattr(self, name), lo, hi, "a size", "bytes", given=given)
         for name in ("host_thp", "debug", "deflate_on_oom"):
             if not isinstance(getattr(self, name), bool):
                 _fail(name, getattr(self, name), "expected True or False")

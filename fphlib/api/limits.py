@@ -43,15 +43,19 @@ MAX_ORDER_WEIGHT = 1e12  # churn order weights: finite, their sum stays finite
 MAX_EVENTS = 5_000_000_000
 
 
-def bounded(name, value, lo, hi, what="a number", unit=""):
-    """``value`` if ``lo <= value <= hi``, else ``ValueError`` naming ``name`` and the range."""
+def bounded(name, value, lo, hi, what="a number", unit="", given=None):
+    """``value`` if ``lo <= value <= hi``, else ``ValueError`` naming ``name`` and the range
+    (quoting ``given``, the value as the user wrote it, when it differs)."""
     if not (isinstance(value, int | float) and not isinstance(value, bool)
             and math.isfinite(value) and lo <= value <= hi):
+        shown = repr(value)
         if unit == "bytes":
             rng = f"{format_size(lo)}..{format_size(hi)}"
+            if isinstance(value, int):
+                shown = f"{given if given is not None else value!r} ({format_size(value)})"
         else:
             rng = f"{lo:g}..{hi:g}{' ' + unit if unit else ''}"
-        raise ValueError(f"{name}: {value!r} is not allowed; expected {what} in {rng}")
+        raise ValueError(f"{name}: {shown} is not allowed; expected {what} in {rng}")
     return value
 
 
