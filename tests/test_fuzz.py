@@ -47,13 +47,14 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 PROFILE = os.environ.get("FPHLIB_FUZZ", "default")
 BUDGETS = {
     # examples drawn per kind, configs run, seconds one run may take before it is a hang
-    "default": dict(configs=400, runs=10, results=40, traces=60, hang_s=120.0),
+    "default": dict(configs=400, runs=30, results=40, traces=60, hang_s=120.0),
     "thorough": dict(configs=20_000, runs=400, results=2_000, traces=2_000, hang_s=600.0),
 }[PROFILE]
 # what an accepted config may cost to be run here (others are counted as "too big to run")
 RUN_MAX_MEM = 512 << 20
 RUN_MAX_EVENTS = 3e7 if PROFILE == "default" else 3e8
-FIGURES = {"configs tried": 0, "refused": 0, "accepted": 0, "run": 0, "crashes": 0,
+FIGURES = {"configs tried": 0, "refused": 0, "accepted": 0, "run": 0,
+           "refused when built": 0, "crashes": 0,
            "hangs": 0, "invariant violations": 0, "lost writes": 0,
            "results tried": 0, "results refused": 0, "traces tried": 0, "traces refused": 0}
 ACCEPTED = []  # configs small enough to run
@@ -76,53 +77,74 @@ def edge(values):
     return st.sampled_from(values)
 
 
+# Valid values of each kind: a "tame" draw takes these (so that many configs are accepted and
+# run), a "wild" draw the edges above (so that every refusal path is exercised).
+TAME = {
+    "size": [4096, "1MiB", "8MiB", "16MiB", 48 * MIB],
+    "rate": ["16MiB", "256MiB", "1GiB", 1 << 32],
+    "seconds": [0.0, 0.1, 0.5, 1.0],
+    "ops": [1.0, 1e3, 5e4, 2e5],
+    "count": [1, 2, 3],
+    "order": [0, 1, 3, 9, 10],
+    "fraction": [0.05, 0.3, 0.6, 0.95],
+}
+
+
 @st.composite
-def workload_params(draw, workload, trace_path):
+def workload_params(draw, workload, trace_path, wild):
     spec = {**COMMON, **PARAMS.get(workload, {})}
     out = {}
     for key, (kind, _) in spec.items():
         if not draw(st.booleans()):
             continue
         if kind == "size":
-            pool = RATES if key.endswith("rate") else SIZES
-            out[key] = draw(edge(pool))
-        elif kind in ("seconds", "seconds_or_none"):
-            out[key] = draw(edge(SECONDS))
+            rate = key.endswith("rate")
+            pool = (RATES if rate else SIZES) if wild else TAME["rate" if rate else "size"]
+        elif kind == "seconds_or_none":
+            pool = SECONDS if wild else [None, 0.05, 0.5, 2.0]
+        elif kind == "seconds":
+            pool = SECONDS if wild else TAME["seconds"]
         elif kind == "rate":
-            out[key] = draw(edge(RATES))
+            pool = RATES if wild else (TAME["ops"] if key == "ops_per_s" else [0.5, 1.0, 4.0])
         elif kind == "count":
-            out[key] = draw(edge(COUNTS))
+            pool = COUNTS if wild else TAME["count"]
         elif kind == "order":
-            out[key] = draw(edge(ORDERS))
+            pool = ORDERS if wild else TAME["order"]
         elif kind == "fraction":
-            out[key] = draw(edge(FRACTIONS))
+            pool = FRACTIONS if wild else TAME["fraction"]
         elif kind == "orders":
-            out[key] = draw(st.dictionaries(edge(ORDERS + ["3", "x"]),
-                                            edge([0.0, 1.0, 1e308, -1.0, math.nan, 5]),
+            keys = ORDERS + ["3", "x"] if wild else TAME["order"] + ["2"]
+            weights = [0.0, 1.0, 1e308, -1.0, math.nan, 5] if wild else [0.01, 1.0, 5]
+            out[key] = draw(st.dictionaries(edge(keys), edge(weights), min_size=0 if wild else 1,
                                             max_size=4))
+            continue
         elif kind == "path":
-            out[key] = draw(edge([trace_path, trace_path, "/nonexistent.npz", "", 5]))
-    if workload == "trace" and "path" not in out and draw(st.booleans()):
+            pool = [trace_path, trace_path, "/nonexistent.npz", "", 5] if wild else [trace_path]
+        out[key] = draw(edge(pool))
+    if workload == "trace" and "path" not in out and (not wild or draw(st.booleans())):
         out["path"] = trace_path
     return out
 
 
 @st.composite
-def module_params(draw, module):
+def module_params(draw, module, wild):
     out = {}
     for key, p in module.PARAMS.items():
         if not draw(st.booleans()):
             continue
         if p.kind == "choice":
-            out[key] = draw(edge([*p.choices, "bogus"]))
+            out[key] = draw(edge([*p.choices, "bogus"] if wild else list(p.choices)))
         elif p.kind == "bool":
-            out[key] = draw(edge([True, False, 1]))
+            out[key] = draw(edge([True, False, 1] if wild else [True, False]))
         elif p.kind in ("size", "size_or_none"):
-            out[key] = draw(edge([None, 0, "64MiB", 2**80, -1]))
-        else:
+            out[key] = draw(edge([None, 0, "64MiB", 2**80, -1] if wild else ["16MiB", "32MiB"]))
+        elif wild:
             out[key] = draw(edge([p.default, p.lo, p.hi, p.lo - 1, p.hi * 10 + 1,
                                   (p.lo + p.hi) / 2, math.nan]))
-    if draw(st.integers(0, 9)) == 0:
+        else:
+            value = draw(edge([p.default, p.lo, p.hi, (p.lo + p.hi) / 2]))
+            out[key] = int(value) if p.kind == "int" else value
+    if wild and draw(st.integers(0, 9)) == 0:
         out["no_such_param"] = 1
     return out
 
@@ -130,49 +152,56 @@ def module_params(draw, module):
 @st.composite
 def configs(draw, trace_path):
     kw = {}
-    workload = draw(st.sampled_from([*WORKLOADS, "bogus", []]))
-    mechanism = draw(st.sampled_from([*REGISTRY, "bogus"]))
+    wild = draw(st.integers(0, 2)) == 0  # a third of the draws take edge values
+    workload = draw(st.sampled_from([*WORKLOADS, "bogus", []] if wild else list(WORKLOADS)))
+    mechanism = draw(st.sampled_from([*REGISTRY, "bogus"] if wild else list(REGISTRY)))
     policy = draw(st.sampled_from([*POLICY_REGISTRY, None]))
     kw["workload"] = workload
     kw["mechanism"] = mechanism
     if policy is not None:
         kw["policy"] = policy
         if draw(st.booleans()):
-            kw["policy_params"] = draw(module_params(policy_module(policy)))
+            kw["policy_params"] = draw(module_params(policy_module(policy), wild))
     if isinstance(workload, str) and draw(st.booleans()):
-        kw["workload_params"] = draw(workload_params(workload, trace_path))
+        kw["workload_params"] = draw(workload_params(workload, trace_path, wild))
     if mechanism in REGISTRY and draw(st.booleans()):
-        kw["mechanism_params"] = draw(module_params(mechanism_module(mechanism)))
-    small = draw(st.integers(0, 3)) > 0  # mostly runnable sizes, sometimes the edges
-    kw["guest_mem"] = draw(edge(SMALL_MEM if small else SIZES))
-    kw["host_mem"] = draw(edge(["256MiB", "1GiB", "4GiB"] if small else SIZES))
-    kw["duration_s"] = draw(edge([0.5, 1.0, 2.0, 3.0] if small else SECONDS))
+        kw["mechanism_params"] = draw(module_params(mechanism_module(mechanism), wild))
+    kw["guest_mem"] = draw(edge(SIZES if wild else SMALL_MEM))
+    kw["host_mem"] = draw(edge(SIZES if wild else ["128MiB", "256MiB", "1GiB", "4GiB"]))
+    kw["duration_s"] = draw(edge(SECONDS if wild else [0.5, 1.0, 2.0, 3.0]))
+    tame_overrides = st.lists(st.fixed_dictionaries({}, optional={
+        "start_s": edge([0.0, 0.2, 0.4]), "mem": edge(SMALL_MEM),
+        "workload": st.sampled_from(list(WORKLOADS)[:3])}), max_size=3)
     optional = {
-        "guests": edge([1, 2, 3] if small else [0, 1, 2, 256, 257, -1, 1.5, np.int64(2)]),
-        "host_swap": edge([0, "64MiB", "1GiB", 2**80, -1]),
-        "host_thp": edge([True, False, 1]),
-        "vcpus": edge([1, 2, 4, 0, 65]),
-        "hint_order": edge(ORDERS),
-        "sample_s": edge([0.1, 0.25, 0.5, 0, 1e-4, 100.0]),
-        "seed": edge([0, 1, 2**63 - 1, 2**64, -1]),
-        "costs": st.dictionaries(st.sampled_from([*COST_NAMES, "bogus"]),
-                                 edge([0, 1e-6, 1e-3, 1.0, 2.0, -1, math.nan, 2**63, "1MiB"]),
-                                 max_size=3),
-        "balloon_target": edge([None, 0, "16MiB", "64MiB", 2**80]),
-        "balloon_interval_s": edge([1e-300, 1e-3, 0.5, 1.0, 10.0, 1e9]),
-        "report_capacity": edge([1, 16, 32, 33, 0, 2048]),
-        "report_delay_s": edge([1e-300, 0.1, 2.0, 1e5]),
+        "guests": edge([0, 1, 2, 256, 257, -1, 1.5, np.int64(2)] if wild else [1, 2, 3]),
+        "host_swap": edge([0, "64MiB", "1GiB", 2**80, -1] if wild else [0, "16MiB", "1GiB"]),
+        "host_thp": edge([True, False, 1] if wild else [True, False]),
+        "vcpus": edge([1, 2, 4, 0, 65] if wild else [1, 2, 4]),
+        "hint_order": edge(ORDERS if wild else TAME["order"]),
+        "sample_s": edge([0.1, 0.25, 0.5, 0, 1e-4, 100.0] if wild else [0.1, 0.25, 0.5]),
+        "seed": edge([0, 1, 2**63 - 1, 2**64, -1] if wild else [0, 1, 2**63 - 1]),
+        "costs": st.dictionaries(
+            st.sampled_from([*COST_NAMES, "bogus"] if wild else list(COST_NAMES)),
+            edge([0, 1e-6, 1e-3, 1.0, 2.0, -1, math.nan, 2**63, "1MiB"] if wild
+                 else [0, 1e-7, 1e-5]), max_size=3),
+        "balloon_target": edge([None, 0, "16MiB", "64MiB", 2**80] if wild
+                               else [None, "16MiB", "32MiB"]),
+        "balloon_interval_s": edge([1e-300, 1e-3, 0.5, 1.0, 10.0, 1e9] if wild
+                                   else [0.05, 0.5, 1.0]),
+        "report_capacity": edge([1, 16, 32, 33, 0, 2048] if wild else [1, 16, 32]),
+        "report_delay_s": edge([1e-300, 0.1, 2.0, 1e5] if wild else [0.1, 2.0]),
         "deflate_on_oom": edge([True, False]),
         "guest_overrides": st.lists(
             st.fixed_dictionaries({}, optional={
                 "start_s": edge([0.0, 0.2, 1.0, 1e9, -1.0]),
                 "mem": edge(SMALL_MEM + [0, 3 * MIB]),
                 "workload": st.sampled_from([*WORKLOADS, "bogus"]),
-            }), max_size=3),
+            }), max_size=3) if wild else tame_overrides,
         "migration": edge([None, {"at_s": 0.2, "bandwidth": "1GiB", "downtime_ms": 300},
                            {"at_s": 0.2, "bandwidth": 0, "downtime_ms": 300},
                            {"at_s": -1.0, "bandwidth": "1GiB", "downtime_ms": 300},
-                           {"at_s": 0.1}]),
+                           {"at_s": 0.1}] if wild else
+                          [None, {"at_s": 0.2, "bandwidth": "1GiB", "downtime_ms": 300}]),
     }
     for key, strategy in optional.items():
         if draw(st.integers(0, 3)) == 0:
@@ -228,7 +257,8 @@ def test_fuzz_configs_are_refused_naming_a_field_or_run_cleanly(trace_path, tmp_
     fphlib.warmup()  # the workers load every kernel from the cache: no compile is timed
     outcomes = _run_in_subprocesses(runs, tmp_path)
     FIGURES["run"] = sum(1 for o in outcomes if o[0] in ("ok", "lost"))
-    problems = [o for o in outcomes if o[0] != "ok"]
+    FIGURES["refused when built"] = sum(1 for o in outcomes if o[0] == "refused")
+    problems = [o for o in outcomes if o[0] not in ("ok", "refused")]
     assert not problems, problems[:5]
 
 
@@ -294,7 +324,8 @@ def _run_in_subprocesses(cfgs, tmp_path):
         p = subprocess.Popen([sys.executable, "-c", WORKER, str(jobs)], stdout=subprocess.PIPE,
                              stderr=errors, text=True, env=env)
         lines = queue.Queue()
-        threading.Thread(target=_pump, args=(p.stdout, lines), daemon=True).start()
+        pump = threading.Thread(target=_pump, args=(p.stdout, lines), daemon=True)
+        pump.start()
         current = None
         deadline = time.monotonic() + BUDGETS["hang_s"]  # import and cache loading included
         while True:
@@ -329,9 +360,12 @@ def _run_in_subprocesses(cfgs, tmp_path):
                 FIGURES["invariant violations"] += 1
             if kind == "lost":
                 FIGURES["lost writes"] += 1
+        p.wait()
+        pump.join(10)
+        p.stdout.close()
         errors.close()
         todo = [t for t in todo if t[0] != current]  # after a crash or hang: skip that one
-    return [o if o[0] != "refused" else ("ok", *o[1:]) for o in outcomes]
+    return outcomes
 
 
 def _report():
