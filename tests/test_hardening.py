@@ -162,7 +162,8 @@ def test_work_estimate_refuses_runs_over_the_limit():
     with pytest.raises(ValueError, match=r"about [\d.e+]+ events, above the limit") as info:
         SimConfig(**heavy)
     assert "duration_s" in str(info.value)
-    ok = SimConfig(**{**heavy, "guests": 1, "duration_s": 1.0})
+    ok = SimConfig(**{**heavy, "guests": 1, "duration_s": 1.0,
+                      "workload_params": {"ops_per_s": 1e8}})
     assert limits.estimate_events(ok) < limits.MAX_EVENTS
     with pytest.raises(ValueError, match="limit"):
         SimConfig(duration_s=limits.MAX_DURATION_S, guests=256, guest_mem="4MiB",
@@ -523,3 +524,16 @@ def test_cli_config_that_is_a_fifo_is_refused(tmp_path, capsys):
 def test_absurdly_long_sizes_name_the_field():
     with pytest.raises(ValueError, match="^host_mem: "):
         SimConfig(host_mem="9" * 5000)
+
+
+def test_chunking_for_ctrl_c_does_not_change_results(monkeypatch):
+    import fphlib.api.simulate as sim
+
+    cfg = SimConfig(guests=2, guest_mem="64MiB", host_mem="96MiB", workload="churn",
+                    workload_params={"boot": "8MiB"}, mechanism="page_reporting", duration_s=3)
+    a = fphlib.simulate(cfg)
+    monkeypatch.setattr(sim, "CHUNK_WALL_S", 1e-5)  # many tiny chunks
+    b = fphlib.simulate(cfg)
+    for name in ("host", "guests", "guest_summary", "events"):
+        assert getattr(a, name).equals(getattr(b, name)), name
+    assert a.summary.drop("wall_s").equals(b.summary.drop("wall_s"))

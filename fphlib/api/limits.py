@@ -38,9 +38,11 @@ MAX_COST_S = 1.0  # each time cost of fphlib.host.costs (defaults are ~1e-7..1e-
 MAX_REPEAT = 1_000_000  # memhog rounds
 MAX_ORDER_WEIGHT = 1e12  # churn order weights: finite, their sum stays finite
 # work: simulated events (workload page operations, faults, ticks of every guest, policy and
-# mechanism rounds). The engine runs ~10-30 million events per second on one core, so this is
-# minutes of work; longer runs are split (shorter duration_s, or fewer/lower rates).
-MAX_EVENTS = 5_000_000_000
+# mechanism rounds), as estimated by estimate_events (about twice the events a run counts).
+# The engine runs 2.5 (churn) to 25 (memhog) million counted events per second on one core
+# (2-core test machine, Dec 2026), so the limit is at most ~7 minutes of work; split longer
+# studies (shorter duration_s, lower rates, fewer or smaller guests).
+MAX_EVENTS = 2_000_000_000
 
 
 def bounded(name, value, lo, hi, what="a number", unit="", given=None):
@@ -141,7 +143,7 @@ def check_work(cfg, intervals=()):
     n = estimate_events(cfg, intervals)
     if n > MAX_EVENTS:
         raise ValueError(
-            f"duration_s: {cfg.duration_s:g} s of this run would take about {n:.3g} events, "
+            f"duration_s: {cfg.duration_s:g} s of this run would take about {n:.4g} events, "
             f"above the limit of {MAX_EVENTS:.3g} (fphlib.api.limits.MAX_EVENTS: minutes of "
             "work); shorten duration_s or lower the workload's rates (ops_per_s, rate, "
             "lifetime_s), the guests or their memory"
