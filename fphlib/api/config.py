@@ -205,6 +205,15 @@ class SimConfig:
         (bytes/s, or a size per second such as ``"1.25GB"``, ``"100GiB"``; binary units as
         QEMU's ``migrate_set_speed``), ``downtime_ms`` (the downtime limit) and optionally
         ``max_rounds`` (passes before the VM is stopped anyway, default 30).
+
+    Notes
+    -----
+    Validated once, when built: every value that becomes a size, a rate, an interval or a
+    loop bound in the engine is bounded (:mod:`fphlib.api.limits`), and a run whose estimated
+    work exceeds ``limits.MAX_EVENTS`` is refused; each ``ValueError`` names the field and the
+    allowed range. Numpy scalars are accepted as the numbers they hold. The config is then
+    immutable, nested dicts included (read-only mappings, tuples), so its hash is stable;
+    ``dataclasses.replace(cfg, ...)`` builds a new one and validates it again.
     """
 
     host_mem: int | str = "16GiB"
@@ -245,9 +254,10 @@ class SimConfig:
         for name in ("host_thp", "debug", "deflate_on_oom"):
             if not isinstance(getattr(self, name), bool):
                 _fail(name, getattr(self, name), "expected True or False")
-        set_(self, "guests", _number("guests", self.guests, lo=1, hi=256, integer=True))
+        set_(self, "guests", _number("guests", self.guests, lo=1, hi=limits.MAX_GUESTS,
+                                                integer=True))
         set_(self, "guest_mem", _guest_mem("guest_mem", self.guest_mem))
-        set_(self, "vcpus", _number("vcpus", self.vcpus, lo=1, hi=64, integer=True))
+        set_(self, "vcpus", _number("vcpus", self.vcpus, lo=1, hi=limits.MAX_VCPUS, integer=True))
         set_(self, "workload", _workload("workload", self.workload))
         set_(
             self,
@@ -270,7 +280,8 @@ class SimConfig:
         set_(
             self,
             "report_delay_s",
-            _number("report_delay_s", self.report_delay_s, lo=0, lo_open=True, hi=3600),
+            _number("report_delay_s", self.report_delay_s, lo=0, lo_open=True,
+                    hi=limits.MAX_REPORT_DELAY_S),
         )
         set_(self, "costs", validate_costs(self.costs))
         limits.check_costs(self.costs)
@@ -280,13 +291,14 @@ class SimConfig:
             _number("duration_s", self.duration_s, lo=0, lo_open=True,
                     hi=limits.MAX_DURATION_S),
         )
-        set_(self, "sample_s", _number("sample_s", self.sample_s, lo=0.001, hi=3600))
+        set_(self, "sample_s",
+             _number("sample_s", self.sample_s, lo=limits.MIN_SAMPLE_S, hi=limits.MAX_SAMPLE_S))
         if self.sample_s > self.duration_s:
             _fail("sample_s", self.sample_s, f"must be <= duration_s ({self.duration_s})")
-        if self.duration_s / self.sample_s > 10_000_000:
-            _fail("sample_s", self.sample_s, "too small: more than 10 million samples")
+        if self.duration_s / self.sample_s > limits.MAX_SAMPLES:
+            _fail("sample_s", self.sample_s, f"too small: more than {limits.MAX_SAMPLES:,} samples")
         record = (self.duration_s / self.sample_s + 1) * self.guests * 64  # 8 float64 columns
-        if record > 1 << 30:
+        if record > limits.MAX_RECORD_BYTES:
             _fail(
                 "sample_s",
                 self.sample_s,

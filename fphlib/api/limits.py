@@ -34,7 +34,13 @@ MAX_DURATION_S = 30 * DAY_S  # duration_s, hold_s, gap_s, start_s
 MIN_INTERVAL_S = 1e-3  # balloon_interval_s and every interval: one engine tick
 MAX_INTERVAL_S = DAY_S
 MAX_COST_S = 1.0  # each time cost of fphlib.host.costs (defaults are ~1e-7..1e-4 s)
+MIN_SAMPLE_S, MAX_SAMPLE_S = 1e-3, 3600.0  # sampling period of the time series
+MAX_REPORT_DELAY_S = 3600.0  # report_delay_s (page_reporting's delay_s has the same range)
 # counts
+MAX_GUESTS = 256
+MAX_VCPUS = 64  # per guest; one pcp list each
+MAX_SAMPLES = 10_000_000  # duration_s / sample_s
+MAX_RECORD_BYTES = 1 << 30  # the per-guest time series in memory (8 float64 columns)
 MAX_REPEAT = 1_000_000  # memhog rounds
 MAX_ORDER_WEIGHT = 1e12  # churn order weights: finite, their sum stays finite
 # work: simulated events (workload page operations, faults, ticks of every guest, policy and
