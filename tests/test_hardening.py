@@ -431,6 +431,12 @@ def test_cli_out_errors_are_one_line_before_any_run(tmp_path, capsys, monkeypatc
         "d", "file", "keep"]
 
 
+def test_cli_out_on_a_read_only_file_system_is_refused_before_the_run(capsys):
+    code, _, err = run(capsys, "simulate", "--out", "/proc/fphlib-res")
+    line = one_line_error(code, err)
+    assert "--out" in line and "cannot write in /proc" in line
+
+
 def test_cli_existing_result_needs_overwrite(result, tmp_path, capsys):
     result.save(tmp_path / "r")
     code, _, err = run(capsys, "simulate", "--out", str(tmp_path / "r"))
