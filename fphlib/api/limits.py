@@ -57,8 +57,8 @@ def bounded(name, value, lo, hi, what="a number", unit="", given=None):
     if not (isinstance(value, int | float) and not isinstance(value, bool)
             and math.isfinite(value) and lo <= value <= hi):
         shown = repr(value)
-        if unit == "bytes":
-            rng = f"{format_size(lo)}..{format_size(hi)}"
+        if unit in ("bytes", "bytes/s"):
+            rng = f"{format_size(lo)}{unit[5:]}..{format_size(hi)}{unit[5:]}"
             if isinstance(value, int):
                 shown = f"{given if given is not None else value!r} ({format_size(value)})"
         else:
@@ -71,8 +71,8 @@ def bounded(name, value, lo, hi, what="a number", unit="", given=None):
 WORKLOAD_BOUNDS = {
     "size": (0, MAX_WORKLOAD_SIZE, "bytes"),
     "boot": (0, MAX_WORKLOAD_SIZE, "bytes"),
-    "rate": (MIN_RATE, MAX_RATE, "bytes"),
-    "free_rate": (MIN_RATE, MAX_RATE, "bytes"),
+    "rate": (MIN_RATE, MAX_RATE, "bytes/s"),
+    "free_rate": (MIN_RATE, MAX_RATE, "bytes/s"),
     "hold_s": (0.0, MAX_DURATION_S, "s"),
     "gap_s": (0.0, MAX_DURATION_S, "s"),
     "start_s": (0.0, MAX_DURATION_S, "s"),
@@ -87,7 +87,8 @@ def check_workload_value(name, key, value):
     """Bound one canonical workload parameter (``name`` is its field name for messages)."""
     if key in WORKLOAD_BOUNDS and value is not None:
         lo, hi, unit = WORKLOAD_BOUNDS[key]
-        bounded(name, value, lo, hi, "a size" if unit == "bytes" else "a number", unit)
+        what = {"bytes": "a size", "bytes/s": "a rate"}.get(unit, "a number")
+        bounded(name, value, lo, hi, what, unit)
     if key == "orders":
         for order, weight in value.items():
             bounded(f"{name}[{order!r}]", weight, 0.0, MAX_ORDER_WEIGHT, "a weight")
