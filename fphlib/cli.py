@@ -73,7 +73,7 @@ class _Parser(argparse.ArgumentParser):
 class UserError(Exception):
     """A mistake in the command line or its files: reported as one line, exit code 2."""
 
-    def __init__(self, message, prog="python -m fphlib"):
+    def __init__(self, message, prog=None):
         super().__init__(message)
         self.prog = prog
 
@@ -659,7 +659,7 @@ def main(argv=None):
         prog = args.parser.prog
         return args.func(args, args.parser)
     except UserError as e:
-        print(f"{e.prog}: error: {_one_line(e)} (see --help)", file=sys.stderr)
+        print(f"{e.prog or prog}: error: {_one_line(e)} (see --help)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
