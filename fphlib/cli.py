@@ -20,6 +20,8 @@ import time
 import tomllib
 from pathlib import Path
 
+from .units import SIZE_RULE
+
 # One entry per SimConfig field: (value kind, help text). Kinds: size, int, float, bool,
 # choice, dict, list, json. Fields without an entry still get a flag (kind "json"), so the CLI
 # never falls behind SimConfig; tests check that every field has a documented flag.
@@ -61,6 +63,25 @@ FIELD_HELP = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``prog: error: message (see --help)``, exit 2."""
+
+    def error(self, message):
+        raise UserError(message, self.prog)
+
+
+class UserError(Exception):
+    """A mistake in the command line or its files: reported as one line, exit code 2."""
+
+    def __init__(self, message, prog=None):
+        super().__init__(message)
+        self.prog = prog
+
+
+def _one_line(text):
+    return " ".join(str(text).split())
+
+
 def _choices(name):
     """Allowed values of a choice field, as registered by the engine."""
     if name == "mechanism":
@@ -93,7 +114,7 @@ def _params_epilog():
     for name, spec in PARAMS.items():
         keys = ", ".join(f"{k}={show(*v)}" for k, v in spec.items()) or "(none)"
         lines.append(f"  {name}: {keys}")
-    lines.append("sizes in bytes unless written like 4GiB; times in seconds.")
+    lines.append(f"{SIZE_RULE}; times in seconds.")
     lines.append("")
     from .hinting import REGISTRY, mechanism_module
     from .host.policy import REGISTRY as POLICY_REGISTRY
@@ -217,6 +238,8 @@ def load_config_file(path):
     if suffix not in (".json", ".toml"):
         raise ValueError(f"config file {text_path!r}: unknown suffix {suffix!r}; use .json or "
                          ".toml")
+    if os.path.exists(text_path) and not os.path.isfile(text_path):  # a FIFO would block
+        raise ValueError(f"config file {text_path!r}: not a regular file")
     try:
         with open(text_path, "rb") as f:
             data = f.read()
@@ -265,6 +288,8 @@ def cmd_simulate(args, parser):
         cfg = config_from_args(args)
     except ValueError as e:
         parser.error(str(e))
+    if args.out is not None:
+        _check_out(args.out, args.overwrite)  # before the run, not after minutes of it
     t0 = time.perf_counter()
     try:
         res = fphlib.simulate(cfg, progress=args.progress)
@@ -272,10 +297,43 @@ def cmd_simulate(args, parser):
         parser.error(str(e))
     table = format_summary(summary_table({cfg.mechanism: res}))
     print(table.to_string())
-    if args.out:
-        res.save(args.out)
+    if args.out is not None:
+        try:
+            res.save(args.out, overwrite=args.overwrite)
+        except FileExistsError as e:
+            parser.error(f"--out: {e}")
         print(f"results written to {args.out} ({time.perf_counter() - t0:.1f} s)")
     return 0
+
+
+def _check_out(out, overwrite):
+    """Refuse an --out that ``SimResult.save`` would refuse, before running anything."""
+    from .api.result import _is_result
+
+    if not out:
+        raise UserError("--out: '' is not allowed; give a directory for the results")
+    path = Path(os.path.abspath(out))
+    if os.path.lexists(path):
+        if path.is_symlink() or not path.is_dir():
+            raise UserError(f"--out: {out}: exists and is not a directory; not replaced")
+        if any(path.iterdir()):
+            if not _is_result(path):
+                raise UserError(f"--out: {out}: exists and is not an fphlib result (it holds "
+                                "other files); choose a new or empty directory")
+            if not overwrite:
+                raise UserError(f"--out: {out}: a saved result exists; add --overwrite to "
+                                "replace it")
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"--out: {out}: {parent} is not a directory")
+    import tempfile
+
+    try:  # a real write: os.access says yes to root on a read-only file system
+        os.rmdir(tempfile.mkdtemp(prefix=".fphlib-probe-", dir=parent))
+    except OSError as e:
+        raise UserError(f"--out: {out}: cannot write in {parent} ({e.strerror})") from None
 
 
 def cmd_demo(args, parser):
@@ -290,11 +348,13 @@ def cmd_demo(args, parser):
     from .viz.plots import format_summary, plot_host_rss, summary_table, to_markdown
     from .viz.scenarios import headline_configs
 
-    try:
-        configs = headline_configs(args.profile, duration_s=args.duration_s) \
-            if args.duration_s is not None else headline_configs(args.profile)
-    except ValueError as e:
-        parser.error(str(e))
+    configs = headline_configs(args.profile)
+    if args.duration_s is not None:
+        configs = _demo_for_duration(configs, args.duration_s, args.profile)
+    if not args.out:
+        raise UserError("--out: '' is not allowed; give a directory for the figures")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UserError(f"--out: {args.out}: exists and is not a directory")
     os.makedirs(args.out, exist_ok=True)
     results = {}
     with _progress_bar(len(configs), "demo", args.progress) as bar:
@@ -323,6 +383,24 @@ def cmd_demo(args, parser):
     return 0
 
 
+def _demo_for_duration(configs, duration_s, profile):
+    """The demo configs squeezed into ``duration_s``: guest starts and sampling scale with it,
+    so that any duration the configs accept runs (``--duration-s`` named in errors)."""
+    out = {}
+    for mech, cfg in configs.items():
+        scale = duration_s / cfg.duration_s if duration_s > 0 else 0.0
+        overrides = tuple({**o, "start_s": o.get("start_s", 0.0) * scale}
+                          for o in cfg.guest_overrides)
+        try:
+            out[mech] = dataclasses.replace(
+                cfg, duration_s=duration_s, sample_s=min(cfg.sample_s, max(duration_s, 1e-3)),
+                guest_overrides=overrides)
+        except ValueError as e:
+            raise UserError(f"--duration-s: {duration_s:g} does not fit the {profile!r} "
+                            f"profile ({_one_line(e)})") from None
+    return out
+
+
 def _atomic(path, write):
     tmp = path + ".tmp"
     try:
@@ -337,11 +415,16 @@ def cmd_trace(args, parser):
     from .units import PAGE_SIZE, parse_size
     from .workloads.trace_file import generate_trace, load_trace, write_trace
 
+    try:
+        n_pages = parse_size(args.guest_mem, "--guest-mem") // PAGE_SIZE
+    except ValueError as e:
+        parser.error(str(e))
     if args.check:
         try:
-            tr = load_trace(args.check)
+            tr = load_trace(args.check, n_pages=n_pages)  # the rule of the trace workload
         except ValueError as e:
-            print(f"fphlib trace: invalid: {e}", file=sys.stderr)
+            print(f"fphlib trace: invalid: {_one_line(e)} (--guest-mem {args.guest_mem})",
+                  file=sys.stderr)
             return 1
         n_alloc = int((tr.kind == 0).sum())
         span = (tr.t_us[-1] - tr.t_us[0]) / 1e6 if len(tr.t_us) else 0.0
@@ -351,7 +434,6 @@ def cmd_trace(args, parser):
     if not args.out:
         parser.error("trace: give --out PATH to generate a trace, or --check PATH")
     try:
-        n_pages = parse_size(args.guest_mem, "--guest-mem") // PAGE_SIZE
         tr = generate_trace(args.ops, seed=args.seed, occupancy=args.occupancy,
                             ops_per_s=args.ops_per_s, n_pages=n_pages)
         write_trace(args.out, *tr, n_pages=n_pages)
@@ -460,7 +542,7 @@ def cmd_sweep(args, parser):
 
 def build_parser():
     """The argparse parser of ``python -m fphlib``."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m fphlib",
         description="fphlib: a workbench for guest free page hinting in KVM.",
         epilog="Run 'python -m fphlib COMMAND --help' for the options of each command.",
@@ -468,7 +550,8 @@ def build_parser():
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"fphlib {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                parser_class=_Parser)
 
     p = sub.add_parser(
         "simulate", help="run one simulation from a config file and/or flags",
@@ -480,7 +563,10 @@ def build_parser():
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", metavar="FILE", help="JSON (.json) or TOML (.toml) config file")
-    p.add_argument("--out", metavar="DIR", help="directory to save the results in")
+    p.add_argument("--out", metavar="DIR", help="directory to save the results in (new, "
+                   "empty, or an earlier result with --overwrite)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the result saved at --out (never anything else)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=False,
                    help="show a progress bar on stderr (default: off)")
     _add_config_flags(p)
@@ -521,7 +607,8 @@ def build_parser():
     p.add_argument("--ops-per-s", type=float, default=10_000.0, metavar="X",
                    help="mean op rate per second (default: 10000)")
     p.add_argument("--guest-mem", default="4GiB", metavar="SIZE",
-                   help="guest size the occupancy refers to (default: 4GiB)")
+                   help="guest size the occupancy refers to; --check: slots must be below "
+                        f"its pages, as in the trace workload (default: 4GiB). {SIZE_RULE}")
     p.set_defaults(func=cmd_trace, parser=p)
 
     p = sub.add_parser(
@@ -560,7 +647,25 @@ def build_parser():
 
 
 def main(argv=None):
-    """Entry point of ``python -m fphlib`` and the ``fphlib`` script; returns the exit code."""
+    """Entry point of ``python -m fphlib`` and the ``fphlib`` script; returns the exit code.
+
+    User errors (flags, files, I/O) print one line naming the flag or file and return 2;
+    Ctrl-C returns 130 with one line.
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
-    return args.func(args, args.parser)
+    prog = parser.prog
+    try:
+        args = parser.parse_args(argv)
+        prog = args.parser.prog
+        return args.func(args, args.parser)
+    except UserError as e:
+        print(f"{e.prog or prog}: error: {_one_line(e)} (see --help)", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except OSError as e:  # a file or directory the user named: no traceback
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        print(f"{prog}: error: {where}{e.strerror or _one_line(e)} (see --help)",
+              file=sys.stderr)
+        return 2

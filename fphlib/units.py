@@ -22,6 +22,13 @@ _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]*)\s*$")
 
 PAGE_SIZE = 4096
 
+# The rule, stated once (``--help``, docs): decimal-looking units are binary, as in free(1),
+# QEMU and libvirt; there is no 1000-based unit.
+SIZE_RULE = (
+    "SIZE: bytes, or a number with a unit K, M, G or T; units are binary and case-insensitive: "
+    "KiB = KB = K = 1024 bytes, and 4GB = 4gb = 4GiB (as free, QEMU and libvirt read them)"
+)
+
 
 def parse_size(value, field="size"):
     """Return a size in bytes.
@@ -45,6 +52,8 @@ def parse_size(value, field="size"):
     ValueError
         On anything else, quoting the input and showing an accepted example.
     """
+    if hasattr(value, "dtype") and getattr(value, "shape", None) == ():
+        value = value.item()  # numpy scalars (np.int64(4096)) as the Python number they hold
     if isinstance(value, bool):
         raise ValueError(f"{field}: {value!r} is not a size; write e.g. '4GiB', '512MiB' or 4096")
     if isinstance(value, int):
@@ -55,7 +64,7 @@ def parse_size(value, field="size"):
         return int(value)
     if isinstance(value, str):
         m = _SIZE_RE.match(value)
-        if m and m.group(2).lower() in _UNITS:
+        if m and m.group(2).lower() in _UNITS and len(m.group(1)) <= 40:
             number, unit = m.groups()
             scale = _UNITS[unit.lower()]
             if "." in number:

@@ -296,7 +296,7 @@ def broken(n_pages=2048):
 )
 def test_check_names_the_first_violation(corrupt, message):
     b = broken()
-    corrupt(b.zone)
+    corrupt(b._zone)  # the writable arrays: b.zone is read-only
     with pytest.raises(BuddyInvariantError, match=message):
         b.check()
 
@@ -305,13 +305,13 @@ def test_check_finds_unmerged_buddies_and_unlisted_free_heads():
     b = BuddyAllocator(1024)
     assert b.alloc(0) == 0
     # page 0 becomes a free head on the order-0 list next to its free buddy 1
-    b.zone.state[0] = NOT_HEAD
-    buddy.add_to_free_list(b.zone, 0, 0)
+    b._zone.state[0] = NOT_HEAD
+    buddy.add_to_free_list(b._zone, 0, 0)
     with pytest.raises(BuddyInvariantError, match="pages 0 and 1 of order 0 are buddies"):
         b.check()
     c = BuddyAllocator(1024)
     assert c.alloc(0) == 0
-    c.zone.state[0] = 0  # claims to be free, but no list holds it
+    c._zone.state[0] = 0  # claims to be free, but no list holds it
     with pytest.raises(BuddyInvariantError, match="page 0 is a free head of order 0 but on no"):
         c.check()
 
@@ -319,12 +319,12 @@ def test_check_finds_unmerged_buddies_and_unlisted_free_heads():
 def test_check_finds_overlapping_and_misaligned_blocks():
     b = BuddyAllocator(1024)
     assert b.alloc(0) == 0  # page 1 is a free order-0 block; page 2 a free order-1 block
-    b.zone.state[0] = ALLOC_BASE + 1  # an order-1 block at 0 would swallow page 1
+    b._zone.state[0] = ALLOC_BASE + 1  # an order-1 block at 0 would swallow page 1
     with pytest.raises(BuddyInvariantError, match="overlaps page 1"):
         b.check()
     c = BuddyAllocator(1024)
     assert [c.alloc(0), c.alloc(0)] == [0, 1]
-    c.zone.state[1] = ALLOC_BASE + 1
+    c._zone.state[1] = ALLOC_BASE + 1
     with pytest.raises(BuddyInvariantError, match="block at page 1 of order 1 is not aligned"):
         c.check()
 
@@ -415,7 +415,10 @@ BAD_TRACES = [
     ([0, 0], [0, 11], [0, 1], "trace op 1 .*order is outside 0..10"),
     ([0, 0], [0, -1], [0, 1], "trace op 1 .*order is outside 0..10"),
     ([0, 0], [0, 0], [0, -1], "trace op 1 .*slot must be >= 0"),
-    ([0, 1, 1], [0, 0, 0], [0, 0, 0], "trace op 2 .*not allocated with this order .*twice"),
+    ([0, 1, 1], [0, 0, 0], [0, 0, 0], "trace op 2 .*already freed through it"),
+    # issue 15: the second free through slot 0 would free the block slot 1 holds now
+    ([0, 1, 0, 1], [0, 0, 0, 0], [0, 0, 1, 0], "trace op 3 .*already freed through it"),
+    ([0, 0, 1, 1], [0, 1, 0, 0], [0, 1, 1, 0], "trace op 2 .*not allocated with this order"),
     ([0, 1], [2, 1], [0, 0], "trace op 1 .*free of a block that is not allocated with this"),
 ]
 
@@ -446,7 +449,8 @@ def test_replay_rejects_bad_trace_and_leaves_allocator_unchanged(
         (([0.0], [0], [0]), "'kind' must hold integers"),
         (([0], [300], [0]), "'order': value 300 at index 0 is outside 0..10"),
         (([0], [0], [2**40]), "'slot': value 1099511627776 at index 0"),
-        (([0], [0], np.array([5_000_000], np.int32)), "largest slot 5000000 needs a table"),
+        (([0], [0], np.array([5_000_000], np.int32)), r"slot\[0\] = 5000000 is outside 0..1023"),
+        (([0, 0], [0, 0], [0, 1024]), r"slot\[1\] = 1024 is outside 0..1023: a zone of 1024"),
     ],
 )
 def test_replay_rejects_malformed_arrays(arrays, message):

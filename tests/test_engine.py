@@ -66,7 +66,9 @@ def test_save_load_round_trip(tmp_path):
     pd.testing.assert_frame_equal(back.guest_summary, res.guest_summary)
     pd.testing.assert_frame_equal(back.events, res.events)
     assert back.config == res.config
-    res.save(path)  # overwrite is atomic too
+    with pytest.raises(FileExistsError, match="pass overwrite=True"):
+        res.save(path)
+    res.save(path, overwrite=True)  # overwrite is atomic too
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
     with pytest.raises(ValueError, match="not a saved SimResult"):
         fphlib.SimResult.load(tmp_path / "nothing")

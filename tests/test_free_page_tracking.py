@@ -16,7 +16,7 @@ PLACEMENTS = ["kernel", "head"]
 def bitmap_bits(b):
     """Set bits of the allocator's tracking bitmap, read with the xbitmap's own find_set (for
     the flat bitmap: every set bit of its rows, decoded by the naive twin's bit order)."""
-    z = b.zone
+    z = b._zone  # the kernels take the writable arrays (b.zone views are read-only)
     if b.track == "bitmap":
         return [
             li * xbm.LEAF_BITS + w * 64 + i
@@ -210,7 +210,7 @@ def test_failed_replay_restores_the_bitmap(granularity):
 def test_check_catches_a_wrong_bit(granularity):
     b = fphlib.BuddyAllocator(4096, track=granularity)
     pfn = b.alloc(2)
-    z = b.zone
+    z = b._zone  # writable: b.zone is read-only
     xbm.xb_preload(z.xb_nodes, z.xb_leaves, z.xb_meta)
     xbm.xb_set_bit(z.xb_nodes, z.xb_leaves, z.xb_meta, pfn)  # an allocated page marked free
     with pytest.raises(BuddyInvariantError, match=f"pfn {pfn}"):
@@ -226,7 +226,7 @@ def test_check_catches_a_wrong_bit(granularity):
 def test_check_catches_a_wrong_bit_in_the_flat_bitmap():
     b = fphlib.BuddyAllocator(4096, track="bitmap")
     pfn = b.alloc(2)
-    rows = b.zone.xb_leaves
+    rows = b._zone.xb_leaves  # writable: b.zone is read-only
     rows[0, 0] |= np.uint64(1 << pfn)  # an allocated page marked free, count not updated
     with pytest.raises(BuddyInvariantError, match="row 0: set-bit count"):
         b.check()
@@ -240,7 +240,7 @@ def test_check_catches_a_wrong_bit_in_the_flat_bitmap():
 
 def test_check_catches_a_bit_beyond_the_zone():
     b = fphlib.BuddyAllocator(2048, track="head")
-    z = b.zone
+    z = b._zone  # writable: b.zone is read-only
     xbm.xb_preload(z.xb_nodes, z.xb_leaves, z.xb_meta)
     assert xbm.xb_set_bit(z.xb_nodes, z.xb_leaves, z.xb_meta, 2048) == 0
     with pytest.raises(BuddyInvariantError, match="n_pages"):

@@ -361,11 +361,10 @@ def test_cli_zipped_grid_tables(tmp_path, capsys):
 def test_cli_sweep_bad_input_exits_2(tmp_path, capsys, text, match):
     grid = tmp_path / "grid.toml"
     grid.write_text(text)
-    with pytest.raises(SystemExit) as e:
-        main(["sweep", str(grid), "--out", str(tmp_path / "out"), "--no-progress"])
-    assert e.value.code == 2
+    assert main(["sweep", str(grid), "--out", str(tmp_path / "out"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert re.search(match, err), err
+    assert err.count("\n") == 1 and err.rstrip().endswith("(see --help)")  # one line
     assert not (tmp_path / "out").exists()  # nothing written for a bad grid
 
 

@@ -190,8 +190,8 @@ def test_rejects_non_zip_and_unreadable(tmp_path):
         load_trace(npy)
     with pytest.raises(ValueError, match=r"cannot read trace file"):
         load_trace(tmp_path / "nope.npz")
-    with pytest.raises(ValueError, match=r"cannot read trace file"):
-        load_trace(tmp_path)  # a directory
+    with pytest.raises(ValueError, match=r"is a directory, not a trace file"):
+        load_trace(tmp_path)  # issue 15: was reported as "no such file"
 
 
 def test_rejects_truncated_zip(tmp_path):

@@ -484,7 +484,7 @@ def test_count_and_find_on_dense_random_pattern():
     for start in rng.integers(0, n, 50):
         expect = zeros[zeros >= start]
         assert xb.find_zero(int(start), n - 1) == (int(expect[0]) if expect.size else None)
-    got, beyond = xbm.xb_dense(*xb.arrays, n)
+    got, beyond = xbm.xb_dense(xb._nodes, xb._leaves, xb._meta, n)
     assert not beyond
     np.testing.assert_array_equal(got, dense)
 

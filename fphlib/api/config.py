@@ -17,6 +17,8 @@ from ..host.policy import POLICIES, policy_module
 from ..state.params import effective, validate
 from ..units import format_size, parse_size
 from ..workloads import COMMON, PARAMS, WORKLOADS
+from . import limits
+from .frozen import freeze, plain, thaw
 
 TOP_BLOCK = 4 << 20  # order-10 block: guest memory must be a whole number of these
 PAGE = 4096
@@ -58,7 +60,29 @@ def _guest_mem(name, value):
             "guest memory must be a positive whole number of order-10 blocks (4 MiB), "
             "e.g. '4GiB' or '5GiB'",
         )
-    return size
+    return limits.bounded(name, size, TOP_BLOCK, limits.MAX_GUEST_MEM, "a size", "bytes",
+                          given=value)
+
+
+def _check_aliases(cfg, module):
+    """Bound the older SimConfig fields that stand for ``module``'s parameters by the
+    parameter's own range (``balloon_interval_s`` as the static policy's ``interval_s``)."""
+    from ..state.params import _check
+
+    for p in module.PARAMS.values():
+        if p.field is not None:
+            _check(p.field, p, getattr(cfg, p.field))
+
+
+def _intervals(cfg):
+    """The periods (s) of the policy's and the mechanism's rounds: work per simulated second."""
+    out = []
+    for settings in (cfg.policy_settings(), cfg.mechanism_settings()):
+        for key, value in settings.items():
+            if key.endswith(("interval_s", "delay_s")) and isinstance(value, float | int) \
+                    and value > 0:
+                out.append(float(value))
+    return out
 
 
 def _params(name, workload, params):
@@ -99,11 +123,13 @@ def _params(name, workload, params):
             for o, w in value.items():
                 try:
                     oi = int(o)
-                except (TypeError, ValueError):
+                except (TypeError, ValueError, OverflowError):
                     oi = -1
-                if str(oi) != str(o).strip() or not 0 <= oi < NR_ORDERS:
+                if isinstance(o, bool) or str(oi) != str(o).strip() or not 0 <= oi < NR_ORDERS:
                     _fail(fname, value, f"order {o!r} is not an order 0..10")
-                mix[oi] = _number(f"{fname}[{o!r}]", w, lo=0)
+                if oi in mix:
+                    _fail(fname, value, f"order {oi} is given twice")
+                mix[oi] = _number(f"{fname}[{o!r}]", w, lo=0, hi=limits.MAX_ORDER_WEIGHT)
             if sum(mix.values()) <= 0:
                 _fail(fname, value, "the weights must not all be zero")
             out[key] = dict(sorted(mix.items()))
@@ -111,13 +137,14 @@ def _params(name, workload, params):
             if not isinstance(value, str) or not value:
                 _fail(fname, value, "expected a path to a trace file (data/README.md)")
             out[key] = value
+        limits.check_workload_value(fname, key, out[key])
     if workload == "trace" and "path" not in out:
         _fail(f"{name}['path']", None, "workload 'trace' needs workload_params={'path': ...}")
     return out
 
 
 def _workload(name, value):
-    if value not in WORKLOADS:
+    if not isinstance(value, str) or value not in WORKLOADS:
         _fail(name, value, f"known workloads: {', '.join(WORKLOADS)}")
     return value
 
@@ -178,6 +205,15 @@ class SimConfig:
         (bytes/s, or a size per second such as ``"1.25GB"``, ``"100GiB"``; binary units as
         QEMU's ``migrate_set_speed``), ``downtime_ms`` (the downtime limit) and optionally
         ``max_rounds`` (passes before the VM is stopped anyway, default 30).
+
+    Notes
+    -----
+    Validated once, when built: every value that becomes a size, a rate, an interval or a
+    loop bound in the engine is bounded (:mod:`fphlib.api.limits`), and a run whose estimated
+    work exceeds ``limits.MAX_EVENTS`` is refused; each ``ValueError`` names the field and the
+    allowed range. Numpy scalars are accepted as the numbers they hold. The config is then
+    immutable, nested dicts included (read-only mappings, tuples), so its hash is stable;
+    ``dataclasses.replace(cfg, ...)`` builds a new one and validates it again.
     """
 
     host_mem: int | str = "16GiB"
@@ -208,16 +244,20 @@ class SimConfig:
 
     def __post_init__(self):
         set_ = object.__setattr__  # frozen: canonicalise once, here
-        set_(self, "host_mem", parse_size(self.host_mem, "host_mem"))
-        if self.host_mem <= 0:
-            _fail("host_mem", self.host_mem, "host RAM must be > 0 bytes")
-        set_(self, "host_swap", parse_size(self.host_swap, "host_swap"))
+        for f in dataclasses.fields(self):  # numpy scalars and frozen values, as literals
+            set_(self, f.name, plain(getattr(self, f.name)))
+        for name, lo, hi in (("host_mem", limits.MIN_HOST_MEM, limits.MAX_HOST_MEM),
+                             ("host_swap", 0, limits.MAX_HOST_SWAP)):
+            given = getattr(self, name)
+            set_(self, name, parse_size(given, name))
+            limits.bounded(name, getattr(self, name), lo, hi, "a size", "bytes", given=given)
         for name in ("host_thp", "debug", "deflate_on_oom"):
             if not isinstance(getattr(self, name), bool):
                 _fail(name, getattr(self, name), "expected True or False")
-        set_(self, "guests", _number("guests", self.guests, lo=1, hi=256, integer=True))
+        set_(self, "guests", _number("guests", self.guests, lo=1, hi=limits.MAX_GUESTS,
+                                                integer=True))
         set_(self, "guest_mem", _guest_mem("guest_mem", self.guest_mem))
-        set_(self, "vcpus", _number("vcpus", self.vcpus, lo=1, hi=64, integer=True))
+        set_(self, "vcpus", _number("vcpus", self.vcpus, lo=1, hi=limits.MAX_VCPUS, integer=True))
         set_(self, "workload", _workload("workload", self.workload))
         set_(
             self,
@@ -240,21 +280,25 @@ class SimConfig:
         set_(
             self,
             "report_delay_s",
-            _number("report_delay_s", self.report_delay_s, lo=0, lo_open=True, hi=3600),
+            _number("report_delay_s", self.report_delay_s, lo=0, lo_open=True,
+                    hi=limits.MAX_REPORT_DELAY_S),
         )
         set_(self, "costs", validate_costs(self.costs))
+        limits.check_costs(self.costs)
         set_(
             self,
             "duration_s",
-            _number("duration_s", self.duration_s, lo=0, lo_open=True, hi=30 * 86400),
+            _number("duration_s", self.duration_s, lo=0, lo_open=True,
+                    hi=limits.MAX_DURATION_S),
         )
-        set_(self, "sample_s", _number("sample_s", self.sample_s, lo=0.001, hi=3600))
+        set_(self, "sample_s",
+             _number("sample_s", self.sample_s, lo=limits.MIN_SAMPLE_S, hi=limits.MAX_SAMPLE_S))
         if self.sample_s > self.duration_s:
             _fail("sample_s", self.sample_s, f"must be <= duration_s ({self.duration_s})")
-        if self.duration_s / self.sample_s > 10_000_000:
-            _fail("sample_s", self.sample_s, "too small: more than 10 million samples")
+        if self.duration_s / self.sample_s > limits.MAX_SAMPLES:
+            _fail("sample_s", self.sample_s, f"too small: more than {limits.MAX_SAMPLES:,} samples")
         record = (self.duration_s / self.sample_s + 1) * self.guests * 64  # 8 float64 columns
-        if record > 1 << 30:
+        if record > limits.MAX_RECORD_BYTES:
             _fail(
                 "sample_s",
                 self.sample_s,
@@ -269,7 +313,8 @@ class SimConfig:
         set_(
             self,
             "balloon_interval_s",
-            _number("balloon_interval_s", self.balloon_interval_s, lo=0, lo_open=True),
+            _number("balloon_interval_s", self.balloon_interval_s, lo=limits.MIN_INTERVAL_S,
+                    hi=limits.MAX_INTERVAL_S),
         )
         for kind, module in (("mechanism", mechanism_module(self.mechanism)),
                              ("policy", policy_module(self.policy))):
@@ -282,9 +327,14 @@ class SimConfig:
                     _fail(f"{name}[{key!r}]", given[key],
                           f"also set as {p.field}={getattr(self, p.field)!r}; set one of them")
             set_(self, name, given)
+            _check_aliases(self, module)
             checker = getattr(module, "check_params", None)
             if checker is not None:
                 checker(effective(module.PARAMS, given, self))
+        self._check_scale()
+        for name in ("workload_params", "costs", "mechanism_params", "policy_params",
+                     "guest_overrides", "migration"):
+            set_(self, name, freeze(getattr(self, name)))
         total = self.host_mem + self.host_swap
         for g in range(self.guests):
             mem = self.guest_spec(g)["mem"]
@@ -295,6 +345,16 @@ class SimConfig:
                     UserWarning,
                     stacklevel=3,
                 )
+
+    def _check_scale(self):
+        """Total guest memory and the estimated work of the run within ``limits``."""
+        total = sum(self.guest_spec(g)["mem"] for g in range(self.guests))
+        if total > limits.MAX_TOTAL_GUEST_MEM:
+            _fail("guest_mem", self.guest_mem,
+                  f"the guests' memory adds up to {format_size(total)}, above the limit of "
+                  f"{format_size(limits.MAX_TOTAL_GUEST_MEM)} for all guests; fewer or "
+                  "smaller guests")
+        limits.check_work(self, _intervals(self))
 
     def _check_overrides(self, overrides):
         if overrides is None:
@@ -359,8 +419,8 @@ class SimConfig:
 
     def to_dict(self):
         """A JSON-serialisable dict; ``SimConfig.from_dict(d) == self``."""
-        d = dataclasses.asdict(self)
-        d["guest_overrides"] = [dict(o) for o in self.guest_overrides]
+        d = {f.name: thaw(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        d["guest_overrides"] = [dict(o) for o in d["guest_overrides"]]
         for spec in [d["workload_params"]] + [o.get("workload_params") or {} for o in
                                              d["guest_overrides"]]:
             if "orders" in spec:

@@ -37,10 +37,10 @@ noted):
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..host.migration import SUMMARY as MIGRATION_METRICS
@@ -85,8 +85,6 @@ GUEST_COLUMNS = (
 )
 EVENT_COLUMNS = ("t_s", "guest", "kind", "value")
 
-_FILES = ("host.parquet", "guests.parquet", "events.parquet", "guest_summary.parquet")
-
 
 @dataclass
 class SimResult:
@@ -113,47 +111,38 @@ class SimResult:
     events: pd.DataFrame
     config: SimConfig
 
-    def save(self, path):
-        """Write to directory ``path`` (parquet + JSON); atomic: all or nothing."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
-            self.host.to_parquet(tmp / "host.parquet", index=False)
-            self.guests.to_parquet(tmp / "guests.parquet", index=False)
-            self.events.to_parquet(tmp / "events.parquet", index=False)
-            self.guest_summary.to_parquet(tmp / "guest_summary.parquet", index=False)
-            summary = {k: _plain(v) for k, v in self.summary.items()}
-            (tmp / "summary.json").write_text(json.dumps(summary, indent=1))
-            (tmp / "config.json").write_text(json.dumps(self.config.to_dict(), indent=1))
-            if path.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
-                os.replace(path, old / "x")
-                os.replace(tmp, path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return path
+    def save(self, path, overwrite=False):
+        """Write to directory ``path`` (parquet + JSON); atomic: all or nothing.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A new directory, an empty one, or (with ``overwrite=True``) an earlier result.
+        overwrite : bool
+            Replace an existing fphlib result at ``path``. Anything else at ``path`` (a file,
+            a directory with other files) is never replaced.
+
+        Raises
+        ------
+        FileExistsError
+            If ``path`` holds a result and ``overwrite`` is False, or holds anything else.
+        OSError
+            If the directory cannot be written; nothing is left behind.
+        """
+        return _save(self, path, overwrite)
 
     @classmethod
     def load(cls, path):
-        """Read a directory written by ``save``."""
-        path = Path(path)
-        missing = [f for f in (*_FILES, "summary.json", "config.json") if not (path / f).exists()]
-        if missing:
-            raise ValueError(f"path: {str(path)!r} is not a saved SimResult (missing {missing})")
-        summary = json.loads((path / "summary.json").read_text())
-        return cls(
-            summary=pd.Series(summary, dtype="float64"),
-            guest_summary=pd.read_parquet(path / "guest_summary.parquet"),
-            host=pd.read_parquet(path / "host.parquet"),
-            guests=pd.read_parquet(path / "guests.parquet"),
-            events=pd.read_parquet(path / "events.parquet"),
-            config=SimConfig.from_dict(json.loads((path / "config.json").read_text())),
-        )
+        """Read a directory written by ``save`` (any earlier format version too).
+
+        Raises
+        ------
+        ValueError
+            Naming the file, if ``path`` is not a result or any part of it is malformed or
+            inconsistent with the others (config, summary keys and types, table columns and
+            lengths); or if it was written by a newer fphlib.
+        """
+        return cls(**_load(path))
 
     def __repr__(self):
         s = self.summary
@@ -168,3 +157,248 @@ class SimResult:
 def _plain(v):
     v = float(v)
     return None if v != v else v  # NaN -> null in JSON
+
+
+# --- the saved format ------------------------------------------------------------------------
+# Format 1: fphlib 0.1.0 (no META file; summary without the migration metrics).
+# Format 2: adds META (format, fphlib version, model-source digest). Bump RESULT_FORMAT when
+# the files change (a new summary metric or column) and teach _load the older format.
+RESULT_FORMAT = 2
+META = "fphlib.json"
+_TABLES = {
+    "host.parquet": "host",
+    "guests.parquet": "guests",
+    "events.parquet": "events",
+    "guest_summary.parquet": "guest_summary",
+}
+_FILES_OF = {1: (*_TABLES, "summary.json", "config.json"),
+             2: (*_TABLES, "summary.json", "config.json", META)}
+_TMP = ".fphlib-tmp-"  # temporary directories of save: .NAME.fphlib-tmp-PID-RANDOM
+_OLD = ".fphlib-old-"  # the replaced result while it is swapped out
+# SimConfig keys every saved config has had since 0.1.0
+_CONFIG_KEYS = (
+    "host_mem host_swap host_thp guests guest_mem vcpus workload workload_params mechanism "
+    "hint_order report_capacity report_delay_s costs duration_s sample_s seed debug "
+    "guest_overrides balloon_target balloon_interval_s deflate_on_oom"
+).split()
+
+
+def _is_result(path):
+    """True if ``path`` is a directory holding only the files of a saved result."""
+    try:
+        names = {p.name for p in path.iterdir()}
+    except OSError:
+        return False
+    return any(set(files) <= names and names <= set(_FILES_OF[2]) for files in
+               _FILES_OF.values())
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def _clean_stale(path):
+    """Remove temporary directories of earlier saves of ``path`` killed midway (their
+    process is gone); a swapped-out result whose replacement never arrived is put back."""
+    prefix = f".{path.name}"
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        name = entry.name
+        for marker in (_TMP, _OLD):
+            if not name.startswith(prefix + marker):
+                continue
+            pid = name[len(prefix + marker):].split("-")[0]
+            if not pid.isdigit() or _pid_alive(int(pid)):
+                continue
+            if marker == _OLD and not os.path.lexists(path) and _is_result(entry / "x"):
+                os.replace(entry / "x", path)
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _make_dir(parent, name, marker):
+    """A new directory ``parent/.name<marker><pid>-<random>`` created with the umask."""
+    import secrets
+
+    while True:
+        d = parent / f".{name}{marker}{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            d.mkdir(mode=0o777)  # minus the umask, like every file written into it
+            return d
+        except FileExistsError:
+            continue
+
+
+def _save(res, path, overwrite):
+    if not isinstance(overwrite, bool):
+        raise ValueError(f"overwrite: {overwrite!r} is not allowed; expected True or False")
+    if not isinstance(path, str | os.PathLike) or not os.fspath(path):
+        raise ValueError(f"path: {path!r} is not allowed; expected a directory path")
+    path = Path(os.path.abspath(os.fspath(path)))
+    if path.parent == path:
+        raise FileExistsError(f"{path}: cannot save a result as the root directory")
+    _clean_stale(path)  # first: a result a killed save swapped out is put back
+    replace = False
+    if os.path.lexists(path):
+        if path.is_symlink() or not path.is_dir():
+            raise FileExistsError(f"{path}: exists and is not a directory; not replaced")
+        if any(path.iterdir()):
+            if not _is_result(path):
+                raise FileExistsError(
+                    f"{path}: exists and is not an fphlib result (it holds other files); "
+                    "not replaced: choose a new or empty directory"
+                )
+            if not overwrite:
+                raise FileExistsError(
+                    f"{path}: a saved result exists; pass overwrite=True to replace it"
+                )
+        replace = True
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _make_dir(path.parent, path.name, _TMP)
+    try:
+        for fname, attr in _TABLES.items():
+            getattr(res, attr).to_parquet(tmp / fname, index=False)
+        summary = {k: _plain(v) for k, v in res.summary.items()}
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=1))
+        (tmp / "config.json").write_text(json.dumps(res.config.to_dict(), indent=1))
+        (tmp / META).write_text(json.dumps(_meta(), indent=1))
+        if replace:
+            old = _make_dir(path.parent, path.name, _OLD)
+            os.replace(path, old / "x")
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                os.replace(old / "x", path)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def _meta():
+    from .. import __version__
+    from .._cache import sources_digest
+
+    return {"format": RESULT_FORMAT, "fphlib_version": __version__,
+            "sources_digest": sources_digest()}
+
+
+def _bad(path, what):
+    raise ValueError(f"{path}: {what}")
+
+
+def _read_json(path):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        _bad(path, f"cannot read ({getattr(e, 'strerror', None) or e})")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        _bad(path, f"not valid JSON ({e})")
+
+
+def _read_table(path, columns, exact=True):
+    try:
+        df = pd.read_parquet(path)
+    except Exception as e:  # pyarrow raises many types for a corrupt file
+        _bad(path, f"not a readable parquet table ({type(e).__name__}: {e})")
+    cols = list(df.columns)
+    if (cols != list(columns)) if exact else not set(columns) <= set(cols):
+        _bad(path, f"has columns {cols}; expected {list(columns)}")
+    return df
+
+
+def _load(path):
+    """The fields of a SimResult read from ``path``, each file checked (see ``load``)."""
+    if not isinstance(path, str | os.PathLike) or not os.fspath(path):
+        raise ValueError(f"path: {path!r} is not allowed; expected a directory path")
+    path = Path(path)
+    if not path.is_dir():
+        _bad(path, "is not a saved SimResult (" + ("not a directory)" if path.exists()
+                                                   else "no such directory)"))
+    fmt = 1
+    if (path / META).exists():
+        meta = _read_json(path / META)
+        fmt = meta.get("format") if isinstance(meta, dict) else None
+        if isinstance(fmt, bool) or not isinstance(fmt, int) or fmt < 2:
+            _bad(path / META, f"format {fmt!r} is not a result format "
+                              f"(expected 2..{RESULT_FORMAT})")
+        if fmt > RESULT_FORMAT:
+            _bad(path / META, f"written by a newer fphlib ({meta.get('fphlib_version')!r}, "
+                              f"format {fmt}); this fphlib reads formats 1..{RESULT_FORMAT}")
+    missing = [f for f in _FILES_OF[fmt] if not (path / f).is_file()]
+    if missing:
+        _bad(path, f"is not a saved SimResult (missing {missing})")
+    cfg_path = path / "config.json"
+    d = _read_json(cfg_path)
+    if not isinstance(d, dict):
+        _bad(cfg_path, f"expected a JSON object of SimConfig fields, got {type(d).__name__}")
+    absent = [k for k in _CONFIG_KEYS if k not in d]
+    if absent:
+        _bad(cfg_path, f"misses SimConfig field(s) {absent}")
+    try:
+        config = SimConfig.from_dict(d)
+    except (ValueError, TypeError) as e:
+        _bad(cfg_path, f"invalid config: {e}")
+    sum_path = path / "summary.json"
+    summary = _read_json(sum_path)
+    if not isinstance(summary, dict):
+        _bad(sum_path, f"expected a JSON object metric -> number, got {type(summary).__name__}")
+    optional = set(MIGRATION_METRICS) if fmt == 1 else set()
+    absent = [m for m in SUMMARY_METRICS if m not in summary and m not in optional]
+    if absent:
+        _bad(sum_path, f"misses metric(s) {absent}")
+    unknown = [k for k in summary if k not in SUMMARY_METRICS]
+    if unknown:
+        _bad(sum_path, f"unknown metric(s) {unknown}; known: {', '.join(SUMMARY_METRICS)}")
+    for k, v in summary.items():
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
+            _bad(sum_path, f"metric {k!r} is {v!r}; expected a number or null")
+    summary = pd.Series({m: summary.get(m) for m in SUMMARY_METRICS}, dtype="float64")
+    host = _read_table(path / "host.parquet", HOST_COLUMNS)
+    guests = _read_table(path / "guests.parquet", GUEST_COLUMNS)
+    events = _read_table(path / "events.parquet", EVENT_COLUMNS)
+    gs = _read_table(path / "guest_summary.parquet", ("guest", "mem_bytes", "workload",
+                                                      "status"), exact=False)
+    _check_lengths(path, config, host, guests, events, gs)
+    return dict(summary=summary, guest_summary=gs, host=host, guests=guests, events=events,
+                config=config)
+
+
+def _check_lengths(path, config, host, guests, events, gs):
+    """Tables consistent with the config: samples, guests, guest numbers."""
+    from ..engine.loop import TICK_S
+
+    n_ticks = max(1, round(config.duration_s / TICK_S))
+    every = max(1, round(config.sample_s / TICK_S))
+    n_samples = n_ticks // every + 1
+    G = config.guests
+    if len(host) != n_samples:
+        _bad(path / "host.parquet", f"has {len(host)} rows; the config's duration_s and "
+                                    f"sample_s give {n_samples} samples")
+    if len(guests) != n_samples * G:
+        _bad(path / "guests.parquet", f"has {len(guests)} rows; expected {n_samples} samples "
+                                      f"x {G} guests (config.json) = {n_samples * G}")
+    want = np.tile(np.arange(G), n_samples)
+    if not np.array_equal(guests["guest"].to_numpy(), want):
+        _bad(path / "guests.parquet", f"column 'guest' does not hold guests 0..{G - 1} for "
+                                      "every sample")
+    if list(gs["guest"]) != list(range(G)):
+        _bad(path / "guest_summary.parquet", f"has guests {list(gs['guest'])[:10]}; expected "
+                                             f"0..{G - 1} (config.json guests={G})")
+    ev_guest = events["guest"].to_numpy()
+    if len(ev_guest) and ((ev_guest < -1) | (ev_guest >= G)).any():
+        _bad(path / "events.parquet", f"column 'guest' has values outside -1..{G - 1}")

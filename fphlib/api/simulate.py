@@ -37,14 +37,16 @@ def simulate(cfg, progress=False):
         If ``cfg`` is not a SimConfig.
     fphlib.engine.check.InvariantError
         With ``debug=True``, at the first violated invariant (guest, time, invariant).
+    KeyboardInterrupt
+        On Ctrl-C, within a fraction of a second (the loop runs in short chunks).
     """
-    if not isinstance(cfg, SimConfig):
-        raise ValueError(f"cfg: expected a SimConfig, got {type(cfg).__name__}")
+    cfg = _revalidated(cfg)
     t0 = time.perf_counter()
     s, info = build_state(cfg)
     last = info["n_ticks"] + 1  # the final tick only samples
-    n_chunks = 100 if progress else 1
-    chunk = max(1, -(-last // n_chunks))
+    # Chunks of about CHUNK_WALL_S of work: Ctrl-C is seen between two chunks (Python raises
+    # KeyboardInterrupt as soon as the jitted call returns), and a bar moves smoothly.
+    chunk = max(1, -(-last // 100)) if progress else 1000
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -53,16 +55,41 @@ def simulate(cfg, progress=False):
             total=info["n_ticks"], unit="sim s", unit_scale=info["dt"], desc=cfg.mechanism
         )
     try:
-        for tick0 in range(0, last, chunk):
+        tick0 = 0
+        while tick0 < last:
             tick1 = min(tick0 + chunk, last)
+            c0 = time.perf_counter()
             if run_chunk(s, tick0, tick1):
                 _raise_violation(s, info)
             if bar is not None:
                 bar.update(min(tick1, info["n_ticks"]) - min(tick0, info["n_ticks"]))
+            elif tick0 > 0:  # not the first chunk: it may include compiling
+                took = time.perf_counter() - c0
+                chunk = int(min(max(chunk * CHUNK_WALL_S / max(took, 1e-6), 1), chunk * 4))
+            tick0 = tick1
     finally:
         if bar is not None:
             bar.close()
     return _result(cfg, s, info, time.perf_counter() - t0)
+
+
+CHUNK_WALL_S = 0.1  # wall time per jitted chunk: the delay before Ctrl-C takes effect
+
+
+def _revalidated(cfg):
+    """``cfg`` checked again from its fields: the engine trusts every value it gets, so a
+    config edited after validation (``object.__setattr__``) is refused, not run."""
+    import warnings
+
+    if not isinstance(cfg, SimConfig):
+        raise ValueError(f"cfg: expected a SimConfig, got {type(cfg).__name__}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # warned about when cfg was built
+        again = SimConfig.from_dict(cfg.to_dict())
+    if again != cfg:
+        raise ValueError("cfg: changed after validation; build it with SimConfig(...) or "
+                         "dataclasses.replace")
+    return again
 
 
 def _raise_violation(s, info):

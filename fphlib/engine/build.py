@@ -50,10 +50,10 @@ def watermarks(n_pages):
     return wmin, wmin + tmp, wmin + 2 * tmp
 
 
-def _load_trace(path):
+def _load_trace(path, n_pages):
     from ..workloads.trace_file import load_trace  # owned by the CLI/data helper
 
-    tr = load_trace(path)
+    tr = load_trace(path, n_pages=n_pages)  # slots below the guest's pages bound the pool
     return (
         np.ascontiguousarray(tr.t_us, np.int64),
         np.ascontiguousarray(tr.kind, np.int8),
@@ -127,7 +127,7 @@ def build_state(cfg):
             wp[g, L.WP_OPS] = ops
             cap = int(1.25 * target_pages) + 1024
         elif wl == "trace":
-            arrays = _load_trace(params["path"])
+            arrays = _load_trace(params["path"], n)
             traces.append(arrays)
             gi[g, L.GI_TR_OFF] = tr_off
             gi[g, L.GI_TR_N] = len(arrays[0])

@@ -41,6 +41,7 @@ from .xbitmap import (
     M_TRACK_FN,
     TRACK_BITMAP,
     bitmap_track_ptr,
+    read_only,
     track_rebuild,
     tracking_arrays,
     tracking_mismatch,
@@ -464,6 +465,8 @@ TRACE_BAD_KIND = 1  # kind not 0 (alloc) or 1 (free)
 TRACE_BAD_ORDER = 2  # order outside 0..n_orders-1
 TRACE_BAD_SLOT = 3  # slot outside 0..n_slots-1
 TRACE_NOT_ALLOCATED = 4  # free of a block not allocated with that order (double free, ...)
+TRACE_SLOT_FREED = 5  # free through a slot whose block was already freed through it
+SLOT_FREED = -2  # ``held`` marker of a slot whose block was freed (-1: never got a block)
 
 
 @jit
@@ -482,8 +485,9 @@ def _replay_loop(zone, kind, order, slot, n_slots):
     ops before a bad one have been applied. The checks keep every index in bounds and free
     only blocks allocated with the order given, so no input can corrupt the zone. Like the C
     reference, a slot that is overwritten before its free leaks the earlier block, and the free
-    of a slot that never got a block is a no-op (as after a failed alloc): tracking slot states
-    as well cost 8 % of the replay (measured), the state check catches double frees.
+    of a slot that never got a block is a no-op (as after a failed alloc). A second free
+    through a slot is refused (``TRACE_SLOT_FREED``): the block it held may have been handed to
+    another slot since, and the state check alone would free that slot's block.
     """
     n_orders = zone.head.shape[0]
     held = np.full(n_slots, -1, np.int32)
@@ -515,6 +519,10 @@ def _replay_loop(zone, kind, order, slot, n_slots):
                     bad, code = i, TRACE_NOT_ALLOCATED
                     break
                 free_one_page(zone, pfn, o, False)
+                held[s] = SLOT_FREED
+            elif pfn == SLOT_FREED:  # its block may now be another slot's: never free it
+                bad, code = i, TRACE_SLOT_FREED
+                break
         else:
             bad, code = i, TRACE_BAD_KIND
             break
@@ -718,6 +726,10 @@ _TRACE_MESSAGES = {
     TRACE_BAD_KIND: "kind must be 0 (alloc) or 1 (free)",
     TRACE_BAD_ORDER: "order is outside 0..{top}",
     TRACE_BAD_SLOT: "slot must be >= 0",
+    TRACE_SLOT_FREED: (
+        "free through a slot whose block was already freed through it (the block may belong "
+        "to another slot now); allocate into the slot again before freeing it"
+    ),
     TRACE_NOT_ALLOCATED: (
         "free of a block that is not allocated with this order (freed twice, or allocated "
         "with another order)"
@@ -820,8 +832,12 @@ class BuddyAllocator:
 
     @property
     def zone(self):
-        """The :class:`Zone` of arrays (read it; writing it voids every guarantee)."""
-        return self._zone
+        """The :class:`Zone` of arrays as read-only views (live: they follow the allocator).
+
+        Read-only because the kernels trust them: a bad link or head would make them read
+        or write outside the arrays.
+        """
+        return Zone(*(None if a is None else read_only(a) for a in self._zone))
 
     @property
     def n_pages(self):
@@ -997,10 +1013,12 @@ class BuddyAllocator:
                 f"order {order.shape[0]}, slot {slot.shape[0]}"
             )
         n_slots = int(slot.max()) + 1 if slot.shape[0] else 0
-        if n_slots > max(slot.shape[0], 1 << 20):
+        if n_slots > self.n_pages:
+            i = int(np.argmax(slot))
             raise ValueError(
-                f"trace array 'slot': largest slot {n_slots - 1} needs a table of {n_slots} "
-                f"entries for {slot.shape[0]} ops; number slots densely from 0"
+                f"trace array 'slot': slot[{i}] = {slot[i]} is outside 0..{self.n_pages - 1}: "
+                f"a zone of {self.n_pages} pages holds at most {self.n_pages} blocks; number "
+                "slots densely from 0"
             )
         # a fresh allocator is restored by re-initialising it; any other by a snapshot
         snapshot = None if self._pristine else [a.copy() for a in self._zone[:7]]

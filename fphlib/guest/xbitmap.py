@@ -1466,6 +1466,13 @@ def _index(value, name):
     return np.uint64(v)
 
 
+def read_only(a):
+    """A read-only view of ``a``: what the Python wrappers hand out of their kernels' arrays."""
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
 class XBitmap:
     """A sparse bitmap over [0, 2**64 - 1] with the v21 xbitmap API and the kernel's layout.
 
@@ -1499,8 +1506,12 @@ class XBitmap:
     # -- state -----------------------------------------------------------------------------
     @property
     def arrays(self):
-        """``(nodes, leaves, meta)``: the arrays the jitted ``xb_*`` kernels operate on."""
-        return self._nodes, self._leaves, self._meta
+        """``(nodes, leaves, meta)``: read-only views of the arrays the ``xb_*`` kernels use.
+
+        Read-only because the kernels trust them (a bad child index would make them read or
+        write outside the arrays); the views follow the bitmap until it grows its pools.
+        """
+        return read_only(self._nodes), read_only(self._leaves), read_only(self._meta)
 
     @property
     def require_preload(self):

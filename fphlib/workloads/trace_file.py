@@ -52,7 +52,7 @@ class Trace(NamedTuple):
     slot: np.ndarray  # int32[N]
 
 
-def check_trace(t_us, kind, order, slot, source="trace"):
+def check_trace(t_us, kind, order, slot, source="trace", n_pages=None):
     """Validate the four arrays of a trace; return them as a :class:`Trace`.
 
     Parameters
@@ -62,6 +62,10 @@ def check_trace(t_us, kind, order, slot, source="trace"):
         usually a sign that the file was written by a different tool).
     source : str
         Name used in error messages (a file path, or ``"trace"``).
+    n_pages : int, optional
+        Pages of the guest that replays it: every slot must be below it (a guest of N pages
+        holds at most N blocks, and the replay keeps a table of ``max(slot) + 1`` entries).
+        The same rule as ``BuddyAllocator.replay`` and ``python -m fphlib trace --check``.
 
     Raises
     ------
@@ -102,6 +106,12 @@ def check_trace(t_us, kind, order, slot, source="trace"):
     if bad.any():
         i = first(bad)
         raise ValueError(f"{source}: slot[{i}] = {slot[i]} is negative; slots are >= 0")
+    if n_pages is not None and n and int(slot.max()) >= n_pages:
+        i = int(np.argmax(slot))
+        raise ValueError(
+            f"{source}: slot[{i}] = {slot[i]} is outside 0..{n_pages - 1}: a guest of "
+            f"{n_pages} pages holds at most {n_pages} blocks; number slots densely from 0"
+        )
     if n and t_us[0] < 0:
         raise ValueError(f"{source}: t_us[0] = {t_us[0]} is negative; times start at >= 0")
     bad = np.diff(t_us) < 0
@@ -162,13 +172,33 @@ def _check_slots(kind, order, slot, source):
         raise ValueError(f"{source}: {min(problems)[1]}")
 
 
-def load_trace(path):
+def _regular_file(source):
+    """Refuse what is not a readable regular file before opening it (a FIFO would block)."""
+    import stat
+
+    try:
+        mode = os.stat(source).st_mode
+    except FileNotFoundError:
+        raise ValueError(f"{source}: cannot read trace file (no such file)") from None
+    except OSError as e:
+        raise ValueError(f"{source}: cannot read trace file ({e.strerror or e})") from None
+    if stat.S_ISDIR(mode):
+        raise ValueError(f"{source}: is a directory, not a trace file (.npz)")
+    if not stat.S_ISREG(mode):
+        raise ValueError(
+            f"{source}: is not a regular file (a FIFO, socket or device); a trace is an .npz file"
+        )
+
+
+def load_trace(path, n_pages=None):
     """Read and validate a trace file.
 
     Parameters
     ----------
     path : str or os.PathLike
         An ``.npz`` archive holding ``t_us``, ``kind``, ``order`` and ``slot``.
+    n_pages : int, optional
+        Pages of the guest that replays it; slots must be below it (:func:`check_trace`).
 
     Returns
     -------
@@ -182,12 +212,11 @@ def load_trace(path):
         breaks the format (the message names the array and the offending op).
     """
     source = os.fspath(path)
+    _regular_file(source)
     try:
         is_zip = zipfile.is_zipfile(source)
     except OSError as e:
         raise ValueError(f"{source}: cannot read trace file ({e.strerror or e})") from e
-    if not os.path.isfile(source):
-        raise ValueError(f"{source}: cannot read trace file (no such file)")
     if not is_zip:
         raise ValueError(
             f"{source}: not a trace file: expected an .npz (zip) archive with arrays "
@@ -208,7 +237,7 @@ def load_trace(path):
         raise ValueError(f"{source}: unreadable trace array ({e})") from e
     except (OSError, zipfile.BadZipFile, EOFError) as e:
         raise ValueError(f"{source}: corrupt or unreadable .npz archive ({e})") from e
-    return check_trace(source=source, **arrays)
+    return check_trace(source=source, n_pages=n_pages, **arrays)
 
 
 def write_trace(path, t_us, kind, order, slot, n_pages=None):
@@ -240,13 +269,15 @@ def write_trace(path, t_us, kind, order, slot, n_pages=None):
         elif a.size == 0:
             a = a.astype(want)
         arrays[name] = a
-    check_trace(source=os.fspath(path), **arrays)
     extra = {}
     if n_pages is not None:
         if isinstance(n_pages, bool) or not isinstance(n_pages, int | np.integer) or n_pages <= 0:
             raise ValueError(f"n_pages: {n_pages!r} must be a positive int (pages of 4 KiB)")
         extra["n_pages"] = np.int64(n_pages)
+    check_trace(source=os.fspath(path), n_pages=n_pages, **arrays)
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(f"{path}: is a directory; give the trace file's path (.npz)")
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".trace-", suffix=".npz.tmp", dir=directory)
     try:
