@@ -369,7 +369,13 @@ def _load(path):
             _bad(sum_path, f"metric {k!r} is {v!r}; expected a number or null")
     summary = pd.Series({m: summary.get(m) for m in SUMMARY_METRICS}, dtype="float64")
     host = _read_table(path / "host.parquet", HOST_COLUMNS)
-    guests = _read_table(path / "guests.parquet", GUEST_COLUMNS)
+    if fmt == 1:  # before format 2 the per-guest reported_bytes was what is reported now
+        guests = _read_table(path / "guests.parquet",
+                             [c for c in GUEST_COLUMNS if c != "reported_free_bytes"])
+        guests["reported_free_bytes"] = guests["reported_bytes"]
+        guests["reported_bytes"] = np.nan  # the cumulative series was not recorded
+    else:
+        guests = _read_table(path / "guests.parquet", GUEST_COLUMNS)
     events = _read_table(path / "events.parquet", EVENT_COLUMNS)
     gs = _read_table(path / "guest_summary.parquet", ("guest", "mem_bytes", "workload",
                                                       "status"), exact=False)
