@@ -150,6 +150,15 @@ class SimResult:
             config=SimConfig.from_dict(json.loads((path / "config.json").read_text())),
         )
 
+    @property
+    def per_guest(self):
+        """Tidy per-guest table of what the host asked and what it cost each guest
+        (:func:`fphlib.api.asking.per_guest`; ``slowdown`` needs a baseline run:
+        :func:`fphlib.api.asking.with_baseline`)."""
+        from .asking import per_guest
+
+        return per_guest(self)
+
     def __repr__(self):
         s = self.summary
         return (

@@ -32,7 +32,9 @@ from ..state.layout import (
     GF_DEBT,
     GF_GUEST_CPU,
     GF_HOST_CPU,
+    GF_REFAULT_STALL,
     GF_STALL,
+    GF_SWAPIN_STALL,
     GI_FAULTS,
     GI_LOST,
     GI_NPAGES,
@@ -41,6 +43,7 @@ from ..state.layout import (
     GI_RSS,
     GI_STATUS,
     GI_SWAP,
+    GI_SWAPINS,
     GI_SWAPOUT,
     GI_VMEXITS,
     HF_CPU,
@@ -250,6 +253,8 @@ def touch(s, g, z, pfn, npages, t, cost, overhead_pages):
             s.gi[g, GI_RSS] += 1
             s.hi[HI_RSS] += 1
             stall += cost[C_SWAP_IN]
+            s.gi[g, GI_SWAPINS] += 1
+            s.gf[g, GF_SWAPIN_STALL] += cost[C_SWAP_IN]
             s.gi[g, GI_VMEXITS] += 1
             continue
         if thp and s.reg_cnt[r] == 0:
@@ -299,6 +304,7 @@ def touch(s, g, z, pfn, npages, t, cost, overhead_pages):
         s.gf[g, GF_STALL] += stall
         # refaults are the guest-visible price of hinting
         s.gf[g, GF_GUEST_CPU] += refault_cost
+        s.gf[g, GF_REFAULT_STALL] += refault_cost
     return stall
 
 
