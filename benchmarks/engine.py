@@ -127,8 +127,8 @@ def run(name, cfg):
 def policy_row(scale=1.0):
     """(c): wall time of every policy that drives page_reporting vs always_on, same run."""
     import fphlib
+    from fphlib.api.config import policy_allows
     from fphlib.host.policy import REGISTRY as POLICIES
-    from fphlib.host.policy import policy_allows
 
     mem = max(4 << 20, int((16 << 30) * scale) // (4 << 20) * (4 << 20))
     base = dict(host_mem=int(64 * mem * 0.75) + (64 << 25), host_swap=0, guests=64,

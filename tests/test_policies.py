@@ -11,11 +11,11 @@ import pytest
 
 import fphlib
 from fphlib.api.asking import PER_GUEST_COLUMNS, jain_index, never_asking, with_baseline
+from fphlib.api.config import ask_mode, policy_allows
 from fphlib.hinting import REGISTRY as MECHANISMS
 from fphlib.hinting import mechanism_is_safe, mechanism_module
 from fphlib.host.policy import REGISTRY as POLICIES
-from fphlib.host.policy import policy_allows, policy_module
-from fphlib.host.policy.common import ask_mode
+from fphlib.host.policy import policy_module
 from fphlib.host.policy.esx import adjusted_ratio
 from fphlib.host.policy.mom import mom_target
 from fphlib.host.policy.watermark import watermark_next

@@ -24,6 +24,26 @@ NR_ORDERS = 11
 OVERRIDE_KEYS = ("mem", "workload", "workload_params", "start_s", "shares", "min", "max")
 
 
+def ask_mode(mechanism):
+    """Which host-policy ask mechanism ``mechanism`` reads (its module's ``ASKS``):
+    ``"pages"`` (a balloon size), ``"hint"`` (hinting on/off) or ``None``."""
+    asks = getattr(mechanism_module(mechanism), "ASKS", ())
+    return "pages" if "pages" in asks else "hint" if "hint" in asks else None
+
+
+def policy_allows(policy, mechanism):
+    """Can host policy ``policy`` drive ``mechanism``? (``SimConfig`` refuses the pairs that
+    answer False, saying why.)"""
+    check = getattr(policy_module(policy), "check", None)
+    if check is None:
+        return True
+    try:
+        check(mechanism, ask_mode(mechanism), {})
+    except ValueError:
+        return False
+    return True
+
+
 def _fail(name, value, allowed):
     raise ValueError(f"{name}: {value!r} is not allowed; {allowed}")
 
@@ -292,7 +312,7 @@ class SimConfig:
                 checker(effective(module.PARAMS, given, self))
         pair_check = getattr(policy_module(self.policy), "check", None)
         if pair_check is not None:  # refuse a policy with a mechanism it cannot drive
-            pair_check(self.mechanism, self.policy_settings())
+            pair_check(self.mechanism, self.ask_mode(), self.policy_settings())
         total = self.host_mem + self.host_swap
         for g in range(self.guests):
             mem = self.guest_spec(g)["mem"]
@@ -357,6 +377,10 @@ class SimConfig:
                 _fail(f"{name}['min']", entry["min"], f"must not exceed max ({canon['max']})")
             out.append(canon)
         return tuple(out)
+
+    def ask_mode(self):
+        """Which host ask the mechanism reads: ``"pages"``, ``"hint"`` or ``None``."""
+        return ask_mode(self.mechanism)
 
     def mechanism_settings(self):
         """Every parameter of the mechanism: given, else from its older field, else default."""

@@ -197,9 +197,9 @@ def policy_grid(policies=None, guest_counts=(1, 2, 4), mechanism="balloon", gues
     the others touch most of their memory once and go idle.
     """
     from ..api.asking import never_asking, per_guest, run_metrics
-    from ..api.config import SimConfig
+    from ..api.config import SimConfig, policy_allows
     from ..host.costs import DEFAULTS
-    from ..host.policy import REGISTRY, policy_allows
+    from ..host.policy import REGISTRY
 
     if simulate is None:
         from ..api.simulate import simulate

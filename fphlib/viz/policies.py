@@ -51,8 +51,9 @@ def policies():
 
 def policy_table():
     """One row per policy: its parameters and the mechanisms it can drive."""
+    from ..api.config import policy_allows
     from ..hinting import REGISTRY as MECHS
-    from ..host.policy import policy_allows, policy_module
+    from ..host.policy import policy_module
     from ..state.params import describe
 
     rows = []

@@ -20,9 +20,9 @@ NAME = "always_on"
 PARAMS = {"interval_s": INTERVAL}
 
 
-def check(mechanism, params):
+def check(mechanism, mode, params):
     """Only mechanisms that hint on their own (they read the hint on/off ask)."""
-    check_drivable(NAME, mechanism, modes=("hint",))
+    check_drivable(NAME, mechanism, mode, modes=("hint",))
 
 
 @jit

@@ -9,7 +9,8 @@ idle-tax sampler (:mod:`.idle_tax`), which reads the accessed bit of sampled pag
 reads its invalidated mappings.
 
 It asks in one of two modes, fixed per run by the mechanism (``ASKS`` of the mechanism
-module, :func:`ask_mode`): ``pages`` (the balloon: a balloon size, ``GI_ASK_PAGES``) or
+module, :func:`fphlib.api.config.ask_mode`; host/ never imports hinting/): ``pages`` (the
+balloon: a balloon size, ``GI_ASK_PAGES``) or
 ``hint`` (reporting/hinting mechanisms: hinting on/off, ``GI_ASK_HINT``; a guest the policy
 wants memory from has hinting on, every other guest off - the host "has plenty of free space,
 don't worry"). Combinations where the mechanism reads neither are refused by
@@ -65,23 +66,15 @@ QUANTUM = Param("size", 128 << 20, 4096, 2**50, "bytes", "memory asked of one gu
                 "time")
 
 
-def ask_mode(mechanism):
-    """``"pages"``, ``"hint"`` or ``None``: which ask mechanism ``mechanism`` reads."""
-    from ...hinting import mechanism_module  # policy modules are below hinting/ (layering)
-
-    asks = getattr(mechanism_module(mechanism), "ASKS", ())
-    return "pages" if "pages" in asks else "hint" if "hint" in asks else None
-
-
-def check_drivable(policy, mechanism, modes=("pages", "hint")):
-    """Refuse a policy with a mechanism it cannot drive (``ValueError`` saying why)."""
-    mode = ask_mode(mechanism)
+def check_drivable(policy, mechanism, mode, modes=("pages", "hint")):
+    """Refuse a policy with a mechanism it cannot drive (``ValueError`` saying why); ``mode``
+    is the ask the mechanism reads (``"pages"``, ``"hint"`` or ``None``)."""
     if mode in modes:
         return
     if mode is None:
         why = (f"mechanism {mechanism!r} reads no host ask (neither a balloon size nor "
                f"hinting on/off), so policy {policy!r} would have nobody to ask; use policy "
-               f"'static' or 'always_on'")
+               f"'static' (which asks nothing)")
     else:
         what = {"pages": "balloon sizes", "hint": "hinting on/off"}
         why = (f"policy {policy!r} sets {' or '.join(what[m] for m in modes)}, but mechanism "
@@ -91,7 +84,7 @@ def check_drivable(policy, mechanism, modes=("pages", "hint")):
 
 def init_mode(cfg, ints):
     """Set the ``BY_PAGES`` column of one guest's row from the run's mechanism."""
-    ints[BY_PAGES] = int(ask_mode(cfg.mechanism) == "pages")
+    ints[BY_PAGES] = int(cfg.ask_mode() == "pages")
 
 
 @jit(inline="always")

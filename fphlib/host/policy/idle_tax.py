@@ -57,8 +57,8 @@ STATE = PrivateState(
 )
 
 
-def check(mechanism, params):
-    check_drivable(NAME, mechanism)
+def check(mechanism, mode, params):
+    check_drivable(NAME, mechanism, mode)
 
 
 def init_guest(params, cfg, g, ints, floats):

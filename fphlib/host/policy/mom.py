@@ -72,9 +72,9 @@ STATE = PrivateState(
 )
 
 
-def check(mechanism, params):
+def check(mechanism, mode, params):
     """MOM computes balloon sizes: only mechanisms that take a balloon size."""
-    check_drivable(NAME, mechanism, modes=("pages",))
+    check_drivable(NAME, mechanism, mode, modes=("pages",))
 
 
 def init_guest(params, cfg, g, ints, floats):

@@ -43,8 +43,8 @@ PARAMS = {"interval_s": INTERVAL, "quantum": QUANTUM, "target_free": TARGET_FREE
 STATE = PrivateState(ints=("BY_PAGES", "QUANTUM_PAGES"), floats=("TARGET",))
 
 
-def check(mechanism, params):
-    check_drivable(NAME, mechanism)
+def check(mechanism, mode, params):
+    check_drivable(NAME, mechanism, mode)
 
 
 def init_guest(params, cfg, g, ints, floats):

@@ -25,8 +25,8 @@ PARAMS = {"interval_s": ESX_INTERVAL, "quantum": QUANTUM, "target_free": TARGET_
 STATE = PrivateState(ints=ESX_INTS, floats=ESX_FLOATS)
 
 
-def check(mechanism, params):
-    check_drivable(NAME, mechanism)
+def check(mechanism, mode, params):
+    check_drivable(NAME, mechanism, mode)
 
 
 def init_guest(params, cfg, g, ints, floats):

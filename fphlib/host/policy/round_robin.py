@@ -43,8 +43,8 @@ NEXT, QUANTUM_PAGES = range(N_COMMON_INTS, N_COMMON_INTS + 2)  # NEXT: guest 0's
 STATE = PrivateState(ints=("BY_PAGES", "NEXT", "QUANTUM_PAGES"), floats=("TARGET",))
 
 
-def check(mechanism, params):
-    check_drivable(NAME, mechanism)
+def check(mechanism, mode, params):
+    check_drivable(NAME, mechanism, mode)
 
 
 def init_guest(params, cfg, g, ints, floats):

@@ -61,8 +61,8 @@ def check_params(params):
                          f"a fraction below high ({params['high']!r}) - the hysteresis band")
 
 
-def check(mechanism, params):
-    check_drivable(NAME, mechanism)
+def check(mechanism, mode, params):
+    check_drivable(NAME, mechanism, mode)
 
 
 def init_guest(params, cfg, g, ints, floats):
