@@ -343,3 +343,40 @@ def test_contract_every_allowed_pair(policy, mech):
     a, b = res.summary.drop("wall_s"), again.summary.drop("wall_s")
     assert a.equals(b), (a[a != b], b[a != b])
     assert res.events.equals(again.events)
+
+
+# ------------------------------------------------------------------ experiments (small sizes)
+
+
+def test_memhog_sequence_swaps_only_without_hinting():
+    """v10/v11 style at 1/64 size: without hinting the third guest's memhog pushes the host
+    into swap and waits for the swap-outs (direct reclaim); the reporting mechanisms gave the
+    earlier guests' memory back, so nothing is swapped."""
+    from fphlib.experiments import memhog_sequence
+    from fphlib.experiments.policies import SEQUENCE_COLUMNS, SEQUENCE_MECHANISMS
+
+    df = memhog_sequence(scale=1 / 64)
+    assert list(df.columns) == list(SEQUENCE_COLUMNS)
+    assert list(df.mechanism.unique()) == list(SEQUENCE_MECHANISMS)
+    assert (df.status == "running").all() and df.runtime_s.notna().all()
+    by = df.set_index(["mechanism", "guest"])
+    assert by.loc[("none", 2), "host_swap_end_bytes"] > 0
+    for mech in SEQUENCE_MECHANISMS[1:]:
+        assert by.loc[(mech, 2), "host_swap_end_bytes"] == 0
+        assert by.loc[("none", 2), "runtime_s"] > by.loc[(mech, 2), "runtime_s"]
+    with pytest.raises(ValueError, match="mechanisms: 'bogus'"):
+        memhog_sequence(mechanisms=["bogus"], scale=1 / 64)
+    with pytest.raises(ValueError, match="scale"):
+        memhog_sequence(scale=2)
+
+
+def test_overcommit_idle_tax_moves_memory_to_the_busy_guest():
+    from fphlib.experiments import overcommit
+    from fphlib.experiments.policies import OVERCOMMIT_COLUMNS
+
+    df = overcommit(guest_mem="64MiB", duration_s=60.0, costs={"guest_overhead": 4 << 20})
+    assert list(df.columns) == list(OVERCOMMIT_COLUMNS)
+    m = df.set_index(["tau", "role"]).memory_bytes
+    assert m[(0.75, "idle")] < m[(0.0, "idle")]
+    assert m[(0.75, "active")] >= m[(0.0, "active")]
+    assert m[(0.75, "active")] > m[(0.75, "idle")]

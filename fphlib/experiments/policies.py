@@ -37,6 +37,7 @@ SEQUENCE_MECHANISMS = ("none", "page_reporting", "hinting_bitmap")
 # (kernel comment: an idle system is fully reported in ~30 s); 60 s apart leaves time for it
 SEQUENCE_INTERVAL_S = 60.0
 HEADROOM = 512 << 20  # boot footprint (256 MiB) + watermarks and pcp lists of a 6 GiB guest
+BUSY_START_S = 20.0  # overcommit: the busy guest starts after the idle one touched its memory
 
 
 def _round_mem(nbytes):
@@ -46,8 +47,10 @@ def _round_mem(nbytes):
 
 def sequence_config(mechanism="none", scale=1.0, interval_s=SEQUENCE_INTERVAL_S, size=None,
                     seed=0, **overrides):
-    """The :class:`~fphlib.SimConfig` of one memhog sequence (sizes multiplied by ``scale``)."""
+    """The :class:`~fphlib.SimConfig` of one memhog sequence (sizes multiplied by ``scale``,
+    the per-guest VMM overhead too)."""
     from ..api.config import SimConfig
+    from ..host.costs import SIZE_DEFAULTS
 
     if not (isinstance(scale, int | float) and 0 < scale <= 1):
         raise ValueError(f"scale: {scale!r} is not allowed; expected a number in (0, 1]")
@@ -58,6 +61,9 @@ def sequence_config(mechanism="none", scale=1.0, interval_s=SEQUENCE_INTERVAL_S,
         size = guest_mem - _round_mem(HEADROOM * scale)
     size = parse_size(size, "size")
     G = d["guests"]
+    costs = overrides.pop("costs", None)
+    if costs is None:  # the per-guest VMM overhead scales with the rest
+        costs = {"guest_overhead": int(SIZE_DEFAULTS["guest_overhead"][0] * scale) // 4096 * 4096}
     return SimConfig(
         host_mem=int(d["host_mem"] * scale), host_swap=int(d["host_swap"] * scale),
         guests=G, guest_mem=guest_mem, workload="memhog",
@@ -65,7 +71,8 @@ def sequence_config(mechanism="none", scale=1.0, interval_s=SEQUENCE_INTERVAL_S,
         guest_overrides=tuple({"workload_params": {"size": size, "boot": boot, "hold_s": 1.0,
                                                    "start_s": i * interval_s}}
                               for i in range(G)),
-        mechanism=mechanism, duration_s=G * interval_s, sample_s=0.5, seed=seed, **overrides)
+        mechanism=mechanism, duration_s=G * interval_s, sample_s=0.5, seed=seed, costs=costs,
+        **overrides)
 
 
 def memhog_sequence(mechanisms=SEQUENCE_MECHANISMS, scale=1.0, interval_s=SEQUENCE_INTERVAL_S,
@@ -122,9 +129,19 @@ def memhog_sequence(mechanisms=SEQUENCE_MECHANISMS, scale=1.0, interval_s=SEQUEN
 def overcommit_config(tau=0.75, guests=2, active=1, guest_mem="256MiB", ratio=1.43,
                       mechanism="balloon", duration_s=300.0, seed=0, policy_params=None,
                       **overrides):
-    """The config of one :func:`overcommit` run: guests ``0..active-1`` busy, the rest idle."""
+    """The config of one :func:`overcommit` run: guests ``0..active-1`` busy, the rest idle.
+
+    Host RAM for the guests is ``guests * guest_mem / ratio`` (ESX Fig. 7: 2 x 256 MB VMs
+    converging to ~179 MB each, ratio 1.43) plus the per-guest overhead, and a small swap
+    (a quarter of one guest) so that the balloon, not host swapping, does the reclaiming. A
+    busy guest churns around 60 % of its memory (from ``BUSY_START_S``; churn touches every
+    free page in turn, so its RSS grows to its whole memory); an idle one touches 80 % once
+    at 32 MiB/s (as Windows zeroes its memory at boot) and frees it. The policy runs every
+    second with a 1/32-guest quantum. Host THP is off by default (4 KiB backing,
+    as ESX's: with THP a churning guest's RSS jumps to its full size within seconds).
+    """
     from ..api.config import SimConfig
-    from ..host.costs import DEFAULTS
+    from ..host.costs import SIZE_DEFAULTS
 
     guest_mem = parse_size(guest_mem, "guest_mem")
     if not (isinstance(active, int) and 0 <= active <= guests):
@@ -132,16 +149,20 @@ def overcommit_config(tau=0.75, guests=2, active=1, guest_mem="256MiB", ratio=1.
     if not (isinstance(ratio, int | float) and ratio >= 1):
         raise ValueError(f"ratio: {ratio!r} is not allowed; expected a number >= 1 "
                          "(guest memory / host memory for guests)")
-    ovh = DEFAULTS["guest_overhead"][0]
+    ovh = parse_size((overrides.get("costs") or {}).get(
+        "guest_overhead", SIZE_DEFAULTS["guest_overhead"][0]), "costs['guest_overhead']")
     host_mem = int(guests * guest_mem / ratio) + guests * ovh
-    busy = {"workload": "churn", "workload_params": {"target": 0.8, "ops_per_s": 50_000.0,
-                                                     "boot": "16MiB"}}
+    boot = _round_mem(guest_mem // 16)
+    busy = {"workload": "churn", "workload_params": {"target": 0.6, "ops_per_s": 5_000.0,
+                                                     "boot": boot, "start_s": BUSY_START_S}}
     idle = {"workload": "memhog", "workload_params": {"size": int(guest_mem * 0.8),
-                                                      "hold_s": 0.0, "boot": "16MiB"}}
-    params = {"tau": float(tau), "interval_s": 5.0, "sample_s": 10.0,
+                                                      "rate": 32 << 20, "hold_s": 0.0,
+                                                      "boot": boot}}
+    params = {"tau": float(tau), "interval_s": 1.0, "sample_s": 5.0,
               "quantum": max(4096, guest_mem // 32), **(policy_params or {})}
+    overrides.setdefault("host_thp", False)  # 4 KiB backing, as ESX: RSS follows touches
     return SimConfig(
-        host_mem=host_mem, host_swap=guests * guest_mem, guests=guests, guest_mem=guest_mem,
+        host_mem=host_mem, host_swap=guest_mem // 4, guests=guests, guest_mem=guest_mem,
         guest_overrides=tuple(busy if g < active else idle for g in range(guests)),
         mechanism=mechanism, policy="idle_tax", policy_params=params, duration_s=duration_s,
         sample_s=1.0, seed=seed, **overrides)
@@ -198,14 +219,14 @@ def policy_grid(policies=None, guest_counts=(1, 2, 4), mechanism="balloon", gues
     """
     from ..api.asking import never_asking, per_guest, run_metrics
     from ..api.config import SimConfig, policy_allows
-    from ..host.costs import DEFAULTS
+    from ..host.costs import SIZE_DEFAULTS
     from ..host.policy import REGISTRY
 
     if simulate is None:
         from ..api.simulate import simulate
     policies = [p for p in (policies or REGISTRY) if policy_allows(p, mechanism)]
     mem = parse_size(guest_mem, "guest_mem")
-    ovh = DEFAULTS["guest_overhead"][0]
+    ovh = SIZE_DEFAULTS["guest_overhead"][0]
     rows, tables = [], []
     for n in guest_counts:
         active = int(round(n * active_fraction))

@@ -18,8 +18,12 @@ Model (DESIGN §3.3):
 - With swap full or absent the OOM killer kills the running guest with the largest
   RSS + swap (``oom_badness``); its memory is released and the run goes on without it.
 
-Simplifications: host page cache, KSM, zswap and NUMA are not modelled; reclaim is
-synchronous (no kswapd watermarks): the swap-out cost is host CPU, not a guest stall.
+- Reclaim is direct: the fault that needs the room waits for it, so the swap-out time is host
+  CPU and a stall of the faulting guest's workload (``__alloc_pages_slowpath`` →
+  direct reclaim in the host's page-fault path).
+
+Simplifications: host page cache, KSM, zswap and NUMA are not modelled; no kswapd
+watermarks (every reclaim is direct).
 """
 
 import numpy as np
@@ -224,6 +228,15 @@ def ensure_ram(s, need, t, requester, cost, overhead_pages):
 
 
 @jit
+def _direct_reclaim(s, need, t, g, cost, overhead_pages):
+    """``ensure_ram`` from guest g's fault; return the host CPU it took (the vCPU waits)."""
+    s = borrow_state(s)
+    before = s.hf[HF_CPU]
+    ensure_ram(s, need, t, g, cost, overhead_pages)
+    return s.hf[HF_CPU] - before
+
+
+@jit
 def touch(s, g, z, pfn, npages, t, cost, overhead_pages):
     """The guest writes pages [pfn, pfn+npages): back them, mark data; return stall seconds.
 
@@ -236,6 +249,7 @@ def touch(s, g, z, pfn, npages, t, cost, overhead_pages):
     thp = s.pi[PI_THP]
     stall = 0.0
     refault_cost = 0.0
+    reclaim_wait = 0.0  # direct reclaim: host CPU already, and the faulting vCPU's wait
     for p in range(pfn, pfn + npages):
         f = flags[p]
         if f & PG_BACKED:
@@ -244,7 +258,7 @@ def touch(s, g, z, pfn, npages, t, cost, overhead_pages):
         r = (off + p) >> HPAGE_SHIFT
         if f & PG_SWAPPED:
             if host_used_pages(s) + 1 > s.hi[HI_RAM_PAGES]:
-                ensure_ram(s, 1, t, g, cost, overhead_pages)
+                reclaim_wait += _direct_reclaim(s, 1, t, g, cost, overhead_pages)
             if s.gi[g, GI_STATUS] != ST_RUNNING:
                 return -1.0
             flags[p] = (flags[p] & NOT_SWAPPED) | PG_BACKED | WRITTEN
@@ -259,7 +273,7 @@ def touch(s, g, z, pfn, npages, t, cost, overhead_pages):
             continue
         if thp and s.reg_cnt[r] == 0:
             if host_used_pages(s) + HPAGE_PAGES > s.hi[HI_RAM_PAGES]:
-                ensure_ram(s, HPAGE_PAGES, t, g, cost, overhead_pages)
+                reclaim_wait += _direct_reclaim(s, HPAGE_PAGES, t, g, cost, overhead_pages)
             if s.gi[g, GI_STATUS] != ST_RUNNING:
                 return -1.0
             base = (p >> HPAGE_SHIFT) << HPAGE_SHIFT
@@ -282,7 +296,7 @@ def touch(s, g, z, pfn, npages, t, cost, overhead_pages):
                 refault_cost += cost[C_FAULT_2M]
             continue
         if host_used_pages(s) + 1 > s.hi[HI_RAM_PAGES]:
-            ensure_ram(s, 1, t, g, cost, overhead_pages)
+            reclaim_wait += _direct_reclaim(s, 1, t, g, cost, overhead_pages)
         if s.gi[g, GI_STATUS] != ST_RUNNING:
             return -1.0
         f = flags[p]
@@ -305,7 +319,10 @@ def touch(s, g, z, pfn, npages, t, cost, overhead_pages):
         # refaults are the guest-visible price of hinting
         s.gf[g, GF_GUEST_CPU] += refault_cost
         s.gf[g, GF_REFAULT_STALL] += refault_cost
-    return stall
+    if reclaim_wait > 0.0:
+        s.gf[g, GF_DEBT] += reclaim_wait
+        s.gf[g, GF_STALL] += reclaim_wait
+    return stall + reclaim_wait
 
 
 @jit

@@ -140,7 +140,7 @@ def app_config(guests, policy, mechanism, ratio, active_fraction, guest_mem="256
     ``active_fraction`` of them churning and the rest idle after one memhog pass, on a host
     with ``1 / ratio`` of their memory (plus overhead) and half of it as swap."""
     from ..api.config import SimConfig
-    from ..host.costs import DEFAULTS
+    from ..host.costs import SIZE_DEFAULTS
     from ..units import parse_size
 
     mem = parse_size(guest_mem, "guest_mem")
@@ -151,7 +151,7 @@ def app_config(guests, policy, mechanism, ratio, active_fraction, guest_mem="256
         {"workload": "memhog", "workload_params": {"size": int(mem * 0.7), "hold_s": 0.0,
                                                    "boot": "16MiB"}}
         for g in range(guests))
-    ovh = DEFAULTS["guest_overhead"][0]
+    ovh = SIZE_DEFAULTS["guest_overhead"][0]
     return SimConfig(host_mem=int(guests * mem / ratio) + guests * ovh,
                      host_swap=guests * mem // 2, guests=guests, guest_mem=mem,
                      guest_overrides=overrides, mechanism=mechanism, policy=policy,
