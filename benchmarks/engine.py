@@ -139,7 +139,7 @@ def policy_row(scale=1.0):
     # load the compiled engine first, so that the first timed run pays no cache load
     fphlib.simulate(fphlib.SimConfig(guest_mem="64MiB", workload="churn",
                                      mechanism="page_reporting", policy="always_on",
-                                     duration_s=0.1))
+                                     duration_s=0.1, sample_s=0.05))
     walls = {}
     for policy in ["always_on"] + [p for p in POLICIES if p != "always_on"]:
         if not policy_allows(policy, "page_reporting"):
