@@ -3,9 +3,11 @@
 (a) the demo scenario (3 guests x 5 GiB running memhog 4 GiB on a 16 GiB host, 120 s) under
 every registered mechanism (``fphlib.hinting.REGISTRY``); (b) 16 guests x 4 GiB churning for
 10 simulated minutes with page_reporting; (c) the host policy row of issue 11: 64 guests x
-16 GiB (1 TiB of guest memory) churning for 120 simulated seconds with page_reporting under
-every host policy that can drive it (``fphlib.host.policy.REGISTRY``), policy every 10 s,
-each run's wall time against ``policy="always_on"`` in the same process (target: <= 2x).
+16 GiB (1 TiB of guest memory, host RAM 22 % of it + swap 10 %, so that the policies ask)
+churning for 120 simulated seconds with page_reporting under every host policy that can drive
+it (``fphlib.host.policy.REGISTRY``), policy every 10 s, each run's wall time against
+``policy="always_on"`` in the same process (target: <= 2x; measured 2026-12-01 on the shared
+2-core machine: see the report of issue 11).
 ``--policy-scale F`` multiplies the guest memory of (c) (e.g. 1/64 on a small machine: the
 full size needs ~11 GiB of simulator state). Prints events/s, simulator bytes per guest page
 (DESIGN §5: at most 16) and the peak RSS of the process.
@@ -25,6 +27,7 @@ new/old; with ``--cold`` the cold compile of REV too.
 
 import argparse
 import json
+import math
 import os
 import resource
 import subprocess
@@ -131,7 +134,9 @@ def policy_row(scale=1.0):
     from fphlib.host.policy import REGISTRY as POLICIES
 
     mem = max(4 << 20, int((16 << 30) * scale) // (4 << 20) * (4 << 20))
-    base = dict(host_mem=int(64 * mem * 0.75) + (64 << 25), host_swap=0, guests=64,
+    # host RAM a bit below what the guests touch in 120 s, so that the asking policies ask
+    base = dict(host_mem=int(64 * mem * 0.22) + (64 << 25), host_swap=int(64 * mem * 0.1),
+                guests=64,
                 guest_mem=mem, workload="churn",
                 workload_params={"target": 0.5, "ops_per_s": 2_000, "boot": min(mem // 4,
                                                                                   256 << 20)},
@@ -140,13 +145,16 @@ def policy_row(scale=1.0):
     fphlib.simulate(fphlib.SimConfig(guest_mem="64MiB", workload="churn",
                                      mechanism="page_reporting", policy="always_on",
                                      duration_s=0.1, sample_s=0.05))
+    # always_on runs first and again last: the first run of a process also pays for fresh
+    # memory (GiBs of new arrays); the reference is the faster of the two
+    order = ["always_on"] + [p for p in POLICIES if p != "always_on"] + ["always_on"]
     walls = {}
-    for policy in ["always_on"] + [p for p in POLICIES if p != "always_on"]:
+    for policy in order:
         if not policy_allows(policy, "page_reporting"):
             continue
         cfg = fphlib.SimConfig(**base, policy=policy, policy_params={"interval_s": 10.0})
         res = run(f"(c) 64x{mem / 2**30:g}GiB policy={policy}", cfg)
-        walls[policy] = res.summary["wall_s"]
+        walls[policy] = min(walls.get(policy, math.inf), res.summary["wall_s"])
     for policy, wall in walls.items():
         print(f"(c) policy {policy:<20} wall {wall:7.2f} s  ratio vs always_on "
               f"{wall / walls['always_on']:5.2f}")
