@@ -36,7 +36,8 @@ GRID_SIZES = {
     "full": dict(guest_counts=(1, 4, 16, 64), guest_mem="1GiB", duration_s=120.0),
 }
 APP_SIZES = {"smoke": ("64MiB", 6.0), "demo": ("256MiB", 40.0), "full": ("1GiB", 120.0)}
-OVERCOMMIT_SIZES = {"smoke": dict(guest_mem="64MiB", duration_s=20.0),
+OVERCOMMIT_SIZES = {"smoke": dict(guest_mem="64MiB", duration_s=60.0,
+                                   costs={"guest_overhead": 4 << 20}),
                     "demo": dict(guest_mem="256MiB", duration_s=120.0),
                     "full": dict(guest_mem="256MiB", duration_s=600.0)}
 SEQUENCE_SCALES = {"smoke": 1 / 64, "demo": 1 / 8, "full": 1.0}
@@ -107,6 +108,13 @@ def plot_who_paid(table, fig=None, title=None):
     if title:
         fig.suptitle(title)
     return fig
+
+
+def show(fig):
+    """A notebook-displayable PNG of a (pyplot-free) Figure."""
+    from IPython.display import Image
+
+    return Image(data=figure_png(fig))
 
 
 def plot_overcommit(frame, ax=None):

@@ -68,7 +68,7 @@ app.table
 
 # %%
 grid, tables = policy_grid(**vp.GRID_SIZES[PROFILE], mechanism="balloon")
-vp.plot_policy_heatmaps(grid)
+vp.show(vp.plot_policy_heatmaps(grid))
 
 # %%
 grid.set_index(["guests", "policy"])[["asks", "returned_bytes", "jain_slowdown"]]
@@ -83,7 +83,7 @@ grid.set_index(["guests", "policy"])[["asks", "returned_bytes", "jain_slowdown"]
 
 # %%
 split = overcommit(**vp.OVERCOMMIT_SIZES[PROFILE])
-vp.plot_overcommit(split)
+display(vp.show(vp.plot_overcommit(split).figure))
 split
 
 # %% [markdown]
@@ -94,5 +94,5 @@ split
 
 # %%
 seq = memhog_sequence(scale=vp.SEQUENCE_SCALES[PROFILE])
-vp.plot_memhog_sequence(seq)
+display(vp.show(vp.plot_memhog_sequence(seq)))
 seq
