@@ -380,3 +380,22 @@ def test_overcommit_idle_tax_moves_memory_to_the_busy_guest():
     assert m[(0.75, "idle")] < m[(0.0, "idle")]
     assert m[(0.75, "active")] >= m[(0.0, "active")]
     assert m[(0.75, "active")] > m[(0.75, "idle")]
+
+
+def test_policy_grid_heatmaps_and_app():
+    """The notebook's pieces: every policy that drives the balloon in the grid (registry
+    order), heatmaps drawn, and the app refusing a pair it cannot run with the reason."""
+    pytest.importorskip("ipywidgets")
+    from fphlib.experiments import policy_grid
+    from fphlib.viz import policies as vp
+
+    grid, tables = policy_grid(guest_counts=(1, 2), guest_mem="64MiB", duration_s=3.0)
+    expected = [p for p in POLICIES if policy_allows(p, "balloon")]
+    assert list(grid.policy.unique()) == expected and set(grid.guests) == {1, 2}
+    assert len(tables) == 3 * len(expected)
+    fig = vp.plot_policy_heatmaps(grid)
+    assert len(fig.axes) == len(vp.HEATMAP_METRICS)
+    app = vp.PolicyApp(profile="smoke")
+    app.policy.value, app.mechanism.value = "mom", "page_reporting"
+    assert app.run() == {}
+    assert "not allowed with mechanism 'page_reporting'" in app.status.value
