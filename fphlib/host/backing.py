@@ -17,7 +17,6 @@ Model (DESIGN §3.3):
   touched again is swapped in (``swap_in``, a workload stall).
 - With swap full or absent the OOM killer kills the running guest with the largest
   RSS + swap (``oom_badness``); its memory is released and the run goes on without it.
-
 - Reclaim is direct: the fault that needs the room waits for it, so the swap-out time is host
   CPU and a stall of the faulting guest's workload (``__alloc_pages_slowpath`` →
   direct reclaim in the host's page-fault path).
