@@ -23,7 +23,27 @@ from .frozen import freeze, plain, thaw
 TOP_BLOCK = 4 << 20  # order-10 block: guest memory must be a whole number of these
 PAGE = 4096
 NR_ORDERS = 11
-OVERRIDE_KEYS = ("mem", "workload", "workload_params", "start_s")
+OVERRIDE_KEYS = ("mem", "workload", "workload_params", "start_s", "shares", "min", "max")
+
+
+def ask_mode(mechanism):
+    """Which host-policy ask mechanism ``mechanism`` reads (its module's ``ASKS``):
+    ``"pages"`` (a balloon size), ``"hint"`` (hinting on/off) or ``None``."""
+    asks = getattr(mechanism_module(mechanism), "ASKS", ())
+    return "pages" if "pages" in asks else "hint" if "hint" in asks else None
+
+
+def policy_allows(policy, mechanism):
+    """Can host policy ``policy`` drive ``mechanism``? (``SimConfig`` refuses the pairs that
+    answer False, saying why.)"""
+    check = getattr(policy_module(policy), "check", None)
+    if check is None:
+        return True
+    try:
+        check(mechanism, ask_mode(mechanism), {})
+    except ValueError:
+        return False
+    return True
 
 
 def _fail(name, value, allowed):
@@ -181,7 +201,9 @@ class SimConfig:
         Older names of page_reporting's ``capacity`` (32) and ``delay_s`` (2 s).
     policy, policy_params : str, dict
         The host policy (``fphlib.host.policy.POLICIES``; default ``static``) and its
-        parameters (every policy takes ``interval_s``).
+        parameters (every policy takes ``interval_s``). A policy that cannot drive the
+        mechanism (e.g. ``mom`` sets balloon sizes, ``page_reporting`` has no balloon) is
+        refused with a ``ValueError`` saying why.
     costs : dict
         Overrides of ``fphlib.host.costs.DEFAULTS`` (seconds) and ``SIZE_DEFAULTS``.
     duration_s, sample_s : float
@@ -192,7 +214,10 @@ class SimConfig:
         Check page conservation and list invariants at every sample.
     guest_overrides : tuple of dict
         Entry ``i`` overrides guest ``i``: keys ``mem``, ``workload``, ``workload_params``,
-        ``start_s`` (when the guest boots).
+        ``start_s`` (when the guest boots), and the host policy's per-guest settings
+        ``shares`` (ESX shares, default 1000), ``min`` (guaranteed memory, default 0) and
+        ``max`` (configured size, default ``mem``) used by ``proportional_share``,
+        ``idle_tax`` and ``mom``.
     balloon_target : int, str or None
         Older name of the ``static`` policy's ``target``: memory the host wants each guest to
         keep (balloon); None = never inflate.
@@ -331,6 +356,9 @@ class SimConfig:
             checker = getattr(module, "check_params", None)
             if checker is not None:
                 checker(effective(module.PARAMS, given, self))
+        pair_check = getattr(policy_module(self.policy), "check", None)
+        if pair_check is not None:  # refuse a policy with a mechanism it cannot drive
+            pair_check(self.mechanism, self.ask_mode(), self.policy_settings())
         self._check_scale()
         for name in ("workload_params", "costs", "mechanism_params", "policy_params",
                      "guest_overrides", "migration"):
@@ -394,8 +422,25 @@ class SimConfig:
                 canon["start_s"] = _number(
                     f"{name}['start_s']", entry["start_s"], lo=0, hi=self.duration_s
                 )
+            # host policy settings of the guest (ESX shares, min, max; MOM min, max)
+            if "shares" in entry:
+                canon["shares"] = _number(f"{name}['shares']", entry["shares"], lo=0,
+                                          lo_open=True, hi=1e12)
+            mem = canon.get("mem", self.guest_mem)
+            for key in ("min", "max"):
+                if key in entry:
+                    canon[key] = parse_size(entry[key], f"{name}[{key!r}]")
+                    if not 0 <= canon[key] <= mem:
+                        _fail(f"{name}[{key!r}]", entry[key],
+                              f"expected a size in 0..{mem} bytes (the guest's memory)")
+            if canon.get("min", 0) > canon.get("max", mem):
+                _fail(f"{name}['min']", entry["min"], f"must not exceed max ({canon['max']})")
             out.append(canon)
         return tuple(out)
+
+    def ask_mode(self):
+        """Which host ask the mechanism reads: ``"pages"``, ``"hint"`` or ``None``."""
+        return ask_mode(self.mechanism)
 
     def mechanism_settings(self):
         """Every parameter of the mechanism: given, else from its older field, else default."""

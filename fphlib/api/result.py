@@ -144,6 +144,15 @@ class SimResult:
         """
         return cls(**_load(path))
 
+    @property
+    def per_guest(self):
+        """Tidy per-guest table of what the host asked and what it cost each guest
+        (:func:`fphlib.api.asking.per_guest`; ``slowdown`` needs a baseline run:
+        :func:`fphlib.api.asking.with_baseline`)."""
+        from .asking import per_guest
+
+        return per_guest(self)
+
     def __repr__(self):
         s = self.summary
         return (

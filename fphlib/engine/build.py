@@ -169,6 +169,9 @@ def build_state(cfg):
     mi, mf, mbuf = private_arrays(mstate, mparams, npages, V, gi, L.GI_MBUF_OFF)
     pstate = getattr(policy, "STATE", L.PrivateState())
     pol_i, pol_f, _ = private_arrays(pstate, pparams, npages, V, None, None)
+    if hasattr(policy, "init_guest"):  # per-guest settings (shares, min, max) and seeds
+        for g in range(G):
+            policy.init_guest(pparams, cfg, g, pol_i[g], pol_f[g])
     slots = max(1, mstate.discard_slots(mparams) if mstate.discard_slots else 1)
     track = TRACK_MODES[mstate.tracking(mparams) if mstate.tracking else None]
     xb = []

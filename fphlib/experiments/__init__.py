@@ -5,6 +5,10 @@
   v8 cover letter, reference/kernel-mechanisms.md §2.1 and §8 #1).
 - :func:`reproduce_v37`: live migration of an idle guest with and without the free page hint
   (Wei Wang's v37 cover letter, reference/kernel-mechanisms.md §4.1 and §8 #3).
+- :func:`memhog_sequence`: guests run memhog in turn on a host with swap; runtimes and swap
+  (Nitesh Narayan Lal's v10/v11 cover letters).
+- :func:`overcommit`: the ESX idle memory tax story (busy and idle guests, tau = 0 vs 0.75);
+  :func:`policy_grid`: guest count x host policy with what asking cost (issue 11).
 """
 
 from .admission import (
@@ -17,6 +21,13 @@ from .admission import (
     v8_admission_kwargs,
 )
 from .migration import reproduce_v37, v37_config
+from .policies import (
+    memhog_sequence,
+    overcommit,
+    overcommit_config,
+    policy_grid,
+    sequence_config,
+)
 
 __all__ = [
     "DEFAULT_INTERVAL_S",
@@ -28,4 +39,9 @@ __all__ = [
     "v8_admission_kwargs",
     "reproduce_v37",
     "v37_config",
+    "memhog_sequence",
+    "overcommit",
+    "overcommit_config",
+    "policy_grid",
+    "sequence_config",
 ]

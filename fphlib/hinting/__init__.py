@@ -1,7 +1,9 @@
 """Hinting mechanisms, one module each, and their registry.
 
 A mechanism module exports ``NAME``, ``PARAMS`` (a spec of :class:`fphlib.state.params.Param`),
-``TAKES_HINT_ORDER``, optionally ``STATE`` (:class:`fphlib.state.layout.PrivateState`) and
+``TAKES_HINT_ORDER``, ``ASKS`` (the host-policy asks it reads: ``"pages"``, a balloon
+size, and/or ``"hint"``, hinting on/off; policies that cannot drive it are refused),
+optionally ``STATE`` (:class:`fphlib.state.layout.PrivateState`) and
 ``check_params(params)``, and any of the jitted hooks ``start(s, g, z, t, cost)``,
 ``tick(s, g, z, t_end, cost)``, ``on_free(s, g, z, pfn, order, t)`` (with
 ``free_hook_order(params, hint_order)``), ``on_alloc_fail(s, g, z, t, cost) -> (pages freed,

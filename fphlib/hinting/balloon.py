@@ -56,6 +56,7 @@ PARAMS = {
                             field="deflate_on_oom"),
 }
 TAKES_HINT_ORDER = False
+ASKS = ("pages",)  # host policy asks it reads: pages wanted back (GI_ASK_PAGES)
 BALLOON_PFNS = 256  # VIRTIO_BALLOON_ARRAY_PFNS_MAX (include/uapi/linux/virtio_balloon.h)
 
 # private columns; the message's PFNs are the guest's mbuf slice

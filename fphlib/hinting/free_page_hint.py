@@ -76,6 +76,7 @@ PARAMS = {
                    "a free_page_vq of VIRTQUEUE_MAX_SIZE 1024 with one slot kept for a cmd id]"),
 }
 TAKES_HINT_ORDER = False
+ASKS = ()  # reads no host policy ask (fphlib.host.policy refuses asking policies)
 HINT_BLOCK_ORDER = 10  # VIRTIO_BALLOON_HINT_BLOCK_ORDER = MAX_ORDER - 1
 HINT_BLOCK_PAGES = 1 << HINT_BLOCK_ORDER
 

@@ -61,6 +61,7 @@ PARAMS = {
                        "the work"),
 }
 TAKES_HINT_ORDER = True
+ASKS = ("hint",)  # host policy asks it reads: hinting on/off (GI_ASK_HINT)
 
 
 def safe(params):

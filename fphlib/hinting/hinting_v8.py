@@ -64,6 +64,7 @@ PARAMS = {
                           choices=("after_ack", "at_send")),
 }
 TAKES_HINT_ORDER = False
+ASKS = ("hint",)  # host policy asks it reads: hinting on/off (GI_ASK_HINT)
 
 
 def safe(params):

@@ -10,3 +10,4 @@ from ..state.params import Param  # noqa: F401  (every mechanism's spec uses it)
 NAME = "none"
 PARAMS = {}
 TAKES_HINT_ORDER = False
+ASKS = ()  # reads no host policy ask (fphlib.host.policy refuses asking policies)

@@ -70,6 +70,7 @@ PARAMS = {
                      "after a request", field="report_delay_s"),
 }
 TAKES_HINT_ORDER = True
+ASKS = ("hint",)  # host policy asks it reads: hinting on/off (GI_ASK_HINT)
 REPORTS_PAGES = True  # sets PageReported: the page_reporting_enabled static key is on
 
 # private columns (mi / mf); the scatterlist is the guest's mbuf slice, (pfn, order) pairs

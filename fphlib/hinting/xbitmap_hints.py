@@ -74,6 +74,7 @@ PARAMS = {
                         "hints [assumption: as PAGE_REPORTING_DELAY]"),
 }
 TAKES_HINT_ORDER = True
+ASKS = ("hint",)  # host policy asks it reads: hinting on/off (GI_ASK_HINT)
 
 
 def safe(params):

@@ -17,9 +17,12 @@ Model (DESIGN §3.3):
   touched again is swapped in (``swap_in``, a workload stall).
 - With swap full or absent the OOM killer kills the running guest with the largest
   RSS + swap (``oom_badness``); its memory is released and the run goes on without it.
+- Reclaim is direct: the fault that needs the room waits for it, so the swap-out time is host
+  CPU and a stall of the faulting guest's workload (``__alloc_pages_slowpath`` →
+  direct reclaim in the host's page-fault path).
 
-Simplifications: host page cache, KSM, zswap and NUMA are not modelled; reclaim is
-synchronous (no kswapd watermarks): the swap-out cost is host CPU, not a guest stall.
+Simplifications: host page cache, KSM, zswap and NUMA are not modelled; no kswapd
+watermarks (every reclaim is direct).
 """
 
 import numpy as np
@@ -33,7 +36,9 @@ from ..state.layout import (
     GF_DEBT,
     GF_GUEST_CPU,
     GF_HOST_CPU,
+    GF_REFAULT_STALL,
     GF_STALL,
+    GF_SWAPIN_STALL,
     GI_FAULTS,
     GI_LOST,
     GI_NPAGES,
@@ -42,6 +47,7 @@ from ..state.layout import (
     GI_RSS,
     GI_STATUS,
     GI_SWAP,
+    GI_SWAPINS,
     GI_SWAPOUT,
     GI_VMEXITS,
     HF_CPU,
@@ -222,6 +228,15 @@ def ensure_ram(s, need, t, requester, cost, overhead_pages):
 
 
 @jit
+def _direct_reclaim(s, need, t, g, cost, overhead_pages):
+    """``ensure_ram`` from guest g's fault; return the host CPU it took (the vCPU waits)."""
+    s = borrow_state(s)
+    before = s.hf[HF_CPU]
+    host_ensure_ram(s, need, t, g, cost, overhead_pages)  # ensure_ram, its own compile unit
+    return s.hf[HF_CPU] - before
+
+
+@jit
 def touch(s, g, z, pfn, npages, t, cost, overhead_pages):
     """The guest writes pages [pfn, pfn+npages): back them, mark data; return stall seconds.
 
@@ -234,6 +249,7 @@ def touch(s, g, z, pfn, npages, t, cost, overhead_pages):
     thp = s.pi[PI_THP]
     stall = 0.0
     refault_cost = 0.0
+    reclaim_wait = 0.0  # direct reclaim: host CPU already, and the faulting vCPU's wait
     for p in range(pfn, pfn + npages):
         f = flags[p]
         if f & PG_BACKED:
@@ -242,7 +258,7 @@ def touch(s, g, z, pfn, npages, t, cost, overhead_pages):
         r = (off + p) >> HPAGE_SHIFT
         if f & PG_SWAPPED:
             if host_used_pages(s) + 1 > s.hi[HI_RAM_PAGES]:
-                host_ensure_ram(s, 1, t, g, cost, overhead_pages)
+                reclaim_wait += _direct_reclaim(s, 1, t, g, cost, overhead_pages)
             if s.gi[g, GI_STATUS] != ST_RUNNING:
                 return -1.0
             flags[p] = (flags[p] & NOT_SWAPPED) | PG_BACKED | WRITTEN
@@ -251,11 +267,13 @@ def touch(s, g, z, pfn, npages, t, cost, overhead_pages):
             s.gi[g, GI_RSS] += 1
             s.hi[HI_RSS] += 1
             stall += cost[C_SWAP_IN]
+            s.gi[g, GI_SWAPINS] += 1
+            s.gf[g, GF_SWAPIN_STALL] += cost[C_SWAP_IN]
             s.gi[g, GI_VMEXITS] += 1
             continue
         if thp and s.reg_cnt[r] == 0:
             if host_used_pages(s) + HPAGE_PAGES > s.hi[HI_RAM_PAGES]:
-                host_ensure_ram(s, HPAGE_PAGES, t, g, cost, overhead_pages)
+                reclaim_wait += _direct_reclaim(s, HPAGE_PAGES, t, g, cost, overhead_pages)
             if s.gi[g, GI_STATUS] != ST_RUNNING:
                 return -1.0
             base = (p >> HPAGE_SHIFT) << HPAGE_SHIFT
@@ -278,7 +296,7 @@ def touch(s, g, z, pfn, npages, t, cost, overhead_pages):
                 refault_cost += cost[C_FAULT_2M]
             continue
         if host_used_pages(s) + 1 > s.hi[HI_RAM_PAGES]:
-            host_ensure_ram(s, 1, t, g, cost, overhead_pages)
+            reclaim_wait += _direct_reclaim(s, 1, t, g, cost, overhead_pages)
         if s.gi[g, GI_STATUS] != ST_RUNNING:
             return -1.0
         f = flags[p]
@@ -300,7 +318,11 @@ def touch(s, g, z, pfn, npages, t, cost, overhead_pages):
         s.gf[g, GF_STALL] += stall
         # refaults are the guest-visible price of hinting
         s.gf[g, GF_GUEST_CPU] += refault_cost
-    return stall
+        s.gf[g, GF_REFAULT_STALL] += refault_cost
+    if reclaim_wait > 0.0:
+        s.gf[g, GF_DEBT] += reclaim_wait
+        s.gf[g, GF_STALL] += reclaim_wait
+    return stall + reclaim_wait
 
 
 @jit

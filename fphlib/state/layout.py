@@ -39,7 +39,7 @@ PG_MIG_DIRTY = np.uint8(128)
 # BALLOON: pages the mechanism holds allocated from the guest (balloon pages);
 # MBUF_OFF: start of the guest's slice of ``mbuf``; ASK_*: what the host policy asks
 # (ASK_SEQ counts asks, the config-change interrupt; ASK_TOLD: the last one the mechanism's
-# tick has seen); DQ_*: the host discard queue ring;
+# tick has seen); DQ_*: the host discard queue ring; SWAPINS: pages swapped in on a touch;
 # XB_*: the guest's rows of the free-page tracking pools; FPH_CMD: the free page hint command
 # the host wrote in the balloon's config space (free_page_hint_cmd_id: 0 = none yet, else
 # fphlib.host.migration.CMD_ID_STOP/DONE or a round id >= CMD_ID_FIRST).
@@ -51,7 +51,7 @@ MBUF_OFF ASK_PAGES ASK_HINT ASK_SEQ ASK_TOLD DQ_HEAD DQ_N DQ_EARLY
 XB_NODE_OFF XB_NODE_N XB_LEAF_OFF XB_LEAF_N
 REPORTS REPORTED_PAGES VMEXITS FAULTS REFAULTS ALLOC_FAIL LOST LOCK_OPS SWAPOUT
 EVENTS BALLOON_MSGS OOM_DEFLATES STALE_HINTS
-FPH_CMD""")
+FPH_CMD SWAPINS""")
 
 # guest status
 ST_WAITING = 0  # not booted yet
@@ -59,8 +59,10 @@ ST_RUNNING = 1
 ST_KILLED = 2  # OOM-killed by the host
 
 # ------------------------------------------------------------------ per-guest float64 columns
+# REFAULT_STALL / SWAPIN_STALL: the parts of STALL spent refaulting discarded pages and
+# swapping pages back in (the price a guest pays for giving memory back; fphlib.host.backing)
 NGF = _columns("GF", """START WL_START WL_NEXT CREDIT DEBT STALL GUEST_CPU HOST_CPU WL_END
-ASK_T""")
+ASK_T REFAULT_STALL SWAPIN_STALL""")
 
 # ------------------------------------------------------------------ workload parameter columns
 NWP = _columns("WP", "BOOT START SIZE RATE FREE_RATE HOLD REPEAT GAP ORDER TARGET OPS SPEED")

@@ -74,6 +74,10 @@ GUEST_METRICS = {
         "the workload never finished: idle and churn run until the end, memhog may not finish "
         "in time, an OOM-killed guest never does"),
     "workload_stall_s": Metric("seconds", "workload stalled (faults, reclaim)"),
+    "refault_stall_s": Metric("seconds", "stalled refaulting discarded pages"),
+    "swap_in_pages": Metric("count", "pages swapped back in by the host"),
+    "swap_in_stall_s": Metric("seconds", "stalled on host swap-in"),
+    "workload_ops": Metric("count", "workload allocations and frees"),
     "faults": Metric("count", "EPT faults (first touch, refault, swap-in)"),
     "balloon_msgs": Metric("count", "balloon messages"),
     "oom_deflates": Metric("count", "deflates on guest memory pressure"),

@@ -1,0 +1,144 @@
+"""ESX min-funding revocation, shared by ``proportional_share`` and ``idle_tax``.
+
+Waldspurger, "Memory Resource Management in VMware ESX Server", OSDI 2002, §5
+(reference/policies-peers-metrics.md §2.1): each VM holds S shares and P pages; when memory
+must be taken, it is revoked from the VM with the lowest (adjusted) shares-per-page ratio
+
+    rho = S / (P * (f + k * (1 - f))),   k = 1 / (1 - tau)
+
+(f: the VM's active fraction, tau: the idle memory tax; tau = 0 is pure proportional
+share). Each VM also has a ``min`` (guaranteed memory) and a ``max`` (configured size):
+the host never asks a balloon that leaves a guest less than ``min``, and always asks one
+that leaves it at most ``max``.
+
+Per-guest ``shares`` (default :data:`DEFAULT_SHARES`), ``min`` and ``max`` come from
+``SimConfig.guest_overrides``.
+
+Simplifications: P is the host memory the guest holds (backed + swapped pages); revocation
+proceeds in quanta, recomputing rho after each with P lowered by what was taken (the
+reallocation of one interval); memory is given back (a quantum per interval) to the guest with
+the highest rho that has a balloon, once the host has ``RELEASE_QUANTA`` quanta to spare.
+"""
+
+import numpy as np
+
+from ..._jit import jit
+from ...state.borrow import borrow_state
+from ...state.layout import GI_ASK_PAGES, GI_BALLOON, GI_NPAGES, PI_G
+from .common import (
+    BY_PAGES,
+    INTERVAL,
+    N_COMMON_INTS,
+    RELEASE_QUANTA,
+    give_back,
+    hints_off_except,
+    host_pages_of,
+    init_mode,
+    need_pages,
+    reclaimable_pages,
+    running,
+    set_ask,
+    take,
+)
+
+# ESX 2's memory reallocation period (reference §2.1, "Other ESX 2/GSX parameters")
+ESX_INTERVAL = INTERVAL._replace(default=15.0, help="how often the host reallocates memory "
+                                 "(ESX: 15 s)")
+DEFAULT_SHARES = 1000.0  # the worked example's S (reference §2.1); only ratios matter
+
+# common ESX columns, after the common ones: ints MIN_PAGES MAX_PAGES QUANTUM_PAGES,
+# floats SHARES TARGET
+MIN_PAGES, MAX_PAGES, QUANTUM_PAGES = range(N_COMMON_INTS, N_COMMON_INTS + 3)
+N_ESX_INTS = N_COMMON_INTS + 3
+ESX_INTS = ("BY_PAGES", "MIN_PAGES", "MAX_PAGES", "QUANTUM_PAGES")
+SHARES, TARGET = range(2)
+N_ESX_FLOATS = 2
+ESX_FLOATS = ("SHARES", "TARGET")
+
+
+def init_esx(params, cfg, g, ints, floats):
+    """Per-guest shares, min and max (``guest_overrides``), quantum and target."""
+    init_mode(cfg, ints)
+    spec = cfg.guest_spec(g)
+    n = spec["mem"] // 4096
+    ints[MIN_PAGES] = min(n, spec.get("min", 0) // 4096)
+    ints[MAX_PAGES] = min(n, spec.get("max", spec["mem"]) // 4096)
+    ints[QUANTUM_PAGES] = max(1, params["quantum"] // 4096)
+    floats[SHARES] = spec.get("shares", DEFAULT_SHARES)
+    floats[TARGET] = params["target_free"]
+
+
+@jit(inline="always")
+def tax_factor(f, tau):
+    """``f + k (1 - f)`` with ``k = 1 / (1 - tau)``: the idle-memory-tax weight of a page."""
+    return f + (1.0 - f) / (1.0 - tau)
+
+
+@jit(inline="always")
+def adjusted_ratio(shares, pages, f, tau):
+    """ESX's adjusted shares-per-page ratio rho = S / (P (f + k (1 - f)))."""
+    return shares / (max(pages, 1.0) * tax_factor(f, tau))
+
+
+@jit
+def revoke(s, now, f, tau):
+    """One interval of min-funding revocation with active fractions ``f`` (per guest)."""
+    s = borrow_state(s)
+    G = s.pi[PI_G]
+    q = s.pol_i[0, QUANTUM_PAGES]
+    # the configured size: a guest never holds more than its max
+    for g in range(G):
+        if running(s, g) and s.pol_i[g, BY_PAGES]:
+            floor = s.gi[g, GI_NPAGES] - s.pol_i[g, MAX_PAGES]
+            if s.gi[g, GI_ASK_PAGES] < floor:
+                set_ask(s, g, now, floor, np.int64(1))
+    need = need_pages(s, s.pol_f[0, TARGET])
+    chosen = np.zeros(G, np.int64)
+    taken = np.zeros(G, np.int64)
+    if need > 0:
+        for _ in range(4 * G + 4):
+            if need <= 0:
+                break
+            best = -1
+            best_rho = np.inf
+            best_avail = np.int64(0)
+            for g in range(G):
+                if not running(s, g):
+                    continue
+                avail = reclaimable_pages(s, g) - taken[g]
+                if s.pol_i[g, BY_PAGES]:
+                    room = s.gi[g, GI_NPAGES] - s.pol_i[g, MIN_PAGES] - s.gi[g, GI_BALLOON]
+                    avail = min(avail, room - taken[g])
+                if avail <= 0:
+                    continue
+                rho = adjusted_ratio(s.pol_f[g, SHARES], host_pages_of(s, g) - taken[g],
+                                     f[g], tau)
+                if rho < best_rho:
+                    best_rho = rho
+                    best = g
+                    best_avail = avail
+            if best < 0:
+                break
+            amount = min(q, best_avail, need)
+            taken[best] += amount
+            chosen[best] = 1
+            need -= amount
+        for g in range(G):
+            if taken[g] > 0:
+                take(s, g, now, taken[g])
+    elif need < -RELEASE_QUANTA * q:
+        best = -1
+        best_rho = -1.0
+        for g in range(G):
+            if running(s, g) and s.pol_i[g, BY_PAGES]:
+                floor = s.gi[g, GI_NPAGES] - s.pol_i[g, MAX_PAGES]
+                if s.gi[g, GI_BALLOON] > floor:
+                    rho = adjusted_ratio(s.pol_f[g, SHARES], host_pages_of(s, g), f[g], tau)
+                    if rho > best_rho:
+                        best_rho = rho
+                        best = g
+        if best >= 0:
+            floor = s.gi[best, GI_NPAGES] - s.pol_i[best, MAX_PAGES]
+            give_back(s, best, now, min(q, s.gi[best, GI_BALLOON] - floor))
+    hints_off_except(s, now, chosen)
+    return chosen

@@ -1,0 +1,98 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Guests and host policies: whom the host asks, and what asking costs
+#
+# The host decides which guest to ask for memory first, and when hinting is worth it at all
+# ("I have plenty of free space, don't worry"); and "offering free pages will cause the
+# guest some performance drop". The policies below are whatever
+# `fphlib.host.policy.REGISTRY` holds (always-on, watermark with hysteresis, round robin,
+# most free first, ESX proportional share and idle memory tax, oVirt MOM's balloon rules).
+#
+# 1. **Try one**: guest count, policy, mechanism, overcommit ratio and workload mix; see who
+#    paid (memory asked and returned, stalls, slowdown against the same run with the host
+#    never asking).
+# 2. **Guest count x policy**: heatmaps of host RSS peak, swap, OOM kills, mean and worst
+#    slowdown.
+# 3. **The ESX idle memory tax** (Waldspurger, OSDI 2002, Fig. 7): a busy and an idle guest,
+#    tau = 0 vs 0.75.
+# 4. **A memhog sequence** (Nitesh Narayan Lal's v10/v11 letters): guests run memhog in turn
+#    on a host with swap; runtimes and swap without hinting, with page reporting, with
+#    Nitesh's bitmap.
+#
+# `FPHLIB_PROFILE` sizes the runs: `smoke` (seconds, the test suite), `demo` or `full`.
+
+# %% tags=["parameters"]
+import os
+
+from IPython.display import display
+
+from fphlib.experiments import memhog_sequence, overcommit, policy_grid
+from fphlib.viz import policies as vp
+
+PROFILE = os.environ.get("FPHLIB_PROFILE", "demo")
+print(f"profile: {PROFILE}")
+
+# %%
+vp.policy_table()
+
+# %% [markdown]
+# ## 1. Try one policy
+#
+# A share of the guests churn (busy), the others touch most of their memory once and go
+# idle; the host has `1 / overcommit` of their memory (plus the per-guest overhead) and half
+# of it again as swap. A policy that cannot drive the chosen mechanism (e.g. `mom` sets
+# balloon sizes, `page_reporting` has none) says so in the status line. Slowdown is the
+# workload's runtime (or, for workloads that never end, its work done) against the same run
+# with the host never asking (`fphlib.api.asking`).
+
+# %%
+app = vp.PolicyApp(profile=PROFILE)
+app.run()
+display(app.widget)
+
+# %%
+app.table
+
+# %% [markdown]
+# ## 2. Guest count x policy
+#
+# The same mix (half busy, half idle) and overcommit (1.5) with the balloon, every policy
+# that can drive it, each against the never-asking run of the same guests.
+
+# %%
+grid, tables = policy_grid(**vp.GRID_SIZES[PROFILE], mechanism="balloon")
+vp.show(vp.plot_policy_heatmaps(grid))
+
+# %%
+grid.set_index(["guests", "policy"])[["asks", "returned_bytes", "jain_slowdown"]]
+
+# %% [markdown]
+# ## 3. The ESX idle memory tax
+#
+# Two guests with equal shares on an overcommitted host: guest 0 churns (dbench in the
+# paper), guest 1 touched its memory once and is idle (the idle Windows VM). With tau = 0
+# (pure shares) the host takes from whichever holds more; with tau = 0.75 idle pages cost
+# four times as many shares and memory moves to the busy guest.
+
+# %%
+split = overcommit(**vp.OVERCOMMIT_SIZES[PROFILE])
+display(vp.show(vp.plot_overcommit(split).figure))
+split
+
+# %% [markdown]
+# ## 4. A memhog sequence on a host with swap
+#
+# Three guests run memhog one after another (60 s apart); without hinting the host keeps
+# backing what each one freed, so later guests push it into swap.
+
+# %%
+seq = memhog_sequence(scale=vp.SEQUENCE_SCALES[PROFILE])
+display(vp.show(vp.plot_memhog_sequence(seq)))
+seq
