@@ -150,7 +150,7 @@ def check_all(s, k):
     return code
 
 
-@jit
+@jit(inline="always")  # one call site
 def _start_guest(s, g, z, t, ovh):
     s = borrow_state(s)
     z = borrow_zone(z)

@@ -21,7 +21,7 @@ from .pcp import drain_all_pages, notify_free, pcp_alloc, pcp_free
 NOT_DATA = ~PG_DATA
 
 
-@jit
+@jit(inline="always")  # one call site (the loop below): no compile unit of its own
 def _try_alloc(s, g, z, order, cpu):
     s = borrow_state(s)
     z = borrow_zone(z)
@@ -37,22 +37,19 @@ def alloc_pages(s, g, z, order, cpu, t, cost):
     """Allocate an ``order`` block for the workload; return its pfn or -1."""
     s = borrow_state(s)
     z = borrow_zone(z)
-    pfn = _try_alloc(s, g, z, order, cpu)
-    if pfn >= 0:
-        return pfn
-    drain_all_pages(s, g, z, t)
-    pfn = _try_alloc(s, g, z, order, cpu)
-    if pfn >= 0:
-        return pfn
-    while pfn < 0:
-        freed, stall = mech_on_alloc_fail(s, g, z, t, cost)
-        if freed == 0:
-            break
-        s.gf[g, GF_DEBT] += stall
-        s.gf[g, GF_STALL] += stall
-        drain_all_pages(s, g, z, t)
+    attempt = 0
+    while True:
         pfn = _try_alloc(s, g, z, order, cpu)
-    return pfn
+        if pfn >= 0:
+            return pfn
+        if attempt > 0:  # after draining: the mechanism's turn, while it frees some
+            freed, stall = mech_on_alloc_fail(s, g, z, t, cost)
+            if freed == 0:
+                return pfn
+            s.gf[g, GF_DEBT] += stall
+            s.gf[g, GF_STALL] += stall
+        drain_all_pages(s, g, z, t)
+        attempt += 1
 
 
 @jit(inline="always")
