@@ -513,6 +513,7 @@ def test_ctrl_c_stops_simulate_quickly_and_the_cli_exits_130(tmp_path):
     """
     rc, stdout, stderr = probe(code, timeout=900)
     assert rc == 0, stderr
+    assert len(stdout.split()) == 2, (stdout[-2000:], stderr[-2000:])
     exit_code, delay = stdout.split()
     assert exit_code == "130"
     assert float(delay) < 2.0

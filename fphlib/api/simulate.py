@@ -1,5 +1,7 @@
 """``simulate(cfg) -> SimResult``: build the arrays, run the jitted loop, tidy the output."""
 
+import signal
+import threading
 import time
 
 import numpy as np
@@ -41,8 +43,42 @@ def simulate(cfg, progress=False):
         On Ctrl-C, within a fraction of a second (the loop runs in short chunks).
     """
     cfg = _revalidated(cfg)
+    with _CtrlC() as ctrl_c:
+        return _simulate(cfg, progress, ctrl_c)
+
+
+class _CtrlC:
+    """Ctrl-C during a run as a flag, raised as ``KeyboardInterrupt`` between chunks.
+
+    Python raises ``KeyboardInterrupt`` at whatever bytecode runs when SIGINT arrives; in a
+    finalizer (a temporary directory, a numba object being collected) it is printed and lost,
+    and the run went on to its end. With this handler (main thread only) no Ctrl-C is lost.
+    """
+
+    def __enter__(self):
+        self.hit = False
+        self.old = None
+        if threading.current_thread() is threading.main_thread():
+            self.old = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def _handler(self, signum, frame):
+        self.hit = True
+
+    def check(self):
+        if self.hit:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        if self.old is not None:
+            signal.signal(signal.SIGINT, self.old)
+        return False
+
+
+def _simulate(cfg, progress, ctrl_c):
     t0 = time.perf_counter()
     s, info = build_state(cfg)
+    ctrl_c.check()
     last = info["n_ticks"] + 1  # the final tick only samples
     # Chunks of about CHUNK_WALL_S of work: Ctrl-C is seen between two chunks (Python raises
     # KeyboardInterrupt as soon as the jitted call returns), and a bar moves smoothly.
@@ -59,6 +95,7 @@ def simulate(cfg, progress=False):
         while tick0 < last:
             tick1 = min(tick0 + chunk, last)
             c0 = time.perf_counter()
+            ctrl_c.check()
             if run_chunk(s, tick0, tick1):
                 _raise_violation(s, info)
             if bar is not None:
