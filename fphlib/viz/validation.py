@@ -102,7 +102,8 @@ def _ref(row):
 def plot_validation(df, ax=None, title="Published results vs fphlib"):
     """Each record as a ratio to its published value, on one log axis.
 
-    Black bar: the published range; shaded: what the rule accepts; dot: fphlib (green pass,
+    Black bar or tick: the published range or value; shaded: what the rule accepts (axis
+    from 1/16 to 16 of the published value); dot: fphlib (green pass,
     red fail; hollow when not comparable; an arrow when the value is a lower bound or off the
     axis). Labels name the result and case, and the values in their own units.
 
@@ -115,7 +116,7 @@ def plot_validation(df, ax=None, title="Published results vs fphlib"):
         ax = _figure((10, 0.42 * n + 1.4)).subplots()
     else:
         ax.clear()
-    lo_lim, hi_lim = 1 / 64, 64.0
+    lo_lim, hi_lim = 1 / 16, 16.0
     labels = []
     for i, (_, r) in enumerate(df.iterrows()):
         y = n - 1 - i
@@ -124,8 +125,11 @@ def plot_validation(df, ax=None, title="Published results vs fphlib"):
         ax.barh(y, max(a_hi, lo_lim) - max(a_lo, lo_lim), left=max(a_lo, lo_lim), height=0.6,
                 color="#dfe7ef", edgecolor="#9fb3c8", linewidth=0.6, zorder=1)
         p_lo, p_hi = r["published_low"] / ref, r["published_high"] / ref
-        ax.plot([p_lo, p_hi] if p_hi > p_lo else [p_lo / 1.02, p_hi * 1.02], [y, y],
-                color="black", linewidth=4, solid_capstyle="butt", zorder=2)
+        if p_hi > p_lo:
+            ax.plot([p_lo, p_hi], [y, y], color="black", linewidth=4, solid_capstyle="butt",
+                    zorder=2)
+        else:  # a published point: a tick
+            ax.scatter([p_lo], [y], marker="|", s=260, color="black", linewidth=2.5, zorder=2)
         v = r["value"] / ref if r["value"] == r["value"] else math.nan
         color = PASS if r["passed"] else FAIL
         face = color if r["comparable"] else "white"
@@ -151,8 +155,8 @@ def plot_validation(df, ax=None, title="Published results vs fphlib"):
     ax.set_yticklabels(labels, fontsize=8)
     ax.set_ylim(-0.7, n - 0.3)
     ax.axvline(1.0, color="#888", linewidth=0.8, linestyle=":")
-    ax.set_xticks([1 / 64, 1 / 8, 1 / 2, 1, 2, 8, 64])
-    ax.set_xticklabels(["1/64", "1/8", "1/2", "1", "2", "8", "64"])
+    ax.set_xticks([1 / 16, 1 / 4, 1 / 2, 1, 2, 4, 16])
+    ax.set_xticklabels(["1/16", "1/4", "1/2", "1", "2", "4", "16"])
     ax.set_xlabel("fphlib / published (log); shaded: accepted by the rule; "
                   "filled: comparable run, hollow: quick size")
     ax.set_title(title)
