@@ -281,7 +281,7 @@ def admission(mechanism="none", quick=False, max_guests=None, seed=0):
             + (f"; no failure within {n} guests: the true count is higher" if a["capped"]
                else ""))
     if mechanism == "page_reporting":
-        note += "; the published range is v8's (Nitesh's per-CPU capture), not reporting's"
+        note += "; for page_reporting the published range is v8's (Nitesh's per-CPU capture)"
     return make_record("admission", mechanism, "§8 #1", V8_LETTER, (low, high), n, "guests",
                        "exact", not quick, res.config.to_dict(), note, extra,
                        time.perf_counter() - t0)
@@ -475,8 +475,9 @@ def migration(guest_mem="8GiB", hint=True, workload="idle", quick=False, seed=0)
     note = "total migration time, setup to the end of stop-and-copy"
     invalid = None
     if not s["migration_converged"]:
-        invalid = (f"did not converge (the model stopped the VM after "
-                   f"{int(s['migration_rounds'])} passes; QEMU would iterate for ever)")
+        invalid = (f"did not converge: the model stopped the VM after "
+                   f"{int(s['migration_rounds']) - 1} passes (max_rounds) where QEMU would "
+                   "iterate for ever")
     result = "§8 #3" if workload == "idle" else "§8 #4"
     return make_record("migration", case, result, WEI_V37, with_hint if hint else without, ms,
                        "ms", "factor2", not quick, cfg.to_dict(), note, extra,

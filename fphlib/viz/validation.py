@@ -86,7 +86,9 @@ def readable(df):
              if name in units]
     for name in dict.fromkeys(df["name"]):
         cases = df[df["name"] == name]
-        shown = dict.fromkeys(n.split("; fails: ")[0] for n in cases["note"])
+        # the notes' distinct parts, in order (cases share most of theirs)
+        shown = dict.fromkeys(part for n in cases["note"]
+                              for part in n.split("; fails: ")[0].split("; "))
         notes.append(f"{name.replace('_', ' ')}: {'; '.join(shown)}.")
         for case, n in zip(cases["case"], cases["note"], strict=True):
             if "; fails: " in n:
