@@ -93,6 +93,9 @@ PF1_GUEST = 32 << 30  # "32 GB guest", read as GiB (QEMU -m 32G)
 # memory) is not modelled.
 MAKE_J4 = {"held": 1 << 30, "lifetime_s": 1.0}
 
+# quick runs of the drain and the migrations: guests (and the build's memory) / 8
+QUICK_DIVISOR = 8
+
 
 # ------------------------------------------------------------------------------- rules
 
@@ -324,12 +327,13 @@ def reporting_drain(guest_mem="8GiB", quick=False, seed=0):
 
     Measures the time from the guest's boot (``page_reporting_register`` requests the first
     pass 2 s later) to the sample at which its free memory is all reported
-    (:func:`drain_passes`); ``extra["passes"]`` counts the reporting passes. ``quick``: a
-    1 GiB guest (drains in a few passes: not comparable).
+    (:func:`drain_passes`); ``extra["passes"]`` counts the reporting passes. ``quick``: the
+    guest / :data:`QUICK_DIVISOR` (drains in fewer passes: not comparable).
     """
     from .api.simulate import simulate
 
-    mem = parse_size("1GiB" if quick else guest_mem, "guest_mem")
+    asked = parse_size(guest_mem, "guest_mem")
+    mem = asked // QUICK_DIVISOR if quick else asked
     cfg = drain_config(mem, seed)
     t0 = time.perf_counter()
     res = simulate(cfg)
@@ -339,7 +343,8 @@ def reporting_drain(guest_mem="8GiB", quick=False, seed=0):
              "reports": int(res.summary["reports"])}
     note = ("seconds from boot to the last reporting pass of an idle guest (passes in "
             "parentheses; the kernel's arithmetic gives 13 for 8 GiB, 15 for 32 GiB)")
-    size = f"{mem / 2**30:g} GiB idle"
+    size = f"{mem / 2**30:g} GiB idle" + (f" (quick: {asked / 2**30:g} GiB / "
+                                           f"{QUICK_DIVISOR})" if quick else "")
     return make_record("reporting_drain", size, "§3.2", PAGE_REPORTING_C, (26.0, 30.0),
                        t_last, "s", "one_pass", not quick and 8 << 30 <= mem <= 32 << 30,
                        cfg.to_dict(), note, extra, time.perf_counter() - t0)
@@ -447,8 +452,8 @@ def migration(guest_mem="8GiB", hint=True, workload="idle", quick=False, seed=0)
     Wei Wang's v37 setup through :func:`migration_config` (``migrate_set_speed 100G``,
     downtime limit 400 ms, 4 vCPUs, 4 MiB hint blocks allocated with ``alloc_pages``).
     ``workload="make"``: during ``make -j4``, stood in for by churn (:data:`MAKE_J4`: 1 GiB of
-    anonymous memory turned over every second; no page cache, no CPU contention). ``quick``: a
-    1 GiB guest (the build's memory scaled down alike), held to the published value of
+    anonymous memory turned over every second; no page cache, no CPU contention). ``quick``:
+    the guest and the build's memory / :data:`QUICK_DIVISOR`, held to the published value of
     ``guest_mem`` (not comparable).
     """
     from .api.simulate import simulate
@@ -459,9 +464,8 @@ def migration(guest_mem="8GiB", hint=True, workload="idle", quick=False, seed=0)
         raise ValueError(f"guest_mem/workload: ({guest_mem!r}, {workload!r}) has no published "
                          f"number; published: {known}")
     with_hint, without = MIGRATION_PUBLISHED[(gib, workload)]
-    mem = (1 << 30) if quick else gib << 30
-    # quick: the build's memory scaled with the guest (8 GiB -> 1 GiB: 1 GiB -> 128 MiB)
-    held = MAKE_J4["held"] * mem // (gib << 30)
+    mem = (gib << 30) // QUICK_DIVISOR if quick else gib << 30
+    held = MAKE_J4["held"] * mem // (gib << 30)  # quick: scaled with the guest
     cfg = migration_config(mem, hint, workload, seed, held=held)
     t0 = time.perf_counter()
     res = simulate(cfg)
@@ -472,6 +476,8 @@ def migration(guest_mem="8GiB", hint=True, workload="idle", quick=False, seed=0)
                                       "migration_unavailable_s", "lost_writes")}
     what = "idle" if workload == "idle" else "make -j4 (churn stand-in)"
     case = f"{mem / 2**30:g} GiB {what}, {'free page hint' if hint else 'no hint'}"
+    if quick:
+        case += f" (quick: {gib} GiB / {QUICK_DIVISOR})"
     note = "total migration time, setup to the end of stop-and-copy"
     invalid = None
     if not s["migration_converged"]:

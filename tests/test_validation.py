@@ -135,6 +135,21 @@ def test_bad_arguments_name_the_argument():
         V.migration("16GiB", quick=True)
 
 
+def test_every_case_runs_at_quick_size():
+    df = V.table(quick=True)
+    assert list(df["id"]) == list(V.CASES)
+    for _, row in df.iterrows():
+        check_record(V.Record(**{k: row[k] for k in V.Record.__dataclass_fields__}))
+    assert not df["comparable"].any()
+    ad = df.set_index("id")
+    # the scaled v8 scenario keeps the letter's ratios: 3 guests fit without hinting
+    assert ad.loc["admission/none", "value"] == 3
+    assert not ad.loc["admission/none", "extra"]["capped"]
+    wis = ad.loc["will_it_scale"]
+    assert wis["value"] >= 0 and len(wis["config"]["runs"]) == 2
+    assert {r["mechanism"] for r in wis["config"]["runs"]} == {"none", "page_reporting"}
+
+
 def test_every_case_is_named_and_selectable():
     assert V.select(None) == list(V.CASES)
     assert V.select("migration/8GiB") == [c for c in V.CASES if c.startswith("migration/8GiB/")]

@@ -97,12 +97,15 @@ vv.show(fig)
 #   within a few percent to 40 % of v37 (the legacy 128 GiB time calibrates the migration
 #   thread's per-page cost, so that one is not a prediction). `make -j4` is stood in for by
 #   churn (1 GiB of anonymous memory turned over every second): no page cache, no
-#   compiler CPU. At 8 GiB the hint's advantage is too large (0.8 s vs the published 2.3 s:
-#   the real build's page cache is neither free nor hinted, and it is sent); at 128 GiB the
-#   model **does not converge**: each dirty-bitmap sync costs 12 ms per GiB (1.5 s for
-#   128 GiB), during which the stand-in dirties more than the 400 ms downtime lets QEMU
-#   send, so the model stops the VM after 30 passes (the record fails: a migration that did
-#   not converge has no migration time).
+#   compiler CPU. At 8 GiB the hint's advantage is too large (0.8 s vs the published 2.3 s;
+#   likely because a real build's page cache is neither free nor hinted, so it is sent); at
+#   128 GiB the model **does not converge**: every dirty-bitmap sync costs 12 ms per GiB of
+#   guest RAM (`mig_sync_gib`, 1.5 s for 128 GiB) however little is dirty, and during it the
+#   build dirties more than the 400 ms downtime lets QEMU send, so the model stops the VM
+#   after 30 passes (the record fails: a migration that did not converge has no migration
+#   time). The sync cost is what decides it: as a diagnostic (not a fix), with
+#   `costs={"mig_sync_gib": 0}` the same runs converge in 0.64 s with the hint and 42.1 s
+#   without, while a build stand-in a quarter the size (256 MiB) still does not converge.
 # - **The reporting drain is right** (13 passes, 26 s for 8 GiB; 15 passes, 30 s for 32 GiB),
 #   as it should be: it is the kernel's own arithmetic (budget ceil(nr_free/512) + 1 reports
 #   of 32 blocks per free list per 2 s pass) on an idle zone. It says nothing about busy
