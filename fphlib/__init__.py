@@ -24,8 +24,9 @@ _PUBLIC = {
     "sweep": "fphlib.sweep",  # a callable package: fphlib.sweep(grid, ...) (fphlib/sweep/)
 }
 
-# subpackages reachable as attributes without an import of their own (fphlib.experiments...)
-_SUBPACKAGES = ("experiments",)
+# subpackages and modules reachable as attributes without an import of their own
+# (fphlib.experiments..., fphlib.validation...)
+_SUBPACKAGES = ("experiments", "validation")
 
 __all__ = sorted(_PUBLIC) + list(_SUBPACKAGES) + ["__version__"]
 

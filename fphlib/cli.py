@@ -1,4 +1,5 @@
-"""Command line: ``python -m fphlib {simulate,demo,trace}`` (also installed as ``fphlib``).
+"""Command line: ``python -m fphlib {simulate,demo,trace,sweep,validate}`` (also installed as
+``fphlib``).
 
 - ``simulate``: one run from a JSON/TOML config file and/or flags (flags win), prints the
   summary table and saves the results (``SimResult.save``) to ``--out``.
@@ -6,6 +7,9 @@
   running memhog 4 GiB on a 16 GiB host); writes ``demo_host_rss.png``,
   ``demo_summary.csv`` and ``demo_summary.md`` to ``--out``.
 - ``trace``: generate a churn trace file for the ``"trace"`` workload, or check one.
+- ``validate``: the model against the published results it can express
+  (:mod:`fphlib.validation`); prints the table, ``--out`` writes ``validation.csv`` and
+  ``validation.md``.
 - ``sweep``: a parameter sweep from a TOML file (``[base]``, ``[grid]``, ``seeds``) in process,
   on local worker processes or on a dask cluster; writes ``results.parquet`` to ``--out`` and
   caches each run under ``--out``/cache so a rerun resumes.
@@ -383,6 +387,38 @@ def cmd_demo(args, parser):
     return 0
 
 
+def cmd_validate(args, parser):
+    from . import validation
+    from .viz.validation import readable
+
+    try:
+        ids = validation.select(args.only or None)
+    except ValueError as e:
+        raise UserError(f"--only: {_one_line(e)}") from None
+    if args.out is not None:
+        if not args.out:
+            raise UserError("--out: '' is not allowed; give a directory for the table")
+        if os.path.exists(args.out) and not os.path.isdir(args.out):
+            raise UserError(f"--out: {args.out}: exists and is not a directory")
+    df = validation.table(ids, quick=args.quick, progress=args.progress)
+    shown = readable(df)
+    print(str(shown))
+    size = "quick sizes, not comparable" if args.quick else "published sizes"
+    print(f"{int(df['passed'].sum())} of {len(df)} pass ({size}); "
+          f"{df.attrs['wall_s']:.1f} s")
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        csv = os.path.join(args.out, "validation.csv")
+        flat = df.assign(extra=df["extra"].map(json.dumps),
+                         config=df["config"].map(lambda c: json.dumps(c, sort_keys=True)))
+        _atomic(csv, lambda p: flat.to_csv(p, index=False))
+        md = os.path.join(args.out, "validation.md")
+        text = f"# fphlib validation ({size})\n\n" + shown.to_markdown() + "\n"
+        _atomic(md, lambda p: Path(p).write_text(text, encoding="utf-8"))
+        print(f"wrote {csv}, {md}")
+    return 0
+
+
 def _demo_for_duration(configs, duration_s, profile):
     """The demo configs squeezed into ``duration_s``: guest starts and sampling scale with it,
     so that any duration the configs accept runs (``--duration-s`` named in errors)."""
@@ -610,6 +646,25 @@ def build_parser():
                    help="guest size the occupancy refers to; --check: slots must be below "
                         f"its pages, as in the trace workload (default: 4GiB). {SIZE_RULE}")
     p.set_defaults(func=cmd_trace, parser=p)
+
+    p = sub.add_parser(
+        "validate", help="the model against published results (fphlib.validation)",
+        description="Run the published results of reference/kernel-mechanisms.md §8 that the "
+                    "model can express (admission, will-it-scale overhead, live migration) "
+                    "and the free page reporting drain; print published vs fphlib values, "
+                    "the tolerance each rule accepts, and pass/fail. The published sizes take "
+                    "a few minutes; --quick runs small sizes in seconds (not comparable).",
+    )
+    p.add_argument("--quick", action="store_true",
+                   help="small sizes (tests, a first look); the verdicts are not comparable")
+    p.add_argument("--only", action="append", metavar="CASE",
+                   help="a case id or prefix of fphlib.validation.CASES, e.g. "
+                        "'migration/8GiB' or 'admission' (repeatable; default: all)")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="also write validation.csv and validation.md to DIR")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=False,
+                   help="show a progress bar on stderr (default: off)")
+    p.set_defaults(func=cmd_validate, parser=p)
 
     p = sub.add_parser(
         "sweep", help="run a parameter sweep from a TOML file (resumable)",

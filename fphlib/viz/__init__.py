@@ -7,5 +7,6 @@ holds the one home of metric labels and units (``SUMMARY_METRICS``, ``GUEST_METR
 holds the headline comparison and the FPHLIB_PROFILE sizes; ``fphlib.viz.tour`` the helpers of
 the guest-side tour (notebook 01); ``fphlib.viz.block_size`` the block-size study (notebook
 05: a cached ``fphlib.sweep`` over ``hint_order``, its plots and widgets); ``fphlib.viz.policies``
-the host-policy heatmaps, who-paid charts and widgets (notebook 04).
+the host-policy heatmaps, who-paid charts and widgets (notebook 04); ``fphlib.viz.validation``
+the published-vs-fphlib table, figure and app (notebook 06, over ``fphlib.validation``).
 """

@@ -1,0 +1,271 @@
+"""The validation table and figure (notebook 06): published results against the model.
+
+- :func:`readable`: a :func:`fphlib.validation.table` frame for people (published, fphlib,
+  accepted interval, verdict), as a :class:`fphlib.viz.tables.ReadableTable`.
+- :func:`plot_validation`: every record on one log axis, as a ratio to its published value:
+  the published range (black), the interval the tolerance rule accepts (shaded), fphlib's
+  value (green when it passes, red when it fails, hollow when the run was not comparable).
+- :class:`ValidationApp`: pick results, quick or full sizes, Run; table and figure redraw.
+- :data:`PROFILE_CASES`: which cases each ``FPHLIB_PROFILE`` runs, at which size.
+- :func:`show`: a (pyplot-free) Figure as a notebook image.
+"""
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from .policies import show  # noqa: F401  (a notebook-displayable PNG of a Figure)
+from .tables import ReadableTable
+from .widgets import _figure, figure_png
+
+PASS, FAIL = "#2a9d3f", "#c0392b"
+
+# FPHLIB_PROFILE -> (case ids or prefixes, quick): smoke and demo run every case at small
+# sizes (seconds, and within Binder's memory), full the published sizes (a minute or two;
+# the 128 GiB guests need ~0.4 GB of simulator state, the admission runs ~0.6 GB)
+PROFILE_CASES = {
+    "smoke": (None, True),
+    "demo": (None, True),
+    "full": (None, False),
+}
+
+
+def _num(value, unit):
+    if value != value:
+        return "–"
+    if unit == "guests":
+        return f"{value:.0f}"
+    if unit == "%":
+        return f"{value:.3g} %"
+    if unit == "s":
+        return f"{value:.1f} s"
+    return f"{value:,.0f} ms"
+
+
+def _range(low, high, unit):
+    return _num(low, unit) if low == high else f"{_num(low, unit)} – {_num(high, unit)}"
+
+
+def _shown_value(row):
+    extra = row["extra"] if isinstance(row["extra"], dict) else {}
+    text = ("≥ " if extra.get("capped") else "") + _num(row["value"], row["unit"])
+    if "passes" in extra:
+        text += f" ({extra['passes']} passes)"
+    if extra.get("migration_converged") == 0:
+        text += " (did not converge)"
+    return text
+
+
+def readable(df):
+    """The table of :func:`fphlib.validation.table` for people.
+
+    One row per result (§ of reference/kernel-mechanisms.md, experiment, case): published
+    value or range, fphlib's value (``≥ n`` when an admission run never failed), the interval
+    the rule accepts, and the verdict (``not comparable`` for quick runs). Footnotes: the
+    rules and the notes of each experiment.
+    """
+    from ..validation import RULES
+
+    rows = []
+    for _, r in df.iterrows():
+        verdict = "pass" if r["passed"] else "FAIL"
+        if not r["comparable"]:
+            verdict += " (not comparable: quick size)"
+        rows.append({
+            "published": _range(r["published_low"], r["published_high"], r["unit"]),
+            "fphlib": _shown_value(r),
+            "accepted": f"{_range(r['accept_low'], r['accept_high'], r['unit'])}",
+            "rule": r["rule"],
+            "verdict": verdict,
+        })
+    labels = [f"{r} {n.replace('_', ' ')}: {c}"
+              for r, n, c in zip(df["result"], df["name"], df["case"], strict=True)]
+    frame = pd.DataFrame(rows, index=pd.Index(labels, name="result"))
+    units = dict(zip(df["rule"], df["unit"], strict=True))
+    notes = [f"{name}: {rule.text(units[name])} ({rule.why})." for name, rule in RULES.items()
+             if name in units]
+    for name in dict.fromkeys(df["name"]):
+        cases = df[df["name"] == name]
+        # the notes' distinct parts, in order (cases share most of theirs)
+        shown = dict.fromkeys(part for n in cases["note"]
+                              for part in n.split("; fails: ")[0].split("; "))
+        notes.append(f"{name.replace('_', ' ')}: {'; '.join(shown)}.")
+        for case, n in zip(cases["case"], cases["note"], strict=True):
+            if "; fails: " in n:
+                notes.append(f"{case}: fails: {n.split('; fails: ')[1]}.")
+    return ReadableTable(frame, notes)
+
+
+def _ref(row):
+    """The published reference of a row: the geometric mean of its range (> 0)."""
+    return math.sqrt(row["published_low"] * row["published_high"])
+
+
+def plot_validation(df, ax=None, title="Published results vs fphlib"):
+    """Each record as a ratio to its published value, on one log axis.
+
+    Black bar or tick: the published range or value; shaded: what the rule accepts (axis
+    from 1/16 to 16 of the published value); dot: fphlib (green pass,
+    red fail; hollow when not comparable; an arrow when the value is a lower bound or off the
+    axis). Labels name the result and case, and the values in their own units.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    n = len(df)
+    if ax is None:
+        ax = _figure((10, 0.42 * n + 1.4)).subplots()
+    else:
+        ax.clear()
+    lo_lim, hi_lim = 1 / 16, 16.0
+    labels = []
+    for i, (_, r) in enumerate(df.iterrows()):
+        y = n - 1 - i
+        ref = _ref(r)
+        a_lo, a_hi = r["accept_low"] / ref, r["accept_high"] / ref
+        ax.barh(y, max(a_hi, lo_lim) - max(a_lo, lo_lim), left=max(a_lo, lo_lim), height=0.6,
+                color="#dfe7ef", edgecolor="#9fb3c8", linewidth=0.6, zorder=1)
+        p_lo, p_hi = r["published_low"] / ref, r["published_high"] / ref
+        if p_hi > p_lo:
+            ax.plot([p_lo, p_hi], [y, y], color="black", linewidth=4, solid_capstyle="butt",
+                    zorder=2)
+        else:  # a published point: a tick
+            ax.scatter([p_lo], [y], marker="|", s=260, color="black", linewidth=2.5, zorder=2)
+        v = r["value"] / ref if r["value"] == r["value"] else math.nan
+        color = PASS if r["passed"] else FAIL
+        face = color if r["comparable"] else "white"
+        extra = r["extra"] if isinstance(r["extra"], dict) else {}
+        if v != v:
+            ax.text(lo_lim * 1.1, y, "no value", va="center", fontsize=8, color=FAIL)
+        else:
+            x = min(max(v, lo_lim), hi_lim)
+            marker = "o"
+            if v < lo_lim:
+                marker = "<"
+            elif v > hi_lim or extra.get("capped"):
+                marker = ">"
+            ax.scatter([x], [y], s=60, marker=marker, facecolor=face, edgecolor=color,
+                       linewidth=1.5, zorder=3)
+        labels.append(f"{r['result']} {r['name'].replace('_', ' ')}: {r['case']}")
+        published = _range(r["published_low"], r["published_high"], r["unit"])
+        ax.text(hi_lim * 1.25, y, f"{_shown_value(r)} vs {published}", va="center",
+                fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlim(lo_lim, hi_lim)
+    ax.set_yticks(range(n)[::-1] if n else [])
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.set_ylim(-0.7, n - 0.3)
+    ax.axvline(1.0, color="#888", linewidth=0.8, linestyle=":")
+    ax.set_xticks([1 / 16, 1 / 4, 1 / 2, 1, 2, 4, 16])
+    ax.set_xticklabels(["1/16", "1/4", "1/2", "1", "2", "4", "16"])
+    ax.set_xlabel("fphlib / published (log); shaded: accepted by the rule; "
+                  "filled: comparable run, hollow: quick size")
+    ax.set_title(title)
+    return ax
+
+
+class ValidationApp:
+    """Pick published results, quick or full sizes; Run; see the table and the figure.
+
+    Parameters
+    ----------
+    profile : {"smoke", "demo", "full"}, optional
+        Which results are preselected and at which size (:data:`PROFILE_CASES`).
+
+    Attributes
+    ----------
+    df : pandas.DataFrame
+        :func:`fphlib.validation.table` of the last run.
+    """
+
+    def __init__(self, profile=None):
+        import ipywidgets as W
+
+        from .. import validation as V
+        from .scenarios import profile_name
+        from .widgets import STALE_CSS, fit_layout
+
+        self.profile = profile_name(profile)
+        which, quick = PROFILE_CASES[self.profile]
+        ids = list(V.CASES)
+        self.df = V.to_frame([])
+        self.cases = W.SelectMultiple(options=ids, value=tuple(V.select(which)),
+                                      rows=min(len(ids), 8), description="results",
+                                      layout=W.Layout(width="420px"),
+                                      tooltip="published results to run (ctrl/shift-click)")
+        self.quick = W.Checkbox(value=quick, description="quick (small sizes, not comparable)",
+                                indent=False)
+        self.run_button = W.Button(description="Run", button_style="primary", icon="play")
+        self.progress = W.IntProgress(value=0, min=0, max=1, description="progress")
+        self.status = W.HTML(value=f"<i>{self.profile} profile: press Run</i>")
+        self.image = W.Image(format="png", layout=fit_layout())
+        self.table = W.HTML(value="")
+        self.run_button.on_click(self.run)
+        self._fig = _figure((10, 5))
+        wrap = W.Layout(flex_flow="row wrap", align_items="center")
+        self.widget = W.VBox([
+            W.HTML(STALE_CSS),
+            W.HBox([self.cases, W.VBox([self.quick, self.run_button])], layout=wrap),
+            W.HBox([self.progress, self.status], layout=wrap),
+            self.table, self.image,
+        ])
+        self.widget.add_class("fphlib-app")
+
+    def run(self, _button=None):
+        """Run the selected results one by one, then redraw."""
+        from .. import validation as V
+
+        ids = list(self.cases.value)
+        if not ids:
+            self.status.value = "<b>select at least one result</b>"
+            return self.df
+        for w in (self.image, self.table):
+            w.add_class("fphlib-stale")
+        self.run_button.disabled = True
+        self.progress.max, self.progress.value = len(ids), 0
+        self.progress.bar_style = "info"
+        try:
+            records = []
+            for c in ids:
+                self.status.value = f"running <b>{c}</b> …"
+                records.append(V.run(c, quick=self.quick.value))
+                self.progress.value += 1
+            self.df = V.to_frame(records, ids)
+            self.redraw()
+            self.progress.bar_style = "success"
+            size = "quick sizes" if self.quick.value else "published sizes"
+            wall = float(self.df["wall_s"].sum())
+            passed = int(self.df["passed"].sum())
+            self.status.value = (f"done ({self.profile} profile, {size}): {passed} of "
+                                 f"{len(ids)} pass, {wall:.1f} s of compute")
+        except Exception as e:
+            self.progress.bar_style = "danger"
+            self.status.value = f"<b>error:</b> {type(e).__name__}: {e}"
+            raise
+        finally:
+            self.run_button.disabled = False
+            for w in (self.image, self.table):
+                w.remove_class("fphlib-stale")
+        return self.df
+
+    def redraw(self):
+        """Redraw the table and the figure from :attr:`df` (in place)."""
+        if self.df.empty:
+            return
+        self._fig.clear()
+        self._fig.set_size_inches(10, 0.42 * len(self.df) + 1.4)
+        plot_validation(self.df, ax=self._fig.subplots())
+        self.image.value = figure_png(self._fig)
+        self.table.value = readable(self.df).to_html()
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+def summary_counts(df):
+    """Pass / fail counts by experiment: comparable runs only unless none are."""
+    d = df[df["comparable"]] if df["comparable"].any() else df
+    return (d.assign(outcome=np.where(d["passed"], "pass", "fail"))
+            .groupby(["name", "outcome"]).size().unstack(fill_value=0))

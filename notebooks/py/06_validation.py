@@ -1,0 +1,130 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Validation: the model against published results
+#
+# Every published result the model can express (reference/kernel-mechanisms.md §8), plus the
+# free page reporting drain that mm/page_reporting.c promises, run under the published
+# conditions as far as the model has them (`fphlib.validation`):
+#
+# | § | result | published |
+# |---|---|---|
+# | §8 #1 | guests admitted before the host OOM-kills one (Nitesh v8: 15837 MB host, swap off, 5 GB guests that malloc 4 GB, memset, exit) | 3 without hinting, 5–7 with |
+# | §8 #2 | will-it-scale page_fault1 (THP, 16 tasks, 32 GB guest) with free page reporting on (Duyck v17) | −0.8 % |
+# | §8 #3 | live migration of an idle guest, with / without the free page hint (Wei Wang v37) | 8 GB: 620 / 2970 ms; 128 GB: 5294 / 41651 ms |
+# | §8 #4 | the same during `make -j4` | 8 GB: 2273 / 4502 ms; 128 GB: 8816 / 54201 ms |
+# | §3.2 | an idle 8–32 GiB guest fully reported (mm/page_reporting.c) | about 30 s: 13–15 passes, 26–30 s |
+#
+# Each result gets one fixed tolerance rule, written down before the runs and never tuned to
+# make a result pass: **exact** (inside the published range: admission counts),
+# **one_pass** (the published range ± one 2 s reporting pass: the drain), **factor2**
+# (within ×/÷ 2: migration times and the will-it-scale overhead, about the spread of the same
+# experiment across versions of each series). No model number is written down anywhere: the
+# table is measured when it runs, so it follows the model as it changes.
+#
+# `FPHLIB_PROFILE` sizes the runs: `smoke` and `demo` run small guests in seconds (their
+# verdicts are marked *not comparable*: the conditions are not the published ones); `full`
+# runs the published sizes (about a minute and a half on a quiet machine).
+
+# %% tags=["parameters"]
+import os
+
+from IPython.display import display
+
+from fphlib.viz import validation as vv
+
+PROFILE = os.environ.get("FPHLIB_PROFILE", "demo")
+print(f"profile: {PROFILE}")
+
+# %% [markdown]
+# ## The table
+#
+# Pick the results and the size, press Run. Filled dots are runs at the published sizes,
+# hollow ones quick runs; green passes, red fails.
+
+# %%
+app = vv.ValidationApp(profile=PROFILE)
+app.run()  # the profile's set, so the page opens with results
+display(app.widget)
+
+# %% [markdown]
+# The same table with its notes (what each experiment measures and how it maps to the
+# published quantity):
+
+# %%
+vv.readable(app.df)
+
+# %% [markdown]
+# ## Published vs fphlib
+#
+# Every result as a ratio to its published value on one log axis: the black bar is the
+# published value or range, the shaded band what the rule accepts, the dot fphlib.
+
+# %%
+fig = vv.plot_validation(app.df).figure
+vv.show(fig)
+
+# %% [markdown]
+# ## What the model leaves out, and how each gap shows
+#
+# The numbers below are those of the `full` profile when this notebook was written (before
+# the heavier guests and host of issue 13 landed); rerun with `FPHLIB_PROFILE=full` to see
+# today's.
+#
+# - **Guests are too thin; the host has no memory of its own.** An idle guest costs the host
+#   only its boot footprint plus QEMU's 32 MiB: no page cache, no slab growth, no guest
+#   reclaim, no host kernel or services. So once memhog exits and hinting returns its
+#   4 GiB, a 5 GiB guest costs the host ~0.3 GiB, and the v8 admission run fits **39
+#   guests with `hinting_v8` and 40 with `page_reporting`** where the letter admitted 5–7.
+#   Without hinting nothing is returned and the count (3) is right: the gap is all in what
+#   a real guest keeps after it has "freed" its memory.
+# - **No will-it-scale, no CPU contention.** page_fault1 is stood in for by one memhog
+#   touching 16 × 128 MiB in guest THPs at the published baseline rate. The only costs the
+#   model charges reporting are its own work (lock holds, kicks, acks) and the refaults of
+#   pages it reported (a 2 MiB zero-fill each). That comes to **~0.06 %** of the guest's
+#   CPU against the published 0.8 %: the model does not charge the cache and TLB effects
+#   of the reporting worker, the host's `madvise` of pages the guest is about to reuse,
+#   or the zone->lock contention of 16 faulting tasks (it has one workload thread per
+#   guest). The runtimes of the same runs (3 % slower) over-state the loss the other way:
+#   one thread pays every refault that 16 tasks would pay in parallel.
+# - **Migration of an idle guest matches; under load it does not.** The idle times are
+#   within a few percent to 40 % of v37 (the legacy 128 GiB time calibrates the migration
+#   thread's per-page cost, so that one is not a prediction). `make -j4` is stood in for by
+#   churn (1 GiB of anonymous memory turned over every second): no page cache, no
+#   compiler CPU. At 8 GiB the hint's advantage is too large (0.8 s vs the published 2.3 s;
+#   likely because a real build's page cache is neither free nor hinted, so it is sent); at
+#   128 GiB the model **does not converge**: every dirty-bitmap sync costs 12 ms per GiB of
+#   guest RAM (`mig_sync_gib`, 1.5 s for 128 GiB) however little is dirty, and during it the
+#   build dirties more than the 400 ms downtime lets QEMU send, so the model stops the VM
+#   after 30 passes (the record fails: a migration that did not converge has no migration
+#   time). The sync cost is what decides it: as a diagnostic (not a fix), with
+#   `costs={"mig_sync_gib": 0}` the same runs converge in 0.64 s with the hint and 42.1 s
+#   without, while a build stand-in a quarter the size (256 MiB) still does not converge.
+# - **The reporting drain is right** (13 passes, 26 s for 8 GiB; 15 passes, 30 s for 32 GiB),
+#   as it should be: it is the kernel's own arithmetic (budget ceil(nr_free/512) + 1 reports
+#   of 32 blocks per free list per 2 s pass) on an idle zone. It says nothing about busy
+#   guests.
+# - **Not modelled at all**: host CPU model and frequency, QEMU versions, the network beyond
+#   a bandwidth, guest page poisoning, KSM, vNUMA (v12's 2-node guest), page shuffling
+#   (v17's −1.8 %). The v8 letter's guests launched "one after another" at an unstated
+#   pace; the model launches one every 30 s.
+
+# %% [markdown] tags=["developer"]
+# ## The same from Python
+#
+# `fphlib.validation.table(which, quick)` returns one row per result (published range,
+# fphlib value, unit, rule, accepted interval, pass/fail, comparable, the config of each
+# run); `python -m fphlib validate [--quick] [--only CASE] [--out DIR]` prints it.
+
+# %% tags=["developer"]
+from fphlib import validation
+
+df = validation.table("reporting_drain", quick=PROFILE != "full")
+df[["id", "published_low", "published_high", "value", "unit", "rule", "passed",
+    "comparable"]]
