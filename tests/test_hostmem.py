@@ -396,3 +396,19 @@ def test_without_memory_pressure_the_new_host_model_changes_nothing():
         assert sb[m] - sa[m] == 200 << 20
         sa, sb = sa.drop(m), sb.drop(m)
     assert sa.equals(sb)
+
+
+def test_kswapd_in_a_run_restores_the_high_watermark_in_the_background():
+    base = dict(guests=1, guest_mem="256MiB", host_mem="160MiB", host_swap="256MiB",
+                host_thp=False, workload="memhog", host_reserve=0, host_swap_bandwidth=20 * MIB,
+                workload_params={"size": "200MiB", "boot": "8MiB", "hold_s": 8.0},
+                duration_s=20, sample_s=0.1)
+    on = fphlib.simulate(SimConfig(**base))
+    off = fphlib.simulate(SimConfig(host_kswapd=False, **base))
+    wmin, wlow, whigh = (w * 4096 for w in watermarks((160 * MIB) // 4096))
+    assert on.host.free_bytes.iloc[-1] >= whigh  # kswapd went on to the high watermark
+    assert wmin <= off.host.free_bytes.iloc[-1] < wlow  # direct reclaim stops near min
+    # what kswapd wrote in the background, the guest did not wait for in its faults
+    a, b = on.guest_summary.iloc[0], off.guest_summary.iloc[0]
+    assert a.reclaim_stall_s < b.reclaim_stall_s
+    assert a.workload_runtime_s <= b.workload_runtime_s
