@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from ..hinting import MECHANISMS, mechanism_module
 from ..host.backing import OOM_SCORE_ADJ_MAX, OOM_SCORE_ADJ_MIN
-from ..host.costs import HOST_RESERVE, SWAP_BANDWIDTH, validate_costs
+from ..host.costs import HOST_RESERVE, HOST_RESERVE_MAX_FRACTION, SWAP_BANDWIDTH, validate_costs
 from ..host.migration import validate_migration
 from ..host.policy import POLICIES, policy_module
 from ..state.params import effective, validate
@@ -472,10 +472,11 @@ class SimConfig:
         return tuple(out)
 
     def host_reserve_bytes(self):
-        """The host's own memory: ``host_reserve``, or the default capped at host_mem / 8."""
+        """The host's own memory: ``host_reserve``, or the default capped at host_mem / 8
+        (``fphlib.host.costs.HOST_RESERVE_MAX_FRACTION``)."""
         if self.host_reserve is not None:
             return self.host_reserve
-        return min(HOST_RESERVE, self.host_mem // 8) // 4096 * 4096
+        return int(min(HOST_RESERVE, self.host_mem * HOST_RESERVE_MAX_FRACTION)) // 4096 * 4096
 
     def ask_mode(self):
         """Which host ask the mechanism reads: ``"pages"``, ``"hint"`` or ``None``."""

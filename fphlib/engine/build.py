@@ -38,7 +38,7 @@ WORKLOAD_STEPS = {WL_MEMHOG: memhog_step, WL_CHURN: churn_step, WL_TRACE: trace_
 
 
 def watermarks(n_pages):
-    """(min, low, high) watermarks in pages of a single-zone guest of ``n_pages``.
+    """(min, low, high) watermarks in pages of one zone of ``n_pages`` (a guest's; the host's).
 
     ``init_per_zone_wmark_min``: min_free_kbytes = int_sqrt(lowmem_kbytes * 16) clamped to
     [128, 262144]; ``__setup_per_zone_wmarks``: low = min + max(min / 4, managed *

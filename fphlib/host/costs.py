@@ -103,6 +103,10 @@ SIZE_DEFAULTS = {
 # dropped first, at no modelled cost).
 HOST_RESERVE = 360 << 20
 HOST_RESERVE_SOURCE = "costs.md §9: idle Ubuntu 20.04 MemTotal - MemAvailable ~360 MiB [derived]"
+# The default reserve is at most this fraction of host RAM: [assumption] scaled-down hosts (tests,
+# experiments at scale < 1) keep a proportional share instead of a reserve larger than their RAM;
+# 1/8 leaves the cited 360 MiB unchanged from 2.8 GiB of host RAM up.
+HOST_RESERVE_MAX_FRACTION = 1 / 8
 # Swap device bandwidth (bytes/s), shared by swap-out and swap-in: one 4 KiB request at a
 # time at the swap-in fault's p50 of 20 µs (costs.md §7, Chris Li 2023), i.e. ~205 MB/s; an
 # NVMe device at queue depth 1, as synchronous swap-in faults use it. costs.md §7 has no
