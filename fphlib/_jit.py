@@ -8,14 +8,15 @@ State is always plain NumPy arrays or tuples of them (DESIGN §2): no jitclass, 
 import functools
 
 from numba.core import cgutils, types
+from numba.core.datamodel import models
 from numba.core.registry import CPUDispatcher
-from numba.extending import intrinsic
+from numba.extending import intrinsic, register_model
 
 from ._cache import refresh
 
 refresh()  # before any kernel loads: a cache that inlines an edited file must not be reused
 
-__all__ = ["borrowed", "borrowed_all", "jit"]
+__all__ = ["Ref", "borrowed", "borrowed_all", "jit", "store_ref"]
 
 
 
@@ -87,41 +88,117 @@ def native_address(function, sig):
     return cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name)
 
 
-def call_native(context, builder, addr, restype, want, have, args):
-    """Codegen: call the jitted function at ``addr`` (compiled for ``restype(*want)``) with
-    ``args`` of types ``have`` (cast to ``want``) in numba's calling convention, as numba
-    calls a first-class function's ``jit_addr`` (numba.core.lowering); errors propagate."""
-    vals = [context.cast(builder, v, h, w) for v, h, w in zip(args, have, want, strict=True)]
-    fnty = context.call_conv.get_function_type(restype, want)
+def call_native(context, builder, addr, restype, argtypes, args):
+    """Codegen: call the jitted function at ``addr`` (compiled for ``restype(*argtypes)``)
+    with the LLVM values ``args`` in numba's calling convention, as numba calls a first-class
+    function's ``jit_addr`` (numba.core.lowering); errors propagate."""
+    fnty = context.call_conv.get_function_type(restype, argtypes)
     ptr = builder.inttoptr(addr, fnty.as_pointer())
-    status, res = context.call_conv.call_function(builder, ptr, restype, want, vals)
+    status, res = context.call_conv.call_function(builder, ptr, restype, argtypes, args)
     with cgutils.if_unlikely(builder, status.is_error):
         context.call_conv.return_status_propagate(builder, status)
     return res
 
 
+class Ref(types.Type):
+    """A pointer to a value of type ``dtype`` stored in memory (:func:`store_ref`).
+
+    Numba passes a tuple argument flattened: the engine state (~50 arrays) is ~400 machine
+    words per call. Separately compiled units (fphlib.state.units) take the state and the
+    zone as a ``Ref`` instead, one word; :func:`borrowed_all` loads the value on the callee's
+    side, and LLVM keeps only the loads of the fields the callee uses.
+    """
+
+    def __init__(self, dtype):
+        self.dtype = dtype
+        super().__init__(name=f"Ref[{dtype}]")
+
+
+@register_model(Ref)
+class _RefModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        pointee = dmm.lookup(fe_type.dtype).get_value_type()
+        super().__init__(dmm, fe_type, pointee.as_pointer())
+
+
+def ref_pointer(context, builder, buf_type, buf, offset, dtype):
+    """Codegen: the ``Ref[dtype]`` at byte ``offset`` (an LLVM i64) of array ``buf``."""
+    data = context.make_array(buf_type)(context, builder, value=buf).data
+    at = builder.gep(builder.bitcast(data, cgutils.voidptr_t), [offset])
+    return builder.bitcast(at, context.get_value_type(dtype).as_pointer())
+
+
+@intrinsic
+def store_ref(typingctx, buf, offset, value):
+    """Store ``value`` (its arrays borrowed) at byte ``offset`` of the int64 array ``buf``,
+    where a :class:`Ref` to it can be handed out; the caller checks that it fits
+    (``abi_size``)."""
+    if not (isinstance(buf, types.Array) and buf.dtype == types.int64 and buf.layout == "C"):
+        return None
+
+    def codegen(context, builder, sig, args):
+        buf_v, offset_v, value_v = args
+        ptr = ref_pointer(context, builder, buf, buf_v, offset_v, value)
+        builder.store(_borrow_members(context, builder, value, value_v), ptr)
+        return context.get_dummy_value()
+
+    return types.none(buf, types.int64, value), codegen
+
+
+def abi_size(context, dtype):
+    """Bytes a value of numba type ``dtype`` takes in memory (8-byte aligned)."""
+    return -(-context.get_abi_sizeof(context.get_value_type(dtype)) // 8) * 8
+
+
+def _load_members(context, builder, tup, ptr):
+    """Codegen: the tuple stored at ``ptr`` (by :func:`store_ref`), one load per member.
+
+    Loads of a whole aggregate stay whole through LLVM's optimizer: every member became a
+    value live (and spilled) across the callee. Member loads marked ``!invariant.load`` (the
+    stored state does not change during a call) are dropped when unused and re-issued where
+    needed instead of being spilled.
+    """
+    val = cgutils.get_null_value(context.get_value_type(tup))
+    invariant = builder.module.add_metadata([])
+    zero = context.get_constant(types.int32, 0)
+    for i in range(len(tup.types)):
+        member = builder.load(builder.gep(ptr, [zero, context.get_constant(types.int32, i)]))
+        member.set_metadata("invariant.load", invariant)
+        val = builder.insert_value(val, member, i)
+    return val
+
+
+def _borrow_members(context, builder, tup, val):
+    """Codegen: the tuple value ``val`` with every array member's MemInfo set to NULL."""
+    for i, ty in enumerate(tup.types):
+        if isinstance(ty, types.Array):
+            ary = context.make_array(ty)(context, builder, value=builder.extract_value(val, i))
+            ary.meminfo = cgutils.get_null_value(ary.meminfo.type)
+            val = builder.insert_value(val, ary._getvalue(), i)
+    return val
+
+
 @intrinsic
 def borrowed_all(typingctx, tup):
     """Every array of the (named) tuple ``tup`` without its MemInfo (see :func:`borrowed`);
-    ``None`` members pass unchanged.
+    ``None`` members pass unchanged. Given a :class:`Ref` to such a tuple, the tuple it
+    points to (stored borrowed by :func:`store_ref`).
 
     One intrinsic instead of a ``borrowed`` call per member and a tuple rebuilt from them:
     ``borrow_state`` (47 arrays) opens almost every kernel, and as a numba-level function it
     cost each of them about a second of compile time.
     """
-    if not isinstance(tup, types.BaseTuple):
+    ref = isinstance(tup, Ref)
+    value = tup.dtype if ref else tup
+    if not isinstance(value, types.BaseTuple):
         return None
-    if not all(isinstance(t, (types.Array, types.NoneType)) for t in tup.types):
+    if not all(isinstance(t, (types.Array, types.NoneType)) for t in value.types):
         return None
 
     def codegen(context, builder, sig, args):
-        val = args[0]
-        for i, ty in enumerate(tup.types):
-            if isinstance(ty, types.Array):
-                ary = context.make_array(ty)(context, builder,
-                                             value=builder.extract_value(val, i))
-                ary.meminfo = cgutils.get_null_value(ary.meminfo.type)
-                val = builder.insert_value(val, ary._getvalue(), i)
-        return val
+        # the MemInfos are NULL in memory too (store_ref), but only a constant lets LLVM fold
+        # the NRT calls away
+        val = _load_members(context, builder, value, args[0]) if ref else args[0]
+        return _borrow_members(context, builder, value, val)
 
-    return tup(tup), codegen
+    return value(tup), codegen

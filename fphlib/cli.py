@@ -289,7 +289,7 @@ def _progress_bar(total, desc, enabled):
 def cmd_simulate(args, parser):
     import fphlib
 
-    from .viz.plots import format_summary, summary_table
+    from .viz.tables import readable
 
     try:
         cfg = config_from_args(args)
@@ -302,8 +302,7 @@ def cmd_simulate(args, parser):
         res = fphlib.simulate(cfg, progress=args.progress)
     except ValueError as e:  # inputs only checked when the run is built, e.g. a trace file
         parser.error(str(e))
-    table = format_summary(summary_table({cfg.mechanism: res}))
-    print(table.to_string())
+    print(readable({cfg.mechanism: res}))
     if args.out is not None:
         try:
             res.save(args.out, overwrite=args.overwrite)
@@ -352,8 +351,9 @@ def cmd_demo(args, parser):
     import fphlib
 
     from .units import format_size
-    from .viz.plots import format_summary, plot_host_rss, summary_table, to_markdown
+    from .viz.plots import plot_host_rss, summary_table
     from .viz.scenarios import headline_configs
+    from .viz.tables import readable
 
     configs = headline_configs(args.profile)
     if args.duration_s is not None:
@@ -382,10 +382,10 @@ def cmd_demo(args, parser):
     csv = os.path.join(args.out, "demo_summary.csv")
     _atomic(csv, lambda p: table.to_csv(p))
     md = os.path.join(args.out, "demo_summary.md")
-    text = (f"# fphlib demo ({args.profile} profile)\n\n"
-            + to_markdown(format_summary(table)))
+    shown = readable(results)
+    text = f"# fphlib demo ({args.profile} profile)\n\n" + shown.to_markdown()
     _atomic(md, lambda p: Path(p).write_text(text, encoding="utf-8"))
-    print(format_summary(table).to_string())
+    print(shown)
     print(f"wrote {png}, {csv}, {md}")
     return 0
 

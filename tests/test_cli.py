@@ -164,7 +164,7 @@ def test_simulate_round_trip(tmp_path, capsys):
     code, out, err = run_main(capsys, "simulate", "--config", str(toml), "--mechanism",
                               "page_reporting", "--out", str(out_dir))
     assert code == 0, err
-    assert "host_rss_peak_bytes" in out and f"results written to {out_dir}" in out
+    assert f"results written to {out_dir}" in out
     loaded = fphlib.SimResult.load(out_dir)
     cfg = SimConfig(**SMALL)
     assert loaded.config == cfg
@@ -173,9 +173,12 @@ def test_simulate_round_trip(tmp_path, capsys):
     pd.testing.assert_frame_equal(loaded.guests, direct.guests, check_dtype=False)
     for metric in ("host_rss_peak_bytes", "reported_bytes", "reports", "refault_pages"):
         assert loaded.summary[metric] == direct.summary[metric]
-    # the printed table shows the run's peak RSS in GiB
-    peak = direct.summary["host_rss_peak_bytes"] / 2**30
-    assert f"{peak:.3f} GiB" in out
+    # the printed table is readable(): labels and the run's peak RSS in GiB/MiB
+    from fphlib.viz.plots import metric_info
+    from fphlib.viz.tables import format_value
+
+    assert metric_info("host_rss_peak_bytes").label in out
+    assert format_value(direct.summary["host_rss_peak_bytes"], "bytes") in out
 
 
 def test_demo_smoke_writes_figure_and_tables(tmp_path, capsys):
@@ -190,7 +193,7 @@ def test_demo_smoke_writes_figure_and_tables(tmp_path, capsys):
     assert "host_rss_peak_bytes" in table.index and "lost_writes" in table.index
     md = (out_dir / "demo_summary.md").read_text()
     assert md.startswith("# fphlib demo (smoke profile)")
-    assert "| metric | none | balloon | page_reporting |" in md
+    assert "| none | balloon | page_reporting |" in md and "| host RSS, peak |" in md
     assert sorted(p.name for p in out_dir.iterdir()) == [
         "demo_host_rss.png", "demo_summary.csv", "demo_summary.md"]
     # the headline claim, at smoke size: hinting ends with less host memory than none

@@ -3,6 +3,7 @@ and workloads, and a hook called through its address behaves as the direct call.
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -14,11 +15,13 @@ import pytest
 from numba.core.errors import TypingError
 
 from fphlib import SimConfig
+from fphlib._jit import Ref
 from fphlib.engine.build import build_state, guest_zone
 from fphlib.engine.loop import run_chunk
 from fphlib.hinting import page_reporting
 from fphlib.hinting.dispatch import HOOKS
 from fphlib.state import hooks, units
+from fphlib.state import layout as L
 from fphlib.state.borrow import zone_of
 from fphlib.workloads import WORKLOADS
 
@@ -137,3 +140,35 @@ def test_state_type_is_the_same_for_every_configuration():
     b, _ = build_state(small(mechanism="balloon", balloon_target="32MiB", guests=3,
                              workload="memhog", workload_params={"boot": "4MiB"}))
     assert numba.typeof(a) == numba.typeof(b)
+
+
+def _copied(s):
+    return type(s)(*[a.copy() for a in s])
+
+
+def test_units_get_the_state_they_run_on_not_a_stale_copy():
+    """Units take the state by reference (s.self_ref); run_chunk publishes it on entry, so a
+    state whose arrays were copied (pickled to a worker, say) runs exactly as the original."""
+    s, info = build_state(small())
+    twin = _copied(s)
+    ticks = info["n_ticks"] + 1
+    run_chunk(s, 0, ticks)
+    before = [a.copy() for a in s]
+    run_chunk(twin, 0, ticks)
+    for name, a, b, c in zip(s._fields, before, s, twin, strict=True):
+        if name != "self_ref":  # it holds each state's own addresses
+            assert np.array_equal(a, b, equal_nan=True), name  # the twin's run left s alone
+            assert np.array_equal(b, c, equal_nan=True), name  # and ran the same
+    assert s.gi[:, L.GI_REPORTS].sum() > 0  # the mechanism's units ran
+
+
+def test_publish_refuses_a_self_ref_too_small_for_the_state():
+    s, _ = build_state(small())
+    short = s._replace(self_ref=s.self_ref[: len(s.self_ref) // 2].copy())
+    with pytest.raises(ValueError, match="self_ref is too small"):
+        units.publish(short)
+
+
+def test_a_ref_type_survives_pickling_as_the_on_disk_cache_needs():
+    ref = Ref(numba.typeof(build_state(small())[0]))
+    assert pickle.loads(pickle.dumps(ref)) == ref

@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+from numba import typeof
 
 from ..guest.buddy import (
     CFG_LEN,
@@ -256,7 +257,9 @@ def build_state(cfg):
         mig_f=mig_f,
         mig_bmap=mig_bmap,
         fn=np.zeros(units.N_SLOTS, np.int64),
+        self_ref=np.zeros(1, np.int64),
     )
+    s = s._replace(self_ref=np.zeros(units.ref_words(typeof(s), G), np.int64))
     for g in range(G):
         init_free_lists(guest_zone(s, g))
     bind_units(s, cfg)

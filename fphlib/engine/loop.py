@@ -100,6 +100,7 @@ from ..state.layout import (
     ST_RUNNING,
     ST_WAITING,
 )
+from ..state.units import publish
 from ..workloads import WL_IDLE
 from .check import check_guest, check_host
 
@@ -174,6 +175,7 @@ def _start_guest(s, g, z, t, ovh):
 def run_chunk(s, tick0, tick1):
     """Run ticks [tick0, tick1) (sampling at tick starts); return 0, or 1 on a violation."""
     s = borrow_state(s)
+    publish(s)  # the state the units get by reference (fphlib.state.units)
     cost = s.cost
     ovh = int(cost[C_GUEST_OVERHEAD]) // 4096
     G = s.pi[PI_G]

@@ -1179,8 +1179,10 @@ def xb_track_call(typingctx, fn, nodes_addr, n_nodes, leaves_addr, n_leaves, met
     have = (nodes_addr, n_nodes, leaves_addr, n_leaves, meta_addr, pfn, order, granularity, add)
 
     def codegen(context, builder, signature, args):
-        return call_native(context, builder, args[0], types.none, _TRACK_PTR_SIG.args, have,
-                           args[1:])
+        want = _TRACK_PTR_SIG.args
+        vals = [context.cast(builder, v, h, w) for v, h, w in zip(args[1:], have, want,
+                                                                  strict=True)]
+        return call_native(context, builder, args[0], types.none, want, vals)
 
     return types.none(fn, *have), codegen
 

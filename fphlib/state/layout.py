@@ -226,3 +226,6 @@ class EngineState(NamedTuple):
     mig_bmap: np.ndarray  # uint64[pages / 64]: QEMU's migration bitmap (rb->bmap), pages to send
     # native addresses of the run's separately compiled units (fphlib.state.units.bind)
     fn: np.ndarray  # int64[units.N_SLOTS]
+    # this state and every guest's zone view, stored for units called by reference
+    # (fphlib.state.units.publish)
+    self_ref: np.ndarray  # int64[units.ref_words(...)]

@@ -16,6 +16,13 @@ the run's exact argument types (:func:`signature`) and stores their native entry
 first-class function's ``jit_addr``: numba.core.lowering, ``_lower_call_FunctionType``);
 errors propagate as in any call. Addresses belong to the process that bound them: a state is
 bound again (``bind``) before it runs in another process.
+
+By reference: numba passes a tuple flattened, ~400 machine words for the engine state and ~80
+for a zone view, on every call (hinting_v8's ``on_free`` runs on every buddy free: the copy
+cost it 2.7x of its events/s). So units are compiled to take the state and the zone as
+``fphlib._jit.Ref`` pointers into ``s.self_ref``, where :func:`publish` stores the state and
+every guest's zone view (``zone_of(s, g)``) once per ``run_chunk`` (and at ``bind``); the
+caller passes guest g's stored zone, so a unit's ``z`` is always ``zone_of(s, g)``.
 """
 
 import functools
@@ -23,10 +30,12 @@ import functools
 import numpy as np
 from numba import typeof, types
 from numba.core.errors import TypingError
+from numba.core.registry import cpu_target
 from numba.extending import intrinsic
 
-from .._jit import call_native, native_address
-from .borrow import zone_of
+from .._jit import Ref, abi_size, call_native, jit, native_address, ref_pointer, store_ref
+from .borrow import borrow_state, zone_of
+from .layout import PI_G
 
 # unit -> (argument names, return type). Argument names fix the types (ARG_TYPES); the zone
 # ``z`` is always ``zone_of(s, g)``'s type, so a caller with another view is refused at typing.
@@ -72,14 +81,15 @@ def zone_type(state_type):
     return zone_of.overloads[args].signature.return_type
 
 
-def _arg_types(unit, state_type):
+def _arg_types(unit, state_type, by_ref=True):
     names, _ = SPECS[unit]
     out = []
     for name in names.split():
         if name == "s":
-            out.append(state_type)
+            out.append(Ref(state_type) if by_ref else state_type)
         elif name == "z":
-            out.append(zone_type(state_type))
+            zone = zone_type(state_type)
+            out.append(Ref(zone) if by_ref else zone)
         elif name == "cost":
             out.append(state_type.types[state_type.fields.index("cost")])
         else:
@@ -92,6 +102,40 @@ def signature(unit, state_type):
     return SPECS[unit][1](*_arg_types(unit, state_type))
 
 
+def ref_layout(context, state_type):
+    """(byte offset of guest 0's zone, bytes per zone) in ``s.self_ref``, which holds the
+    state at offset 0, then every guest's zone view."""
+    return abi_size(context, state_type), abi_size(context, zone_type(state_type))
+
+
+def ref_words(state_type, n_guests):
+    """int64 words ``s.self_ref`` needs for a state of ``state_type`` with ``n_guests``."""
+    offset, stride = ref_layout(cpu_target.target_context, state_type)
+    return (offset + n_guests * stride) // 8
+
+
+@intrinsic
+def _ref_layout(typingctx, s):
+    def codegen(context, builder, sig, args):
+        offset, stride = ref_layout(context, s)
+        return context.make_tuple(builder, sig.return_type, [
+            context.get_constant(types.int64, offset), context.get_constant(types.int64, stride)])
+
+    return types.UniTuple(types.int64, 2)(s), codegen
+
+
+@jit
+def publish(s):
+    """Store the state and every guest's zone view in ``s.self_ref`` (see the module doc)."""
+    s = borrow_state(s)
+    offset, stride = _ref_layout(s)
+    if s.self_ref.size * 8 < offset + s.pi[PI_G] * stride:
+        raise ValueError("s.self_ref is too small for the state and its zones (ref_words)")
+    store_ref(s.self_ref, 0, s)
+    for g in range(s.pi[PI_G]):
+        store_ref(s.self_ref, offset + g * stride, zone_of(s, g))
+
+
 def bind(s, functions):
     """Store the native addresses of ``functions`` ({slot: (unit, jitted function)}) in ``s.fn``."""
     state_type = typeof(s)
@@ -99,6 +143,7 @@ def bind(s, functions):
     for slot, (unit, function) in functions.items():
         fn[slot] = native_address(function, signature(unit, state_type))
     s.fn[:] = fn
+    publish(s)
 
 
 def caller(unit):
@@ -106,15 +151,35 @@ def caller(unit):
     names, restype = SPECS[unit]
 
     def typer(typingctx, addr, args):
-        want = _arg_types(unit, args[0])
+        state_type = args[0]
+        want = _arg_types(unit, state_type, by_ref=False)
         for name, have, need in zip(names.split(), args, want, strict=True):
             if name in ("s", "z", "cost") and have != need:
                 raise TypingError(f"{unit}: argument {name} is {have}; units are compiled "
                                   f"for {need} (pass zone_of(s, g) and s.cost)")
         sig = restype(addr, *args)
+        refs = _arg_types(unit, state_type)
 
         def codegen(context, builder, signature, llargs):
-            return call_native(context, builder, llargs[0], restype, want, args, llargs[1:])
+            named = dict(zip(names.split(), zip(args, llargs[1:], strict=True), strict=True))
+            field = state_type.fields.index("self_ref")
+            buf_type = state_type.types[field]
+            buf = builder.extract_value(named["s"][1], field)
+            vals = []
+            for name, (have, val), need in zip(names.split(), named.values(), want,
+                                               strict=True):
+                if name == "s":
+                    at = context.get_constant(types.int64, 0)
+                    vals.append(ref_pointer(context, builder, buf_type, buf, at, need))
+                elif name == "z":  # guest g's zone, stored by publish
+                    offset, stride = ref_layout(context, state_type)
+                    g = context.cast(builder, named["g"][1], named["g"][0], types.int64)
+                    at = builder.add(context.get_constant(types.int64, offset),
+                                     builder.mul(g, context.get_constant(types.int64, stride)))
+                    vals.append(ref_pointer(context, builder, buf_type, buf, at, need))
+                else:
+                    vals.append(context.cast(builder, val, have, need))
+            return call_native(context, builder, llargs[0], restype, refs, vals)
 
         return sig, codegen
 

@@ -400,25 +400,6 @@ def summary_table(results):
     return pd.DataFrame(cols, index=pd.Index(list(SUMMARY_METRICS), name="metric"))
 
 
-def _fmt(value, unit):
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return "–"
-    if unit == "bytes":
-        return f"{value / GIB:.3f} GiB" if abs(value) >= MIB else f"{int(value)} B"
-    if unit == "seconds":
-        return f"{value:.4g} s"
-    return f"{int(value):,}"
-
-
-def format_summary(table):
-    """A copy of :func:`summary_table` with units (GiB, s, thousands separators) as strings."""
-    out = table.astype(object).copy()
-    for metric in table.index:
-        unit = metric_info(metric).unit
-        out.loc[metric] = [_fmt(v, unit) for v in table.loc[metric]]
-    return out
-
-
 def to_markdown(table):
     """A GitHub-flavoured Markdown table (no tabulate dependency)."""
     header = [table.index.name or ""] + [str(c) for c in table.columns]
