@@ -412,3 +412,20 @@ def test_kswapd_in_a_run_restores_the_high_watermark_in_the_background():
     a, b = on.guest_summary.iloc[0], off.guest_summary.iloc[0]
     assert a.reclaim_stall_s < b.reclaim_stall_s
     assert a.workload_runtime_s <= b.workload_runtime_s
+
+
+def test_kswapd_is_one_cpu_even_when_a_thp_goes_out_whole():
+    s, (z,) = _state(host_thp=True, host_mem="96MiB", host_swap_bandwidth=0)
+    touch(s, 0, z, 0, 1, 0.0, s.cost, 0)
+    touch(s, 0, z, HPAGE_PAGES, 1, 0.0, s.cost, 0)
+    s.hi[L.HI_OVERHEAD_PAGES] += _free(s) - int(s.hi[L.HI_WMARK_LOW]) + 1  # just below low
+    _age(s)
+    s.hi[L.HI_KSWAPD] = 1
+    kswapd(s, 0.0, 1e-3, s.cost)  # one THP: 512 x swap_out of CPU, more than the tick
+    spent = HPAGE_PAGES * s.cost[INDEX["swap_out"]]
+    assert s.hi[L.HI_KSWAPD_PAGES] == HPAGE_PAGES and spent > 1e-3
+    assert s.hf[L.HF_KSWAPD_UNTIL] == pytest.approx(spent)
+    s.hi[L.HI_OVERHEAD_PAGES] += _free(s) - int(s.hi[L.HI_WMARK_LOW]) + 1  # low again
+    s.hi[L.HI_KSWAPD] = 1
+    kswapd(s, 1e-3, 2e-3, s.cost)  # still busy with the first THP: nothing more
+    assert s.hi[L.HI_KSWAPD_PAGES] == HPAGE_PAGES and s.hi[L.HI_KSWAPD] == 1

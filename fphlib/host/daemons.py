@@ -7,7 +7,8 @@ gets near its low watermark and has no split THPs pays one comparison per tick.
 - **kswapd** (mm/vmscan.c ``kswapd`` → ``balance_pgdat``): woken by an allocation that left
   free memory below the low watermark (:func:`fphlib.host.backing.wake_kswapd`), it reclaims
   in the background until free memory reaches the high watermark, then sleeps. It runs on
-  host CPU (``swap_out`` per page, one kswapd thread: at most one tick of CPU per tick) and
+  host CPU (``swap_out`` per page, one kswapd thread: a THP swapped out whole may take it
+  past the tick, and it resumes when that CPU time is spent) and
   queues its writes on the swap device, at most as many as the device can finish in the tick,
   so kswapd never stalls a guest directly; a guest faulting meanwhile may wait behind its
   writes in the device queue. If it can free nothing (swap full) it gives up and sleeps
@@ -48,6 +49,7 @@ from ..state.layout import (
     HF_KHUGE_CPU,
     HF_KHUGE_NEXT,
     HF_KSWAPD_CPU,
+    HF_KSWAPD_UNTIL,
     HF_SWAP_BUSY,
     HI_COLLAPSES,
     HI_KHUGE_CURSOR,
@@ -89,7 +91,10 @@ def kswapd(s, t0, t1, cost):
     if want <= 0:
         s.hi[HI_KSWAPD] = 0
         return
+    t0 = max(t0, s.hf[HF_KSWAPD_UNTIL])  # one kswapd thread: its earlier work first
     span = t1 - t0
+    if span <= 0.0:
+        return
     if cost[C_SWAP_OUT] > 0.0:
         want = min(want, int(span / cost[C_SWAP_OUT]) + 1)
     page_s = s.pf[PF_SWAP_PAGE_S]
@@ -100,7 +105,9 @@ def kswapd(s, t0, t1, cost):
         return  # the device is busy for the whole interval: try again next tick
     before = s.hf[HF_CPU]
     freed = reclaim(s, want, t0, cost, False)
-    s.hf[HF_KSWAPD_CPU] += s.hf[HF_CPU] - before
+    spent = s.hf[HF_CPU] - before
+    s.hf[HF_KSWAPD_CPU] += spent
+    s.hf[HF_KSWAPD_UNTIL] = t0 + spent
     if freed == 0 or s.hi[HI_RAM_PAGES] - host_used_pages(s) >= s.hi[HI_WMARK_HIGH]:
         s.hi[HI_KSWAPD] = 0
 

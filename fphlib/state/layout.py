@@ -84,8 +84,10 @@ NHI = _columns(
 )
 # SWAP_BUSY: when the swap device has done every I/O queued so far (fphlib.host.backing);
 # HOST_NEXT: the next instant of the host's daemons (kswapd, khugepaged); KHUGE_NEXT:
-# khugepaged's next scan; KSWAPD_CPU / KHUGE_CPU: host CPU of the two daemons
-NHF = _columns("HF", "CPU POLICY_NEXT SWAP_BUSY HOST_NEXT KHUGE_NEXT KSWAPD_CPU KHUGE_CPU")
+# khugepaged's next scan; KSWAPD_CPU / KHUGE_CPU: host CPU of the two daemons; KSWAPD_UNTIL:
+# when kswapd's CPU is free again (a THP swapped out whole can take it past the tick)
+NHF = _columns("HF", "CPU POLICY_NEXT SWAP_BUSY HOST_NEXT KHUGE_NEXT KSWAPD_CPU KHUGE_CPU "
+               "KSWAPD_UNTIL")
 
 # ------------------------------------------------------------------ run parameters
 # FREE_HOOK_ORDER: the mechanism's on_free hook runs for merged blocks of at least this order
