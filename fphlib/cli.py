@@ -54,7 +54,8 @@ FIELD_HELP = {
     "seed": ("int", "root seed (same config + seed => identical results)"),
     "debug": ("bool", "check page conservation at every sample (slower)"),
     "guest_overrides": ("list", "per-guest overrides as a JSON list of objects with keys "
-                        "mem, workload, workload_params, start_s"),
+                        "mem, workload, workload_params, start_s, shares, min, max, "
+                        "oom_score_adj"),
     "balloon_target": ("size", "older name of the static policy's target: memory each guest "
                        "keeps, e.g. 4.5GiB (balloon mechanism; 'none' = never inflate)"),
     "balloon_interval_s": ("float", "older name of the static policy's interval_s: how often "
@@ -64,6 +65,12 @@ FIELD_HELP = {
     "migration": ("dict", "live-migrate guest 0: a JSON object with at_s, bandwidth (bytes/s "
                   "or e.g. \"1.25GB\", \"100GiB\" per second), downtime_ms, optional "
                   "max_rounds"),
+    "host_reserve": ("size", "host memory the host keeps for itself (kernel, services), in use "
+                     "from the start; default 360 MiB, at most host_mem / 8"),
+    "host_swap_bandwidth": ("json", "swap device bandwidth, bytes/s or e.g. \"200MiB\" per "
+                            "second; 0 = no limit"),
+    "host_kswapd": ("bool", "host kswapd: background reclaim from the low to the high watermark"),
+    "host_khugepaged": ("bool", "host khugepaged: collapse split 2 MiB ranges back into THPs"),
 }
 
 

@@ -347,3 +347,42 @@ def naive_watermarks(managed_pages):
     wmin = k // 4
     tmp = max(wmin // 4, managed_pages * 10 // 10000)
     return wmin, wmin + tmp, wmin + 2 * tmp
+
+
+# ============================================================================ host memory
+# (section owned by the host memory work: tests/test_hostmem.py)
+
+
+def naive_oom_victim(procs, totalpages):
+    """``select_bad_process`` over ``procs``: dicts with running, rss, swap, pgtables, adj.
+
+    oom_badness = rss + swap + pgtables + adj * (totalpages // 1000); adj -1000 is never
+    chosen; on equal points the later process wins. -1 if nobody is killable.
+    """
+    victim = None
+    best = None
+    for i, p in enumerate(procs):
+        if not p["running"] or p["adj"] == -1000:
+            continue
+        points = p["rss"] + p["swap"] + p["pgtables"] + p["adj"] * (totalpages // 1000)
+        if best is None or points >= best:
+            best = points
+            victim = i
+    return -1 if victim is None else victim
+
+
+def naive_collapse_ok(ptes, huge):
+    """khugepaged's verdict on one 2 MiB range; ``ptes`` is 512 of "none", "swap", "young",
+    "old" (a present page with or without its accessed bit)."""
+    if huge:
+        return False
+    none = ptes.count("none")
+    swap = ptes.count("swap")
+    young = ptes.count("young")
+    if none == 512 or none > 511 or swap > 64:
+        return False
+    if young == 0:
+        return False
+    if swap and young < 256:
+        return False
+    return True

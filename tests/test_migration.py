@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 import fphlib
+from fphlib.host.costs import SIZE_DEFAULTS
 from fphlib.host.migration import parse_bandwidth, validate_migration
 
 MIB = 1 << 20
-OVH = 32 * MIB  # costs SIZE_DEFAULTS guest_overhead
+OVH = SIZE_DEFAULTS["guest_overhead"][0]  # the VMM overhead in a guest's host RSS
 
 
 def cfg(mech="none", mode=None, workload="idle", wparams=None, migration=None, **kw):

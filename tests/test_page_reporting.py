@@ -8,6 +8,7 @@ import pytest
 import fphlib
 from fphlib.guest.buddy import PG_REPORTED, free_one_page, rmqueue_smallest
 from fphlib.hinting import page_reporting as pr
+from fphlib.host.costs import SIZE_DEFAULTS
 from fphlib.state import layout as L
 
 from engine_helpers import free_list, one_guest, reported_anywhere, reported_set
@@ -206,7 +207,8 @@ def test_demo_done_when():
     freed_at = rep.events[rep.events.kind == "workload_end"].t_s.max()
     h = rep.host.set_index("t_s").rss_bytes
     used = rep.guests.groupby("t_s").used_bytes.sum()
-    overhead = 3 * (32 << 20)
+    # VMM overheads (costs SIZE_DEFAULTS) and the host's own memory (host_reserve)
+    overhead = 3 * SIZE_DEFAULTS["guest_overhead"][0] + rep.config.host_reserve_bytes()
     late = h.index >= freed_at + 30
     # close to the guests' in-use memory (+ overhead + THP rounding) half a minute later
     assert (h[late] <= used[late] + overhead + (64 << 20)).all()

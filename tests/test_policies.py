@@ -225,6 +225,7 @@ def test_idle_tax_moves_memory_from_the_idle_guest():
     def returned(tau):
         cfg = fphlib.SimConfig(
             host_mem="256MiB", host_swap="64MiB", guests=2, guest_mem="96MiB",
+            host_reserve=0,  # host memory sized for the guests alone
             **_hog(size="64MiB", hold=0.1),
             guest_overrides=[{}, {"workload": "churn",
                                   "workload_params": {"target": 0.7, "ops_per_s": 50000.0,
@@ -244,6 +245,7 @@ def test_watermark_switches_with_hysteresis_in_a_run():
     """Plenty free at first (off); a memhog fills the host (free < low: on); page reporting
     gives the memory back after it exits (free > high: off); nothing toggles in between."""
     cfg = fphlib.SimConfig(host_mem="160MiB", guests=1, guest_mem="128MiB",
+                           host_reserve=0,  # host memory sized for the guest alone
                            **_hog(size="112MiB", hold=0.5, start_s=1.0),
                            mechanism="page_reporting", policy="watermark",
                            policy_params={"low": 0.2, "high": 0.5, "interval_s": 0.25},

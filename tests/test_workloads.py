@@ -6,6 +6,7 @@ import pytest
 import fphlib
 from fphlib.engine.build import build_state
 from fphlib.engine.loop import run_chunk
+from fphlib.host.costs import SIZE_DEFAULTS
 from fphlib.state import layout as L
 
 
@@ -19,8 +20,8 @@ def test_idle_is_the_boot_footprint_only():
     res = sim(workload="idle", workload_params={"boot": "100MiB"}, host_thp=False)
     g = res.guests
     assert (g.used_bytes.iloc[1:] == 100 << 20).all()
-    # 4 KiB backing: RSS = boot + 32 MiB overhead exactly
-    assert g.rss_bytes.iloc[-1] == (100 << 20) + (32 << 20)
+    # 4 KiB backing: RSS = boot + the VMM overhead exactly
+    assert g.rss_bytes.iloc[-1] == (100 << 20) + SIZE_DEFAULTS["guest_overhead"][0]
     assert res.summary["refault_pages"] == 0
 
 

@@ -11,7 +11,8 @@ import warnings
 from dataclasses import dataclass, field
 
 from ..hinting import MECHANISMS, mechanism_module
-from ..host.costs import validate_costs
+from ..host.backing import OOM_SCORE_ADJ_MAX, OOM_SCORE_ADJ_MIN
+from ..host.costs import HOST_RESERVE, HOST_RESERVE_MAX_FRACTION, SWAP_BANDWIDTH, validate_costs
 from ..host.migration import validate_migration
 from ..host.policy import POLICIES, policy_module
 from ..state.params import effective, validate
@@ -23,7 +24,8 @@ from .frozen import freeze, plain, thaw
 TOP_BLOCK = 4 << 20  # order-10 block: guest memory must be a whole number of these
 PAGE = 4096
 NR_ORDERS = 11
-OVERRIDE_KEYS = ("mem", "workload", "workload_params", "start_s", "shares", "min", "max")
+OVERRIDE_KEYS = ("mem", "workload", "workload_params", "start_s", "shares", "min", "max",
+                 "oom_score_adj")
 
 
 def ask_mode(mechanism):
@@ -217,7 +219,8 @@ class SimConfig:
         ``start_s`` (when the guest boots), and the host policy's per-guest settings
         ``shares`` (ESX shares, default 1000), ``min`` (guaranteed memory, default 0) and
         ``max`` (configured size, default ``mem``) used by ``proportional_share``,
-        ``idle_tax`` and ``mom``.
+        ``idle_tax`` and ``mom``; ``oom_score_adj`` (-1000..1000, default 0) of the guest's
+        QEMU process for the host OOM killer (-1000: never killed).
     balloon_target : int, str or None
         Older name of the ``static`` policy's ``target``: memory the host wants each guest to
         keep (balloon); None = never inflate.
@@ -230,6 +233,17 @@ class SimConfig:
         (bytes/s, or a size per second such as ``"1.25GB"``, ``"100GiB"``; binary units as
         QEMU's ``migrate_set_speed``), ``downtime_ms`` (the downtime limit) and optionally
         ``max_rounds`` (passes before the VM is stopped anyway, default 30).
+    host_reserve : int, str or None
+        Host memory the host keeps for itself (kernel, slab, services), counted in host RSS
+        from the start. None: ``fphlib.host.costs.HOST_RESERVE`` (360 MiB, an idle Linux
+        host's MemTotal - MemAvailable), but at most 1/8 of ``host_mem`` (scaled-down hosts).
+    host_swap_bandwidth : float or str
+        The swap device's bandwidth in bytes/s (or a size per second, ``"200MiB"``), shared by
+        swap-out and swap-in; 0 = no limit (only the per-page CPU costs). Default
+        ``fphlib.host.costs.SWAP_BANDWIDTH`` (~205 MB/s).
+    host_kswapd, host_khugepaged : bool
+        The host's background reclaim (kswapd, from the low to the high watermark) and THP
+        collapse (khugepaged, with ``host_thp``); :mod:`fphlib.host.daemons`.
 
     Notes
     -----
@@ -266,6 +280,11 @@ class SimConfig:
     policy: str = "static"
     policy_params: dict = field(default_factory=dict)
     migration: dict | None = None
+    # the host's own memory, swap device and daemons (fphlib.host.backing, .daemons)
+    host_reserve: int | str | None = None
+    host_swap_bandwidth: float | str = SWAP_BANDWIDTH
+    host_kswapd: bool = True
+    host_khugepaged: bool = True
 
     def __post_init__(self):
         set_ = object.__setattr__  # frozen: canonicalise once, here
@@ -276,7 +295,17 @@ class SimConfig:
             given = getattr(self, name)
             set_(self, name, parse_size(given, name))
             limits.bounded(name, getattr(self, name), lo, hi, "a size", "bytes", given=given)
-        for name in ("host_thp", "debug", "deflate_on_oom"):
+        if self.host_reserve is not None:
+            given = self.host_reserve
+            set_(self, "host_reserve", parse_size(given, "host_reserve"))
+            limits.bounded("host_reserve", self.host_reserve, 0, self.host_mem - TOP_BLOCK,
+                           "a size below host_mem", "bytes", given=given)
+        given = self.host_swap_bandwidth
+        bw = parse_size(given, "host_swap_bandwidth") if isinstance(given, str) else given
+        set_(self, "host_swap_bandwidth", float(limits.bounded(
+            "host_swap_bandwidth", bw, 0, limits.MAX_RATE, "a rate (0 = no limit)", "bytes/s",
+            given=given)))
+        for name in ("host_thp", "debug", "deflate_on_oom", "host_kswapd", "host_khugepaged"):
             if not isinstance(getattr(self, name), bool):
                 _fail(name, getattr(self, name), "expected True or False")
         set_(self, "guests", _number("guests", self.guests, lo=1, hi=limits.MAX_GUESTS,
@@ -433,10 +462,21 @@ class SimConfig:
                     if not 0 <= canon[key] <= mem:
                         _fail(f"{name}[{key!r}]", entry[key],
                               f"expected a size in 0..{mem} bytes (the guest's memory)")
+            if "oom_score_adj" in entry:
+                canon["oom_score_adj"] = _number(
+                    f"{name}['oom_score_adj']", entry["oom_score_adj"], lo=OOM_SCORE_ADJ_MIN,
+                    hi=OOM_SCORE_ADJ_MAX, integer=True)
             if canon.get("min", 0) > canon.get("max", mem):
                 _fail(f"{name}['min']", entry["min"], f"must not exceed max ({canon['max']})")
             out.append(canon)
         return tuple(out)
+
+    def host_reserve_bytes(self):
+        """The host's own memory: ``host_reserve``, or the default capped at host_mem / 8
+        (``fphlib.host.costs.HOST_RESERVE_MAX_FRACTION``)."""
+        if self.host_reserve is not None:
+            return self.host_reserve
+        return int(min(HOST_RESERVE, self.host_mem * HOST_RESERVE_MAX_FRACTION)) // 4096 * 4096
 
     def ask_mode(self):
         """Which host ask the mechanism reads: ``"pages"``, ``"hint"`` or ``None``."""

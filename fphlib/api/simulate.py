@@ -219,6 +219,7 @@ def _result(cfg, s, info, wall):
             "refault_stall_s": gf[:, L.GF_REFAULT_STALL],
             "swap_in_pages": gi[:, L.GI_SWAPINS],
             "swap_in_stall_s": gf[:, L.GF_SWAPIN_STALL],
+            "reclaim_stall_s": gf[:, L.GF_RECLAIM_STALL],
             # workload allocations and frees (events minus reports and balloon messages)
             "workload_ops": gi[:, L.GI_EVENTS] - gi[:, L.GI_REPORTS] - gi[:, L.GI_BALLOON_MSGS],
             "zone_lock_hold_s": gi[:, L.GI_LOCK_OPS] * lock_s

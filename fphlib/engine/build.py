@@ -22,6 +22,7 @@ from ..hinting import MECHANISMS, mechanism_module
 from ..hinting.dispatch import free_hook_order, hook_functions
 from ..host.backing import HPAGE_PAGES, ensure_ram
 from ..host.costs import cost_array
+from ..host.daemons import SCAN_SLEEP_S, host_step
 from ..host.migration import migration_arrays, migration_step
 from ..host.policy import POLICIES, policy_module
 from ..state import layout as L
@@ -38,7 +39,7 @@ WORKLOAD_STEPS = {WL_MEMHOG: memhog_step, WL_CHURN: churn_step, WL_TRACE: trace_
 
 
 def watermarks(n_pages):
-    """(min, low, high) watermarks in pages of a single-zone guest of ``n_pages``.
+    """(min, low, high) watermarks in pages of one zone of ``n_pages`` (a guest's; the host's).
 
     ``init_per_zone_wmark_min``: min_free_kbytes = int_sqrt(lowmem_kbytes * 16) clamped to
     [128, 262144]; ``__setup_per_zone_wmarks``: low = min + max(min / 4, managed *
@@ -145,6 +146,12 @@ def build_state(cfg):
     hi = np.zeros(L.NHI, np.int64)
     hi[L.HI_RAM_PAGES] = cfg.host_mem // 4096
     hi[L.HI_SWAP_CAP] = cfg.host_swap // 4096
+    # the host's own memory, in use from the start (guests add their VMM overhead at boot)
+    hi[L.HI_OVERHEAD_PAGES] = cfg.host_reserve_bytes() // 4096
+    hi[L.HI_WMARK_MIN], hi[L.HI_WMARK_LOW], hi[L.HI_WMARK_HIGH] = watermarks(
+        cfg.host_mem // 4096)
+    for g in range(G):
+        gi[g, L.GI_OOM_ADJ] = cfg.guest_spec(g).get("oom_score_adj", 0)
     pi = np.zeros(L.NPI, np.int64)
     pi[L.PI_G] = G
     mech = mechanism_module(cfg.mechanism)
@@ -160,11 +167,18 @@ def build_state(cfg):
     pi[L.PI_DEBUG] = int(cfg.debug)
     pi[L.PI_N_TICKS] = n_ticks
     pi[L.PI_SAMPLE_TICKS] = every
+    pi[L.PI_KSWAPD] = int(cfg.host_kswapd)
+    pi[L.PI_KHUGEPAGED] = int(cfg.host_khugepaged and cfg.host_thp)
     pf = np.zeros(L.NPF, np.float64)
     pf[L.PF_DT] = dt
     pf[L.PF_POLICY_INTERVAL] = pparams["interval_s"]
+    bw = cfg.host_swap_bandwidth
+    pf[L.PF_SWAP_PAGE_S] = 4096.0 / bw if bw > 0 else 0.0
     hf = np.zeros(L.NHF, np.float64)
     hf[L.HF_POLICY_NEXT] = pparams["interval_s"]  # a policy acts after its first interval
+    # khugepaged's first scan after one scan_sleep_millisecs; kswapd sleeps until woken
+    hf[L.HF_KHUGE_NEXT] = SCAN_SLEEP_S if pi[L.PI_KHUGEPAGED] else np.inf
+    hf[L.HF_HOST_NEXT] = hf[L.HF_KHUGE_NEXT]
 
     mstate = getattr(mech, "STATE", L.PrivateState())
     mi, mf, mbuf = private_arrays(mstate, mparams, npages, V, gi, L.GI_MBUF_OFF)
@@ -257,8 +271,8 @@ def bind_units(s, cfg):
     """Compile (or load) the separate units this run needs and store their addresses in
     ``s.fn`` (:mod:`fphlib.state.units`): its mechanism's hooks, its policy's step, the
     migration thread if it migrates, the steps of the workloads its guests run, the host's
-    reclaim path, the debug checks if ``debug``. Nothing else is compiled, so a first run
-    pays only for what it uses."""
+    reclaim path and its daemons (kswapd, khugepaged) if on, the debug checks if ``debug``.
+    Nothing else is compiled, so a first run pays only for what it uses."""
     slots = {units.SLOT[unit]: (unit, f) for unit, f in hook_functions(cfg.mechanism).items()}
     slots[units.SLOT["policy_step"]] = ("policy_step", policy_module(cfg.policy).step)
     if cfg.migration:
@@ -266,6 +280,8 @@ def bind_units(s, cfg):
     if cfg.debug:
         slots[units.SLOT["debug_check"]] = ("debug_check", check_all)
     slots[units.SLOT["host_ensure_ram"]] = ("host_ensure_ram", ensure_ram)
+    if cfg.host_kswapd or (cfg.host_khugepaged and cfg.host_thp):
+        slots[units.SLOT["host_step"]] = ("host_step", host_step)
     slots[units.SLOT["guest_boot"]] = ("guest_boot", boot)
     slots[units.SLOT["guest_alloc_slowpath"]] = ("guest_alloc_slowpath", alloc_pages)
     for wl in sorted({int(w) for w in s.gi[:, L.GI_WL]} & set(WORKLOAD_STEPS)):

@@ -28,10 +28,13 @@ Time model
 - The loop runs in chunks of ticks; all state lives in arrays between chunks, so chunking
   (progress bars) changes nothing.
 
+- The host's kswapd and khugepaged (:mod:`fphlib.host.daemons`) run at the end of a tick
+  in which they have an instant (kswapd: every tick while awake), after the guests.
+
 Simplifications (besides those listed in each module): one NUMA node and one zone per guest;
 no guest page cache, kswapd, compaction or page shuffling; vCPUs of a guest run one
-workload thread (memhog on vCPU 0, churn on random vCPUs); the host has no other memory users
-than guests (RSS = backed guest pages + a fixed overhead per running guest).
+workload thread (memhog on vCPU 0, churn on random vCPUs); the host's memory is backed guest
+pages + a fixed overhead per running guest + a fixed host reserve (``host_reserve``).
 """
 
 
@@ -45,6 +48,7 @@ from ..state.hooks import (
     debug_check,
     guest_boot,
     host_ensure_ram,
+    host_step,
     mech_reported_pages,
     mech_start,
     mech_tick,
@@ -67,6 +71,7 @@ from ..state.layout import (
     GI_SWAP,
     GI_USED,
     GI_WL,
+    HF_HOST_NEXT,
     HF_POLICY_NEXT,
     HI_OVERHEAD_PAGES,
     HI_RAM_PAGES,
@@ -216,5 +221,8 @@ def run_chunk(s, tick0, tick1):
                 mech_tick(s, g, z, t_end, cost)
             if s.gi[g, GI_DQ_N]:
                 discard_due(s, g, z, t_end, cost)  # discards no mechanism waited for
+        # the host's kswapd and khugepaged (fphlib.host.daemons), after the guests' faults
+        if s.hf[HF_HOST_NEXT] <= t_end:
+            host_step(s, t_end, cost)
         note_peak(s)
     return 0

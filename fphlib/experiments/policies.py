@@ -10,11 +10,13 @@
   two 256 MB VMs, one idle, one running dbench, equal shares; tau = 0: both converge to
   ~179 MB; tau = 0.75: memory moves to the busy VM; reference/policies-peers-metrics.md §2.1).
 
-Measured (2026-12-01, ``memhog_sequence()`` at full size, 5.5 GiB memhogs 60 s apart): without
-hinting the third memhog takes 13.6 s instead of 7.5 s while the host swaps 2400 MiB out
-(direct reclaim stalls it); with page_reporting or hinting_bitmap every memhog takes 7.5 s and
-nothing is swapped. ``overcommit()`` (2 x 256 MiB, 300 s): memory minus balloon at tau = 0:
-busy 243 MiB, idle 190 MiB; at tau = 0.75: busy 252 MiB, idle 167 MiB.
+Measured (2026-12-01, ``memhog_sequence()`` at full size, 5.5 GiB memhogs 60 s apart, host
+reserve 360 MiB, swap device ~205 MB/s): without hinting the third memhog takes 18.8 s
+instead of 7.5 s while the host swaps 2802 MiB out (11.3 s of it stalled in direct reclaim,
+waiting for the swap device; kswapd writes the rest in the background); with page_reporting
+every memhog takes 7.5 s and nothing is swapped. ``overcommit()`` (2 x 256 MiB, 300 s):
+memory minus balloon at tau = 0: busy 243 MiB, idle 190 MiB; at tau = 0.75: busy 252 MiB,
+idle 167 MiB.
 
 Simplifications: the guests have no swap of their own, so a memhog as large as the guest
 would fail in the guest: :func:`memhog_sequence` touches ``size`` = guest memory minus
@@ -54,9 +56,9 @@ def _round_mem(nbytes):
 def sequence_config(mechanism="none", scale=1.0, interval_s=SEQUENCE_INTERVAL_S, size=None,
                     seed=0, **overrides):
     """The :class:`~fphlib.SimConfig` of one memhog sequence (sizes multiplied by ``scale``,
-    the per-guest VMM overhead too)."""
+    the per-guest VMM overhead and the host's reserve too)."""
     from ..api.config import SimConfig
-    from ..host.costs import SIZE_DEFAULTS
+    from ..host.costs import HOST_RESERVE, SIZE_DEFAULTS
 
     if not (isinstance(scale, int | float) and 0 < scale <= 1):
         raise ValueError(f"scale: {scale!r} is not allowed; expected a number in (0, 1]")
@@ -70,6 +72,7 @@ def sequence_config(mechanism="none", scale=1.0, interval_s=SEQUENCE_INTERVAL_S,
     costs = overrides.pop("costs", None)
     if costs is None:  # the per-guest VMM overhead scales with the rest
         costs = {"guest_overhead": int(SIZE_DEFAULTS["guest_overhead"][0] * scale) // 4096 * 4096}
+    overrides.setdefault("host_reserve", int(HOST_RESERVE * scale) // 4096 * 4096)
     return SimConfig(
         host_mem=int(d["host_mem"] * scale), host_swap=int(d["host_swap"] * scale),
         guests=G, guest_mem=guest_mem, workload="memhog",
@@ -158,6 +161,8 @@ def overcommit_config(tau=0.75, guests=2, active=1, guest_mem="256MiB", ratio=1.
     ovh = parse_size((overrides.get("costs") or {}).get(
         "guest_overhead", SIZE_DEFAULTS["guest_overhead"][0]), "costs['guest_overhead']")
     host_mem = int(guests * guest_mem / ratio) + guests * ovh
+    # ESX Fig. 7 sizes host memory for the VMs alone: no host reserve unless asked
+    overrides.setdefault("host_reserve", 0)
     boot = _round_mem(guest_mem // 16)
     busy = {"workload": "churn", "workload_params": {"target": 0.6, "ops_per_s": 5_000.0,
                                                      "boot": boot, "start_s": BUSY_START_S}}
@@ -242,9 +247,10 @@ def policy_grid(policies=None, guest_counts=(1, 2, 4), mechanism="balloon", gues
             {"workload": "memhog", "workload_params": {"size": int(mem * 0.7), "hold_s": 0.0,
                                                        "boot": "16MiB"}}
             for g in range(n))
+        # host memory sized for the guests alone (no host reserve), as in overcommit_config
         kw = dict(host_mem=int(n * mem / ratio) + n * ovh, host_swap=n * mem // 2, guests=n,
                   guest_mem=mem, guest_overrides=overrides, mechanism=mechanism,
-                  duration_s=duration_s, sample_s=0.5, seed=seed)
+                  duration_s=duration_s, sample_s=0.5, seed=seed, host_reserve=0)
         base = simulate(never_asking(SimConfig(**kw)))
         for p in policies:
             res = simulate(SimConfig(**kw, policy=p, policy_params={"interval_s": 2.0}))

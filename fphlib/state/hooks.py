@@ -25,6 +25,7 @@ _host_ensure_ram = caller("host_ensure_ram")
 _debug_check = caller("debug_check")
 _guest_boot = caller("guest_boot")
 _guest_alloc_slowpath = caller("guest_alloc_slowpath")
+_host_step = caller("host_step")
 _SLOT_MECH_START = SLOT["mech_start"]
 _SLOT_MECH_TICK = SLOT["mech_tick"]
 _SLOT_MECH_ON_FREE = SLOT["mech_on_free"]
@@ -36,6 +37,7 @@ _SLOT_HOST_ENSURE_RAM = SLOT["host_ensure_ram"]
 _SLOT_DEBUG_CHECK = SLOT["debug_check"]
 _SLOT_GUEST_BOOT = SLOT["guest_boot"]
 _SLOT_GUEST_ALLOC_SLOWPATH = SLOT["guest_alloc_slowpath"]
+_SLOT_HOST_STEP = SLOT["host_step"]
 
 
 @jit(inline="always")
@@ -129,3 +131,11 @@ def guest_alloc_slowpath(s, g, z, order, cpu, t, cost):
     """The allocation slow path after the pcp/buddy fast path failed: drain the pcp lists,
     ask the mechanism, retry (fphlib.guest.mm.alloc_pages); the pfn or -1."""
     return _guest_alloc_slowpath(s.fn[_SLOT_GUEST_ALLOC_SLOWPATH], s, g, z, order, cpu, t, cost)
+
+
+@jit(inline="always")
+def host_step(s, now, cost):
+    """The host's kswapd and khugepaged up to ``now`` (fphlib.host.daemons.host_step)."""
+    fn = s.fn[_SLOT_HOST_STEP]
+    if fn != 0:
+        _host_step(fn, s, now, cost)

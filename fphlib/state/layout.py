@@ -51,7 +51,8 @@ MBUF_OFF ASK_PAGES ASK_HINT ASK_SEQ ASK_TOLD DQ_HEAD DQ_N DQ_EARLY
 XB_NODE_OFF XB_NODE_N XB_LEAF_OFF XB_LEAF_N
 REPORTS REPORTED_PAGES VMEXITS FAULTS REFAULTS ALLOC_FAIL LOST LOCK_OPS SWAPOUT
 EVENTS BALLOON_MSGS OOM_DEFLATES STALE_HINTS
-FPH_CMD SWAPINS""")
+FPH_CMD SWAPINS
+OOM_ADJ""")
 
 # guest status
 ST_WAITING = 0  # not booted yet
@@ -60,25 +61,43 @@ ST_KILLED = 2  # OOM-killed by the host
 
 # ------------------------------------------------------------------ per-guest float64 columns
 # REFAULT_STALL / SWAPIN_STALL: the parts of STALL spent refaulting discarded pages and
-# swapping pages back in (the price a guest pays for giving memory back; fphlib.host.backing)
+# swapping pages back in (the price a guest pays for giving memory back; fphlib.host.backing);
+# RECLAIM_STALL: the part spent in host direct reclaim (its CPU and the swap device's queue)
 NGF = _columns("GF", """START WL_START WL_NEXT CREDIT DEBT STALL GUEST_CPU HOST_CPU WL_END
-ASK_T REFAULT_STALL SWAPIN_STALL""")
+ASK_T REFAULT_STALL SWAPIN_STALL
+RECLAIM_STALL""")
 
 # ------------------------------------------------------------------ workload parameter columns
 NWP = _columns("WP", "BOOT START SIZE RATE FREE_RATE HOLD REPEAT GAP ORDER TARGET OPS SPEED")
 
 # ------------------------------------------------------------------ host int64 / float64
+# OVERHEAD_PAGES: the host reserve (SimConfig.host_reserve) + the VMM overhead of each running
+# guest. WMARK_*: the host's min/low/high watermarks (pages); KSWAPD: kswapd is awake;
+# KSWAPD_PAGES / DIRECT_PAGES: pages swapped out by kswapd / by direct reclaim; THP_SWAPS:
+# THPs swapped out whole (THP_SWAP); THP_SPLITS: THPs split to swap them per 4 KiB;
+# KHUGE_CURSOR: khugepaged's next 2 MiB region; COLLAPSES: ranges it collapsed;
+# SWAPOUTS: pages swapped out in all; PANICS: OOM with no killable guest (the host panics)
 NHI = _columns(
     "HI", "RAM_PAGES SWAP_CAP RSS SWAP CLOCK CLOCK_G OOM_KILLS NEV NEV_LOST OVERHEAD_PAGES RSS_PEAK"
+    " WMARK_MIN WMARK_LOW WMARK_HIGH KSWAPD KSWAPD_PAGES DIRECT_PAGES THP_SWAPS THP_SPLITS "
+    "KHUGE_CURSOR COLLAPSES SWAPOUTS PANICS"
 )
-NHF = _columns("HF", "CPU POLICY_NEXT")
+# SWAP_BUSY: when the swap device has done every I/O queued so far (fphlib.host.backing);
+# HOST_NEXT: the next instant of the host's daemons (kswapd, khugepaged); KHUGE_NEXT:
+# khugepaged's next scan; KSWAPD_CPU / KHUGE_CPU: host CPU of the two daemons; KSWAPD_UNTIL:
+# when kswapd's CPU is free again (a THP swapped out whole can take it past the tick)
+NHF = _columns("HF", "CPU POLICY_NEXT SWAP_BUSY HOST_NEXT KHUGE_NEXT KSWAPD_CPU KHUGE_CPU "
+               "KSWAPD_UNTIL")
 
 # ------------------------------------------------------------------ run parameters
 # FREE_HOOK_ORDER: the mechanism's on_free hook runs for merged blocks of at least this order
+# KSWAPD / KHUGEPAGED: the host daemons are on (SimConfig.host_kswapd / host_khugepaged)
 NPI = _columns(
-    "PI", "G MECH POLICY HINT_ORDER FREE_HOOK_ORDER THP VCPUS DEBUG N_TICKS SAMPLE_TICKS"
+    "PI", "G MECH POLICY HINT_ORDER FREE_HOOK_ORDER THP VCPUS DEBUG N_TICKS SAMPLE_TICKS "
+    "KSWAPD KHUGEPAGED"
 )
-NPF = _columns("PF", "DT POLICY_INTERVAL")
+# SWAP_PAGE_S: the swap device's time per 4 KiB page (4096 / host_swap_bandwidth; 0: no limit)
+NPF = _columns("PF", "DT POLICY_INTERVAL SWAP_PAGE_S")
 
 # ------------------------------------------------------------------ live migration (one guest)
 # fphlib.host.migration: the migrated guest, its precopy phase and counters (int64 ``mig_i``)
@@ -100,6 +119,7 @@ EV_GUEST_OOM = 4  # an allocation failed inside the guest (memhog stops); value 
 EV_ASK = 5  # the host policy changed its ask of the guest; value = bytes asked back
 EV_HINT_ON = 6  # the host policy switched the guest's hinting on
 EV_HINT_OFF = 7  # ... or off
+EV_HOST_PANIC = 8  # host OOM with no killable guest (all oom_score_adj -1000): panic
 EVENT_KINDS = {
     EV_OOM_KILL: "oom_kill",
     EV_GUEST_START: "guest_start",
@@ -108,6 +128,7 @@ EVENT_KINDS = {
     EV_ASK: "ask",
     EV_HINT_ON: "hint_on",
     EV_HINT_OFF: "hint_off",
+    EV_HOST_PANIC: "host_panic",
 }
 MAX_EVENTS = 20_000
 

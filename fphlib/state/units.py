@@ -52,6 +52,7 @@ SPECS = {
     "guest_alloc_slowpath": ("s g z order cpu t cost", types.int64),
     "debug_check": ("s k", types.int64),
     "workload_step": ("s g z t dt cost ovh", types.boolean),
+    "host_step": ("s now cost", types.none),
 }
 ARG_TYPES = {
     "g": types.int64,

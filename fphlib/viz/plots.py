@@ -77,6 +77,7 @@ GUEST_METRICS = {
     "refault_stall_s": Metric("seconds", "stalled refaulting discarded pages"),
     "swap_in_pages": Metric("count", "pages swapped back in by the host"),
     "swap_in_stall_s": Metric("seconds", "stalled on host swap-in"),
+    "reclaim_stall_s": Metric("seconds", "stalled in host direct reclaim"),
     "workload_ops": Metric("count", "workload allocations and frees"),
     "faults": Metric("count", "EPT faults (first touch, refault, swap-in)"),
     "balloon_msgs": Metric("count", "balloon messages"),
