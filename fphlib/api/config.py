@@ -158,6 +158,12 @@ def _params(name, workload, params):
                 _fail(fname, value, "expected a path to a trace file (data/README.md)")
             out[key] = value
         limits.check_workload_value(fname, key, out[key])
+    kernel = out.get("boot_cache", COMMON["boot_cache"][1]) + out.get(
+        "boot_slab", COMMON["boot_slab"][1])
+    if kernel > 1.0:
+        _fail(f"{name}['boot_cache']", out.get("boot_cache", COMMON["boot_cache"][1]),
+              f"boot_cache + boot_slab are fractions of the boot footprint and sum to "
+              f"{kernel:g} > 1")
     if workload == "trace" and "path" not in out:
         _fail(f"{name}['path']", None, "workload 'trace' needs workload_params={'path': ...}")
     return out
@@ -230,6 +236,10 @@ class SimConfig:
         (bytes/s, or a size per second such as ``"1.25GB"``, ``"100GiB"``; binary units as
         QEMU's ``migrate_set_speed``), ``downtime_ms`` (the downtime limit) and optionally
         ``max_rounds`` (passes before the VM is stopped anyway, default 30).
+    guest_swap : int or str
+        Swap space of each guest (bytes; default 0: no guest swap, as a cloud image). The
+        guest's reclaim (fphlib.guest.reclaim) swaps the workload's anonymous memory out to it
+        once the page cache is gone.
 
     Notes
     -----
@@ -266,6 +276,8 @@ class SimConfig:
     policy: str = "static"
     policy_params: dict = field(default_factory=dict)
     migration: dict | None = None
+    # guest memory beyond anonymous pages (fphlib.guest.reclaim)
+    guest_swap: int | str = 0
 
     def __post_init__(self):
         set_ = object.__setattr__  # frozen: canonicalise once, here
@@ -276,6 +288,10 @@ class SimConfig:
             given = getattr(self, name)
             set_(self, name, parse_size(given, name))
             limits.bounded(name, getattr(self, name), lo, hi, "a size", "bytes", given=given)
+        given = self.guest_swap
+        set_(self, "guest_swap", parse_size(given, "guest_swap"))
+        limits.bounded("guest_swap", self.guest_swap, 0, limits.MAX_HOST_SWAP, "a size", "bytes",
+                       given=given)
         for name in ("host_thp", "debug", "deflate_on_oom"):
             if not isinstance(getattr(self, name), bool):
                 _fail(name, getattr(self, name), "expected True or False")

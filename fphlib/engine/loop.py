@@ -28,8 +28,11 @@ Time model
 - The loop runs in chunks of ticks; all state lives in arrays between chunks, so chunking
   (progress bars) changes nothing.
 
+- A guest's page-cache I/O and kswapd (fphlib.guest.reclaim) run after its workload in each
+  tick, when it does I/O or an allocation woke kswapd.
+
 Simplifications (besides those listed in each module): one NUMA node and one zone per guest;
-no guest page cache, kswapd, compaction or page shuffling; vCPUs of a guest run one
+no compaction or page shuffling; vCPUs of a guest run one
 workload thread (memhog on vCPU 0, churn on random vCPUs); the host has no other memory users
 than guests (RSS = backed guest pages + a fixed overhead per running guest).
 """
@@ -44,6 +47,7 @@ from ..state.borrow import borrow_state, borrow_zone, zone_of
 from ..state.hooks import (
     debug_check,
     guest_boot,
+    guest_mm_step,
     host_ensure_ram,
     mech_reported_pages,
     mech_start,
@@ -60,9 +64,13 @@ from ..state.layout import (
     GI_ASK_TOLD,
     GI_BALLOON,
     GI_DQ_N,
+    GI_GSWAP,
     GI_ISOLATED,
+    GI_KSWAPD,
+    GI_PC,
     GI_REPORTED_PAGES,
     GI_RSS,
+    GI_SLAB,
     GI_STATUS,
     GI_SWAP,
     GI_USED,
@@ -82,11 +90,14 @@ from ..state.layout import (
     PI_SAMPLE_TICKS,
     RG_BALLOON,
     RG_FREE,
+    RG_GUEST_SWAP,
     RG_ISOLATED,
+    RG_PAGE_CACHE,
     RG_PCP,
     RG_REPORTED,
     RG_REPORTED_FREE,
     RG_RSS,
+    RG_SLAB,
     RG_SWAP,
     RG_USED,
     RH_FREE,
@@ -94,6 +105,7 @@ from ..state.layout import (
     RH_SWAP,
     ST_RUNNING,
     ST_WAITING,
+    WP_IO_RATE,
 )
 from ..workloads import WL_IDLE
 from .check import check_guest, check_host
@@ -123,6 +135,9 @@ def sample(s, k):
         s.rec_g[k, g, RG_PCP] = pcp * 4096.0
         s.rec_g[k, g, RG_BALLOON] = s.gi[g, GI_BALLOON] * 4096.0
         s.rec_g[k, g, RG_SWAP] = s.gi[g, GI_SWAP] * 4096.0
+        s.rec_g[k, g, RG_PAGE_CACHE] = s.gi[g, GI_PC] * 4096.0
+        s.rec_g[k, g, RG_SLAB] = s.gi[g, GI_SLAB] * 4096.0
+        s.rec_g[k, g, RG_GUEST_SWAP] = s.gi[g, GI_GSWAP] * 4096.0
     used = s.hi[HI_RSS] + s.hi[HI_OVERHEAD_PAGES]
     s.rec_h[k, RH_RSS] = used * 4096.0
     s.rec_h[k, RH_SWAP] = s.hi[HI_SWAP] * 4096.0
@@ -208,6 +223,11 @@ def run_chunk(s, tick0, tick1):
                         continue
                     if s.gi[g, GI_STATUS] != ST_RUNNING:
                         continue
+            # page-cache I/O and kswapd (fphlib.workloads.io, its own unit), when they have work
+            if s.gi[g, GI_KSWAPD] or s.wp[g, WP_IO_RATE] > 0.0:
+                guest_mm_step(s, g, z, t, dt, cost, ovh)
+                if s.gi[g, GI_STATUS] != ST_RUNNING:
+                    continue
             # the mechanism's instants (its mf column MECH_WAKE) and the host's new asks
             if s.mf[g, MECH_WAKE] <= t_end or s.gi[g, GI_ASK_SEQ] != s.gi[g, GI_ASK_TOLD]:
                 s.gi[g, GI_ASK_TOLD] = s.gi[g, GI_ASK_SEQ]

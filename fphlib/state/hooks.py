@@ -25,6 +25,8 @@ _host_ensure_ram = caller("host_ensure_ram")
 _debug_check = caller("debug_check")
 _guest_boot = caller("guest_boot")
 _guest_alloc_slowpath = caller("guest_alloc_slowpath")
+_guest_reclaim = caller("guest_reclaim")
+_guest_mm_step = caller("guest_mm_step")
 _SLOT_MECH_START = SLOT["mech_start"]
 _SLOT_MECH_TICK = SLOT["mech_tick"]
 _SLOT_MECH_ON_FREE = SLOT["mech_on_free"]
@@ -36,6 +38,8 @@ _SLOT_HOST_ENSURE_RAM = SLOT["host_ensure_ram"]
 _SLOT_DEBUG_CHECK = SLOT["debug_check"]
 _SLOT_GUEST_BOOT = SLOT["guest_boot"]
 _SLOT_GUEST_ALLOC_SLOWPATH = SLOT["guest_alloc_slowpath"]
+_SLOT_GUEST_RECLAIM = SLOT["guest_reclaim"]
+_SLOT_GUEST_MM_STEP = SLOT["guest_mm_step"]
 
 
 @jit(inline="always")
@@ -129,3 +133,21 @@ def guest_alloc_slowpath(s, g, z, order, cpu, t, cost):
     """The allocation slow path after the pcp/buddy fast path failed: drain the pcp lists,
     ask the mechanism, retry (fphlib.guest.mm.alloc_pages); the pfn or -1."""
     return _guest_alloc_slowpath(s.fn[_SLOT_GUEST_ALLOC_SLOWPATH], s, g, z, order, cpu, t, cost)
+
+
+@jit(inline="always")
+def guest_reclaim(s, g, z, need, direct, t, cost):
+    """The guest's reclaim of ``need`` pages (direct reclaim if ``direct``, else kswapd;
+    fphlib.guest.reclaim.guest_reclaim); pages freed (0 when the run has no guest reclaim)."""
+    fn = s.fn[_SLOT_GUEST_RECLAIM]
+    if fn == 0:
+        return 0
+    return _guest_reclaim(fn, s, g, z, need, direct, t, cost)
+
+
+@jit(inline="always")
+def guest_mm_step(s, g, z, t, dt, cost, ovh):
+    """Guest g's page-cache I/O and kswapd in one tick (fphlib.workloads.io.mm_step)."""
+    fn = s.fn[_SLOT_GUEST_MM_STEP]
+    if fn != 0:
+        _guest_mm_step(fn, s, g, z, t, dt, cost, ovh)
