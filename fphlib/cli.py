@@ -60,6 +60,8 @@ FIELD_HELP = {
     "migration": ("dict", "live-migrate guest 0: a JSON object with at_s, bandwidth (bytes/s "
                   "or e.g. \"1.25GB\", \"100GiB\" per second), downtime_ms, optional "
                   "max_rounds"),
+    "guest_swap": ("size", "swap space of each guest; 0 = none (the guest reclaims page cache "
+                   "only, then fails the allocation)"),
 }
 
 

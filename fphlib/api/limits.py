@@ -123,7 +123,7 @@ def _workload_events(spec, duration_s):
         # free every page at exit
         per_run = 2 * size * p["repeat"] + size
         by_time = (2 * rate + free_rate) * active
-        return boot + min(per_run, by_time)
+        return boot + min(per_run * p["runs"], by_time)
     if wl == "churn":
         weights = spec["workload_params"].get("orders") or {0: 1.0}
         total = sum(weights.values())

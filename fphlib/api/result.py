@@ -183,7 +183,7 @@ def _plain(v):
 RESULT_FORMAT = 3
 FORMAT3_COLUMNS = ("page_cache_bytes", "slab_bytes", "guest_swap_bytes")
 # what a workload parameter meant before format 3 when not given (fphlib <= 0.x: no page
-# cache or slab, memhog at 1 GiB/s holding 5 s, 5 s between rounds)
+# cache or slab, memhog at 1 GiB/s holding 5 s, 5 s between rounds; its repeat is now runs)
 OLD_MODEL_PARAMS = {"boot": 256 << 20, "boot_cache": 0.0, "boot_slab": 0.0}
 OLD_MEMHOG_PARAMS = {"rate": 1 << 30, "hold_s": 5.0, "gap_s": 5.0}
 META = "fphlib.json"
@@ -355,6 +355,8 @@ def _old_model(d):
         if workload == "memhog":
             for k, v in OLD_MEMHOG_PARAMS.items():
                 params.setdefault(k, v)
+            if "repeat" in params:  # a round was a whole run: map, touch, hold, exit
+                params["runs"] = params.pop("repeat")
         return params
 
     workload = d.get("workload", "idle")

@@ -196,7 +196,7 @@ def _result(cfg, s, info, wall):
     runtime = gf[:, L.GF_WL_END] - gf[:, L.GF_WL_START]
     # memhog: the time it spent touching, once every pass is over (fphlib.workloads.memhog)
     memhog = gi[:, L.GI_WL] == WORKLOADS["memhog"]
-    touched = gi[:, L.GI_WL_ROUND] >= s.wp[:, L.WP_REPEAT]
+    touched = gi[:, L.GI_WL_ROUND] >= s.wp[:, L.WP_REPEAT] * s.wp[:, L.WP_RUNS]
     runtime = np.where(memhog, np.where(touched, gf[:, L.GF_WL_TOUCH], np.nan), runtime)
     killed = gi[:, L.GI_STATUS] == L.ST_KILLED
     runtime = np.where(killed, np.nan, runtime)

@@ -126,6 +126,7 @@ def build_state(cfg):
         wp[g, L.WP_FREE_RATE] = params["free_rate"]
         wp[g, L.WP_HOLD] = params["hold_s"]
         wp[g, L.WP_REPEAT] = params["repeat"]
+        wp[g, L.WP_RUNS] = params["runs"]
         wp[g, L.WP_GAP] = params["gap_s"]
         wp[g, L.WP_ORDER] = params["order"]
         wp[g, L.WP_SPEED] = params["speed"]

@@ -100,6 +100,7 @@ def check_guest(s, g, z):
     swapped = 0
     cache = 0
     dirty = 0
+    alive = s.gi[g, GI_STATUS] != ST_KILLED  # the host freed all of a killed guest's memory
     p = 0
     while p < n:
         st = z.state[p]
@@ -127,7 +128,7 @@ def check_guest(s, g, z):
             if st == PC_DIRTY:
                 dirty += 1
             f = z.flags[p]
-            if not f & (PG_BACKED | PG_SWAPPED) or f & PG_IN_FLIGHT:
+            if (not f & (PG_BACKED | PG_SWAPPED) and alive) or f & PG_IN_FLIGHT:
                 return 16, p
         else:
             return 4, p

@@ -53,14 +53,14 @@ REPORTS REPORTED_PAGES VMEXITS FAULTS REFAULTS ALLOC_FAIL LOST LOCK_OPS SWAPOUT
 EVENTS BALLOON_MSGS OOM_DEFLATES STALE_HINTS
 FPH_CMD SWAPINS
 PC PC_DIRTY PC_HEAD PC_TAIL SLAB SLAB_HEAD SLAB_DEBT GSWAP GSWAP_CAP HELD_PAGES MM_ON KSWAPD
-PC_DROPPED WRITEBACK GSWAPOUT GSWAPIN KSWAPD_WAKES DIRECT_RECLAIMS""")
+PC_DROPPED WRITEBACK GSWAPOUT GSWAPIN KSWAPD_WAKES DIRECT_RECLAIMS WL_RUN""")
 # guest memory beyond anonymous pages (fphlib.guest.reclaim): PC/PC_DIRTY: page-cache pages
 # (of them dirty), an LRU list through ``nxt``/``prv`` from PC_HEAD (oldest) to PC_TAIL;
 # SLAB: kernel (slab) pages, a stack through ``nxt`` from SLAB_HEAD; SLAB_DEBT: page-cache
 # pages added (+) or reclaimed (-) not yet matched by a slab page (one per SLAB_PC_PAGES);
 # GSWAP/GSWAP_CAP: pages in the guest's swap / its size; HELD_PAGES: pages the workload's
 # held list maps (resident + in guest swap); MM_ON: watermarks enforced and reclaim on;
-# KSWAPD: kswapd awake; PC_DROPPED ... DIRECT_RECLAIMS: counters
+# KSWAPD: kswapd awake; PC_DROPPED ... DIRECT_RECLAIMS: counters; WL_RUN: memhog runs done
 
 # guest status
 ST_WAITING = 0  # not booted yet
@@ -79,7 +79,7 @@ IO_CREDIT WL_TOUCH WL_PASS_T0 RECLAIM_STALL KSWAPD_CPU""")
 
 # ------------------------------------------------------------------ workload parameter columns
 NWP = _columns("WP", "BOOT START SIZE RATE FREE_RATE HOLD REPEAT GAP ORDER TARGET OPS SPEED "
-               "BOOT_CACHE BOOT_SLAB IO_RATE IO_WRITE")
+               "BOOT_CACHE BOOT_SLAB IO_RATE IO_WRITE RUNS")
 
 # ------------------------------------------------------------------ host int64 / float64
 NHI = _columns(

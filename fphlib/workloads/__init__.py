@@ -51,7 +51,8 @@ PARAMS = {
         "free_rate": ("size", 8 << 30),  # bytes/s freed at exit (unmapping is fast)
         "hold_s": ("seconds", 0.0),  # time holding the memory before exiting (the tool: 0)
         "repeat": ("count", 1),  # passes over the same memory (memhog -r)
-        "gap_s": ("seconds", 0.0),  # pause between passes (the tool: none)
+        "runs": ("count", 1),  # times memhog is run, one after the other (a shell loop)
+        "gap_s": ("seconds", 0.0),  # pause between runs
         "order": ("order", 0),  # 0 = 4 KiB faults, 9 = guest THP
     },
     "churn": {

@@ -1,9 +1,10 @@
 """``memhog``: numactl's memhog (``memhog [-r<repeat>] size``, numactl/memhog.c): map ``size``
 bytes, touch all of it at ``rate``, ``repeat`` times over the same memory, then exit (free at
 ``free_rate``). ``hold_s`` keeps the memory mapped after the touching before exiting (0 by
-default, as the tool: set it to model ``malloc + memset + sleep``); ``gap_s`` pauses between
-passes (0 by default). This is also the test program of the reporting and hinting cover
-letters (``memhog 4g`` / malloc + memset + exit).
+default, as the tool: set it to model ``malloc + memset + sleep``). ``runs`` runs the program
+that many times, ``gap_s`` apart (a shell loop: each run maps fresh memory). This is also the
+test program of the reporting and hinting cover letters (``memhog 4g`` / malloc + memset +
+exit).
 
 Runs on vCPU 0, allocating blocks of ``order`` (0: 4 KiB faults; 9: guest THP). The first pass
 allocates and writes each block (a first touch: the host backs it); later passes write the same
@@ -16,9 +17,9 @@ it), oldest first, so memhog adds no per-page state; the guest's reclaim swaps o
 oldest end, so the pages in guest swap are always the ones touched longest ago, the next a pass
 reaches.
 
-``workload_runtime_s`` is the time spent touching (every pass, with its stalls; not the hold,
-the gaps or the exit). If an allocation fails the guest's OOM killer ends memhog at once: it
-frees what it holds (event ``guest_alloc_failure``).
+``workload_runtime_s`` is the time spent touching (every pass of every run, with its stalls;
+not the hold, the gaps or the exits). If an allocation fails the guest's OOM killer ends that
+run at once: it frees what it holds (event ``guest_alloc_failure``).
 
 Simplifications: the touch rate is one number for first touch and re-touch (host fault, swap
 and reclaim costs come on top as stalls); a pass writes whole blocks.
@@ -47,12 +48,14 @@ from ..state.layout import (
     GI_WL_CUR,
     GI_WL_PHASE,
     GI_WL_ROUND,
+    GI_WL_RUN,
     WP_FREE_RATE,
     WP_GAP,
     WP_HOLD,
     WP_ORDER,
     WP_RATE,
     WP_REPEAT,
+    WP_RUNS,
     WP_SIZE,
 )
 from .common import alloc_touch, pay_debt, release
@@ -61,7 +64,7 @@ MH_WAIT = 0
 MH_ALLOC = 1  # first pass: allocate and write
 MH_HOLD = 2
 MH_FREE = 3
-MH_GAP = 4
+MH_GAP = 4  # between runs
 MH_DONE = 5
 MH_RETOUCH = 6  # later passes: write the same blocks again
 
@@ -122,15 +125,13 @@ def _end_pass(s, g, t_end):
 
 @jit(inline="always")
 def _pass_done(s, g, t_end):
-    """After a pass: hold (then exit), a gap, or the next pass at once; the new phase."""
+    """After a pass: the next pass at once, or hold (then exit); the new phase."""
     _end_pass(s, g, t_end)
     s.gi[g, GI_WL_CUR] = 0
-    if s.gi[g, GI_WL_ROUND] >= int(s.wp[g, WP_REPEAT]):
+    repeat = int(s.wp[g, WP_REPEAT])
+    if s.gi[g, GI_WL_ROUND] >= (s.gi[g, GI_WL_RUN] + 1) * repeat:
         s.gi[g, GI_WL_PHASE] = MH_HOLD
         s.gf[g, GF_WL_NEXT] = t_end + s.wp[g, WP_HOLD]
-    elif s.wp[g, WP_GAP] > 0.0:
-        s.gi[g, GI_WL_PHASE] = MH_GAP
-        s.gf[g, GF_WL_NEXT] = t_end + s.wp[g, WP_GAP]
     else:
         s.gi[g, GI_WL_PHASE] = MH_RETOUCH
     return s.gi[g, GI_WL_PHASE]
@@ -148,11 +149,8 @@ def memhog_step(s, g, z, t, dt, cost, ovh):
     if phase == MH_WAIT or phase == MH_GAP:
         if t < s.gf[g, GF_WL_NEXT]:
             return True
-        if phase == MH_WAIT:
-            s.gf[g, GF_WL_PASS_T0] = t
-        elif s.gf[g, GF_WL_PASS_T0] < t:
-            s.gf[g, GF_WL_PASS_T0] = t
-        s.gi[g, GI_WL_PHASE] = phase = MH_ALLOC if phase == MH_WAIT else MH_RETOUCH
+        s.gf[g, GF_WL_PASS_T0] = t
+        s.gi[g, GI_WL_PHASE] = phase = MH_ALLOC
         s.gf[g, GF_CREDIT] = 0.0
         s.gi[g, GI_WL_CUR] = 0
     if phase == MH_ALLOC or phase == MH_RETOUCH:
@@ -174,8 +172,8 @@ def memhog_step(s, g, z, t, dt, cost, ovh):
                 return False
             if pfn == -1:
                 record_event(s, t, g, EV_GUEST_OOM, order)
-                _end_pass(s, g, t + dt)
-                s.gi[g, GI_WL_ROUND] = int(s.wp[g, WP_REPEAT])  # the touching is over
+                _end_pass(s, g, t + dt)  # this run's touching is over
+                s.gi[g, GI_WL_ROUND] = (s.gi[g, GI_WL_RUN] + 1) * int(s.wp[g, WP_REPEAT])
                 s.gi[g, GI_WL_PHASE] = phase = MH_FREE
                 credit = 0.0
                 break
@@ -209,8 +207,13 @@ def memhog_step(s, g, z, t, dt, cost, ovh):
             s.gi[g, GI_HELD_PAGES] -= block
             credit -= block
         s.gf[g, GF_CREDIT] = credit
-        if s.gi[g, GI_HELD_HEAD] < 0:
-            s.gi[g, GI_WL_PHASE] = MH_DONE
-            s.gf[g, GF_WL_END] = t + dt
-            record_event(s, t + dt, g, EV_WORKLOAD_END, 0.0)
+        if s.gi[g, GI_HELD_HEAD] < 0:  # exited
+            s.gi[g, GI_WL_RUN] += 1
+            if s.gi[g, GI_WL_RUN] < int(s.wp[g, WP_RUNS]):
+                s.gi[g, GI_WL_PHASE] = MH_GAP
+                s.gf[g, GF_WL_NEXT] = t + dt + s.wp[g, WP_GAP]
+            else:
+                s.gi[g, GI_WL_PHASE] = MH_DONE
+                s.gf[g, GF_WL_END] = t + dt
+                record_event(s, t + dt, g, EV_WORKLOAD_END, 0.0)
     return True
