@@ -283,3 +283,23 @@ def test_results_of_the_old_model_are_reproduced(name):
         rt_old = old.guest_summary.workload_runtime_s
         rt_new = new.guest_summary.workload_runtime_s
         assert np.allclose(rt_new, rt_old - hold - free_s, atol=2e-3), (rt_new, rt_old)
+
+
+def test_debug_check_catches_a_hinted_page_cache_page():
+    """Invariant 16: under a safe mechanism a page-cache page is never discarded nor in
+    flight; under an unsafe variant the loss is a counted lost write instead."""
+    from fphlib.guest.buddy import PG_IN_FLIGHT
+
+    s, _ = mm_guest()
+    pfns = _fill_cache(s, 0, np.array([False, True, False]))
+    s.pi[L.PI_SAFE] = 1
+    assert _check(s, 0) == (0, 0)
+    s.flags[pfns[1]] |= PG_IN_FLIGHT
+    assert _check(s, 0) == (16, pfns[1])
+    s.flags[pfns[1]] &= ~PG_IN_FLIGHT
+    s.flags[pfns[2]] &= ~PG_BACKED  # discarded by the host
+    s.gi[0, L.GI_RSS] -= 1
+    s.hi[L.HI_RSS] -= 1
+    assert _check(s, 0) == (16, pfns[2])
+    s.pi[L.PI_SAFE] = 0
+    assert _check(s, 0) == (0, 0)

@@ -18,7 +18,7 @@ from ..guest.mm import alloc_pages
 from ..guest.pcp import pcp_batch_high
 from ..guest.reclaim import guest_reclaim
 from ..guest.xbitmap import tracking_arrays
-from ..hinting import MECHANISMS, mechanism_module
+from ..hinting import MECHANISMS, mechanism_is_safe, mechanism_module
 from ..hinting.dispatch import free_hook_order, hook_functions
 from ..host.backing import HPAGE_PAGES, ensure_ram
 from ..host.costs import cost_array
@@ -182,6 +182,7 @@ def build_state(cfg):
     pi[L.PI_THP] = int(cfg.host_thp)
     pi[L.PI_VCPUS] = V
     pi[L.PI_DEBUG] = int(cfg.debug)
+    pi[L.PI_SAFE] = int(mechanism_is_safe(cfg.mechanism, cfg.mechanism_settings()))
     pi[L.PI_N_TICKS] = n_ticks
     pi[L.PI_SAMPLE_TICKS] = every
     pf = np.zeros(L.NPF, np.float64)

@@ -41,6 +41,7 @@ from ..state.layout import (
     HI_SWAP,
     PG_SWAPPED,
     PI_G,
+    PI_SAFE,
     ST_KILLED,
 )
 
@@ -60,7 +61,8 @@ INVARIANTS = {
     13: "a page is both backed and swapped",
     14: "host RSS or swap differs from the sum over guests",
     15: "swapped pages differ from the guest's swap counter",
-    16: "a page-cache page was discarded or hinted (neither backed nor swapped, or in flight)",
+    16: "a safe mechanism hinted or discarded a page-cache page (in flight, or neither backed "
+        "nor swapped); an unsafe variant's such loss is a counted lost write instead",
     17: "page-cache LRU list or counters (pages, dirty) inconsistent",
     18: "slab list differs from the slab counter",
     19: "guest swap: held pages + guest swap != the workload's mapped pages, or swap over size",
@@ -101,6 +103,7 @@ def check_guest(s, g, z):
     cache = 0
     dirty = 0
     alive = s.gi[g, GI_STATUS] != ST_KILLED  # the host freed all of a killed guest's memory
+    safe = s.pi[PI_SAFE] != 0
     p = 0
     while p < n:
         st = z.state[p]
@@ -128,7 +131,7 @@ def check_guest(s, g, z):
             if st == PC_DIRTY:
                 dirty += 1
             f = z.flags[p]
-            if (not f & (PG_BACKED | PG_SWAPPED) and alive) or f & PG_IN_FLIGHT:
+            if safe and ((not f & (PG_BACKED | PG_SWAPPED) and alive) or f & PG_IN_FLIGHT):
                 return 16, p
         else:
             return 4, p

@@ -90,8 +90,10 @@ NHF = _columns("HF", "CPU POLICY_NEXT")
 # ------------------------------------------------------------------ run parameters
 # FREE_HOOK_ORDER: the mechanism's on_free hook runs for merged blocks of at least this order
 NPI = _columns(
-    "PI", "G MECH POLICY HINT_ORDER FREE_HOOK_ORDER THP VCPUS DEBUG N_TICKS SAMPLE_TICKS"
+    "PI", "G MECH POLICY HINT_ORDER FREE_HOOK_ORDER THP VCPUS DEBUG N_TICKS SAMPLE_TICKS SAFE"
 )
+# SAFE: the run's mechanism variant is safe (fphlib.hinting.mechanism_is_safe): the debug
+# checks then also require that no page-cache page is ever hinted or discarded
 NPF = _columns("PF", "DT POLICY_INTERVAL")
 
 # ------------------------------------------------------------------ live migration (one guest)
