@@ -71,6 +71,8 @@ FIELD_HELP = {
                             "second; 0 = no limit"),
     "host_kswapd": ("bool", "host kswapd: background reclaim from the low to the high watermark"),
     "host_khugepaged": ("bool", "host khugepaged: collapse split 2 MiB ranges back into THPs"),
+    "guest_swap": ("size", "swap space of each guest; 0 = none (the guest reclaims page cache "
+                   "only, then fails the allocation)"),
 }
 
 

@@ -386,3 +386,34 @@ def naive_collapse_ok(ptes, huge):
     if swap and young < 256:
         return False
     return True
+# ============================================================================ guest reclaim
+# (fphlib.guest.reclaim.shrink_node: page cache part)
+
+
+def naive_shrink_page_cache(lru, want):
+    """mm/vmscan.c ``shrink_node`` over one file LRU as fphlib models it.
+
+    ``lru``: list of [pfn, dirty], oldest first. Clean pages are dropped in LRU order; a dirty
+    page the scan passes is written back (then clean, staying in its place); when a pass wrote
+    some and has not freed ``want`` yet, a second pass drops the now clean ones.
+    Returns (dropped pfns in order, written-back pfns in order, remaining [pfn, dirty] list).
+    """
+    lru = [list(e) for e in lru]
+    dropped, written = [], []
+    for _ in range(2):
+        wrote = 0
+        keep = []
+        for i, (pfn, dirty) in enumerate(lru):
+            if len(dropped) >= want:
+                keep.extend(lru[i:])
+                break
+            if dirty:
+                written.append(pfn)
+                keep.append([pfn, False])
+                wrote += 1
+            else:
+                dropped.append(pfn)
+        lru = keep
+        if len(dropped) >= want or wrote == 0:
+            break
+    return dropped, written, lru

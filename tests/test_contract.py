@@ -3,7 +3,8 @@ host policy is checked here without test code of its own (issue: one seam).
 
 - page conservation and every debug invariant (``debug=True``) under Hypothesis-drawn small
   configs: every workload, guests 1-4, vCPUs 1-4, hint orders, host with and without swap,
-  with and without a live migration of guest 0;
+  with and without a live migration of guest 0, with page cache, slab, file I/O and guest
+  swap or without (so no mechanism ever hints a page-cache page: invariant 16);
 - zero lost writes for every safe mechanism variant;
 - same seed, same summary;
 - each module's docstring names its kernel source or patch series and has a
@@ -62,6 +63,12 @@ def small_configs(draw):
     guest_mib = draw(st.sampled_from([64, 128, 256]))
     workload = draw(st.sampled_from(sorted(WORKLOADS)))
     params = {"boot": f"{draw(st.sampled_from([8, 32]))}MiB"}
+    # guest memory beyond anonymous pages: page cache and slab at boot (or the old anonymous
+    # footprint), file I/O growing the page cache, guest swap (fphlib.guest.reclaim)
+    if draw(st.booleans()):
+        params.update(boot_cache=0, boot_slab=0)
+    params["io_rate"] = draw(st.sampled_from([0, 0, 16 << 20, 64 << 20]))
+    params["io_write"] = draw(st.sampled_from([0.0, 0.5]))
     if workload == "memhog":
         params.update(size=f"{draw(st.sampled_from([16, 48, guest_mib - 40]))}MiB",
                       rate="512MiB", hold_s=0.3, gap_s=0.2, repeat=draw(st.integers(1, 3)),
@@ -78,6 +85,7 @@ def small_configs(draw):
         duration_s=draw(st.sampled_from([2.0, 3.5])), sample_s=0.05,
         seed=draw(st.integers(0, 2**32)), balloon_target=draw(st.sampled_from([None, "32MiB"])),
         balloon_interval_s=0.5,
+        guest_swap=draw(st.sampled_from([0, 32 << 20])),
         migration=draw(st.sampled_from(
             [None, {"at_s": 0.3, "bandwidth": "512MiB", "downtime_ms": 20}])),
     )
@@ -87,7 +95,9 @@ def _config(kw, mech, params, tmp_path_factory):
     kw = dict(kw)
     if kw["workload"] == "trace":
         n_pages = int(kw["guest_mem"][:-3]) * 256
-        kw["workload_params"] = {"boot": kw["workload_params"]["boot"],
+        kw["workload_params"] = {**{k: v for k, v in kw["workload_params"].items()
+                                    if k in ("boot", "boot_cache", "boot_slab", "io_rate",
+                                             "io_write")},
                                  "path": _trace(tmp_path_factory, n_pages)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # guests larger than host RAM + swap

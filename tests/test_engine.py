@@ -141,7 +141,7 @@ def test_conservation_in_debug_mode_over_random_runs(
         assert res.summary["lost_writes"] == 0
     g = res.guests
     assert (g.free_bytes + g.used_bytes + g.isolated_bytes + g.pcp_bytes + g.balloon_bytes
-            == 128 << 20).all()
+            + g.page_cache_bytes + g.slab_bytes == 128 << 20).all()
 
 
 def test_debug_check_names_guest_and_invariant():
@@ -271,7 +271,8 @@ def test_per_guest_overrides_size_workload_and_start():
     gs = res.guest_summary
     assert list(gs.mem_bytes) == [1 << 30, 2 << 30, 1 << 30]
     assert list(gs.workload) == ["idle", "memhog", "idle"]
-    g = res.guests.set_index(["t_s", "guest"]).used_bytes
+    gg = res.guests.set_index(["t_s", "guest"])
+    g = gg.used_bytes + gg.page_cache_bytes + gg.slab_bytes  # the boot footprint and memhog
     assert g[(8.0, 0)] == 32 << 20 and g[(8.0, 1)] == (32 << 20) + (1 << 30)
     assert g[(4.5, 2)] == 0 and g[(5.5, 2)] == 32 << 20
     starts = res.events[res.events.kind == "guest_start"].set_index("guest").t_s

@@ -129,7 +129,7 @@ def test_conservation_holds_when_the_host_kills_a_guest_mid_touch():
         ' "host_thp": false, "mechanism": "balloon", "report_capacity": 1, "seed": 243010,'
         ' "sample_s": 0.05, "vcpus": 2, "workload": "memhog", "debug": true,'
         ' "workload_params": {"boot": 67108864, "gap_s": 0.0, "hold_s": 0.5, "order": 0,'
-        ' "rate": 536870912, "repeat": 3, "size": 209715200}}'
+        ' "rate": 536870912, "runs": 3, "size": 209715200}}'
     )
     res = fphlib.simulate(cfg)
     assert res.summary["oom_kills"] >= 1

@@ -30,7 +30,7 @@ def run(*a, **kw):
 
 
 HOGGING = dict(workload="memhog", wparams={"size": "96MiB", "rate": "256MiB", "start_s": 0.4,
-                                            "hold_s": 0.2, "repeat": 3, "gap_s": 0.05})
+                                            "hold_s": 0.2, "runs": 3, "gap_s": 0.05})
 
 
 def test_no_migration_gives_nan():
@@ -74,7 +74,7 @@ def test_hinting_reduces_bytes_and_time(mode):
 
 def test_non_convergence_stops_after_max_rounds():
     s = run(workload="memhog", wparams={"size": "160MiB", "rate": "1GiB", "start_s": 0.3,
-                                        "hold_s": 0.01, "repeat": 50, "gap_s": 0.01},
+                                        "hold_s": 0.01, "runs": 50, "gap_s": 0.01},
             migration={"bandwidth": "100MiB", "max_rounds": 3}, duration_s=10.0).summary
     assert s.migration_converged == 0
     assert s.migration_rounds == 4  # three passes, then stop-and-copy anyway

@@ -170,7 +170,7 @@ def test_a_reported_page_touched_again_refaults():
         guests=1,
         guest_mem="2GiB",
         workload="memhog",
-        workload_params={"size": "1GiB", "hold_s": 1, "repeat": 2, "gap_s": 40},
+        workload_params={"size": "1GiB", "hold_s": 1, "runs": 2, "gap_s": 40},
         duration_s=90,
     )
     none = fphlib.simulate(fphlib.SimConfig(mechanism="none", **base)).summary
@@ -206,7 +206,8 @@ def test_demo_done_when():
     rep = runs["page_reporting"]
     freed_at = rep.events[rep.events.kind == "workload_end"].t_s.max()
     h = rep.host.set_index("t_s").rss_bytes
-    used = rep.guests.groupby("t_s").used_bytes.sum()
+    gt = rep.guests.groupby("t_s")  # in use: anonymous memory, page cache, slab
+    used = gt.used_bytes.sum() + gt.page_cache_bytes.sum() + gt.slab_bytes.sum()
     # VMM overheads (costs SIZE_DEFAULTS) and the host's own memory (host_reserve)
     overhead = 3 * SIZE_DEFAULTS["guest_overhead"][0] + rep.config.host_reserve_bytes()
     late = h.index >= freed_at + 30

@@ -281,7 +281,7 @@ def test_per_guest_table_and_slowdown():
     """Balloons taken in the gaps between memhog rounds are deflated on OOM in the next
     round and refaulted: the asked guests pay stalls and run slower than never asked."""
     cfg = fphlib.SimConfig(host_mem="256MiB", host_swap="64MiB", guests=2, guest_mem="96MiB",
-                           **_hog(size="72MiB", hold=0.1, repeat=3, gap_s=0.3),
+                           **_hog(size="72MiB", hold=0.1, runs=3, gap_s=0.3),
                            mechanism="balloon", policy="most_free_first",
                            policy_params={"interval_s": 0.25, "quantum": "16MiB",
                                           "target_free": 0.9},
@@ -308,7 +308,7 @@ def _contract_config(policy, mech, seed):
         warnings.simplefilter("ignore", UserWarning)
         return fphlib.SimConfig(
             host_mem="160MiB", host_swap="32MiB", guests=3, guest_mem="64MiB", vcpus=2,
-            **_hog(size="40MiB", hold=0.1, repeat=2, gap_s=0.1),
+            **_hog(size="40MiB", hold=0.1, runs=2, gap_s=0.1),
             guest_overrides=[{}, {"workload": "churn",
                                   "workload_params": {"target": 0.6, "ops_per_s": 20000.0,
                                                       "boot": "8MiB"}},

@@ -19,10 +19,29 @@ def sim(**kw):
 def test_idle_is_the_boot_footprint_only():
     res = sim(workload="idle", workload_params={"boot": "100MiB"}, host_thp=False)
     g = res.guests
-    assert (g.used_bytes.iloc[1:] == 100 << 20).all()
+    # anonymous memory + page cache + slab (fractions 0.22, 0.58, 0.20) make the footprint
+    held = g.used_bytes + g.page_cache_bytes + g.slab_bytes
+    assert (held.iloc[1:] == 100 << 20).all()
+    assert g.page_cache_bytes.iloc[-1] == round(0.58 * 25600) * 4096
+    assert g.slab_bytes.iloc[-1] == round(0.20 * 25600) * 4096
     # 4 KiB backing: RSS = boot + the VMM overhead exactly
     assert g.rss_bytes.iloc[-1] == (100 << 20) + SIZE_DEFAULTS["guest_overhead"][0]
     assert res.summary["refault_pages"] == 0
+
+
+def test_the_default_idle_footprint_is_a_booted_distro_guest():
+    """costs.md §9: an Ubuntu 20.04 guest holds ~330 MiB after boot (CH #1729)."""
+    res = sim(workload="idle", host_thp=False, duration_s=1)
+    g = res.guests.iloc[-1]
+    assert g.used_bytes + g.page_cache_bytes + g.slab_bytes == 330 << 20
+    assert g.page_cache_bytes > g.slab_bytes > 0 and g.used_bytes > 0
+
+
+def test_old_style_boot_is_anonymous_only():
+    res = sim(workload="idle", host_thp=False, duration_s=1,
+              workload_params={"boot": "100MiB", "boot_cache": 0, "boot_slab": 0})
+    g = res.guests.iloc[-1]
+    assert g.used_bytes == 100 << 20 and g.page_cache_bytes == 0 and g.slab_bytes == 0
 
 
 def test_memhog_touches_at_rate_holds_then_frees():
@@ -41,19 +60,73 @@ def test_memhog_touches_at_rate_holds_then_frees():
     end = res.events[res.events.kind == "workload_end"].t_s.iloc[0]
     assert res.guest_summary.workload_stall_s[0] == 0
     assert 5.24 <= end <= 5.26
-    assert res.summary["workload_runtime_s"] == pytest.approx(end - 1.0)
+    # the runtime is the touching (1 s to 3 s), not the hold nor the exit
+    assert res.summary["workload_runtime_s"] == pytest.approx(2.0, abs=0.003)
 
 
-def test_memhog_repeats_with_a_gap():
+def test_memhog_exits_after_touching_by_default():
+    """numactl's memhog: touch, then exit; no hold unless asked."""
+    res = sim(workload="memhog", host_thp=False, costs={"fault_4k": 0.0},
+              workload_params={"boot": "0", "size": "64MiB", "rate": "128MiB"})
+    end = res.events[res.events.kind == "workload_end"].t_s.iloc[0]
+    # 0.5 s touching, then freeing 64 MiB at 8 GiB/s (8 ms)
+    assert end == pytest.approx(0.508, abs=0.003)
+    assert res.summary["workload_runtime_s"] == pytest.approx(0.5, abs=0.003)
+
+
+def test_memhog_repeat_retouches_the_same_memory():
+    """-r3: three passes over one mapping, back to back: it is allocated and faulted once,
+    held through the passes and the hold, freed once; the runtime is the three passes."""
     res = sim(
-        workload="memhog", duration_s=20,
+        workload="memhog", duration_s=8, host_thp=False,
         workload_params={"boot": "0", "size": "64MiB", "rate": "64MiB", "hold_s": 1,
-                         "repeat": 3, "gap_s": 2},
+                         "repeat": 3},
+    )
+    used = res.guests.set_index("t_s").used_bytes
+    rises = np.sum((used.to_numpy()[1:] > 0) & (used.to_numpy()[:-1] == 0))
+    assert rises == 1
+    assert (used.loc[1.1:4.0] == 64 << 20).all()  # passes end at ~3 s, then the 1 s hold
+    assert used.loc[4.2] == 0
+    gs = res.guest_summary.iloc[0]
+    assert gs.faults == 16384  # first touch only
+    assert gs.workload_ops == 2 * 16384  # one allocation and one free per page
+    assert (res.events.kind == "workload_end").sum() == 1
+    # 3 passes of 1 s each plus the first pass's fault stalls; not the hold or the exit
+    assert gs.workload_stall_s == pytest.approx(16384 * 2e-6)
+    assert res.summary["workload_runtime_s"] == pytest.approx(3.0 + gs.workload_stall_s,
+                                                              abs=0.004)
+
+
+def test_memhog_runs_map_fresh_memory_each_time_with_a_gap():
+    """runs=3 (a shell loop over memhog): touch, hold, exit, pause, three times; the runtime
+    is the touching of all three runs."""
+    res = sim(
+        workload="memhog", duration_s=20, host_thp=False,
+        workload_params={"boot": "0", "size": "64MiB", "rate": "64MiB", "hold_s": 1,
+                         "runs": 3, "gap_s": 2},
     )
     used = res.guests.used_bytes.to_numpy()
     rises = np.sum((used[1:] > 0) & (used[:-1] == 0))
     assert rises == 3
+    gs = res.guest_summary.iloc[0]
+    assert gs.workload_ops == 3 * 2 * 16384  # each run allocates and frees every page
     assert (res.events.kind == "workload_end").sum() == 1
+    assert res.summary["workload_runtime_s"] == pytest.approx(3.0 + gs.workload_stall_s,
+                                                              abs=0.006)
+
+
+def test_memhog_retouch_swaps_host_swapped_pages_back_in():
+    """A second pass touches pages the host swapped out: each is a swap-in stall of this
+    guest, and the stall shows in workload_runtime_s."""
+    kw = dict(workload="memhog", host_mem="448MiB", host_swap="512MiB", host_thp=False,
+              guest_mem="512MiB", duration_s=30,
+              workload_params={"boot": "0", "size": "480MiB", "repeat": 2})
+    res = sim(**kw)
+    gs = res.guest_summary.iloc[0]
+    assert gs.swap_out_bytes > 0 and gs.swap_in_pages > 0 and gs.swap_in_stall_s > 0
+    once = sim(**{**kw, "workload_params": {**kw["workload_params"], "repeat": 1}})
+    assert once.guest_summary.swap_in_pages[0] == 0  # a single pass never comes back
+    assert res.summary["workload_runtime_s"] > 2 * once.summary["workload_runtime_s"]
 
 
 def test_memhog_stalls_stretch_the_runtime():

@@ -160,6 +160,12 @@ def _params(name, workload, params):
                 _fail(fname, value, "expected a path to a trace file (data/README.md)")
             out[key] = value
         limits.check_workload_value(fname, key, out[key])
+    kernel = out.get("boot_cache", COMMON["boot_cache"][1]) + out.get(
+        "boot_slab", COMMON["boot_slab"][1])
+    if kernel > 1.0:
+        _fail(f"{name}['boot_cache']", out.get("boot_cache", COMMON["boot_cache"][1]),
+              f"boot_cache + boot_slab are fractions of the boot footprint and sum to "
+              f"{kernel:g} > 1")
     if workload == "trace" and "path" not in out:
         _fail(f"{name}['path']", None, "workload 'trace' needs workload_params={'path': ...}")
     return out
@@ -244,6 +250,10 @@ class SimConfig:
     host_kswapd, host_khugepaged : bool
         The host's background reclaim (kswapd, from the low to the high watermark) and THP
         collapse (khugepaged, with ``host_thp``); :mod:`fphlib.host.daemons`.
+    guest_swap : int or str
+        Swap space of each guest (bytes; default 0: no guest swap, as a cloud image). The
+        guest's reclaim (fphlib.guest.reclaim) swaps the workload's anonymous memory out to it
+        once the page cache is gone.
 
     Notes
     -----
@@ -285,6 +295,8 @@ class SimConfig:
     host_swap_bandwidth: float | str = SWAP_BANDWIDTH
     host_kswapd: bool = True
     host_khugepaged: bool = True
+    # guest memory beyond anonymous pages (fphlib.guest.reclaim)
+    guest_swap: int | str = 0
 
     def __post_init__(self):
         set_ = object.__setattr__  # frozen: canonicalise once, here
@@ -305,6 +317,10 @@ class SimConfig:
         set_(self, "host_swap_bandwidth", float(limits.bounded(
             "host_swap_bandwidth", bw, 0, limits.MAX_RATE, "a rate (0 = no limit)", "bytes/s",
             given=given)))
+        given = self.guest_swap
+        set_(self, "guest_swap", parse_size(given, "guest_swap"))
+        limits.bounded("guest_swap", self.guest_swap, 0, limits.MAX_HOST_SWAP, "a size", "bytes",
+                       given=given)
         for name in ("host_thp", "debug", "deflate_on_oom", "host_kswapd", "host_khugepaged"):
             if not isinstance(getattr(self, name), bool):
                 _fail(name, getattr(self, name), "expected True or False")

@@ -71,6 +71,7 @@ def bounded(name, value, lo, hi, what="a number", unit="", given=None):
 WORKLOAD_BOUNDS = {
     "size": (0, MAX_WORKLOAD_SIZE, "bytes"),
     "boot": (0, MAX_WORKLOAD_SIZE, "bytes"),
+    "io_rate": (0, MAX_RATE, "bytes/s"),
     "rate": (MIN_RATE, MAX_RATE, "bytes/s"),
     "free_rate": (MIN_RATE, MAX_RATE, "bytes/s"),
     "hold_s": (0.0, MAX_DURATION_S, "s"),
@@ -106,27 +107,32 @@ def check_costs(costs):
 
 def _workload_events(spec, duration_s):
     """Page operations the workload of one guest can do in ``duration_s`` (an upper estimate)."""
+    from ..workloads import COMMON, PARAMS
+
     mem_pages = spec["mem"] // PAGE
-    p = spec["workload_params"]
-    active = max(0.0, duration_s - spec["start_s"] - p.get("start_s", 0.0))
-    boot = min(p.get("boot", 256 * MIB), spec["mem"]) // PAGE
     wl = spec["workload"]
+    p = {k: v for k, (_, v) in {**COMMON, **PARAMS[wl]}.items()} | dict(spec["workload_params"])
+    active = max(0.0, duration_s - spec["start_s"] - p["start_s"])
+    # page-cache I/O: a page in, one slab page per 64, and each reclaimed again at most
+    boot = min(p["boot"], spec["mem"]) // PAGE + 3 * p["io_rate"] / PAGE * active
     if wl == "memhog":
-        size = min(p.get("size", GIB), spec["mem"]) / PAGE
-        rate = p.get("rate", GIB) / PAGE
-        free_rate = p.get("free_rate", 8 * GIB) / PAGE
-        per_round = 2 * size  # touch and free every page
-        by_time = (rate + free_rate) * active
-        return boot + min(per_round * p.get("repeat", 1), by_time)
+        size = min(p["size"], spec["mem"]) / PAGE
+        rate = p["rate"] / PAGE
+        free_rate = p["free_rate"] / PAGE
+        # touch every page each pass (a guest swap-in is an allocation, a swap-out a free),
+        # free every page at exit
+        per_run = 2 * size * p["repeat"] + size
+        by_time = (2 * rate + free_rate) * active
+        return boot + min(per_run * p["runs"], by_time)
     if wl == "churn":
-        weights = p.get("orders") or {0: 1.0}
+        weights = spec["workload_params"].get("orders") or {0: 1.0}
         total = sum(weights.values())
         mean_pages = sum(w * (1 << int(o)) for o, w in weights.items()) / total
         if p.get("lifetime_s") is not None:
-            target_blocks = p.get("target", 0.5) * mem_pages / mean_pages
+            target_blocks = p["target"] * mem_pages / mean_pages
             ops = 2.0 * target_blocks / p["lifetime_s"]
         else:
-            ops = p.get("ops_per_s", 100_000.0)
+            ops = p["ops_per_s"]
         return boot + ops * active * mean_pages
     return boot  # idle; trace: bounded by its file (checked when loaded)
 

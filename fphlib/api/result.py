@@ -22,7 +22,8 @@ noted):
   putback, kick exits, acks, balloon page operations) plus the refaults it caused.
 - ``host_cpu_s``: all host work (faults and zeroing, discards, swap, kick wakeups).
 - ``swap_out_bytes``, ``oom_kills``: host swap-outs and OOM-killed guests.
-- ``workload_runtime_s``: start to end of a finite workload (memhog, trace); the summary holds
+- ``workload_runtime_s``: start to end of a finite workload (trace), or the time memhog spent
+  touching its memory (every pass, not the hold or the exit); the summary holds
   the mean over guests that finished (NaN if none did: idle and churn never finish).
 - ``zone_lock_hold_s``: zone->lock hold time of every buddy operation (``zone_lock`` cost).
 - ``events``: simulated events (workload allocations and frees, faults, reports, messages,
@@ -82,6 +83,10 @@ GUEST_COLUMNS = (
     "balloon_bytes",
     "swap_bytes",
     "reported_free_bytes",
+    # guest memory beyond anonymous pages (fphlib.guest.reclaim)
+    "page_cache_bytes",
+    "slab_bytes",
+    "guest_swap_bytes",
 )
 EVENT_COLUMNS = ("t_s", "guest", "kind", "value")
 
@@ -172,7 +177,15 @@ def _plain(v):
 # Format 1: fphlib 0.1.0 (no META file; summary without the migration metrics).
 # Format 2: adds META (format, fphlib version, model-source digest). Bump RESULT_FORMAT when
 # the files change (a new summary metric or column) and teach _load the older format.
-RESULT_FORMAT = 2
+# Format 3: guest memory beyond anonymous pages (issue 13): the guests table adds
+# page_cache_bytes, slab_bytes, guest_swap_bytes; memhog and the boot footprint got new
+# defaults, so an older config is read with the old model's settings (OLD_MODEL_PARAMS).
+RESULT_FORMAT = 3
+FORMAT3_COLUMNS = ("page_cache_bytes", "slab_bytes", "guest_swap_bytes")
+# what a workload parameter meant before format 3 when not given (fphlib <= 0.x: no page
+# cache or slab, memhog at 1 GiB/s holding 5 s, 5 s between rounds; its repeat is now runs)
+OLD_MODEL_PARAMS = {"boot": 256 << 20, "boot_cache": 0.0, "boot_slab": 0.0}
+OLD_MEMHOG_PARAMS = {"rate": 1 << 30, "hold_s": 5.0, "gap_s": 5.0}
 META = "fphlib.json"
 _TABLES = {
     "host.parquet": "host",
@@ -181,7 +194,8 @@ _TABLES = {
     "guest_summary.parquet": "guest_summary",
 }
 _FILES_OF = {1: (*_TABLES, "summary.json", "config.json"),
-             2: (*_TABLES, "summary.json", "config.json", META)}
+             2: (*_TABLES, "summary.json", "config.json", META),
+             3: (*_TABLES, "summary.json", "config.json", META)}
 _TMP = ".fphlib-tmp-"  # temporary directories of save: .NAME.fphlib-tmp-PID-RANDOM
 _OLD = ".fphlib-old-"  # the replaced result while it is swapped out
 # SimConfig keys every saved config has had since 0.1.0
@@ -198,7 +212,7 @@ def _is_result(path):
         names = {p.name for p in path.iterdir()}
     except OSError:
         return False
-    return any(set(files) <= names and names <= set(_FILES_OF[2]) for files in
+    return any(set(files) <= names and names <= set(_FILES_OF[RESULT_FORMAT]) for files in
                _FILES_OF.values())
 
 
@@ -330,6 +344,34 @@ def _read_table(path, columns, exact=True):
     return df
 
 
+def _old_model(d):
+    """A config saved before format 3, with the old model's defaults made explicit."""
+    d = dict(d)
+
+    def fill(workload, params):
+        params = dict(params or {})
+        for k, v in OLD_MODEL_PARAMS.items():
+            params.setdefault(k, v)
+        if workload == "memhog":
+            for k, v in OLD_MEMHOG_PARAMS.items():
+                params.setdefault(k, v)
+            if "repeat" in params:  # a round was a whole run: map, touch, hold, exit
+                params["runs"] = params.pop("repeat")
+        return params
+
+    workload = d.get("workload", "idle")
+    d["workload_params"] = fill(workload, d.get("workload_params"))
+    overrides = []
+    for entry in d.get("guest_overrides") or ():
+        entry = dict(entry) if isinstance(entry, dict) else entry
+        if isinstance(entry, dict) and ("workload_params" in entry or "workload" in entry):
+            entry["workload_params"] = fill(entry.get("workload", workload),
+                                            entry.get("workload_params", d["workload_params"]))
+        overrides.append(entry)
+    d["guest_overrides"] = overrides
+    return d
+
+
 def _load(path):
     """The fields of a SimResult read from ``path``, each file checked (see ``load``)."""
     if not isinstance(path, str | os.PathLike) or not os.fspath(path):
@@ -358,6 +400,8 @@ def _load(path):
     absent = [k for k in _CONFIG_KEYS if k not in d]
     if absent:
         _bad(cfg_path, f"misses SimConfig field(s) {absent}")
+    if fmt < 3:
+        d = _old_model(d)
     try:
         config = SimConfig.from_dict(d)
     except (ValueError, TypeError) as e:
@@ -379,12 +423,18 @@ def _load(path):
     summary = pd.Series({m: summary.get(m) for m in SUMMARY_METRICS}, dtype="float64")
     host = _read_table(path / "host.parquet", HOST_COLUMNS)
     if fmt == 1:  # before format 2 the per-guest reported_bytes was what is reported now
-        guests = _read_table(path / "guests.parquet",
-                             [c for c in GUEST_COLUMNS if c != "reported_free_bytes"])
+        guests = _read_table(path / "guests.parquet", [
+            c for c in GUEST_COLUMNS if c != "reported_free_bytes" and c not in FORMAT3_COLUMNS])
         guests["reported_free_bytes"] = guests["reported_bytes"]
         guests["reported_bytes"] = np.nan  # the cumulative series was not recorded
+    elif fmt == 2:
+        guests = _read_table(path / "guests.parquet",
+                             [c for c in GUEST_COLUMNS if c not in FORMAT3_COLUMNS])
     else:
         guests = _read_table(path / "guests.parquet", GUEST_COLUMNS)
+    for c in FORMAT3_COLUMNS:  # the old model had none of these
+        if c not in guests:
+            guests[c] = 0
     events = _read_table(path / "events.parquet", EVENT_COLUMNS)
     gs = _read_table(path / "guest_summary.parquet", ("guest", "mem_bytes", "workload",
                                                       "status"), exact=False)

@@ -14,6 +14,7 @@ from ..guest.xbitmap import COUNTERS as XB_COUNTERS
 from ..host.costs import INDEX
 from ..host.migration import migration_summary
 from ..state import layout as L
+from ..workloads import WORKLOADS
 from .config import SimConfig
 from .result import EVENT_COLUMNS, GUEST_COLUMNS, HOST_COLUMNS, SUMMARY_METRICS, SimResult
 
@@ -167,6 +168,9 @@ def _result(cfg, s, info, wall):
         ("balloon_bytes", L.RG_BALLOON),
         ("swap_bytes", L.RG_SWAP),
         ("reported_free_bytes", L.RG_REPORTED_FREE),
+        ("page_cache_bytes", L.RG_PAGE_CACHE),
+        ("slab_bytes", L.RG_SLAB),
+        ("guest_swap_bytes", L.RG_GUEST_SWAP),
     ):
         cols[name] = rec[:, :, idx].reshape(-1).astype(np.int64)
     guests = pd.DataFrame(cols, columns=list(GUEST_COLUMNS))
@@ -190,6 +194,10 @@ def _result(cfg, s, info, wall):
     xb_ops = sum(meta[:, XB_COUNTERS[k]] for k in ("set_bit", "clear_bit", "zero", "fill", "find"))
     xb_kmallocs = sum(meta[:, XB_COUNTERS[k]] for k in ("leaf_allocs", "node_allocs"))
     runtime = gf[:, L.GF_WL_END] - gf[:, L.GF_WL_START]
+    # memhog: the time it spent touching, once every pass is over (fphlib.workloads.memhog)
+    memhog = gi[:, L.GI_WL] == WORKLOADS["memhog"]
+    touched = gi[:, L.GI_WL_ROUND] >= s.wp[:, L.WP_REPEAT] * s.wp[:, L.WP_RUNS]
+    runtime = np.where(memhog, np.where(touched, gf[:, L.GF_WL_TOUCH], np.nan), runtime)
     killed = gi[:, L.GI_STATUS] == L.ST_KILLED
     runtime = np.where(killed, np.nan, runtime)
     final_rss = rec[-1, :, L.RG_RSS]
@@ -232,6 +240,15 @@ def _result(cfg, s, info, wall):
             "early_discards": gi[:, L.GI_DQ_EARLY],
             "xbitmap_ops": xb_ops,
             "xbitmap_kmallocs": xb_kmallocs,
+            # guest memory beyond anonymous pages (fphlib.guest.reclaim)
+            "page_cache_dropped_bytes": gi[:, L.GI_PC_DROPPED] * 4096,
+            "writeback_bytes": gi[:, L.GI_WRITEBACK] * 4096,
+            "guest_swap_out_bytes": gi[:, L.GI_GSWAPOUT] * 4096,
+            "guest_swap_in_bytes": gi[:, L.GI_GSWAPIN] * 4096,
+            "kswapd_wakes": gi[:, L.GI_KSWAPD_WAKES],
+            "direct_reclaims": gi[:, L.GI_DIRECT_RECLAIMS],
+            "guest_reclaim_stall_s": gf[:, L.GF_GUEST_RECLAIM_STALL],
+            "kswapd_cpu_s": gf[:, L.GF_KSWAPD_CPU],
         }
     )
     summed = (

@@ -17,8 +17,9 @@ from ..guest.buddy import (
 )
 from ..guest.mm import alloc_pages
 from ..guest.pcp import pcp_batch_high
+from ..guest.reclaim import guest_reclaim
 from ..guest.xbitmap import tracking_arrays
-from ..hinting import MECHANISMS, mechanism_module
+from ..hinting import MECHANISMS, mechanism_is_safe, mechanism_module
 from ..hinting.dispatch import free_hook_order, hook_functions
 from ..host.backing import HPAGE_PAGES, ensure_ram
 from ..host.costs import cost_array
@@ -27,9 +28,18 @@ from ..host.migration import migration_arrays, migration_step
 from ..host.policy import POLICIES, policy_module
 from ..state import layout as L
 from ..state import units
-from ..workloads import DEFAULT_CHURN_ORDERS, WL_CHURN, WL_MEMHOG, WL_TRACE, WORKLOADS
+from ..workloads import (
+    COMMON,
+    DEFAULT_CHURN_ORDERS,
+    PARAMS,
+    WL_CHURN,
+    WL_MEMHOG,
+    WL_TRACE,
+    WORKLOADS,
+)
 from ..workloads.churn import churn_step
 from ..workloads.common import boot
+from ..workloads.io import mm_step
 from ..workloads.memhog import memhog_step
 from ..workloads.trace import trace_step
 from .loop import TICK_S, check_all
@@ -102,19 +112,34 @@ def build_state(cfg):
         gf[g, L.GF_WL_START] = start + float(params.get("start_s", 0.0))
         gf[g, L.GF_WL_NEXT] = gf[g, L.GF_WL_START]
         gf[g, L.GF_WL_END] = np.nan
-        wp[g, L.WP_BOOT] = min(params.get("boot", 256 << 20), n * 4096)
-        wp[g, L.WP_START] = params.get("start_s", 0.0)
-        wp[g, L.WP_SIZE] = params.get("size", 1 << 30)
-        wp[g, L.WP_RATE] = params.get("rate", 1 << 30)
-        wp[g, L.WP_FREE_RATE] = params.get("free_rate", 8 << 30)
-        wp[g, L.WP_HOLD] = params.get("hold_s", 5.0)
-        wp[g, L.WP_REPEAT] = params.get("repeat", 1)
-        wp[g, L.WP_GAP] = params.get("gap_s", 5.0)
-        wp[g, L.WP_ORDER] = params.get("order", 0)
-        wp[g, L.WP_SPEED] = params.get("speed", 1.0)
+        given = params
+        # every parameter: given, else its default (fphlib.workloads.COMMON/PARAMS, one home)
+        params = {k: v for k, (_, v) in {**COMMON, **PARAMS["memhog"], **PARAMS["trace"],
+                                         **PARAMS[wl]}.items()} | dict(given)
+        wp[g, L.WP_BOOT] = min(params["boot"], n * 4096)
+        boot_pages = int(wp[g, L.WP_BOOT]) // 4096  # split in pages (bytes in wp)
+        wp[g, L.WP_BOOT_SLAB] = round(params["boot_slab"] * boot_pages) * 4096
+        wp[g, L.WP_BOOT_CACHE] = round(params["boot_cache"] * boot_pages) * 4096
+        wp[g, L.WP_IO_RATE] = params["io_rate"]
+        wp[g, L.WP_IO_WRITE] = params["io_write"]
+        wp[g, L.WP_START] = params["start_s"]
+        wp[g, L.WP_SIZE] = params["size"]
+        wp[g, L.WP_RATE] = params["rate"]
+        wp[g, L.WP_FREE_RATE] = params["free_rate"]
+        wp[g, L.WP_HOLD] = params["hold_s"]
+        wp[g, L.WP_REPEAT] = params["repeat"]
+        wp[g, L.WP_RUNS] = params["runs"]
+        wp[g, L.WP_GAP] = params["gap_s"]
+        wp[g, L.WP_ORDER] = params["order"]
+        wp[g, L.WP_SPEED] = params["speed"]
+        gi[g, L.GI_PC_HEAD] = gi[g, L.GI_PC_TAIL] = gi[g, L.GI_SLAB_HEAD] = -1
+        gi[g, L.GI_GSWAP_CAP] = cfg.guest_swap // 4096
+        # the kernel's watermarks and reclaim, for a guest with anything to reclaim
+        gi[g, L.GI_MM_ON] = int(wp[g, L.WP_BOOT_SLAB] + wp[g, L.WP_BOOT_CACHE] > 0
+                                or wp[g, L.WP_IO_RATE] > 0 or cfg.guest_swap > 0)
         cap = 0
         if wl == "churn":
-            target_pages = params.get("target", 0.5) * n
+            target_pages = params["target"] * n
             wp[g, L.WP_TARGET] = target_pages * 4096
             mix = params.get("orders", DEFAULT_CHURN_ORDERS)
             weights = np.zeros(NR_ORDERS)
@@ -165,6 +190,7 @@ def build_state(cfg):
     pi[L.PI_THP] = int(cfg.host_thp)
     pi[L.PI_VCPUS] = V
     pi[L.PI_DEBUG] = int(cfg.debug)
+    pi[L.PI_SAFE] = int(mechanism_is_safe(cfg.mechanism, cfg.mechanism_settings()))
     pi[L.PI_N_TICKS] = n_ticks
     pi[L.PI_SAMPLE_TICKS] = every
     pi[L.PI_KSWAPD] = int(cfg.host_kswapd)
@@ -284,6 +310,9 @@ def bind_units(s, cfg):
         slots[units.SLOT["host_step"]] = ("host_step", host_step)
     slots[units.SLOT["guest_boot"]] = ("guest_boot", boot)
     slots[units.SLOT["guest_alloc_slowpath"]] = ("guest_alloc_slowpath", alloc_pages)
+    if s.gi[:, L.GI_MM_ON].any():  # page cache, slab, guest swap: the guest's reclaim
+        slots[units.SLOT["guest_reclaim"]] = ("guest_reclaim", guest_reclaim)
+        slots[units.SLOT["guest_mm_step"]] = ("guest_mm_step", mm_step)
     for wl in sorted({int(w) for w in s.gi[:, L.GI_WL]} & set(WORKLOAD_STEPS)):
         slots[units.SLOT_WORKLOAD + wl] = ("workload_step", WORKLOAD_STEPS[wl])
     units.bind(s, slots)

@@ -10,17 +10,30 @@ from ..guest.buddy import (
     ISOLATED_BASE,
     NOT_HEAD,
     ON_PCP,
+    PC_CLEAN,
+    PC_DIRTY,
     PG_BACKED,
     PG_DATA,
+    PG_IN_FLIGHT,
     PG_REPORTED,
 )
 from ..state.borrow import borrow_state, borrow_zone
 from ..state.layout import (
     GI_BALLOON,
+    GI_GSWAP,
+    GI_GSWAP_CAP,
+    GI_HELD_HEAD,
+    GI_HELD_PAGES,
     GI_ISOLATED,
     GI_NPAGES,
     GI_OFF,
+    GI_PC,
+    GI_PC_DIRTY,
+    GI_PC_HEAD,
+    GI_PC_TAIL,
     GI_RSS,
+    GI_SLAB,
+    GI_SLAB_HEAD,
     GI_STATUS,
     GI_SWAP,
     GI_USED,
@@ -28,6 +41,7 @@ from ..state.layout import (
     HI_SWAP,
     PG_SWAPPED,
     PI_G,
+    PI_SAFE,
     ST_KILLED,
 )
 
@@ -40,13 +54,18 @@ INVARIANTS = {
     6: "free pages differ from sum(nr_free << order)",
     7: "isolated pages differ from the isolated counter",
     8: "pcp list length or page state differs from pcp count",
-    9: "allocated pages differ from workload pages + balloon pages",
+    9: "allocated pages differ from workload + balloon + page-cache + slab pages",
     10: "PageReported set on a page that is not a free head",
     11: "PG_DATA set on a free, isolated or pcp page",
     12: "backed pages differ from the guest's RSS counter",
     13: "a page is both backed and swapped",
     14: "host RSS or swap differs from the sum over guests",
     15: "swapped pages differ from the guest's swap counter",
+    16: "a safe mechanism hinted or discarded a page-cache page (in flight, or neither backed "
+        "nor swapped); an unsafe variant's such loss is a counted lost write instead",
+    17: "page-cache LRU list or counters (pages, dirty) inconsistent",
+    18: "slab list differs from the slab counter",
+    19: "guest swap: held pages + guest swap != the workload's mapped pages, or swap over size",
 }
 
 
@@ -81,6 +100,10 @@ def check_guest(s, g, z):
     pcp = 0
     backed = 0
     swapped = 0
+    cache = 0
+    dirty = 0
+    alive = s.gi[g, GI_STATUS] != ST_KILLED  # the host freed all of a killed guest's memory
+    safe = s.pi[PI_SAFE] != 0
     p = 0
     while p < n:
         st = z.state[p]
@@ -100,6 +123,16 @@ def check_guest(s, g, z):
             size = 1
             pcp += 1
             kind = 3
+        elif st == PC_CLEAN or st == PC_DIRTY:
+            size = 1
+            alloc += 1
+            kind = 1
+            cache += 1
+            if st == PC_DIRTY:
+                dirty += 1
+            f = z.flags[p]
+            if safe and ((not f & (PG_BACKED | PG_SWAPPED) and alive) or f & PG_IN_FLIGHT):
+                return 16, p
         else:
             return 4, p
         if p & (size - 1) or p + size > n:
@@ -145,8 +178,38 @@ def check_guest(s, g, z):
         pcp_listed += c
     if pcp_listed != pcp:
         return 8, pcp
-    if alloc != s.gi[g, GI_USED] + s.gi[g, GI_BALLOON]:
+    if alloc != s.gi[g, GI_USED] + s.gi[g, GI_BALLOON] + s.gi[g, GI_PC] + s.gi[g, GI_SLAB]:
         return 9, alloc
+    if cache != s.gi[g, GI_PC] or dirty != s.gi[g, GI_PC_DIRTY]:
+        return 17, cache
+    c = 0
+    prev = -1
+    q = s.gi[g, GI_PC_HEAD]
+    while q >= 0 and c <= n:
+        if z.prev[q] != prev or not (z.state[q] == PC_CLEAN or z.state[q] == PC_DIRTY):
+            return 17, q
+        c += 1
+        prev = q
+        q = z.next[q]
+    if c != cache or s.gi[g, GI_PC_TAIL] != prev:
+        return 17, c
+    c = 0
+    q = s.gi[g, GI_SLAB_HEAD]
+    while q >= 0 and c <= n:
+        if z.state[q] != ALLOC_BASE:
+            return 18, q
+        c += 1
+        q = z.next[q]
+    if c != s.gi[g, GI_SLAB]:
+        return 18, c
+    held = 0
+    q = s.gi[g, GI_HELD_HEAD]
+    while q >= 0 and held <= n:
+        held += 1 << (z.state[q] - ALLOC_BASE)
+        q = z.next[q]
+    if held + s.gi[g, GI_GSWAP] != s.gi[g, GI_HELD_PAGES] or not (
+            0 <= s.gi[g, GI_GSWAP] <= s.gi[g, GI_GSWAP_CAP]):
+        return 19, held
     if backed != s.gi[g, GI_RSS]:
         return 12, backed
     if swapped != s.gi[g, GI_SWAP]:

@@ -30,11 +30,13 @@ Time model
 
 - The host's kswapd and khugepaged (:mod:`fphlib.host.daemons`) run at the end of a tick
   in which they have an instant (kswapd: every tick while awake), after the guests.
+- A guest's page-cache I/O and kswapd (fphlib.guest.reclaim) run after its workload in each
+  tick, when it does I/O or an allocation woke kswapd.
 
 Simplifications (besides those listed in each module): one NUMA node and one zone per guest;
-no guest page cache, kswapd, compaction or page shuffling; vCPUs of a guest run one
-workload thread (memhog on vCPU 0, churn on random vCPUs); the host's memory is backed guest
-pages + a fixed overhead per running guest + a fixed host reserve (``host_reserve``).
+no compaction or page shuffling; vCPUs of a guest run one workload thread (memhog on vCPU 0,
+churn on random vCPUs); the host's memory is backed guest pages + a fixed overhead per
+running guest + a fixed host reserve (``host_reserve``).
 """
 
 
@@ -47,6 +49,7 @@ from ..state.borrow import borrow_state, borrow_zone, zone_of
 from ..state.hooks import (
     debug_check,
     guest_boot,
+    guest_mm_step,
     host_ensure_ram,
     host_step,
     mech_reported_pages,
@@ -64,9 +67,13 @@ from ..state.layout import (
     GI_ASK_TOLD,
     GI_BALLOON,
     GI_DQ_N,
+    GI_GSWAP,
     GI_ISOLATED,
+    GI_KSWAPD,
+    GI_PC,
     GI_REPORTED_PAGES,
     GI_RSS,
+    GI_SLAB,
     GI_STATUS,
     GI_SWAP,
     GI_USED,
@@ -87,11 +94,14 @@ from ..state.layout import (
     PI_SAMPLE_TICKS,
     RG_BALLOON,
     RG_FREE,
+    RG_GUEST_SWAP,
     RG_ISOLATED,
+    RG_PAGE_CACHE,
     RG_PCP,
     RG_REPORTED,
     RG_REPORTED_FREE,
     RG_RSS,
+    RG_SLAB,
     RG_SWAP,
     RG_USED,
     RH_FREE,
@@ -99,6 +109,7 @@ from ..state.layout import (
     RH_SWAP,
     ST_RUNNING,
     ST_WAITING,
+    WP_IO_RATE,
 )
 from ..state.units import publish
 from ..workloads import WL_IDLE
@@ -129,6 +140,9 @@ def sample(s, k):
         s.rec_g[k, g, RG_PCP] = pcp * 4096.0
         s.rec_g[k, g, RG_BALLOON] = s.gi[g, GI_BALLOON] * 4096.0
         s.rec_g[k, g, RG_SWAP] = s.gi[g, GI_SWAP] * 4096.0
+        s.rec_g[k, g, RG_PAGE_CACHE] = s.gi[g, GI_PC] * 4096.0
+        s.rec_g[k, g, RG_SLAB] = s.gi[g, GI_SLAB] * 4096.0
+        s.rec_g[k, g, RG_GUEST_SWAP] = s.gi[g, GI_GSWAP] * 4096.0
     used = s.hi[HI_RSS] + s.hi[HI_OVERHEAD_PAGES]
     s.rec_h[k, RH_RSS] = used * 4096.0
     s.rec_h[k, RH_SWAP] = s.hi[HI_SWAP] * 4096.0
@@ -215,6 +229,11 @@ def run_chunk(s, tick0, tick1):
                         continue
                     if s.gi[g, GI_STATUS] != ST_RUNNING:
                         continue
+            # page-cache I/O and kswapd (fphlib.workloads.io, its own unit), when they have work
+            if s.gi[g, GI_KSWAPD] or s.wp[g, WP_IO_RATE] > 0.0:
+                guest_mm_step(s, g, z, t, dt, cost, ovh)
+                if s.gi[g, GI_STATUS] != ST_RUNNING:
+                    continue
             # the mechanism's instants (its mf column MECH_WAKE) and the host's new asks
             if s.mf[g, MECH_WAKE] <= t_end or s.gi[g, GI_ASK_SEQ] != s.gi[g, GI_ASK_TOLD]:
                 s.gi[g, GI_ASK_TOLD] = s.gi[g, GI_ASK_SEQ]

@@ -26,12 +26,13 @@ import numpy as np
 import pandas as pd
 
 from ..units import parse_size
+from ..workloads import COMMON
 
 V8_HOST_MEM = 15837 << 20  # "15837 MB" read as MiB (see the module docstring)
 
 # Launch interval, one default for every mechanism (no per-mechanism tuning). A 4 GiB memhog
-# at its default first-touch rate of 1 GiB/s takes ~4 s, holds 1 s and frees in 0.5 s
-# (~5.7 s); free page reporting then starts 2 s later (PAGE_REPORTING_DELAY) and, with its
+# at its default touch rate (~1.5 GB/s plus host faults) takes ~3-15 s, holds 1 s and frees
+# in 0.5 s; free page reporting then starts 2 s later (PAGE_REPORTING_DELAY) and, with its
 # per-pass budget of ceil(nr_free/512) + 1 reports of 32 blocks per free list, needs ~17 s
 # to report the 4 GiB back (measured: a 5 GiB guest is down to its boot footprint 23 s after
 # it started; the kernel's comment says an idle system is fully reported in ~30 s). The
@@ -65,15 +66,17 @@ COLUMNS = (
     "admitted",
 )
 
-# FPHLIB_PROFILE sizes of the v8 scenario: "full" is the cover letter; "demo" and "smoke"
-# scale host, guests, memhog and boot footprint down by 4 and 16 (same ratios, so the
-# same count without hinting).
+# FPHLIB_PROFILE sizes of the v8 scenario: "full" is the cover letter with the default guest
+# (a distro guest's boot footprint: page cache, slab, anonymous memory; fphlib.workloads);
+# "demo" and "smoke" scale host, guests, memhog and boot footprint down by 4 and 16 (same
+# ratios, so the same count without hinting).
+_BOOT = COMMON["boot"][1]
 _SIZES = {
     "smoke": dict(host_mem=V8_HOST_MEM // 16, guest_mem="320MiB", size="256MiB",
-                  boot="16MiB", max_guests=8),
+                  boot=_BOOT // 16 // 4096 * 4096, max_guests=8),
     "demo": dict(host_mem=V8_HOST_MEM // 4, guest_mem="1280MiB", size="1GiB",
-                 boot="64MiB", max_guests=12),
-    "full": dict(host_mem=V8_HOST_MEM, guest_mem="5GiB", size="4GiB", boot="256MiB",
+                 boot=_BOOT // 4 // 4096 * 4096, max_guests=12),
+    "full": dict(host_mem=V8_HOST_MEM, guest_mem="5GiB", size="4GiB", boot=_BOOT,
                  max_guests=12),
 }
 
@@ -115,7 +118,7 @@ def v8_admission_kwargs(profile=None):
     ----------
     profile : {"smoke", "demo", "full"}, optional
         Default: ``$FPHLIB_PROFILE``, else ``"demo"``. ``"full"`` is the cover letter (host
-        15837 MiB, 5 GiB guests, memhog 4 GiB, 256 MiB boot footprint); ``"demo"`` and
+        15837 MiB, 5 GiB guests, memhog 4 GiB, the default boot footprint); ``"demo"`` and
         ``"smoke"`` divide every size by 4 and 16.
 
     Returns
@@ -146,7 +149,6 @@ def admission_config(mechanism="none", host_mem=V8_HOST_MEM, guest_mem="5GiB", s
                      sample_s=0.5, settle_s=None, **overrides):
     """The :class:`fphlib.SimConfig` of one admission run (see :func:`admission`)."""
     from ..api.config import SimConfig
-    from ..workloads import COMMON
 
     mechanism = _mechanism("mechanism", mechanism)
     interval_s = _positive("interval_s", interval_s)

@@ -25,7 +25,6 @@ would fail in the guest: :func:`memhog_sequence` touches ``size`` = guest memory
 all its memory at boot, by one ``memhog`` pass over most of its memory.
 """
 
-import math
 
 import pandas as pd
 
@@ -105,9 +104,9 @@ def memhog_sequence(mechanisms=SEQUENCE_MECHANISMS, scale=1.0, interval_s=SEQUEN
     Returns
     -------
     pandas.DataFrame
-        ``SEQUENCE_COLUMNS``: each memhog's ``runtime_s`` (start to exit), the guest's
-        ``status``, its pages swapped out by the host, and the host's swap peak and level
-        at the end of that guest's memhog.
+        ``SEQUENCE_COLUMNS``: each memhog's ``runtime_s`` (its ``workload_runtime_s``: the
+        time spent touching), the guest's ``status``, its pages swapped out by the host, and
+        the host's swap peak and level when that guest's memhog exited.
     """
     from ..hinting import MECHANISMS
 
@@ -122,10 +121,12 @@ def memhog_sequence(mechanisms=SEQUENCE_MECHANISMS, scale=1.0, interval_s=SEQUEN
                              f"{', '.join(MECHANISMS)}")
         res = simulate(sequence_config(mech, scale, interval_s, size, seed, **overrides))
         gs, host = res.guest_summary, res.host.set_index("t_s")
+        ev = res.events
         for g in range(len(gs)):
             start = g * interval_s
             rt = float(gs["workload_runtime_s"].iloc[g])
-            end = start + rt if math.isfinite(rt) else res.config.duration_s
+            exits = ev.loc[(ev["guest"] == g) & (ev["kind"] == "workload_end"), "t_s"]
+            end = float(exits.iloc[0]) if len(exits) else res.config.duration_s
             rows.append(dict(
                 mechanism=mech, guest=g, start_s=start, runtime_s=rt,
                 status=gs["status"].iloc[g],

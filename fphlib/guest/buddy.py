@@ -60,6 +60,10 @@ NOT_HEAD = -1  # a tail page of some block
 ALLOC_BASE = 16  # allocated head: ALLOC_BASE + order
 ISOLATED_BASE = 32  # isolated head (``__isolate_free_page``): ISOLATED_BASE + order
 ON_PCP = 48  # order-0 page sitting on a per-CPU list (allocated as far as the buddy can see)
+# order-0 page-cache page, clean or dirty (fphlib.guest.reclaim): allocated as far as the
+# buddy, the free-page trackers and reporting can see, as in the kernel (PG_lru/PG_dirty)
+PC_CLEAN = 56
+PC_DIRTY = 57
 
 # ``Zone.flags`` per page.
 PG_REPORTED = np.uint8(1)  # PageReported: valid only on free heads

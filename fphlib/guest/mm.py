@@ -7,18 +7,36 @@ balloon's OOM notifier deflates 256 pages) and retries while it frees some; othe
 fails (the guest would OOM-kill the task). Every block freed into the buddy reaches the
 mechanism's ``on_free`` hook with its merged pfn and order (:func:`notify_free`).
 
-Simplification: no guest watermarks, kswapd or direct reclaim (the guest has no page cache to
-reclaim); an allocation succeeds while a block of the order exists.
+A guest with reclaim on (``GI_MM_ON``: page cache, slab or guest swap; fphlib.guest.reclaim)
+has the kernel's zone watermarks: the fast path (``workloads.common.alloc_touch``) refuses to
+go below the low watermark and comes here; the slow path wakes kswapd, allows allocations down
+to the min watermark (``ALLOC_WMARK_MIN``) and below it reclaims directly
+(``__alloc_pages_direct_reclaim``, at least ``SWAP_CLUSTER_MAX`` pages a pass) while reclaim
+makes progress, before the pcp drain and the mechanism's turn. A guest without reclaim keeps the
+older model: no watermarks, an allocation succeeds while a block of the order exists.
+
+Simplifications: no compaction (a high-order allocation that finds no block reclaims until
+nothing is left to reclaim), no ``should_reclaim_retry`` back-off, no guest OOM killer (the
+allocation fails and the workload handles it).
 """
 
 from .._jit import jit
 from ..state.borrow import borrow_state, borrow_zone
-from ..state.hooks import mech_on_alloc_fail
-from ..state.layout import GF_DEBT, GF_STALL, GI_LOCK_OPS
-from .buddy import ALLOC_BASE, PG_DATA, free_one_page, rmqueue_smallest
+from ..state.hooks import guest_reclaim, mech_on_alloc_fail
+from ..state.layout import (
+    GF_DEBT,
+    GF_STALL,
+    GI_KSWAPD,
+    GI_LOCK_OPS,
+    GI_LOW_WMARK,
+    GI_MIN_WMARK,
+    GI_MM_ON,
+)
+from .buddy import ALLOC_BASE, PG_DATA, free_one_page, nr_free_pages, rmqueue_smallest
 from .pcp import drain_all_pages, notify_free, pcp_alloc, pcp_free
 
 NOT_DATA = ~PG_DATA
+SWAP_CLUSTER_MAX = 32  # include/linux/swap.h: pages a direct reclaim pass aims for
 
 
 @jit(inline="always")  # one call site (the loop below): no compile unit of its own
@@ -37,11 +55,19 @@ def alloc_pages(s, g, z, order, cpu, t, cost):
     """Allocate an ``order`` block for the workload; return its pfn or -1."""
     s = borrow_state(s)
     z = borrow_zone(z)
+    mm_on = s.gi[g, GI_MM_ON] != 0
+    n = 1 << order
+    if mm_on and nr_free_pages(z) - n < s.gi[g, GI_LOW_WMARK]:
+        s.gi[g, GI_KSWAPD] = 1  # wake_all_kswapds: it runs at the end of this tick
     attempt = 0
     while True:
-        pfn = _try_alloc(s, g, z, order, cpu)
+        short = s.gi[g, GI_MIN_WMARK] + n - nr_free_pages(z) if mm_on else 0
+        pfn = _try_alloc(s, g, z, order, cpu) if short <= 0 else -1
         if pfn >= 0:
             return pfn
+        if mm_on:  # __alloc_pages_direct_reclaim, while it makes progress
+            if guest_reclaim(s, g, z, max(short, SWAP_CLUSTER_MAX), 1, t, cost) > 0:
+                continue
         if attempt > 0:  # after draining: the mechanism's turn, while it frees some
             freed, stall = mech_on_alloc_fail(s, g, z, t, cost)
             if freed == 0:

@@ -85,6 +85,19 @@ DEFAULTS = {
     # RAM: 1.15-1.42 s per 96 GiB (Ben Gardon 2022), 0.143 s per 16 GiB (Keqian Zhu 2021).
     "mig_sync_gib": (12e-3, "reference costs.md §10: clear dirty log ~12 ms per GiB, "
                      "Gardon 2022 [derived]"),
+    # The guest's own reclaim (fphlib.guest.reclaim). Dropping one clean page-cache page
+    # (isolate from the LRU, unmap, free): no published per-page figure; kswapd reclaims clean
+    # page cache at GB/s, i.e. well under 1 µs per page.
+    "guest_reclaim": (0.5e-6, "[assumption] LRU isolate + __remove_mapping + free, ~1000 cycles"),
+    # Writing back one dirty 4 KiB page-cache page before it can be dropped: taken equal to
+    # the kernel's swap-out CPU cost per page (the same bio submission path).
+    "guest_writeback": (9e-6, "[assumption] = guest_swap_out: costs.md §7, Huang Ying 2017, "
+                        "9 µs per 4 KiB per CPU [derived]"),
+    # The guest swapping one 4 KiB anonymous page out to its swap disk, and back in on a touch.
+    "guest_swap_out": (9e-6, "costs.md §7: swap-out CPU cost ~9 µs per 4 KiB per CPU, "
+                       "Huang Ying 2017 [derived]"),
+    "guest_swap_in": (20e-6, "costs.md §7: NVMe swap-in fault p50 < 20 µs, Chris Li 2023 "
+                      "[measured]"),
 }
 
 # Sizes (bytes), not times; kept here so that every model constant is overridable in one place.

@@ -26,6 +26,8 @@ _debug_check = caller("debug_check")
 _guest_boot = caller("guest_boot")
 _guest_alloc_slowpath = caller("guest_alloc_slowpath")
 _host_step = caller("host_step")
+_guest_reclaim = caller("guest_reclaim")
+_guest_mm_step = caller("guest_mm_step")
 _SLOT_MECH_START = SLOT["mech_start"]
 _SLOT_MECH_TICK = SLOT["mech_tick"]
 _SLOT_MECH_ON_FREE = SLOT["mech_on_free"]
@@ -38,6 +40,8 @@ _SLOT_DEBUG_CHECK = SLOT["debug_check"]
 _SLOT_GUEST_BOOT = SLOT["guest_boot"]
 _SLOT_GUEST_ALLOC_SLOWPATH = SLOT["guest_alloc_slowpath"]
 _SLOT_HOST_STEP = SLOT["host_step"]
+_SLOT_GUEST_RECLAIM = SLOT["guest_reclaim"]
+_SLOT_GUEST_MM_STEP = SLOT["guest_mm_step"]
 
 
 @jit(inline="always")
@@ -139,3 +143,21 @@ def host_step(s, now, cost):
     fn = s.fn[_SLOT_HOST_STEP]
     if fn != 0:
         _host_step(fn, s, now, cost)
+
+
+@jit(inline="always")
+def guest_reclaim(s, g, z, need, direct, t, cost):
+    """The guest's reclaim of ``need`` pages (direct reclaim if ``direct``, else kswapd;
+    fphlib.guest.reclaim.guest_reclaim); pages freed (0 when the run has no guest reclaim)."""
+    fn = s.fn[_SLOT_GUEST_RECLAIM]
+    if fn == 0:
+        return 0
+    return _guest_reclaim(fn, s, g, z, need, direct, t, cost)
+
+
+@jit(inline="always")
+def guest_mm_step(s, g, z, t, dt, cost, ovh):
+    """Guest g's page-cache I/O and kswapd in one tick (fphlib.workloads.io.mm_step)."""
+    fn = s.fn[_SLOT_GUEST_MM_STEP]
+    if fn != 0:
+        _guest_mm_step(fn, s, g, z, t, dt, cost, ovh)

@@ -52,7 +52,17 @@ XB_NODE_OFF XB_NODE_N XB_LEAF_OFF XB_LEAF_N
 REPORTS REPORTED_PAGES VMEXITS FAULTS REFAULTS ALLOC_FAIL LOST LOCK_OPS SWAPOUT
 EVENTS BALLOON_MSGS OOM_DEFLATES STALE_HINTS
 FPH_CMD SWAPINS
+PC PC_DIRTY PC_HEAD PC_TAIL SLAB SLAB_HEAD SLAB_DEBT GSWAP GSWAP_CAP HELD_PAGES MM_ON KSWAPD
+PC_DROPPED WRITEBACK GSWAPOUT GSWAPIN KSWAPD_WAKES DIRECT_RECLAIMS WL_RUN
 OOM_ADJ""")
+# guest memory beyond anonymous pages (fphlib.guest.reclaim): PC/PC_DIRTY: page-cache pages
+# (of them dirty), an LRU list through ``nxt``/``prv`` from PC_HEAD (oldest) to PC_TAIL;
+# SLAB: kernel (slab) pages, a stack through ``nxt`` from SLAB_HEAD; SLAB_DEBT: page-cache
+# pages added (+) or reclaimed (-) not yet matched by a slab page (one per SLAB_PC_PAGES);
+# GSWAP/GSWAP_CAP: pages in the guest's swap / its size; HELD_PAGES: pages the workload's
+# held list maps (resident + in guest swap); MM_ON: watermarks enforced and reclaim on;
+# KSWAPD: kswapd awake; PC_DROPPED ... DIRECT_RECLAIMS: counters; WL_RUN: memhog runs done;
+# OOM_ADJ: the guest's oom_score_adj (host OOM killer, fphlib.host.backing)
 
 # guest status
 ST_WAITING = 0  # not booted yet
@@ -65,10 +75,14 @@ ST_KILLED = 2  # OOM-killed by the host
 # RECLAIM_STALL: the part spent in host direct reclaim (its CPU and the swap device's queue)
 NGF = _columns("GF", """START WL_START WL_NEXT CREDIT DEBT STALL GUEST_CPU HOST_CPU WL_END
 ASK_T REFAULT_STALL SWAPIN_STALL
-RECLAIM_STALL""")
+RECLAIM_STALL IO_CREDIT WL_TOUCH WL_PASS_T0 GUEST_RECLAIM_STALL KSWAPD_CPU""")
+# IO_CREDIT: page-cache pages owed by the I/O rate; WL_TOUCH: seconds memhog spent touching
+# (workload_runtime_s), WL_PASS_T0: start of its current pass; GUEST_RECLAIM_STALL: part of
+# STALL spent in the guest's direct reclaim; KSWAPD_CPU: guest CPU of the guest's kswapd
 
 # ------------------------------------------------------------------ workload parameter columns
-NWP = _columns("WP", "BOOT START SIZE RATE FREE_RATE HOLD REPEAT GAP ORDER TARGET OPS SPEED")
+NWP = _columns("WP", "BOOT START SIZE RATE FREE_RATE HOLD REPEAT GAP ORDER TARGET OPS SPEED "
+               "BOOT_CACHE BOOT_SLAB IO_RATE IO_WRITE RUNS")
 
 # ------------------------------------------------------------------ host int64 / float64
 # OVERHEAD_PAGES: the host reserve (SimConfig.host_reserve) + the VMM overhead of each running
@@ -94,8 +108,10 @@ NHF = _columns("HF", "CPU POLICY_NEXT SWAP_BUSY HOST_NEXT KHUGE_NEXT KSWAPD_CPU 
 # KSWAPD / KHUGEPAGED: the host daemons are on (SimConfig.host_kswapd / host_khugepaged)
 NPI = _columns(
     "PI", "G MECH POLICY HINT_ORDER FREE_HOOK_ORDER THP VCPUS DEBUG N_TICKS SAMPLE_TICKS "
-    "KSWAPD KHUGEPAGED"
+    "KSWAPD KHUGEPAGED SAFE"
 )
+# SAFE: the run's mechanism variant is safe (fphlib.hinting.mechanism_is_safe): the debug
+# checks then also require that no page-cache page is ever hinted or discarded
 # SWAP_PAGE_S: the swap device's time per 4 KiB page (4096 / host_swap_bandwidth; 0: no limit)
 NPF = _columns("PF", "DT POLICY_INTERVAL SWAP_PAGE_S")
 
@@ -108,7 +124,8 @@ NMF = _columns("MF", "AT NEXT BW DOWNTIME T_END DOWNTIME_S PASS_T0 HOLD_START HO
 # ------------------------------------------------------------------ recorded series
 # RG_REPORTED: bytes reported/ballooned so far (cumulative, the summary's reported_bytes);
 # RG_REPORTED_FREE: free pages flagged reported now (the mechanism's reported_pages hook)
-NRG = _columns("RG", "RSS FREE REPORTED ISOLATED USED PCP BALLOON SWAP REPORTED_FREE")
+NRG = _columns("RG", "RSS FREE REPORTED ISOLATED USED PCP BALLOON SWAP REPORTED_FREE "
+               "PAGE_CACHE SLAB GUEST_SWAP")
 NRH = _columns("RH", "RSS SWAP FREE")
 
 # event kinds (rows of ``ev``: t_s, guest, kind, value)

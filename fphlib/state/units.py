@@ -50,6 +50,8 @@ SPECS = {
     "host_ensure_ram": ("s need t g cost ovh", types.none),
     "guest_boot": ("s g z t cost ovh", types.boolean),
     "guest_alloc_slowpath": ("s g z order cpu t cost", types.int64),
+    "guest_reclaim": ("s g z need k t cost", types.int64),
+    "guest_mm_step": ("s g z t dt cost ovh", types.none),
     "debug_check": ("s k", types.int64),
     "workload_step": ("s g z t dt cost ovh", types.boolean),
     "host_step": ("s now cost", types.none),

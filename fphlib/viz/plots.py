@@ -46,7 +46,7 @@ SUMMARY_METRICS = {
     "swap_out_bytes": Metric("bytes", "swapped out by the host"),
     "oom_kills": Metric("count", "guests OOM-killed by the host"),
     "workload_runtime_s": Metric(
-        "seconds", "workload runtime (mean)",
+        "seconds", "workload runtime (mean; memhog: time touching)",
         "the workload never finished: idle and churn run until the end, memhog may not finish "
         "in time"),
     "zone_lock_hold_s": Metric("seconds", "zone->lock hold time"),
@@ -86,6 +86,14 @@ GUEST_METRICS = {
     "early_discards": Metric("count", "discards forced early (queue full)"),
     "xbitmap_ops": Metric("count", "xbitmap operations under zone->lock"),
     "xbitmap_kmallocs": Metric("count", "xbitmap leaf/node allocations"),
+    "page_cache_dropped_bytes": Metric("bytes", "page cache dropped by guest reclaim"),
+    "writeback_bytes": Metric("bytes", "dirty page cache written back by guest reclaim"),
+    "guest_swap_out_bytes": Metric("bytes", "swapped out by the guest"),
+    "guest_swap_in_bytes": Metric("bytes", "swapped back in by the guest"),
+    "kswapd_wakes": Metric("count", "guest kswapd runs"),
+    "direct_reclaims": Metric("count", "guest direct reclaim passes"),
+    "guest_reclaim_stall_s": Metric("seconds", "stalled in guest direct reclaim"),
+    "kswapd_cpu_s": Metric("seconds", "guest CPU of kswapd"),
 }
 
 

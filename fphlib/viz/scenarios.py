@@ -16,19 +16,19 @@ HEADLINE_MECHANISMS = ("none", "balloon", "page_reporting")
 
 # Per profile: host RAM, guest RAM, boot footprint, memhog size, run length, sampling period.
 # Guest sizes are whole numbers of 4 MiB (order-10) blocks, as the guest model requires.
-# Memhog runs `repeat` rounds (touch, hold, free, gap), so the runs show memory coming back
+# Memhog runs `runs` times (touch, hold, free, gap), so the runs show memory coming back
 # between rounds, and the guests start staggered so that their peaks do not coincide.
 _SIZES = {
     # smoke guests stay above 64 MiB + low watermark free when idle, the zone size below which
     # free page reporting never runs (PAGE_REPORTING_CAPACITY << order 9)
     "smoke": dict(host_mem="1GiB", guest_mem="256MiB", boot="16MiB", size="160MiB",
-                  duration_s=15.0, sample_s=0.25, hold_s=2.0, gap_s=4.0, repeat=2,
+                  duration_s=15.0, sample_s=0.25, hold_s=2.0, gap_s=4.0, runs=2,
                   stagger_s=1.0),
     "demo": dict(host_mem="4GiB", guest_mem="1280MiB", boot="64MiB", size="1GiB",
-                 duration_s=60.0, sample_s=0.5, hold_s=6.0, gap_s=10.0, repeat=3,
+                 duration_s=60.0, sample_s=0.5, hold_s=6.0, gap_s=10.0, runs=3,
                  stagger_s=5.0),
     "full": dict(host_mem="16GiB", guest_mem="5GiB", boot="256MiB", size="4GiB",
-                 duration_s=120.0, sample_s=1.0, hold_s=10.0, gap_s=20.0, repeat=3,
+                 duration_s=120.0, sample_s=1.0, hold_s=10.0, gap_s=20.0, runs=3,
                  stagger_s=10.0),
 }
 
@@ -106,7 +106,7 @@ def headline_config(profile="full", mechanism="none", **overrides):
         workload="memhog",
         workload_params={"size": size, "boot": boot,
                          "hold_s": sizes["hold_s"], "gap_s": sizes["gap_s"],
-                         "repeat": sizes["repeat"]},
+                         "runs": sizes["runs"]},
         mechanism=mechanism,
         duration_s=duration,
         sample_s=max(sizes["sample_s"], float(duration) / 600),

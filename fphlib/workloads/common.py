@@ -1,9 +1,11 @@
-"""Pieces shared by the workload kernels: boot footprint, stall debt, alloc + touch."""
+"""Pieces shared by the workload kernels: boot footprint, stall debt, alloc + touch, page-cache
+and slab pages."""
 
 from .._jit import jit
-from ..guest.buddy import PG_BACKED, rmqueue_smallest
+from ..guest.buddy import PG_BACKED, nr_free_pages, rmqueue_smallest
 from ..guest.mm import free_block
 from ..guest.pcp import pcp_alloc
+from ..guest.reclaim import SLAB_PC_PAGES, lru_add, slab_push
 from ..host.backing import WRITTEN, touch
 from ..state.borrow import borrow_state, borrow_zone
 from ..state.hooks import guest_alloc_slowpath
@@ -13,8 +15,13 @@ from ..state.layout import (
     GI_BOOT,
     GI_EVENTS,
     GI_LOCK_OPS,
+    GI_LOW_WMARK,
+    GI_MM_ON,
+    GI_SLAB_DEBT,
     GI_USED,
     WP_BOOT,
+    WP_BOOT_CACHE,
+    WP_BOOT_SLAB,
 )
 
 
@@ -30,6 +37,17 @@ def pay_debt(s, g, dt):
 
 
 @jit(inline="always")
+def _below_low(s, g, z, n):
+    """``!zone_watermark_ok(low)`` after taking n pages; the free top-order blocks alone
+    usually clear it (one load instead of summing every order)."""
+    low = s.gi[g, GI_LOW_WMARK] + n
+    top = z.nr_free.shape[0] - 1
+    if z.nr_free[top] << top >= low:
+        return False
+    return nr_free_pages(z) < low
+
+
+@jit(inline="always")
 def alloc_touch(s, g, z, order, cpu, t, cost, ovh):
     """Allocate and write a block. Returns pfn, -1 (allocation failed) or -2 (guest killed).
 
@@ -37,7 +55,9 @@ def alloc_touch(s, g, z, order, cpu, t, cost, ovh):
     no function call; the slow paths (refill failure, first touch, swap) are calls.
     """
     s.gi[g, GI_EVENTS] += 1
-    if order == 0:
+    if s.gi[g, GI_MM_ON] and _below_low(s, g, z, 1 << order):
+        pfn = -1  # below the low watermark: the slow path (wakes kswapd, may reclaim)
+    elif order == 0:
         pfn = pcp_alloc(s, g, z, cpu)
     else:
         pfn = rmqueue_smallest(z, order)
@@ -70,15 +90,53 @@ def release(s, g, z, pfn, order, cpu, t):
     free_block(s, g, z, pfn, order, cpu, t)
 
 
+@jit(inline="always")
+def alloc_kernel_page(s, g, z, cpu, t, cost, ovh, kind):
+    """Allocate and write one order-0 page for the kernel: ``kind`` 0 slab, 1 clean page
+    cache, 2 dirty page cache. Returns pfn, -1 (no memory) or -2 (guest killed)."""
+    pfn = alloc_touch(s, g, z, 0, cpu, t, cost, ovh)
+    if pfn >= 0:
+        s.gi[g, GI_USED] -= 1  # not the workload's: counted as page cache or slab
+        if kind == 0:
+            slab_push(s, g, z, pfn)
+        else:
+            lru_add(s, g, z, pfn, kind == 2)
+    return pfn
+
+
+@jit(inline="always")
+def add_file_page(s, g, z, cpu, t, cost, ovh, dirty):
+    """A page read or written through the page cache, with the slab that comes with file
+    activity (one page per ``SLAB_PC_PAGES``). Returns pfn, -1 or -2 as ``alloc_touch``."""
+    pfn = alloc_kernel_page(s, g, z, cpu, t, cost, ovh, 2 if dirty else 1)
+    if pfn < 0:
+        return pfn
+    s.gi[g, GI_SLAB_DEBT] += 1
+    if s.gi[g, GI_SLAB_DEBT] >= SLAB_PC_PAGES:
+        s.gi[g, GI_SLAB_DEBT] -= SLAB_PC_PAGES
+        if alloc_kernel_page(s, g, z, cpu, t, cost, ovh, 0) == -2:
+            return -2
+    return pfn
+
+
 @jit
 def boot(s, g, z, t, cost, ovh):
-    """Allocate and touch the boot footprint (kernel, init, daemons); never freed.
+    """Allocate and touch the boot footprint (kernel and slab, page cache, anonymous memory
+    of init and daemons); the anonymous part is never freed.
 
     Returns False if the host killed the guest while it booted.
     """
     s = borrow_state(s)
     z = borrow_zone(z)
-    n = int(s.wp[g, WP_BOOT]) // 4096
+    n_slab = int(s.wp[g, WP_BOOT_SLAB]) // 4096
+    n_cache = int(s.wp[g, WP_BOOT_CACHE]) // 4096
+    n = int(s.wp[g, WP_BOOT]) // 4096 - n_slab - n_cache
+    for i in range(n_slab + n_cache):
+        pfn = alloc_kernel_page(s, g, z, 0, t, cost, ovh, 0 if i < n_slab else 1)
+        if pfn == -2:
+            return False
+        if pfn == -1:
+            break
     for _ in range(n):
         pfn = alloc_touch(s, g, z, 0, 0, t, cost, ovh)
         if pfn == -2:

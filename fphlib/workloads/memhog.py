@@ -1,44 +1,140 @@
-"""``memhog``: touch ``size`` bytes at ``rate``, hold ``hold_s``, free (exit) at ``free_rate``,
-repeat ``repeat`` times with ``gap_s`` between rounds (the test program of the reporting and
-hinting cover letters: ``memhog 4g`` / malloc + memset + exit).
+"""``memhog``: numactl's memhog (``memhog [-r<repeat>] size``, numactl/memhog.c): map ``size``
+bytes, touch all of it at ``rate``, ``repeat`` times over the same memory, then exit (free at
+``free_rate``). ``hold_s`` keeps the memory mapped after the touching before exiting (0 by
+default, as the tool: set it to model ``malloc + memset + sleep``). ``runs`` runs the program
+that many times, ``gap_s`` apart (a shell loop: each run maps fresh memory). This is also the
+test program of the reporting and hinting cover letters (``memhog 4g`` / malloc + memset +
+exit).
 
-Runs on vCPU 0, allocating blocks of ``order`` (0: 4 KiB faults; 9: guest THP). Pages are
-freed in allocation order (exit unmaps the address space in order). The held blocks are
-linked through the zone's ``next`` array (allocated pages do not use it), so memhog adds no
-per-page state. If an allocation fails the guest's OOM killer ends memhog at once: it frees
-what it holds (event ``guest_alloc_failure``).
+Runs on vCPU 0, allocating blocks of ``order`` (0: 4 KiB faults; 9: guest THP). The first pass
+allocates and writes each block (a first touch: the host backs it); later passes write the same
+blocks again, oldest first: a page the host swapped out is swapped back in
+(``fphlib.host.backing.touch``), a page the host discarded refaults, and a block the guest
+itself swapped out (``SimConfig.guest_swap``, fphlib.guest.reclaim) is read back into a new
+frame (``guest_swap_in`` per page, a stall). Pages are freed at exit in the order they were last
+touched. The held blocks are linked through the zone's ``next`` array (allocated pages do not use
+it), oldest first, so memhog adds no per-page state; the guest's reclaim swaps out from the
+oldest end, so the pages in guest swap are always the ones touched longest ago, the next a pass
+reaches.
+
+``workload_runtime_s`` is the time spent touching (every pass of every run, with its stalls;
+not the hold, the gaps or the exits). If an allocation fails the guest's OOM killer ends that
+run at once: it frees what it holds (event ``guest_alloc_failure``).
+
+Simplifications: the touch rate is one number for first touch and re-touch (host fault, swap
+and reclaim costs come on top as stalls); a pass writes whole blocks.
 """
 
 from .._jit import jit
-from ..host.backing import record_event
+from ..guest.buddy import PG_BACKED
+from ..host.backing import WRITTEN, record_event, touch
+from ..host.costs import C_GUEST_SWAP_IN
 from ..state.borrow import borrow_state, borrow_zone
 from ..state.layout import (
     EV_GUEST_OOM,
     EV_WORKLOAD_END,
     GF_CREDIT,
+    GF_DEBT,
+    GF_STALL,
     GF_WL_END,
     GF_WL_NEXT,
+    GF_WL_PASS_T0,
+    GF_WL_TOUCH,
+    GI_GSWAP,
+    GI_GSWAPIN,
     GI_HELD_HEAD,
+    GI_HELD_PAGES,
     GI_HELD_TAIL,
     GI_WL_CUR,
     GI_WL_PHASE,
     GI_WL_ROUND,
+    GI_WL_RUN,
     WP_FREE_RATE,
     WP_GAP,
     WP_HOLD,
     WP_ORDER,
     WP_RATE,
     WP_REPEAT,
+    WP_RUNS,
     WP_SIZE,
 )
 from .common import alloc_touch, pay_debt, release
 
 MH_WAIT = 0
-MH_ALLOC = 1
+MH_ALLOC = 1  # first pass: allocate and write
 MH_HOLD = 2
 MH_FREE = 3
-MH_GAP = 4
+MH_GAP = 4  # between runs
 MH_DONE = 5
+MH_RETOUCH = 6  # later passes: write the same blocks again
+
+
+@jit(inline="always")
+def _append(s, g, z, pfn):
+    tail = s.gi[g, GI_HELD_TAIL]
+    z.next[pfn] = -1
+    if tail >= 0:
+        z.next[tail] = pfn
+    else:
+        s.gi[g, GI_HELD_HEAD] = pfn
+    s.gi[g, GI_HELD_TAIL] = pfn
+
+
+@jit(inline="always")
+def _retouch(s, g, z, order, t, cost, ovh):
+    """Write the held block touched longest ago again; 0 done, -1 no memory, -2 killed."""
+    n = 1 << order
+    if s.gi[g, GI_GSWAP] >= n:  # it is in guest swap: a new frame, read back from swap
+        pfn = alloc_touch(s, g, z, order, 0, t, cost, ovh)
+        if pfn < 0:
+            return pfn
+        s.gi[g, GI_GSWAP] -= n
+        s.gi[g, GI_GSWAPIN] += n
+        stall = n * cost[C_GUEST_SWAP_IN]
+        s.gf[g, GF_DEBT] += stall
+        s.gf[g, GF_STALL] += stall
+        _append(s, g, z, pfn)
+        return 0
+    pfn = s.gi[g, GI_HELD_HEAD]
+    nxt = z.next[pfn]
+    s.gi[g, GI_HELD_HEAD] = nxt
+    if nxt < 0:
+        s.gi[g, GI_HELD_TAIL] = -1
+    _append(s, g, z, pfn)
+    backed = True
+    for p in range(pfn, pfn + n):
+        if not z.flags[p] & PG_BACKED:
+            backed = False
+            break
+    if backed:
+        for p in range(pfn, pfn + n):
+            z.flags[p] |= WRITTEN
+    elif touch(s, g, z, pfn, n, t, cost, ovh) < 0.0:  # host swap-in or refault
+        return -2
+    return 0
+
+
+@jit(inline="always")
+def _end_pass(s, g, t_end):
+    """A pass is over: its time (and the stall still owed) counts as touching time."""
+    debt = s.gf[g, GF_DEBT]
+    s.gf[g, GF_WL_TOUCH] += t_end - s.gf[g, GF_WL_PASS_T0] + debt
+    s.gf[g, GF_WL_PASS_T0] = t_end + debt
+    s.gi[g, GI_WL_ROUND] += 1
+
+
+@jit(inline="always")
+def _pass_done(s, g, t_end):
+    """After a pass: the next pass at once, or hold (then exit); the new phase."""
+    _end_pass(s, g, t_end)
+    s.gi[g, GI_WL_CUR] = 0
+    repeat = int(s.wp[g, WP_REPEAT])
+    if s.gi[g, GI_WL_ROUND] >= (s.gi[g, GI_WL_RUN] + 1) * repeat:
+        s.gi[g, GI_WL_PHASE] = MH_HOLD
+        s.gf[g, GF_WL_NEXT] = t_end + s.wp[g, WP_HOLD]
+    else:
+        s.gi[g, GI_WL_PHASE] = MH_RETOUCH
+    return s.gi[g, GI_WL_PHASE]
 
 
 @jit
@@ -53,34 +149,44 @@ def memhog_step(s, g, z, t, dt, cost, ovh):
     if phase == MH_WAIT or phase == MH_GAP:
         if t < s.gf[g, GF_WL_NEXT]:
             return True
+        s.gf[g, GF_WL_PASS_T0] = t
         s.gi[g, GI_WL_PHASE] = phase = MH_ALLOC
         s.gf[g, GF_CREDIT] = 0.0
         s.gi[g, GI_WL_CUR] = 0
-    if phase == MH_ALLOC:
+    if phase == MH_ALLOC or phase == MH_RETOUCH:
         size = int(s.wp[g, WP_SIZE]) // 4096
         credit = s.gf[g, GF_CREDIT] + s.wp[g, WP_RATE] / 4096.0 * avail
-        while credit >= block and s.gi[g, GI_WL_CUR] < size:
-            pfn = alloc_touch(s, g, z, order, 0, t, cost, ovh)
+        while credit >= block:
+            if phase == MH_ALLOC:
+                if s.gi[g, GI_WL_CUR] >= size:
+                    break
+                pfn = alloc_touch(s, g, z, order, 0, t, cost, ovh)
+                if pfn >= 0:
+                    _append(s, g, z, pfn)
+                    s.gi[g, GI_HELD_PAGES] += block
+            else:
+                if s.gi[g, GI_WL_CUR] >= s.gi[g, GI_HELD_PAGES]:
+                    break
+                pfn = _retouch(s, g, z, order, t, cost, ovh)
             if pfn == -2:
                 return False
             if pfn == -1:
                 record_event(s, t, g, EV_GUEST_OOM, order)
-                s.gi[g, GI_WL_PHASE] = MH_FREE
+                _end_pass(s, g, t + dt)  # this run's touching is over
+                s.gi[g, GI_WL_ROUND] = (s.gi[g, GI_WL_RUN] + 1) * int(s.wp[g, WP_REPEAT])
+                s.gi[g, GI_WL_PHASE] = phase = MH_FREE
                 credit = 0.0
                 break
-            tail = s.gi[g, GI_HELD_TAIL]
-            z.next[pfn] = -1
-            if tail >= 0:
-                z.next[tail] = pfn
-            else:
-                s.gi[g, GI_HELD_HEAD] = pfn
-            s.gi[g, GI_HELD_TAIL] = pfn
             s.gi[g, GI_WL_CUR] += block
             credit -= block
+            if s.gi[g, GI_WL_CUR] >= (size if phase == MH_ALLOC else s.gi[g, GI_HELD_PAGES]):
+                phase = _pass_done(s, g, t + dt)
+                if phase != MH_RETOUCH:
+                    break
+        if (phase == MH_ALLOC or phase == MH_RETOUCH) and s.gi[g, GI_WL_CUR] >= (
+                size if phase == MH_ALLOC else s.gi[g, GI_HELD_PAGES]):
+            phase = _pass_done(s, g, t + dt)  # nothing to touch (size 0, or all OOM-freed)
         s.gf[g, GF_CREDIT] = credit
-        if s.gi[g, GI_WL_PHASE] == MH_ALLOC and s.gi[g, GI_WL_CUR] >= size:
-            s.gi[g, GI_WL_PHASE] = MH_HOLD
-            s.gf[g, GF_WL_NEXT] = t + dt + s.wp[g, WP_HOLD]
         return True
     if phase == MH_HOLD:
         if t < s.gf[g, GF_WL_NEXT]:
@@ -88,6 +194,8 @@ def memhog_step(s, g, z, t, dt, cost, ovh):
         s.gi[g, GI_WL_PHASE] = phase = MH_FREE
         s.gf[g, GF_CREDIT] = 0.0
     if phase == MH_FREE:
+        s.gi[g, GI_HELD_PAGES] -= s.gi[g, GI_GSWAP]  # exit frees its swap slots at once
+        s.gi[g, GI_GSWAP] = 0
         credit = s.gf[g, GF_CREDIT] + s.wp[g, WP_FREE_RATE] / 4096.0 * avail
         while credit >= block and s.gi[g, GI_HELD_HEAD] >= 0:
             pfn = s.gi[g, GI_HELD_HEAD]
@@ -96,11 +204,12 @@ def memhog_step(s, g, z, t, dt, cost, ovh):
             if nxt < 0:
                 s.gi[g, GI_HELD_TAIL] = -1
             release(s, g, z, pfn, order, 0, t)
+            s.gi[g, GI_HELD_PAGES] -= block
             credit -= block
         s.gf[g, GF_CREDIT] = credit
-        if s.gi[g, GI_HELD_HEAD] < 0:
-            s.gi[g, GI_WL_ROUND] += 1
-            if s.gi[g, GI_WL_ROUND] < int(s.wp[g, WP_REPEAT]):
+        if s.gi[g, GI_HELD_HEAD] < 0:  # exited
+            s.gi[g, GI_WL_RUN] += 1
+            if s.gi[g, GI_WL_RUN] < int(s.wp[g, WP_RUNS]):
                 s.gi[g, GI_WL_PHASE] = MH_GAP
                 s.gf[g, GF_WL_NEXT] = t + dt + s.wp[g, WP_GAP]
             else:
