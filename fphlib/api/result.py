@@ -186,6 +186,13 @@ FORMAT3_COLUMNS = ("page_cache_bytes", "slab_bytes", "guest_swap_bytes")
 # cache or slab, memhog at 1 GiB/s holding 5 s, 5 s between rounds; its repeat is now runs)
 OLD_MODEL_PARAMS = {"boot": 256 << 20, "boot_cache": 0.0, "boot_slab": 0.0}
 OLD_MEMHOG_PARAMS = {"rate": 1 << 30, "hold_s": 5.0, "gap_s": 5.0}
+# ... and the old host: no memory of its own, no swap device limit, no daemons, the cost
+# defaults before they were taken from reference/costs.md
+OLD_HOST = {"host_reserve": 0, "host_swap_bandwidth": 0.0, "host_kswapd": False,
+            "host_khugepaged": False}
+OLD_COSTS = {"ack_irq": 1.0e-6, "madvise_4k": 0.2e-6, "madvise_2m": 3.0e-6, "thp_split": 10.0e-6,
+             "fault_4k": 2.0e-6, "page_op": 0.1e-6, "swap_out": 10.0e-6, "swap_in": 80.0e-6,
+             "guest_overhead": 32 << 20}
 META = "fphlib.json"
 _TABLES = {
     "host.parquet": "host",
@@ -359,6 +366,9 @@ def _old_model(d):
                 params["runs"] = params.pop("repeat")
         return params
 
+    for k, v in OLD_HOST.items():
+        d.setdefault(k, v)
+    d["costs"] = {**OLD_COSTS, **(d.get("costs") or {})}
     workload = d.get("workload", "idle")
     d["workload_params"] = fill(workload, d.get("workload_params"))
     overrides = []
