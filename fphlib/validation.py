@@ -365,7 +365,7 @@ def will_it_scale_config(mechanism="page_reporting", quick=False, seed=0):
     return SimConfig(host_mem=guest + (4 << 30), guests=1, guest_mem=guest, vcpus=tasks,
                      workload="memhog",
                      workload_params={"size": size, "rate": rate, "order": 9, "hold_s": 0.0,
-                                      "gap_s": 0.0, "repeat": rounds},
+                                      "gap_s": 0.0, "runs": rounds},
                      mechanism=mechanism, duration_s=duration, sample_s=duration / 50,
                      seed=seed)
 
