@@ -25,6 +25,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from ..host.costs import HOST_RESERVE
 from ..units import parse_size
 from ..workloads import COMMON
 
@@ -68,16 +69,18 @@ COLUMNS = (
 
 # FPHLIB_PROFILE sizes of the v8 scenario: "full" is the cover letter with the default guest
 # (a distro guest's boot footprint: page cache, slab, anonymous memory; fphlib.workloads);
-# "demo" and "smoke" scale host, guests, memhog and boot footprint down by 4 and 16 (same
-# ratios, so the same count without hinting).
+# "demo" and "smoke" scale host, guests, memhog, boot footprint and the host's own memory
+# down by 4 and 16 (same ratios, so the same count without hinting).
 _BOOT = COMMON["boot"][1]
 _SIZES = {
     "smoke": dict(host_mem=V8_HOST_MEM // 16, guest_mem="320MiB", size="256MiB",
-                  boot=_BOOT // 16 // 4096 * 4096, max_guests=8),
+                  boot=_BOOT // 16 // 4096 * 4096, host_reserve=HOST_RESERVE // 16 // 4096 * 4096,
+                  max_guests=8),
     "demo": dict(host_mem=V8_HOST_MEM // 4, guest_mem="1280MiB", size="1GiB",
-                 boot=_BOOT // 4 // 4096 * 4096, max_guests=12),
-    "full": dict(host_mem=V8_HOST_MEM, guest_mem="5GiB", size="4GiB", boot=_BOOT,
+                 boot=_BOOT // 4 // 4096 * 4096, host_reserve=HOST_RESERVE // 4 // 4096 * 4096,
                  max_guests=12),
+    "full": dict(host_mem=V8_HOST_MEM, guest_mem="5GiB", size="4GiB", boot=_BOOT,
+                 host_reserve=HOST_RESERVE, max_guests=12),
 }
 
 
