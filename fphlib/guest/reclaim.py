@@ -88,9 +88,11 @@ SLAB_PC_PAGES = 64
 NOT_DATA = ~PG_DATA
 
 
-@jit(inline="always")
+@jit  # not inlined: three call sites in shrink_node, each a copy of the buddy's free path
 def free_to_buddy(s, g, z, pfn, order, t):
     """Give a reclaimed block back to the buddy (its data now lives elsewhere or nowhere)."""
+    s = borrow_state(s)
+    z = borrow_zone(z)
     for q in range(pfn, pfn + (1 << order)):
         z.flags[q] &= NOT_DATA
     final = free_one_page(z, pfn, order, False)

@@ -90,10 +90,12 @@ def release(s, g, z, pfn, order, cpu, t):
     free_block(s, g, z, pfn, order, cpu, t)
 
 
-@jit(inline="always")
+@jit  # not inlined: boot and add_file_page would each hold copies of the allocation path
 def alloc_kernel_page(s, g, z, cpu, t, cost, ovh, kind):
     """Allocate and write one order-0 page for the kernel: ``kind`` 0 slab, 1 clean page
     cache, 2 dirty page cache. Returns pfn, -1 (no memory) or -2 (guest killed)."""
+    s = borrow_state(s)
+    z = borrow_zone(z)
     pfn = alloc_touch(s, g, z, 0, cpu, t, cost, ovh)
     if pfn >= 0:
         s.gi[g, GI_USED] -= 1  # not the workload's: counted as page cache or slab
