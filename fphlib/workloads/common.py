@@ -69,17 +69,22 @@ def alloc_touch(s, g, z, order, cpu, t, cost, ovh):
             return -1
     n = 1 << order
     s.gi[g, GI_USED] += n  # allocated now, even if the host kills the guest while touching
-    backed = True
-    for p in range(pfn, pfn + n):
-        if not z.flags[p] & PG_BACKED:
-            backed = False
-            break
-    if backed:
-        for p in range(pfn, pfn + n):
-            z.flags[p] |= WRITTEN
-    elif touch(s, g, z, pfn, n, t, cost, ovh) < 0.0:
+    if write_block(s, g, z, pfn, n, t, cost, ovh) < 0.0:
         return -2
     return pfn
+
+
+@jit(inline="always")
+def write_block(s, g, z, pfn, n, t, cost, ovh):
+    """The workload writes pages [pfn, pfn + n): pages still backed are just written, else the
+    host backs them first (``touch``: a fault, refault or swap-in). Returns the stall seconds,
+    < 0 if the host OOM-killed the guest meanwhile."""
+    for p in range(pfn, pfn + n):
+        if not z.flags[p] & PG_BACKED:
+            return touch(s, g, z, pfn, n, t, cost, ovh)
+    for p in range(pfn, pfn + n):
+        z.flags[p] |= WRITTEN
+    return 0.0
 
 
 @jit(inline="always")

@@ -26,8 +26,7 @@ and reclaim costs come on top as stalls); a pass writes whole blocks.
 """
 
 from .._jit import jit
-from ..guest.buddy import PG_BACKED
-from ..host.backing import WRITTEN, record_event, touch
+from ..host.backing import record_event
 from ..host.costs import C_GUEST_SWAP_IN
 from ..state.borrow import borrow_state, borrow_zone
 from ..state.layout import (
@@ -58,7 +57,7 @@ from ..state.layout import (
     WP_RUNS,
     WP_SIZE,
 )
-from .common import alloc_touch, pay_debt, release
+from .common import alloc_touch, pay_debt, release, write_block
 
 MH_WAIT = 0
 MH_ALLOC = 1  # first pass: allocate and write
@@ -101,15 +100,7 @@ def _retouch(s, g, z, order, t, cost, ovh):
     if nxt < 0:
         s.gi[g, GI_HELD_TAIL] = -1
     _append(s, g, z, pfn)
-    backed = True
-    for p in range(pfn, pfn + n):
-        if not z.flags[p] & PG_BACKED:
-            backed = False
-            break
-    if backed:
-        for p in range(pfn, pfn + n):
-            z.flags[p] |= WRITTEN
-    elif touch(s, g, z, pfn, n, t, cost, ovh) < 0.0:  # host swap-in or refault
+    if write_block(s, g, z, pfn, n, t, cost, ovh) < 0.0:  # host swap-in or refault
         return -2
     return 0
 
