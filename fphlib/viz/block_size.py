@@ -12,6 +12,7 @@ from pathlib import Path
 import ipywidgets as W
 
 from .scenarios import headline_config, profile_name
+from .widgets import computing
 
 PAGE_SIZE = 4096
 PAGEBLOCK_ORDER = 9  # the kernel's page_reporting_order default: pageblock_order, 2 MiB = THP
@@ -188,11 +189,8 @@ class BlockSizeApp:
     def run(self, _button=None):
         """Run (or load from the cache) the sweep the controls describe, then redraw."""
         lo, hi = self.orders.value
-        self.run_button.disabled = True
         self.status.value = "running …"
-        for w in (self.image, self.table):
-            w.add_class("fphlib-stale")
-        try:
+        with computing(self, (self.image, self.table)):
             with self.log:
                 self.log.clear_output()
                 df = block_size_sweep(self.base(), range(lo, hi + 1), self.mechanisms.value,
@@ -203,13 +201,6 @@ class BlockSizeApp:
             a = df.attrs
             self.status.value = (f"{len(df)} runs: {a['computed']} computed, {a['cached']} "
                                  f"from the cache, {a['failed']} failed")
-        except Exception as e:
-            self.status.value = f"<b>error:</b> {type(e).__name__}: {e}"
-            raise
-        finally:
-            self.run_button.disabled = False
-            for w in (self.image, self.table):
-                w.remove_class("fphlib-stale")
         return self.df
 
     def redraw(self):

@@ -17,7 +17,7 @@ import pandas as pd
 
 from .policies import show  # noqa: F401  (a notebook-displayable PNG of a Figure)
 from .tables import ReadableTable
-from .widgets import _figure, figure_png
+from .widgets import _figure, computing, figure_png
 
 PASS, FAIL = "#2a9d3f", "#c0392b"
 
@@ -221,12 +221,9 @@ class ValidationApp:
         if not ids:
             self.status.value = "<b>select at least one result</b>"
             return self.df
-        for w in (self.image, self.table):
-            w.add_class("fphlib-stale")
-        self.run_button.disabled = True
-        self.progress.max, self.progress.value = len(ids), 0
-        self.progress.bar_style = "info"
-        try:
+        with computing(self, (self.image, self.table)):
+            self.progress.max, self.progress.value = len(ids), 0
+            self.progress.bar_style = "info"
             records = []
             for c in ids:
                 self.status.value = f"running <b>{c}</b> …"
@@ -240,14 +237,6 @@ class ValidationApp:
             passed = int(self.df["passed"].sum())
             self.status.value = (f"done ({self.profile} profile, {size}): {passed} of "
                                  f"{len(ids)} pass, {wall:.1f} s of compute")
-        except Exception as e:
-            self.progress.bar_style = "danger"
-            self.status.value = f"<b>error:</b> {type(e).__name__}: {e}"
-            raise
-        finally:
-            self.run_button.disabled = False
-            for w in (self.image, self.table):
-                w.remove_class("fphlib-stale")
         return self.df
 
     def redraw(self):

@@ -9,6 +9,7 @@ on each run, so the page never grows, nothing flickers, and it works the same in
 Voila and a headless kernel (no ipympl needed).
 """
 
+import contextlib
 import io
 
 import ipywidgets as W
@@ -73,6 +74,28 @@ def mechanism_help(name):
     return doc.splitlines()[0].replace("``", "")
 
 
+@contextlib.contextmanager
+def computing(app, stale=()):
+    """While a notebook app computes: its Run button disabled and the ``stale`` widgets (the
+    previous plots and table) greyed; an error is shown in its status line (and its progress
+    bar, if it has one, turns red) and propagates."""
+    stale = tuple(stale)
+    for w in stale:
+        w.add_class("fphlib-stale")
+    app.run_button.disabled = True
+    try:
+        yield
+    except Exception as e:
+        if getattr(app, "progress", None) is not None:
+            app.progress.bar_style = "danger"
+        app.status.value = f"<b>error:</b> {type(e).__name__}: {e}"
+        raise
+    finally:
+        app.run_button.disabled = False
+        for w in stale:
+            w.remove_class("fphlib-stale")
+
+
 def run_configs(app, configs, simulate=None, what="run(s)"):
     """Run ``{label: SimConfig}`` for a notebook app: its Run button is disabled meanwhile,
     its progress bar and status follow the runs, ``run_log`` holds each run's bar, and the
@@ -80,14 +103,10 @@ def run_configs(app, configs, simulate=None, what="run(s)"):
     ``app.results`` is set and ``app.redraw()`` called. Returns the results."""
     if simulate is None:
         from ..api.simulate import simulate
-    stale = tuple(getattr(app, "stale_widgets", ()))
-    for w in stale:
-        w.add_class("fphlib-stale")
-    app.run_button.disabled = True
-    app.progress.max = len(configs)
-    app.progress.value = 0
-    app.progress.bar_style = "info"
-    try:
+    with computing(app, getattr(app, "stale_widgets", ())):
+        app.progress.max = len(configs)
+        app.progress.value = 0
+        app.progress.bar_style = "info"
         results = {}
         for label, cfg in configs.items():
             app.status.value = f"running <b>{label}</b> …"
@@ -101,14 +120,6 @@ def run_configs(app, configs, simulate=None, what="run(s)"):
         app.progress.bar_style = "success"
         wall = sum(float(r.summary.get("wall_s", 0.0)) for r in results.values())
         app.status.value = f"done: {len(results)} {what}, {wall:.1f} s of compute"
-    except Exception as e:
-        app.progress.bar_style = "danger"
-        app.status.value = f"<b>error:</b> {type(e).__name__}: {e}"
-        raise
-    finally:
-        app.run_button.disabled = False
-        for w in stale:
-            w.remove_class("fphlib-stale")
     return app.results
 
 
