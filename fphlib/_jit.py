@@ -7,7 +7,8 @@ State is always plain NumPy arrays or tuples of them (DESIGN §2): no jitclass, 
 
 import functools
 
-from numba.core import cgutils, types
+from numba.core import cgutils, sigutils, types
+from numba.core.caching import FunctionCache, IndexDataCacheFile
 from numba.core.datamodel import models
 from numba.core.registry import CPUDispatcher
 from numba.extending import intrinsic, register_model
@@ -16,19 +17,69 @@ from ._cache import refresh
 
 refresh()  # before any kernel loads: a cache that inlines an edited file must not be reused
 
-__all__ = ["Ref", "borrowed", "borrowed_all", "jit", "store_ref"]
+__all__ = ["Borrowed", "Ref", "borrowed", "borrowed_all", "compiled", "jit", "store_ref"]
 
+
+
+class _CalleeCache(FunctionCache):
+    """numba's on-disk cache of a :attr:`_Dispatcher.callee`, in files of its own (numba's
+    cache index does not key on the compile flags: a Python call must never load a callee's
+    compile, which has no entry point for Python)."""
+
+    def __init__(self, py_func):
+        super().__init__(py_func)
+        self._cache_file = IndexDataCacheFile(
+            cache_path=self._cache_path, filename_base=self._impl.filename_base + "-callee",
+            source_stamp=self._impl.locator.get_source_stamp())
 
 
 class _Dispatcher(CPUDispatcher):
-    """numba's CPU dispatcher, but jitted callers get it compiled for non-literal types.
+    """numba's CPU dispatcher, with two changes for compile time.
 
-    Numba compiles a callee once per literal argument: ``alloc_pages(s, g, z, 0, 0, t, cost)``
-    and ``alloc_pages(s, g, z, order, cpu, t, cost)`` were two full compiles of the allocator
-    (and of all it calls), ``xb_track_ptr(..., True)`` and ``(..., False)`` two of the
-    xbitmap (~25 % of a cold first run). Typing a call with the literals' base types gives
-    one compile per signature; no kernel here branches on a literal argument at compile time.
+    Jitted callers get a twin, :attr:`callee`, compiled without the CPython wrapper: numba
+    builds a wrapper for every compile, and for a kernel taking the engine state (~60 arrays)
+    unboxing them from Python objects was the bigger part of the kernel's compile time,
+    although only the few entry points Python calls (``run_chunk``, the tests' kernels) ever
+    use one. Python calls compile the dispatcher itself, wrapper included; numba resolves a
+    global dispatcher to its type (``_numba_type_``, the typing context's globals), so
+    jitted code that names ``f`` calls ``f.callee``. A signature Python compiled already
+    serves jitted callers as well (one compile for ``publish``, which both call).
+
+    Jitted callers get it compiled for non-literal types: numba compiles a callee once per
+    literal argument: ``alloc_pages(s, g, z, 0, 0, t, cost)`` and ``alloc_pages(s, g, z,
+    order, cpu, t, cost)`` were two full compiles of the allocator (and of all it calls),
+    ``xb_track_ptr(..., True)`` and ``(..., False)`` two of the xbitmap (~25 % of a cold first
+    run). Typing a call with the literals' base types gives one compile per signature; no
+    kernel here branches on a literal argument at compile time.
     """
+
+    def __init__(self, py_func, locals=None, targetoptions=None, **kwargs):
+        self.callee = None
+        super().__init__(py_func, locals=locals or {}, targetoptions=targetoptions, **kwargs)
+        options = targetoptions or {}
+        if options.get("inline", "never") == "never" and not options.get("no_cpython_wrapper"):
+            self.callee = _Dispatcher(py_func, locals=locals, targetoptions={
+                **options, "no_cpython_wrapper": True, "no_cfunc_wrapper": True})
+            self.callee.caller = self
+
+    @property
+    def _numba_type_(self):
+        return types.Dispatcher(self.callee or self)
+
+    def enable_caching(self):
+        super().enable_caching()
+        if self.callee is not None:
+            self.callee._cache = _CalleeCache(self.py_func)
+
+    def compile(self, sig):
+        # a signature Python compiled already serves jitted callers too (run_chunk's publish)
+        caller = getattr(self, "caller", None)
+        if caller is not None:
+            args, _ = sigutils.normalize_signature(sig)
+            cres = caller.overloads.get(tuple(args))
+            if cres is not None:
+                self.overloads.setdefault(tuple(args), cres)
+        return super().compile(sig)
 
     def get_call_template(self, args, kws):
         args = tuple(types.unliteral(a) for a in args)
@@ -44,6 +95,13 @@ def jit(function=None, **options):
     dispatcher = _Dispatcher(py_func=function, locals={}, targetoptions=targetoptions)
     dispatcher.enable_caching()
     return dispatcher
+
+
+def compiled(function):
+    """The compiles of jitted ``function`` so far, Python's and jitted callers':
+    {argument types: numba compile result}."""
+    callee = getattr(function, "callee", None)
+    return {**function.overloads, **(callee.overloads if callee is not None else {})}
 
 
 @intrinsic
@@ -80,6 +138,7 @@ def native_address(function, sig):
     Called through :func:`call_native`, such a function is a compile unit of its own: its
     callers never link (and re-optimize) its code.
     """
+    function = function.callee or function  # no CPython wrapper needed
     function.compile(sig)
     cres = function.overloads[sig.args]
     if cres.signature.return_type != sig.return_type:
@@ -171,11 +230,34 @@ def _load_members(context, builder, tup, ptr):
 def _borrow_members(context, builder, tup, val):
     """Codegen: the tuple value ``val`` with every array member's MemInfo set to NULL."""
     for i, ty in enumerate(tup.types):
-        if isinstance(ty, types.Array):
-            ary = context.make_array(ty)(context, builder, value=builder.extract_value(val, i))
-            ary.meminfo = cgutils.get_null_value(ary.meminfo.type)
-            val = builder.insert_value(val, ary._getvalue(), i)
+        if isinstance(ty, types.Array):  # an array's MemInfo is its model's first member
+            null = cgutils.get_null_value(val.type.elements[i].elements[0])
+            val = builder.insert_value(val, null, [i, 0])
     return val
+
+
+class Borrowed(types.NamedTuple):
+    """The type of a named tuple of arrays after :func:`borrowed_all`: its arrays are
+    borrowed, so numba neither increfs nor decrefs the tuple as a whole.
+
+    Numba increfs a tuple member by member: wherever a kernel copies the engine state (an
+    assignment, an argument of an inlined function) it emitted ~60 NRT calls for LLVM to fold
+    away again, about a third of the compile time of a small kernel.
+    """
+
+    def __init__(self, plain):
+        self.plain = plain
+        super().__init__(plain.types, plain.instance_class)
+        self.name = f"Borrowed[{plain.name}]"
+
+
+@register_model(Borrowed)
+class _BorrowedModel(models.TupleModel):
+    def traverse(self, builder):  # no member to incref or decref
+        return []
+
+    def inner_models(self):
+        return []
 
 
 @intrinsic
@@ -190,10 +272,13 @@ def borrowed_all(typingctx, tup):
     """
     ref = isinstance(tup, Ref)
     value = tup.dtype if ref else tup
+    if isinstance(value, Borrowed):
+        value = value.plain
     if not isinstance(value, types.BaseTuple):
         return None
     if not all(isinstance(t, (types.Array, types.NoneType)) for t in value.types):
         return None
+    result = Borrowed(value) if isinstance(value, types.NamedTuple) else value
 
     def codegen(context, builder, sig, args):
         # the MemInfos are NULL in memory too (store_ref), but only a constant lets LLVM fold
@@ -201,4 +286,4 @@ def borrowed_all(typingctx, tup):
         val = _load_members(context, builder, value, args[0]) if ref else args[0]
         return _borrow_members(context, builder, value, val)
 
-    return value(tup), codegen
+    return result(tup), codegen

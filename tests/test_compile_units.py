@@ -100,6 +100,7 @@ _ONLY_ITS_OWN = textwrap.dedent("""
     import fphlib
     from fphlib.hinting import REGISTRY, mechanism_module
     from fphlib.hinting.dispatch import HOOKS
+    from fphlib._jit import compiled
     cfg = fphlib.SimConfig(host_mem="256MiB", guests=1, guest_mem="64MiB", workload="churn",
                            workload_params={"boot": "4MiB", "ops_per_s": 1000},
                            mechanism="page_reporting", duration_s=0.1, sample_s=0.1)
@@ -107,9 +108,9 @@ _ONLY_ITS_OWN = textwrap.dedent("""
     out = {}
     for name in REGISTRY:
         m = mechanism_module(name)
-        out[name] = sum(len(getattr(m, h).overloads) for h in HOOKS if hasattr(m, h))
+        out[name] = sum(len(compiled(getattr(m, h))) for h in HOOKS if hasattr(m, h))
     from fphlib.guest import xbitmap
-    out["xbitmap tracking"] = len(xbitmap.xb_track_ptr.overloads)
+    out["xbitmap tracking"] = len(compiled(xbitmap.xb_track_ptr))
     print(json.dumps(out))
 """)
 

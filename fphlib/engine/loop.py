@@ -188,8 +188,8 @@ def _start_guest(s, g, z, t, ovh):
 @jit
 def run_chunk(s, tick0, tick1):
     """Run ticks [tick0, tick1) (sampling at tick starts); return 0, or 1 on a violation."""
+    publish(s)  # the state the units get by reference (fphlib.state.units); as bind calls it
     s = borrow_state(s)
-    publish(s)  # the state the units get by reference (fphlib.state.units)
     cost = s.cost
     ovh = int(cost[C_GUEST_OVERHEAD]) // 4096
     G = s.pi[PI_G]

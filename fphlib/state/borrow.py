@@ -27,13 +27,13 @@ def borrow_state(s):
 
 @jit
 def zone_of(s, g):
-    """The buddy Zone view of guest g (slices of the concatenated arrays)."""
+    """The buddy Zone view of guest g (slices of the concatenated arrays), borrowed."""
     s = borrow_state(s)
     a = s.gi[g, GI_OFF]
     b = a + s.gi[g, GI_NPAGES]
     na = s.gi[g, GI_XB_NODE_OFF]
     la = s.gi[g, GI_XB_LEAF_OFF]
-    return Zone(
+    return borrow_zone(Zone(
         s.nxt[a:b],
         s.prv[a:b],
         s.state[a:b],
@@ -45,4 +45,4 @@ def zone_of(s, g):
         s.xb_nodes[na : na + s.gi[g, GI_XB_NODE_N]],
         s.xb_leaves[la : la + s.gi[g, GI_XB_LEAF_N]],
         s.xb_meta[g],
-    )
+    ))

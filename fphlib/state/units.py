@@ -33,7 +33,7 @@ from numba.core.errors import TypingError
 from numba.core.registry import cpu_target
 from numba.extending import intrinsic
 
-from .._jit import Ref, abi_size, call_native, jit, native_address, ref_pointer, store_ref
+from .._jit import Borrowed, Ref, abi_size, call_native, jit, native_address, ref_pointer, store_ref
 from .borrow import borrow_state, zone_of
 from .layout import PI_G
 
@@ -78,9 +78,9 @@ N_SLOTS = SLOT_WORKLOAD + N_WORKLOAD_SLOTS
 @functools.cache
 def zone_type(state_type):
     """The numba type of ``zone_of(s, g)`` for a state of ``state_type``."""
-    args = (state_type, types.int64)
-    zone_of.compile(args)
-    return zone_of.overloads[args].signature.return_type
+    args = (Borrowed(state_type), types.int64)  # as the kernels call it, after borrow_state
+    zone_of.callee.compile(args)
+    return zone_of.callee.overloads[args].signature.return_type
 
 
 def _arg_types(unit, state_type, by_ref=True):
@@ -97,6 +97,11 @@ def _arg_types(unit, state_type, by_ref=True):
         else:
             out.append(ARG_TYPES[name])
     return tuple(out)
+
+
+def _plain(t):
+    """The tuple type a :class:`~fphlib._jit.Borrowed` type borrows from (else ``t``)."""
+    return t.plain if isinstance(t, Borrowed) else t
 
 
 def signature(unit, state_type):
@@ -153,10 +158,10 @@ def caller(unit):
     names, restype = SPECS[unit]
 
     def typer(typingctx, addr, args):
-        state_type = args[0]
+        state_type = _plain(args[0])
         want = _arg_types(unit, state_type, by_ref=False)
         for name, have, need in zip(names.split(), args, want, strict=True):
-            if name in ("s", "z", "cost") and have != need:
+            if name in ("s", "z", "cost") and _plain(have) != _plain(need):
                 raise TypingError(f"{unit}: argument {name} is {have}; units are compiled "
                                   f"for {need} (pass zone_of(s, g) and s.cost)")
         sig = restype(addr, *args)

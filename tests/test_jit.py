@@ -1,0 +1,131 @@
+"""fphlib's numba decorator (fphlib._jit): jitted callers get a wrapper-less twin with its own
+cache files, and borrowed named tuples are a type of their own (both for compile time)."""
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+from collections import namedtuple
+from pathlib import Path
+
+import numba
+import numpy as np
+from numba import typeof
+from numba.core.registry import CPUDispatcher
+
+from fphlib._jit import Borrowed, _Dispatcher, borrowed_all, compiled, jit
+
+ROOT = Path(__file__).resolve().parent.parent
+
+_MODULE = textwrap.dedent("""
+    from fphlib._jit import jit
+
+    @jit
+    def add(a, b):
+        return a + b
+
+    @jit
+    def twice(a):
+        return add(a, a)
+""")
+
+_RUN = textwrap.dedent("""
+    import json, sys, warnings
+    warnings.simplefilter("ignore")
+    import kernels
+    out = {"result": getattr(kernels, sys.argv[1])(*map(int, sys.argv[2:]))}
+    for name in ("add", "twice"):
+        f = getattr(kernels, name)
+        out[name] = [len(f.overloads), len(f.callee.overloads),
+                     len(f.stats.cache_hits) + len(f.callee.stats.cache_hits)]
+    print(json.dumps(out))
+""")
+
+
+def _run(tmp_path, *argv):
+    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{ROOT}",
+               NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    out = subprocess.run([sys.executable, "-c", _RUN, *argv], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_jitted_callers_compile_the_twin_and_python_never_loads_its_cache(tmp_path):
+    (tmp_path / "kernels.py").write_text(_MODULE)
+    # jitted caller: twice is compiled for Python, add only as a callee (no CPython wrapper)
+    assert _run(tmp_path, "twice", "21") == {"result": 42, "twice": [1, 0, 0],
+                                             "add": [0, 1, 0]}
+    names = sorted(p.name for p in (tmp_path / "cache").rglob("*.nbi"))
+    assert any("add" in n and "-callee" in n for n in names), names
+    # a new process calling add from Python: numba's index does not key on the compile
+    # flags, so loading the callee's cached code here would jump into a missing wrapper
+    assert _run(tmp_path, "add", "2", "3") == {"result": 5, "twice": [0, 0, 0],
+                                               "add": [1, 0, 0]}
+    # twice comes back from the cache (with add's code linked in: nothing compiled)
+    assert _run(tmp_path, "twice", "4") == {"result": 8, "twice": [1, 0, 1], "add": [0, 0, 0]}
+
+
+def test_a_signature_python_compiled_serves_jitted_callers_too():
+    @jit
+    def inc(a):
+        return a + 1
+
+    @jit
+    def call_inc(a):
+        return inc(a)
+
+    assert inc(1.5) == 2.5
+    assert call_inc(2.5) == 3.5
+    sig = (numba.float64,)
+    assert inc.callee.overloads[sig] is inc.overloads[sig]  # one compile
+    assert list(compiled(inc)) == [sig]
+
+
+def test_inlined_functions_have_no_twin():
+    @jit(inline="always")
+    def f(a):
+        return a
+
+    assert f.callee is None and f(3) == 3
+
+
+def test_borrowing_a_named_tuple_gives_the_borrowed_type_once():
+    Pair = namedtuple("Pair", "a b")
+
+    @numba.njit
+    def borrow_twice(p):
+        q = borrowed_all(p)
+        r = borrowed_all(q)
+        return q.a.sum() + r.b.sum()
+
+    p = Pair(np.arange(3.0), np.arange(4))
+    assert borrow_twice(p) == 3.0 + 6
+    plain = typeof(p)
+    (sig,) = borrow_twice.overloads.values()
+    typemap = sig.type_annotation.typemap
+    borrowed = {str(t) for name, t in typemap.items() if name.startswith(("q", "r"))}
+    assert borrowed == {str(Borrowed(plain))}
+
+
+_Mixed = namedtuple("_Mixed", "x y")  # module level: pickled by reference
+
+
+def test_borrowed_type_survives_pickling_as_the_on_disk_cache_needs():
+    plain = typeof(_Mixed(np.zeros(2), np.zeros(2, np.int32)))
+    t = Borrowed(plain)
+    back = pickle.loads(pickle.dumps(t))
+    assert back == t and back.plain == plain and back != plain
+
+
+def test_every_jit_function_is_ours():
+    # a kernel decorated with numba.njit directly would get neither twin nor literal folding
+    import fphlib.engine.build  # noqa: F401  (imports every kernel module)
+
+    ours = [f for name, module in list(sys.modules.items()) if name.startswith("fphlib.")
+            for f in vars(module).values() if isinstance(f, CPUDispatcher)
+            and f.py_func.__module__ == name]
+    assert len(ours) > 50
+    assert [f for f in ours if not isinstance(f, _Dispatcher)] == []
