@@ -12,7 +12,7 @@ from pathlib import Path
 
 # What a cold warmup takes on a 2-core machine (benchmarks/startup.py); shown to users before
 # they wait. Update it with the benchmark's figure when the engine changes.
-COLD_WARMUP_S = 200
+COLD_WARMUP_S = 120  # 118 s wall measured 2026-12-02 (benchmarks/startup.py --warmup)
 
 
 def _stamp_path():

@@ -12,7 +12,6 @@ from ..guest.buddy import (
     CFG_TRACK,
     NOT_HEAD,
     NR_ORDERS,
-    Zone,
     init_free_lists,
 )
 from ..guest.mm import alloc_pages
@@ -28,6 +27,7 @@ from ..host.migration import migration_arrays, migration_step
 from ..host.policy import POLICIES, policy_module
 from ..state import layout as L
 from ..state import units
+from ..state.borrow import guest_zone
 from ..workloads import (
     COMMON,
     DEFAULT_CHURN_ORDERS,
@@ -46,6 +46,11 @@ from .loop import TICK_S, check_all
 
 TRACK_MODES = {None: 0, "page": 1, "head": 2}  # fphlib.guest.buddy.TRACKS (xbitmap modes)
 WORKLOAD_STEPS = {WL_MEMHOG: memhog_step, WL_CHURN: churn_step, WL_TRACE: trace_step}
+# workload parameters stored as given, each in its wp column
+_WP_AS_GIVEN = {"io_rate": L.WP_IO_RATE, "io_write": L.WP_IO_WRITE, "start_s": L.WP_START,
+                "size": L.WP_SIZE, "rate": L.WP_RATE, "free_rate": L.WP_FREE_RATE,
+                "hold_s": L.WP_HOLD, "repeat": L.WP_REPEAT, "runs": L.WP_RUNS,
+                "gap_s": L.WP_GAP, "order": L.WP_ORDER, "speed": L.WP_SPEED}
 
 
 def watermarks(n_pages):
@@ -120,18 +125,8 @@ def build_state(cfg):
         boot_pages = int(wp[g, L.WP_BOOT]) // 4096  # split in pages (bytes in wp)
         wp[g, L.WP_BOOT_SLAB] = round(params["boot_slab"] * boot_pages) * 4096
         wp[g, L.WP_BOOT_CACHE] = round(params["boot_cache"] * boot_pages) * 4096
-        wp[g, L.WP_IO_RATE] = params["io_rate"]
-        wp[g, L.WP_IO_WRITE] = params["io_write"]
-        wp[g, L.WP_START] = params["start_s"]
-        wp[g, L.WP_SIZE] = params["size"]
-        wp[g, L.WP_RATE] = params["rate"]
-        wp[g, L.WP_FREE_RATE] = params["free_rate"]
-        wp[g, L.WP_HOLD] = params["hold_s"]
-        wp[g, L.WP_REPEAT] = params["repeat"]
-        wp[g, L.WP_RUNS] = params["runs"]
-        wp[g, L.WP_GAP] = params["gap_s"]
-        wp[g, L.WP_ORDER] = params["order"]
-        wp[g, L.WP_SPEED] = params["speed"]
+        for name, column in _WP_AS_GIVEN.items():
+            wp[g, column] = params[name]
         gi[g, L.GI_PC_HEAD] = gi[g, L.GI_PC_TAIL] = gi[g, L.GI_SLAB_HEAD] = -1
         gi[g, L.GI_GSWAP_CAP] = cfg.guest_swap // 4096
         # the kernel's watermarks and reclaim, for a guest with anything to reclaim
@@ -333,27 +328,6 @@ def private_arrays(state, params, npages, vcpus, gi, off_col):
         if state.init:
             state.init(params, n, vcpus, ints[g], floats[g])
     return ints, floats, np.zeros(max(1, int(offs[-1])), np.int64)
-
-
-def guest_zone(s, g):
-    """Python-side Zone view of guest g (for tests and setup)."""
-    a = int(s.gi[g, L.GI_OFF])
-    b = a + int(s.gi[g, L.GI_NPAGES])
-    na, nb = int(s.gi[g, L.GI_XB_NODE_OFF]), int(s.gi[g, L.GI_XB_NODE_N])
-    la, lb = int(s.gi[g, L.GI_XB_LEAF_OFF]), int(s.gi[g, L.GI_XB_LEAF_N])
-    return Zone(
-        s.nxt[a:b],
-        s.prv[a:b],
-        s.state[a:b],
-        s.flags[a:b],
-        s.z_head[g],
-        s.z_tail[g],
-        s.z_nr[g],
-        s.z_cfg[g],
-        s.xb_nodes[na : na + nb],
-        s.xb_leaves[la : la + lb],
-        s.xb_meta[g],
-    )
 
 
 def state_nbytes(s):

@@ -11,7 +11,7 @@ from .layout import (
     GI_XB_NODE_OFF,
 )
 
-__all__ = ["borrow_state", "borrow_zone", "zone_of"]
+__all__ = ["borrow_state", "borrow_zone", "guest_zone", "zone_of"]
 
 
 @jit(inline="always")
@@ -25,15 +25,13 @@ def borrow_state(s):
     return borrowed_all(s)
 
 
-@jit
-def zone_of(s, g):
-    """The buddy Zone view of guest g (slices of the concatenated arrays), borrowed."""
-    s = borrow_state(s)
+def guest_zone(s, g):
+    """The buddy Zone view of guest g: slices of the concatenated arrays (Python or jitted)."""
     a = s.gi[g, GI_OFF]
     b = a + s.gi[g, GI_NPAGES]
     na = s.gi[g, GI_XB_NODE_OFF]
     la = s.gi[g, GI_XB_LEAF_OFF]
-    return borrow_zone(Zone(
+    return Zone(
         s.nxt[a:b],
         s.prv[a:b],
         s.state[a:b],
@@ -45,4 +43,13 @@ def zone_of(s, g):
         s.xb_nodes[na : na + s.gi[g, GI_XB_NODE_N]],
         s.xb_leaves[la : la + s.gi[g, GI_XB_LEAF_N]],
         s.xb_meta[g],
-    ))
+    )
+
+
+_guest_zone = jit(inline="always")(guest_zone)
+
+
+@jit
+def zone_of(s, g):
+    """``guest_zone`` in a kernel: guest g's Zone view, borrowed."""
+    return borrow_zone(_guest_zone(borrow_state(s), g))
