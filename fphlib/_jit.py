@@ -20,7 +20,6 @@ refresh()  # before any kernel loads: a cache that inlines an edited file must n
 __all__ = ["Borrowed", "Ref", "borrowed", "borrowed_all", "compiled", "jit", "store_ref"]
 
 
-
 class _CalleeCache(FunctionCache):
     """numba's on-disk cache of a :attr:`_Dispatcher.callee`, in files of its own (numba's
     cache index does not key on the compile flags: a Python call must never load a callee's
@@ -40,10 +39,10 @@ class _Dispatcher(CPUDispatcher):
     builds a wrapper for every compile, and for a kernel taking the engine state (~60 arrays)
     unboxing them from Python objects was the bigger part of the kernel's compile time,
     although only the few entry points Python calls (``run_chunk``, the tests' kernels) ever
-    use one. Python calls compile the dispatcher itself, wrapper included; numba resolves a
-    global dispatcher to its type (``_numba_type_``, the typing context's globals), so
-    jitted code that names ``f`` calls ``f.callee``. A signature Python compiled already
-    serves jitted callers as well (one compile for ``publish``, which both call).
+    use one. Python calls compile the dispatcher itself, wrapper included; numba types a
+    global dispatcher by its ``_numba_type_``, here the twin's, so jitted code that names
+    ``f`` calls ``f.callee``. A signature Python compiled already serves jitted callers as
+    well (one compile for ``publish``, which both call).
 
     Jitted callers get it compiled for non-literal types: numba compiles a callee once per
     literal argument: ``alloc_pages(s, g, z, 0, 0, t, cost)`` and ``alloc_pages(s, g, z,
@@ -60,7 +59,7 @@ class _Dispatcher(CPUDispatcher):
         if options.get("inline", "never") == "never" and not options.get("no_cpython_wrapper"):
             self.callee = _Dispatcher(py_func, locals=locals, targetoptions={
                 **options, "no_cpython_wrapper": True, "no_cfunc_wrapper": True})
-            self.callee.caller = self
+            self.callee.python_facing = self
 
     @property
     def _numba_type_(self):
@@ -73,10 +72,10 @@ class _Dispatcher(CPUDispatcher):
 
     def compile(self, sig):
         # a signature Python compiled already serves jitted callers too (run_chunk's publish)
-        caller = getattr(self, "caller", None)
-        if caller is not None:
+        python_facing = getattr(self, "python_facing", None)
+        if python_facing is not None:
             args, _ = sigutils.normalize_signature(sig)
-            cres = caller.overloads.get(tuple(args))
+            cres = python_facing.overloads.get(tuple(args))
             if cres is not None:
                 self.overloads.setdefault(tuple(args), cres)
         return super().compile(sig)
