@@ -2,7 +2,9 @@
 
 Runs one small simulation in this process with an empty numba cache (a temporary
 ``NUMBA_CACHE_DIR``, so the project's cache is left alone) and lists, for every function numba
-compiled, its exclusive and inclusive compile time (``numba:compile`` events, thread CPU time).
+compiled, its exclusive and inclusive compile time (``numba:compile`` events, thread CPU time);
+``[python]`` marks a compile for a call from Python (with numba's CPython wrapper), the rest are
+compiles for jitted callers (``fphlib._jit``'s wrapper-less twins).
 Use it to find what to keep out of line when the cold compile grows (README, issue 14).
 
     .venv/bin/python benchmarks/compile_profile.py [--mechanism page_reporting] [--top 40]
@@ -32,8 +34,12 @@ def main(argv=None):
 
     class Listener(event.Listener):
         def on_start(self, ev):
-            f = ev.data["dispatcher"].py_func
-            stack.append([f"{f.__module__}.{f.__qualname__}", time.thread_time(), 0.0])
+            d = ev.data["dispatcher"]
+            f = d.py_func
+            # a Python call compiles the dispatcher itself (with numba's CPython wrapper),
+            # a jitted caller its twin (fphlib._jit._Dispatcher.callee)
+            tag = " [python]" if getattr(d, "callee", None) is not None else ""
+            stack.append([f"{f.__module__}.{f.__qualname__}{tag}", time.thread_time(), 0.0])
 
         def on_end(self, ev):
             name, start, children = stack.pop()
