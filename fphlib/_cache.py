@@ -5,7 +5,7 @@ other files: the engine loop from buddy, pcp, host, mechanisms and workloads; th
 kernels from the xbitmap; everything from ``_jit.borrowed``. After an edit to any of them a
 kernel would load stale machine code. ``fphlib._jit`` calls :func:`refresh` at import: it
 hashes every kernel source and, when the hash changed since the last run, deletes all of
-fphlib's cache files so they are rebuilt (a few minutes of compiling, once per edit).
+fphlib's cache files so they are rebuilt (a minute or two of compiling, once per edit).
 """
 
 import hashlib
