@@ -37,13 +37,13 @@ noted):
 
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .._atomic import save_dir
 from ..host.migration import SUMMARY as MIGRATION_METRICS
 from .config import SimConfig
 
@@ -203,8 +203,6 @@ _TABLES = {
 _FILES_OF = {1: (*_TABLES, "summary.json", "config.json"),
              2: (*_TABLES, "summary.json", "config.json", META),
              3: (*_TABLES, "summary.json", "config.json", META)}
-_TMP = ".fphlib-tmp-"  # temporary directories of save: .NAME.fphlib-tmp-PID-RANDOM
-_OLD = ".fphlib-old-"  # the replaced result while it is swapped out
 # SimConfig keys every saved config has had since 0.1.0
 _CONFIG_KEYS = (
     "host_mem host_swap host_thp guests guest_mem vcpus workload workload_params mechanism "
@@ -223,98 +221,16 @@ def _is_result(path):
                _FILES_OF.values())
 
 
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True
-    return True
-
-
-def _clean_stale(path):
-    """Remove temporary directories of earlier saves of ``path`` killed midway (their
-    process is gone); a swapped-out result whose replacement never arrived is put back."""
-    prefix = f".{path.name}"
-    try:
-        entries = list(path.parent.iterdir())
-    except OSError:
-        return
-    for entry in entries:
-        name = entry.name
-        for marker in (_TMP, _OLD):
-            if not name.startswith(prefix + marker):
-                continue
-            pid = name[len(prefix + marker):].split("-")[0]
-            if not pid.isdigit() or _pid_alive(int(pid)):
-                continue
-            if marker == _OLD and not os.path.lexists(path) and _is_result(entry / "x"):
-                os.replace(entry / "x", path)
-            shutil.rmtree(entry, ignore_errors=True)
-
-
-def _make_dir(parent, name, marker):
-    """A new directory ``parent/.name<marker><pid>-<random>`` created with the umask."""
-    import secrets
-
-    while True:
-        d = parent / f".{name}{marker}{os.getpid()}-{secrets.token_hex(4)}"
-        try:
-            d.mkdir(mode=0o777)  # minus the umask, like every file written into it
-            return d
-        except FileExistsError:
-            continue
-
-
 def _save(res, path, overwrite):
-    if not isinstance(overwrite, bool):
-        raise ValueError(f"overwrite: {overwrite!r} is not allowed; expected True or False")
-    if not isinstance(path, str | os.PathLike) or not os.fspath(path):
-        raise ValueError(f"path: {path!r} is not allowed; expected a directory path")
-    path = Path(os.path.abspath(os.fspath(path)))
-    if path.parent == path:
-        raise FileExistsError(f"{path}: cannot save a result as the root directory")
-    _clean_stale(path)  # first: a result a killed save swapped out is put back
-    replace = False
-    if os.path.lexists(path):
-        if path.is_symlink() or not path.is_dir():
-            raise FileExistsError(f"{path}: exists and is not a directory; not replaced")
-        if any(path.iterdir()):
-            if not _is_result(path):
-                raise FileExistsError(
-                    f"{path}: exists and is not an fphlib result (it holds other files); "
-                    "not replaced: choose a new or empty directory"
-                )
-            if not overwrite:
-                raise FileExistsError(
-                    f"{path}: a saved result exists; pass overwrite=True to replace it"
-                )
-        replace = True
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _make_dir(path.parent, path.name, _TMP)
-    try:
+    def write(tmp):
         for fname, attr in _TABLES.items():
             getattr(res, attr).to_parquet(tmp / fname, index=False)
         summary = {k: _plain(v) for k, v in res.summary.items()}
         (tmp / "summary.json").write_text(json.dumps(summary, indent=1))
         (tmp / "config.json").write_text(json.dumps(res.config.to_dict(), indent=1))
         (tmp / META).write_text(json.dumps(_meta(), indent=1))
-        if replace:
-            old = _make_dir(path.parent, path.name, _OLD)
-            os.replace(path, old / "x")
-            try:
-                os.replace(tmp, path)
-            except BaseException:
-                os.replace(old / "x", path)
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
+
+    return save_dir(path, write, _is_result, overwrite, what="result")
 
 
 def _meta():
