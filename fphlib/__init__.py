@@ -25,8 +25,8 @@ _PUBLIC = {
 }
 
 # subpackages and modules reachable as attributes without an import of their own
-# (fphlib.experiments..., fphlib.validation...)
-_SUBPACKAGES = ("experiments", "validation")
+# (fphlib.experiments..., fphlib.validation..., fphlib.observe...)
+_SUBPACKAGES = ("experiments", "validation", "observe")
 
 __all__ = sorted(_PUBLIC) + list(_SUBPACKAGES) + ["__version__"]
 

@@ -1,5 +1,5 @@
-"""Command line: ``python -m fphlib {simulate,demo,trace,sweep,validate}`` (also installed as
-``fphlib``).
+"""Command line: ``python -m fphlib {simulate,demo,trace,sweep,validate,record}`` (also
+installed as ``fphlib``).
 
 - ``simulate``: one run from a JSON/TOML config file and/or flags (flags win), prints the
   summary table and saves the results (``SimResult.save``) to ``--out``.
@@ -13,6 +13,8 @@
 - ``sweep``: a parameter sweep from a TOML file (``[base]``, ``[grid]``, ``seeds``) in process,
   on local worker processes or on a dask cluster; writes ``results.parquet`` to ``--out`` and
   caches each run under ``--out``/cache so a rerun resumes.
+- ``record``: the live kernel (root): ``record drain|trace|first-touch|probe``
+  (:mod:`fphlib.observe.cli`).
 """
 
 import argparse
@@ -707,6 +709,10 @@ def build_parser():
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                    help="show a progress bar on stderr (default: on)")
     p.set_defaults(func=cmd_sweep, parser=p)
+
+    from .observe.cli import add_parser as add_record
+
+    add_record(sub)
     return parser
 
 

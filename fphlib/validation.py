@@ -1,4 +1,4 @@
-"""Validation: the model against the published results it can express (issue 13 item 4).
+"""Validation: the model against the published results it can express, and the live kernel.
 
 One function per result of reference/kernel-mechanisms.md §8 that fphlib can run, plus the
 free page reporting drain of mm/page_reporting.c (reference §3.2). Each runs the model under
@@ -25,7 +25,8 @@ The results (``CASES``; ``RESULTS`` maps each function to its source):
 - :func:`migration` (§8 #3 and #4, Wei Wang v37): total live-migration time of an 8 GB and a
   128 GB guest, with and without the free page hint, idle (620 vs 2970 ms; 5294 vs 41651 ms)
   and during ``make -j4`` (2273 vs 4502 ms; 8816 vs 54201 ms). ``make -j4`` is stood in for
-  by the churn workload (see :data:`MAKE_J4`).
+  by a build recorded on this machine (:data:`MAKE_TRACE`, when shipped) or by the churn
+  workload (:data:`MAKE_J4`); ``make_source`` picks.
 
 Tolerance rules (fixed here, one per kind of result, chosen from the published numbers'
 own spread, never per result to make it pass; :data:`RULES`):
@@ -38,6 +39,9 @@ own spread, never per result to make it pass; :data:`RULES`):
   8 GB idle migration: 271–620 ms with the hint, 1757–2970 ms without, reference §4.1;
   Duyck's page_fault1 THP loss with reporting: -0.8 % (v17) to -6.5 % (v12), §3.4).
 
+- ``pct20`` (live records): within ±20 % of the recorded value.
+- ``unusable10`` (live fragmentation): an unusable free space index within ±10 thousandths.
+
 A run that did not reach the published end state (a migration that never converged) fails
 whatever its value.
 
@@ -46,15 +50,38 @@ in a hurry. Their records keep the published values and apply the same rule, but
 ``comparable`` is False: the conditions are not the published ones, so a quick pass or
 fail says nothing about the model's fidelity.
 
+Live records (``LIVE_CASES``, ids ``live/...``): the model against this machine's own
+kernel, recorded by :mod:`fphlib.observe` and shipped under ``data/real/`` (:data:`REAL_DIR`,
+next to the package; an installed package without it gives failing rows that say
+"recording not found"). Their rules were fixed before any recording was looked at.
+
+- :func:`against_drain` (mm/page_reporting.c: ``page_reporting_process``,
+  ``page_reporting_cycle``'s budget, ``PAGE_REPORTING_DELAY``): fphlib's page_reporting
+  started from the free lists right after a child's exit (/proc/buddyinfo) predicts the
+  reported-bytes curve read from /proc/kpageflags (fs/proc/page.c, ``KPF_BUDDY`` and
+  ``PG_reported``): t50, t90 and the first pass's bytes (:func:`drain_model`,
+  :func:`drain_stats`).
+- :func:`against_trace_fragmentation` (mm/vmstat.c ``unusable_free_index``): a command's
+  kmem trace (include/trace/events/kmem.h) replayed in fphlib's buddy allocator from the
+  first /proc/buddyinfo sample, against the samples taken while it ran
+  (:func:`fragmentation_frame`).
+- :func:`against_first_touch`: the recorded price of touching memory the host discarded
+  after reporting against the model's ``fault_2m`` / ``fault_4k`` (:mod:`fphlib.host.costs`).
+
+A live record runs as recorded whatever ``quick`` says, and is comparable.
+
 Simplifications: one seed per record (the model is deterministic per seed; the published
 numbers are single measurements or short averages); the conditions the model cannot set
 (CPU model, host kernel, QEMU version) are not represented.
 """
 
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .units import parse_size
@@ -92,6 +119,13 @@ PF1_GUEST = 32 << 30  # "32 GB guest", read as GiB (QEMU -m 32G)
 # a second; the page cache of the sources and objects (the larger part of a real build's
 # memory) is not modelled.
 MAKE_J4 = {"held": 1 << 30, "lifetime_s": 1.0}
+# ... or, where it is shipped, a real build recorded on this machine with the kmem tracepoints
+# (fphlib.observe.record_trace, data/real/<name>/trace.npz): ``make -j2`` of bash 5.2, the
+# build's own tasks only (scope "tree": its anonymous memory and the page cache it
+# allocates). [assumption] a -j2 build on 2 CPUs stands for v37's -j4: the recording machine
+# has 2 CPUs. Used by the "make" migration cases when present (``make_source``).
+MAKE_TRACE = "make_bash52_j2"
+MAKE_SOURCES = ("trace", "churn")
 
 # quick runs of the drain and the migrations: guests (and the build's memory) / 8
 QUICK_DIVISOR = 8
@@ -104,8 +138,9 @@ QUICK_DIVISOR = 8
 class Rule:
     """A tolerance rule: the accepted interval around a published value or range.
 
-    ``kind``: ``"range"`` (the published range, widened by ``amount`` units each side) or
-    ``"factor"`` (from low / ``amount`` to high * ``amount``).
+    ``kind``: ``"range"`` (the published range, widened by ``amount`` units each side),
+    ``"factor"`` (from low / ``amount`` to high * ``amount``) or ``"relative"`` (from
+    low * (1 - ``amount``) to high * (1 + ``amount``)).
     """
 
     name: str
@@ -117,14 +152,20 @@ class Rule:
         """Accepted ``(lo, hi)`` for the published range ``[low, high]``."""
         if self.kind == "range":
             return low - self.amount, high + self.amount
-        if self.kind == "factor":
-            return low / self.amount, high * self.amount
-        raise ValueError(f"rule {self.name!r}: kind {self.kind!r} is not 'range' or 'factor'")
+        if self.kind == "factor":  # ×/÷ in magnitude (a negative value widens the same way)
+            return (min(low / self.amount, low * self.amount),
+                    max(high / self.amount, high * self.amount))
+        if self.kind == "relative":
+            return low - abs(low) * self.amount, high + abs(high) * self.amount
+        raise ValueError(f"rule {self.name!r}: kind {self.kind!r} is not 'range', 'factor' "
+                         "or 'relative'")
 
     def text(self, unit=""):
         """The rule in words (``unit``: of ``amount`` for a widened range)."""
         if self.kind == "factor":
             return f"within ×/÷ {self.amount:g} of the published value"
+        if self.kind == "relative":
+            return f"within ±{100 * self.amount:g} % of the recorded value"
         if self.amount == 0:
             return "inside the published range"
         return f"inside the published range ± {self.amount:g} {unit}".rstrip()
@@ -137,6 +178,16 @@ RULES = {
     "factor2": Rule("factor2", "factor", 2.0,
                     "the same experiment spans ~2x across versions of the series "
                     "(reference §4.1, §3.4)"),
+    # live records (fixed before any recording was looked at)
+    "pct20": Rule("pct20", "relative", 0.20,
+                  "one live run, read every 0.5 s (a quarter of a 2 s reporting pass), on a "
+                  "machine other processes share"),
+    "unusable10": Rule("unusable10", "range", 10.0,
+                       "the kernel's index truncates to thousandths (±1), and the per-CPU "
+                       "lists hold order-0..3 pages /proc/buddyinfo does not count while the "
+                       "replay (no pcp) keeps them free: up to a zone's low watermark split "
+                       "over its CPUs (mm/page_alloc.c, zone_highsize), under 1 % of the free "
+                       "memory of a guest with GiBs free"),
 }
 
 
@@ -420,11 +471,34 @@ MIGRATION_PUBLISHED = {
 }
 
 
-def migration_config(guest_mem="8GiB", hint=True, workload="idle", seed=0, held=None):
+def make_trace_path():
+    """The recorded build's trace file (:data:`MAKE_TRACE` under :data:`REAL_DIR`), or None
+    when it is not shipped (an installed package without ``data/``)."""
+    p = REAL_DIR / MAKE_TRACE / "trace.npz"
+    return p if p.is_file() else None
+
+
+def resolve_make_source(source=None):
+    """``"trace"`` or ``"churn"``: ``source`` checked; None picks the recorded trace when it
+    is shipped, else the churn stand-in."""
+    if source is None:
+        return "trace" if make_trace_path() is not None else "churn"
+    if source not in MAKE_SOURCES:
+        raise ValueError(f"make_source: {source!r} is not one of {', '.join(MAKE_SOURCES)}")
+    if source == "trace" and make_trace_path() is None:
+        raise ValueError(f"make_source: 'trace' needs the recording {REAL_DIR / MAKE_TRACE} "
+                         "(recording not found); use 'churn'")
+    return source
+
+
+def migration_config(guest_mem="8GiB", hint=True, workload="idle", seed=0, held=None,
+                     make_source=None):
     """The ``SimConfig`` of :func:`migration`: :func:`fphlib.experiments.v37_config` (idle
-    guest, 4 vCPUs, 100 GiB/s, 400 ms downtime, the merged driver's ``alloc`` mode), with the
-    churn stand-in for ``make -j4`` (:data:`MAKE_J4`; ``held`` bytes instead of its 1 GiB
-    if given) when ``workload="make"``."""
+    guest, 4 vCPUs, 100 GiB/s, 400 ms downtime, the merged driver's ``alloc`` mode); when
+    ``workload="make"``, ``make -j4`` is the recorded build's trace (``make_source="trace"``,
+    the ``"trace"`` workload on :data:`MAKE_TRACE`) or the churn stand-in
+    (``"churn"``: :data:`MAKE_J4`; ``held`` bytes instead of its 1 GiB if given); default:
+    the trace when shipped (:func:`resolve_make_source`)."""
     from .experiments.migration import v37_config
     from .host.costs import DEFAULTS
 
@@ -439,6 +513,10 @@ def migration_config(guest_mem="8GiB", hint=True, workload="idle", seed=0, held=
     # the legacy precopy at the migration thread's rate, several dirty passes and syncs
     est = pages * DEFAULTS["mig_page"][0] + 6 * DEFAULTS["mig_sync_gib"][0] * mem / 2**30
     duration = at_s + 3.0 * est + 5.0
+    if resolve_make_source(make_source) == "trace":
+        return v37_config(mem, mech, at_s=at_s, workload="trace",
+                          workload_params={"path": str(make_trace_path())},
+                          duration_s=duration, sample_s=duration / 20, seed=seed)
     held = MAKE_J4["held"] if held is None else parse_size(held, "held")
     target = min(held / mem, 0.95)
     params = {"target": target, "lifetime_s": MAKE_J4["lifetime_s"]}
@@ -446,13 +524,17 @@ def migration_config(guest_mem="8GiB", hint=True, workload="idle", seed=0, held=
                       duration_s=duration, sample_s=duration / 20, seed=seed)
 
 
-def migration(guest_mem="8GiB", hint=True, workload="idle", quick=False, seed=0):
+def migration(guest_mem="8GiB", hint=True, workload="idle", quick=False, seed=0,
+              make_source=None):
     """§8 #3 / #4: total live-migration time with (``hint``) and without the free page hint.
 
     Wei Wang's v37 setup through :func:`migration_config` (``migrate_set_speed 100G``,
     downtime limit 400 ms, 4 vCPUs, 4 MiB hint blocks allocated with ``alloc_pages``).
-    ``workload="make"``: during ``make -j4``, stood in for by churn (:data:`MAKE_J4`: 1 GiB of
-    anonymous memory turned over every second; no page cache, no CPU contention). ``quick``:
+    ``workload="make"``: during ``make -j4``, stood in for by the recorded build's trace
+    (``make_source="trace"``, the default when :data:`MAKE_TRACE` is shipped: a real
+    ``make -j2`` on this project's 2-CPU machine, its own allocations only) or by churn
+    (``"churn"``, :data:`MAKE_J4`: 1 GiB of anonymous memory turned over every second; no
+    page cache, no CPU contention). ``quick``:
     the guest and the build's memory / :data:`QUICK_DIVISOR`, held to the published value of
     ``guest_mem`` (not comparable).
     """
@@ -466,7 +548,8 @@ def migration(guest_mem="8GiB", hint=True, workload="idle", quick=False, seed=0)
     with_hint, without = MIGRATION_PUBLISHED[(gib, workload)]
     mem = (gib << 30) // QUICK_DIVISOR if quick else gib << 30
     held = MAKE_J4["held"] * mem // (gib << 30)  # quick: scaled with the guest
-    cfg = migration_config(mem, hint, workload, seed, held=held)
+    source = resolve_make_source(make_source) if workload == "make" else None
+    cfg = migration_config(mem, hint, workload, seed, held=held, make_source=source)
     t0 = time.perf_counter()
     res = simulate(cfg)
     s = res.summary
@@ -474,7 +557,8 @@ def migration(guest_mem="8GiB", hint=True, workload="idle", quick=False, seed=0)
     extra = {k: float(s[k]) for k in ("migration_bytes", "migration_rounds", "downtime_s",
                                       "migration_converged", "migration_hinted_bytes",
                                       "migration_unavailable_s", "lost_writes")}
-    what = "idle" if workload == "idle" else "make -j4 (churn stand-in)"
+    what = ("idle" if workload == "idle" else "make -j4 (churn stand-in)" if source == "churn"
+            else "make -j4 (recorded make -j2 trace)")
     case = f"{mem / 2**30:g} GiB {what}, {'free page hint' if hint else 'no hint'}"
     if quick:
         case += f" (quick: {gib} GiB / {QUICK_DIVISOR})"
@@ -488,6 +572,694 @@ def migration(guest_mem="8GiB", hint=True, workload="idle", quick=False, seed=0)
     return make_record("migration", case, result, WEI_V37, with_hint if hint else without, ms,
                        "ms", "factor2", not quick, cfg.to_dict(), note, extra,
                        time.perf_counter() - t0, invalid=invalid)
+
+
+# ------------------------------------------------------------------------- live recordings
+#
+# The model against this machine's own kernel (fphlib.observe recordings, data/real/): see
+# the module docstring, section "Live records".
+
+#: where the shipped recordings live: data/real next to the fphlib package
+REAL_DIR = Path(__file__).resolve().parent.parent / "data" / "real"
+
+# reporting constants when a recording's provenance lacks them: the kernel's
+# (mm/page_reporting.h PAGE_REPORTING_CAPACITY, mm/page_reporting.c PAGE_REPORTING_DELAY)
+_PR_DEFAULTS = {"page_reporting_capacity": 32, "page_reporting_delay_s": 2.0}
+# a step of a drain curve must add more than this share of the curve's growth (real curves
+# carry the noise of other processes' frees and allocations)
+STEP_MIN_SHARE = 0.01
+# the drain's quantities: key -> (case label, unit)
+DRAIN_QUANTITIES = {"t50": ("t50", "s"), "t90": ("t90", "s"),
+                    "first_pass": ("first pass", "MiB")}
+PAGE = 4096
+# a first-touch recording measures discarded memory only if the kernel had reported at
+# least this share of the freed memory before the "discarded" touches
+MIN_REPORTED_SHARE = 0.5
+
+
+def _recording_path(recording):
+    """``(path or None, label)`` of a recording given as an object, a path or a name under
+    :data:`REAL_DIR`."""
+    if isinstance(recording, str | os.PathLike):
+        p = Path(recording)
+        if not p.is_absolute() and not p.exists() and len(p.parts) == 1:
+            p = REAL_DIR / p
+        return p, p.name
+    return None, getattr(recording, "name", type(recording).__name__)
+
+
+def _load(recording, kind):
+    """A recording object of ``kind`` (a path, a name under :data:`REAL_DIR`, or the object
+    itself); ``(recording, path or None, label)``. A missing recording raises
+    ``FileNotFoundError`` ("recording not found"); a bad one ValueError naming its path."""
+    path, label = _recording_path(recording)
+    if path is None:
+        return recording, None, label
+    if not path.exists():
+        raise FileNotFoundError(f"recording not found: {path}")
+    if kind == "trace":  # its load reads the trace file too
+        from .observe.trace import TraceRecording
+
+        return TraceRecording.load(path), path, label
+    from .observe import load_recording
+
+    return load_recording(path, kind=kind), path, label
+
+
+def _zone_counts(frame, what):
+    """``{(node, zone): int64 nr_free per order}`` of a long buddyinfo frame."""
+    from .guest.buddy import NR_ORDERS
+
+    need = {"node", "zone", "order", "nr_free"}
+    if not isinstance(frame, pd.DataFrame) or not need <= set(frame.columns):
+        raise ValueError(f"{what}: expected a DataFrame with columns {sorted(need)}")
+    if len(frame) == 0:
+        raise ValueError(f"{what}: no rows")
+    out = {}
+    for (node, zone), d in frame.groupby(["node", "zone"], sort=False):
+        orders = d["order"].to_numpy(np.int64)
+        counts = d["nr_free"].to_numpy(np.int64)
+        if (orders < 0).any() or orders.max() >= NR_ORDERS:
+            raise ValueError(f"{what}: zone {zone} has orders outside 0..{NR_ORDERS - 1} "
+                             "(the model's free areas)")
+        if (counts < 0).any():
+            raise ValueError(f"{what}: zone {zone} has a negative nr_free")
+        arr = np.zeros(NR_ORDERS, np.int64)
+        np.add.at(arr, orders, counts)
+        out[(int(node), str(zone))] = arr
+    return out
+
+
+def _reporting_settings(rec):
+    prov = getattr(rec, "provenance", None) or {}
+    order = prov.get("page_reporting_order")
+    if order is None:
+        raise ValueError("the recording's provenance has no page_reporting_order: the "
+                         "machine did not report free pages")
+    cap = prov.get("page_reporting_capacity") or _PR_DEFAULTS["page_reporting_capacity"]
+    delay = prov.get("page_reporting_delay_s") or _PR_DEFAULTS["page_reporting_delay_s"]
+    return int(order), int(cap), float(delay)
+
+
+def drain_stats(t_s, reported_bytes, min_share=STEP_MIN_SHARE):
+    """Times to 50 % and 90 % and the steps of a reported-bytes curve.
+
+    The growth counts from the first sample; a step is a run of consecutive samples in
+    which the reported bytes rose by more than ``min_share`` of the growth at the last
+    sample (a pass may show over two samples). The same function measures the recording and
+    the model, so both are read the same way.
+
+    Returns
+    -------
+    dict
+        ``added_bytes`` (growth at the last sample), ``t50_s``, ``t90_s`` (NaN when there
+        is no growth), ``steps`` (count), ``step_t_s`` and ``step_bytes`` (lists),
+        ``first_pass_bytes`` (the first step's bytes, NaN without a step),
+        ``step_gap_s_median``.
+    """
+    t = np.asarray(t_s, float)
+    r = np.asarray(reported_bytes, np.int64)
+    added = r - r[0]
+    total = int(added[-1])
+    out = {"added_bytes": total, "t50_s": math.nan, "t90_s": math.nan}
+    if total > 0:
+        for key, frac in (("t50_s", 0.5), ("t90_s", 0.9)):
+            out[key] = float(t[int(np.argmax(added >= frac * total))])
+    from .observe.drain import curve_steps
+
+    steps = curve_steps(t, r, max(min_share * total, 0))
+    steps_t = [st for st, _ in steps]
+    steps_b = [sb for _, sb in steps]
+    out.update(steps=len(steps_t), step_t_s=steps_t, step_bytes=steps_b,
+               first_pass_bytes=float(steps_b[0]) if steps_b else math.nan,
+               step_gap_s_median=float(np.median(np.diff(steps_t))) if len(steps_t) > 1
+               else math.nan)
+    return out
+
+
+def _mark_reported(z, order, n_blocks):
+    """Flag the last ``n_blocks`` free blocks of ``order`` in zone ``z`` PageReported
+    (reported blocks sit at the tail: ``page_reporting_drain`` puts them back there)."""
+    from .guest.buddy import PG_REPORTED
+
+    if n_blocks <= 0:
+        return
+    blocks = []
+    p = int(z.head[order])
+    while p >= 0:
+        blocks.append(p)
+        p = int(z.next[p])
+    for p in blocks[len(blocks) - n_blocks:]:
+        z.flags[p] |= PG_REPORTED
+
+
+def drain_model(recording, t_s=None):
+    """fphlib's free page reporting replayed from a drain recording's start state.
+
+    The engine's page_reporting kernels (:mod:`fphlib.hinting.page_reporting`), driven the
+    way its tests drive them: an engine state with one guest per recorded zone
+    (:func:`fphlib.engine.build.build_state`), each guest's free lists carved to the
+    zone's buddyinfo right after the exit (:func:`fphlib.guest.fragmentation.
+    allocator_from_nr_free`), the reported part flagged PageReported, a reporting request
+    at ``t = 0`` (the child's frees of order >= page_reporting_order), then every worker
+    instant up to each sample time.
+
+    Which blocks start reported: the recording's reported bytes at its first row (t = 0),
+    flagged on the blocks that were already free before the child allocated (per zone and
+    order, ``buddyinfo`` minus the growth over ``buddyinfo_before``), highest order first,
+    then on the child's blocks if more were reported; the child's memory is otherwise
+    unreported.
+
+    Parameters
+    ----------
+    recording : DrainRecording (or anything with ``buddyinfo``, ``buddyinfo_before``,
+        ``frame``, ``provenance``, ``scan_s_mean``)
+    t_s : array, optional
+        Sample times (default: the recording's rows, each shifted by half of one
+        ``/proc/kpageflags`` read, ``scan_s_mean / 2``: a real row shows the state during
+        its read).
+
+    Returns
+    -------
+    (pandas.DataFrame, dict)
+        ``t_s`` (the recording's row times), ``reported_bytes`` (model, all zones), and the
+        run's settings (zones, reporting order, capacity, delay, the SimConfig).
+    """
+    from .api.config import SimConfig
+    from .engine.build import build_state
+    from .guest.fragmentation import allocator_from_nr_free
+    from .hinting import page_reporting as pr
+    from .state import layout as L
+    from .state.borrow import guest_zone
+
+    order, cap, delay = _reporting_settings(recording)
+    after = _zone_counts(recording.buddyinfo, "buddyinfo")
+    before_frame = getattr(recording, "buddyinfo_before", None)
+    before = (_zone_counts(before_frame, "buddyinfo_before")
+              if isinstance(before_frame, pd.DataFrame) and len(before_frame) else {})
+    frame = recording.frame
+    if len(frame) == 0:
+        raise ValueError("frame: no rows")
+    rows_t = frame["t_s"].to_numpy(float)
+    if t_s is None:
+        shift = float(getattr(recording, "scan_s_mean", 0.0) or 0.0) / 2
+        t_s = rows_t + shift
+    t_s = np.asarray(t_s, float)
+    n_orders = len(next(iter(after.values())))
+    if order >= n_orders:
+        raise ValueError(f"page_reporting_order {order} is above the top order "
+                         f"{n_orders - 1}: nothing would be reported")
+    # zones with something reportable (a zone with nothing at >= order never reports)
+    zones = [k for k, c in after.items() if c[order:].sum() > 0]
+    if not zones:
+        raise ValueError("buddyinfo: no free block of order >= page_reporting_order "
+                         f"({order}) in any zone: nothing to report")
+    allocs = [allocator_from_nr_free(after[k]) for k in zones]
+    mems = [b.n_pages * PAGE for b in allocs]
+    cfg = SimConfig(host_mem=sum(mems) + (4 << 30), guests=len(zones), guest_mem=mems[0],
+                    guest_overrides=[{"mem": m} for m in mems], workload="idle",
+                    mechanism="page_reporting", hint_order=order,
+                    mechanism_params={"capacity": cap, "delay_s": delay},
+                    duration_s=max(float(t_s[-1]), 1.0), seed=0)
+    s, _ = build_state(cfg)
+    views = []
+    for g, b in enumerate(allocs):
+        s.gi[g, L.GI_STATUS] = L.ST_RUNNING
+        z = guest_zone(s, g)
+        src = b.zone
+        for name in ("next", "prev", "state", "head", "tail", "nr_free"):
+            getattr(z, name)[:] = getattr(src, name)
+        z.flags[:] = 0
+        views.append(z)
+    # the reported part at t = 0: blocks free before the child allocated first
+    want = int(frame["reported_bytes"].iloc[0]) // PAGE
+    plan = []  # (order, zone index, blocks), old blocks first, high orders first
+    for o in range(n_orders - 1, order - 1, -1):
+        for g, k in enumerate(zones):
+            grown = max(0, int(after[k][o]) - int(before.get(k, np.zeros(n_orders))[o]))
+            plan.append((0, o, g, int(after[k][o]) - grown))
+    for o in range(n_orders - 1, order - 1, -1):
+        for g, k in enumerate(zones):
+            grown = max(0, int(after[k][o]) - int(before.get(k, np.zeros(n_orders))[o]))
+            plan.append((1, o, g, grown))
+    marked = {}
+    for _, o, g, n in plan:
+        take = min(n, want >> o)
+        if take <= 0:
+            continue
+        marked[(g, o)] = marked.get((g, o), 0) + take
+        want -= take << o
+    for (g, o), n in marked.items():
+        _mark_reported(views[g], o, n)
+    for g in range(len(zones)):
+        pr.page_reporting_request(s, g, 0.0)  # the child's frees: notify_free
+    rep = np.zeros(len(t_s), np.int64)
+    for i, t in enumerate(t_s):
+        total = 0
+        for g, z in enumerate(views):
+            pr.page_reporting_step(s, g, z, float(t), s.cost)
+            total += int(pr.reported_pages_now(z, order))
+        rep[i] = total * PAGE
+    out = pd.DataFrame({"t_s": rows_t if len(rows_t) == len(t_s) else t_s,
+                        "reported_bytes": rep})
+    info = {"zones": [f"node {n} {z}" for n, z in zones], "page_reporting_order": order,
+            "capacity": cap, "delay_s": delay, "zone_pages": [b.n_pages for b in allocs],
+            "reported_start_bytes": int(rep[0]) if len(rep) else 0,
+            "reports": [int(s.gi[g, L.GI_REPORTS]) for g in range(len(zones))],
+            "sim_config": cfg.to_dict()}
+    return out, info
+
+
+def _mib(b):
+    return b / 2**20
+
+
+def _drain_story(st):
+    """One curve's numbers in words (for notes)."""
+    if not st["steps"]:
+        return "no step"
+    gap = st["step_gap_s_median"]
+    return (f"{st['steps']} step{'s' if st['steps'] != 1 else ''} "
+            f"(first {_mib(st['first_pass_bytes']):,.0f} MiB at {st['step_t_s'][0]:.1f} s"
+            + (f", median gap {gap:.1f} s" if gap == gap else "")
+            + f"), t50 {st['t50_s']:.1f} s, t90 {st['t90_s']:.1f} s, "
+            f"+{_mib(st['added_bytes']):,.0f} MiB")
+
+
+def _source(label, path, rec):
+    prov = getattr(rec, "provenance", None) or {}
+    where = f"data/real/{label}" if path is not None and path.parent == REAL_DIR else (
+        str(path) if path is not None else label)
+    return (f"live recording {where} (Linux {prov.get('kernel', '?')}, "
+            f"{prov.get('date', 'date unknown')})")
+
+
+def against_drain(recording, label=None):
+    """The model's reporting drain against a recorded one: three :class:`Record` s.
+
+    ``recording``: a :class:`fphlib.observe.DrainRecording`, its directory, or its name
+    under :data:`REAL_DIR`. The model (:func:`drain_model`) starts from the recording's
+    free lists right after the exit with the machine's reporting order, capacity and delay
+    (from its provenance). Compared, each with rule ``pct20`` (within ±20 % of the recorded
+    value), on both curves read the same way (:func:`drain_stats`):
+
+    - ``t50`` / ``t90``: seconds from the exit until the reported bytes grew by 50 % / 90 %
+      of their growth at the last row;
+    - ``first pass``: MiB reported by the first step of the curve (one reporting pass: the
+      budget of ``DIV_ROUND_UP(nr_free, capacity * 16)`` reports plus one per free list).
+
+    A recording whose reported bytes never grew raises ValueError (nothing to compare). A
+    failing record's note says what differs (the model's passes against the real steps).
+
+    Simplifications (each also in the notes): the machine's zones (DMA, DMA32, Normal) are
+    each their own model zone, reported separately as the kernel does, but each by its own
+    worker (the kernel walks them in one pass; a pass takes milliseconds against the 2 s
+    delay, so the timing is the same); one migratetype per free list (the kernel walks each
+    migratetype's list with the order's budget, so a zone with several non-empty
+    migratetypes reports more per pass); a zone holds only what its free lists need (its
+    used memory and so its watermarks are smaller than the machine's: they only gate a
+    zone with less than ~64 MiB free); the host discards at the model's cost (pages not
+    backed in the model: a report's round trip is microseconds); no other process runs.
+    """
+    rec, path, name = _load(recording, "drain")
+    name = label or name
+    t0 = time.perf_counter()
+    real = drain_stats(rec.frame["t_s"], rec.frame["reported_bytes"])
+    free = rec.frame["free_bytes"].to_numpy(np.int64)
+    real["free_grew_bytes"] = int(free.max() - free[0]) if len(free) else 0
+    if real["added_bytes"] <= 0:
+        raise ValueError(f"{name}: the recorded reported bytes never grew after the exit "
+                         "(nothing to compare)")
+    model_frame, info = drain_model(rec)
+    model = drain_stats(model_frame["t_s"], model_frame["reported_bytes"])
+    size = _size_label(getattr(rec, "free_bytes", 0))
+    config = {"recording": str(path) if path is not None else name, **info}
+    extra_common = {"real": real, "model": model}
+    base = ("model: fphlib's page_reporting from the recorded free lists after the exit, "
+            "one model zone per kernel zone, the machine's order/capacity/delay; "
+            f"real: {_drain_story(real)}; model: {_drain_story(model)}")
+    if real["free_grew_bytes"] > 0.1 * max(real["added_bytes"], 1):
+        base += (f"; the machine's free memory grew by up to "
+                 f"{_mib(real['free_grew_bytes']):,.0f} MiB after the exit (frees after "
+                 "t = 0, which the model, started from the buddyinfo at t = 0, does not have)")
+    out = []
+    for key, (what, unit) in DRAIN_QUANTITIES.items():
+        if key == "first_pass":
+            rv, mv = _mib(real["first_pass_bytes"]), _mib(model["first_pass_bytes"])
+        else:
+            rv, mv = real[f"{key}_s"], model[f"{key}_s"]
+        r = make_record("drain", f"drain {size}: {what}", "live", _source(name, path, rec),
+                        rv, mv, unit, "pct20", True, config, base, extra_common,
+                        time.perf_counter() - t0)
+        if not r.passed:
+            r.note += "; fails: " + _drain_differs(key, real, model)
+        out.append(r)
+    return out
+
+
+def _drain_differs(key, real, model):
+    if model["added_bytes"] <= 0 or not model["steps"]:
+        return "the model reported nothing after the exit"
+    if key == "first_pass":
+        return (f"the model's first pass reports {_mib(model['first_pass_bytes']):,.0f} MiB, "
+                f"the kernel's first step {_mib(real['first_pass_bytes']):,.0f} MiB "
+                f"(model {model['steps']} passes vs {real['steps']} real steps)")
+    k = f"{key}_s"
+    return (f"{key} {model[k]:.1f} s in the model vs {real[k]:.1f} s recorded: model "
+            f"{model['steps']} passes (first at {model['step_t_s'][0]:.1f} s) vs "
+            f"{real['steps']} real steps (first at "
+            f"{real['step_t_s'][0] if real['steps'] else math.nan:.1f} s)")
+
+
+def _size_label(b):
+    b = int(b)
+    for unit, shift in (("GiB", 30), ("MiB", 20)):
+        if b >= 1 << shift:
+            return f"{b / (1 << shift):g}{unit}"
+    return f"{b} B"
+
+
+def _trace_of(rec, path):
+    """The recording's :class:`~fphlib.workloads.trace_file.Trace` (its ``trace`` field, or
+    the trace file in its directory)."""
+    tr = getattr(rec, "trace", None)
+    if tr is not None:
+        return tr
+    from .workloads.trace_file import load_trace
+
+    if path is None:
+        raise ValueError("the trace recording holds no trace (trace is None)")
+    return load_trace(path / "trace.npz")
+
+
+def fragmentation_frame(recording):
+    """The recorded trace replayed in fphlib's buddy allocator against the recorded
+    /proc/buddyinfo samples: a tidy frame for plots and :func:`against_trace_fragmentation`.
+
+    The model: a :class:`~fphlib.BuddyAllocator` (placement ``"kernel"``) carved to the
+    first buddyinfo sample, every zone summed into one (:func:`fphlib.guest.fragmentation.
+    allocator_from_nr_free`; the zone as large as the machine's RAM, or the trace's
+    ``n_pages``, when that is more), then the trace replayed, its free blocks per order read
+    at each sample's time (``t_us / 1e6 + t0_offset_s`` on the samples' clock).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``t_s``, ``order``, ``nr_free``, ``source`` (``"real"`` | ``"model"``), sorted;
+        ``attrs``: ``failed_allocs`` (the model's allocations that found no block),
+        ``n_pages`` (the model zone), ``zones`` (summed), ``ops``.
+    """
+    from .guest.fragmentation import allocator_from_nr_free
+
+    rec, path, _ = _load(recording, "trace")
+    bi = rec.buddyinfo
+    if not isinstance(bi, pd.DataFrame) or len(bi) == 0:
+        raise ValueError("buddyinfo: the trace recording has no buddyinfo samples")
+    real = (bi.groupby(["t_s", "order"], as_index=False)["nr_free"].sum()
+            .sort_values(["t_s", "order"]))
+    times = np.sort(real["t_s"].unique())
+    first = real[real["t_s"] == times[0]]
+    start = _zone_counts(first.assign(node=0, zone="all"), "buddyinfo (first sample)")
+    counts = start[(0, "all")]
+    tr = _trace_of(rec, path)
+    prov = getattr(rec, "provenance", None) or {}
+    n_pages = max(int(getattr(rec, "n_pages", 0) or 0),
+                  int(prov.get("mem_total_bytes") or 0) // PAGE,
+                  int(tr.slot.max()) + 1 if len(tr.slot) else 0)
+    b = allocator_from_nr_free(counts, n_pages=n_pages)
+    t_ops = np.asarray(tr.t_us, np.int64) / 1e6 + float(getattr(rec, "t0_offset_s", 0.0))
+    # ops up to each sample (the first sample is the start: ops before it are in it)
+    ends = np.searchsorted(t_ops, times, side="right")
+    skip = int(ends[0])
+    failed, sampled = b.replay(tr.kind[skip:], tr.order[skip:], tr.slot[skip:],
+                               sample_at=ends - skip)
+    orders = np.arange(sampled.shape[1])
+    model = pd.DataFrame({"t_s": np.repeat(times, len(orders)),
+                          "order": np.tile(orders, len(times)),
+                          "nr_free": sampled.ravel()})
+    out = pd.concat([real.assign(source="real"), model.assign(source="model")],
+                    ignore_index=True)
+    out = out.astype({"t_s": float, "order": "int64", "nr_free": "int64"})
+    out.attrs.update(failed_allocs=int(failed), n_pages=int(b.n_pages),
+                     zones=sorted({str(z) for z in bi["zone"]}), ops=int(len(tr.kind)),
+                     skipped_ops=skip)
+    return out
+
+
+def _unusable(counts, order):
+    from .guest.fragmentation import unusable_index
+
+    return unusable_index(np.asarray(counts, np.int64), order)
+
+
+def against_trace_fragmentation(recording, label=None, order=9):
+    """The model's free lists after replaying a recorded trace against the kernel's: one
+    :class:`Record`.
+
+    ``recording``: a :class:`fphlib.observe.TraceRecording`, its directory, or its name
+    under :data:`REAL_DIR`. Compared: the unusable free space index for ``order`` (9: a
+    2 MiB block, the reporting order; ``unusable_free_index`` of mm/vmstat.c, in
+    thousandths, :func:`fphlib.unusable_index`) at the last buddyinfo sample, all zones
+    summed, with rule ``unusable10`` (±10 thousandths). ``extra`` holds the per-order free
+    counts at the end and the largest gap in the index over the run; the whole comparison
+    over time is :func:`fragmentation_frame`.
+
+    Simplifications: one zone (every zone's free lists summed; the trace does not say which
+    zone an allocation came from, and the kernel's zonelist fallback is not modelled); one
+    migratetype (no pageblock stealing or fallback); no per-CPU lists (the kernel keeps
+    recently freed order-0..3 pages on them, where buddyinfo does not count them: the
+    rule's width); only what the trace recorded: with scope ``"tree"`` the frees of memory
+    allocated before the recording or by other tasks, kswapd and compaction are not in it;
+    the recording's own gaps (lost events, implicit frees) are the converter's
+    (``recording.conversion``).
+    """
+    rec, path, name = _load(recording, "trace")
+    name = label or name
+    t0 = time.perf_counter()
+    frame = fragmentation_frame(rec if path is None else path)
+    last = frame["t_s"].max()
+    index = {}
+    series = {}
+    for src in ("real", "model"):
+        d = frame[frame["source"] == src]
+        end = d[d["t_s"] == last].sort_values("order")["nr_free"].to_numpy()
+        index[src] = _unusable(end, order)
+        series[src] = {int(o): int(n) for o, n in zip(range(len(end)), end, strict=True)}
+    over_time = []
+    for _t, d in frame.groupby("t_s"):
+        r = d[d["source"] == "real"].sort_values("order")["nr_free"].to_numpy()
+        m = d[d["source"] == "model"].sort_values("order")["nr_free"].to_numpy()
+        over_time.append(abs(_unusable(r, order) - _unusable(m, order)))
+
+    def free_mib(counts):
+        return sum(n << o for o, n in counts.items()) * PAGE / 2**20
+
+    extra = {"real_nr_free_end": series["real"], "model_nr_free_end": series["model"],
+             "real_free_mib_end": free_mib(series["real"]),
+             "model_free_mib_end": free_mib(series["model"]),
+             "max_index_gap": int(max(over_time)), "samples": len(over_time),
+             **{k: frame.attrs[k] for k in ("failed_allocs", "n_pages", "ops", "skipped_ops")},
+             "complete": bool(getattr(rec, "complete", True)),
+             "lost_events": int(getattr(rec, "lost_events", 0) or 0)}
+    argv = " ".join(" ".join(getattr(rec, "argv", []) or []).split())
+    argv = argv if len(argv) <= 60 else argv[:57] + "..."
+    note = (f"unusable free space index for order {order} (mm/vmstat.c) at the last "
+            f"buddyinfo sample, all zones summed; model: the trace ({extra['ops']:,} ops of "
+            f"`{argv}`, scope {getattr(rec, 'scope', '?')}) replayed from the first sample's "
+            "free lists")
+    config = {"recording": str(path) if path is not None else name, "order": order,
+              "zones": frame.attrs["zones"], "n_pages": frame.attrs["n_pages"],
+              "placement": "kernel"}
+    r = make_record("fragmentation", f"{name}: unusable index order {order}", "live",
+                    _source(name, path, rec), index["real"], index["model"], "‰",
+                    "unusable10", True, config, note, extra, time.perf_counter() - t0)
+    if not r.passed:
+        diff = {o: series["model"][o] - series["real"][o] for o in series["real"]}
+        worst = sorted(diff, key=lambda o: -abs(diff[o] << o))[:3]
+        r.note += ("; fails: at the end the model holds "
+                   f"{extra['model_free_mib_end']:,.0f} MiB free vs "
+                   f"{extra['real_free_mib_end']:,.0f} MiB recorded; largest differences in "
+                   "free blocks: " + ", ".join(f"order {o} {diff[o]:+,}" for o in worst))
+        if not extra["complete"]:
+            r.note += f" (the recording lost {extra['lost_events']:,} events)"
+    return r
+
+
+def against_first_touch(recording, label=None):
+    """The price of touching discarded memory, recorded, against the model's fault costs:
+    two :class:`Record` s.
+
+    ``recording``: a :class:`fphlib.observe.FirstTouchRecording`, its directory, or its
+    name under :data:`REAL_DIR`. The recorded price is the mean ``s_per_gib`` of the
+    ``discarded`` touches minus that of the ``backed`` ones (the guest's own fault,
+    allocation and clearing cancel out). The model charges a refault of a discarded page
+    ``fault_2m`` per 2 MiB when the host backs guest memory with THP (``host_thp``, the
+    default) and ``fault_4k`` per 4 KiB otherwise (:mod:`fphlib.host.costs`); each record
+    holds one of them (µs) against the recorded price per 2 MiB or per 4 KiB, with rule
+    ``factor2`` (the costs' own sources span about 2x: 89-178 µs for zeroing 2 MiB). A
+    machine backs its guest one way, so at most one of the two can match it; a failing
+    record's note says what the machine measured instead.
+
+    The difference is divided by the discarded touches' mean ``reported_share`` (the share
+    of their pages that were in reported blocks just before the touch; older recordings:
+    the reported bytes' growth before it over the size), so it is the price per GiB of
+    discarded memory. Below :data:`MIN_REPORTED_SHARE` the touches met mostly backed memory
+    and both records fail as not measuring the price.
+    """
+    from .host.costs import DEFAULTS
+
+    rec, path, name = _load(recording, "first_touch")
+    name = label or name
+    df = rec.touches
+    if not isinstance(df, pd.DataFrame) or not {"case", "s_per_gib"} <= set(df.columns):
+        raise ValueError(f"{name}: touches must be a DataFrame with case and s_per_gib")
+    means = df.groupby("case")["s_per_gib"].mean()
+    missing = [c for c in ("backed", "discarded") if c not in means.index]
+    if missing:
+        raise ValueError(f"{name}: the recording has no {' and no '.join(missing)} touches")
+    extra_s = float(means["discarded"] - means["backed"])
+    prov = getattr(rec, "provenance", None) or {}
+    extra = {"s_per_gib": {str(k): float(v) for k, v in means.items()},
+             "extra_s_per_gib": extra_s, "thp_enabled": prov.get("thp_enabled"),
+             "nohugepage": getattr(rec, "nohugepage", None)}
+    # did the discarded touches meet discarded memory? The share of their pages in reported
+    # blocks just before the touch (reported_share), else the reports' growth before it
+    invalid = None
+    disc = df[df["case"] == "discarded"]
+    share = math.nan
+    if "reported_share" in df.columns and disc["reported_share"].notna().any():
+        share = float(disc["reported_share"].mean())
+    elif "reported_grew_bytes" in df.columns and disc["reported_grew_bytes"].notna().any():
+        share = float((disc["reported_grew_bytes"] / disc["bytes"]).clip(upper=1).mean())
+    extra["reported_share"] = share
+    if share == share:
+        if share < MIN_REPORTED_SHARE:
+            invalid = (f"only {100 * share:.0f} % of the 'discarded' touches' memory had "
+                       f"been reported (at least {100 * MIN_REPORTED_SHARE:.0f} % needed): "
+                       "they touched mostly memory the host still backed, so the recording "
+                       "does not measure the price of a discarded page")
+        else:  # scaled to memory that was all discarded
+            extra_s /= share
+            extra["extra_s_per_gib_discarded"] = extra_s
+    out = []
+    t0 = time.perf_counter()
+    for cost, pages, what in (("fault_2m", 512, "2 MiB"), ("fault_4k", 1, "4 KiB")):
+        per = extra_s * 1e6 * (pages * PAGE) / 2**30  # µs per `what`
+        model = DEFAULTS[cost][0] * 1e6
+        scaled = (f" of discarded memory (the difference / the discarded touches' "
+                  f"reported share, {100 * share:.0f} %)" if "extra_s_per_gib_discarded" in extra
+                  else "")
+        note = (f"recorded: discarded - backed = {extra_s * 1e3:,.1f} ms per GiB{scaled}, "
+                f"i.e. {per:,.2f} µs per {what}; model: {cost} = {model:g} µs "
+                f"({DEFAULTS[cost][1]})")
+        r = make_record("first_touch", f"refault per {what} ({cost})", "live",
+                        _source(name, path, rec), per, model, "µs", "factor2", True,
+                        {"recording": str(path) if path is not None else name, "cost": cost},
+                        note, extra, time.perf_counter() - t0, invalid=invalid)
+        if not r.passed and not invalid:
+            r.note += (f"; fails: this machine pays {per:,.2f} µs per {what} for a touch of "
+                       f"discarded memory, {per / model:.2g}x the model's {cost}")
+        out.append(r)
+    return out
+
+
+# the shipped recordings (data/real/<name>), by kind; each gives LIVE_CASES ids
+LIVE_RECORDINGS = {
+    "drain": ("drain_1GiB", "drain_4GiB", "drain_8GiB"),
+    "trace": ("make_bash52_j2", "pandas_groupby_10m", "git_clone_git_depth1000"),
+    "first_touch": ("first_touch_2GiB",),
+}
+_LIVE_CACHE = {}
+
+
+def _cached(fn, recording):
+    """``fn(recording)`` once per recording directory and version (its recording.json's
+    mtime): the drain's three records share one model run."""
+    path, _ = _recording_path(recording)
+    try:
+        stamp = (path / "recording.json").stat().st_mtime_ns
+    except OSError:
+        stamp = None
+    key = (fn.__name__, str(path), stamp)
+    if key not in _LIVE_CACHE:
+        _LIVE_CACHE[key] = fn(recording)
+    return _LIVE_CACHE[key]
+
+
+def _not_found(name, case, recording, unit, rule, error):
+    path, label = _recording_path(recording)
+    return make_record(name, case, "live", f"live recording {label}", math.nan, math.nan,
+                       unit, rule, False, {"recording": str(path)},
+                       f"fails: {error}", {"error": str(error)})
+
+
+def live_drain(recording, quantity="t50", quick=False, seed=0):
+    """One quantity (:data:`DRAIN_QUANTITIES`) of :func:`against_drain` for the table
+    (``quick``/``seed`` do not apply: the recording is the size). A missing recording gives
+    a failing record whose note says "recording not found"; an unreadable or unusable one a
+    failing record with the error."""
+    what, unit = DRAIN_QUANTITIES[quantity]
+    try:
+        records = _cached(against_drain, recording)
+    except (FileNotFoundError, ValueError) as e:
+        label = Path(str(recording)).name.replace("_", " ")
+        return _not_found("drain", f"{label}: {what}", recording, unit, "pct20", e)
+    return records[list(DRAIN_QUANTITIES).index(quantity)]
+
+
+def live_fragmentation(recording, quick=False, seed=0):
+    """:func:`against_trace_fragmentation` for the table (see :func:`live_drain`)."""
+    try:
+        return _cached(against_trace_fragmentation, recording)
+    except (FileNotFoundError, ValueError) as e:
+        return _not_found("fragmentation", f"{Path(str(recording)).name}: unusable "
+                          "index order 9", recording, "‰", "unusable10", e)
+
+
+def live_first_touch(recording, cost="fault_2m", quick=False, seed=0):
+    """One record of :func:`against_first_touch` (``cost``: ``fault_2m`` or ``fault_4k``)
+    for the table (see :func:`live_drain`)."""
+    i = ("fault_2m", "fault_4k").index(cost)
+    try:
+        return _cached(against_first_touch, recording)[i]
+    except (FileNotFoundError, ValueError) as e:
+        what = {"fault_2m": "2 MiB", "fault_4k": "4 KiB"}[cost]
+        return _not_found("first_touch", f"refault per {what} ({cost})", recording, "µs",
+                          "factor2", e)
+
+
+def _size_of(name):
+    return name.split("_")[-1]
+
+
+def live_cases(root=None):
+    """Case ids of the live recordings -> (function, kwargs): the shipped ones
+    (:data:`LIVE_RECORDINGS`, whether or not ``root`` holds them) and any other recording
+    found in ``root`` (default :data:`REAL_DIR`)."""
+    import json
+
+    root = REAL_DIR if root is None else Path(root)
+    names = {k: list(v) for k, v in LIVE_RECORDINGS.items()}
+    if root.is_dir():
+        for d in sorted(root.iterdir()):
+            try:
+                kind = json.loads((d / "recording.json").read_text())["kind"]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if kind in names and d.name not in names[kind]:
+                names[kind].append(d.name)
+    out = {}
+    for n in names["drain"]:
+        for q in DRAIN_QUANTITIES:
+            out[f"live/drain/{_size_of(n)}/{q}"] = (live_drain, {"recording": str(root / n),
+                                                                 "quantity": q})
+    for n in names["trace"]:
+        out[f"live/fragmentation/{n}"] = (live_fragmentation, {"recording": str(root / n)})
+    for n in names["first_touch"]:
+        for cost in ("fault_2m", "fault_4k"):
+            out[f"live/first_touch/{_size_of(n)}/{cost}"] = (
+                live_first_touch, {"recording": str(root / n), "cost": cost})
+    return out
 
 
 # ------------------------------------------------------------------------------- the table
@@ -519,27 +1291,39 @@ COLUMNS = ("id", "name", "case", "result", "published_low", "published_high", "v
            "extra", "config", "wall_s")
 
 
+# the live recordings' cases (data/real/, fphlib.observe): "live/drain/4GiB/t50", ...
+LIVE_CASES = live_cases()
+
+
+def all_cases():
+    """:data:`CASES` then :data:`LIVE_CASES`: every case id -> (function, kwargs)."""
+    return {**CASES, **LIVE_CASES}
+
+
 def select(which=None):
-    """Case ids of :data:`CASES` matching ``which`` (ids or prefixes such as
-    ``"migration/8GiB"``; default all), in :data:`CASES` order."""
+    """Case ids of :func:`all_cases` matching ``which`` (ids or prefixes such as
+    ``"migration/8GiB"`` or ``"live"``; default all), in :func:`all_cases` order."""
+    cases = all_cases()
     if which is None:
-        return list(CASES)
+        return list(cases)
     if isinstance(which, str):
         which = [which]
     out = []
     for w in which:
-        hits = [c for c in CASES if c == w or c.startswith(f"{w}/")]
+        hits = [c for c in cases if c == w or c.startswith(f"{w}/")]
         if not hits:
-            raise ValueError(f"which: {w!r} matches no case; cases: {', '.join(CASES)}")
+            raise ValueError(f"which: {w!r} matches no case; cases: {', '.join(cases)}")
         out += [h for h in hits if h not in out]
-    return [c for c in CASES if c in out]
+    return [c for c in cases if c in out]
 
 
 def run(case_id, quick=False, seed=0):
-    """The :class:`Record` of one case of :data:`CASES`."""
-    if case_id not in CASES:
-        raise ValueError(f"case_id: {case_id!r} is not one of {', '.join(CASES)}")
-    fn, kw = CASES[case_id]
+    """The :class:`Record` of one case of :func:`all_cases` (a live case ignores ``quick``
+    and ``seed``: its conditions are the recording's)."""
+    cases = all_cases()
+    if case_id not in cases:
+        raise ValueError(f"case_id: {case_id!r} is not one of {', '.join(cases)}")
+    fn, kw = cases[case_id]
     return fn(quick=quick, seed=seed, **kw)
 
 
@@ -559,9 +1343,11 @@ def table(which=None, quick=False, seed=0, progress=False):
     Parameters
     ----------
     which : str or list of str, optional
-        Case ids or prefixes of :data:`CASES` (default: all).
+        Case ids or prefixes of :func:`all_cases` (default: all, the live recordings'
+        included).
     quick : bool
-        Small sizes (seconds each; ``comparable`` False).
+        Small sizes (seconds each; ``comparable`` False). Live cases run as recorded
+        (a few seconds each; ``comparable`` True).
     seed : int
     progress : bool
         A ``tqdm.auto`` bar over the cases.

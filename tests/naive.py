@@ -417,3 +417,175 @@ def naive_shrink_page_cache(lru, want):
         if len(dropped) >= want or wrote == 0:
             break
     return dropped, written, lru
+
+
+# ============================================================================ kpageflags
+# (section owned by the live-kernel observation work: tests/test_observe_drain.py)
+
+
+def naive_kpageflags_summary(flags, start_pfn, zones, max_order=10):
+    """Twin of fphlib.observe.kpageflags._kernel on Python ints.
+
+    ``flags``: list of ints (pfns start_pfn...); ``zones``: list of (lo, hi) pfn ranges.
+    Returns (free pages per zone, [blocks per order] per zone, [reported blocks per order]
+    per zone, stray reported pages per zone): a free (bit 10) page starts a block of the
+    largest order it is aligned to whose pages are all free and inside the zone; the block is
+    reported when its first page has bit 3.
+    """
+    end = start_pfn + len(flags)
+
+    def is_free(pfn):
+        return (flags[pfn - start_pfn] >> 10) & 1 == 1
+
+    def is_marked(pfn):
+        return (flags[pfn - start_pfn] >> 3) & 1 == 1
+
+    free, blocks, reported, stray = [], [], [], []
+    for zlo, zhi in zones:
+        lo, hi = max(zlo, start_pfn), min(zhi, end)
+        counts = [0] * (max_order + 1)
+        marked = [0] * (max_order + 1)
+        n_free = n_stray = 0
+        pfn = lo
+        while pfn < hi:
+            if not is_free(pfn):
+                pfn += 1
+                continue
+            order = 0
+            for o in range(max_order, 0, -1):
+                size = 2**o
+                if pfn % size == 0 and pfn + size <= hi and \
+                        all(is_free(q) for q in range(pfn, pfn + size)):
+                    order = o
+                    break
+            counts[order] += 1
+            n_free += 2**order
+            if is_marked(pfn):
+                marked[order] += 1
+            n_stray += sum(1 for q in range(pfn + 1, pfn + 2**order) if is_marked(q))
+            pfn += 2**order
+        free.append(n_free)
+        blocks.append(counts)
+        reported.append(marked)
+        stray.append(n_stray)
+    return free, blocks, reported, stray
+
+
+# ============================================================================ kmem trace conversion
+# (section owned by the trace recording work: tests/test_observe_trace.py; the rules are
+# those of fphlib/observe/trace_convert.py's module docstring)
+
+
+def naive_parse_kmem_line(line):
+    """One line of trace_pipe text -> (ts_ns, kind, pfn, order), ("lost", n) or None.
+
+    kind: 0 mm_page_alloc, 1 mm_page_free, 2 mm_page_free_batched, 3 mm_page_pcpu_drain.
+    """
+    import re
+
+    pattern = (r"^.*? (\d+)(?:\.(\d+))?: (mm_page_alloc|mm_page_free|mm_page_free_batched|"
+               r"mm_page_pcpu_drain): .*?pfn=0x([0-9a-fA-F]+).*?order=(\d+)")
+    lost = re.search(r"\[LOST (\d+) EVENTS\]", line)
+    m = re.match(pattern, line)
+    if m is None:
+        return ("lost", int(lost.group(1))) if lost else None
+    sec, frac, name, pfn, order = m.groups()
+    frac = (frac or "")[:9].ljust(9, "0")
+    kinds = ["mm_page_alloc", "mm_page_free", "mm_page_free_batched", "mm_page_pcpu_drain"]
+    return (int(sec) * 10**9 + int(frac), kinds.index(name), int(pfn, 16), int(order))
+
+
+def naive_convert_events(ts_ns, kind, pfn, order, n_orders=11):
+    """Events -> (ops [(t_us, kind, order, slot)], stats dict), on dicts and lists."""
+    events = sorted(zip(ts_ns, kind, pfn, order, strict=True), key=lambda e: e[0])
+    stats = {}
+
+    def add(name, v=1):
+        stats[name] = stats.get(name, 0) + v
+
+    names = ["events_alloc", "events_free", "events_free_batched", "events_pcpu_drain"]
+    for name in names:
+        add(name, 0)
+    owner = {}  # page -> slot of the live block holding it
+    blocks = {}  # slot -> {"head", "order", "pages": set of pages not yet freed}
+    stack = []  # released slots, last released on top
+    n_slots = 0
+    ops = []
+    t0 = events[0][0] if events else 0
+
+    def free_block(s, t):
+        blk = blocks.pop(s)
+        for p in blk["pages"]:
+            del owner[p]
+        ops.append((t, 1, blk["order"], s))
+        stack.append(s)
+        add("frees")
+        add("free_pages", 2 ** blk["order"])
+
+    for ts, k, p, o in events:
+        t = (ts - t0) // 1000
+        add(names[k])
+        if k == 3:
+            continue
+        if k == 0 and p == 0:
+            add("alloc_failed")
+            continue
+        if k != 2 and o >= n_orders:
+            add("order_out_of_range")
+            continue
+        if k == 0:
+            pages = list(range(p, p + 2**o))
+            for q in pages:
+                if q in owner:
+                    s = owner[q]
+                    add("implicit_frees")
+                    add("implicit_free_pages", 2 ** blocks[s]["order"])
+                    free_block(s, t)
+            if stack:
+                s = stack.pop()
+            else:
+                s = n_slots
+                n_slots += 1
+            blocks[s] = {"head": p, "order": o, "pages": set(pages)}
+            for q in pages:
+                owner[q] = s
+            ops.append((t, 0, o, s))
+            add("allocs")
+            add("alloc_pages", 2**o)
+            continue
+        if k == 2:
+            if p not in owner:
+                add("batched_duplicate")
+                continue
+            add("batched_as_free")
+            blk = blocks[owner[p]]
+            whole = blk["head"] == p
+            pages = list(range(p, p + 2 ** blk["order"])) if whole else [p]
+        else:
+            pages = list(range(p, p + 2**o))
+            s = owner.get(p)
+            whole = (s is not None and blocks[s]["head"] == p and blocks[s]["order"] == o
+                     and len(blocks[s]["pages"]) == 2**o)
+        touched = False
+        for q in pages:
+            if q not in owner:
+                add("free_unmatched_pages")
+                continue
+            touched = True
+            s = owner.pop(q)
+            blk = blocks[s]
+            blk["pages"].discard(q)
+            if not blk["pages"]:
+                if not whole:
+                    add("blocks_freed_piecewise")
+                blocks.pop(s)
+                ops.append((t, 1, blk["order"], s))
+                stack.append(s)
+                add("frees")
+                add("free_pages", 2 ** blk["order"])
+        if k == 1 and not whole:
+            add("split_free_events" if touched else "free_unmatched")
+    stats["live_at_end"] = len(blocks)
+    stats["live_pages_at_end"] = sum(2 ** b["order"] for b in blocks.values())
+    stats["slots"] = n_slots
+    return ops, stats

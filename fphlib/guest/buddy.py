@@ -476,14 +476,41 @@ SLOT_FREED = -2  # ``held`` marker of a slot whose block was freed (-1: never go
 @jit
 def _replay(zone, kind, order, slot, n_slots):
     """Replay a trace (see ``_replay_loop``); without tracking code when tracking is off."""
+    held = np.full(n_slots, -1, np.int32)
     if zone.cfg[CFG_TRACK] == 0:
-        return _replay_loop(untracked_zone(zone), kind, order, slot, n_slots)
-    return _replay_loop(zone, kind, order, slot, n_slots)
+        return _replay_loop(untracked_zone(zone), kind, order, slot, held)
+    return _replay_loop(zone, kind, order, slot, held)
 
 
 @jit
-def _replay_loop(zone, kind, order, slot, n_slots):
-    """Replay a trace, stopping before the first bad op.
+def _replay_sampled(zone, kind, order, slot, n_slots, ends, out):
+    """Replay a trace in segments ``[ends[i-1], ends[i])`` (one slot table throughout),
+    copying ``nr_free`` into ``out[i]`` after each; returns what ``_replay_loop`` returns
+    (the bad op's index counts from the trace's start)."""
+    held = np.full(n_slots, -1, np.int32)
+    failed = 0
+    checksum = np.uint64(0)
+    a = 0
+    for i in range(ends.shape[0]):
+        b = ends[i]
+        if zone.cfg[CFG_TRACK] == 0:
+            f, c, bad, code = _replay_loop(untracked_zone(zone), kind[a:b], order[a:b],
+                                           slot[a:b], held)
+        else:
+            f, c, bad, code = _replay_loop(zone, kind[a:b], order[a:b], slot[a:b], held)
+        failed += f
+        checksum += c
+        if bad >= 0:
+            return failed, checksum, a + bad, code
+        out[i, :] = zone.nr_free
+        a = b
+    return failed, checksum, -1, TRACE_OK
+
+
+@jit
+def _replay_loop(zone, kind, order, slot, held):
+    """Replay a trace, stopping before the first bad op; ``held[s]`` is the pfn slot s holds
+    (-1 none, SLOT_FREED freed), updated in place.
 
     Returns ``(failed allocs, pfn checksum, index of the bad op or -1, TRACE_* code)``; the
     ops before a bad one have been applied. The checks keep every index in bounds and free
@@ -494,7 +521,7 @@ def _replay_loop(zone, kind, order, slot, n_slots):
     another slot since, and the state check alone would free that slot's block.
     """
     n_orders = zone.head.shape[0]
-    held = np.full(n_slots, -1, np.int32)
+    n_slots = held.shape[0]
     failed = 0
     checksum = np.uint64(0)
     bad = -1
@@ -1001,12 +1028,16 @@ class BuddyAllocator:
             if problem:
                 raise BuddyInvariantError(problem)
 
-    def replay(self, kind, order, slot):
+    def replay(self, kind, order, slot, sample_at=None):
         """Replay an alloc/free trace (``../bench/README.md``) in one jitted call.
 
         Returns the number of failed allocations; ``last_checksum`` gets the sum of the pfns
         handed out. A bad trace raises ValueError naming the first bad op and leaves the
         allocator unchanged.
+
+        ``sample_at`` (optional, non-decreasing op counts in 0..len(trace)): also return the
+        free blocks per order after each count of ops, ``(failed, nr_free)`` with ``nr_free``
+        an int64 array of shape ``(len(sample_at), n_orders)`` (a buddyinfo over the trace).
         """
         kind = _trace_array(kind, "kind", np.int8, 0, 1)
         order = _trace_array(order, "order", np.int8, 0, self.n_orders - 1)
@@ -1024,9 +1055,25 @@ class BuddyAllocator:
                 f"a zone of {self.n_pages} pages holds at most {self.n_pages} blocks; number "
                 "slots densely from 0"
             )
+        ends = None
+        if sample_at is not None:
+            ends = np.asarray(sample_at)
+            if ends.ndim != 1 or (ends.size and not np.issubdtype(ends.dtype, np.integer)):
+                raise ValueError(f"sample_at must be a 1-D sequence of op counts, got {ends!r}")
+            ends = np.ascontiguousarray(ends, np.int64)
+            if ends.size and (ends[0] < 0 or ends[-1] > kind.shape[0]
+                              or (np.diff(ends) < 0).any()):
+                raise ValueError(f"sample_at must be non-decreasing op counts in "
+                                 f"0..{kind.shape[0]}")
         # a fresh allocator is restored by re-initialising it; any other by a snapshot
         snapshot = None if self._pristine else [a.copy() for a in self._zone[:7]]
-        failed, checksum, bad, code = _replay(self._kzone, kind, order, slot, max(n_slots, 1))
+        if ends is None:
+            failed, checksum, bad, code = _replay(self._kzone, kind, order, slot,
+                                                  max(n_slots, 1))
+        else:
+            sampled = np.zeros((ends.size, self.n_orders), np.int64)
+            failed, checksum, bad, code = _replay_sampled(self._kzone, kind, order, slot,
+                                                          max(n_slots, 1), ends, sampled)
         if bad >= 0:
             if snapshot is None:
                 _reinit(self._kzone)
@@ -1044,4 +1091,4 @@ class BuddyAllocator:
             )
         self._pristine = False
         self.last_checksum = int(checksum)
-        return int(failed)
+        return int(failed) if ends is None else (int(failed), sampled)

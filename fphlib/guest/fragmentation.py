@@ -117,3 +117,89 @@ def parse_buddyinfo(text):
             raise ValueError(f"buddyinfo line {lineno}: node {key[0]} zone {key[1]} repeated")
         zones[key] = np.array([int(x) for x in m.group(3).split()], np.int64)
     return zones
+
+
+def carve_plan(nr_free, n_pages=None):
+    """Where free blocks go so that a zone holds exactly ``nr_free`` (per order).
+
+    Returns ``(n_pages, mixed, free_blocks)``: the zone's pages (a whole number of top-order
+    chunks, at least ``n_pages``), the number of leading "mixed" chunks (each holds free
+    blocks below the top order and at least one allocated page), and a list per order of the
+    free blocks' pfns. Chunks after the mixed ones: ``nr_free[top]`` free top-order chunks,
+    then fully allocated chunks up to ``n_pages``.
+
+    With nothing free the zone is one allocated chunk.
+
+    A free block of order k must not have a free buddy of order k (they would merge), so a
+    chunk that is not wholly free is split half by half: of the two halves of a region that
+    holds an allocated page, one may be a free block and the other again holds an allocated
+    page. The fewest mixed chunks that fit every order are used.
+    """
+    counts = _nr_free(nr_free)
+    top = len(counts) - 1
+    # mixed chunks needed: at order k the open regions of order k+1 number
+    # 2^(top-1-k) * M - sum_{k<j<top} 2^(j-k-1) c[j], and each can give one free block
+    need = 0
+    for k in range(top - 1, -1, -1):
+        used = sum(counts[j] << (j - k - 1) for j in range(k + 1, top))
+        span = 1 << (top - 1 - k)
+        need = max(need, -(-(counts[k] + used) // span))
+    chunk = 1 << top
+    pages = max(need + counts[top], 1) * chunk  # at least one chunk
+    if n_pages is not None:
+        pages = max(pages, -(-int(n_pages) // chunk) * chunk)
+    open_ = np.arange(need, dtype=np.int64) * chunk
+    free_blocks = [np.zeros(0, np.int64) for _ in range(top + 1)]
+    for k in range(top - 1, -1, -1):
+        c = counts[k]
+        free_blocks[k] = open_[:c].copy()  # left halves become free blocks of order k
+        right = open_ + (1 << k)
+        open_ = np.concatenate([right[:c], np.sort(np.concatenate([open_[c:], right[c:]]))])
+    free_blocks[top] = (need + np.arange(counts[top], dtype=np.int64)) * chunk
+    return pages, need, free_blocks
+
+
+def allocator_from_nr_free(nr_free, n_pages=None, placement="kernel"):
+    """A :class:`~fphlib.guest.buddy.BuddyAllocator` whose free lists hold ``nr_free`` blocks
+    of each order (a zone in the state a /proc/buddyinfo line describes).
+
+    Built with the allocator's own operations (one :meth:`BuddyAllocator.replay`): every
+    page of the mixed chunks of :func:`carve_plan` is allocated (order 0) and every other
+    chunk as one top-order block, then the pages of each planned free block are freed (they
+    merge into it) and the planned free top-order chunks go back. What stays allocated
+    stands for the zone's used memory. ``n_pages``: the zone's size (default: the fewest
+    whole top-order chunks that fit). Raises ValueError when the result differs from
+    ``nr_free`` (it cannot, short of a bug).
+    """
+    from .buddy import NR_ORDERS, BuddyAllocator
+
+    counts = _nr_free(nr_free)
+    if len(counts) > NR_ORDERS:
+        raise ValueError(f"nr_free has {len(counts)} orders; at most {NR_ORDERS}")
+    pages, mixed, free_blocks = carve_plan(counts, n_pages)
+    top = len(counts) - 1
+    chunk = 1 << top
+    n_chunks = pages // chunk
+    # allocations in pfn order (the allocator hands out the lowest free pfn first from a
+    # fresh zone): slot p holds page p of the mixed chunks, then one slot per whole chunk
+    n_small = mixed * chunk
+    whole = n_chunks - mixed
+    kind = [np.zeros(n_small + whole, np.int8)]
+    order = [np.concatenate([np.zeros(n_small, np.int8), np.full(whole, top, np.int8)])]
+    slot = [np.arange(n_small + whole, dtype=np.int32)]
+    small = [(b[:, None] + np.arange(1 << k, dtype=np.int64)[None, :]).ravel()
+             for k, b in enumerate(free_blocks[:top]) if len(b)]
+    pages_freed = np.sort(np.concatenate(small)) if small else np.zeros(0, np.int64)
+    kind.append(np.ones(len(pages_freed), np.int8))
+    order.append(np.zeros(len(pages_freed), np.int8))
+    slot.append(pages_freed.astype(np.int32))
+    top_free = n_small + (free_blocks[top] // chunk - mixed)
+    kind.append(np.ones(len(top_free), np.int8))
+    order.append(np.full(len(top_free), top, np.int8))
+    slot.append(top_free.astype(np.int32))
+    b = BuddyAllocator(pages, n_orders=len(counts), placement=placement)
+    failed = b.replay(np.concatenate(kind), np.concatenate(order), np.concatenate(slot))
+    got = b.nr_free.tolist()
+    if failed or got != counts:
+        raise ValueError(f"allocator_from_nr_free: built {got}, expected {counts}")
+    return b

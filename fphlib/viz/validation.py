@@ -8,6 +8,16 @@
 - :class:`ValidationApp`: pick results, quick or full sizes, Run; table and figure redraw.
 - :data:`PROFILE_CASES`: which cases each ``FPHLIB_PROFILE`` runs, at which size.
 - :func:`show`: a (pyplot-free) Figure as a notebook image.
+
+The live records (notebook 07, :mod:`fphlib.observe` recordings of this machine's kernel):
+
+- :func:`plot_drain`: a drain's reported bytes over time, recorded against the model;
+- :func:`plot_buddyinfo`: free memory per order over time, recorded against the replayed
+  trace (:func:`fphlib.validation.fragmentation_frame`);
+- :func:`plot_first_touch`: seconds per GiB of each touch case, with the model's refault
+  costs;
+- :func:`recordings`: the recordings in a directory (``data/real``) as a table;
+- :class:`LiveApp`: pick a recording; its figure and its records redraw.
 """
 
 import math
@@ -40,10 +50,18 @@ def _num(value, unit):
         return f"{value:.3g} %"
     if unit == "s":
         return f"{value:.1f} s"
+    if unit == "MiB":
+        return f"{value:,.0f} MiB"
+    if unit == "µs":
+        return f"{value:,.3g} µs"
+    if unit == "‰":
+        return f"{value:.0f} ‰"
     return f"{value:,.0f} ms"
 
 
 def _range(low, high, unit):
+    if low != low or high != high:
+        return "–"
     return _num(low, unit) if low == high else f"{_num(low, unit)} – {_num(high, unit)}"
 
 
@@ -98,8 +116,10 @@ def readable(df):
 
 
 def _ref(row):
-    """The published reference of a row: the geometric mean of its range (> 0)."""
-    return math.sqrt(row["published_low"] * row["published_high"])
+    """The published reference of a row: the geometric mean of its range (NaN unless > 0:
+    a row without a positive reference has no place on the ratio axis)."""
+    low, high = row["published_low"], row["published_high"]
+    return math.sqrt(low * high) if low > 0 and high > 0 else math.nan
 
 
 def plot_validation(df, ax=None, title="Published results vs fphlib"):
@@ -124,6 +144,14 @@ def plot_validation(df, ax=None, title="Published results vs fphlib"):
     for i, (_, r) in enumerate(df.iterrows()):
         y = n - 1 - i
         ref = _ref(r)
+        labels.append(f"{r['result']} {r['name'].replace('_', ' ')}: {r['case']}")
+        published = _range(r["published_low"], r["published_high"], r["unit"])
+        ax.text(hi_lim * 1.25, y, f"{_shown_value(r)} vs {published}", va="center",
+                fontsize=8)
+        if ref != ref:  # no positive published value (a missing recording, an index of 0)
+            ax.text(lo_lim * 1.1, y, "no ratio: see the table", va="center", fontsize=8,
+                    color=PASS if r["passed"] else FAIL)
+            continue
         a_lo, a_hi = r["accept_low"] / ref, r["accept_high"] / ref
         ax.barh(y, max(a_hi, lo_lim) - max(a_lo, lo_lim), left=max(a_lo, lo_lim), height=0.6,
                 color="#dfe7ef", edgecolor="#9fb3c8", linewidth=0.6, zorder=1)
@@ -148,10 +176,6 @@ def plot_validation(df, ax=None, title="Published results vs fphlib"):
                 marker = ">"
             ax.scatter([x], [y], s=60, marker=marker, facecolor=face, edgecolor=color,
                        linewidth=1.5, zorder=3)
-        labels.append(f"{r['result']} {r['name'].replace('_', ' ')}: {r['case']}")
-        published = _range(r["published_low"], r["published_high"], r["unit"])
-        ax.text(hi_lim * 1.25, y, f"{_shown_value(r)} vs {published}", va="center",
-                fontsize=8)
     ax.set_xscale("log")
     ax.set_xlim(lo_lim, hi_lim)
     ax.set_yticks(range(n)[::-1] if n else [])
@@ -189,7 +213,7 @@ class ValidationApp:
 
         self.profile = profile_name(profile)
         which, quick = PROFILE_CASES[self.profile]
-        ids = list(V.CASES)
+        ids = V.select(None)
         self.df = V.to_frame([])
         self.cases = W.SelectMultiple(options=ids, value=tuple(V.select(which)),
                                       rows=min(len(ids), 8), description="results",
@@ -258,3 +282,236 @@ def summary_counts(df):
     d = df[df["comparable"]] if df["comparable"].any() else df
     return (d.assign(outcome=np.where(d["passed"], "pass", "fail"))
             .groupby(["name", "outcome"]).size().unstack(fill_value=0))
+
+
+# ------------------------------------------------------------------ live recordings
+
+REAL, MODEL = "#222222", "#2a7ab0"
+
+
+def recordings(root=None):
+    """The recordings saved under ``root`` (default ``data/real``) as a table: name, kind,
+    what was recorded, kernel and date (from each ``recording.json``; an unreadable one is
+    listed with its error). An absent directory gives an empty table."""
+    import json
+    from pathlib import Path
+
+    from ..validation import REAL_DIR
+
+    root = REAL_DIR if root is None else Path(root)
+    rows = []
+    for d in sorted(root.iterdir()) if root.is_dir() else []:
+        f = d / "recording.json"
+        if not f.is_file():
+            continue
+        try:
+            doc = json.loads(f.read_text())
+            meta, kind = doc["meta"], doc["kind"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            rows.append({"name": d.name, "kind": "?", "what": f"unreadable: {e}",
+                         "kernel": "", "date": ""})
+            continue
+        prov = meta.get("provenance") or {}
+        if kind == "drain":
+            what = (f"{meta.get('free_bytes', 0) / 2**30:g} GiB freed, watched "
+                    f"{meta.get('duration_s', 0):g} s")
+        elif kind == "trace":
+            what = (f"`{' '.join(meta.get('argv') or [])}` ({meta.get('scope')}, "
+                    f"{meta.get('ops', 0):,} ops, {meta.get('duration_s', 0):.0f} s)")
+        elif kind == "first_touch":
+            what = (f"{meta.get('size_bytes', 0) / 2**30:g} GiB touched, "
+                    f"{meta.get('repeats')} repeats")
+        else:
+            what = ""
+        rows.append({"name": d.name, "kind": kind, "what": what,
+                     "kernel": prov.get("kernel", ""), "date": prov.get("date", "")})
+    return pd.DataFrame(rows, columns=["name", "kind", "what", "kernel", "date"])
+
+
+def plot_drain(recording, ax=None, title=None):
+    """A drain's reported bytes over time: recorded (black) against fphlib's page_reporting
+    started from the recording's free lists (blue), as growth since the exit (GiB), with
+    each curve's t50 and t90 marked. ``recording``: a DrainRecording, its directory or its
+    name under ``data/real``.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    from .. import validation as V
+
+    rec, _, name = V._load(recording, "drain")
+    model, info = V.drain_model(rec)
+    if ax is None:
+        ax = _figure((8, 4)).subplots()
+    else:
+        ax.clear()
+    curves = {"recorded": (rec.frame["t_s"], rec.frame["reported_bytes"], REAL, "-"),
+              "fphlib": (model["t_s"], model["reported_bytes"], MODEL, "--")}
+    for label, (t, r, color, style) in curves.items():
+        r = np.asarray(r, np.int64)
+        st = V.drain_stats(t, r)
+        ax.step(t, (r - r[0]) / 2**30, where="post", color=color, linestyle=style,
+                label=f"{label}: t50 {st['t50_s']:.1f} s, t90 {st['t90_s']:.1f} s, "
+                      f"{st['steps']} steps")
+        for key in ("t50_s", "t90_s"):
+            if st[key] == st[key]:
+                ax.axvline(st[key], color=color, linestyle=":", linewidth=0.8)
+    ax.set_xlabel("seconds since the child exited")
+    ax.set_ylabel("reported since the exit (GiB)")
+    size = V._size_label(getattr(rec, "free_bytes", 0))
+    ax.set_title(title or f"{name}: {size} freed, reported over time "
+                          f"(order {info['page_reporting_order']}, capacity "
+                          f"{info['capacity']}, delay {info['delay_s']:g} s)")
+    ax.legend(loc="lower right", fontsize=8)
+    return ax
+
+
+def plot_buddyinfo(frame, fig=None, title=None, orders=None):
+    """Free memory per order over time: recorded buddyinfo (solid) against the replayed
+    trace (dashed), one panel per order (MiB in free blocks of that order).
+
+    ``frame``: :func:`fphlib.validation.fragmentation_frame` (or a recording to build it
+    from); ``orders``: the panels (default every order).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from .. import validation as V
+
+    if not isinstance(frame, pd.DataFrame):
+        frame = V.fragmentation_frame(frame)
+    orders = sorted(frame["order"].unique()) if orders is None else list(orders)
+    cols = 4
+    rows = -(-len(orders) // cols)
+    if fig is None:
+        fig = _figure((11, 2.2 * rows + 0.6))
+    else:
+        fig.clear()
+    axes = np.atleast_1d(fig.subplots(rows, cols, sharex=True)).ravel()
+    for ax, o in zip(axes, orders, strict=False):
+        for src, color, style in (("real", REAL, "-"), ("model", MODEL, "--")):
+            d = frame[(frame["source"] == src) & (frame["order"] == o)].sort_values("t_s")
+            ax.plot(d["t_s"], d["nr_free"] * (4096 << int(o)) / 2**20, color=color,
+                    linestyle=style, label="recorded" if src == "real" else "fphlib")
+        ax.set_title(f"order {o}", fontsize=9)
+        ax.tick_params(labelsize=7)
+    for ax in axes[len(orders):]:
+        ax.set_visible(False)
+    axes[0].legend(fontsize=7)
+    fig.supxlabel("seconds", fontsize=9)
+    fig.supylabel("MiB free in blocks of the order", fontsize=9)
+    fig.suptitle(title or "buddyinfo over time: recorded vs the trace replayed in fphlib "
+                          "(all zones summed)", fontsize=10)
+    return fig
+
+
+def plot_first_touch(recording, ax=None, title=None):
+    """Seconds per GiB of each touch case (bars: mean; whiskers: min to max), and what the
+    model adds to the backed touch for discarded memory: ``fault_2m`` per 2 MiB (host THP)
+    and ``fault_4k`` per 4 KiB (dotted lines).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    from .. import validation as V
+    from ..host.costs import DEFAULTS
+
+    rec, _, name = V._load(recording, "first_touch")
+    g = rec.touches.groupby("case")["s_per_gib"].agg(["mean", "min", "max"])
+    g = g.reindex([c for c in ("first", "backed", "discarded") if c in g.index])
+    if ax is None:
+        ax = _figure((7, 4)).subplots()
+    else:
+        ax.clear()
+    x = np.arange(len(g))
+    ax.bar(x, g["mean"], color=["#bbbbbb" if c == "backed" else "#e07b39" for c in g.index],
+           yerr=[g["mean"] - g["min"], g["max"] - g["mean"]], capsize=4)
+    ax.set_xticks(x)
+    ax.set_xticklabels(g.index)
+    if "backed" in g.index:
+        base = float(g.loc["backed", "mean"])
+        for cost, per_gib, style in (("fault_2m", 512, ":"), ("fault_4k", 262144, "--")):
+            y = base + DEFAULTS[cost][0] * per_gib
+            ax.axhline(y, color=MODEL, linestyle=style, linewidth=1)
+            ax.text(len(g) - 0.5, y, f" backed + model {cost}", va="bottom", ha="right",
+                    fontsize=8, color=MODEL)
+    ax.set_ylabel("seconds per GiB touched")
+    ax.set_title(title or f"{name}: touching memory, backed vs discarded by the host")
+    return ax
+
+
+class LiveApp:
+    """Pick a recording of ``data/real``; its figure (drain, buddyinfo or first touch)
+    and its records against the model redraw.
+
+    Parameters
+    ----------
+    root : path, optional
+        Where the recordings are (default ``data/real``).
+    """
+
+    def __init__(self, root=None):
+        import ipywidgets as W
+
+        from .widgets import fit_layout
+
+        self.table = recordings(root)
+        self.root = root
+        names = list(self.table["name"])
+        self.pick = W.Dropdown(options=names, value=names[0] if names else None,
+                               description="recording", layout=W.Layout(width="420px"))
+        self.status = W.HTML(value="" if names else "<i>no recordings found</i>")
+        self.image = W.Image(format="png", layout=fit_layout())
+        self.records = W.HTML(value="")
+        self.pick.observe(lambda change: self.redraw(), names="value")
+        self.widget = W.VBox([self.pick, self.status, self.image, self.records])
+        self.widget.add_class("fphlib-app")
+        self.df = None
+
+    def _path(self, name):
+        from pathlib import Path
+
+        from ..validation import REAL_DIR
+
+        return (REAL_DIR if self.root is None else Path(self.root)) / name
+
+    def redraw(self):
+        """Draw the picked recording's figure and its records."""
+        from .. import validation as V
+
+        name = self.pick.value
+        if name is None:
+            return None
+        kind = self.table.set_index("name").loc[name, "kind"]
+        path = self._path(name)
+        fig = _figure((9, 4))
+        try:
+            if kind == "drain":
+                plot_drain(path, ax=fig.subplots())
+                records = V.against_drain(path)
+            elif kind == "trace":
+                frame = V.fragmentation_frame(path)
+                fig.set_size_inches(11, 7)
+                plot_buddyinfo(frame, fig=fig)
+                records = [V.against_trace_fragmentation(path)]
+            elif kind == "first_touch":
+                plot_first_touch(path, ax=fig.subplots())
+                records = V.against_first_touch(path)
+            else:
+                self.status.value = f"<b>{name}</b>: kind {kind!r} has no view"
+                return None
+        except (ValueError, FileNotFoundError) as e:
+            self.status.value = f"<b>{name}</b>: {e}"
+            return None
+        self.df = V.to_frame(records)
+        self.image.value = figure_png(fig)
+        self.records.value = readable(self.df).to_html()
+        passed = int(self.df["passed"].sum())
+        self.status.value = f"<b>{name}</b> ({kind}): {passed} of {len(self.df)} records pass"
+        return self.df
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)

@@ -240,7 +240,7 @@ def load_trace(path, n_pages=None):
     return check_trace(source=source, n_pages=n_pages, **arrays)
 
 
-def write_trace(path, t_us, kind, order, slot, n_pages=None):
+def write_trace(path, t_us, kind, order, slot, n_pages=None, compress=False):
     """Validate a trace and write it to ``path`` atomically (temp file, then ``os.replace``).
 
     Arrays are converted to the format's dtypes when the values fit exactly; anything that
@@ -255,7 +255,12 @@ def write_trace(path, t_us, kind, order, slot, n_pages=None):
         The op stream.
     n_pages : int, optional
         Guest size (in 4 KiB pages) the trace was made for; stored as metadata.
+    compress : bool
+        Write a deflate-compressed archive (``numpy.savez_compressed``); :func:`load_trace`
+        reads both kinds.
     """
+    if not isinstance(compress, bool):
+        raise ValueError(f"compress: {compress!r} is not allowed; expected True or False")
     arrays = {}
     for name, want in ARRAYS.items():
         a = np.asarray({"t_us": t_us, "kind": kind, "order": order, "slot": slot}[name])
@@ -282,7 +287,7 @@ def write_trace(path, t_us, kind, order, slot, n_pages=None):
     fd, tmp = tempfile.mkstemp(prefix=".trace-", suffix=".npz.tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays, **extra)
+            (np.savez_compressed if compress else np.savez)(f, **arrays, **extra)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
