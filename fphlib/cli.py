@@ -414,7 +414,14 @@ def cmd_validate(args, parser):
     df = validation.table(ids, quick=args.quick, progress=args.progress)
     shown = readable(df)
     print(str(shown))
-    size = "quick sizes, not comparable" if args.quick else "published sizes"
+    n_live = int(df["id"].str.startswith("live/").sum())
+    if args.quick and n_live < len(df):
+        size = "quick sizes, not comparable" + (
+            f"; the {n_live} live records as recorded" if n_live else "")
+    elif n_live == len(df):
+        size = "the live records: this machine's recordings"
+    else:
+        size = "published sizes and this machine's recordings" if n_live else "published sizes"
     print(f"{int(df['passed'].sum())} of {len(df)} pass ({size}); "
           f"{df.attrs['wall_s']:.1f} s")
     if args.out:

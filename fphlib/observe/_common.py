@@ -166,6 +166,28 @@ def recording_kind(cls):
     return cls
 
 
+def recording_repr(rec):
+    """A short description of a recording (its scalar fields, table sizes, where and when it
+    was recorded): the ``__repr__`` of every recording class; long fields are summarised."""
+    import textwrap
+
+    cls = type(rec)
+    parts = []
+    for k in cls.META:
+        if k in ("provenance", "notes"):
+            continue
+        v = getattr(rec, k)
+        text = repr(v)
+        if len(text) > 70:
+            text = f"<{len(v)} items>" if hasattr(v, "__len__") else text[:67] + "..."
+        parts.append(f"{k}={text}")
+    parts += [f"{n}: {len(getattr(rec, n))} rows" for n in cls.TABLES]
+    prov = getattr(rec, "provenance", None) or {}
+    parts.append(f"recorded on {prov.get('kernel')} at {prov.get('date')}")
+    body = textwrap.fill(", ".join(parts), 96, initial_indent="  ", subsequent_indent="  ")
+    return f"{cls.__name__}(\n{body}\n)"
+
+
 def _is_recording(path):
     try:
         return (path / META_FILE).is_file() and all(

@@ -314,6 +314,8 @@ def curve_steps(t_s, reported_bytes, min_bytes=0):
 class DrainRecording:
     """A drain recorded by :func:`record_drain` (see the module docstring)."""
 
+    __repr__ = _common.recording_repr
+
     KIND = "drain"
     TABLES = {
         "frame": ("t_s", "reported_bytes", "free_bytes"),

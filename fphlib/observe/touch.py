@@ -102,6 +102,8 @@ class FirstTouchRecording:
     backed).
     """
 
+    __repr__ = _common.recording_repr
+
     KIND = "first_touch"
     TABLES = {"touches": ("case", "repeat", "bytes", "seconds", "s_per_gib", "reported_share",
                           "reused_share", "reported_grew_bytes", "unreported_free_bytes")}

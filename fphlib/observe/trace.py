@@ -78,6 +78,8 @@ class TraceRecording:
     ``trace`` (the :class:`~fphlib.workloads.trace_file.Trace`, saved as ``trace.npz``).
     """
 
+    __repr__ = _common.recording_repr
+
     KIND = "trace"
     TABLES = {"buddyinfo": BUDDYINFO_COLUMNS}
     META = ("argv", "scope", "duration_s", "returncode", "events", "lost_events", "complete",
