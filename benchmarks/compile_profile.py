@@ -5,7 +5,7 @@ Runs one small simulation in this process with an empty numba cache (a temporary
 compiled, its exclusive and inclusive compile time (``numba:compile`` events, thread CPU time);
 ``[python]`` marks a compile for a call from Python (with numba's CPython wrapper), the rest are
 compiles for jitted callers (``fphlib._jit``'s wrapper-less twins).
-Use it to find what to keep out of line when the cold compile grows (README, issue 14).
+Use it to find what to keep out of line when the cold compile grows (README).
 
     .venv/bin/python benchmarks/compile_profile.py [--mechanism page_reporting] [--top 40]
 """

@@ -2,7 +2,7 @@
 
 (a) the demo scenario (3 guests x 5 GiB running memhog 4 GiB on a 16 GiB host, 120 s) under
 every registered mechanism (``fphlib.hinting.REGISTRY``); (b) 16 guests x 4 GiB churning for
-10 simulated minutes with page_reporting; (c) the host policy row of issue 11: 64 guests x
+10 simulated minutes with page_reporting; (c) the host policy scenario: 64 guests x
 16 GiB (1 TiB of guest memory, host RAM 22 % of it + swap 10 %, so that the policies ask)
 churning for 120 simulated seconds with page_reporting under every host policy that can drive
 it (``fphlib.host.policy.REGISTRY``), policy every 10 s, each run's wall time against

@@ -4,7 +4,7 @@ Each figure is measured in a fresh process, so nothing compiled earlier in this 
 
 - ``import``: ``import fphlib``;
 - ``simulate``: import + the first ``simulate()`` of a small page_reporting/churn run (the
-  engine's cold compile: what issue 14 bounds at 60 s on a 2-core machine);
+  engine's cold compile: bounded at 60 s on a 2-core machine);
 - ``simulate other mechanism``: the same cache, a second process running the same scenario
   under another mechanism (what switching mechanisms in a notebook costs once);
 - ``BuddyAllocator``: import + the first ``BuddyAllocator`` alloc/free (its own cache);

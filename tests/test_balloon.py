@@ -91,7 +91,7 @@ def _agrees_with_summary(res):
 
 def test_reported_bytes_one_meaning_in_summary_and_series():
     # the balloon inflates, memhog makes it deflate, the balloon re-inflates: the summary
-    # counts every inflated page, and so does the series (issue 14: it used to stay at 0)
+    # counts every inflated page, and so does the series (it used to stay at 0)
     res = run(workload="memhog", workload_params={"boot": "64MiB", "size": "768MiB",
                                                    "hold_s": 0, "runs": 2, "gap_s": 2},
               duration_s=12)

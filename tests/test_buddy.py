@@ -416,7 +416,7 @@ BAD_TRACES = [
     ([0, 0], [0, -1], [0, 1], "trace op 1 .*order is outside 0..10"),
     ([0, 0], [0, 0], [0, -1], "trace op 1 .*slot must be >= 0"),
     ([0, 1, 1], [0, 0, 0], [0, 0, 0], "trace op 2 .*already freed through it"),
-    # issue 15: the second free through slot 0 would free the block slot 1 holds now
+    # regression: the second free through slot 0 would free the block slot 1 holds now
     ([0, 1, 0, 1], [0, 0, 0, 0], [0, 0, 1, 0], "trace op 3 .*already freed through it"),
     ([0, 0, 1, 1], [0, 1, 0, 0], [0, 1, 1, 0], "trace op 2 .*not allocated with this order"),
     ([0, 1], [2, 1], [0, 0], "trace op 1 .*free of a block that is not allocated with this"),

@@ -110,7 +110,7 @@ def test_json_file_and_defaults(tmp_path):
 def test_bad_flags_give_clear_errors(capsys, argv, match):
     code, out, err = run_main(capsys, "simulate", *argv)
     assert code == 2 and out == ""
-    # one line naming the flag or field, then where to look (issue 14 item 6)
+    # one line naming the flag or field, then where to look
     assert err.startswith("python -m fphlib simulate: error: ") and err.count("\n") == 1
     assert err.rstrip().endswith("(see --help)")
     import re

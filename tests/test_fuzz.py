@@ -1,4 +1,4 @@
-"""Fuzz test (issue 15): configs, result directories and trace files from Hypothesis.
+"""Fuzz test: configs, result directories and trace files from Hypothesis.
 
 Every drawn config is either refused with a ``ValueError`` naming a field, or accepted; an
 accepted config small enough for the time budget runs in a subprocess with a time limit, in

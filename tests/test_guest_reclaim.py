@@ -258,7 +258,7 @@ def test_reclaim_machinery_without_pressure_changes_nothing():
 
 @pytest.mark.parametrize("name", ["main_memhog_v2", "main_churn_v2"])
 def test_results_of_the_old_model_are_reproduced(name):
-    """tests/data/main_*_v2 were saved by fphlib before issue 13 (format 2: no page cache or
+    """tests/data/main_*_v2 were saved by fphlib before result format 3 (format 2: no page cache or
     slab, memhog at 1 GiB/s holding 5 s). Loaded, their configs keep that meaning (the old
     defaults made explicit) and run again to the same series and metrics; only
     workload_runtime_s changed meaning (memhog: the touching, not the hold and the exit)."""

@@ -1,4 +1,4 @@
-"""Issue 15: every reproducer of "no crash, no hang, no lost file" gives a clear error or a
+"""Hardening: every reproducer of "no crash, no hang, no lost file" gives a clear error or a
 correct result. Probes that could crash the interpreter run in subprocesses."""
 
 import dataclasses
@@ -66,7 +66,7 @@ def test_nested_values_cannot_be_edited(edit):
 
 
 def test_the_segfault_reproducer_is_refused():
-    # issue 15: cfg.workload_params["order"] = -1; simulate(cfg) exited 139
+    # regression: cfg.workload_params["order"] = -1; simulate(cfg) exited 139
     code, out, err = probe("""
         import fphlib
         cfg = fphlib.SimConfig(workload="memhog", guest_mem="512MiB", host_mem="4GiB",

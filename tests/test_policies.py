@@ -1,4 +1,4 @@
-"""Host offering policies (issue 11): formulas against hand-computed values, behaviour in small
+"""Host offering policies: formulas against hand-computed values, behaviour in small
 runs, refused combinations, and the registry contract over every allowed policy x mechanism.
 
 Hand-computed values are reference/policies-peers-metrics.md §2.1 (ESX rho) and §2.3 (MOM).

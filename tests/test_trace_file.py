@@ -191,7 +191,7 @@ def test_rejects_non_zip_and_unreadable(tmp_path):
     with pytest.raises(ValueError, match=r"cannot read trace file"):
         load_trace(tmp_path / "nope.npz")
     with pytest.raises(ValueError, match=r"is a directory, not a trace file"):
-        load_trace(tmp_path)  # issue 15: was reported as "no such file"
+        load_trace(tmp_path)  # regression: was reported as "no such file"
 
 
 def test_rejects_truncated_zip(tmp_path):

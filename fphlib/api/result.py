@@ -177,7 +177,7 @@ def _plain(v):
 # Format 1: fphlib 0.1.0 (no META file; summary without the migration metrics).
 # Format 2: adds META (format, fphlib version, model-source digest). Bump RESULT_FORMAT when
 # the files change (a new summary metric or column) and teach _load the older format.
-# Format 3: guest memory beyond anonymous pages (issue 13): the guests table adds
+# Format 3: guest memory beyond anonymous pages (fphlib.guest.reclaim): the guests table adds
 # page_cache_bytes, slab_bytes, guest_swap_bytes; memhog and the boot footprint got new
 # defaults, so an older config is read with the old model's settings (OLD_MODEL_PARAMS).
 RESULT_FORMAT = 3

@@ -8,7 +8,7 @@
 - :func:`memhog_sequence`: guests run memhog in turn on a host with swap; runtimes and swap
   (Nitesh Narayan Lal's v10/v11 cover letters).
 - :func:`overcommit`: the ESX idle memory tax story (busy and idle guests, tau = 0 vs 0.75);
-  :func:`policy_grid`: guest count x host policy with what asking cost (issue 11).
+  :func:`policy_grid`: guest count x host policy with what asking cost.
 """
 
 from .admission import (

@@ -35,8 +35,8 @@ SEQUENCE_COLUMNS = ("mechanism", "guest", "start_s", "runtime_s", "status", "swa
 OVERCOMMIT_COLUMNS = ("tau", "guest", "role", "memory_bytes", "host_rss_bytes",
                       "balloon_bytes", "swap_bytes", "slowdown", "workload_ops")
 
-# the v10/v11 scenario (issue 11; kernel-mechanisms.md §2): 3 x 6 GB guests, 15 GB host, 4 GB
-# swap; the mechanisms compared by default
+# the scenario of Nitesh Narayan Lal's v10/v11 cover letters: 3 x 6 GB guests, 15 GB host,
+# 4 GB swap; the mechanisms compared by default
 SEQUENCE_DEFAULTS = dict(guests=3, guest_mem=6 << 30, host_mem=15 << 30, host_swap=4 << 30,
                          boot=256 << 20)
 SEQUENCE_MECHANISMS = ("none", "page_reporting", "hinting_bitmap")

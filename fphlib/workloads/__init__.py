@@ -46,7 +46,7 @@ PARAMS = {
         # 361,855/s (will-it-scale page_fault2, Duyck v17; costs.md §5, §8) = 1.48 GB/s
         # [derived]. Host first-touch faults (fault_4k) come on top: with ~12 µs each
         # (costs.md §5, §8: 0.35 GB/s per vCPU) memhog writes ~0.3 GB/s, as published
-        # memhog timings imply (issue 13).
+        # memhog timings imply.
         "rate": ("size", 361_855 * 4096),
         "free_rate": ("size", 8 << 30),  # bytes/s freed at exit (unmapping is fast)
         "hold_s": ("seconds", 0.0),  # time holding the memory before exiting (the tool: 0)

@@ -78,7 +78,7 @@ vv.show(fig)
 # ## What the model leaves out, and how each gap shows
 #
 # The numbers below are those of the `full` profile when this notebook was written (before
-# the heavier guests and host of issue 13 landed); rerun with `FPHLIB_PROFILE=full` to see
+# the heavier guests and host landed); rerun with `FPHLIB_PROFILE=full` to see
 # today's.
 #
 # - **Guests are too thin; the host has no memory of its own.** An idle guest costs the host
