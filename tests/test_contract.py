@@ -162,14 +162,16 @@ def test_unknown_mechanism_param_is_refused(name):
 
 def test_layering():
     """guest/ and host/ never import hinting/ or the engine; the engine imports no
-    mechanism module (only the dispatch)."""
+    mechanism module (only the dispatch); the plots and the public API never import the
+    command line."""
     import ast
     import pathlib
 
     root = pathlib.Path(fphlib.__file__).parent
     for sub, banned in (("guest", ("hinting", "engine")), ("host", ("hinting", "engine")),
                         ("state", ("hinting", "engine", "host", "workloads")),
-                        ("engine", tuple(f"hinting.{m}" for m in REGISTRY))):
+                        ("engine", tuple(f"hinting.{m}" for m in REGISTRY)),
+                        ("viz", ("cli",)), ("api", ("cli", "viz"))):
         for path in (root / sub).rglob("*.py"):
             tree = ast.parse(path.read_text())
             for node in ast.walk(tree):

@@ -14,6 +14,7 @@ import io
 
 import ipywidgets as W
 
+from ..api.fields import FIELD_HELP
 from . import plots
 from .scenarios import headline_config, profile_name
 
@@ -60,9 +61,7 @@ def fit_layout():
 
 
 def field_help(name):
-    """Help text of SimConfig field ``name`` (tooltips), from the CLI's ``FIELD_HELP``."""
-    from ..cli import FIELD_HELP
-
+    """Help text of SimConfig field ``name`` (tooltips), from ``FIELD_HELP``."""
     return FIELD_HELP[name][1]
 
 
