@@ -20,7 +20,10 @@ _UNITS = {
 }
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]*)\s*$")
 
-PAGE_SIZE = 4096
+PAGE_SIZE = 4096  # bytes of a base page (x86_64 PAGE_SHIFT 12)
+# Free areas, orders 0..10 (order 10 = 4 MiB): MAX_ORDER = 11 before Linux 6.4,
+# NR_PAGE_ORDERS since 6.8 (include/linux/mmzone.h).
+NR_ORDERS = 11
 
 # The rule, stated once (``--help``, docs): decimal-looking units are binary, as in free(1),
 # QEMU and libvirt; there is no 1000-based unit.

@@ -84,7 +84,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .units import parse_size
+from .units import PAGE_SIZE, parse_size
 
 # ------------------------------------------------------------------------------- sources
 
@@ -591,7 +591,6 @@ STEP_MIN_SHARE = 0.01
 # the drain's quantities: key -> (case label, unit)
 DRAIN_QUANTITIES = {"t50": ("t50", "s"), "t90": ("t90", "s"),
                     "first_pass": ("first pass", "MiB")}
-PAGE = 4096
 # a first-touch recording measures discarded memory only if the kernel had reported at
 # least this share of the freed memory before the "discarded" touches
 MIN_REPORTED_SHARE = 0.5
@@ -775,7 +774,7 @@ def drain_model(recording, t_s=None):
         raise ValueError("buddyinfo: no free block of order >= page_reporting_order "
                          f"({order}) in any zone: nothing to report")
     allocs = [allocator_from_nr_free(after[k]) for k in zones]
-    mems = [b.n_pages * PAGE for b in allocs]
+    mems = [b.n_pages * PAGE_SIZE for b in allocs]
     cfg = SimConfig(host_mem=sum(mems) + (4 << 30), guests=len(zones), guest_mem=mems[0],
                     guest_overrides=[{"mem": m} for m in mems], workload="idle",
                     mechanism="page_reporting", hint_order=order,
@@ -792,7 +791,7 @@ def drain_model(recording, t_s=None):
         z.flags[:] = 0
         views.append(z)
     # the reported part at t = 0: blocks free before the child allocated first
-    want = int(frame["reported_bytes"].iloc[0]) // PAGE
+    want = int(frame["reported_bytes"].iloc[0]) // PAGE_SIZE
     plan = []  # (order, zone index, blocks), old blocks first, high orders first
     for o in range(n_orders - 1, order - 1, -1):
         for g, k in enumerate(zones):
@@ -819,7 +818,7 @@ def drain_model(recording, t_s=None):
         for g, z in enumerate(views):
             pr.page_reporting_step(s, g, z, float(t), s.cost)
             total += int(pr.reported_pages_now(z, order))
-        rep[i] = total * PAGE
+        rep[i] = total * PAGE_SIZE
     out = pd.DataFrame({"t_s": rows_t if len(rows_t) == len(t_s) else t_s,
                         "reported_bytes": rep})
     info = {"zones": [f"node {n} {z}" for n, z in zones], "page_reporting_order": order,
@@ -984,7 +983,7 @@ def fragmentation_frame(recording):
     tr = _trace_of(rec, path)
     prov = getattr(rec, "provenance", None) or {}
     n_pages = max(int(getattr(rec, "n_pages", 0) or 0),
-                  int(prov.get("mem_total_bytes") or 0) // PAGE,
+                  int(prov.get("mem_total_bytes") or 0) // PAGE_SIZE,
                   int(tr.slot.max()) + 1 if len(tr.slot) else 0)
     b = allocator_from_nr_free(counts, n_pages=n_pages)
     t_ops = np.asarray(tr.t_us, np.int64) / 1e6 + float(getattr(rec, "t0_offset_s", 0.0))
@@ -1052,7 +1051,7 @@ def against_trace_fragmentation(recording, label=None, order=9):
         over_time.append(abs(_unusable(r, order) - _unusable(m, order)))
 
     def free_mib(counts):
-        return sum(n << o for o, n in counts.items()) * PAGE / 2**20
+        return sum(n << o for o, n in counts.items()) * PAGE_SIZE / 2**20
 
     extra = {"real_nr_free_end": series["real"], "model_nr_free_end": series["model"],
              "real_free_mib_end": free_mib(series["real"]),
@@ -1144,7 +1143,7 @@ def against_first_touch(recording, label=None):
     out = []
     t0 = time.perf_counter()
     for cost, pages, what in (("fault_2m", 512, "2 MiB"), ("fault_4k", 1, "4 KiB")):
-        per = extra_s * 1e6 * (pages * PAGE) / 2**30  # µs per `what`
+        per = extra_s * 1e6 * (pages * PAGE_SIZE) / 2**30  # µs per `what`
         model = DEFAULTS[cost][0] * 1e6
         scaled = (f" of discarded memory (the difference / the discarded touches' "
                   f"reported share, {100 * share:.0f} %)" if "extra_s_per_gib_discarded" in extra

@@ -16,14 +16,12 @@ from ..host.costs import HOST_RESERVE, HOST_RESERVE_MAX_FRACTION, SWAP_BANDWIDTH
 from ..host.migration import validate_migration
 from ..host.policy import POLICIES, policy_module
 from ..state.params import effective, validate
-from ..units import format_size, parse_size
+from ..units import NR_ORDERS, format_size, parse_size
 from ..workloads import COMMON, PARAMS, WORKLOADS
 from . import limits
 from .frozen import freeze, plain, thaw
 
 TOP_BLOCK = 4 << 20  # order-10 block: guest memory must be a whole number of these
-PAGE = 4096
-NR_ORDERS = 11
 OVERRIDE_KEYS = ("mem", "workload", "workload_params", "start_s", "shares", "min", "max",
                  "oom_score_adj")
 

@@ -9,10 +9,9 @@ field and the allowed range.
 
 import math
 
-from ..units import format_size
+from ..units import PAGE_SIZE, format_size
 
 KIB, MIB, GIB, TIB = 1 << 10, 1 << 20, 1 << 30, 1 << 40
-PAGE = 4096
 DAY_S = 86400.0
 
 # sizes (bytes)
@@ -24,7 +23,7 @@ MAX_TOTAL_GUEST_MEM = 2 * TIB  # all guests: engine state ~12 bytes per page = 6
 MAX_WORKLOAD_SIZE = 1 << 50  # memhog size, boot footprint (min'd with the guest's memory)
 MAX_GUEST_OVERHEAD = 1 * TIB  # costs["guest_overhead"]: per-guest host memory besides RAM
 # rates (per second)
-MIN_RATE = PAGE  # memhog rate / free_rate: at least one page per second (0 never finishes)
+MIN_RATE = PAGE_SIZE  # memhog rate / free_rate: at least one page per second (0 never finishes)
 MAX_RATE = 1 * TIB  # bytes per second (about 50x a memset on one core)
 MAX_OPS_PER_S = 1e9  # churn operations per second per guest
 MIN_LIFETIME_S = 1e-3  # churn lifetime_s: one engine tick
@@ -109,16 +108,16 @@ def _workload_events(spec, duration_s):
     """Page operations the workload of one guest can do in ``duration_s`` (an upper estimate)."""
     from ..workloads import COMMON, PARAMS
 
-    mem_pages = spec["mem"] // PAGE
+    mem_pages = spec["mem"] // PAGE_SIZE
     wl = spec["workload"]
     p = {k: v for k, (_, v) in {**COMMON, **PARAMS[wl]}.items()} | dict(spec["workload_params"])
     active = max(0.0, duration_s - spec["start_s"] - p["start_s"])
     # page-cache I/O: a page in, one slab page per 64, and each reclaimed again at most
-    boot = min(p["boot"], spec["mem"]) // PAGE + 3 * p["io_rate"] / PAGE * active
+    boot = min(p["boot"], spec["mem"]) // PAGE_SIZE + 3 * p["io_rate"] / PAGE_SIZE * active
     if wl == "memhog":
-        size = min(p["size"], spec["mem"]) / PAGE
-        rate = p["rate"] / PAGE
-        free_rate = p["free_rate"] / PAGE
+        size = min(p["size"], spec["mem"]) / PAGE_SIZE
+        rate = p["rate"] / PAGE_SIZE
+        free_rate = p["free_rate"] / PAGE_SIZE
         # touch every page each pass (a guest swap-in is an allocation, a swap-out a free),
         # free every page at exit
         per_run = 2 * size * p["repeat"] + size

@@ -37,6 +37,7 @@ from numba.core import types
 from numba.extending import overload
 
 from .._jit import borrowed_all, jit
+from ..units import NR_ORDERS
 from .xbitmap import (
     M_TRACK_FN,
     TRACK_BITMAP,
@@ -52,7 +53,6 @@ from .xbitmap import (
     xb_track_del_call,
 )
 
-NR_ORDERS = 11  # orders 0..10 (MAX_ORDER = 11 before v6.4, NR_PAGE_ORDERS since v6.8)
 PAGEBLOCK_ORDER = 9  # x86-64 with hugetlb: HUGETLB_PAGE_ORDER
 
 # ``Zone.state`` per page. A free head holds its order (0..10), like PageBuddy + buddy_order().

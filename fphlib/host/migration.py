@@ -99,6 +99,7 @@ from ..state.layout import (
     ST_KILLED,
     ST_RUNNING,
 )
+from ..units import PAGE_SIZE
 from .costs import C_MIG_PAGE, C_MIG_SYNC_GIB
 
 # free page hint commands (include/uapi/linux/virtio_balloon.h; QEMU starts ids at 0x80000000)
@@ -106,7 +107,6 @@ CMD_ID_STOP = 0  # VIRTIO_BALLOON_CMD_ID_STOP
 CMD_ID_DONE = 1  # VIRTIO_BALLOON_CMD_ID_DONE
 CMD_ID_FIRST = 0x80000000  # QEMU's VIRTIO_BALLOON_FREE_PAGE_HINT_CMD_ID_MIN
 
-PAGE = 4096
 ZERO_PAGE_BYTES = 9  # save_zero_page: save_page_header (8 B: offset | RAM_SAVE_FLAG_ZERO) + 1 B
 PAGE_HEADER = 8  # save_normal_page: save_page_header, then the 4096-byte page
 MAX_ROUNDS = 30  # [assumption] QEMU iterates for ever; the model stops the VM after 30 passes
@@ -242,9 +242,9 @@ def migration_summary(s):
         "migration_rounds": float(mi[MI_ROUND]),
         "downtime_s": float(mf[MF_DOWNTIME_S]),
         "migration_converged": float(mi[MI_CONVERGED]) if done else float("nan"),
-        "migration_hinted_bytes": float(mi[MI_HINTED] * PAGE),
+        "migration_hinted_bytes": float(mi[MI_HINTED] * PAGE_SIZE),
         "migration_unavailable_s": float(hold),
-        "migration_unavailable_peak_bytes": float(mi[MI_HELD_PEAK] * PAGE),
+        "migration_unavailable_peak_bytes": float(mi[MI_HELD_PEAK] * PAGE_SIZE),
     }
 
 
@@ -353,7 +353,7 @@ def mig_note_held(s, g, now):
 @jit(inline="always")
 def _page_time(s, zero, cost):
     bw = s.mig_f[MF_BW]
-    nbytes = ZERO_PAGE_BYTES if zero else PAGE + PAGE_HEADER
+    nbytes = ZERO_PAGE_BYTES if zero else PAGE_SIZE + PAGE_HEADER
     return max(nbytes / bw, cost[C_MIG_PAGE]), nbytes
 
 
@@ -410,7 +410,7 @@ def migration_step(s, t_end, cost):
         s.mig_i[MI_PHASE] = P_DONE
         s.mig_f[MF_NEXT] = np.inf
         return
-    sync_t = cost[C_MIG_SYNC_GIB] * s.gi[g, GI_NPAGES] * PAGE / 2.0**30
+    sync_t = cost[C_MIG_SYNC_GIB] * s.gi[g, GI_NPAGES] * PAGE_SIZE / 2.0**30
     if phase == P_WAIT:
         if s.gi[g, GI_STATUS] != ST_RUNNING:  # not booted yet: start when it runs
             s.mig_f[MF_NEXT] = t_end
@@ -440,7 +440,7 @@ def migration_step(s, t_end, cost):
         remain = _sync(s, g)
         elapsed = now - s.mig_f[MF_PASS_T0]
         rate = s.mig_i[MI_PASS_BYTES] / elapsed if elapsed > 0 else s.mig_f[MF_BW]
-        expected = remain * (PAGE + PAGE_HEADER) / rate if rate > 0 else np.inf
+        expected = remain * (PAGE_SIZE + PAGE_HEADER) / rate if rate > 0 else np.inf
         converged = expected <= s.mig_f[MF_DOWNTIME]
         if converged or s.mig_i[MI_ROUND] >= s.mig_i[MI_MAX_ROUNDS]:
             # migration_completion: stop the VM, final sync, send the remainder, DONE

@@ -188,6 +188,18 @@ def recording_repr(rec):
     return f"{cls.__name__}(\n{body}\n)"
 
 
+def check_common_fields(rec):
+    """The fields every recording of :mod:`fphlib.observe.drain` and ``touch`` has:
+    ``nohugepage`` a bool, ``provenance`` a dict, ``notes`` a str (ValueError naming the
+    field otherwise)."""
+    if not isinstance(rec.nohugepage, bool):
+        raise ValueError(f"nohugepage must be a bool, got {rec.nohugepage!r}")
+    if not isinstance(rec.provenance, dict):
+        raise ValueError(f"provenance must be a dict, got {type(rec.provenance).__name__}")
+    if not isinstance(rec.notes, str):
+        raise ValueError(f"notes must be a str, got {type(rec.notes).__name__}")
+
+
 def _is_recording(path):
     try:
         return (path / META_FILE).is_file() and all(

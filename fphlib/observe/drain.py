@@ -360,12 +360,7 @@ class DrainRecording:
         _number("interval_s", self.interval_s, MIN_INTERVAL_S, MAX_DURATION_S)
         for name in ("touch_s", "scan_s_mean", "scan_s_max"):
             _number(name, getattr(self, name), 0, 1e6)
-        if not isinstance(self.nohugepage, bool):
-            raise ValueError(f"nohugepage must be a bool, got {self.nohugepage!r}")
-        if not isinstance(self.provenance, dict):
-            raise ValueError(f"provenance must be a dict, got {type(self.provenance).__name__}")
-        if not isinstance(self.notes, str):
-            raise ValueError(f"notes must be a str, got {type(self.notes).__name__}")
+        _common.check_common_fields(self)
         for name, cols in self.TABLES.items():
             df = getattr(self, name)
             if not isinstance(df, pd.DataFrame) or list(df.columns) != list(cols):

@@ -49,7 +49,7 @@ import os
 import numpy as np
 
 from .._jit import jit
-from ..units import PAGE_SIZE
+from ..units import NR_ORDERS, PAGE_SIZE
 from . import _common
 from ._common import ObserveError
 
@@ -60,7 +60,7 @@ __all__ = ["FREE", "KPF_BUDDY", "KPF_NOPAGE", "KPF_UPTODATE", "MAX_ORDER", "NOT_
 KPF_UPTODATE = 3
 KPF_BUDDY = 10
 KPF_NOPAGE = 20
-MAX_ORDER = 10  # include/linux/mmzone.h: MAX_PAGE_ORDER (CONFIG_ARCH_FORCE_MAX_ORDER unset)
+MAX_ORDER = NR_ORDERS - 1  # include/linux/mmzone.h: MAX_PAGE_ORDER (10 on x86_64)
 
 CHUNK_PFNS = 1 << 16  # pfns per pread: 512 KiB of flags
 NOT_FREE, FREE, REPORTED = 0, 1, 2  # Summary.state per pfn

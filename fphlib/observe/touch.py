@@ -131,12 +131,7 @@ class FirstTouchRecording:
         if not isinstance(self.waited_s, list) or len(self.waited_s) != self.repeats:
             raise ValueError(f"waited_s must be a list of {self.repeats} numbers (one per "
                              f"repeat), got {self.waited_s!r}")
-        if not isinstance(self.nohugepage, bool):
-            raise ValueError(f"nohugepage must be a bool, got {self.nohugepage!r}")
-        if not isinstance(self.provenance, dict):
-            raise ValueError(f"provenance must be a dict, got {type(self.provenance).__name__}")
-        if not isinstance(self.notes, str):
-            raise ValueError(f"notes must be a str, got {type(self.notes).__name__}")
+        _common.check_common_fields(self)
         df = self.touches
         cols = list(self.TABLES["touches"])
         if not isinstance(df, pd.DataFrame) or list(df.columns) != cols:

@@ -35,7 +35,7 @@ Conversion rules (each case is counted in the stats dict; names in brackets):
   where the input went backwards). ``t_us`` counts microseconds from the first event of any
   kind (``t0_ns``), floored.
 - ``mm_page_alloc`` with pfn 0 is a failed allocation (``alloc_failed``): dropped. An alloc or
-  free with an order above 10 (``N_ORDERS - 1``) is dropped (``order_out_of_range``).
+  free with an order above 10 (``NR_ORDERS - 1``) is dropped (``order_out_of_range``).
 - (a) A free whose pages belong to no live block — the block was allocated before the
   recording started, by a task outside the recorded process tree, or taken without an alloc
   event: ``alloc_pages_bulk()``'s per-CPU loop (``mm/page_alloc.c``; vmalloc, the network
@@ -82,7 +82,8 @@ from typing import NamedTuple
 import numpy as np
 
 from .._jit import jit
-from ..workloads.trace_file import N_ORDERS, Trace, check_trace
+from ..units import NR_ORDERS
+from ..workloads.trace_file import Trace, check_trace
 
 # event kinds of the parsed stream (the index into EVENT_NAMES)
 EV_ALLOC, EV_FREE, EV_FREE_BATCHED, EV_PCPU_DRAIN = 0, 1, 2, 3
@@ -553,7 +554,7 @@ def convert_events(ts_ns, kind, pfn, order, source="events"):
     # the dense pfn span: every page any alloc/free event can touch
     if n:
         eff = np.where(k == 2, 0, o).astype(np.int64)  # a batched free's order is unknown
-        ok = (k != 3) & (eff < N_ORDERS) & ~((k == 0) & (p == 0))
+        ok = (k != 3) & (eff < NR_ORDERS) & ~((k == 0) & (p == 0))
         base = int(p[ok].min()) if ok.any() else 0
         top = int((p[ok] + (np.int64(1) << eff[ok])).max()) if ok.any() else 1
         span = max(top - base, 1)
@@ -569,7 +570,7 @@ def convert_events(ts_ns, kind, pfn, order, source="events"):
     out_order = np.empty(cap, np.int8)
     out_slot = np.empty(cap, np.int32)
     stats = np.zeros(len(STAT_NAMES), np.int64)
-    m = _kernel(ts, k, p, o, np.int64(base), np.int64(span), N_ORDERS, out_t, out_kind,
+    m = _kernel(ts, k, p, o, np.int64(base), np.int64(span), NR_ORDERS, out_t, out_kind,
                 out_order, out_slot, stats)
     trace = check_trace(out_t[:m].copy(), out_kind[:m].copy(), out_order[:m].copy(),
                         out_slot[:m].copy(), source=source)

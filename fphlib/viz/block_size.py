@@ -11,10 +11,10 @@ from pathlib import Path
 
 import ipywidgets as W
 
+from ..units import PAGE_SIZE
 from .scenarios import headline_config, profile_name
 from .widgets import computing
 
-PAGE_SIZE = 4096
 PAGEBLOCK_ORDER = 9  # the kernel's page_reporting_order default: pageblock_order, 2 MiB = THP
 
 # Metric -> (panel title, scale of the y values, unit shown on the axis)

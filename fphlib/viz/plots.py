@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from ..units import PAGE_SIZE
+
 GIB = float(1 << 30)
 MIB = float(1 << 20)
-PAGE_SIZE = 4096
-N_ORDERS = 11
 
 
 class Metric(NamedTuple):

@@ -10,10 +10,9 @@ buddyinfo bar chart, the fragmentation indices and the tracking-memory plot.
 import numpy as np
 import pandas as pd
 
-from ..units import PAGE_SIZE, parse_size
+from ..units import NR_ORDERS, PAGE_SIZE, parse_size
 from ..workloads.trace_file import KERNEL_ORDER_MIX
 
-N_ORDERS = 11
 TRACKS = ("page", "head")
 
 
@@ -91,7 +90,7 @@ class GuestTour:
             raise ValueError(f"target: {target!r} must be a fraction in [0, 1]")
         p = np.asarray(order_mix, float)
         p = p / p.sum()
-        orders = self.rng.choice(N_ORDERS, size=int(n_ops), p=p)
+        orders = self.rng.choice(NR_ORDERS, size=int(n_ops), p=p)
         coins = self.rng.random(int(n_ops))
         for i in range(int(n_ops)):
             # allocate with a probability that falls as occupancy passes the target, so the
@@ -109,7 +108,7 @@ class GuestTour:
         p = np.asarray(order_mix, float)
         p = p / p.sum()
         while self.used_fraction < fraction:
-            order = int(self.rng.choice(N_ORDERS, p=p))
+            order = int(self.rng.choice(NR_ORDERS, p=p))
             missing = int((fraction - self.used_fraction) * self.n_pages)
             order = min(order, max(missing, 1).bit_length() - 1)
             if self.alloc(order) < 0 and self.alloc(0) < 0:
@@ -235,7 +234,7 @@ class TourApp:
 
         self.tour = GuestTour(guest_mem, track=track, seed=seed)
         wide = {"description_width": "initial"}
-        self.order = W.IntSlider(value=0, min=0, max=N_ORDERS - 1, description="order",
+        self.order = W.IntSlider(value=0, min=0, max=NR_ORDERS - 1, description="order",
                                  continuous_update=False, style=wide,
                                  tooltip="order of the block to allocate: 2^order pages "
                                          "(0 = 4 KiB, 9 = 2 MiB, 10 = 4 MiB)")

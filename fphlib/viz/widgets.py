@@ -15,10 +15,9 @@ import io
 import ipywidgets as W
 
 from ..api.fields import FIELD_HELP
+from ..units import PAGE_SIZE
 from . import plots
 from .scenarios import headline_config, profile_name
-
-PAGE_SIZE = 4096
 
 
 def block_size_label(order):

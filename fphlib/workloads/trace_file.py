@@ -33,8 +33,8 @@ from typing import NamedTuple
 import numpy as np
 
 from .._jit import jit
+from ..units import NR_ORDERS
 
-N_ORDERS = 11  # orders 0..10: MAX_ORDER = 11 (v5.x), NR_PAGE_ORDERS since v6.8
 ALLOC, FREE = 0, 1
 ARRAYS = {"t_us": np.int64, "kind": np.int8, "order": np.int8, "slot": np.int32}
 
@@ -98,10 +98,10 @@ def check_trace(t_us, kind, order, slot, source="trace", n_pages=None):
     if bad.any():
         i = first(bad)
         raise ValueError(f"{source}: kind[{i}] = {kind[i]}; allowed: 0 (alloc) or 1 (free)")
-    bad = (order < 0) | (order >= N_ORDERS)
+    bad = (order < 0) | (order >= NR_ORDERS)
     if bad.any():
         i = first(bad)
-        raise ValueError(f"{source}: order[{i}] = {order[i]} is out of range 0..{N_ORDERS - 1}")
+        raise ValueError(f"{source}: order[{i}] = {order[i]} is out of range 0..{NR_ORDERS - 1}")
     bad = slot < 0
     if bad.any():
         i = first(bad)
@@ -381,13 +381,13 @@ def _churn(n_ops, seed, occupancy, n_pages, order_mix):
     if isinstance(n_pages, bool) or not isinstance(n_pages, int | np.integer) or n_pages <= 0:
         raise ValueError(f"n_pages: {n_pages!r} must be a positive int (pages of 4 KiB)")
     p = np.asarray(order_mix, dtype=np.float64)
-    if p.shape != (N_ORDERS,) or not np.all(np.isfinite(p)) or (p < 0).any() or p.sum() <= 0:
+    if p.shape != (NR_ORDERS,) or not np.all(np.isfinite(p)) or (p < 0).any() or p.sum() <= 0:
         raise ValueError(
-            f"order_mix: {order_mix!r} must be {N_ORDERS} non-negative weights for orders "
-            f"0..{N_ORDERS - 1} with a positive sum"
+            f"order_mix: {order_mix!r} must be {NR_ORDERS} non-negative weights for orders "
+            f"0..{NR_ORDERS - 1} with a positive sum"
         )
     p = p / p.sum()
-    orders = np.arange(N_ORDERS)
+    orders = np.arange(NR_ORDERS)
     mean_pages = float((p * (1 << orders)).sum())
     target_live = int(occupancy * n_pages / mean_pages)
     if target_live < 1:
