@@ -4,7 +4,7 @@ The public names below are a contract (DESIGN §4). They are imported lazily so 
 ``import fphlib`` stays fast and a notebook only pays for what it uses.
 """
 
-import importlib
+from ._lazy import lazy_names
 
 __version__ = "0.1.0"
 
@@ -30,17 +30,4 @@ _SUBPACKAGES = ("experiments", "validation", "observe")
 
 __all__ = sorted(_PUBLIC) + list(_SUBPACKAGES) + ["__version__"]
 
-
-def __getattr__(name):
-    if name in _SUBPACKAGES:
-        return importlib.import_module(f"{__name__}.{name}")
-    module = _PUBLIC.get(name)
-    if module is None:
-        raise AttributeError(f"module 'fphlib' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__ = lazy_names(__name__, _PUBLIC, _SUBPACKAGES, listed=__all__)

@@ -680,11 +680,10 @@ def drain_stats(t_s, reported_bytes, min_share=STEP_MIN_SHARE):
     r = np.asarray(reported_bytes, np.int64)
     added = r - r[0]
     total = int(added[-1])
-    out = {"added_bytes": total, "t50_s": math.nan, "t90_s": math.nan}
-    if total > 0:
-        for key, frac in (("t50_s", 0.5), ("t90_s", 0.9)):
-            out[key] = float(t[int(np.argmax(added >= frac * total))])
-    from .observe.drain import curve_steps
+    from .observe.drain import curve_steps, curve_time_to_fraction
+
+    out = {"added_bytes": total, "t50_s": curve_time_to_fraction(t, r, 0.5),
+           "t90_s": curve_time_to_fraction(t, r, 0.9)}
 
     steps = curve_steps(t, r, max(min_share * total, 0))
     steps_t = [st for st, _ in steps]

@@ -17,7 +17,7 @@ Recording needs root (tracefs, ``/proc/kpageflags``); each missing piece raises
 versioned like simulation results. See ``docs/observe.md`` for how each signal is read.
 """
 
-import importlib
+from .._lazy import lazy_names
 
 _PUBLIC = {
     "ObserveError": "fphlib.observe._common",
@@ -34,15 +34,4 @@ _PUBLIC = {
 
 __all__ = sorted(_PUBLIC)
 
-
-def __getattr__(name):
-    module = _PUBLIC.get(name)
-    if module is None:
-        raise AttributeError(f"module 'fphlib.observe' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__ = lazy_names(__name__, _PUBLIC)

@@ -92,6 +92,7 @@ def provenance():
         mem = meminfo().get("MemTotal")
     except ObserveError:
         mem = None
+    functions = reporting_functions()  # one read of /proc/kallsyms (megabytes of text)
     return {
         "kernel": platform.release(),
         "kernel_version": platform.version(),
@@ -107,9 +108,9 @@ def provenance():
             "page_reporting_order read from " + REPORTING_ORDER + "; capacity and delay are "
             "compile-time constants of mm/page_reporting.h and mm/page_reporting.c"),
         "cmdline": _cmdline(),
-        "reporting_functions": reporting_functions(),
+        "reporting_functions": functions,
         "reporting_functions_beyond_mainline": sorted(
-            set(reporting_functions()) - MAINLINE_REPORTING_FUNCTIONS),
+            set(functions) - MAINLINE_REPORTING_FUNCTIONS),
         "fphlib_version": __version__,
     }
 

@@ -286,6 +286,17 @@ def margin(mem_total):
     return (1 << 30) + (mem_total or 0) // 20
 
 
+def curve_time_to_fraction(t_s, reported_bytes, fraction):
+    """First ``t_s`` at which a reported-bytes curve grew (from its first sample) by
+    ``fraction`` of its growth at the last sample, or NaN when it never grew. Shared, like
+    :func:`curve_steps`, by recordings and the model's curve."""
+    r = np.asarray(reported_bytes, np.int64)
+    added = r - r[0]
+    if added[-1] <= 0:
+        return float("nan")
+    return float(np.asarray(t_s, float)[int(np.argmax(added >= fraction * added[-1]))])
+
+
 def curve_steps(t_s, reported_bytes, min_bytes=0):
     """The steps of a reported-bytes curve: ``[(t_s, added_bytes), ...]``, one per run of
     consecutive samples in which the bytes rose by more than ``min_bytes`` (a reporting pass
@@ -390,11 +401,8 @@ class DrainRecording:
         """First ``t_s`` at which the reported bytes grew by ``fraction`` of their final
         growth (0 < fraction <= 1), or NaN when they never grew."""
         fraction = _number("fraction", fraction, 0, 1)
-        added = self.reported_added
-        if added[-1] <= 0:
-            return float("nan")
-        i = int(np.argmax(added >= fraction * added[-1]))
-        return float(self.frame["t_s"].iloc[i])
+        return curve_time_to_fraction(self.frame["t_s"], self.frame["reported_bytes"],
+                                      fraction)
 
     def passes(self, min_bytes=0):
         """The steps of the reported-bytes curve: one row per run of consecutive rows in

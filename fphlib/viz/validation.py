@@ -41,22 +41,15 @@ PROFILE_CASES = {
 }
 
 
+# a record's unit -> how its values are shown (any other unit: milliseconds)
+UNIT_FORMATS = {"guests": "{:.0f}", "%": "{:.3g} %", "s": "{:.1f} s", "MiB": "{:,.0f} MiB",
+                "µs": "{:,.3g} µs", "‰": "{:.0f} ‰"}
+
+
 def _num(value, unit):
     if value != value:
         return "–"
-    if unit == "guests":
-        return f"{value:.0f}"
-    if unit == "%":
-        return f"{value:.3g} %"
-    if unit == "s":
-        return f"{value:.1f} s"
-    if unit == "MiB":
-        return f"{value:,.0f} MiB"
-    if unit == "µs":
-        return f"{value:,.3g} µs"
-    if unit == "‰":
-        return f"{value:.0f} ‰"
-    return f"{value:,.0f} ms"
+    return UNIT_FORMATS.get(unit, "{:,.0f} ms").format(value)
 
 
 def _range(low, high, unit):
