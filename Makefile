@@ -13,8 +13,11 @@ $(PY):
 	$(PY) -m pip install --upgrade pip
 
 # Stamp files: reinstall only when pyproject.toml changes.
-$(VENV)/.stamp-test: pyproject.toml | $(PY)
+# The tests also install the example plug-in (examples/fphlib-eager): its entry points put
+# mechanism "eager" and policy "toggle" in the registries, so the contract tests cover them.
+$(VENV)/.stamp-test: pyproject.toml examples/fphlib-eager/pyproject.toml | $(PY)
 	$(PY) -m pip install -e ".[test,notebooks,browser]"
+	$(PY) -m pip install --no-deps -e examples/fphlib-eager
 	touch $@
 
 $(VENV)/.stamp-lab: pyproject.toml | $(PY)

@@ -1,6 +1,6 @@
 """fphlib: a numba workbench for guest free page hinting in KVM.
 
-The public names below are a contract (DESIGN §4). They are imported lazily so that
+The public names below are a contract (docs/design.md §4). They are imported lazily so that
 ``import fphlib`` stays fast and a notebook only pays for what it uses.
 """
 
@@ -22,11 +22,15 @@ _PUBLIC = {
     "simulate": "fphlib.api.simulate",
     "warmup": "fphlib.api.warmup",
     "sweep": "fphlib.sweep",  # a callable package: fphlib.sweep(grid, ...) (fphlib/sweep/)
+    # plug-ins (docs/plugins.md): they import from fphlib.extend
+    "register_mechanism": "fphlib.hinting",
+    "register_policy": "fphlib.host.policy",
+    "register_workload": "fphlib.workloads",
 }
 
 # subpackages and modules reachable as attributes without an import of their own
-# (fphlib.experiments..., fphlib.validation..., fphlib.observe...)
-_SUBPACKAGES = ("experiments", "validation", "observe")
+# (fphlib.experiments..., fphlib.validation..., fphlib.observe..., fphlib.extend)
+_SUBPACKAGES = ("experiments", "validation", "observe", "extend")
 
 __all__ = sorted(_PUBLIC) + list(_SUBPACKAGES) + ["__version__"]
 

@@ -2,7 +2,7 @@
 
 Every kernel is compiled with ``cache=True`` (warm starts reuse the on-disk cache) and
 ``error_model="numpy"`` (no Python exception checks on integer division in hot loops).
-State is always plain NumPy arrays or tuples of them (DESIGN §2): no jitclass, no structref.
+State is always plain NumPy arrays or tuples of them (docs/design.md §2): no jitclass, no structref.
 """
 
 import functools
@@ -92,7 +92,10 @@ def jit(function=None, **options):
         return functools.partial(jit, **options)
     targetoptions = {"nopython": True, "error_model": "numpy", **options}
     dispatcher = _Dispatcher(py_func=function, locals={}, targetoptions=targetoptions)
-    dispatcher.enable_caching()
+    try:
+        dispatcher.enable_caching()
+    except RuntimeError:  # no file to cache next to (a plug-in made with exec): compile only
+        pass
     return dispatcher
 
 

@@ -27,6 +27,7 @@ import tomllib
 from pathlib import Path
 
 from .api.fields import FIELD_HELP
+from .state.params import describe
 from .units import SIZE_RULE
 
 
@@ -65,28 +66,23 @@ def _choices(name):
 
 
 def _params_epilog():
-    """The workload parameters and cost names, for the help text of ``simulate``."""
+    """The parameters of every workload, mechanism and policy and the cost names, for the
+    help text of ``simulate``."""
     from .host.costs import NAMES
-    from .units import format_size
-    from .workloads import COMMON, PARAMS
-
-    def show(kind, default):
-        if kind == "size":
-            return format_size(default).replace(" ", "")
-        return _fmt_default(default)
+    from .workloads import COMMON, WORKLOADS, workload_module
 
     lines = ["workload parameters (--param KEY=VALUE or workload_params in the file):"]
-    common = ", ".join(f"{k}={show(*v)}" for k, v in COMMON.items())
-    lines.append(f"  every workload: {common}")
-    for name, spec in PARAMS.items():
-        keys = ", ".join(f"{k}={show(*v)}" for k, v in spec.items()) or "(none)"
-        lines.append(f"  {name}: {keys}")
+    lines.append("  every workload:")
+    lines += [f"    {line}" for line in describe(COMMON)]
+    for name in WORKLOADS:
+        spec = describe(workload_module(name).PARAMS)
+        lines.append(f"  {name}:" + ("" if spec else " (none)"))
+        lines += [f"    {line}" for line in spec]
     lines.append(f"{SIZE_RULE}; times in seconds.")
     lines.append("")
     from .hinting import REGISTRY, mechanism_module
     from .host.policy import REGISTRY as POLICY_REGISTRY
     from .host.policy import policy_module
-    from .state.params import describe
 
     for title, names, module in (("mechanism", REGISTRY, mechanism_module),
                                  ("policy", POLICY_REGISTRY, policy_module)):
@@ -619,7 +615,7 @@ def build_parser():
 
     p = sub.add_parser(
         "validate", help="the model against published results (fphlib.validation)",
-        description="Run the published results of reference/kernel-mechanisms.md §8 that the "
+        description="Run the published results of docs/references.md §8 that the "
                     "model can express (admission, will-it-scale overhead, live migration) "
                     "and the free page reporting drain; print published vs fphlib values, "
                     "the tolerance each rule accepts, and pass/fail. The published sizes take "

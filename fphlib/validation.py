@@ -1,8 +1,8 @@
 """Validation: the model against the published results it can express, and the live kernel.
 
-One function per result of reference/kernel-mechanisms.md §8 that fphlib can run, plus the
-free page reporting drain of mm/page_reporting.c (reference §3.2). Each runs the model under
-the published conditions (as far as the model has them) and returns a :class:`Record`:
+One function per result of docs/references.md §8 that fphlib can run, plus the
+free page reporting drain of mm/page_reporting.c (docs/references.md §3.2). Each runs the
+model under the published conditions (as far as the model has them) and returns a :class:`Record`:
 published value or range, fphlib's value, unit, the tolerance rule, pass/fail and the config
 used. :func:`table` runs a chosen set and returns a tidy DataFrame. No fphlib number is
 written down here: every value is measured when the function runs, so the table follows the
@@ -15,7 +15,7 @@ The results (``CASES``; ``RESULTS`` maps each function to its source):
   admitted before the host OOM-kills one: 3 without hinting, 5 to 7 with. Run through
   :func:`fphlib.experiments.admission` for ``none``, ``hinting_v8`` (the series the figure is
   for) and ``page_reporting`` (its merged successor, held to the same range).
-- :func:`reporting_drain` (mm/page_reporting.c, reference §3.2): "an idle system is fully
+- :func:`reporting_drain` (mm/page_reporting.c, docs/references.md §3.2): "an idle system is fully
   reported in about 30 s" (budget ceil(nr_free/512) + 1 reports of 32 blocks per free list
   per pass, a pass every 2 s: 13–15 passes, 26–30 s for an 8–32 GiB guest). The time from
   boot to the last report of an idle guest.
@@ -36,7 +36,7 @@ own spread, never per result to make it pass; :data:`RULES`):
   each side: the kernel's "about 30 s" is a count of 2 s passes.
 - ``factor2``: within a factor of 2 of the published value or range. The same experiment
   measured by the same author across versions of the series spans about that much (v29–v37
-  8 GB idle migration: 271–620 ms with the hint, 1757–2970 ms without, reference §4.1;
+  8 GB idle migration: 271–620 ms with the hint, 1757–2970 ms without, docs/references.md §4.1;
   Duyck's page_fault1 THP loss with reporting: -0.8 % (v17) to -6.5 % (v12), §3.4).
 
 - ``pct20`` (live records): within ±20 % of the recorded value.
@@ -106,7 +106,7 @@ def _reporting_delay_s():
 
 # page_fault1 (will-it-scale tests/page_fault1.c): each task mmaps MEMSIZE = 128 MiB, writes
 # one byte per 4 KiB page (one iteration each), munmaps, again. v17's 16-task THP baseline
-# did 8827457.25 iterations/s (reference §3.4).
+# did 8827457.25 iterations/s (docs/references.md §3.4).
 PF1_MEMSIZE = 128 << 20
 PF1_TASKS = 16
 PF1_BASELINE_ITER_S = 8827457.25
@@ -177,7 +177,7 @@ RULES = {
                      "the kernel's 'about 30 s' counts 2 s passes (PAGE_REPORTING_DELAY)"),
     "factor2": Rule("factor2", "factor", 2.0,
                     "the same experiment spans ~2x across versions of the series "
-                    "(reference §4.1, §3.4)"),
+                    "(docs/references.md §4.1, §3.4)"),
     # live records (fixed before any recording was looked at)
     "pct20": Rule("pct20", "relative", 0.20,
                   "one live run, read every 0.5 s (a quarter of a 2 s reporting pass), on a "
@@ -462,7 +462,7 @@ def will_it_scale(quick=False, seed=0):
                        note, extra, time.perf_counter() - t0)
 
 
-# (guest GiB, workload) -> (with hint ms, without ms); reference §4.1 / §8 #3 and #4
+# (guest GiB, workload) -> (with hint ms, without ms); docs/references.md §4.1 / §8 #3 and #4
 MIGRATION_PUBLISHED = {
     (8, "idle"): (620.0, 2970.0),
     (128, "idle"): (5294.0, 41651.0),
@@ -1262,7 +1262,7 @@ def live_cases(root=None):
 
 # ------------------------------------------------------------------------------- the table
 
-# case id -> (function, kwargs): the full set, in the order of reference §8
+# case id -> (function, kwargs): the full set, in the order of docs/references.md §8
 CASES = {
     "admission/none": (admission, {"mechanism": "none"}),
     "admission/hinting_v8": (admission, {"mechanism": "hinting_v8"}),

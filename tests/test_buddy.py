@@ -523,3 +523,26 @@ def test_kernels_on_views_from_a_jitted_loop():
                 t.free_block(expected[i], int(orders[i]))
         assert out[g].tolist() == expected
         assert stacked[6][g].tolist() == t.nr_free  # nr_free rows were updated in place
+
+
+def test_buddy_reexports_its_kernel_modules_which_never_import_it():
+    """The kernels, the trace replay and the check sit below the front end (imports run one
+    way); ``buddy`` still offers their names, the same objects, to callers that import them
+    from it."""
+    import ast
+    import importlib
+    from pathlib import Path
+
+    tracking = {"free_page_tracking", "xbitmap_arrays"}
+    below = {"buddy_kernels": tracking, "buddy_trace": {"buddy_kernels"},
+             "buddy_check": {"buddy_kernels"}}
+    for name, allowed in below.items():
+        module = importlib.import_module(f"fphlib.guest.{name}")
+        tree = ast.parse(Path(module.__file__).read_text())
+        local = {n.module for n in ast.walk(tree)
+                 if isinstance(n, ast.ImportFrom) and n.level == 1 and n.module}
+        assert local <= allowed, (name, local)
+        for attr, value in vars(module).items():
+            if attr in buddy.__all__:
+                assert getattr(buddy, attr) is value, attr
+    assert all(hasattr(buddy, name) for name in buddy.__all__)

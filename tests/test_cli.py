@@ -51,7 +51,8 @@ def test_every_simconfig_field_has_a_documented_flag():
     assert "{" + ",".join(REGISTRY) + "}" in flat.replace(", ", ",")
     for w in ("idle", "memhog", "churn", "trace"):
         assert w in help_text
-    assert "memhog: size=1GiB" in help_text  # workload parameters with defaults
+    # workload parameters with their defaults
+    assert "memhog: size: size a size such as '4GiB', default '1GiB'" in flat
 
 
 def test_flags_override_file_toml(tmp_path):

@@ -41,7 +41,7 @@ from fphlib.hinting import REGISTRY, mechanism_module
 from fphlib.host.costs import NAMES as COST_NAMES
 from fphlib.host.policy import REGISTRY as POLICY_REGISTRY
 from fphlib.host.policy import policy_module
-from fphlib.workloads import COMMON, PARAMS, WORKLOADS
+from fphlib.workloads import COMMON, WORKLOADS, workload_spec
 from fphlib.workloads.trace_file import generate_trace, load_trace, write_trace
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -91,13 +91,27 @@ TAME = {
 }
 
 
+def _kind(key, p):
+    """The kind of value to draw for workload parameter ``key`` (its ``Param``)."""
+    if p.kind in ("size", "orders", "path"):
+        return p.kind
+    if p.kind == "float_or_none":
+        return "seconds_or_none"
+    if p.kind == "int":
+        return "order" if key == "order" else "count"
+    if key.endswith("_s"):
+        return "seconds"
+    return "fraction" if p.hi <= 1.0 else "rate"
+
+
 @st.composite
 def workload_params(draw, workload, trace_path, wild):
-    spec = {**COMMON, **PARAMS.get(workload, {})}
+    spec = workload_spec(workload) if workload in WORKLOADS else dict(COMMON)
     out = {}
-    for key, (kind, _) in spec.items():
+    for key, p in spec.items():
         if not draw(st.booleans()):
             continue
+        kind = _kind(key, p)
         if kind == "size":
             rate = key.endswith("rate")
             pool = (RATES if rate else SIZES) if wild else TAME["rate" if rate else "size"]

@@ -19,6 +19,7 @@ import fphlib
 from fphlib import SimConfig
 from fphlib.api import limits
 from fphlib.api.result import META, RESULT_FORMAT
+from fphlib.bounds import MAX_DURATION_S
 from fphlib.cli import main
 from fphlib.units import SIZE_RULE
 from fphlib.workloads.trace_file import load_trace, write_trace
@@ -166,7 +167,7 @@ def test_work_estimate_refuses_runs_over_the_limit():
                       "workload_params": {"ops_per_s": 1e8}})
     assert limits.estimate_events(ok) < limits.MAX_EVENTS
     with pytest.raises(ValueError, match="limit"):
-        SimConfig(duration_s=limits.MAX_DURATION_S, guests=256, guest_mem="4MiB",
+        SimConfig(duration_s=MAX_DURATION_S, guests=256, guest_mem="4MiB",
                   sample_s=3600)
 
 
@@ -249,7 +250,7 @@ def test_save_writes_version_and_digest(result, tmp_path):
     result.save(tmp_path / "r")
     meta = json.loads((tmp_path / "r" / META).read_text())
     assert meta == {"format": RESULT_FORMAT, "fphlib_version": fphlib.__version__,
-                    "sources_digest": sources_digest()}
+                    "sources_digest": sources_digest(), "plugins": {}}
 
 
 def test_save_cleans_stale_temporaries_of_killed_saves(result, tmp_path):

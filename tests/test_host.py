@@ -134,3 +134,26 @@ def test_conservation_holds_when_the_host_kills_a_guest_mid_touch():
     res = fphlib.simulate(cfg)
     assert res.summary["oom_kills"] >= 1
     _series_ok(res, 314572800)
+
+
+def test_backing_reexports_memory_oom_and_reclaim_which_never_import_it():
+    """host/memory, oom and reclaim sit below backing (imports run one way); backing still
+    offers their names, the same objects, to callers that import them from it."""
+    import ast
+    import importlib
+    from pathlib import Path
+
+    from fphlib.host import backing
+
+    below = {"memory": set(), "oom": {"memory"}, "reclaim": {"memory", "oom"}}
+    for name, allowed in below.items():
+        module = importlib.import_module(f"fphlib.host.{name}")
+        tree = ast.parse(Path(module.__file__).read_text())
+        local = {n.module for n in ast.walk(tree)
+                 if isinstance(n, ast.ImportFrom) and n.level == 1 and n.module}
+        assert local - {"costs"} <= allowed, (name, local)
+        for attr, value in vars(module).items():
+            if attr in backing.__all__:
+                assert getattr(backing, attr) is value, attr
+    assert {"ensure_ram", "oom_victim", "reclaim", "record_event", "WRITTEN"} <= set(
+        backing.__all__)

@@ -15,7 +15,7 @@ NB_DIR = ROOT / "notebooks"
 TWIN_DIR = NB_DIR / "py"
 EXPECTED = ["00_quickstart", "01_buddy_and_xbitmap", "02_mechanisms", "03_migration_and_races",
             "04_guests_and_policies",
-            "05_block_size", "06_validation"]
+            "05_block_size", "06_validation", "07_real_kernel", "08_your_own_mechanism"]
 # every notebook in notebooks/ is checked and executed, not only the expected ones
 ALL = sorted({p.stem for p in NB_DIR.glob("*.ipynb")} | set(EXPECTED))
 

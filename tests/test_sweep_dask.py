@@ -100,6 +100,37 @@ def test_cli_sweep_on_the_cluster(cluster, tmp_path, capsys, serial):
     same(serial, pd.read_parquet(out / "results.parquet"))
 
 
+PLUGIN_GRID = [{"mechanism": "eager", "policy": "static"},
+               {"mechanism": "eager", "policy": "toggle"},
+               {"mechanism": "page_reporting", "policy": "toggle"}]
+
+
+def test_an_installed_plugin_runs_on_the_cluster(client):
+    """examples/fphlib-eager, installed with entry points: each worker registers it when it
+    imports fphlib, and the runs match this process's."""
+    assert all(client.run(lambda: "eager" in fphlib.hinting.REGISTRY).values())
+    df = fphlib.sweep(PLUGIN_GRID, base=BASE, executor=client, progress=False)
+    assert df["error"].isna().all(), list(df["error"])
+    same(fphlib.sweep(PLUGIN_GRID, base=BASE, progress=False), df)
+
+
+def test_a_notebook_plugin_is_shipped_to_the_cluster(client):
+    """A mechanism defined in a notebook cell reaches the workers with the sweep itself."""
+    from test_plugins import cell
+
+    from fphlib.hinting import REGISTRY
+
+    name = fphlib.register_mechanism(cell(capacity=8))
+    try:
+        grid = {"mechanism": [name, "none"], "hint_order": [7, 9]}
+        df = fphlib.sweep(grid, base=BASE, executor=client, progress=False)
+        assert df["error"].isna().all(), list(df["error"])
+        same(fphlib.sweep(grid, base=BASE, progress=False), df)
+        assert (df.loc[df.mechanism == name, "reported_bytes"] > 0).all()
+    finally:
+        REGISTRY.unregister(name)
+
+
 def test_sweep_survives_a_worker_killed_midway(client, cluster, tmp_path):
     """Runs lost with the worker are rescheduled; every run appears exactly once."""
     _, workers = cluster

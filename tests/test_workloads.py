@@ -8,6 +8,7 @@ from fphlib.engine.build import build_state
 from fphlib.engine.loop import run_chunk
 from fphlib.host.costs import DEFAULTS, SIZE_DEFAULTS
 from fphlib.state import layout as L
+from fphlib.workloads import churn
 
 
 def sim(**kw):
@@ -163,7 +164,7 @@ def test_churn_lifetime_sets_the_op_rate():
                                             "orders": {0: 1}})
     s, _ = build_state(cfg)
     # 131072 target blocks of one page, mean lifetime 10 s: 2 * 131072 / 10 ops/s
-    assert s.wp[0, L.WP_OPS] == pytest.approx(2 * 131072 / 10)
+    assert s.wl_f[0, churn.CH_OPS] == pytest.approx(2 * 131072 / 10)
 
 
 def test_churn_uses_every_vcpu_pcp_list():

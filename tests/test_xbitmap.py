@@ -535,3 +535,25 @@ def test_entry_points_callable_from_jitted_loop():
     assert xbm.xb_count(nodes, leaves, meta) == len(twin)
     assert (nodes.shape, leaves.shape) == shapes
     xbm.check_arrays(nodes, leaves, meta)
+
+
+def test_xbitmap_reexports_its_kernel_modules_which_never_import_it():
+    """The kernel modules sit below the front end (imports run one way); ``xbitmap`` still
+    offers their names, the same objects, to callers that import them from it."""
+    import ast
+    import importlib
+    from pathlib import Path
+
+    below = {"xbitmap_arrays": set(), "xbitmap_tree": {"xbitmap_arrays"},
+             "xbitmap_check": {"xbitmap_arrays"},
+             "free_page_tracking": {"xbitmap_arrays", "xbitmap_tree", "xbitmap_check"}}
+    for name, allowed in below.items():
+        module = importlib.import_module(f"fphlib.guest.{name}")
+        tree = ast.parse(Path(module.__file__).read_text())
+        local = {n.module for n in ast.walk(tree)
+                 if isinstance(n, ast.ImportFrom) and n.level == 1 and n.module}
+        assert local <= allowed, (name, local)
+        for attr, value in vars(module).items():
+            if attr in xbm.__all__:
+                assert getattr(xbm, attr) is value, attr
+    assert all(hasattr(xbm, name) for name in xbm.__all__)

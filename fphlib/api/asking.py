@@ -1,4 +1,4 @@
-"""What asking costs: per-guest and per-run metrics of a host policy (DESIGN §3.5).
+"""What asking costs: per-guest and per-run metrics of a host policy (docs/design.md §3.5).
 
 "Offering free pages will cause the guest some performance drop" (the seed thread): a guest
 the host asks pays the hinting (or balloon) CPU, exits, and later refaults and swap-ins, and

@@ -1,4 +1,4 @@
-"""``SimConfig``: everything one simulation run needs, validated up front (DESIGN §4).
+"""``SimConfig``: everything one simulation run needs, validated up front (docs/design.md §4).
 
 Sizes accept ``parse_size`` forms (``"5GiB"``, ``4096``) and are stored as ints, so
 ``SimConfig.from_dict(cfg.to_dict()) == cfg`` and the dict survives JSON.
@@ -10,6 +10,7 @@ import math
 import warnings
 from dataclasses import dataclass, field
 
+from .. import bounds
 from ..hinting import MECHANISMS, mechanism_module
 from ..host.backing import OOM_SCORE_ADJ_MAX, OOM_SCORE_ADJ_MIN
 from ..host.costs import HOST_RESERVE, HOST_RESERVE_MAX_FRACTION, SWAP_BANDWIDTH, validate_costs
@@ -17,7 +18,7 @@ from ..host.migration import validate_migration
 from ..host.policy import POLICIES, policy_module
 from ..state.params import effective, validate
 from ..units import NR_ORDERS, format_size, parse_size
-from ..workloads import COMMON, PARAMS, WORKLOADS
+from ..workloads import WORKLOADS, workload_module, workload_settings, workload_spec
 from . import limits
 from .frozen import freeze, plain, thaw
 
@@ -80,7 +81,7 @@ def _guest_mem(name, value):
             "guest memory must be a positive whole number of order-10 blocks (4 MiB), "
             "e.g. '4GiB' or '5GiB'",
         )
-    return limits.bounded(name, size, TOP_BLOCK, limits.MAX_GUEST_MEM, "a size", "bytes",
+    return limits.bounded(name, size, TOP_BLOCK, bounds.MAX_GUEST_MEM, "a size", "bytes",
                           given=value)
 
 
@@ -106,66 +107,27 @@ def _intervals(cfg):
 
 
 def _params(name, workload, params):
-    """Validate ``params`` for ``workload``; return a canonical dict (sizes as ints)."""
+    """Validate ``params`` for ``workload`` against its spec (``fphlib.workloads.COMMON`` and
+    the module's ``PARAMS``); return a canonical dict (sizes as ints)."""
     if params is None:
         params = {}
     if not isinstance(params, dict):
         _fail(name, params, "expected a dict of workload parameters")
-    spec = {**COMMON, **PARAMS[workload]}
-    out = {}
+    spec = workload_spec(workload)
     for key, value in params.items():
         if key not in spec:
-            _fail(
-                f"{name}[{key!r}]",
-                value,
-                f"unknown parameter for workload {workload!r}; known: {', '.join(spec)}",
-            )
-        kind, _ = spec[key]
-        fname = f"{name}[{key!r}]"
-        if kind == "size":
-            out[key] = parse_size(value, fname)
-        elif kind == "seconds":
-            out[key] = _number(fname, value, lo=0)
-        elif kind == "seconds_or_none":
-            out[key] = None if value is None else _number(fname, value, lo=0, lo_open=True)
-        elif kind == "rate":
-            out[key] = _number(fname, value, lo=0, lo_open=True)
-        elif kind == "count":
-            out[key] = _number(fname, value, lo=1, integer=True)
-        elif kind == "order":
-            out[key] = _number(fname, value, lo=0, hi=NR_ORDERS - 1, integer=True)
-        elif kind == "fraction":
-            out[key] = _number(fname, value, lo=0, hi=0.95)
-        elif kind == "orders":
-            if not isinstance(value, dict) or not value:
-                _fail(fname, value, "expected a non-empty dict order (0..10) -> weight")
-            mix = {}
-            for o, w in value.items():
-                try:
-                    oi = int(o)
-                except (TypeError, ValueError, OverflowError):
-                    oi = -1
-                if isinstance(o, bool) or str(oi) != str(o).strip() or not 0 <= oi < NR_ORDERS:
-                    _fail(fname, value, f"order {o!r} is not an order 0..10")
-                if oi in mix:
-                    _fail(fname, value, f"order {oi} is given twice")
-                mix[oi] = _number(f"{fname}[{o!r}]", w, lo=0, hi=limits.MAX_ORDER_WEIGHT)
-            if sum(mix.values()) <= 0:
-                _fail(fname, value, "the weights must not all be zero")
-            out[key] = dict(sorted(mix.items()))
-        elif kind == "path":
-            if not isinstance(value, str) or not value:
-                _fail(fname, value, "expected a path to a trace file (data/README.md)")
-            out[key] = value
-        limits.check_workload_value(fname, key, out[key])
-    kernel = out.get("boot_cache", COMMON["boot_cache"][1]) + out.get(
-        "boot_slab", COMMON["boot_slab"][1])
+            _fail(f"{name}[{key!r}]", value,
+                  f"unknown parameter for workload {workload!r}; known: {', '.join(spec)}")
+    out = validate(name, f"workload {workload!r}", spec, params)
+    settings = workload_settings(workload, out)
+    kernel = settings["boot_cache"] + settings["boot_slab"]
     if kernel > 1.0:
-        _fail(f"{name}['boot_cache']", out.get("boot_cache", COMMON["boot_cache"][1]),
+        _fail(f"{name}['boot_cache']", settings["boot_cache"],
               f"boot_cache + boot_slab are fractions of the boot footprint and sum to "
               f"{kernel:g} > 1")
-    if workload == "trace" and "path" not in out:
-        _fail(f"{name}['path']", None, "workload 'trace' needs workload_params={'path': ...}")
+    check = getattr(workload_module(workload), "check_params", None)
+    if check is not None:
+        check(settings)
     return out
 
 
@@ -193,7 +155,8 @@ class SimConfig:
         vCPUs per guest (1..64); each has its own order-0 pcp list.
     workload, workload_params : str, dict
         Workload of every guest (``idle``, ``memhog``, ``churn``, ``trace``) and its
-        parameters (``fphlib.workloads.PARAMS``).
+        parameters (``fphlib.workloads.workload_spec(name)``: ``COMMON`` and the module's
+        ``PARAMS``).
     mechanism : str
         A registered mechanism (``fphlib.hinting.MECHANISMS``): ``none``, ``page_reporting``,
         ``balloon``, ...
@@ -257,7 +220,7 @@ class SimConfig:
     -----
     Validated once, when built: every value that becomes a size, a rate, an interval or a
     loop bound in the engine is bounded (:mod:`fphlib.api.limits`), and a run whose estimated
-    work exceeds ``limits.MAX_EVENTS`` is refused; each ``ValueError`` names the field and the
+    work exceeds ``bounds.MAX_EVENTS`` is refused; each ``ValueError`` names the field and the
     allowed range. Numpy scalars are accepted as the numbers they hold. The config is then
     immutable, nested dicts included (read-only mappings, tuples), so its hash is stable;
     ``dataclasses.replace(cfg, ...)`` builds a new one and validates it again.
@@ -300,8 +263,8 @@ class SimConfig:
         set_ = object.__setattr__  # frozen: canonicalise once, here
         for f in dataclasses.fields(self):  # numpy scalars and frozen values, as literals
             set_(self, f.name, plain(getattr(self, f.name)))
-        for name, lo, hi in (("host_mem", limits.MIN_HOST_MEM, limits.MAX_HOST_MEM),
-                             ("host_swap", 0, limits.MAX_HOST_SWAP)):
+        for name, lo, hi in (("host_mem", bounds.MIN_HOST_MEM, bounds.MAX_HOST_MEM),
+                             ("host_swap", 0, bounds.MAX_HOST_SWAP)):
             given = getattr(self, name)
             set_(self, name, parse_size(given, name))
             limits.bounded(name, getattr(self, name), lo, hi, "a size", "bytes", given=given)
@@ -313,19 +276,19 @@ class SimConfig:
         given = self.host_swap_bandwidth
         bw = parse_size(given, "host_swap_bandwidth") if isinstance(given, str) else given
         set_(self, "host_swap_bandwidth", float(limits.bounded(
-            "host_swap_bandwidth", bw, 0, limits.MAX_RATE, "a rate (0 = no limit)", "bytes/s",
+            "host_swap_bandwidth", bw, 0, bounds.MAX_RATE, "a rate (0 = no limit)", "bytes/s",
             given=given)))
         given = self.guest_swap
         set_(self, "guest_swap", parse_size(given, "guest_swap"))
-        limits.bounded("guest_swap", self.guest_swap, 0, limits.MAX_HOST_SWAP, "a size", "bytes",
+        limits.bounded("guest_swap", self.guest_swap, 0, bounds.MAX_HOST_SWAP, "a size", "bytes",
                        given=given)
         for name in ("host_thp", "debug", "deflate_on_oom", "host_kswapd", "host_khugepaged"):
             if not isinstance(getattr(self, name), bool):
                 _fail(name, getattr(self, name), "expected True or False")
-        set_(self, "guests", _number("guests", self.guests, lo=1, hi=limits.MAX_GUESTS,
+        set_(self, "guests", _number("guests", self.guests, lo=1, hi=bounds.MAX_GUESTS,
                                                 integer=True))
         set_(self, "guest_mem", _guest_mem("guest_mem", self.guest_mem))
-        set_(self, "vcpus", _number("vcpus", self.vcpus, lo=1, hi=limits.MAX_VCPUS, integer=True))
+        set_(self, "vcpus", _number("vcpus", self.vcpus, lo=1, hi=bounds.MAX_VCPUS, integer=True))
         set_(self, "workload", _workload("workload", self.workload))
         set_(
             self,
@@ -349,7 +312,7 @@ class SimConfig:
             self,
             "report_delay_s",
             _number("report_delay_s", self.report_delay_s, lo=0, lo_open=True,
-                    hi=limits.MAX_REPORT_DELAY_S),
+                    hi=bounds.MAX_REPORT_DELAY_S),
         )
         set_(self, "costs", validate_costs(self.costs))
         limits.check_costs(self.costs)
@@ -357,16 +320,16 @@ class SimConfig:
             self,
             "duration_s",
             _number("duration_s", self.duration_s, lo=0, lo_open=True,
-                    hi=limits.MAX_DURATION_S),
+                    hi=bounds.MAX_DURATION_S),
         )
         set_(self, "sample_s",
-             _number("sample_s", self.sample_s, lo=limits.MIN_SAMPLE_S, hi=limits.MAX_SAMPLE_S))
+             _number("sample_s", self.sample_s, lo=bounds.MIN_SAMPLE_S, hi=bounds.MAX_SAMPLE_S))
         if self.sample_s > self.duration_s:
             _fail("sample_s", self.sample_s, f"must be <= duration_s ({self.duration_s})")
-        if self.duration_s / self.sample_s > limits.MAX_SAMPLES:
-            _fail("sample_s", self.sample_s, f"too small: more than {limits.MAX_SAMPLES:,} samples")
+        if self.duration_s / self.sample_s > bounds.MAX_SAMPLES:
+            _fail("sample_s", self.sample_s, f"too small: more than {bounds.MAX_SAMPLES:,} samples")
         record = (self.duration_s / self.sample_s + 1) * self.guests * 64  # 8 float64 columns
-        if record > limits.MAX_RECORD_BYTES:
+        if record > bounds.MAX_RECORD_BYTES:
             _fail(
                 "sample_s",
                 self.sample_s,
@@ -381,8 +344,8 @@ class SimConfig:
         set_(
             self,
             "balloon_interval_s",
-            _number("balloon_interval_s", self.balloon_interval_s, lo=limits.MIN_INTERVAL_S,
-                    hi=limits.MAX_INTERVAL_S),
+            _number("balloon_interval_s", self.balloon_interval_s, lo=bounds.MIN_INTERVAL_S,
+                    hi=bounds.MAX_INTERVAL_S),
         )
         for kind, module in (("mechanism", mechanism_module(self.mechanism)),
                              ("policy", policy_module(self.policy))):
@@ -420,10 +383,10 @@ class SimConfig:
     def _check_scale(self):
         """Total guest memory and the estimated work of the run within ``limits``."""
         total = sum(self.guest_spec(g)["mem"] for g in range(self.guests))
-        if total > limits.MAX_TOTAL_GUEST_MEM:
+        if total > bounds.MAX_TOTAL_GUEST_MEM:
             _fail("guest_mem", self.guest_mem,
                   f"the guests' memory adds up to {format_size(total)}, above the limit of "
-                  f"{format_size(limits.MAX_TOTAL_GUEST_MEM)} for all guests; fewer or "
+                  f"{format_size(bounds.MAX_TOTAL_GUEST_MEM)} for all guests; fewer or "
                   "smaller guests")
         limits.check_work(self, _intervals(self))
 
@@ -503,6 +466,19 @@ class SimConfig:
     def policy_settings(self):
         """Every parameter of the host policy, as :meth:`mechanism_settings`."""
         return effective(policy_module(self.policy).PARAMS, self.policy_params, self)
+
+    def plugins(self):
+        """The plug-ins this run uses: ``{"mechanism eager": {"source", "digest"}, ...}``
+        (empty when it uses only fphlib's own modules). Sweep cache keys and saved results
+        include it, so an edited plug-in never serves results of its older source."""
+        used = [("mechanism", MECHANISMS, self.mechanism), ("policy", POLICIES, self.policy)]
+        used += [("workload", WORKLOADS, w) for w in
+                 sorted({self.guest_spec(g)["workload"] for g in range(self.guests)})]
+        out = {}
+        for kind, registry, name in used:
+            if registry.is_plugin(name):
+                out[f"{kind} {name}"] = registry.plugins()[name]
+        return out
 
     def guest_spec(self, g):
         """The effective ``mem``, ``workload``, ``workload_params``, ``start_s`` of guest g."""

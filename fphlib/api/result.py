@@ -1,4 +1,4 @@
-"""``SimResult``: the summary metrics and time series of one run (DESIGN §3.7).
+"""``SimResult``: the summary metrics and time series of one run (docs/design.md §3.7).
 
 What each summary metric counts (per guest in ``guest_summary``, summed in ``summary`` unless
 noted):
@@ -47,7 +47,7 @@ from .._atomic import save_dir
 from ..host.migration import SUMMARY as MIGRATION_METRICS
 from .config import SimConfig
 
-# Run metrics, in DESIGN §3.7 order (names are part of the API).
+# Run metrics, in docs/design.md §3.7 order (names are part of the API).
 SUMMARY_METRICS = (
     "host_rss_peak_bytes",
     "host_rss_mean_bytes",
@@ -78,7 +78,7 @@ GUEST_COLUMNS = (
     "reported_bytes",
     "isolated_bytes",
     "used_bytes",
-    # additions beyond DESIGN §3.7
+    # additions beyond docs/design.md §3.7
     "pcp_bytes",
     "balloon_bytes",
     "swap_bytes",
@@ -187,7 +187,7 @@ FORMAT3_COLUMNS = ("page_cache_bytes", "slab_bytes", "guest_swap_bytes")
 OLD_MODEL_PARAMS = {"boot": 256 << 20, "boot_cache": 0.0, "boot_slab": 0.0}
 OLD_MEMHOG_PARAMS = {"rate": 1 << 30, "hold_s": 5.0, "gap_s": 5.0}
 # ... and the old host: no memory of its own, no swap device limit, no daemons, the cost
-# defaults before they were taken from reference/costs.md
+# defaults before they were taken from docs/costs.md
 OLD_HOST = {"host_reserve": 0, "host_swap_bandwidth": 0.0, "host_kswapd": False,
             "host_khugepaged": False}
 OLD_COSTS = {"ack_irq": 1.0e-6, "madvise_4k": 0.2e-6, "madvise_2m": 3.0e-6, "thp_split": 10.0e-6,
@@ -228,17 +228,17 @@ def _save(res, path, overwrite):
         summary = {k: _plain(v) for k, v in res.summary.items()}
         (tmp / "summary.json").write_text(json.dumps(summary, indent=1))
         (tmp / "config.json").write_text(json.dumps(res.config.to_dict(), indent=1))
-        (tmp / META).write_text(json.dumps(_meta(), indent=1))
+        (tmp / META).write_text(json.dumps(_meta(res.config), indent=1))
 
     return save_dir(path, write, _is_result, overwrite, what="result")
 
 
-def _meta():
+def _meta(cfg):
     from .. import __version__
     from .._cache import sources_digest
 
     return {"format": RESULT_FORMAT, "fphlib_version": __version__,
-            "sources_digest": sources_digest()}
+            "sources_digest": sources_digest(), "plugins": cfg.plugins()}
 
 
 def _bad(path, what):

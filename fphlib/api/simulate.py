@@ -14,7 +14,7 @@ from ..guest.xbitmap import COUNTERS as XB_COUNTERS
 from ..host.costs import INDEX
 from ..host.migration import migration_summary
 from ..state import layout as L
-from ..workloads import WORKLOADS
+from ..workloads import workload_runtime_s
 from .config import SimConfig
 from .result import EVENT_COLUMNS, GUEST_COLUMNS, HOST_COLUMNS, SUMMARY_METRICS, SimResult
 
@@ -193,11 +193,9 @@ def _result(cfg, s, info, wall):
     meta = s.xb_meta
     xb_ops = sum(meta[:, XB_COUNTERS[k]] for k in ("set_bit", "clear_bit", "zero", "fill", "find"))
     xb_kmallocs = sum(meta[:, XB_COUNTERS[k]] for k in ("leaf_allocs", "node_allocs"))
-    runtime = gf[:, L.GF_WL_END] - gf[:, L.GF_WL_START]
-    # memhog: the time it spent touching, once every pass is over (fphlib.workloads.memhog)
-    memhog = gi[:, L.GI_WL] == WORKLOADS["memhog"]
-    touched = gi[:, L.GI_WL_ROUND] >= s.wp[:, L.WP_REPEAT] * s.wp[:, L.WP_RUNS]
-    runtime = np.where(memhog, np.where(touched, gf[:, L.GF_WL_TOUCH], np.nan), runtime)
+    # each workload's own measure where it has one (memhog: the time spent touching)
+    runtime = np.array([workload_runtime_s(s, g, cfg.guest_spec(g)["workload"])
+                        for g in range(cfg.guests)], np.float64)
     killed = gi[:, L.GI_STATUS] == L.ST_KILLED
     runtime = np.where(killed, np.nan, runtime)
     final_rss = rec[-1, :, L.RG_RSS]

@@ -28,29 +28,14 @@ from ..host.policy import POLICIES, policy_module
 from ..state import layout as L
 from ..state import units
 from ..state.borrow import guest_zone
-from ..workloads import (
-    COMMON,
-    DEFAULT_CHURN_ORDERS,
-    PARAMS,
-    WL_CHURN,
-    WL_MEMHOG,
-    WL_TRACE,
-    WORKLOADS,
-)
-from ..workloads.churn import churn_step
+from ..workloads import WORKLOADS, Setup, build_rng, workload_settings
 from ..workloads.common import boot
 from ..workloads.io import mm_step
-from ..workloads.memhog import memhog_step
-from ..workloads.trace import trace_step
 from .loop import TICK_S, check_all
 
 TRACK_MODES = {None: 0, "page": 1, "head": 2}  # fphlib.guest.buddy.TRACKS (xbitmap modes)
-WORKLOAD_STEPS = {WL_MEMHOG: memhog_step, WL_CHURN: churn_step, WL_TRACE: trace_step}
-# workload parameters stored as given, each in its wp column
-_WP_AS_GIVEN = {"io_rate": L.WP_IO_RATE, "io_write": L.WP_IO_WRITE, "start_s": L.WP_START,
-                "size": L.WP_SIZE, "rate": L.WP_RATE, "free_rate": L.WP_FREE_RATE,
-                "hold_s": L.WP_HOLD, "repeat": L.WP_REPEAT, "runs": L.WP_RUNS,
-                "gap_s": L.WP_GAP, "order": L.WP_ORDER, "speed": L.WP_SPEED}
+# the parameters every workload takes, stored as given, each in its wp column
+_WP_AS_GIVEN = {"io_rate": L.WP_IO_RATE, "io_write": L.WP_IO_WRITE, "start_s": L.WP_START}
 
 
 def watermarks(n_pages):
@@ -67,16 +52,15 @@ def watermarks(n_pages):
     return wmin, wmin + tmp, wmin + 2 * tmp
 
 
-def _load_trace(path, n_pages):
-    from ..workloads.trace_file import load_trace  # owned by the CLI/data helper
-
-    tr = load_trace(path, n_pages=n_pages)  # slots below the guest's pages bound the pool
-    return (
-        np.ascontiguousarray(tr.t_us, np.int64),
-        np.ascontiguousarray(tr.kind, np.int8),
-        np.ascontiguousarray(tr.order, np.int8),
-        np.ascontiguousarray(tr.slot, np.int32),
-    )
+def workload_slots(specs):
+    """``{workload: slot}`` of the workloads with a step among ``specs`` (guest specs), in
+    registry order: the run's workload units (at most ``units.N_WORKLOAD_SLOTS``)."""
+    used = {spec["workload"] for spec in specs}
+    stepped = [w for w in WORKLOADS if w in used and hasattr(WORKLOADS.module(w), "step")]
+    if len(stepped) > units.N_WORKLOAD_SLOTS:
+        raise ValueError(f"workload: a run takes at most {units.N_WORKLOAD_SLOTS} workloads "
+                         f"with a step; this one has {len(stepped)}: {', '.join(stepped)}")
+    return {w: i for i, w in enumerate(stepped)}
 
 
 def build_state(cfg):
@@ -95,32 +79,34 @@ def build_state(cfg):
     gi = np.zeros((G, L.NGI), np.int64)
     gf = np.zeros((G, L.NGF), np.float64)
     wp = np.zeros((G, L.NWP), np.float64)
-    wmix = np.ones((G, NR_ORDERS), np.float64)
+    modules = [WORKLOADS.module(spec["workload"]) for spec in specs]
+    wstates = [getattr(m, "STATE", L.PrivateState()) for m in modules]
+    wl_i = np.zeros((G, max(1, *(len(st.ints) for st in wstates))), np.int64)
+    wl_f = np.zeros((G, max(1, *(len(st.floats) for st in wstates))), np.float64)
+    slots = workload_slots(specs)
+    seeds = np.random.SeedSequence(cfg.seed).spawn(G)
     pools = []
     traces = []
     pool_off = 0
     tr_off = 0
     for g, spec in enumerate(specs):
         n = npages[g]
-        params = spec["workload_params"]
         wl = spec["workload"]
         gi[g, L.GI_OFF] = offs[g]
         gi[g, L.GI_NPAGES] = n
-        gi[g, L.GI_WL] = WORKLOADS[wl]
+        gi[g, L.GI_WL] = slots.get(wl, -1)
         gi[g, L.GI_HELD_HEAD] = gi[g, L.GI_HELD_TAIL] = -1
         gi[g, L.GI_ASK_HINT] = 1  # hinting on until a policy says otherwise
         wmin, wlow, whigh = watermarks(n)
         gi[g, L.GI_MIN_WMARK], gi[g, L.GI_LOW_WMARK], gi[g, L.GI_HIGH_WMARK] = wmin, wlow, whigh
         gi[g, L.GI_PCP_BATCH], gi[g, L.GI_PCP_HIGH] = pcp_batch_high(n)
+        # every parameter: given, else its default (fphlib.workloads: COMMON and the module's)
+        params = workload_settings(wl, spec["workload_params"])
         start = float(spec["start_s"])
         gf[g, L.GF_START] = start
-        gf[g, L.GF_WL_START] = start + float(params.get("start_s", 0.0))
+        gf[g, L.GF_WL_START] = start + float(params["start_s"])
         gf[g, L.GF_WL_NEXT] = gf[g, L.GF_WL_START]
         gf[g, L.GF_WL_END] = np.nan
-        given = params
-        # every parameter: given, else its default (fphlib.workloads.COMMON/PARAMS, one home)
-        params = {k: v for k, (_, v) in {**COMMON, **PARAMS["memhog"], **PARAMS["trace"],
-                                         **PARAMS[wl]}.items()} | dict(given)
         wp[g, L.WP_BOOT] = min(params["boot"], n * 4096)
         boot_pages = int(wp[g, L.WP_BOOT]) // 4096  # split in pages (bytes in wp)
         wp[g, L.WP_BOOT_SLAB] = round(params["boot_slab"] * boot_pages) * 4096
@@ -132,33 +118,19 @@ def build_state(cfg):
         # the kernel's watermarks and reclaim, for a guest with anything to reclaim
         gi[g, L.GI_MM_ON] = int(wp[g, L.WP_BOOT_SLAB] + wp[g, L.WP_BOOT_CACHE] > 0
                                 or wp[g, L.WP_IO_RATE] > 0 or cfg.guest_swap > 0)
-        cap = 0
-        if wl == "churn":
-            target_pages = params["target"] * n
-            wp[g, L.WP_TARGET] = target_pages * 4096
-            mix = params.get("orders", DEFAULT_CHURN_ORDERS)
-            weights = np.zeros(NR_ORDERS)
-            for o, w in mix.items():
-                weights[int(o)] = w
-            wmix[g] = np.cumsum(weights) / weights.sum()
-            wmix[g, -1] = 1.0
-            mean_pages = float((weights / weights.sum()) @ (1 << np.arange(NR_ORDERS)))
-            ops = params.get("ops_per_s", 100_000.0)
-            if params.get("lifetime_s") is not None:
-                ops = 2.0 * (target_pages / mean_pages) / params["lifetime_s"]
-            wp[g, L.WP_OPS] = ops
-            cap = int(1.25 * target_pages) + 1024
-        elif wl == "trace":
-            arrays = _load_trace(params["path"], n)
-            traces.append(arrays)
+        if wstates[g].init:  # the workload's private columns
+            wstates[g].init(params, n, V, wl_i[g], wl_f[g])
+        build = getattr(modules[g], "build", None)
+        setup = build(params, n, build_rng(seeds[g])) if build is not None else Setup()
+        if setup.trace is not None:
+            traces.append(setup.trace)
             gi[g, L.GI_TR_OFF] = tr_off
-            gi[g, L.GI_TR_N] = len(arrays[0])
-            tr_off += len(arrays[0])
-            cap = int(arrays[3].max()) + 1 if len(arrays[3]) else 0
+            gi[g, L.GI_TR_N] = len(setup.trace[0])
+            tr_off += len(setup.trace[0])
         gi[g, L.GI_POOL_OFF] = pool_off
-        gi[g, L.GI_POOL_CAP] = cap
-        pools.append(cap)
-        pool_off += cap
+        gi[g, L.GI_POOL_CAP] = setup.pool
+        pools.append(setup.pool)
+        pool_off += setup.pool
 
     def cat(i, dtype):
         return np.concatenate([t[i] for t in traces]) if traces else np.zeros(0, dtype)
@@ -178,8 +150,8 @@ def build_state(cfg):
     mparams = cfg.mechanism_settings()
     policy = policy_module(cfg.policy)
     pparams = cfg.policy_settings()
-    pi[L.PI_MECH] = MECHANISMS[cfg.mechanism]
-    pi[L.PI_POLICY] = POLICIES[cfg.policy]
+    pi[L.PI_MECH] = MECHANISMS.index(cfg.mechanism)
+    pi[L.PI_POLICY] = POLICIES.index(cfg.policy)
     pi[L.PI_HINT_ORDER] = cfg.hint_order
     pi[L.PI_FREE_HOOK_ORDER] = free_hook_order(mech, mparams, cfg.hint_order)
     pi[L.PI_THP] = int(cfg.host_thp)
@@ -220,7 +192,6 @@ def build_state(cfg):
             gi[g + 1, L.GI_XB_NODE_OFF] = gi[g, L.GI_XB_NODE_OFF] + len(nodes)
             gi[g + 1, L.GI_XB_LEAF_OFF] = gi[g, L.GI_XB_LEAF_OFF] + len(leaves)
 
-    seeds = np.random.SeedSequence(cfg.seed).spawn(G)
     rng = np.array([sq.generate_state(1, np.uint64)[0] for sq in seeds], np.uint64)
 
     mig_i, mig_f, mig_bmap = migration_arrays(cfg.migration, npages[0])
@@ -250,7 +221,8 @@ def build_state(cfg):
         gi=gi,
         gf=gf,
         wp=wp,
-        wmix=wmix,
+        wl_i=wl_i,
+        wl_f=wl_f,
         rng=rng,
         mi=mi,
         mf=mf,
@@ -308,8 +280,8 @@ def bind_units(s, cfg):
     if s.gi[:, L.GI_MM_ON].any():  # page cache, slab, guest swap: the guest's reclaim
         slots[units.SLOT["guest_reclaim"]] = ("guest_reclaim", guest_reclaim)
         slots[units.SLOT["guest_mm_step"]] = ("guest_mm_step", mm_step)
-    for wl in sorted({int(w) for w in s.gi[:, L.GI_WL]} & set(WORKLOAD_STEPS)):
-        slots[units.SLOT_WORKLOAD + wl] = ("workload_step", WORKLOAD_STEPS[wl])
+    for wl, slot in workload_slots([cfg.guest_spec(g) for g in range(cfg.guests)]).items():
+        slots[units.SLOT_WORKLOAD + slot] = ("workload_step", WORKLOADS.module(wl).step)
     units.bind(s, slots)
 
 

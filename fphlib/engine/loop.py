@@ -1,4 +1,4 @@
-"""The engine: one jitted loop over simulated time (DESIGN §1, §3).
+"""The engine: one jitted loop over simulated time (docs/design.md §1, §3).
 
 Time model
 ----------
@@ -112,7 +112,6 @@ from ..state.layout import (
     WP_IO_RATE,
 )
 from ..state.units import publish
-from ..workloads import WL_IDLE
 from .check import check_guest, check_host
 
 TICK_S = 1e-3
@@ -224,7 +223,7 @@ def run_chunk(s, tick0, tick1):
             z = zone_of(s, g)
             if t + EPS >= s.gf[g, GF_WL_START]:
                 wl = s.gi[g, GI_WL]
-                if wl != WL_IDLE:  # each workload's step is its own unit (fphlib.state.units)
+                if wl >= 0:  # each workload's step is its own unit (fphlib.state.units)
                     if not workload_step(s, wl, g, z, t, dt, cost, ovh):
                         continue
                     if s.gi[g, GI_STATUS] != ST_RUNNING:

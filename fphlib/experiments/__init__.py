@@ -1,10 +1,10 @@
-"""Experiments: ready-made multi-run studies that return tidy DataFrames (DESIGN §4).
+"""Experiments: ready-made multi-run studies that return tidy DataFrames (docs/design.md §4).
 
 - :func:`admission` / :func:`admission_table`: how many guests a host admits, launched one
   after another, before one is OOM-killed or the host starts swapping (Nitesh Narayan Lal's
-  v8 cover letter, reference/kernel-mechanisms.md §2.1 and §8 #1).
+  v8 cover letter, docs/references.md §2.1 and §8 #1).
 - :func:`reproduce_v37`: live migration of an idle guest with and without the free page hint
-  (Wei Wang's v37 cover letter, reference/kernel-mechanisms.md §4.1 and §8 #3).
+  (Wei Wang's v37 cover letter, docs/references.md §4.1 and §8 #3).
 - :func:`memhog_sequence`: guests run memhog in turn on a host with swap; runtimes and swap
   (Nitesh Narayan Lal's v10/v11 cover letters).
 - :func:`overcommit`: the ESX idle memory tax story (busy and idle guests, tau = 0 vs 0.75);

@@ -1,6 +1,6 @@
 """Guest admission: launch guests one after another until the host runs out of memory.
 
-The experiment of Nitesh Narayan Lal's v8 cover letter (reference/kernel-mechanisms.md §2.1
+The experiment of Nitesh Narayan Lal's v8 cover letter (docs/references.md §2.1
 and §8 #1): a host with 15837 MB of RAM and swap disabled runs 5 GB guests; in each guest a
 program mallocs 4 GB, memsets it and exits; guests are launched one after another until one
 is killed for low host memory. Published: **3 guests without hinting, 5 to 7 with hinting**
@@ -44,7 +44,7 @@ DEFAULT_INTERVAL_S = 30.0
 # What happened to each guest by the end of the run.
 FATES = ("oom_killed", "guest_oom", "done", "running", "not_started")
 
-# Published admission counts: mechanism -> (low, high); reference/kernel-mechanisms.md §8 #1.
+# Published admission counts: mechanism -> (low, high); docs/references.md §8 #1.
 # "with hinting" is Nitesh's v8 (per-CPU capture arrays), the series the letter covers.
 PUBLISHED = {"none": (3, 3), "hinting_v8": (5, 7)}
 PUBLISHED_SOURCE = "Nitesh Narayan Lal, v8 cover letter, https://lkml.org/lkml/2019/2/4/993"
@@ -71,7 +71,7 @@ COLUMNS = (
 # (a distro guest's boot footprint: page cache, slab, anonymous memory; fphlib.workloads);
 # "demo" and "smoke" scale host, guests, memhog, boot footprint and the host's own memory
 # down by 4 and 16 (same ratios, so the same count without hinting).
-_BOOT = COMMON["boot"][1]
+_BOOT = COMMON["boot"].default
 _SIZES = {
     "smoke": dict(host_mem=V8_HOST_MEM // 16, guest_mem="320MiB", size="256MiB",
                   boot=_BOOT // 16 // 4096 * 4096, host_reserve=HOST_RESERVE // 16 // 4096 * 4096,
@@ -165,7 +165,7 @@ def admission_config(mechanism="none", host_mem=V8_HOST_MEM, guest_mem="5GiB", s
     size = parse_size(size, "size")
     if size <= 0:
         _fail("size", size, "memhog must touch > 0 bytes, e.g. '4GiB'")
-    boot = COMMON["boot"][1] if boot is None else parse_size(boot, "boot")
+    boot = COMMON["boot"].default if boot is None else parse_size(boot, "boot")
     params = {"size": size, "boot": boot, "hold_s": hold_s, "repeat": 1}
     if rate is not None:
         params["rate"] = rate

@@ -1,7 +1,7 @@
 """Live migration with and without the free page hint: Wei Wang's v37 numbers.
 
 The experiment of the v37 cover letter (https://lkml.org/lkml/2018/8/27/29;
-reference/kernel-mechanisms.md §4.1 and §8 #3): an idle guest with 4 vCPUs on an E5-2699 v4,
+docs/references.md §4.1 and §8 #3): an idle guest with 4 vCPUs on an E5-2699 v4,
 ``migrate_set_speed 100G`` (100 GiB/s, i.e. the network is not the limit), downtime limit
 400 ms, 4 MiB hint blocks. Published total migration time: **8 GB: 620 ms with the hint vs
 2970 ms without; 128 GB: 5294 ms vs 41651 ms** (:data:`PUBLISHED`).

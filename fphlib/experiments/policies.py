@@ -3,12 +3,12 @@
 - :func:`memhog_sequence`: guests run ``memhog`` one after another on a host with swap; each
   run's runtime and the host's swap (Nitesh Narayan Lal's v10/v11 cover letters: 3 guests of
   6 GB each running ``memhog 6G`` in turn on a 15 GB host with 4 GB swap;
-  reference/kernel-mechanisms.md §2). Without hinting the host keeps backing every page a
+  docs/references.md §2). Without hinting the host keeps backing every page a
   finished memhog freed, so the later guests push the host into swap and run slower.
 - :func:`overcommit`: N guests, some busy (churn), some idle (touched their memory once), on
   an overcommitted host under ``idle_tax`` with each ``tau`` (Waldspurger, OSDI 2002, Fig. 7:
   two 256 MB VMs, one idle, one running dbench, equal shares; tau = 0: both converge to
-  ~179 MB; tau = 0.75: memory moves to the busy VM; reference/policies-peers-metrics.md §2.1).
+  ~179 MB; tau = 0.75: memory moves to the busy VM; docs/references.md §9.1).
 
 Measured (2026-12-01, ``memhog_sequence()`` at full size, 5.5 GiB memhogs 60 s apart, host
 reserve 360 MiB, swap device ~205 MB/s): without hinting the third memhog takes 18.8 s

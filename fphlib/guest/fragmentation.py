@@ -1,7 +1,7 @@
 """Linux's fragmentation metrics and the /proc/buddyinfo format, with the kernel's arithmetic.
 
 Source: mm/vmstat.c (``fill_contig_page_info``, ``__fragmentation_index``,
-``unusable_free_index``, ``frag_show_print``); reference/policies-peers-metrics.md §3.
+``unusable_free_index``, ``frag_show_print``); docs/references.md §10.
 All divisions are the kernel's unsigned integer divisions (``div_u64``). Indices are in
 thousandths, as the kernel computes them before printing ``"%d.%03d"``.
 

@@ -1,4 +1,4 @@
-"""Per-CPU page lists (pcp) for order 0, one per vCPU (reference/kernel-mechanisms.md §1.6).
+"""Per-CPU page lists (pcp) for order 0, one per vCPU (docs/references.md §1.6).
 
 v5.10 semantics (mm/page_alloc.c): ``free_unref_page_commit`` adds a freed page at the list
 head without zone->lock and, when ``count >= high``, ``free_pcppages_bulk`` returns ``batch``

@@ -1,5 +1,5 @@
 """Guest memory beyond anonymous pages: page cache, kernel slab, the guest's own reclaim
-(kswapd and direct reclaim) and guest swap (reference/kernel-mechanisms.md §1; mm/vmscan.c,
+(kswapd and direct reclaim) and guest swap (docs/references.md §1; mm/vmscan.c,
 mm/page_alloc.c of v5.10).
 
 - **Page cache**: order-0 file pages, allocated blocks as far as the buddy, the free-page

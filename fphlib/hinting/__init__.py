@@ -1,19 +1,29 @@
-"""Hinting mechanisms, one module each, and their registry.
+"""Hinting mechanisms, one module each, and their live registry (docs/plugins.md).
 
 A mechanism module exports ``NAME``, ``PARAMS`` (a spec of :class:`fphlib.state.params.Param`),
 ``TAKES_HINT_ORDER``, ``ASKS`` (the host-policy asks it reads: ``"pages"``, a balloon
 size, and/or ``"hint"``, hinting on/off; policies that cannot drive it are refused),
-optionally ``STATE`` (:class:`fphlib.state.layout.PrivateState`) and
-``check_params(params)``, and any of the jitted hooks ``start(s, g, z, t, cost)``,
-``tick(s, g, z, t_end, cost)``, ``on_free(s, g, z, pfn, order, t)`` (with
+optionally ``STATE`` (:class:`fphlib.state.layout.PrivateState`), ``REPORTS_PAGES``,
+``safe(params)`` and ``check_params(params)``, and any of the jitted hooks ``start(s, g, z,
+t, cost)``, ``tick(s, g, z, t_end, cost)``, ``on_free(s, g, z, pfn, order, t, cost)`` (with
 ``free_hook_order(params, hint_order)``), ``on_alloc_fail(s, g, z, t, cost) -> (pages freed,
-stall s)`` and ``reported_pages(s, g, z) -> pages``; :mod:`fphlib.hinting.dispatch` fills the
-missing ones with no-ops. Adding a mechanism = its module + one line in ``REGISTRY``.
+stall s)`` and ``reported_pages(s, g, z) -> pages``; a hook left out is a no-op
+(:mod:`fphlib.hinting.dispatch`). Adding a built-in mechanism = its module + its name in
+``BUILTIN``; a plug-in = :func:`fphlib.register_mechanism` or an entry point in group
+``fphlib.mechanisms``.
 """
 
-import importlib
+from ..registry import (
+    PluginError,
+    Registry,
+    check_callables,
+    check_jitted,
+    check_state,
+    is_params_spec,
+    require,
+)
 
-REGISTRY = (
+BUILTIN = (
     "none",
     "page_reporting",
     "balloon",
@@ -23,12 +33,48 @@ REGISTRY = (
     "free_page_hint",
 )
 
-MECHANISMS = {name: i for i, name in enumerate(REGISTRY)}
+# hook -> its arguments (fphlib.state.units.SPECS: the one signature each is compiled for)
+HOOK_ARGS = {
+    "start": ("s", "g", "z", "t", "cost"),
+    "tick": ("s", "g", "z", "t_end", "cost"),
+    "on_free": ("s", "g", "z", "pfn", "order", "t", "cost"),
+    "on_alloc_fail": ("s", "g", "z", "t", "cost"),
+    "reported_pages": ("s", "g", "z"),
+}
+ASK_KINDS = ("pages", "hint")
+
+
+def _check_mechanism(module, name):
+    require(module, {
+        "PARAMS": (is_params_spec, "a dict {name: fphlib.extend.Param(...)} with help"),
+        "TAKES_HINT_ORDER": (lambda v: isinstance(v, bool), "True or False"),
+    })
+    asks = getattr(module, "ASKS", ())
+    if not isinstance(asks, tuple) or set(asks) - set(ASK_KINDS):
+        raise PluginError(f"ASKS is {asks!r}; expected a tuple of {ASK_KINDS}")
+    check_state(module)
+    check_callables(module, ("safe", "check_params", "free_hook_order"))
+    for hook, args in HOOK_ARGS.items():
+        if hasattr(module, hook):
+            check_jitted(module, hook, args)
+    if hasattr(module, "on_free") and not hasattr(module, "free_hook_order"):
+        raise PluginError("on_free needs free_hook_order(params, hint_order): the smallest "
+                          "merged order the buddy calls it for")
+
+
+REGISTRY = Registry("mechanism", __name__, BUILTIN, _check_mechanism, "fphlib.mechanisms")
+MECHANISMS = REGISTRY  # the same live registry (older name)
+
+
+def register_mechanism(module, replace=False):
+    """Register a mechanism plug-in (a module, an object with its attributes, or a dotted
+    module path); return its name. See docs/plugins.md for the hook contract."""
+    return REGISTRY.register(module, replace)
 
 
 def mechanism_module(name):
-    """The module of mechanism ``name`` (a key of ``MECHANISMS``)."""
-    return importlib.import_module(f"{__name__}.{name}")
+    """The module of mechanism ``name`` (a registered name)."""
+    return REGISTRY.module(name)
 
 
 def takes_hint_order(name):

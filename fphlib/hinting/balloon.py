@@ -1,5 +1,5 @@
 """Classic virtio balloon (``"balloon"``): drivers/virtio/virtio_balloon.c (v5.10) and
-QEMU hw/virtio/virtio-balloon.c (reference/kernel-mechanisms.md §7.1).
+QEMU hw/virtio/virtio-balloon.c (docs/references.md §7.1).
 
 - The host policy (``fphlib.host.policy``; ``"static"`` keeps today's fixed
   ``balloon_target``) asks for a balloon size (``GI_ASK_PAGES``); each ask is a config

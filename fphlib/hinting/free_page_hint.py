@@ -5,9 +5,10 @@ https://lkml.org/lkml/2018/8/27/29), drivers/virtio/virtio_balloon.c
 (``virtio_balloon_queue_free_page_work``, ``get_free_page_and_send``,
 ``send_free_pages``, ``return_free_pages_to_mm``, the shrinker); QEMU 4.0
 hw/virtio/virtio-balloon.c (``virtio_balloon_free_page_hint_notify``) and migration/ram.c
-(``qemu_guest_free_page_hint``); reference/kernel-mechanisms.md §4; the seed thread
-(shared/seed/: get_free_page_hints "should be much faster than that allocation function, which
-takes around 15us to get a 4MB block" and, for live migration, can leave the bits set).
+(``qemu_guest_free_page_hint``); docs/references.md §4; the seed thread
+(docs/references.md §4.2: get_free_page_hints "should be much faster than that allocation
+function, which takes around 15us to get a 4MB block" and, for live migration, can leave the
+bits set).
 
 Driven by the host (:mod:`fphlib.host.migration`, which migrates guest 0): after each
 dirty-bitmap sync QEMU writes a new cmd id (>= 0x80000000) in the config space and raises a

@@ -3,8 +3,8 @@
 
 Sources: v10 http://mail.spinics.net/lists/kvm/msg188524.html, v11
 https://lkml.org/lkml/2019/7/10/742, v12-style dev tree
-github.com/niteshnarayanlal/linux/blob/08be6a2f/mm/page_reporting.c; reference §2 ("v12 design
-details").
+github.com/niteshnarayanlal/linux/blob/08be6a2f/mm/page_reporting.c; docs/references.md §2
+("v12 design details").
 
 - One bit per chunk of order ``hint_order`` (9 = MAX_ORDER - 2, 2 MiB) per zone, nbits =
   (zone pages >> hint_order) + 1, and an atomic ``free_pages`` counter of set bits.
@@ -110,7 +110,7 @@ def _sg(s, g):
 
 
 @jit
-def on_free(s, g, z, pfn, order, t):
+def on_free(s, g, z, pfn, order, t, cost):
     """After merging at order >= hint_order: set the chunk's bit; schedule the work at the
     threshold."""
     s = borrow_state(s)

@@ -1,7 +1,7 @@
 """Nitesh Narayan Lal's guest free page hinting, RFC v8 (``"hinting_v8"``, 4 Feb 2019).
 
 Source: https://lkml.org/lkml/2019/2/4/993 (virt/kvm/page_hinting.c of the series) and
-reference/kernel-mechanisms.md §2. Wei Wang's reply (https://lkml.org/lkml/2019/2/13/188)
+docs/references.md §2. Wei Wang's reply (https://lkml.org/lkml/2019/2/13/188)
 asks when the isolated pages go back to the buddy: v8 did not say.
 
 - Every free is recorded in the freeing vCPU's array ``kvm_pt[MAX_FGPT_ENTRIES = 1000]`` of
@@ -152,7 +152,7 @@ def _compact(s, g, z, c, cost):
 
 
 @jit
-def on_free(s, g, z, pfn, order, t):
+def on_free(s, g, z, pfn, order, t, cost):
     """``arch_free_page``: record {pfn, order} in the next vCPU's array."""
     s = borrow_state(s)
     z = borrow_zone(z)
@@ -171,7 +171,7 @@ def on_free(s, g, z, pfn, order, t):
         return
     if not s.mbuf[h + H_COMPACTED]:
         s.mbuf[h + H_COMPACTED] = 1
-        if _compact(s, g, z, c, s.cost) < s.mi[g, V8_ENTRIES]:
+        if _compact(s, g, z, c, cost) < s.mi[g, V8_ENTRIES]:
             return
     s.mbuf[h + H_PENDING] = 1  # full again: wake the kthread
     if s.mi[g, V8_PHASE] == PH_IDLE:

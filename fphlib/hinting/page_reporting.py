@@ -1,6 +1,6 @@
 """Free page reporting (``"page_reporting"``): mm/page_reporting.c of Linux 5.7+ (v5.10).
 
-Faithful to reference/kernel-mechanisms.md §3.2:
+Faithful to docs/references.md §3.2:
 
 - ``page_reporting_notify_free(order)`` runs after ``__free_one_page`` places a block (not
   after a putback, which uses FPI_SKIP_REPORT_NOTIFY). For ``order >= page_reporting_order``
@@ -317,7 +317,7 @@ tick = page_reporting_step
 
 
 @jit
-def on_free(s, g, z, pfn, order, t):
+def on_free(s, g, z, pfn, order, t, cost):
     """``page_reporting_notify_free`` after ``__free_one_page``."""
     s = borrow_state(s)
     page_reporting_notify_free(s, g, order, t)

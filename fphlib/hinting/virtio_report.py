@@ -9,19 +9,10 @@ the queue at that instant and takes the ack ``ack_irq`` after the discard work.
 
 from .._jit import jit
 from ..guest.buddy import PG_REPORTED, isolate_free_page, putback_isolated_page
-from ..host.costs import C_ACK_IRQ, C_KICK_WAKEUP, C_VMEXIT, C_ZONE_LOCK
 from ..host.discard_queue import discard_later
 from ..state.borrow import borrow_state, borrow_zone
-from ..state.layout import (
-    GF_GUEST_CPU,
-    GF_HOST_CPU,
-    GI_EVENTS,
-    GI_ISOLATED,
-    GI_LOCK_OPS,
-    GI_REPORTED_PAGES,
-    GI_REPORTS,
-    GI_VMEXITS,
-)
+from ..state.layout import GI_ISOLATED
+from .counters import count_lock_ops, count_report, count_reported_pages
 
 
 @jit(inline="always")
@@ -40,15 +31,13 @@ def report_blocks(s, g, z, base, n, now, cost):
     s = borrow_state(s)
     z = borrow_zone(z)
     due = now
+    pages = 0
     for i in range(n):
         npages = 1 << s.mbuf[base + 2 * i + 1]
         due = discard_later(s, g, z, s.mbuf[base + 2 * i], npages, now, cost)
-        s.gi[g, GI_REPORTED_PAGES] += npages
-    s.gi[g, GI_REPORTS] += 1
-    s.gi[g, GI_VMEXITS] += 1  # the virtqueue kick
-    s.gi[g, GI_EVENTS] += 1
-    s.gf[g, GF_GUEST_CPU] += cost[C_VMEXIT] + cost[C_ACK_IRQ]
-    s.gf[g, GF_HOST_CPU] += cost[C_KICK_WAKEUP]
+        pages += npages
+    count_reported_pages(s, g, pages)
+    count_report(s, g, pages, cost)  # the virtqueue kick
     return due
 
 
@@ -66,5 +55,4 @@ def putback_blocks(s, g, z, base, n, mark_reported, cost):
         s.gi[g, GI_ISOLATED] -= 1 << order
         if mark_reported and z.state[pfn] == order:
             z.flags[pfn] |= PG_REPORTED
-    s.gi[g, GI_LOCK_OPS] += n
-    s.gf[g, GF_GUEST_CPU] += n * cost[C_ZONE_LOCK]
+    count_lock_ops(s, g, n, cost)

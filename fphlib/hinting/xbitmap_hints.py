@@ -1,7 +1,7 @@
 """Wei Wang's xbitmap free page hints (``"xbitmap_hints"``): the seed thread's proposal.
 
 Source: "RE: [RFC][Patch v8 0/7] KVM: Guest Free Page Hinting", Wei Wang, LKML, 14 Feb 2019
-(shared/seed/; reference/kernel-mechanisms.md §4.2, §5; DESIGN §3.4 item 6): "xb_set/clear
+(docs/references.md §4.2, §5; docs/design.md §3.4 item 6): "xb_set/clear
 the bit under the zone->lock, i.e. in rmqueue and free_one_page", "get_free_page_hints() was
 designed to clear the bit, and need put_free_page_hints() to set it later after host finishes
 madvise", VIRTIO_BALLOON_F_ADVANCED_BALLOON with "report_vq and ack_vq to wait for the host's

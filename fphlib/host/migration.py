@@ -6,7 +6,7 @@ migration/ram.c (``ram_save_setup``, ``ram_find_and_save_block``, ``save_zero_pa
 ``migration_bitmap_sync_precopy``, ``qemu_guest_free_page_hint``), migration/migration.c
 (``migration_iteration_run``, ``migration_update_counters``: ``threshold_size = bandwidth *
 downtime_limit`` with the bandwidth *measured* over the last iteration), and the free page hint
-hooks of hw/virtio/virtio-balloon.c (reference/kernel-mechanisms.md §4).
+hooks of hw/virtio/virtio-balloon.c (docs/references.md §4).
 
 - Setup (``ram_save_setup``): every page of the guest is set in the migration bitmap
   (``rb->bmap``, :attr:`EngineState.mig_bmap`), then the first dirty-bitmap sync clears KVM's

@@ -62,10 +62,11 @@ def mech_tick(s, g, z, t_end, cost):
 
 @jit(inline="always")
 def mech_on_free(s, g, z, pfn, order, t):
-    """The mechanism's ``on_free`` for a block merged to ``order`` at ``pfn``."""
+    """The mechanism's ``on_free`` for a block merged to ``order`` at ``pfn`` (given the
+    run's cost table like every other hook)."""
     fn = s.fn[_SLOT_MECH_ON_FREE]
     if fn != 0:
-        _on_free(fn, s, g, z, pfn, order, t)
+        _on_free(fn, s, g, z, pfn, order, t, s.cost)
 
 
 @jit(inline="always")

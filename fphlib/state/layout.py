@@ -2,7 +2,7 @@
 
 The bottom floor of the simulator: guest mm, host, hinting mechanisms, host policies and the
 engine all import it; it imports none of them (only the buddy's ``Zone`` type).
-All state is plain NumPy arrays (DESIGN §2). Per-page arrays of all guests are concatenated
+All state is plain NumPy arrays (docs/design.md §2). Per-page arrays of all guests are concatenated
 (guest g owns ``[gi[g, GI_OFF], gi[g, GI_OFF] + gi[g, GI_NPAGES])``) and the loop builds a
 :class:`fphlib.guest.buddy.Zone` view per guest, so the compiled loop does not depend on the
 number of guests. Per-guest scalars are columns of one int64 matrix ``gi`` and one float64
@@ -55,6 +55,9 @@ FPH_CMD SWAPINS
 PC PC_DIRTY PC_HEAD PC_TAIL SLAB SLAB_HEAD SLAB_DEBT GSWAP GSWAP_CAP HELD_PAGES MM_ON KSWAPD
 PC_DROPPED WRITEBACK GSWAPOUT GSWAPIN KSWAPD_WAKES DIRECT_RECLAIMS WL_RUN
 OOM_ADJ""")
+# WL: the unit slot of the guest's workload step in this run (units.SLOT_WORKLOAD + WL; -1: a
+# workload without a step, idle after boot); WL_PHASE, WL_CUR, WL_ROUND, WL_RUN: the
+# workload's progress (phase, pages held now, passes, runs), read by the summary and plots.
 # guest memory beyond anonymous pages (fphlib.guest.reclaim): PC/PC_DIRTY: page-cache pages
 # (of them dirty), an LRU list through ``nxt``/``prv`` from PC_HEAD (oldest) to PC_TAIL;
 # SLAB: kernel (slab) pages, a stack through ``nxt`` from SLAB_HEAD; SLAB_DEBT: page-cache
@@ -81,8 +84,9 @@ RECLAIM_STALL IO_CREDIT WL_TOUCH WL_PASS_T0 GUEST_RECLAIM_STALL KSWAPD_CPU""")
 # STALL spent in the guest's direct reclaim; KSWAPD_CPU: guest CPU of the guest's kswapd
 
 # ------------------------------------------------------------------ workload parameter columns
-NWP = _columns("WP", "BOOT START SIZE RATE FREE_RATE HOLD REPEAT GAP ORDER TARGET OPS SPEED "
-               "BOOT_CACHE BOOT_SLAB IO_RATE IO_WRITE RUNS")
+# The parameters every workload takes (fphlib.workloads.COMMON); a workload's own parameters
+# and state are its private columns of ``wl_i``/``wl_f`` (its ``STATE``)
+NWP = _columns("WP", "BOOT START BOOT_CACHE BOOT_SLAB IO_RATE IO_WRITE")
 
 # ------------------------------------------------------------------ host int64 / float64
 # OVERHEAD_PAGES: the host reserve (SimConfig.host_reserve) + the VMM overhead of each running
@@ -211,7 +215,9 @@ class EngineState(NamedTuple):
     gi: np.ndarray  # int64[G, NGI]
     gf: np.ndarray  # float64[G, NGF]
     wp: np.ndarray  # float64[G, NWP]
-    wmix: np.ndarray  # float64[G, 11] cumulative order weights (churn)
+    # the private state of each guest's workload (its PrivateState; widest of the run's)
+    wl_i: np.ndarray  # int64[G, ints]
+    wl_f: np.ndarray  # float64[G, floats]
     rng: np.ndarray  # uint64[G] splitmix64 state
     # the mechanism's and the policy's private state (PrivateState)
     mi: np.ndarray  # int64[G, ints]

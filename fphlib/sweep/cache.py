@@ -43,10 +43,12 @@ def version():
     return __version__
 
 
-def run_key(config_json):
-    """Cache key of one run: config, fphlib version and model sources."""
+def run_key(config_json, plugins=None):
+    """Cache key of one run: config, fphlib version, model sources and the source digests
+    of the plug-ins it uses (``SimConfig.plugins()``)."""
     h = hashlib.sha256()
-    for part in (config_json, version(), model_digest()):
+    for part in (config_json, version(), model_digest(),
+                 json.dumps(plugins or {}, sort_keys=True)):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()

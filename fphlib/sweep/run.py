@@ -14,6 +14,9 @@ import numpy as np
 import pandas as pd
 
 from ..api.result import SUMMARY_METRICS
+from ..hinting import REGISTRY as MECHANISMS
+from ..host.policy import REGISTRY as POLICIES
+from ..workloads import REGISTRY as WORKLOADS
 from .cache import RunCache, run_key, version
 from .grid import expand
 
@@ -21,6 +24,27 @@ SERIES = ("host", "guests")
 METRICS = tuple(m for m in SUMMARY_METRICS if m != "wall_s")
 
 _warm = False  # per process: has this worker loaded the jitted engine yet?
+REGISTRIES = {"mechanism": MECHANISMS, "policy": POLICIES, "workload": WORKLOADS}
+
+
+def plugins_to_ship(configs):
+    """``((kind, name, digest, shipped), ...)`` of the plug-ins ``configs`` use, for workers
+    to register (:meth:`fphlib.registry.Registry.shipping`); raises a ``PluginError`` saying
+    how to package a plug-in that cannot be sent."""
+    out = {}
+    for cfg in configs:
+        for key in cfg.plugins():
+            kind, name = key.split()
+            if key not in out:
+                registry = REGISTRIES[kind]
+                out[key] = (kind, name, registry.digest(name), registry.shipping(name))
+    return tuple(out.values())
+
+
+def ensure_plugins(plugins):
+    """Register in this process the plug-ins a sweep shipped (no-op for those present)."""
+    for kind, name, digest, shipped in plugins:
+        REGISTRIES[kind].ensure(name, digest, shipped)
 
 
 def _warm_up():
@@ -42,16 +66,18 @@ def downsample(frame, points, by="t_s"):
     return {c: frame[c].tolist() for c in frame.columns}
 
 
-def run_task(config_json, series=None, points=200):
+def run_task(config_json, series=None, points=200, plugins=()):
     """Run one configuration; return ``{"summary", "series", "error"}`` of plain values.
 
     Every exception of the run becomes the ``error`` string, so one failing combination
-    never stops a sweep; the engine is warmed once per process first.
+    never stops a sweep; the engine is warmed once per process first. ``plugins``
+    (:func:`plugins_to_ship`) are registered first when this process lacks them.
     """
     from ..api.config import SimConfig
     from ..api.simulate import simulate
 
     try:
+        ensure_plugins(plugins)
         _warm_up()
         res = simulate(SimConfig.from_json(config_json))
     except Exception as e:  # noqa: BLE001 - recorded in the sweep's error column
@@ -81,7 +107,7 @@ def _executor_of(executor):
     )
 
 
-def _compute(todo, executor, series, points, store, bar):
+def _compute(todo, executor, series, points, store, bar, plugins=()):
     """Run ``todo`` ({hash: (config_json, cache key)}); yield (hash, payload) as they finish.
 
     Each completed run is written to the cache at once, so an interrupted sweep keeps it.
@@ -98,7 +124,7 @@ def _compute(todo, executor, series, points, store, bar):
         for h, (cfg_json, _) in todo.items():
             yield done(h, run_task(cfg_json, series, points))
         return
-    futures = {executor.submit(run_task, cfg_json, series, points): h
+    futures = {executor.submit(run_task, cfg_json, series, points, plugins): h
                for h, (cfg_json, _) in todo.items()}
     try:
         for fut in cf.as_completed(futures):
@@ -164,7 +190,8 @@ def sweep(grid, base=None, seeds=1, executor=None, cache=None, progress=True, se
 
     unique = {}  # config_hash -> (config_json, cache key); duplicate combinations run once
     for run in runs:
-        unique.setdefault(run.config_hash, (run.config_json, run_key(run.config_json)))
+        unique.setdefault(run.config_hash, (run.config_json,
+                                            run_key(run.config_json, run.config.plugins())))
     payloads = {}
     if store is not None:
         for h, (cfg_json, key) in unique.items():
@@ -174,12 +201,15 @@ def sweep(grid, base=None, seeds=1, executor=None, cache=None, progress=True, se
                 payloads[h] = {"summary": entry["summary"], "series": cols, "error": None}
     n_cached = len(payloads)
     todo = {h: v for h, v in unique.items() if h not in payloads}
+    # workers in other processes register the run's plug-ins from what the sweep sends
+    ship = pool is not None and not isinstance(pool, cf.ThreadPoolExecutor) and todo
+    plugins = plugins_to_ship(run.config for run in runs) if ship else ()
 
     from tqdm.auto import tqdm
 
     desc = f"sweep ({n_cached} cached)" if n_cached else "sweep"
     with tqdm(total=len(todo), desc=desc, unit="run", disable=not progress) as bar:
-        for h, payload in _compute(todo, pool, series, points, store, bar):
+        for h, payload in _compute(todo, pool, series, points, store, bar, plugins):
             payloads[h] = payload
 
     nan = math.nan

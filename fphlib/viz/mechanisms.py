@@ -137,7 +137,7 @@ def compare_configs(cfg, mechanisms=None, mechanism_params=None):
             name, cfg.mechanism_params if name == cfg.mechanism else {})
         if (name == "balloon" and cfg.balloon_target is None and cfg.policy == "static"
                 and cfg.policy_params.get("target") is None):
-            boot = cfg.workload_params.get("boot", COMMON["boot"][1])
+            boot = cfg.workload_params.get("boot", COMMON["boot"].default)
             d["balloon_target"] = balloon_target_for(cfg.guest_mem, boot)
         out[name] = SimConfig.from_dict(d)
     return out

@@ -2,7 +2,7 @@
 
 Every function draws into the Axes (or Figure) it is given — clearing it first, so widgets can
 redraw in place — or creates one with pyplot when none is given, and returns what it drew on.
-Inputs are the public frames of :class:`fphlib.SimResult` (DESIGN §3.7) or plain arrays, so
+Inputs are the public frames of :class:`fphlib.SimResult` (docs/design.md §3.7) or plain arrays, so
 the same functions serve the notebooks, the widgets and the CLI's ``demo``.
 """
 
@@ -29,8 +29,8 @@ class Metric(NamedTuple):
 
 _NO_MIGRATION = "no live migration in the run (SimConfig.migration), or it did not finish in time"
 
-# The one home of metric labels and units. Summary metrics in DESIGN §3.7 order (the keys are
-# fphlib.api.result.SUMMARY_METRICS), then the metrics only guest_summary has.
+# The one home of metric labels and units. Summary metrics in docs/design.md §3.7 order (the
+# keys are fphlib.api.result.SUMMARY_METRICS), then the metrics only guest_summary has.
 SUMMARY_METRICS = {
     "host_rss_peak_bytes": Metric("bytes", "host RSS, peak"),
     "host_rss_mean_bytes": Metric("bytes", "host RSS, mean"),

@@ -47,8 +47,8 @@ def balloon_target_for(guest_mem, boot=0):
     """The balloon target of the headline runs: the idle footprint plus 20 % of the guest.
 
     That is where an oVirt MOM-style policy leaves an idle guest (it keeps
-    ``min_guest_free_percent`` = 0.20 of the guest free above what is used; reference
-    policies-peers-metrics.md §2.3). When memhog needs more, the guest deflates
+    ``min_guest_free_percent`` = 0.20 of the guest free above what is used;
+    docs/references.md §9.3). When memhog needs more, the guest deflates
     (VIRTIO_BALLOON_F_DEFLATE_ON_OOM) and the host re-inflates at its next policy interval,
     so the comparison shows what a balloon reclaims between rounds and what it costs
     (refaults), not a target so loose that it only takes never-touched pages. Rounded up to

@@ -71,7 +71,7 @@ def _shown_value(row):
 def readable(df):
     """The table of :func:`fphlib.validation.table` for people.
 
-    One row per result (§ of reference/kernel-mechanisms.md, experiment, case): published
+    One row per result (§ of docs/references.md, experiment, case): published
     value or range, fphlib's value (``≥ n`` when an admission run never failed), the interval
     the rule accepts, and the verdict (``not comparable`` for quick runs). Footnotes: the
     rules and the notes of each experiment.

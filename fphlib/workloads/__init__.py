@@ -1,4 +1,4 @@
-"""Workloads, one module each, and the parameters each accepts (validated by SimConfig).
+"""Workloads, one module each, and their live registry (docs/plugins.md).
 
 Every workload also takes ``boot`` (the boot footprint allocated when the guest starts: the
 fractions ``boot_slab`` of it kernel slab and ``boot_cache`` page cache, the rest anonymous
@@ -8,61 +8,125 @@ the workload begins, relative to the guest's start) and file I/O through the pag
 Sizes accept ``parse_size`` strings; rates are bytes per second.
 
 The idle footprint: an Ubuntu 20.04 cloud guest holds ~331 MiB of host RAM after boot
-(242,048 + 96,556 kB, Cloud Hypervisor issue #1729; reference/costs.md §9 recommends 330 MiB).
+(242,048 + 96,556 kB, Cloud Hypervisor issue #1729; docs/costs.md §9 recommends 330 MiB).
 Its split follows the /proc/meminfo of an idle 2 GB Linux server (thegeekdiary.com, "Understanding
 /proc/meminfo file": used 505,684 kB = Cached + Buffers 294,412 kB (58 %), AnonPages 111,180 kB
 (22 %), slab, kernel stacks, page tables and the rest 20 %) [derived]: 192 MiB page cache,
 66 MiB kernel and slab, 72 MiB anonymous (fractions 0.58, 0.20). ``boot="256MiB",
 boot_cache=0, boot_slab=0`` is the footprint of fphlib before these (anonymous only).
+
+A workload module exports ``NAME``, ``PARAMS`` (a spec of :class:`fphlib.state.params.Param`,
+on top of :data:`COMMON`), optionally ``STATE`` (:class:`fphlib.state.layout.PrivateState`:
+per-guest columns of ``wl_i``/``wl_f``, set by ``STATE.init(params, n_pages, vcpus, ints,
+floats)``), ``build(params, n_pages, rng) -> Setup`` (the pool of held blocks it needs, a trace
+of operations to replay; ``rng`` a NumPy Generator of its own), ``check_params(params)``,
+``estimate_events(params, n_pages, active_s)`` (an upper estimate of its page operations, for
+``fphlib.api.limits``), ``runtime_s(s, g)`` (its ``workload_runtime_s``; default: from its
+start to ``GF_WL_END``) and the jitted ``step(s, g, z, t, dt, cost, ovh) -> bool`` (one tick;
+False when the guest was killed). A workload without ``step`` is idle after boot. Adding a
+built-in = its module + its name in ``BUILTIN``; a plug-in = :func:`fphlib.register_workload`
+or an entry point in group ``fphlib.workloads``.
 """
 
-WL_IDLE = 0
-WL_MEMHOG = 1
-WL_CHURN = 2
-WL_TRACE = 3
+from typing import NamedTuple
 
-WORKLOADS = {"idle": WL_IDLE, "memhog": WL_MEMHOG, "churn": WL_CHURN, "trace": WL_TRACE}
+import numpy as np
 
-# Kernel-like order mix for churn: mostly order-0 (anonymous and page-cache pages), some
-# order 1-3 (slab, order-2 kernel stacks on x86-64), rare order-9 (guest THP).
-DEFAULT_CHURN_ORDERS = {0: 0.95, 1: 0.02, 2: 0.015, 3: 0.01, 9: 0.005}
+from ..bounds import MAX_DURATION_S, MAX_RATE, MAX_WORKLOAD_SIZE
+from ..registry import (
+    PluginError,
+    Registry,
+    check_callables,
+    check_jitted,
+    check_state,
+    is_params_spec,
+    require,
+)
+from ..state.layout import GF_WL_END, GF_WL_START
+from ..state.params import Param
+
+BUILTIN = ("idle", "memhog", "churn", "trace")
 
 COMMON = {
-    "boot": ("size", 330 << 20),  # costs.md §9: Ubuntu focal guest after boot (CH #1729)
-    "boot_cache": ("fraction", 0.58),  # of the boot footprint, page cache (docstring) [derived]
-    "boot_slab": ("fraction", 0.20),  # ... kernel: slab, stacks, page tables [derived]
-    "start_s": ("seconds", 0.0),
-    "io_rate": ("size", 0),  # bytes/s of file I/O through the page cache (0: none)
-    # fraction of the I/O that writes (dirty pages): [assumption] reads dominate, 1 in 4
-    "io_write": ("fraction", 0.25),
+    "boot": Param("size", 330 << 20, 0, MAX_WORKLOAD_SIZE, "bytes", "boot footprint "
+                  "allocated when the guest starts (docs/costs.md §9: Ubuntu focal guest "
+                  "after boot, CH #1729)"),
+    "boot_cache": Param("float", 0.58, 0.0, 0.95, "", "fraction of the boot footprint in the "
+                        "page cache [derived]"),
+    "boot_slab": Param("float", 0.20, 0.0, 0.95, "", "fraction of the boot footprint in "
+                       "kernel slab, stacks, page tables [derived]"),
+    "start_s": Param("float", 0.0, 0.0, MAX_DURATION_S, "s", "when the workload starts, after "
+                     "the guest boots"),
+    "io_rate": Param("size", 0, 0, MAX_RATE, "bytes/s", "file I/O through the page cache "
+                     "(0: none)"),
+    # [assumption] reads dominate, 1 in 4
+    "io_write": Param("float", 0.25, 0.0, 0.95, "", "fraction of the I/O that writes (dirty "
+                      "pages)"),
 }
+STEP_ARGS = ("s", "g", "z", "t", "dt", "cost", "ovh")
 
-# name -> {param: (kind, default)}
-PARAMS = {
-    "idle": {},
-    "memhog": {
-        "size": ("size", 1 << 30),  # bytes mapped and touched
-        # bytes/s the guest writes when the host needn't fault: in-guest 4 KiB faults at
-        # 361,855/s (will-it-scale page_fault2, Duyck v17; costs.md §5, §8) = 1.48 GB/s
-        # [derived]. Host first-touch faults (fault_4k) come on top: with ~12 µs each
-        # (costs.md §5, §8: 0.35 GB/s per vCPU) memhog writes ~0.3 GB/s, as published
-        # memhog timings imply.
-        "rate": ("size", 361_855 * 4096),
-        "free_rate": ("size", 8 << 30),  # bytes/s freed at exit (unmapping is fast)
-        "hold_s": ("seconds", 0.0),  # time holding the memory before exiting (the tool: 0)
-        "repeat": ("count", 1),  # passes over the same memory (memhog -r)
-        "runs": ("count", 1),  # times memhog is run, one after the other (a shell loop)
-        "gap_s": ("seconds", 0.0),  # pause between runs
-        "order": ("order", 0),  # 0 = 4 KiB faults, 9 = guest THP
-    },
-    "churn": {
-        "target": ("fraction", 0.5),  # fraction of guest memory held at steady state
-        "ops_per_s": ("rate", 100_000.0),  # alloc + free operations per second
-        "lifetime_s": ("seconds_or_none", None),  # mean lifetime; sets ops_per_s when given
-        "orders": ("orders", DEFAULT_CHURN_ORDERS),  # order -> weight
-    },
-    "trace": {
-        "path": ("path", None),  # file read by fphlib.workloads.trace_file.load_trace
-        "speed": ("rate", 1.0),  # time scale: 2.0 replays twice as fast
-    },
-}
+
+class Setup(NamedTuple):
+    """What a workload's ``build`` asks of the engine for one guest: ``pool`` int32 slots for
+    the blocks it holds (``GI_POOL_OFF``/``GI_POOL_CAP``), and a ``trace`` of operations to
+    replay, ``(t_us int64, kind int8, order int8, slot int32)`` arrays (``GI_TR_OFF``,
+    ``GI_TR_N``) or None."""
+
+    pool: int = 0
+    trace: tuple | None = None
+
+
+def _check_workload(module, name):
+    require(module, {
+        "PARAMS": (is_params_spec, "a dict {name: fphlib.extend.Param(...)} with help"),
+    })
+    clash = set(module.PARAMS) & set(COMMON)
+    if clash:
+        raise PluginError(f"PARAMS redefines {sorted(clash)}, which every workload takes "
+                          "(fphlib.workloads.COMMON)")
+    check_state(module)
+    check_callables(module, ("build", "check_params", "estimate_events", "runtime_s"))
+    if hasattr(module, "step"):
+        check_jitted(module, "step", STEP_ARGS)
+
+
+REGISTRY = Registry("workload", __name__, BUILTIN, _check_workload, "fphlib.workloads")
+WORKLOADS = REGISTRY  # the same live registry (older name)
+
+
+def register_workload(module, replace=False):
+    """Register a workload plug-in (a module, an object with its attributes, or a dotted
+    module path); return its name. See docs/plugins.md."""
+    return REGISTRY.register(module, replace)
+
+
+def workload_module(name):
+    """The module of workload ``name`` (a registered name)."""
+    return REGISTRY.module(name)
+
+
+def workload_spec(name):
+    """Every parameter workload ``name`` takes: :data:`COMMON` and its own ``PARAMS``."""
+    return {**COMMON, **workload_module(name).PARAMS}
+
+
+def workload_settings(name, given):
+    """Every parameter's value for workload ``name``: given, else its default."""
+    out = {key: p.default for key, p in workload_spec(name).items()}
+    out.update(given or {})
+    return out
+
+
+def build_rng(seed_sequence):
+    """The NumPy Generator a workload's ``build`` draws from: a child of the guest's seed
+    sequence, so that the engine's own random stream does not change."""
+    return np.random.default_rng(seed_sequence.spawn(1)[0])
+
+
+def workload_runtime_s(s, g, name):
+    """Guest g's ``workload_runtime_s``: its workload's ``runtime_s(s, g)`` if it has one,
+    else from the workload's start to its end (NaN while it has not ended)."""
+    own = getattr(workload_module(name), "runtime_s", None)
+    if own is not None:
+        return own(s, g)
+    return float(s.gf[g, GF_WL_END] - s.gf[g, GF_WL_START])

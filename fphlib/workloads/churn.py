@@ -8,7 +8,10 @@ lifetime_s``). Orders are drawn from ``orders`` (weights), vCPUs uniformly. Held
 in a pool of pfns (4 bytes per held block: ≤ 4 bytes per guest page).
 """
 
+import numpy as np
+
 from .._jit import jit
+from ..bounds import MAX_DURATION_S, MAX_OPS_PER_S, MAX_ORDER_WEIGHT, MIN_LIFETIME_S
 from ..engine.rng import randint, uniform
 from ..guest.mm import block_order
 from ..state.borrow import borrow_state, borrow_zone
@@ -19,29 +22,97 @@ from ..state.layout import (
     GI_POOL_OFF,
     GI_WL_CUR,
     PI_VCPUS,
-    WP_OPS,
-    WP_TARGET,
+    PrivateState,
+    private_columns,
 )
+from ..state.params import Param
+from ..units import NR_ORDERS, PAGE_SIZE
+from . import Setup
 from .common import alloc_touch, pay_debt, release
+
+NAME = "churn"
+# Kernel-like order mix: mostly order-0 (anonymous and page-cache pages), some order 1-3
+# (slab, order-2 kernel stacks on x86-64), rare order-9 (guest THP).
+DEFAULT_ORDERS = {0: 0.95, 1: 0.02, 2: 0.015, 3: 0.01, 9: 0.005}
+PARAMS = {
+    "target": Param("float", 0.5, 0.0, 0.95, "", "fraction of guest memory held at steady "
+                    "state"),
+    "ops_per_s": Param("float", 100_000.0, 1e-9, MAX_OPS_PER_S, "ops/s", "alloc + free "
+                       "operations per second"),
+    "lifetime_s": Param("float_or_none", None, MIN_LIFETIME_S, MAX_DURATION_S, "s", "mean "
+                        "block lifetime; sets ops_per_s when given"),
+    "orders": Param("orders", DEFAULT_ORDERS, 0.0, MAX_ORDER_WEIGHT, "", "order -> weight of "
+                    "the blocks allocated"),
+}
+# private float columns (wl_f): the target in bytes, operations per second, then the
+# cumulative order weights (the last is 1.0)
+CH_TARGET, CH_OPS = private_columns("TARGET OPS")
+CH_MIX = 2
+
+
+def _weights(params):
+    """The order weights as given (not normalized), one per order."""
+    weights = np.zeros(NR_ORDERS)
+    for o, w in params["orders"].items():
+        weights[int(o)] = w
+    return weights
+
+
+def _mean_pages(weights):
+    return float((weights / weights.sum()) @ (1 << np.arange(NR_ORDERS)))
+
+
+def _ops_per_s(params, n_pages, weights):
+    if params["lifetime_s"] is None:
+        return params["ops_per_s"]
+    return 2.0 * (params["target"] * n_pages / _mean_pages(weights)) / params["lifetime_s"]
+
+
+def _init(params, n_pages, vcpus, ints, floats):
+    weights = _weights(params)
+    floats[CH_TARGET] = params["target"] * n_pages * PAGE_SIZE
+    floats[CH_OPS] = _ops_per_s(params, n_pages, weights)
+    floats[CH_MIX:CH_MIX + NR_ORDERS] = np.cumsum(weights) / weights.sum()
+    floats[CH_MIX + NR_ORDERS - 1] = 1.0
+
+
+STATE = PrivateState(floats=("TARGET", "OPS", *(f"MIX{o}" for o in range(NR_ORDERS))),
+                     init=_init)
+
+
+def build(params, n_pages, rng):
+    """A pool for the held blocks: the target with a margin."""
+    return Setup(pool=int(1.25 * params["target"] * n_pages) + 1024)
+
+
+def estimate_events(params, n_pages, active_s):
+    """Operations in ``active_s``, in pages."""
+    weights = _weights(params)
+    ops = _ops_per_s(params, n_pages, weights)
+    # the default mix counts one page per operation, as fphlib.api.limits always has (its
+    # rare order-9 blocks would otherwise multiply the estimate by 3.7 and refuse hour-long
+    # default runs that take two minutes); a given mix counts its mean block size
+    mean = 1.0 if params["orders"] is DEFAULT_ORDERS else _mean_pages(weights)
+    return ops * active_s * mean
 
 
 @jit(inline="always")
 def _pick_order(s, g):
     u = uniform(s.rng, g)
-    for o in range(s.wmix.shape[1]):
-        if u < s.wmix[g, o]:
+    for o in range(NR_ORDERS):
+        if u < s.wl_f[g, CH_MIX + o]:
             return o
     return 0
 
 
 @jit
-def churn_step(s, g, z, t, dt, cost, ovh):
+def step(s, g, z, t, dt, cost, ovh):
     """One tick [t, t + dt) of churn on guest g; False if the guest was killed."""
     s = borrow_state(s)
     z = borrow_zone(z)
     avail = pay_debt(s, g, dt)
-    credit = s.gf[g, GF_CREDIT] + s.wp[g, WP_OPS] * avail
-    target = s.wp[g, WP_TARGET] / 4096.0
+    credit = s.gf[g, GF_CREDIT] + s.wl_f[g, CH_OPS] * avail
+    target = s.wl_f[g, CH_TARGET] / 4096.0
     off = s.gi[g, GI_POOL_OFF]
     vcpus = s.pi[PI_VCPUS]
     while credit >= 1.0:

@@ -26,6 +26,7 @@ and reclaim costs come on top as stalls); a pass writes whole blocks.
 """
 
 from .._jit import jit
+from ..bounds import MAX_DURATION_S, MAX_RATE, MAX_REPEAT, MAX_WORKLOAD_SIZE, MIN_RATE
 from ..host.backing import record_event
 from ..host.costs import C_GUEST_SWAP_IN
 from ..state.borrow import borrow_state, borrow_zone
@@ -48,16 +49,63 @@ from ..state.layout import (
     GI_WL_PHASE,
     GI_WL_ROUND,
     GI_WL_RUN,
-    WP_FREE_RATE,
-    WP_GAP,
-    WP_HOLD,
-    WP_ORDER,
-    WP_RATE,
-    WP_REPEAT,
-    WP_RUNS,
-    WP_SIZE,
+    PrivateState,
+    private_columns,
 )
+from ..state.params import Param
+from ..units import NR_ORDERS, PAGE_SIZE
 from .common import alloc_touch, pay_debt, release, write_block
+
+NAME = "memhog"
+PARAMS = {
+    "size": Param("size", 1 << 30, 0, MAX_WORKLOAD_SIZE, "bytes", "bytes mapped and touched"),
+    # bytes/s the guest writes when the host needn't fault: in-guest 4 KiB faults at
+    # 361,855/s (will-it-scale page_fault2, Duyck v17; docs/costs.md §5, §8) = 1.48 GB/s
+    # [derived]. Host first-touch faults (fault_4k) come on top: with ~12 µs each
+    # (docs/costs.md §5, §8: 0.35 GB/s per vCPU) memhog writes ~0.3 GB/s, as published
+    # memhog timings imply.
+    "rate": Param("size", 361_855 * 4096, MIN_RATE, MAX_RATE, "bytes/s", "bytes per second "
+                  "the guest writes (in-guest faults; host faults come on top)"),
+    "free_rate": Param("size", 8 << 30, MIN_RATE, MAX_RATE, "bytes/s", "bytes per second "
+                       "freed at exit (unmapping is fast)"),
+    "hold_s": Param("float", 0.0, 0.0, MAX_DURATION_S, "s", "time holding the memory before "
+                    "exiting (the tool: 0)"),
+    "repeat": Param("int", 1, 1, MAX_REPEAT, "", "passes over the same memory (memhog -r)"),
+    "runs": Param("int", 1, 1, MAX_REPEAT, "", "times memhog is run, one after the other"),
+    "gap_s": Param("float", 0.0, 0.0, MAX_DURATION_S, "s", "pause between runs"),
+    "order": Param("int", 0, 0, NR_ORDERS - 1, "", "block order: 0 = 4 KiB faults, 9 = "
+                   "guest THP"),
+}
+# private float columns (wl_f), one per parameter the step reads
+COL_SIZE, COL_RATE, COL_FREE_RATE, COL_HOLD, COL_REPEAT, COL_RUNS, COL_GAP, COL_ORDER = \
+    private_columns("SIZE RATE FREE_RATE HOLD REPEAT RUNS GAP ORDER")
+_FROM_PARAMS = {COL_SIZE: "size", COL_RATE: "rate", COL_FREE_RATE: "free_rate",
+                COL_HOLD: "hold_s", COL_REPEAT: "repeat", COL_RUNS: "runs", COL_GAP: "gap_s",
+                COL_ORDER: "order"}
+
+
+def _init(params, n_pages, vcpus, ints, floats):
+    for column, key in _FROM_PARAMS.items():
+        floats[column] = params[key]
+
+
+STATE = PrivateState(floats=("SIZE", "RATE", "FREE_RATE", "HOLD", "REPEAT", "RUNS", "GAP",
+                             "ORDER"), init=_init)
+
+
+def estimate_events(params, n_pages, active_s):
+    """Page operations in ``active_s``: every page touched each pass (a guest swap-in is an
+    allocation, a swap-out a free) and freed at exit, bounded by the rates."""
+    size = min(params["size"] // PAGE_SIZE, n_pages)
+    per_run = 2 * size * params["repeat"] + size
+    by_time = (2 * params["rate"] + params["free_rate"]) / PAGE_SIZE * active_s
+    return min(per_run * params["runs"], by_time)
+
+
+def runtime_s(s, g):
+    """The time spent touching, once every pass of every run is over (else NaN)."""
+    done = s.gi[g, GI_WL_ROUND] >= s.wl_f[g, COL_REPEAT] * s.wl_f[g, COL_RUNS]
+    return float(s.gf[g, GF_WL_TOUCH]) if done else float("nan")
 
 MH_WAIT = 0
 MH_ALLOC = 1  # first pass: allocate and write
@@ -119,22 +167,22 @@ def _pass_done(s, g, t_end):
     """After a pass: the next pass at once, or hold (then exit); the new phase."""
     _end_pass(s, g, t_end)
     s.gi[g, GI_WL_CUR] = 0
-    repeat = int(s.wp[g, WP_REPEAT])
+    repeat = int(s.wl_f[g, COL_REPEAT])
     if s.gi[g, GI_WL_ROUND] >= (s.gi[g, GI_WL_RUN] + 1) * repeat:
         s.gi[g, GI_WL_PHASE] = MH_HOLD
-        s.gf[g, GF_WL_NEXT] = t_end + s.wp[g, WP_HOLD]
+        s.gf[g, GF_WL_NEXT] = t_end + s.wl_f[g, COL_HOLD]
     else:
         s.gi[g, GI_WL_PHASE] = MH_RETOUCH
     return s.gi[g, GI_WL_PHASE]
 
 
 @jit
-def memhog_step(s, g, z, t, dt, cost, ovh):
+def step(s, g, z, t, dt, cost, ovh):
     """One tick [t, t + dt) of memhog on guest g; False if the guest was killed."""
     s = borrow_state(s)
     z = borrow_zone(z)
     avail = pay_debt(s, g, dt)
-    order = int(s.wp[g, WP_ORDER])
+    order = int(s.wl_f[g, COL_ORDER])
     block = 1 << order
     phase = s.gi[g, GI_WL_PHASE]
     if phase == MH_WAIT or phase == MH_GAP:
@@ -145,8 +193,8 @@ def memhog_step(s, g, z, t, dt, cost, ovh):
         s.gf[g, GF_CREDIT] = 0.0
         s.gi[g, GI_WL_CUR] = 0
     if phase == MH_ALLOC or phase == MH_RETOUCH:
-        size = int(s.wp[g, WP_SIZE]) // 4096
-        credit = s.gf[g, GF_CREDIT] + s.wp[g, WP_RATE] / 4096.0 * avail
+        size = int(s.wl_f[g, COL_SIZE]) // 4096
+        credit = s.gf[g, GF_CREDIT] + s.wl_f[g, COL_RATE] / 4096.0 * avail
         while credit >= block:
             if phase == MH_ALLOC:
                 if s.gi[g, GI_WL_CUR] >= size:
@@ -164,7 +212,7 @@ def memhog_step(s, g, z, t, dt, cost, ovh):
             if pfn == -1:
                 record_event(s, t, g, EV_GUEST_OOM, order)
                 _end_pass(s, g, t + dt)  # this run's touching is over
-                s.gi[g, GI_WL_ROUND] = (s.gi[g, GI_WL_RUN] + 1) * int(s.wp[g, WP_REPEAT])
+                s.gi[g, GI_WL_ROUND] = (s.gi[g, GI_WL_RUN] + 1) * int(s.wl_f[g, COL_REPEAT])
                 s.gi[g, GI_WL_PHASE] = phase = MH_FREE
                 credit = 0.0
                 break
@@ -187,7 +235,7 @@ def memhog_step(s, g, z, t, dt, cost, ovh):
     if phase == MH_FREE:
         s.gi[g, GI_HELD_PAGES] -= s.gi[g, GI_GSWAP]  # exit frees its swap slots at once
         s.gi[g, GI_GSWAP] = 0
-        credit = s.gf[g, GF_CREDIT] + s.wp[g, WP_FREE_RATE] / 4096.0 * avail
+        credit = s.gf[g, GF_CREDIT] + s.wl_f[g, COL_FREE_RATE] / 4096.0 * avail
         while credit >= block and s.gi[g, GI_HELD_HEAD] >= 0:
             pfn = s.gi[g, GI_HELD_HEAD]
             nxt = z.next[pfn]
@@ -200,11 +248,12 @@ def memhog_step(s, g, z, t, dt, cost, ovh):
         s.gf[g, GF_CREDIT] = credit
         if s.gi[g, GI_HELD_HEAD] < 0:  # exited
             s.gi[g, GI_WL_RUN] += 1
-            if s.gi[g, GI_WL_RUN] < int(s.wp[g, WP_RUNS]):
+            if s.gi[g, GI_WL_RUN] < int(s.wl_f[g, COL_RUNS]):
                 s.gi[g, GI_WL_PHASE] = MH_GAP
-                s.gf[g, GF_WL_NEXT] = t + dt + s.wp[g, WP_GAP]
+                s.gf[g, GF_WL_NEXT] = t + dt + s.wl_f[g, COL_GAP]
             else:
                 s.gi[g, GI_WL_PHASE] = MH_DONE
                 s.gf[g, GF_WL_END] = t + dt
                 record_event(s, t + dt, g, EV_WORKLOAD_END, 0.0)
     return True
+

@@ -12,7 +12,7 @@ kind      int8     0 = alloc, 1 = free
 order     int8     block order, 0..10 (order 10 = 4 MiB of 4 KiB pages)
 slot      int32    handle slot >= 0: an alloc stores the pfn it got in ``slot``; a free
                    releases the block held in ``slot`` (same semantics as
-                   shared/bench/README.md)
+                   docs/design.md §5)
 ========  =======  ==================================================================
 
 The handle discipline is checked when a file is loaded or written: every free names a slot
@@ -21,7 +21,7 @@ live block (that block could never be freed again). An optional scalar ``n_pages
 guest size the trace was made for; it is informative only.
 
 :func:`generate_trace` makes churn traces with the same op stream as
-``shared/bench/gen_trace.py`` (same seed ⇒ identical kind/order/slot) plus Poisson arrival
+``gen_trace.py`` (docs/design.md §5; same seed ⇒ identical kind/order/slot) plus Poisson arrival
 times, so the speed benchmark and the simulator can share a workload.
 """
 
@@ -38,8 +38,8 @@ from ..units import NR_ORDERS
 ALLOC, FREE = 0, 1
 ARRAYS = {"t_us": np.int64, "kind": np.int8, "order": np.int8, "slot": np.int32}
 
-# Kernel-like order mix of shared/bench/gen_trace.py: mostly order 0, some order-9 (THP-sized)
-# blocks, few order 10. Keeping the same numbers keeps generate_trace == gen_trace.gen.
+# Kernel-like order mix of gen_trace.py (docs/design.md §5): mostly order 0, some order-9
+# (THP-sized) blocks, few order 10. Keeping the same numbers keeps generate_trace == gen_trace.gen.
 KERNEL_ORDER_MIX = (0.62, 0.10, 0.08, 0.05, 0.04, 0.03, 0.02, 0.02, 0.01, 0.025, 0.005)
 
 
@@ -301,7 +301,7 @@ def write_trace(path, t_us, kind, order, slot, n_pages=None, compress=False):
 def _churn_ops(draws, u, pick, target_live, n_slots, kind, order, slot):
     """Fill kind/order/slot with a steady churn around ``target_live`` live blocks.
 
-    Exactly the loop of shared/bench/gen_trace.py on pre-drawn randomness: allocate while
+    Exactly the loop of gen_trace.py (docs/design.md §5) on pre-drawn randomness: allocate while
     fewer than ``target_live * (0.5 + u)`` blocks are live, else free a random live one; slots
     are reused last-freed-first.
     """
@@ -351,7 +351,7 @@ def generate_trace(
     seed : int
         Seed of ``numpy.random.default_rng``; same seed ⇒ identical trace. With the default
         ``occupancy``, ``n_pages`` and ``order_mix`` the kind/order/slot arrays equal those of
-        ``shared/bench/gen_trace.py`` for the same seed.
+        ``gen_trace.py`` (docs/design.md §5) for the same seed.
     occupancy : float
         Target fraction of ``n_pages`` held by live blocks, in (0, 1).
     ops_per_s : float
@@ -411,7 +411,7 @@ def _churn(n_ops, seed, occupancy, n_pages, order_mix):
 def churn_trace(n_ops, n_pages=1 << 20, occupancy=0.6, seed=1, order_mix=KERNEL_ORDER_MIX):
     """The op stream of a churn trace without times: ``(kind, order, slot, n_slots)``.
 
-    ``churn_trace(5_000_000)`` is ``shared/bench``'s standard churn5m trace (same seed, same
+    ``churn_trace(5_000_000)`` is the standard churn5m trace of docs/design.md §5 (same seed, same
     draws); ``n_slots`` bounds the slot values. Arguments as in :func:`generate_trace`.
     """
     _, kind, order, slot, n_slots = _churn(n_ops, seed, occupancy, n_pages, order_mix)

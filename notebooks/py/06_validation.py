@@ -9,7 +9,7 @@
 # %% [markdown]
 # # Validation: the model against published results
 #
-# Every published result the model can express (reference/kernel-mechanisms.md §8), plus the
+# Every published result the model can express (docs/references.md §8), plus the
 # free page reporting drain that mm/page_reporting.c promises, run under the published
 # conditions as far as the model has them (`fphlib.validation`):
 #

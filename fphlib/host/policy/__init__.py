@@ -1,4 +1,5 @@
-"""Host policies: whom the host asks for memory, and when (DESIGN §3.5), and their registry.
+"""Host policies: whom the host asks for memory, and when (docs/design.md §3.5), and their live
+registry (docs/plugins.md).
 
 A policy module exports ``NAME``, ``PARAMS`` (every policy takes ``interval_s``), optionally
 ``STATE`` (:class:`fphlib.state.layout.PrivateState`, columns of ``pol_i``/``pol_f``) and
@@ -7,16 +8,37 @@ A policy module exports ``NAME``, ``PARAMS`` (every policy takes ``interval_s``)
 :func:`fphlib.api.config.ask_mode`, :func:`fphlib.host.policy.common.check_drivable`),
 ``check_params(params)`` (cross-parameter checks), ``init_guest(params, cfg, g, ints,
 floats)`` (per-guest private columns: shares, min, max from ``guest_overrides``, seeds), and
-the jitted
-``step(s, now, cost)``, which the engine runs every ``interval_s`` before the guests. A step
-writes only the per-guest asks, through :func:`fphlib.host.policy.ask.ask`: pages wanted back
-(``GI_ASK_PAGES``) and hinting on/off (``GI_ASK_HINT``); mechanisms read those and nothing
-else of the policy. Adding a policy = its module + one line in ``REGISTRY``.
+the jitted ``step(s, now, cost)``, which the engine runs every ``interval_s`` before the
+guests. A step writes only the per-guest asks, through :func:`fphlib.host.policy.ask.ask`:
+pages wanted back (``GI_ASK_PAGES``) and hinting on/off (``GI_ASK_HINT``); mechanisms read
+those and nothing else of the policy. Adding a built-in policy = its module + its name in
+``BUILTIN``; a plug-in = :func:`fphlib.register_policy` or an entry point in group
+``fphlib.policies``.
 """
 
-import importlib
+from ...registry import (
+    Registry,
+    check_callables,
+    check_jitted,
+    check_state,
+    is_params_spec,
+    require,
+)
 
-REGISTRY = (
+
+def _check_policy(module, name):
+    require(module, {
+        "PARAMS": (lambda p: is_params_spec(p) and "interval_s" in p,
+                   "a dict {name: fphlib.extend.Param(...)} with help, holding 'interval_s' "
+                   "(fphlib.extend.POLICY_INTERVAL)"),
+        "step": (callable, "a jitted step(s, now, cost)"),
+    })
+    check_jitted(module, "step", ("s", "now", "cost"))
+    check_state(module)
+    check_callables(module, ("check", "check_params", "init_guest"))
+
+
+BUILTIN = (
     "static",
     "always_on",
     "watermark",
@@ -27,10 +49,16 @@ REGISTRY = (
     "mom",
 )
 
-POLICIES = {name: i for i, name in enumerate(REGISTRY)}
+REGISTRY = Registry("policy", __name__, BUILTIN, _check_policy, "fphlib.policies")
+POLICIES = REGISTRY  # the same live registry (older name)
+
+
+def register_policy(module, replace=False):
+    """Register a host-policy plug-in (a module, an object with its attributes, or a dotted
+    module path); return its name. See docs/plugins.md."""
+    return REGISTRY.register(module, replace)
 
 
 def policy_module(name):
-    """The module of policy ``name`` (a key of ``POLICIES``)."""
-    return importlib.import_module(f"{__name__}.{name}")
-
+    """The module of policy ``name`` (a registered name)."""
+    return REGISTRY.module(name)

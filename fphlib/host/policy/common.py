@@ -3,7 +3,7 @@
 A policy sees what a real host sees: its own free memory (``MemFree``: RAM minus backed guest
 pages and per-guest overhead) and, per guest, the virtio-balloon stats queue
 (VIRTIO_BALLOON_S_MEMFREE = the guest's free pages on the buddy lists, the balloon's
-``actual`` size ``GI_BALLOON``; reference/kernel-mechanisms.md §7.1), plus the host RSS and
+``actual`` size ``GI_BALLOON``; docs/references.md §7.1), plus the host RSS and
 swap of each guest (the host's own accounting). It never reads guest page state directly, except the
 idle-tax sampler (:mod:`.idle_tax`), which reads the accessed bit of sampled pages as ESX
 reads its invalidated mappings.
@@ -51,7 +51,7 @@ BY_PAGES = 0
 N_COMMON_INTS = 1
 
 # ESX's "high" free-memory state: with at least 6 % of memory free the host reclaims nothing
-# (Waldspurger, OSDI 2002, §6; reference/policies-peers-metrics.md §2.1).
+# (Waldspurger, OSDI 2002, §6; docs/references.md §9.1).
 DEFAULT_TARGET_FREE = 0.06
 # A policy that reclaims gives a quantum back when the host has this many quanta to spare
 # above its target (hysteresis, so that it does not take and give back in turn).

@@ -1,7 +1,7 @@
 """ESX min-funding revocation, shared by ``proportional_share`` and ``idle_tax``.
 
 Waldspurger, "Memory Resource Management in VMware ESX Server", OSDI 2002, §5
-(reference/policies-peers-metrics.md §2.1): each VM holds S shares and P pages; when memory
+(docs/references.md §9.1): each VM holds S shares and P pages; when memory
 must be taken, it is revoked from the VM with the lowest (adjusted) shares-per-page ratio
 
     rho = S / (P * (f + k * (1 - f))),   k = 1 / (1 - tau)
@@ -41,10 +41,10 @@ from .common import (
     take,
 )
 
-# ESX 2's memory reallocation period (reference §2.1, "Other ESX 2/GSX parameters")
+# ESX 2's memory reallocation period (docs/references.md §9.1, "Other ESX 2/GSX parameters")
 ESX_INTERVAL = INTERVAL._replace(default=15.0, help="how often the host reallocates memory "
                                  "(ESX: 15 s)")
-DEFAULT_SHARES = 1000.0  # the worked example's S (reference §2.1); only ratios matter
+DEFAULT_SHARES = 1000.0  # the worked example's S (docs/references.md §9.1); only ratios matter
 
 # common ESX columns, after the common ones: ints MIN_PAGES MAX_PAGES QUANTUM_PAGES,
 # floats SHARES TARGET

@@ -1,6 +1,6 @@
 """Policy ``"idle_tax"``: ESX's idle memory tax on top of min-funding revocation.
 
-Waldspurger, OSDI 2002 §5.2-5.3 (reference/policies-peers-metrics.md §2.1): memory is taken
+Waldspurger, OSDI 2002 §5.2-5.3 (docs/references.md §9.1): memory is taken
 from the guest with the lowest adjusted shares-per-page ratio
 rho = S / (P (f + k (1 - f))), k = 1 / (1 - tau), so idle pages cost a guest k times as many
 shares as active ones; ``tau`` defaults to 0.75 (``Mem.IdleTax``, k = 4), tau = 0 is pure

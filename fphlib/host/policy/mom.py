@@ -1,5 +1,5 @@
-"""Policy ``"mom"``: oVirt MOM's balloon rules, exactly (reference/policies-peers-metrics.md
-§2.3, kernel-mechanisms.md §7.2).
+"""Policy ``"mom"``: oVirt MOM's balloon rules, exactly (docs/references.md
+§9.3 and §7.2).
 
 Sources: https://github.com/oVirt/mom/blob/master/doc/balloon.rules (``variant="doc"``) and
 https://github.com/oVirt/vdsm/blob/master/static/etc/vdsm/mom.d/02-balloon.policy

@@ -2,7 +2,7 @@
 
 The host reads each guest's free memory from the virtio-balloon stats queue
 (VIRTIO_BALLOON_S_MEMFREE, polled by QEMU's ``guest-stats-polling-interval``;
-reference/kernel-mechanisms.md §7.1) and, while it has less than ``target_free`` of its RAM
+docs/references.md §7.1) and, while it has less than ``target_free`` of its RAM
 free, asks guests in decreasing order of free memory for up to ``quantum`` each (never more
 than the free memory above the guest's high watermark) until the shortage is covered. With
 a reporting/hinting mechanism the guests asked get hinting on for the interval, the others

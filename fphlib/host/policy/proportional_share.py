@@ -1,6 +1,6 @@
 """Policy ``"proportional_share"``: ESX min-funding revocation by shares.
 
-Waldspurger, OSDI 2002 §5.1 (reference/policies-peers-metrics.md §2.1): memory is taken from
+Waldspurger, OSDI 2002 §5.1 (docs/references.md §9.1): memory is taken from
 the guest with the lowest shares-per-page ratio S / P first; per-guest ``shares``, ``min``
 (guaranteed) and ``max`` (configured size) come from ``SimConfig.guest_overrides``
 (``{"shares": 2000, "min": "1GiB", "max": "3GiB"}``; default shares

@@ -1,7 +1,7 @@
 """Policy ``"round_robin"``: at each interval the host asks the next guest for a quantum.
 
 The simplest fair rotation (the host "decides which guest to offer first" of the seed
-thread; DESIGN §3.5): while the host has less than ``target_free`` of its RAM free, each
+thread; docs/design.md §3.5): while the host has less than ``target_free`` of its RAM free, each
 interval asks the next running guest (in guest order, wrapping around) for ``quantum``
 bytes. With ``balloon`` the guest's balloon grows by the quantum (capped by the free memory
 its stats show above its high watermark); with a reporting/hinting mechanism that guest's

@@ -1,11 +1,11 @@
 """Policy ``"watermark"``: hinting on only while the host runs short, with hysteresis.
 
-"I have plenty of free space, don't worry" (the seed thread; DESIGN §3.5): the host switches
+"I have plenty of free space, don't worry" (the seed thread; docs/design.md §3.5): the host switches
 its guests' hinting on when its free memory (a fraction of RAM) falls below ``low`` and off
 again only when it rises above ``high`` - the hysteresis of ESX's free-memory states, which
 return to the previous state only above the higher threshold (Waldspurger, OSDI 2002 §6;
-reference/policies-peers-metrics.md §2.1). Defaults: ``low`` 0.10, ``high`` 0.20 (oVirt MOM's
-``pressure_threshold``, §2.3).
+docs/references.md §9.1). Defaults: ``low`` 0.10, ``high`` 0.20 (oVirt MOM's
+``pressure_threshold``, §9.3).
 
 - ``per_guest=False``: one switch for all guests.
 - ``per_guest=True``: one switch per guest; while the host is below ``low`` it switches on
@@ -14,7 +14,7 @@ reference/policies-peers-metrics.md §2.1). Defaults: ``low`` 0.10, ``high`` 0.2
 
 With ``balloon`` a guest switched on is asked for all its free memory above its high
 watermark at each interval (QEMU's auto-ballooning proposal inflates on host memory
-pressure, kernel-mechanisms.md §7.3); switched off, its balloon is deflated to 0.
+pressure, docs/references.md §7.3); switched off, its balloon is deflated to 0.
 
 Simplifications: free memory is host ``MemFree`` (no page cache on the host).
 """

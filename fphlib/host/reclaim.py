@@ -1,0 +1,173 @@
+"""Host reclaim: swapping guest pages out to make room, in the background (kswapd) or in a
+faulting vCPU (direct reclaim), and the OOM killer when that frees nothing.
+
+Follows mm/vmscan.c (``shrink_*``, ``add_to_swap``) and the slow path of mm/page_alloc.c:
+
+- An allocation that would leave free memory below the min watermark enters direct reclaim
+  (``__alloc_pages_slowpath`` → ``__alloc_pages_direct_reclaim``, :func:`ensure_ram`) in the
+  faulting vCPU's page fault: the guest's workload stalls for the reclaim's CPU time and until
+  the swap device has written the pages it swapped out (``reclaim_stall_s``; pages under
+  writeback are freed when written). When nothing can be swapped out it OOM-kills
+  (:mod:`fphlib.host.oom`). kswapd (:mod:`fphlib.host.daemons`) calls :func:`reclaim` too.
+- Reclaim swaps pages out with a global second-chance clock over all guest pages
+  (``PG_REFERENCED`` is the accessed bit; touches set it), at least SWAP_CLUSTER_MAX = 32
+  pages at a time. A THP is one folio: it is referenced if any of its pages is, and it is
+  swapped out whole, 512 contiguous swap slots in one I/O, when that many slots are free
+  (THP_SWAP, v4.13+: ``add_to_swap`` → ``folio_alloc_swap``; the PMD becomes 512 swap PTEs);
+  otherwise it is split first (``split_folio_to_list``, ``thp_split``) and swapped per 4 KiB.
+
+Simplifications: host page cache (reclaimable, assumed dropped first at no cost), zswap and
+swap-slot fragmentation (a THP always finds 512 contiguous slots while 512 are free) are not
+modelled; one LRU (the clock) instead of active/inactive lists; direct reclaim's throttling
+(``reclaim_throttle``) is the device queue wait.
+"""
+
+from .._jit import jit
+from ..guest.buddy_kernels import PG_BACKED
+from ..state.borrow import borrow_state
+from ..state.layout import (
+    GI_NPAGES,
+    GI_OFF,
+    GI_RSS,
+    GI_STATUS,
+    GI_SWAP,
+    GI_SWAPOUT,
+    HF_CPU,
+    HI_CLOCK,
+    HI_DIRECT_PAGES,
+    HI_KSWAPD_PAGES,
+    HI_RAM_PAGES,
+    HI_RSS,
+    HI_SWAP,
+    HI_SWAP_CAP,
+    HI_SWAPOUTS,
+    HI_THP_SPLITS,
+    HI_THP_SWAPS,
+    HI_WMARK_MIN,
+    PG_REFERENCED,
+    PG_SWAPPED,
+    PI_G,
+    ST_RUNNING,
+)
+from .costs import C_SWAP_OUT, C_THP_SPLIT
+from .memory import (
+    HPAGE_PAGES,
+    HPAGE_SHIFT,
+    NOT_BACKED,
+    NOT_REFERENCED,
+    below_min,
+    host_used_pages,
+    swap_io,
+)
+from .oom import oom_kill
+
+SWAP_CLUSTER_MAX = 32  # include/linux/swap.h
+
+
+@jit(inline="always")  # one caller: no compile unit of its own
+def _guest_of(s, p, g):
+    """Guest owning global page p, starting the search at g (the clock moves forward)."""
+    s = borrow_state(s)
+    G = s.pi[PI_G]
+    while not (s.gi[g, GI_OFF] <= p < s.gi[g, GI_OFF] + s.gi[g, GI_NPAGES]):
+        g = (g + 1) % G
+    return g
+
+
+@jit
+def reclaim(s, want, now, cost, direct):
+    """Swap out at least ``want`` pages with the second-chance clock, queueing their writes on
+    the swap device at ``now``; return pages freed. A THP goes out whole (THP_SWAP) when 512
+    swap slots are free, else it is split first."""
+    s = borrow_state(s)
+    total = s.flags.shape[0]
+    freed = 0
+    scanned = 0
+    hand = s.hi[HI_CLOCK]
+    g = 0
+    cpu = 0.0
+    while freed < want and scanned < 2 * total and s.hi[HI_SWAP] < s.hi[HI_SWAP_CAP]:
+        p = hand
+        hand += 1
+        if hand >= total:
+            hand = 0
+        scanned += 1
+        f = s.flags[p]
+        if not f & PG_BACKED:
+            continue
+        r = p >> HPAGE_SHIFT
+        if s.reg_huge[r]:
+            # one folio, one accessed bit (the PMD's): referenced if any page is
+            base = r << HPAGE_SHIFT
+            referenced = False
+            for q in range(base, base + HPAGE_PAGES):
+                if s.flags[q] & PG_REFERENCED:
+                    referenced = True
+                    s.flags[q] &= NOT_REFERENCED
+            if referenced:
+                scanned += base + HPAGE_PAGES - 1 - p
+                hand = base + HPAGE_PAGES
+                if hand >= total:
+                    hand = 0
+                continue
+            g = _guest_of(s, p, g)
+            s.reg_huge[r] = 0
+            if s.hi[HI_SWAP_CAP] - s.hi[HI_SWAP] >= HPAGE_PAGES:
+                # THP_SWAP: the whole THP in one I/O; the PMD becomes 512 swap PTEs
+                for q in range(base, base + HPAGE_PAGES):
+                    s.flags[q] = (s.flags[q] & NOT_BACKED) | PG_SWAPPED
+                s.gi[g, GI_RSS] -= HPAGE_PAGES
+                s.gi[g, GI_SWAP] += HPAGE_PAGES
+                s.gi[g, GI_SWAPOUT] += HPAGE_PAGES
+                s.hi[HI_RSS] -= HPAGE_PAGES
+                s.hi[HI_SWAP] += HPAGE_PAGES
+                s.hi[HI_THP_SWAPS] += 1
+                cpu += HPAGE_PAGES * cost[C_SWAP_OUT]
+                swap_io(s, now, HPAGE_PAGES)
+                freed += HPAGE_PAGES
+                scanned += base + HPAGE_PAGES - 1 - p
+                hand = base + HPAGE_PAGES
+                if hand >= total:
+                    hand = 0
+                continue
+            s.hi[HI_THP_SPLITS] += 1  # no room for a cluster: split, swap 4 KiB pages
+            cpu += cost[C_THP_SPLIT]
+        if f & PG_REFERENCED:
+            s.flags[p] = f & NOT_REFERENCED
+            continue
+        g = _guest_of(s, p, g)
+        s.flags[p] = (f & NOT_BACKED) | PG_SWAPPED
+        s.gi[g, GI_RSS] -= 1
+        s.gi[g, GI_SWAP] += 1
+        s.gi[g, GI_SWAPOUT] += 1
+        s.hi[HI_RSS] -= 1
+        s.hi[HI_SWAP] += 1
+        cpu += cost[C_SWAP_OUT]
+        swap_io(s, now, 1)
+        freed += 1
+    s.hi[HI_CLOCK] = hand
+    s.hf[HF_CPU] += cpu
+    s.hi[HI_SWAPOUTS] += freed
+    if direct:
+        s.hi[HI_DIRECT_PAGES] += freed
+    else:
+        s.hi[HI_KSWAPD_PAGES] += freed
+    return freed
+
+
+@jit
+def ensure_ram(s, need, t, requester, cost, overhead_pages):
+    """Direct reclaim: make room for ``need`` more backed pages above the min watermark by
+    swapping out, else OOM-kill."""
+    s = borrow_state(s)
+    while below_min(s, need):
+        short = host_used_pages(s) + need - (s.hi[HI_RAM_PAGES] - s.hi[HI_WMARK_MIN])
+        if short < SWAP_CLUSTER_MAX:
+            short = SWAP_CLUSTER_MAX
+        if reclaim(s, short, t, cost, True) > 0:
+            continue
+        if s.gi[requester, GI_STATUS] != ST_RUNNING:
+            return
+        oom_kill(s, t, requester, overhead_pages)
+        if s.gi[requester, GI_STATUS] != ST_RUNNING:
+            return
