@@ -13,7 +13,8 @@ from pathlib import Path
 
 _ROOT = Path(__file__).resolve().parent  # the fphlib package
 _KERNEL_DIRS = ("state", "guest", "engine", "host", "host/policy", "hinting", "workloads")
-_SOURCES = ("_jit.py", *_KERNEL_DIRS)
+# modules of the bottom floor whose constants the kernels compile in
+_SOURCES = ("_jit.py", "units.py", "bounds.py", "costs.py", *_KERNEL_DIRS)
 
 
 def sources_digest():

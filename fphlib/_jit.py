@@ -13,11 +13,38 @@ from numba.core.datamodel import models
 from numba.core.registry import CPUDispatcher
 from numba.extending import intrinsic, register_model
 
-from ._cache import refresh
+from ._cache import refresh, sources_digest
 
 refresh()  # before any kernel loads: a cache that inlines an edited file must not be reused
 
 __all__ = ["Borrowed", "Ref", "borrowed", "borrowed_all", "compiled", "jit", "store_ref"]
+
+
+def _source_stamp(cache, py_func):
+    """The stamp a cache index must match: numba's (the function's file), and for a plug-in
+    (a function outside fphlib, which inlines fphlib's kernels and column indexes) also the
+    digest of fphlib's kernel sources, so that a plug-in's cache is rebuilt when fphlib
+    changes as fphlib's own caches are (:func:`fphlib._cache.refresh`)."""
+    stamp = cache._impl.locator.get_source_stamp()
+    if not (py_func.__module__ or "").startswith("fphlib."):
+        stamp = (stamp, _fphlib_digest())
+    return stamp
+
+
+@functools.cache
+def _fphlib_digest():
+    """fphlib's kernel sources, once per process (a plug-in's caches are checked with it)."""
+    return sources_digest()
+
+
+class _PluginCache(FunctionCache):
+    """numba's on-disk cache of a plug-in's function, stamped with fphlib's sources too."""
+
+    def __init__(self, py_func):
+        super().__init__(py_func)
+        self._cache_file = IndexDataCacheFile(
+            cache_path=self._cache_path, filename_base=self._impl.filename_base,
+            source_stamp=_source_stamp(self, py_func))
 
 
 class _CalleeCache(FunctionCache):
@@ -29,7 +56,7 @@ class _CalleeCache(FunctionCache):
         super().__init__(py_func)
         self._cache_file = IndexDataCacheFile(
             cache_path=self._cache_path, filename_base=self._impl.filename_base + "-callee",
-            source_stamp=self._impl.locator.get_source_stamp())
+            source_stamp=_source_stamp(self, py_func))
 
 
 class _Dispatcher(CPUDispatcher):
@@ -67,6 +94,8 @@ class _Dispatcher(CPUDispatcher):
 
     def enable_caching(self):
         super().enable_caching()
+        if not (self.py_func.__module__ or "").startswith("fphlib."):
+            self._cache = _PluginCache(self.py_func)
         if self.callee is not None:
             self.callee._cache = _CalleeCache(self.py_func)
 

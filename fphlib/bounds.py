@@ -27,7 +27,7 @@ MIN_SPEED, MAX_SPEED = 1e-6, 1e6  # trace replay time scale
 MAX_DURATION_S = 30 * DAY_S  # duration_s, hold_s, gap_s, start_s
 MIN_INTERVAL_S = 1e-3  # balloon_interval_s and every interval: one engine tick
 MAX_INTERVAL_S = DAY_S
-MAX_COST_S = 1.0  # each time cost of fphlib.host.costs (defaults are ~1e-7..1e-4 s)
+MAX_COST_S = 1.0  # each time cost of fphlib.costs (defaults are ~1e-7..1e-4 s)
 MIN_SAMPLE_S, MAX_SAMPLE_S = 1e-3, 3600.0  # sampling period of the time series
 MAX_REPORT_DELAY_S = 3600.0  # report_delay_s (page_reporting's delay_s has the same range)
 # counts

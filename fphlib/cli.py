@@ -27,6 +27,7 @@ import tomllib
 from pathlib import Path
 
 from .api.fields import FIELD_HELP
+from .errors import UserError
 from .state.params import describe
 from .units import SIZE_RULE
 
@@ -36,14 +37,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         raise UserError(message, self.prog)
-
-
-class UserError(Exception):
-    """A mistake in the command line or its files: reported as one line, exit code 2."""
-
-    def __init__(self, message, prog=None):
-        super().__init__(message)
-        self.prog = prog
 
 
 def _one_line(text):
@@ -68,7 +61,7 @@ def _choices(name):
 def _params_epilog():
     """The parameters of every workload, mechanism and policy and the cost names, for the
     help text of ``simulate``."""
-    from .host.costs import NAMES
+    from .costs import NAMES
     from .workloads import COMMON, WORKLOADS, workload_module
 
     lines = ["workload parameters (--param KEY=VALUE or workload_params in the file):"]
@@ -306,9 +299,9 @@ def cmd_demo(args, parser):
 
     import fphlib
 
+    from .experiments.scenarios import headline_configs
     from .units import format_size
     from .viz.plots import plot_host_rss, summary_table
-    from .viz.scenarios import headline_configs
     from .viz.tables import readable
 
     configs = headline_configs(args.profile)
@@ -574,7 +567,7 @@ def build_parser():
     _add_config_flags(p)
     p.set_defaults(func=cmd_simulate, parser=p)
 
-    from .viz.scenarios import PROFILES
+    from .experiments.scenarios import PROFILES
 
     p = sub.add_parser(
         "demo", help="headline comparison: none vs balloon vs page_reporting",

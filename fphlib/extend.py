@@ -12,10 +12,9 @@ Register a plug-in with :func:`fphlib.register_mechanism` (``register_policy``,
 ``fphlib.mechanisms`` (``fphlib.policies``, ``fphlib.workloads``).
 """
 
+from . import costs as _costs
 from ._jit import jit
-from .engine.rng import randint, uniform
 from .guest.buddy import (
-    PG_REPORTED,
     isolate_free_page,
     list_rotate_to_front,
     nr_free_pages,
@@ -32,7 +31,6 @@ from .hinting.counters import (
     count_vmexits,
 )
 from .hinting.virtio_report import isolate_into, putback_blocks, report_blocks
-from .host import costs as _costs
 from .host.discard_queue import discard_due, discard_later, discard_pending
 from .host.policy.ask import ask
 from .host.policy.common import (
@@ -68,13 +66,15 @@ from .state.access import (
 from .state.borrow import borrow_state, borrow_zone
 from .state.layout import MECH_WAKE, PrivateState, private_columns
 from .state.params import Param
+from .state.rng import randint, uniform
+from .state.zone import PG_REPORTED
 from .units import NR_ORDERS, PAGE_SIZE
 from .workloads import Setup
 from .workloads.common import alloc_touch, pay_debt, release, write_block
 
 # ---------------------------------------------------------------- costs
 # index of each cost in the ``cost`` vector every hook receives: cost[COST["vmexit"]] is the
-# seconds of one VM exit (fphlib.host.costs names each default's source)
+# seconds of one VM exit (fphlib.costs names each default's source)
 COST = dict(_costs.INDEX)
 C_VMEXIT = COST["vmexit"]
 C_KICK_WAKEUP = COST["kick_wakeup"]

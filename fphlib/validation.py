@@ -66,7 +66,7 @@ next to the package; an installed package without it gives failing rows that say
   first /proc/buddyinfo sample, against the samples taken while it ran
   (:func:`fragmentation_frame`).
 - :func:`against_first_touch`: the recorded price of touching memory the host discarded
-  after reporting against the model's ``fault_2m`` / ``fault_4k`` (:mod:`fphlib.host.costs`).
+  after reporting against the model's ``fault_2m`` / ``fault_4k`` (:mod:`fphlib.costs`).
 
 A live record runs as recorded whatever ``quick`` says, and is comparable.
 
@@ -499,8 +499,8 @@ def migration_config(guest_mem="8GiB", hint=True, workload="idle", seed=0, held=
     the ``"trace"`` workload on :data:`MAKE_TRACE`) or the churn stand-in
     (``"churn"``: :data:`MAKE_J4`; ``held`` bytes instead of its 1 GiB if given); default:
     the trace when shipped (:func:`resolve_make_source`)."""
+    from .costs import DEFAULTS
     from .experiments.migration import v37_config
-    from .host.costs import DEFAULTS
 
     mem = parse_size(guest_mem, "guest_mem")
     mech = "free_page_hint" if hint else "none"
@@ -782,7 +782,7 @@ def drain_model(recording, t_s=None):
     s, _ = build_state(cfg)
     views = []
     for g, b in enumerate(allocs):
-        s.gi[g, L.GI_STATUS] = L.ST_RUNNING
+        s.gi[g, L.GI.STATUS] = L.ST_RUNNING
         z = guest_zone(s, g)
         src = b.zone
         for name in ("next", "prev", "state", "head", "tail", "nr_free"):
@@ -823,7 +823,7 @@ def drain_model(recording, t_s=None):
     info = {"zones": [f"node {n} {z}" for n, z in zones], "page_reporting_order": order,
             "capacity": cap, "delay_s": delay, "zone_pages": [b.n_pages for b in allocs],
             "reported_start_bytes": int(rep[0]) if len(rep) else 0,
-            "reports": [int(s.gi[g, L.GI_REPORTS]) for g in range(len(zones))],
+            "reports": [int(s.gi[g, L.GI.REPORTS]) for g in range(len(zones))],
             "sim_config": cfg.to_dict()}
     return out, info
 
@@ -1092,7 +1092,7 @@ def against_first_touch(recording, label=None):
     ``discarded`` touches minus that of the ``backed`` ones (the guest's own fault,
     allocation and clearing cancel out). The model charges a refault of a discarded page
     ``fault_2m`` per 2 MiB when the host backs guest memory with THP (``host_thp``, the
-    default) and ``fault_4k`` per 4 KiB otherwise (:mod:`fphlib.host.costs`); each record
+    default) and ``fault_4k`` per 4 KiB otherwise (:mod:`fphlib.costs`); each record
     holds one of them (µs) against the recorded price per 2 MiB or per 4 KiB, with rule
     ``factor2`` (the costs' own sources span about 2x: 89-178 µs for zeroing 2 MiB). A
     machine backs its guest one way, so at most one of the two can match it; a failing
@@ -1104,7 +1104,7 @@ def against_first_touch(recording, label=None):
     discarded memory. Below :data:`MIN_REPORTED_SHARE` the touches met mostly backed memory
     and both records fail as not measuring the price.
     """
-    from .host.costs import DEFAULTS
+    from .costs import DEFAULTS
 
     rec, path, name = _load(recording, "first_touch")
     name = label or name

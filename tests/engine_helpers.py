@@ -4,8 +4,8 @@ import numpy as np
 
 from fphlib import SimConfig
 from fphlib.engine.build import build_state, guest_zone
-from fphlib.guest.buddy import PG_REPORTED
 from fphlib.state import layout as L
+from fphlib.state.zone import PG_REPORTED
 
 
 def one_guest(**kw):
@@ -13,7 +13,7 @@ def one_guest(**kw):
     base = {"guests": 1, "guest_mem": "512MiB", "mechanism": "page_reporting", "duration_s": 60}
     base.update(kw)
     s, _ = build_state(SimConfig(**base))
-    s.gi[0, L.GI_STATUS] = L.ST_RUNNING
+    s.gi[0, L.GI.STATUS] = L.ST_RUNNING
     return s, guest_zone(s, 0)
 
 

@@ -1,8 +1,9 @@
 """Classic virtio balloon: inflate in 256-PFN messages, host discards, deflate, deflate-on-OOM."""
 
 import fphlib
+from fphlib.api.counters import guest_counters
+from fphlib.costs import SIZE_DEFAULTS
 from fphlib.engine.build import build_state
-from fphlib.host.costs import SIZE_DEFAULTS
 
 
 def run(**kw):
@@ -55,14 +56,13 @@ def test_deflate_when_the_target_grows():
     )
     from fphlib.engine.loop import run_chunk
     from fphlib.host.policy import static
-    from fphlib.state import layout as L
 
     s, info = build_state(cfg)
     run_chunk(s, 0, 2000)
-    assert s.gi[0, L.GI_BALLOON] == (768 << 20) // 4096
+    assert guest_counters(s, 0).balloon == (768 << 20) // 4096
     s.pol_i[0, static.KEEP_PAGES] = (512 << 20) // 4096  # host now wants the guest at 512 MiB
     run_chunk(s, 2000, 4001)
-    assert s.gi[0, L.GI_BALLOON] == (512 << 20) // 4096
+    assert guest_counters(s, 0).balloon == (512 << 20) // 4096
 
 
 def test_deflate_on_oom_lets_the_workload_allocate():

@@ -6,13 +6,8 @@ import pytest
 
 import fphlib
 from fphlib.guest import buddy
-from fphlib.guest.buddy import (
-    ALLOC_BASE,
-    NOT_HEAD,
-    PG_REPORTED,
-    BuddyAllocator,
-    BuddyInvariantError,
-)
+from fphlib.guest.buddy import BuddyAllocator, BuddyInvariantError
+from fphlib.state.zone import ALLOC_BASE, NOT_HEAD, PG_REPORTED
 from fphlib.workloads.trace_file import churn_trace
 
 from naive import NaiveBuddy

@@ -16,12 +16,12 @@ from numba.core.errors import TypingError
 
 from fphlib import SimConfig
 from fphlib._jit import Ref, native_address
+from fphlib.api.counters import guest_counters
 from fphlib.engine.build import build_state, guest_zone
 from fphlib.engine.loop import run_chunk
 from fphlib.hinting import page_reporting
 from fphlib.hinting.dispatch import HOOKS
 from fphlib.state import hooks, units
-from fphlib.state import layout as L
 from fphlib.state.borrow import zone_of
 from fphlib.workloads import WORKLOADS
 
@@ -74,7 +74,7 @@ def test_bind_fills_the_slots_this_run_uses_and_leaves_the_rest_empty(debug):
     assert s.fn[units.SLOT["migration_step"]] == 0  # no migration: nothing compiled
     assert (s.fn[units.SLOT["debug_check"]] != 0) == debug
     # memhog's step in the run's first workload slot, every other workload slot empty
-    assert s.gi[0, L.GI_WL] == 0
+    assert guest_counters(s, 0).wl == 0
     assert s.fn[units.SLOT_WORKLOAD] == native_address(
         WORKLOADS.module("memhog").step, units.signature("workload_step", numba.typeof(s)))
     assert not s.fn[units.SLOT_WORKLOAD + 1:].any()
@@ -162,7 +162,7 @@ def test_units_get_the_state_they_run_on_not_a_stale_copy():
         if name != "self_ref":  # it holds each state's own addresses
             assert np.array_equal(a, b, equal_nan=True), name  # the twin's run left s alone
             assert np.array_equal(b, c, equal_nan=True), name  # and ran the same
-    assert s.gi[:, L.GI_REPORTS].sum() > 0  # the mechanism's units ran
+    assert guest_counters(s, slice(None)).reports.sum() > 0  # the mechanism's units ran
 
 
 def test_publish_refuses_a_self_ref_too_small_for_the_state():

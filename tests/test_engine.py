@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fphlib
+from fphlib.api.counters import guest_counters
 from fphlib.api.result import GUEST_COLUMNS, HOST_COLUMNS, SUMMARY_METRICS
 from fphlib.engine.build import build_state, state_nbytes
 from fphlib.engine.check import InvariantError, check_guest
@@ -150,7 +151,7 @@ def test_debug_check_names_guest_and_invariant():
     s.z_nr[0, 10] += 1
     assert check_guest(s, 0, z)[0] == 3
     s.z_nr[0, 10] -= 1
-    s.gi[0, L.GI_USED] = 5
+    s.gi[0, L.GI.USED] = 5
     assert check_guest(s, 0, z)[0] == 9
 
 
@@ -161,7 +162,7 @@ def test_debug_violation_raises_with_guest_time_and_invariant(monkeypatch):
 
     def corrupt(cfg):
         s, info = real(cfg)
-        s.gi[1, L.GI_USED] = 12345  # allocated pages no longer add up
+        s.gi[1, L.GI.USED] = 12345  # allocated pages no longer add up
         return s, info
 
     monkeypatch.setattr(sim, "build_state", corrupt)
@@ -228,7 +229,7 @@ def test_pcp_lists_match_the_naive_twin(seed, mib):
     rnd = random.Random(seed)
     vcpus = 3
     s, z = one_guest(guest_mem=f"{mib}MiB", vcpus=vcpus, mechanism="none")
-    batch, high = int(s.gi[0, L.GI_PCP_BATCH]), int(s.gi[0, L.GI_PCP_HIGH])
+    batch, high = int(guest_counters(s, 0).pcp_batch), int(guest_counters(s, 0).pcp_high)
     twin = NaivePcp(mib * 256, vcpus, batch, high)
     held = []
     for _ in range(4000):

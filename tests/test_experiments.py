@@ -136,8 +136,8 @@ def test_admission_table_rejects_unknown_mechanisms():
 
 
 def test_compare_runs_every_registered_mechanism():
+    from fphlib.experiments.scenarios import headline_config
     from fphlib.viz import mechanisms as vm
-    from fphlib.viz.scenarios import headline_config
 
     cfg = headline_config("smoke", "none", guests=2)
     results, summary = vm.compare(cfg)

@@ -37,8 +37,8 @@ import fphlib
 from fphlib import SimConfig
 from fphlib.api import limits
 from fphlib.api.result import SUMMARY_METRICS
+from fphlib.costs import NAMES as COST_NAMES
 from fphlib.hinting import REGISTRY, mechanism_module
-from fphlib.host.costs import NAMES as COST_NAMES
 from fphlib.host.policy import REGISTRY as POLICY_REGISTRY
 from fphlib.host.policy import policy_module
 from fphlib.workloads import COMMON, WORKLOADS, workload_spec

@@ -8,14 +8,16 @@ from hypothesis import strategies as st
 from numba import njit
 
 import fphlib
+from fphlib.api.counters import guest_counters
+from fphlib.costs import INDEX
 from fphlib.engine.build import bind_units, build_state
 from fphlib.engine.check import check_guest
-from fphlib.guest.buddy import PC_CLEAN, PC_DIRTY, PG_BACKED, PG_DATA, nr_free_pages
+from fphlib.guest.buddy import nr_free_pages
 from fphlib.guest.mm import alloc_pages
 from fphlib.guest.reclaim import lru_add, shrink_node
-from fphlib.host.costs import INDEX
 from fphlib.state import layout as L
 from fphlib.state.borrow import zone_of
+from fphlib.state.zone import PC_CLEAN, PC_DIRTY, PG_BACKED, PG_DATA
 from fphlib.workloads.io import mm_step
 
 from naive import naive_shrink_page_cache
@@ -29,7 +31,7 @@ def mm_guest(mem="64MiB", guest_swap="16MiB"):
                            workload_params={"boot": 0}, guest_swap=guest_swap)
     s, _ = build_state(cfg)
     bind_units(s, cfg)
-    s.gi[0, L.GI_STATUS] = L.ST_RUNNING
+    s.gi[0, L.GI.STATUS] = L.ST_RUNNING
     return s, cfg
 
 
@@ -41,8 +43,8 @@ def _fill_cache(s, g, dirty):
     for i in range(len(dirty)):
         pfn = alloc_pages(s, g, z, 0, 0, 0.0, s.cost)
         if not z.flags[pfn] & PG_BACKED:  # a reclaimed page reused is still backed
-            s.gi[g, L.GI_RSS] += 1
-            s.hi[L.HI_RSS] += 1
+            s.gi[g, L.GI.RSS] += 1
+            s.hi[L.HI.RSS] += 1
         z.flags[pfn] |= PG_BACKED | PG_DATA
         lru_add(s, g, z, pfn, dirty[i])
         out[i] = pfn
@@ -56,7 +58,7 @@ def _shrink(s, g, want):
 
 @njit
 def _kswapd(s, g):
-    s.gi[g, L.GI_KSWAPD] = 1
+    s.gi[g, L.GI.KSWAPD] = 1
     mm_step(s, g, zone_of(s, g), 0.0, 1e-3, s.cost, 0)
 
 
@@ -77,7 +79,7 @@ def _check(s, g):
 
 def lru(s):
     out = []
-    p = int(s.gi[0, L.GI_PC_HEAD])
+    p = int(guest_counters(s, 0).pc_head)
     while p >= 0:
         out.append([p, bool(s.state[p] == PC_DIRTY)])
         p = int(s.nxt[p])
@@ -96,10 +98,10 @@ def test_reclaim_order_matches_the_naive_twin(dirty, want):
     freed, spent = _shrink(s, 0, want)
     assert freed == len(dropped)
     assert lru(s) == left
-    assert s.gi[0, L.GI_PC_DROPPED] == len(dropped)
-    assert s.gi[0, L.GI_WRITEBACK] == len(written)
-    assert s.gi[0, L.GI_PC] == len(left)
-    assert s.gi[0, L.GI_PC_DIRTY] == sum(d for _, d in left)
+    assert guest_counters(s, 0).pc_dropped == len(dropped)
+    assert guest_counters(s, 0).writeback == len(written)
+    assert guest_counters(s, 0).pc == len(left)
+    assert guest_counters(s, 0).pc_dirty == sum(d for _, d in left)
     for p in dropped:  # back in the buddy, data gone
         assert s.state[p] not in (PC_CLEAN, PC_DIRTY) and not s.flags[p] & PG_DATA
     cost = s.cost
@@ -121,44 +123,44 @@ def test_clean_pages_go_before_dirty_ones():
 
 def test_kswapd_reclaims_to_the_high_watermark_and_sleeps():
     s, _ = mm_guest()
-    wmin, low, high = (int(s.gi[0, c]) for c in (L.GI_MIN_WMARK, L.GI_LOW_WMARK,
-                                                  L.GI_HIGH_WMARK))
+    wmin, low, high = (int(s.gi[0, c]) for c in (L.GI.MIN_WMARK, L.GI.LOW_WMARK,
+                                                  L.GI.HIGH_WMARK))
     assert wmin < low < high
     n = int(_free_pages(s, 0)) - (wmin + low) // 2  # leave free pages between min and low
     rng = np.random.default_rng(1)
     _fill_cache(s, 0, rng.random(n) < 0.3)
     assert wmin <= _free_pages(s, 0) < low
-    assert s.gi[0, L.GI_KSWAPD] == 1  # the allocations below low woke it
-    assert s.gi[0, L.GI_DIRECT_RECLAIMS] == 0  # never below min: no direct reclaim
+    assert guest_counters(s, 0).kswapd == 1  # the allocations below low woke it
+    assert guest_counters(s, 0).direct_reclaims == 0  # never below min: no direct reclaim
     _kswapd(s, 0)
     assert _free_pages(s, 0) == high  # exactly: order-0 page cache, nothing else to free
-    assert s.gi[0, L.GI_KSWAPD] == 0 and s.gi[0, L.GI_KSWAPD_WAKES] == 1
-    assert s.gf[0, L.GF_KSWAPD_CPU] > 0 and s.gf[0, L.GF_GUEST_RECLAIM_STALL] == 0
+    assert guest_counters(s, 0).kswapd == 0 and guest_counters(s, 0).kswapd_wakes == 1
+    assert guest_counters(s, 0).kswapd_cpu > 0 and guest_counters(s, 0).guest_reclaim_stall == 0
     _kswapd(s, 0)  # woken again at the high watermark: nothing to do
-    assert _free_pages(s, 0) == high and s.gi[0, L.GI_KSWAPD_WAKES] == 1
+    assert _free_pages(s, 0) == high and guest_counters(s, 0).kswapd_wakes == 1
     assert _check(s, 0) == (0, 0)
 
 
 def test_direct_reclaim_below_min_stalls_the_allocation():
     s, _ = mm_guest()
-    wmin = int(s.gi[0, L.GI_MIN_WMARK])
+    wmin = int(guest_counters(s, 0).min_wmark)
     n = int(_free_pages(s, 0)) - wmin + 40  # more than the pages above min
     _fill_cache(s, 0, np.zeros(n, bool))
-    assert s.gi[0, L.GI_DIRECT_RECLAIMS] >= 1
-    assert s.gi[0, L.GI_PC_DROPPED] >= 32  # SWAP_CLUSTER_MAX a pass
-    stall = s.gf[0, L.GF_GUEST_RECLAIM_STALL]
-    assert stall == pytest.approx(s.gi[0, L.GI_PC_DROPPED] * s.cost[INDEX["guest_reclaim"]])
-    assert s.gf[0, L.GF_DEBT] == stall  # the allocating workload waits for it
+    assert guest_counters(s, 0).direct_reclaims >= 1
+    assert guest_counters(s, 0).pc_dropped >= 32  # SWAP_CLUSTER_MAX a pass
+    stall = guest_counters(s, 0).guest_reclaim_stall
+    assert stall == pytest.approx(guest_counters(s, 0).pc_dropped * s.cost[INDEX["guest_reclaim"]])
+    assert guest_counters(s, 0).debt == stall  # the allocating workload waits for it
     assert _free_pages(s, 0) >= wmin - 63  # at most a pcp batch below min
     assert _check(s, 0) == (0, 0)
 
 
 def test_no_reclaimable_memory_fails_at_the_min_watermark():
     s, _ = mm_guest(guest_swap=0)
-    s.gi[0, L.GI_MM_ON] = 1
-    wmin = int(s.gi[0, L.GI_MIN_WMARK])
+    s.gi[0, L.GI.MM_ON] = 1
+    wmin = int(guest_counters(s, 0).min_wmark)
     while _alloc(s, 0, 0) >= 0:
-        s.gi[0, L.GI_USED] += 1
+        s.gi[0, L.GI.USED] += 1
     # the pcp lists were drained before giving up; the reserve below min stays free
     assert s.pcp_cnt[0].sum() == 0
     assert wmin - 63 <= _free_pages(s, 0) <= wmin
@@ -192,7 +194,7 @@ def test_kswapd_keeps_free_memory_between_the_watermarks():
     res = sim(workload="idle", duration_s=6,
               workload_params={"boot": "32MiB", "io_rate": "64MiB", "io_write": 0.0})
     s, _ = build_state(res.config)
-    wmin, high = int(s.gi[0, L.GI_MIN_WMARK]), int(s.gi[0, L.GI_HIGH_WMARK])
+    wmin, high = int(guest_counters(s, 0).min_wmark), int(guest_counters(s, 0).high_wmark)
     g = res.guests
     full = g[g.t_s >= 5.0]
     assert (full.page_cache_bytes > 200 << 20).all()
@@ -292,14 +294,14 @@ def test_debug_check_catches_a_hinted_page_cache_page():
 
     s, _ = mm_guest()
     pfns = _fill_cache(s, 0, np.array([False, True, False]))
-    s.pi[L.PI_SAFE] = 1
+    s.pi[L.PI.SAFE] = 1
     assert _check(s, 0) == (0, 0)
     s.flags[pfns[1]] |= PG_IN_FLIGHT
     assert _check(s, 0) == (16, pfns[1])
     s.flags[pfns[1]] &= ~PG_IN_FLIGHT
     s.flags[pfns[2]] &= ~PG_BACKED  # discarded by the host
-    s.gi[0, L.GI_RSS] -= 1
-    s.hi[L.HI_RSS] -= 1
+    s.gi[0, L.GI.RSS] -= 1
+    s.hi[L.HI.RSS] -= 1
     assert _check(s, 0) == (16, pfns[2])
-    s.pi[L.PI_SAFE] = 0
+    s.pi[L.PI.SAFE] = 0
     assert _check(s, 0) == (0, 0)

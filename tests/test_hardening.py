@@ -470,7 +470,7 @@ def test_cli_usage_errors_are_one_line(capsys):
 
 def test_demo_adapts_to_duration(capsys):
     from fphlib.cli import _demo_for_duration
-    from fphlib.viz.scenarios import headline_configs
+    from fphlib.experiments.scenarios import headline_configs
 
     for profile in ("smoke", "demo", "full"):
         configs = _demo_for_duration(headline_configs(profile), 1.0, profile)

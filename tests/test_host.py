@@ -3,9 +3,11 @@
 import numpy as np
 
 import fphlib
-from fphlib.guest.buddy import PG_BACKED, PG_DATA, rmqueue_smallest
+from fphlib.api.counters import guest_counters
+from fphlib.guest.buddy import rmqueue_smallest
 from fphlib.host.backing import HPAGE_PAGES, discard, region_count_ok, touch
 from fphlib.state import layout as L
+from fphlib.state.zone import PG_BACKED, PG_DATA
 
 from engine_helpers import one_guest
 
@@ -16,17 +18,17 @@ def _touch(s, z, pfn, n):
 
 def test_lazy_backing_4k_and_thp():
     s, z = one_guest(host_thp=False)
-    assert s.gi[0, L.GI_RSS] == 0
+    assert guest_counters(s, 0).rss == 0
     pfn = rmqueue_smallest(z, 0)
     stall = _touch(s, z, pfn, 1)
-    assert s.gi[0, L.GI_RSS] == 1 and s.hi[L.HI_RSS] == 1
-    assert stall == s.cost[fphlib.host.costs.INDEX["fault_4k"]]
+    assert guest_counters(s, 0).rss == 1 and s.hi[L.HI.RSS] == 1
+    assert stall == s.cost[fphlib.costs.INDEX["fault_4k"]]
     assert _touch(s, z, pfn, 1) == 0.0  # already backed: no fault
     s, z = one_guest(host_thp=True)
     pfn = rmqueue_smallest(z, 0)
     stall = _touch(s, z, pfn, 1)
-    assert s.gi[0, L.GI_RSS] == HPAGE_PAGES  # the whole 2 MiB region
-    assert stall == s.cost[fphlib.host.costs.INDEX["fault_2m"]]
+    assert guest_counters(s, 0).rss == HPAGE_PAGES  # the whole 2 MiB region
+    assert stall == s.cost[fphlib.costs.INDEX["fault_2m"]]
     assert z.flags[pfn] & PG_DATA and not z.flags[pfn + 1] & PG_DATA
     assert region_count_ok(s.flags, s.reg_cnt, s.reg_huge)
 
@@ -40,13 +42,13 @@ def test_partial_discard_splits_a_thp_and_whole_discard_zaps_it():
     assert s.reg_huge[0] == 0 and s.reg_cnt[0] == HPAGE_PAGES - 8
     discard(s, 0, z, 512, 512, s.cost)  # all of region 1
     assert s.reg_cnt[1] == 0
-    assert s.gi[0, L.GI_RSS] == HPAGE_PAGES - 8
+    assert guest_counters(s, 0).rss == HPAGE_PAGES - 8
     assert region_count_ok(s.flags, s.reg_cnt, s.reg_huge)
     # a refault of a discarded page counts; a never-backed page does not
     _touch(s, z, 100, 1)
-    assert s.gi[0, L.GI_REFAULTS] == 1
+    assert guest_counters(s, 0).refaults == 1
     _touch(s, z, 4096, 1)
-    assert s.gi[0, L.GI_REFAULTS] == 1
+    assert guest_counters(s, 0).refaults == 1
 
 
 def test_discarding_data_the_guest_still_needs_is_a_lost_write():
@@ -55,7 +57,7 @@ def test_discarding_data_the_guest_still_needs_is_a_lost_write():
     _touch(s, z, pfn, 1)
     assert z.flags[pfn] & PG_DATA
     discard(s, 0, z, pfn, 1, s.cost)
-    assert s.gi[0, L.GI_LOST] == 1
+    assert guest_counters(s, 0).lost == 1
     assert not z.flags[pfn] & PG_BACKED
 
 

@@ -6,8 +6,9 @@ import pytest
 
 import fphlib
 from fphlib import SimConfig
+from fphlib.api.counters import guest_counters
+from fphlib.costs import HOST_RESERVE, INDEX
 from fphlib.engine.build import build_state, guest_zone, watermarks
-from fphlib.guest.buddy import PG_BACKED
 from fphlib.host.backing import (
     HPAGE_PAGES,
     discard,
@@ -17,9 +18,9 @@ from fphlib.host.backing import (
     region_count_ok,
     touch,
 )
-from fphlib.host.costs import HOST_RESERVE, INDEX
 from fphlib.host.daemons import MAX_PTES_SWAP, collapse_ok, khugepaged_scan, kswapd
 from fphlib.state import layout as L
+from fphlib.state.zone import PG_BACKED
 
 from naive import naive_collapse_ok, naive_oom_victim
 
@@ -32,12 +33,12 @@ def _state(guests=1, **kw):
                 host_reserve=0, duration_s=60)
     base.update(kw)
     s, _ = build_state(SimConfig(**base))
-    s.gi[:, L.GI_STATUS] = L.ST_RUNNING
+    s.gi[:, L.GI.STATUS] = L.ST_RUNNING
     return s, [guest_zone(s, g) for g in range(guests)]
 
 
 def _free(s):
-    return int(s.hi[L.HI_RAM_PAGES] - s.hi[L.HI_RSS] - s.hi[L.HI_OVERHEAD_PAGES])
+    return int(s.hi[L.HI.RAM_PAGES] - s.hi[L.HI.RSS] - s.hi[L.HI.OVERHEAD_PAGES])
 
 
 def _age(s):
@@ -55,16 +56,16 @@ def test_a_swapped_page_touched_again_costs_a_swap_in_stall_on_that_guest():
     _age(s)
     assert reclaim(s, 32, 0.0, s.cost, True) == 32  # the clock starts at guest 0's pages
     swapped = np.flatnonzero(z0.flags & L.PG_SWAPPED)
-    assert len(swapped) == 32 and s.gi[0, L.GI_SWAP] == 32
+    assert len(swapped) == 32 and guest_counters(s, 0).swap == 32
     p = int(swapped[0])
-    debt = s.gf[0, L.GF_DEBT]
+    debt = guest_counters(s, 0).debt
     stall = touch(s, 0, z0, p, 1, 1.0, s.cost, 0)
     assert stall == pytest.approx(s.cost[INDEX["swap_in"]])
     assert z0.flags[p] & PG_BACKED and not z0.flags[p] & L.PG_SWAPPED
-    assert s.gi[0, L.GI_SWAPINS] == 1 and s.gi[0, L.GI_SWAP] == 31
-    assert s.gf[0, L.GF_SWAPIN_STALL] == pytest.approx(stall)
-    assert s.gf[0, L.GF_DEBT] == pytest.approx(debt + stall)  # the workload pays it
-    assert s.gf[1, L.GF_SWAPIN_STALL] == 0.0 and s.gi[1, L.GI_SWAPINS] == 0
+    assert guest_counters(s, 0).swapins == 1 and guest_counters(s, 0).swap == 31
+    assert guest_counters(s, 0).swapin_stall == pytest.approx(stall)
+    assert guest_counters(s, 0).debt == pytest.approx(debt + stall)  # the workload pays it
+    assert guest_counters(s, 1).swapin_stall == 0.0 and guest_counters(s, 1).swapins == 0
     assert region_count_ok(s.flags, s.reg_cnt, s.reg_huge)
 
 
@@ -76,14 +77,14 @@ def test_swap_device_is_one_queue_at_its_bandwidth():
     n = reclaim(s, 1024, 0.0, s.cost, True)
     assert n == 1024
     # writing N bytes takes at least N / bandwidth
-    assert s.hf[L.HF_SWAP_BUSY] >= n * 4096 / bw - 1e-12
-    assert s.hf[L.HF_SWAP_BUSY] == pytest.approx(n * 4096 / bw)
+    assert s.hf[L.HF.SWAP_BUSY] >= n * 4096 / bw - 1e-12
+    assert s.hf[L.HF.SWAP_BUSY] == pytest.approx(n * 4096 / bw)
     # a swap-in at t = 0 waits behind the writes, then its own read
     p = int(np.flatnonzero(z.flags & L.PG_SWAPPED)[0])
-    s.gf[0, L.GF_DEBT] = 0.0
+    s.gf[0, L.GF.DEBT] = 0.0
     stall = touch(s, 0, z, p, 1, 0.0, s.cost, 0)
     assert stall == pytest.approx((n + 1) * 4096 / bw)
-    assert s.gf[0, L.GF_SWAPIN_STALL] == pytest.approx(stall)
+    assert guest_counters(s, 0).swapin_stall == pytest.approx(stall)
     # once the device is idle again a swap-in costs its fault latency
     q = int(np.flatnonzero(z.flags & L.PG_SWAPPED)[0])
     stall = touch(s, 0, z, q, 1, 10.0, s.cost, 0)
@@ -94,20 +95,20 @@ def test_direct_reclaim_stalls_the_faulting_guest_until_its_writes_are_done():
     bw = 50 * MIB
     s, (z0, z1) = _state(guests=2, host_thp=False, host_mem="100MiB", host_swap="64MiB",
                          host_swap_bandwidth=bw, host_kswapd=False)
-    wmin = int(s.hi[L.HI_WMARK_MIN])
+    wmin = int(s.hi[L.HI.WMARK_MIN])
     touch(s, 0, z0, 0, 16384, 0.0, s.cost, 0)
     n1 = _free(s) - wmin - 100
     touch(s, 1, z1, 0, n1, 0.0, s.cost, 0)
-    assert _free(s) == wmin + 100 and s.hi[L.HI_DIRECT_PAGES] == 0
+    assert _free(s) == wmin + 100 and s.hi[L.HI.DIRECT_PAGES] == 0
     _age(s)
-    before = s.gf[1, L.GF_STALL]
+    before = guest_counters(s, 1).stall
     stall = touch(s, 1, z1, n1, 4096, 0.0, s.cost, 0)  # 16 MiB more
-    out = int(s.hi[L.HI_DIRECT_PAGES])
+    out = int(s.hi[L.HI.DIRECT_PAGES])
     assert out >= 4096 - 100 and _free(s) >= wmin
-    assert s.gi[0, L.GI_SWAP] == out  # the clock took guest 0's old pages
-    assert s.gf[1, L.GF_RECLAIM_STALL] >= out * 4096 / bw - 1e-9
-    assert s.gf[1, L.GF_STALL] - before == pytest.approx(stall)
-    assert s.gf[0, L.GF_RECLAIM_STALL] == 0.0  # the owner of the swapped pages does not wait
+    assert guest_counters(s, 0).swap == out  # the clock took guest 0's old pages
+    assert guest_counters(s, 1).reclaim_stall >= out * 4096 / bw - 1e-9
+    assert guest_counters(s, 1).stall - before == pytest.approx(stall)
+    assert guest_counters(s, 0).reclaim_stall == 0.0  # the owner of the swapped pages does not wait
 
 
 def test_host_swap_stalls_slow_the_faulting_guest_and_its_runtime():
@@ -132,7 +133,7 @@ def test_host_swap_stalls_slow_the_faulting_guest_and_its_runtime():
 def test_host_watermarks_follow_min_free_kbytes():
     s, _ = _state(host_mem="15GiB")
     wmin, wlow, whigh = watermarks(15 << 18)
-    assert (s.hi[L.HI_WMARK_MIN], s.hi[L.HI_WMARK_LOW], s.hi[L.HI_WMARK_HIGH]) == (
+    assert (s.hi[L.HI.WMARK_MIN], s.hi[L.HI.WMARK_LOW], s.hi[L.HI.WMARK_HIGH]) == (
         wmin, wlow, whigh)
     assert wmin == int(np.sqrt(15 * 2**20 * 16)) // 4  # int_sqrt(lowmem_kbytes * 16) kB
 
@@ -140,33 +141,33 @@ def test_host_watermarks_follow_min_free_kbytes():
 def test_kswapd_wakes_below_low_and_stops_at_the_high_watermark():
     s, (z0, z1) = _state(guests=2, host_thp=False, host_mem="96MiB", host_swap="64MiB",
                          host_swap_bandwidth=0)
-    low, high = int(s.hi[L.HI_WMARK_LOW]), int(s.hi[L.HI_WMARK_HIGH])
+    low, high = int(s.hi[L.HI.WMARK_LOW]), int(s.hi[L.HI.WMARK_HIGH])
     room = _free(s) - low
     touch(s, 0, z0, 0, 16384, 0.0, s.cost, 0)
-    assert not s.hi[L.HI_KSWAPD]  # still above low
+    assert not s.hi[L.HI.KSWAPD]  # still above low
     touch(s, 1, z1, 0, room - 16384 + 8, 0.0, s.cost, 0)
-    assert _free(s) < low and s.hi[L.HI_KSWAPD] == 1
-    assert s.hf[L.HF_HOST_NEXT] <= 0.0  # runs at the end of this tick
-    stalls = s.gf[:, L.GF_STALL].copy()
+    assert _free(s) < low and s.hi[L.HI.KSWAPD] == 1
+    assert s.hf[L.HF.HOST_NEXT] <= 0.0  # runs at the end of this tick
+    stalls = guest_counters(s, slice(None)).stall.copy()
     _age(s)
     kswapd(s, 0.0, 1.0, s.cost)
     assert high <= _free(s) < high + 64  # SWAP_CLUSTER_MAX-sized steps at most
-    assert s.hi[L.HI_KSWAPD] == 0 and s.hi[L.HI_KSWAPD_PAGES] > 0
-    assert s.hi[L.HI_DIRECT_PAGES] == 0
-    assert np.array_equal(s.gf[:, L.GF_STALL], stalls)  # background: nobody stalls
-    assert s.hf[L.HF_KSWAPD_CPU] == pytest.approx(
-        s.hi[L.HI_KSWAPD_PAGES] * s.cost[INDEX["swap_out"]])
+    assert s.hi[L.HI.KSWAPD] == 0 and s.hi[L.HI.KSWAPD_PAGES] > 0
+    assert s.hi[L.HI.DIRECT_PAGES] == 0
+    assert np.array_equal(guest_counters(s, slice(None)).stall, stalls)  # background: nobody stalls
+    assert s.hf[L.HF.KSWAPD_CPU] == pytest.approx(
+        s.hi[L.HI.KSWAPD_PAGES] * s.cost[INDEX["swap_out"]])
 
 
 def test_kswapd_is_bounded_by_the_swap_device():
     bw = 10 * MIB
     s, (z,) = _state(host_thp=False, host_mem="96MiB", host_swap_bandwidth=bw)
     touch(s, 0, z, 0, 16384, 0.0, s.cost, 0)
-    s.hi[L.HI_OVERHEAD_PAGES] = _free(s) + s.hi[L.HI_OVERHEAD_PAGES] - 10  # nearly full
+    s.hi[L.HI.OVERHEAD_PAGES] = _free(s) + s.hi[L.HI.OVERHEAD_PAGES] - 10  # nearly full
     _age(s)
     kswapd(s, 0.0, 1e-3, s.cost)  # one tick: 10 MiB/s * 1 ms = 2.5 pages
-    assert s.hi[L.HI_KSWAPD_PAGES] <= 3
-    assert s.hf[L.HF_SWAP_BUSY] <= 1e-3 + 1e-12
+    assert s.hi[L.HI.KSWAPD_PAGES] <= 3
+    assert s.hf[L.HF.SWAP_BUSY] <= 1e-3 + 1e-12
 
 
 # ------------------------------------------------------------------ THP swap-out
@@ -178,16 +179,16 @@ def test_reclaim_swaps_a_thp_whole_when_512_slots_are_free_else_splits_it():
     assert s.reg_huge[0] == 1
     _age(s)
     assert reclaim(s, 32, 0.0, s.cost, True) == HPAGE_PAGES
-    assert s.hi[L.HI_THP_SWAPS] == 1 and s.hi[L.HI_THP_SPLITS] == 0
-    assert s.reg_huge[0] == 0 and s.gi[0, L.GI_SWAP] == HPAGE_PAGES
+    assert s.hi[L.HI.THP_SWAPS] == 1 and s.hi[L.HI.THP_SPLITS] == 0
+    assert s.reg_huge[0] == 0 and guest_counters(s, 0).swap == HPAGE_PAGES
     assert region_count_ok(s.flags, s.reg_cnt, s.reg_huge)
     # little swap left: split_huge_page, then 4 KiB pages
     s, (z,) = _state(host_thp=True, host_swap="1MiB")
     touch(s, 0, z, 0, 1, 0.0, s.cost, 0)
     _age(s)
     assert reclaim(s, 32, 0.0, s.cost, True) == 32
-    assert s.hi[L.HI_THP_SWAPS] == 0 and s.hi[L.HI_THP_SPLITS] == 1
-    assert s.reg_huge[0] == 0 and s.gi[0, L.GI_SWAP] == 32
+    assert s.hi[L.HI.THP_SWAPS] == 0 and s.hi[L.HI.THP_SPLITS] == 1
+    assert s.reg_huge[0] == 0 and guest_counters(s, 0).swap == 32
     assert region_count_ok(s.flags, s.reg_cnt, s.reg_huge)
 
 
@@ -221,12 +222,12 @@ def test_khugepaged_collapses_a_split_range_with_at_most_511_none(keep):
         touch(s, 0, z, 0, 1, 0.0, s.cost, 0)
     assert s.reg_huge[0] == 0 and s.reg_cnt[0] == keep
     assert collapse_ok(s, 0)
-    cpu = s.hf[L.HF_CPU]
+    cpu = s.hf[L.HF.CPU]
     assert khugepaged_scan(s, 10.0, s.cost) == 1
     assert s.reg_huge[0] == 1 and s.reg_cnt[0] == HPAGE_PAGES
-    assert s.gi[0, L.GI_RSS] == HPAGE_PAGES  # the none PTEs are backed (zero-filled)
+    assert guest_counters(s, 0).rss == HPAGE_PAGES  # the none PTEs are backed (zero-filled)
     assert not (z.flags[:HPAGE_PAGES] & L.PG_DISCARDED).any()
-    assert s.hf[L.HF_CPU] - cpu == pytest.approx(s.cost[INDEX["collapse"]])
+    assert s.hf[L.HF.CPU] - cpu == pytest.approx(s.cost[INDEX["collapse"]])
     assert region_count_ok(s.flags, s.reg_cnt, s.reg_huge)
     # the guest's next touch of the range is no fault
     assert touch(s, 0, z, 300, 1, 11.0, s.cost, 0) == 0.0
@@ -252,8 +253,8 @@ def test_khugepaged_leaves_empty_huge_old_and_swapped_ranges():
         assert collapse_ok(s, 0) == ok
         if ok:
             assert khugepaged_scan(s, 10.0, s.cost) == 1
-            assert s.gi[0, L.GI_SWAP] == 0 and s.gi[0, L.GI_RSS] == HPAGE_PAGES
-            assert s.hf[L.HF_SWAP_BUSY] > 0.0  # the swap-ins went through the device
+            assert guest_counters(s, 0).swap == 0 and guest_counters(s, 0).rss == HPAGE_PAGES
+            assert s.hf[L.HF.SWAP_BUSY] > 0.0  # the swap-ins went through the device
 
 
 def _split_region_at(s, z, r, keep):
@@ -292,26 +293,27 @@ def test_oom_victim_matches_its_naive_twin():
     rng = np.random.default_rng(3)
     G = 5
     s, _ = _state(guests=G, host_thp=True)
-    total = int(s.hi[L.HI_RAM_PAGES] + s.hi[L.HI_SWAP_CAP])
+    total = int(s.hi[L.HI.RAM_PAGES] + s.hi[L.HI.SWAP_CAP])
     ovh = 7
     for trial in range(300):
         procs = []
         for g in range(G):
             running = bool(rng.random() < 0.8)
-            s.gi[g, L.GI_STATUS] = L.ST_RUNNING if running else L.ST_KILLED
-            s.gi[g, L.GI_RSS] = rng.integers(0, 4) * 1000
-            s.gi[g, L.GI_SWAP] = rng.integers(0, 3) * 500
-            s.gi[g, L.GI_OOM_ADJ] = rng.choice([-1000, -500, 0, 0, 0, 300, 1000])
-            lo = int(s.gi[g, L.GI_OFF]) // HPAGE_PAGES
+            s.gi[g, L.GI.STATUS] = L.ST_RUNNING if running else L.ST_KILLED
+            s.gi[g, L.GI.RSS] = rng.integers(0, 4) * 1000
+            s.gi[g, L.GI.SWAP] = rng.integers(0, 3) * 500
+            s.gi[g, L.GI.OOM_ADJ] = rng.choice([-1000, -500, 0, 0, 0, 300, 1000])
+            lo = int(guest_counters(s, g).off) // HPAGE_PAGES
             s.reg_cnt[lo : lo + 32] = 0
             s.reg_cnt[lo : lo + rng.integers(0, 32)] = 1
-            procs.append(dict(running=running, rss=int(s.gi[g, L.GI_RSS]) + ovh,
-                              swap=int(s.gi[g, L.GI_SWAP]), adj=int(s.gi[g, L.GI_OOM_ADJ]),
+            c = guest_counters(s, g)
+            procs.append(dict(running=running, rss=int(c.rss) + ovh, swap=int(c.swap),
+                              adj=int(c.oom_adj),
                               pgtables=int(page_table_pages(s, g))))
         got = oom_victim(s, ovh)
         assert got == naive_oom_victim(procs, total), (trial, procs)
         if got >= 0:
-            assert s.gi[got, L.GI_OOM_ADJ] != -1000
+            assert guest_counters(s, got).oom_adj != -1000
 
 
 def test_oom_picks_by_badness_and_never_an_unkillable_guest():
@@ -418,14 +420,14 @@ def test_kswapd_is_one_cpu_even_when_a_thp_goes_out_whole():
     s, (z,) = _state(host_thp=True, host_mem="96MiB", host_swap_bandwidth=0)
     touch(s, 0, z, 0, 1, 0.0, s.cost, 0)
     touch(s, 0, z, HPAGE_PAGES, 1, 0.0, s.cost, 0)
-    s.hi[L.HI_OVERHEAD_PAGES] += _free(s) - int(s.hi[L.HI_WMARK_LOW]) + 1  # just below low
+    s.hi[L.HI.OVERHEAD_PAGES] += _free(s) - int(s.hi[L.HI.WMARK_LOW]) + 1  # just below low
     _age(s)
-    s.hi[L.HI_KSWAPD] = 1
+    s.hi[L.HI.KSWAPD] = 1
     kswapd(s, 0.0, 1e-3, s.cost)  # one THP: 512 x swap_out of CPU, more than the tick
     spent = HPAGE_PAGES * s.cost[INDEX["swap_out"]]
-    assert s.hi[L.HI_KSWAPD_PAGES] == HPAGE_PAGES and spent > 1e-3
-    assert s.hf[L.HF_KSWAPD_UNTIL] == pytest.approx(spent)
-    s.hi[L.HI_OVERHEAD_PAGES] += _free(s) - int(s.hi[L.HI_WMARK_LOW]) + 1  # low again
-    s.hi[L.HI_KSWAPD] = 1
+    assert s.hi[L.HI.KSWAPD_PAGES] == HPAGE_PAGES and spent > 1e-3
+    assert s.hf[L.HF.KSWAPD_UNTIL] == pytest.approx(spent)
+    s.hi[L.HI.OVERHEAD_PAGES] += _free(s) - int(s.hi[L.HI.WMARK_LOW]) + 1  # low again
+    s.hi[L.HI.KSWAPD] = 1
     kswapd(s, 1e-3, 2e-3, s.cost)  # still busy with the first THP: nothing more
-    assert s.hi[L.HI_KSWAPD_PAGES] == HPAGE_PAGES and s.hi[L.HI_KSWAPD] == 1
+    assert s.hi[L.HI.KSWAPD_PAGES] == HPAGE_PAGES and s.hi[L.HI.KSWAPD] == 1

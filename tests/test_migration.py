@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import fphlib
-from fphlib.host.costs import SIZE_DEFAULTS
+from fphlib.costs import SIZE_DEFAULTS
 from fphlib.host.migration import parse_bandwidth, validate_migration
 
 MIB = 1 << 20

@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 
 import fphlib
-from fphlib.guest.buddy import PG_REPORTED, free_one_page, rmqueue_smallest
+from fphlib.api.counters import guest_counters
+from fphlib.costs import SIZE_DEFAULTS
+from fphlib.guest.buddy import free_one_page, rmqueue_smallest
 from fphlib.hinting import page_reporting as pr
-from fphlib.host.costs import SIZE_DEFAULTS
 from fphlib.state import layout as L
+from fphlib.state.zone import PG_REPORTED
 
 from engine_helpers import free_list, one_guest, reported_anywhere, reported_set
 from naive import naive_reporting_pass
@@ -24,9 +26,9 @@ def test_nothing_before_the_two_second_delay():
     pr.page_reporting_request(s, 0, 0.0)  # page_reporting_register at boot
     assert s.mi[0, pr.PR_STATE] == pr.PAGE_REPORTING_REQUESTED
     step(s, z, 1.999)
-    assert s.gi[0, L.GI_REPORTS] == 0 and reported_anywhere(z) == set()
+    assert guest_counters(s, 0).reports == 0 and reported_anywhere(z) == set()
     step(s, z, 2.0)
-    assert s.gi[0, L.GI_REPORTS] > 0
+    assert guest_counters(s, 0).reports > 0
 
 
 def test_notify_only_at_or_above_hint_order_and_only_from_idle():
@@ -46,14 +48,14 @@ def test_budget_per_pass_then_requested_again_two_seconds_later():
     s, z = one_guest(report_capacity=4, hint_order=10)
     pr.page_reporting_request(s, 0, 0.0)
     step(s, z, 2.5)
-    assert s.gi[0, L.GI_REPORTS] == 3
+    assert guest_counters(s, 0).reports == 3
     assert len(reported_set(z, 10)) == 12
     assert s.mi[0, pr.PR_STATE] == pr.PAGE_REPORTING_REQUESTED
     assert 4.0 < s.mf[0, pr.PR_WAKE] < 4.01
     step(s, z, 4.5)
-    assert s.gi[0, L.GI_REPORTS] == 6 and len(reported_set(z, 10)) == 24
-    assert s.gi[0, L.GI_REPORTED_PAGES] == 24 * 1024
-    assert s.gi[0, L.GI_ISOLATED] == 0
+    assert guest_counters(s, 0).reports == 6 and len(reported_set(z, 10)) == 24
+    assert guest_counters(s, 0).reported_pages == 24 * 1024
+    assert guest_counters(s, 0).isolated == 0
 
 
 def test_idle_system_is_fully_reported_in_about_thirty_seconds():
@@ -101,14 +103,14 @@ def test_one_pass_matches_the_naive_twin(seed):
     s.mi[0, pr.PR_STATE] = pr.PAGE_REPORTING_REQUESTED
     s.mi[0, pr.PR_PHASE] = pr.PH_SCHED
     s.mf[0, pr.PR_WAKE] = 0.0
-    gate = s.gi[0, L.GI_LOW_WMARK] + (cap << 10)
+    gate = guest_counters(s, 0).low_wmark + (cap << 10)
     step(s, z, 1.0)  # one pass only (a rescheduled one would start at >= 2 s)
     if keep * 1024 <= gate:  # the watermark gate skips the zone
-        assert s.gi[0, L.GI_REPORTS] == 0 and free_list(z, 10) == start
+        assert guest_counters(s, 0).reports == 0 and free_list(z, 10) == start
         return
     assert free_list(z, 10) == want_list
     assert reported_set(z, 10) == want_rep
-    assert s.gi[0, L.GI_REPORTS] == want_reports
+    assert guest_counters(s, 0).reports == want_reports
     requested = s.mi[0, pr.PR_STATE] == pr.PAGE_REPORTING_REQUESTED
     assert requested == want_req
 
@@ -118,7 +120,7 @@ def test_watermark_gate_skips_a_small_zone():
     s, z = one_guest(guest_mem="64MiB")
     pr.page_reporting_request(s, 0, 0.0)
     step(s, z, 10.0)
-    assert s.gi[0, L.GI_REPORTS] == 0
+    assert guest_counters(s, 0).reports == 0
     assert s.mi[0, pr.PR_STATE] == pr.PAGE_REPORTING_IDLE  # nothing requested it again
 
 
@@ -126,16 +128,16 @@ def test_isolation_stops_at_the_min_watermark():
     # free = 131072 pages; with min_wmark = 124928 the 6th isolation would leave
     # free <= min + 1024 (__isolate_free_page's zone_watermark_ok), so exactly 5 go.
     s, z = one_guest(hint_order=10)
-    s.gi[0, L.GI_MIN_WMARK] = 124928
+    s.gi[0, L.GI.MIN_WMARK] = 124928
     pr.page_reporting_request(s, 0, 0.0)
     step(s, z, 2.5)
-    assert s.gi[0, L.GI_REPORTS] == 1  # the leftover report
+    assert guest_counters(s, 0).reports == 1  # the leftover report
     assert len(reported_set(z, 10)) == 5
 
 
 def test_reported_cleared_by_allocation_and_split():
     s, z = one_guest(guest_mem="64MiB", report_capacity=1, hint_order=10)
-    s.gi[0, L.GI_LOW_WMARK] = 0  # let the gate pass on this small zone
+    s.gi[0, L.GI.LOW_WMARK] = 0  # let the gate pass on this small zone
     pr.page_reporting_request(s, 0, 0.0)
     step(s, z, 60.0)
     assert reported_set(z, 10) == set(free_list(z, 10))  # all 16 blocks reported

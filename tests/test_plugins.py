@@ -199,13 +199,13 @@ def test_a_registered_plugin_is_listed_by_every_consumer(toy):
     from fphlib.cli import _choices
     from fphlib.sweep import block_size_mechanisms
     from fphlib.viz.policies import policies
-    from fphlib.viz.widgets import _mechanisms
+    from fphlib.viz.widgets import mechanism_names
 
     mech, policy = toy
     assert (mech, policy) == ("cell_eager", "cell_toggle")
     assert mech in MECHANISMS and MECHANISMS.is_plugin(mech)
     assert mech in _choices("mechanism") and policy in _choices("policy")
-    assert mech in _mechanisms() and policy in policies()
+    assert mech in mechanism_names() and policy in policies()
     assert mech in block_size_mechanisms()
     cfg = fphlib.SimConfig(mechanism=mech, policy=policy)
     assert set(cfg.plugins()) == {f"mechanism {mech}", f"policy {policy}"}

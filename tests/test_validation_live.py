@@ -15,8 +15,8 @@ import pytest  # noqa: E402
 
 import fphlib  # noqa: E402
 from fphlib import validation as V  # noqa: E402
+from fphlib.costs import DEFAULTS  # noqa: E402
 from fphlib.guest.fragmentation import allocator_from_nr_free, carve_plan  # noqa: E402
-from fphlib.host.costs import DEFAULTS  # noqa: E402
 from fphlib.observe.drain import DrainRecording  # noqa: E402
 from fphlib.observe.touch import FirstTouchRecording  # noqa: E402
 from fphlib.observe.trace import TraceRecording  # noqa: E402

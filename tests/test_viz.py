@@ -545,7 +545,7 @@ def test_app_with_the_real_engine():
 
 
 def test_headline_scenario_sizes():
-    from fphlib.viz.scenarios import balloon_target_for, headline_config, headline_configs
+    from fphlib.experiments.scenarios import balloon_target_for, headline_config, headline_configs
 
     cfgs = headline_configs("full")
     assert list(cfgs) == ["none", "balloon", "page_reporting"]

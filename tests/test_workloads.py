@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 import fphlib
+from fphlib.api.counters import guest_counters
+from fphlib.costs import DEFAULTS, SIZE_DEFAULTS
 from fphlib.engine.build import build_state
 from fphlib.engine.loop import run_chunk
-from fphlib.host.costs import DEFAULTS, SIZE_DEFAULTS
-from fphlib.state import layout as L
 from fphlib.workloads import churn
 
 
@@ -173,7 +173,7 @@ def test_churn_uses_every_vcpu_pcp_list():
     s, info = build_state(cfg)
     run_chunk(s, 0, info["n_ticks"])
     assert (s.pcp_cnt[0] > 0).all()
-    assert (s.pcp_cnt[0] < s.gi[0, L.GI_PCP_HIGH]).all()
+    assert (s.pcp_cnt[0] < guest_counters(s, 0).pcp_high).all()
 
 
 def test_trace_replay(tmp_path):

@@ -1,3 +1,3 @@
 """The public Python API: SimConfig, simulate, SimResult, warmup (docs/design.md §4); what a host
 policy's asking cost each guest (:mod:`fphlib.api.asking`: ``SimResult.per_guest``,
-``with_baseline``, ``jain_index``)."""
+``jain_index``; ``fphlib.api.simulate.with_baseline``)."""

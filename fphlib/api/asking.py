@@ -3,8 +3,9 @@
 "Offering free pages will cause the guest some performance drop" (the seed thread): a guest
 the host asks pays the hinting (or balloon) CPU, exits, and later refaults and swap-ins, and
 its workload slows down. :func:`per_guest` tabulates that per guest (the tidy
-``SimResult.per_guest``); :func:`with_baseline` runs the same configuration a second time with
-the host never asking (:func:`never_asking`) and adds each guest's ``slowdown``;
+``SimResult.per_guest``); :func:`fphlib.api.simulate.with_baseline` runs the same
+configuration a second time with the host never asking (:func:`never_asking`) and adds each
+guest's ``slowdown``;
 :func:`run_metrics` gives the run's host RSS peak/mean, swap, OOM kills and Jain's fairness
 index of the slowdowns.
 
@@ -189,14 +190,3 @@ def run_metrics(res, table=None):
         else float("nan"),
         "jain_slowdown": jain_index(slow),
     }
-
-
-def with_baseline(cfg, simulate=None):
-    """Run ``cfg`` and its never-asking twin; return ``(res, baseline, per_guest table,
-    run metrics)``."""
-    if simulate is None:
-        from .simulate import simulate
-    res = simulate(cfg)
-    base = simulate(never_asking(cfg))
-    table = per_guest(res, base)
-    return res, base, table, run_metrics(res, table)

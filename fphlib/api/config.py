@@ -11,9 +11,9 @@ import warnings
 from dataclasses import dataclass, field
 
 from .. import bounds
+from ..costs import HOST_RESERVE, HOST_RESERVE_MAX_FRACTION, SWAP_BANDWIDTH, validate_costs
 from ..hinting import MECHANISMS, mechanism_module
 from ..host.backing import OOM_SCORE_ADJ_MAX, OOM_SCORE_ADJ_MIN
-from ..host.costs import HOST_RESERVE, HOST_RESERVE_MAX_FRACTION, SWAP_BANDWIDTH, validate_costs
 from ..host.migration import validate_migration
 from ..host.policy import POLICIES, policy_module
 from ..state.params import effective, validate
@@ -174,7 +174,7 @@ class SimConfig:
         mechanism (e.g. ``mom`` sets balloon sizes, ``page_reporting`` has no balloon) is
         refused with a ``ValueError`` saying why.
     costs : dict
-        Overrides of ``fphlib.host.costs.DEFAULTS`` (seconds) and ``SIZE_DEFAULTS``.
+        Overrides of ``fphlib.costs.DEFAULTS`` (seconds) and ``SIZE_DEFAULTS``.
     duration_s, sample_s : float
         Simulated time and sampling interval of the time series.
     seed : int
@@ -202,12 +202,12 @@ class SimConfig:
         ``max_rounds`` (passes before the VM is stopped anyway, default 30).
     host_reserve : int, str or None
         Host memory the host keeps for itself (kernel, slab, services), counted in host RSS
-        from the start. None: ``fphlib.host.costs.HOST_RESERVE`` (360 MiB, an idle Linux
+        from the start. None: ``fphlib.costs.HOST_RESERVE`` (360 MiB, an idle Linux
         host's MemTotal - MemAvailable), but at most 1/8 of ``host_mem`` (scaled-down hosts).
     host_swap_bandwidth : float or str
         The swap device's bandwidth in bytes/s (or a size per second, ``"200MiB"``), shared by
         swap-out and swap-in; 0 = no limit (only the per-page CPU costs). Default
-        ``fphlib.host.costs.SWAP_BANDWIDTH`` (~205 MB/s).
+        ``fphlib.costs.SWAP_BANDWIDTH`` (~205 MB/s).
     host_kswapd, host_khugepaged : bool
         The host's background reclaim (kswapd, from the low to the high watermark) and THP
         collapse (khugepaged, with ``host_thp``); :mod:`fphlib.host.daemons`.
@@ -450,7 +450,7 @@ class SimConfig:
 
     def host_reserve_bytes(self):
         """The host's own memory: ``host_reserve``, or the default capped at host_mem / 8
-        (``fphlib.host.costs.HOST_RESERVE_MAX_FRACTION``)."""
+        (``fphlib.costs.HOST_RESERVE_MAX_FRACTION``)."""
         if self.host_reserve is not None:
             return self.host_reserve
         return int(min(HOST_RESERVE, self.host_mem * HOST_RESERVE_MAX_FRACTION)) // 4096 * 4096

@@ -45,6 +45,7 @@ import pandas as pd
 
 from .._atomic import save_dir
 from ..host.migration import SUMMARY as MIGRATION_METRICS
+from .asking import per_guest
 from .config import SimConfig
 
 # Run metrics, in docs/design.md §3.7 order (names are part of the API).
@@ -153,9 +154,7 @@ class SimResult:
     def per_guest(self):
         """Tidy per-guest table of what the host asked and what it cost each guest
         (:func:`fphlib.api.asking.per_guest`; ``slowdown`` needs a baseline run:
-        :func:`fphlib.api.asking.with_baseline`)."""
-        from .asking import per_guest
-
+        :func:`fphlib.api.simulate.with_baseline`)."""
         return per_guest(self)
 
     def __repr__(self):

@@ -7,14 +7,15 @@ import time
 import numpy as np
 import pandas as pd
 
+from ..costs import INDEX
 from ..engine.build import build_state
 from ..engine.check import INVARIANTS, InvariantError
 from ..engine.loop import run_chunk
 from ..guest.xbitmap import COUNTERS as XB_COUNTERS
-from ..host.costs import INDEX
 from ..host.migration import migration_summary
 from ..state import layout as L
 from ..workloads import workload_runtime_s
+from .asking import never_asking, per_guest, run_metrics
 from .config import SimConfig
 from .result import EVENT_COLUMNS, GUEST_COLUMNS, HOST_COLUMNS, SUMMARY_METRICS, SimResult
 
@@ -147,9 +148,9 @@ def _result(cfg, s, info, wall):
     host = pd.DataFrame(
         {
             "t_s": t_s,
-            "rss_bytes": s.rec_h[:, L.RH_RSS].astype(np.int64),
-            "swap_bytes": s.rec_h[:, L.RH_SWAP].astype(np.int64),
-            "free_bytes": s.rec_h[:, L.RH_FREE].astype(np.int64),
+            "rss_bytes": s.rec_h[:, L.RH.RSS].astype(np.int64),
+            "swap_bytes": s.rec_h[:, L.RH.SWAP].astype(np.int64),
+            "free_bytes": s.rec_h[:, L.RH.FREE].astype(np.int64),
         },
         columns=list(HOST_COLUMNS),
     )
@@ -159,23 +160,23 @@ def _result(cfg, s, info, wall):
         "guest": np.tile(np.arange(G, dtype=np.int64), len(t_s)),
     }
     for name, idx in (
-        ("rss_bytes", L.RG_RSS),
-        ("free_bytes", L.RG_FREE),
-        ("reported_bytes", L.RG_REPORTED),
-        ("isolated_bytes", L.RG_ISOLATED),
-        ("used_bytes", L.RG_USED),
-        ("pcp_bytes", L.RG_PCP),
-        ("balloon_bytes", L.RG_BALLOON),
-        ("swap_bytes", L.RG_SWAP),
-        ("reported_free_bytes", L.RG_REPORTED_FREE),
-        ("page_cache_bytes", L.RG_PAGE_CACHE),
-        ("slab_bytes", L.RG_SLAB),
-        ("guest_swap_bytes", L.RG_GUEST_SWAP),
+        ("rss_bytes", L.RG.RSS),
+        ("free_bytes", L.RG.FREE),
+        ("reported_bytes", L.RG.REPORTED),
+        ("isolated_bytes", L.RG.ISOLATED),
+        ("used_bytes", L.RG.USED),
+        ("pcp_bytes", L.RG.PCP),
+        ("balloon_bytes", L.RG.BALLOON),
+        ("swap_bytes", L.RG.SWAP),
+        ("reported_free_bytes", L.RG.REPORTED_FREE),
+        ("page_cache_bytes", L.RG.PAGE_CACHE),
+        ("slab_bytes", L.RG.SLAB),
+        ("guest_swap_bytes", L.RG.GUEST_SWAP),
     ):
         cols[name] = rec[:, :, idx].reshape(-1).astype(np.int64)
     guests = pd.DataFrame(cols, columns=list(GUEST_COLUMNS))
 
-    n_ev = int(s.hi[L.HI_NEV])
+    n_ev = int(s.hi[L.HI.NEV])
     ev = s.ev[:n_ev]
     events = pd.DataFrame(
         {
@@ -196,57 +197,57 @@ def _result(cfg, s, info, wall):
     # each workload's own measure where it has one (memhog: the time spent touching)
     runtime = np.array([workload_runtime_s(s, g, cfg.guest_spec(g)["workload"])
                         for g in range(cfg.guests)], np.float64)
-    killed = gi[:, L.GI_STATUS] == L.ST_KILLED
+    killed = gi[:, L.GI.STATUS] == L.ST_KILLED
     runtime = np.where(killed, np.nan, runtime)
-    final_rss = rec[-1, :, L.RG_RSS]
+    final_rss = rec[-1, :, L.RG.RSS]
     gs = pd.DataFrame(
         {
             "guest": np.arange(G, dtype=np.int64),
-            "mem_bytes": gi[:, L.GI_NPAGES] * 4096,
+            "mem_bytes": gi[:, L.GI.NPAGES] * 4096,
             "workload": [cfg.guest_spec(g)["workload"] for g in range(G)],
-            "start_s": gf[:, L.GF_START],
-            "status": [_STATUS[int(x)] for x in gi[:, L.GI_STATUS]],
+            "start_s": gf[:, L.GF.START],
+            "status": [_STATUS[int(x)] for x in gi[:, L.GI.STATUS]],
             # per guest from the samples (the run's peak is exact, tracked at every fault)
-            "host_rss_peak_bytes": rec[:, :, L.RG_RSS].max(axis=0).astype(np.int64),
-            "host_rss_mean_bytes": rec[:, :, L.RG_RSS].mean(axis=0),
+            "host_rss_peak_bytes": rec[:, :, L.RG.RSS].max(axis=0).astype(np.int64),
+            "host_rss_mean_bytes": rec[:, :, L.RG.RSS].mean(axis=0),
             "host_rss_final_bytes": final_rss.astype(np.int64),
-            "reported_bytes": gi[:, L.GI_REPORTED_PAGES] * 4096,
-            "reports": gi[:, L.GI_REPORTS] + gi[:, L.GI_BALLOON_MSGS],
-            "vmexits": gi[:, L.GI_VMEXITS],
-            "refault_pages": gi[:, L.GI_REFAULTS],
-            "alloc_failures": gi[:, L.GI_ALLOC_FAIL],
-            "lost_writes": gi[:, L.GI_LOST],
-            "guest_cpu_overhead_s": gf[:, L.GF_GUEST_CPU],
-            "host_cpu_s": gf[:, L.GF_HOST_CPU],
-            "swap_out_bytes": gi[:, L.GI_SWAPOUT] * 4096,
+            "reported_bytes": gi[:, L.GI.REPORTED_PAGES] * 4096,
+            "reports": gi[:, L.GI.REPORTS] + gi[:, L.GI.BALLOON_MSGS],
+            "vmexits": gi[:, L.GI.VMEXITS],
+            "refault_pages": gi[:, L.GI.REFAULTS],
+            "alloc_failures": gi[:, L.GI.ALLOC_FAIL],
+            "lost_writes": gi[:, L.GI.LOST],
+            "guest_cpu_overhead_s": gf[:, L.GF.GUEST_CPU],
+            "host_cpu_s": gf[:, L.GF.HOST_CPU],
+            "swap_out_bytes": gi[:, L.GI.SWAPOUT] * 4096,
             "oom_kills": killed.astype(np.int64),
             "workload_runtime_s": runtime,
-            "workload_stall_s": gf[:, L.GF_STALL],
-            "refault_stall_s": gf[:, L.GF_REFAULT_STALL],
-            "swap_in_pages": gi[:, L.GI_SWAPINS],
-            "swap_in_stall_s": gf[:, L.GF_SWAPIN_STALL],
-            "reclaim_stall_s": gf[:, L.GF_RECLAIM_STALL],
+            "workload_stall_s": gf[:, L.GF.STALL],
+            "refault_stall_s": gf[:, L.GF.REFAULT_STALL],
+            "swap_in_pages": gi[:, L.GI.SWAPINS],
+            "swap_in_stall_s": gf[:, L.GF.SWAPIN_STALL],
+            "reclaim_stall_s": gf[:, L.GF.RECLAIM_STALL],
             # workload allocations and frees (events minus reports and balloon messages)
-            "workload_ops": gi[:, L.GI_EVENTS] - gi[:, L.GI_REPORTS] - gi[:, L.GI_BALLOON_MSGS],
-            "zone_lock_hold_s": gi[:, L.GI_LOCK_OPS] * lock_s
+            "workload_ops": gi[:, L.GI.EVENTS] - gi[:, L.GI.REPORTS] - gi[:, L.GI.BALLOON_MSGS],
+            "zone_lock_hold_s": gi[:, L.GI.LOCK_OPS] * lock_s
             + xb_ops * s.cost[INDEX["xbitmap_op"]],
-            "events": gi[:, L.GI_EVENTS] + gi[:, L.GI_FAULTS],
-            "faults": gi[:, L.GI_FAULTS],
-            "balloon_msgs": gi[:, L.GI_BALLOON_MSGS],
-            "oom_deflates": gi[:, L.GI_OOM_DEFLATES],
-            "stale_hints": gi[:, L.GI_STALE_HINTS],
-            "early_discards": gi[:, L.GI_DQ_EARLY],
+            "events": gi[:, L.GI.EVENTS] + gi[:, L.GI.FAULTS],
+            "faults": gi[:, L.GI.FAULTS],
+            "balloon_msgs": gi[:, L.GI.BALLOON_MSGS],
+            "oom_deflates": gi[:, L.GI.OOM_DEFLATES],
+            "stale_hints": gi[:, L.GI.STALE_HINTS],
+            "early_discards": gi[:, L.GI.DQ_EARLY],
             "xbitmap_ops": xb_ops,
             "xbitmap_kmallocs": xb_kmallocs,
             # guest memory beyond anonymous pages (fphlib.guest.reclaim)
-            "page_cache_dropped_bytes": gi[:, L.GI_PC_DROPPED] * 4096,
-            "writeback_bytes": gi[:, L.GI_WRITEBACK] * 4096,
-            "guest_swap_out_bytes": gi[:, L.GI_GSWAPOUT] * 4096,
-            "guest_swap_in_bytes": gi[:, L.GI_GSWAPIN] * 4096,
-            "kswapd_wakes": gi[:, L.GI_KSWAPD_WAKES],
-            "direct_reclaims": gi[:, L.GI_DIRECT_RECLAIMS],
-            "guest_reclaim_stall_s": gf[:, L.GF_GUEST_RECLAIM_STALL],
-            "kswapd_cpu_s": gf[:, L.GF_KSWAPD_CPU],
+            "page_cache_dropped_bytes": gi[:, L.GI.PC_DROPPED] * 4096,
+            "writeback_bytes": gi[:, L.GI.WRITEBACK] * 4096,
+            "guest_swap_out_bytes": gi[:, L.GI.GSWAPOUT] * 4096,
+            "guest_swap_in_bytes": gi[:, L.GI.GSWAPIN] * 4096,
+            "kswapd_wakes": gi[:, L.GI.KSWAPD_WAKES],
+            "direct_reclaims": gi[:, L.GI.DIRECT_RECLAIMS],
+            "guest_reclaim_stall_s": gf[:, L.GF.GUEST_RECLAIM_STALL],
+            "kswapd_cpu_s": gf[:, L.GF.KSWAPD_CPU],
         }
     )
     summed = (
@@ -254,17 +255,26 @@ def _result(cfg, s, info, wall):
         "guest_cpu_overhead_s swap_out_bytes zone_lock_hold_s events"
     ).split()
     summary = {m: float(gs[m].sum()) for m in summed}
-    summary["host_rss_peak_bytes"] = float(s.hi[L.HI_RSS_PEAK] * 4096)
+    summary["host_rss_peak_bytes"] = float(s.hi[L.HI.RSS_PEAK] * 4096)
     summary["host_rss_mean_bytes"] = float(host["rss_bytes"].mean())
     summary["host_rss_final_bytes"] = float(host["rss_bytes"].iloc[-1])
-    summary["host_cpu_s"] = float(s.hf[L.HF_CPU])
-    summary["oom_kills"] = float(s.hi[L.HI_OOM_KILLS])
+    summary["host_cpu_s"] = float(s.hf[L.HF.CPU])
+    summary["oom_kills"] = float(s.hi[L.HI.OOM_KILLS])
     finished = runtime[~np.isnan(runtime)]
     summary["workload_runtime_s"] = float(finished.mean()) if len(finished) else float("nan")
-    summary["events"] += float(n_ev + s.hi[L.HI_NEV_LOST])
+    summary["events"] += float(n_ev + s.hi[L.HI.NEV_LOST])
     summary["wall_s"] = float(wall)
     summary.update(migration_summary(s))
     series = pd.Series({m: summary[m] for m in SUMMARY_METRICS}, dtype="float64")
     return SimResult(
         summary=series, guest_summary=gs, host=host, guests=guests, events=events, config=cfg
     )
+
+
+def with_baseline(cfg, simulate=simulate):
+    """Run ``cfg`` and its never-asking twin (:func:`fphlib.api.asking.never_asking`); return
+    ``(res, baseline, per_guest table, run metrics)``."""
+    res = simulate(cfg)
+    base = simulate(never_asking(cfg))
+    table = per_guest(res, base)
+    return res, base, table, run_metrics(res, table)

@@ -5,15 +5,8 @@ import math
 import numpy as np
 from numba import typeof
 
-from ..guest.buddy import (
-    CFG_LEN,
-    CFG_PLACEMENT,
-    CFG_REPORTING_OFF,
-    CFG_TRACK,
-    NOT_HEAD,
-    NR_ORDERS,
-    init_free_lists,
-)
+from ..costs import cost_array
+from ..guest.buddy import NR_ORDERS, init_free_lists
 from ..guest.mm import alloc_pages
 from ..guest.pcp import pcp_batch_high
 from ..guest.reclaim import guest_reclaim
@@ -21,13 +14,13 @@ from ..guest.xbitmap import tracking_arrays
 from ..hinting import MECHANISMS, mechanism_is_safe, mechanism_module
 from ..hinting.dispatch import free_hook_order, hook_functions
 from ..host.backing import HPAGE_PAGES, ensure_ram
-from ..host.costs import cost_array
 from ..host.daemons import SCAN_SLEEP_S, host_step
 from ..host.migration import migration_arrays, migration_step
 from ..host.policy import POLICIES, policy_module
 from ..state import layout as L
 from ..state import units
 from ..state.borrow import guest_zone
+from ..state.zone import CFG_LEN, CFG_PLACEMENT, CFG_REPORTING_OFF, CFG_TRACK, NOT_HEAD
 from ..workloads import WORKLOADS, Setup, build_rng, workload_settings
 from ..workloads.common import boot
 from ..workloads.io import mm_step
@@ -35,7 +28,7 @@ from .loop import TICK_S, check_all
 
 TRACK_MODES = {None: 0, "page": 1, "head": 2}  # fphlib.guest.buddy.TRACKS (xbitmap modes)
 # the parameters every workload takes, stored as given, each in its wp column
-_WP_AS_GIVEN = {"io_rate": L.WP_IO_RATE, "io_write": L.WP_IO_WRITE, "start_s": L.WP_START}
+_WP_AS_GIVEN = {"io_rate": L.WP.IO_RATE, "io_write": L.WP.IO_WRITE, "start_s": L.WP.START}
 
 
 def watermarks(n_pages):
@@ -92,43 +85,43 @@ def build_state(cfg):
     for g, spec in enumerate(specs):
         n = npages[g]
         wl = spec["workload"]
-        gi[g, L.GI_OFF] = offs[g]
-        gi[g, L.GI_NPAGES] = n
-        gi[g, L.GI_WL] = slots.get(wl, -1)
-        gi[g, L.GI_HELD_HEAD] = gi[g, L.GI_HELD_TAIL] = -1
-        gi[g, L.GI_ASK_HINT] = 1  # hinting on until a policy says otherwise
+        gi[g, L.GI.OFF] = offs[g]
+        gi[g, L.GI.NPAGES] = n
+        gi[g, L.GI.WL] = slots.get(wl, -1)
+        gi[g, L.GI.HELD_HEAD] = gi[g, L.GI.HELD_TAIL] = -1
+        gi[g, L.GI.ASK_HINT] = 1  # hinting on until a policy says otherwise
         wmin, wlow, whigh = watermarks(n)
-        gi[g, L.GI_MIN_WMARK], gi[g, L.GI_LOW_WMARK], gi[g, L.GI_HIGH_WMARK] = wmin, wlow, whigh
-        gi[g, L.GI_PCP_BATCH], gi[g, L.GI_PCP_HIGH] = pcp_batch_high(n)
+        gi[g, L.GI.MIN_WMARK], gi[g, L.GI.LOW_WMARK], gi[g, L.GI.HIGH_WMARK] = wmin, wlow, whigh
+        gi[g, L.GI.PCP_BATCH], gi[g, L.GI.PCP_HIGH] = pcp_batch_high(n)
         # every parameter: given, else its default (fphlib.workloads: COMMON and the module's)
         params = workload_settings(wl, spec["workload_params"])
         start = float(spec["start_s"])
-        gf[g, L.GF_START] = start
-        gf[g, L.GF_WL_START] = start + float(params["start_s"])
-        gf[g, L.GF_WL_NEXT] = gf[g, L.GF_WL_START]
-        gf[g, L.GF_WL_END] = np.nan
-        wp[g, L.WP_BOOT] = min(params["boot"], n * 4096)
-        boot_pages = int(wp[g, L.WP_BOOT]) // 4096  # split in pages (bytes in wp)
-        wp[g, L.WP_BOOT_SLAB] = round(params["boot_slab"] * boot_pages) * 4096
-        wp[g, L.WP_BOOT_CACHE] = round(params["boot_cache"] * boot_pages) * 4096
+        gf[g, L.GF.START] = start
+        gf[g, L.GF.WL_START] = start + float(params["start_s"])
+        gf[g, L.GF.WL_NEXT] = gf[g, L.GF.WL_START]
+        gf[g, L.GF.WL_END] = np.nan
+        wp[g, L.WP.BOOT] = min(params["boot"], n * 4096)
+        boot_pages = int(wp[g, L.WP.BOOT]) // 4096  # split in pages (bytes in wp)
+        wp[g, L.WP.BOOT_SLAB] = round(params["boot_slab"] * boot_pages) * 4096
+        wp[g, L.WP.BOOT_CACHE] = round(params["boot_cache"] * boot_pages) * 4096
         for name, column in _WP_AS_GIVEN.items():
             wp[g, column] = params[name]
-        gi[g, L.GI_PC_HEAD] = gi[g, L.GI_PC_TAIL] = gi[g, L.GI_SLAB_HEAD] = -1
-        gi[g, L.GI_GSWAP_CAP] = cfg.guest_swap // 4096
+        gi[g, L.GI.PC_HEAD] = gi[g, L.GI.PC_TAIL] = gi[g, L.GI.SLAB_HEAD] = -1
+        gi[g, L.GI.GSWAP_CAP] = cfg.guest_swap // 4096
         # the kernel's watermarks and reclaim, for a guest with anything to reclaim
-        gi[g, L.GI_MM_ON] = int(wp[g, L.WP_BOOT_SLAB] + wp[g, L.WP_BOOT_CACHE] > 0
-                                or wp[g, L.WP_IO_RATE] > 0 or cfg.guest_swap > 0)
+        gi[g, L.GI.MM_ON] = int(wp[g, L.WP.BOOT_SLAB] + wp[g, L.WP.BOOT_CACHE] > 0
+                                or wp[g, L.WP.IO_RATE] > 0 or cfg.guest_swap > 0)
         if wstates[g].init:  # the workload's private columns
             wstates[g].init(params, n, V, wl_i[g], wl_f[g])
         build = getattr(modules[g], "build", None)
         setup = build(params, n, build_rng(seeds[g])) if build is not None else Setup()
         if setup.trace is not None:
             traces.append(setup.trace)
-            gi[g, L.GI_TR_OFF] = tr_off
-            gi[g, L.GI_TR_N] = len(setup.trace[0])
+            gi[g, L.GI.TR_OFF] = tr_off
+            gi[g, L.GI.TR_N] = len(setup.trace[0])
             tr_off += len(setup.trace[0])
-        gi[g, L.GI_POOL_OFF] = pool_off
-        gi[g, L.GI_POOL_CAP] = setup.pool
+        gi[g, L.GI.POOL_OFF] = pool_off
+        gi[g, L.GI.POOL_CAP] = setup.pool
         pools.append(setup.pool)
         pool_off += setup.pool
 
@@ -136,61 +129,65 @@ def build_state(cfg):
         return np.concatenate([t[i] for t in traces]) if traces else np.zeros(0, dtype)
 
     hi = np.zeros(L.NHI, np.int64)
-    hi[L.HI_RAM_PAGES] = cfg.host_mem // 4096
-    hi[L.HI_SWAP_CAP] = cfg.host_swap // 4096
+    hi[L.HI.RAM_PAGES] = cfg.host_mem // 4096
+    hi[L.HI.SWAP_CAP] = cfg.host_swap // 4096
     # the host's own memory, in use from the start (guests add their VMM overhead at boot)
-    hi[L.HI_OVERHEAD_PAGES] = cfg.host_reserve_bytes() // 4096
-    hi[L.HI_WMARK_MIN], hi[L.HI_WMARK_LOW], hi[L.HI_WMARK_HIGH] = watermarks(
+    hi[L.HI.OVERHEAD_PAGES] = cfg.host_reserve_bytes() // 4096
+    hi[L.HI.WMARK_MIN], hi[L.HI.WMARK_LOW], hi[L.HI.WMARK_HIGH] = watermarks(
         cfg.host_mem // 4096)
     for g in range(G):
-        gi[g, L.GI_OOM_ADJ] = cfg.guest_spec(g).get("oom_score_adj", 0)
+        gi[g, L.GI.OOM_ADJ] = cfg.guest_spec(g).get("oom_score_adj", 0)
     pi = np.zeros(L.NPI, np.int64)
-    pi[L.PI_G] = G
+    pi[L.PI.G] = G
     mech = mechanism_module(cfg.mechanism)
     mparams = cfg.mechanism_settings()
     policy = policy_module(cfg.policy)
     pparams = cfg.policy_settings()
-    pi[L.PI_MECH] = MECHANISMS.index(cfg.mechanism)
-    pi[L.PI_POLICY] = POLICIES.index(cfg.policy)
-    pi[L.PI_HINT_ORDER] = cfg.hint_order
-    pi[L.PI_FREE_HOOK_ORDER] = free_hook_order(mech, mparams, cfg.hint_order)
-    pi[L.PI_THP] = int(cfg.host_thp)
-    pi[L.PI_VCPUS] = V
-    pi[L.PI_DEBUG] = int(cfg.debug)
-    pi[L.PI_SAFE] = int(mechanism_is_safe(cfg.mechanism, cfg.mechanism_settings()))
-    pi[L.PI_N_TICKS] = n_ticks
-    pi[L.PI_SAMPLE_TICKS] = every
-    pi[L.PI_KSWAPD] = int(cfg.host_kswapd)
-    pi[L.PI_KHUGEPAGED] = int(cfg.host_khugepaged and cfg.host_thp)
+    pi[L.PI.MECH] = MECHANISMS.index(cfg.mechanism)
+    pi[L.PI.POLICY] = POLICIES.index(cfg.policy)
+    pi[L.PI.HINT_ORDER] = cfg.hint_order
+    pi[L.PI.FREE_HOOK_ORDER] = free_hook_order(mech, mparams, cfg.hint_order)
+    pi[L.PI.THP] = int(cfg.host_thp)
+    pi[L.PI.VCPUS] = V
+    pi[L.PI.DEBUG] = int(cfg.debug)
+    pi[L.PI.SAFE] = int(mechanism_is_safe(cfg.mechanism, cfg.mechanism_settings()))
+    pi[L.PI.N_TICKS] = n_ticks
+    pi[L.PI.SAMPLE_TICKS] = every
+    pi[L.PI.KSWAPD] = int(cfg.host_kswapd)
+    pi[L.PI.KHUGEPAGED] = int(cfg.host_khugepaged and cfg.host_thp)
     pf = np.zeros(L.NPF, np.float64)
-    pf[L.PF_DT] = dt
-    pf[L.PF_POLICY_INTERVAL] = pparams["interval_s"]
+    pf[L.PF.DT] = dt
+    pf[L.PF.POLICY_INTERVAL] = pparams["interval_s"]
     bw = cfg.host_swap_bandwidth
-    pf[L.PF_SWAP_PAGE_S] = 4096.0 / bw if bw > 0 else 0.0
+    pf[L.PF.SWAP_PAGE_S] = 4096.0 / bw if bw > 0 else 0.0
     hf = np.zeros(L.NHF, np.float64)
-    hf[L.HF_POLICY_NEXT] = pparams["interval_s"]  # a policy acts after its first interval
+    hf[L.HF.POLICY_NEXT] = pparams["interval_s"]  # a policy acts after its first interval
     # khugepaged's first scan after one scan_sleep_millisecs; kswapd sleeps until woken
-    hf[L.HF_KHUGE_NEXT] = SCAN_SLEEP_S if pi[L.PI_KHUGEPAGED] else np.inf
-    hf[L.HF_HOST_NEXT] = hf[L.HF_KHUGE_NEXT]
+    hf[L.HF.KHUGE_NEXT] = SCAN_SLEEP_S if pi[L.PI.KHUGEPAGED] else np.inf
+    hf[L.HF.HOST_NEXT] = hf[L.HF.KHUGE_NEXT]
 
     mstate = getattr(mech, "STATE", L.PrivateState())
-    mi, mf, mbuf = private_arrays(mstate, mparams, npages, V, gi, L.GI_MBUF_OFF)
+    mi, mf, mbuf = private_arrays(mstate, mparams, npages, V, gi, L.GI.MBUF_OFF)
     pstate = getattr(policy, "STATE", L.PrivateState())
     pol_i, pol_f, _ = private_arrays(pstate, pparams, npages, V, None, None)
     if hasattr(policy, "init_guest"):  # per-guest settings (shares, min, max) and seeds
         for g in range(G):
             policy.init_guest(pparams, cfg, g, pol_i[g], pol_f[g])
+    pol_si = np.zeros(max(1, len(pstate.shared_ints)), np.int64)
+    pol_sf = np.zeros(max(1, len(pstate.shared_floats)), np.float64)
+    if pstate.shared_init:  # the policy's values for the whole run
+        pstate.shared_init(pparams, cfg, pol_si, pol_sf)
     slots = max(1, mstate.discard_slots(mparams) if mstate.discard_slots else 1)
     track = TRACK_MODES[mstate.tracking(mparams) if mstate.tracking else None]
     xb = []
     for g in range(G):
         nodes, leaves, meta = tracking_arrays(npages[g] if track else 0, track)
         xb.append((nodes, leaves, meta))
-        gi[g, L.GI_XB_NODE_N] = len(nodes)
-        gi[g, L.GI_XB_LEAF_N] = len(leaves)
+        gi[g, L.GI.XB_NODE_N] = len(nodes)
+        gi[g, L.GI.XB_LEAF_N] = len(leaves)
         if g + 1 < G:
-            gi[g + 1, L.GI_XB_NODE_OFF] = gi[g, L.GI_XB_NODE_OFF] + len(nodes)
-            gi[g + 1, L.GI_XB_LEAF_OFF] = gi[g, L.GI_XB_LEAF_OFF] + len(leaves)
+            gi[g + 1, L.GI.XB_NODE_OFF] = gi[g, L.GI.XB_NODE_OFF] + len(nodes)
+            gi[g + 1, L.GI.XB_LEAF_OFF] = gi[g, L.GI.XB_LEAF_OFF] + len(leaves)
 
     rng = np.array([sq.generate_state(1, np.uint64)[0] for sq in seeds], np.uint64)
 
@@ -229,6 +226,8 @@ def build_state(cfg):
         mbuf=mbuf,
         pol_i=pol_i,
         pol_f=pol_f,
+        pol_si=pol_si,
+        pol_sf=pol_sf,
         dq_t=np.zeros((G, slots), np.float64),
         dq_pfn=np.zeros((G, slots), np.int64),
         dq_n=np.zeros((G, slots), np.int64),
@@ -277,7 +276,7 @@ def bind_units(s, cfg):
         slots[units.SLOT["host_step"]] = ("host_step", host_step)
     slots[units.SLOT["guest_boot"]] = ("guest_boot", boot)
     slots[units.SLOT["guest_alloc_slowpath"]] = ("guest_alloc_slowpath", alloc_pages)
-    if s.gi[:, L.GI_MM_ON].any():  # page cache, slab, guest swap: the guest's reclaim
+    if s.gi[:, L.GI.MM_ON].any():  # page cache, slab, guest swap: the guest's reclaim
         slots[units.SLOT["guest_reclaim"]] = ("guest_reclaim", guest_reclaim)
         slots[units.SLOT["guest_mm_step"]] = ("guest_mm_step", mm_step)
     for wl, slot in workload_slots([cfg.guest_spec(g) for g in range(cfg.guests)]).items():

@@ -5,7 +5,9 @@ stops at the first violation and ``simulate`` raises naming guest, time and inva
 """
 
 from .._jit import jit
-from ..guest.buddy import (
+from ..state.borrow import borrow_state, borrow_zone
+from ..state.layout import GI, HI, PG_SWAPPED, PI, ST_KILLED
+from ..state.zone import (
     ALLOC_BASE,
     ISOLATED_BASE,
     NOT_HEAD,
@@ -16,33 +18,6 @@ from ..guest.buddy import (
     PG_DATA,
     PG_IN_FLIGHT,
     PG_REPORTED,
-)
-from ..state.borrow import borrow_state, borrow_zone
-from ..state.layout import (
-    GI_BALLOON,
-    GI_GSWAP,
-    GI_GSWAP_CAP,
-    GI_HELD_HEAD,
-    GI_HELD_PAGES,
-    GI_ISOLATED,
-    GI_NPAGES,
-    GI_OFF,
-    GI_PC,
-    GI_PC_DIRTY,
-    GI_PC_HEAD,
-    GI_PC_TAIL,
-    GI_RSS,
-    GI_SLAB,
-    GI_SLAB_HEAD,
-    GI_STATUS,
-    GI_SWAP,
-    GI_USED,
-    HI_RSS,
-    HI_SWAP,
-    PG_SWAPPED,
-    PI_G,
-    PI_SAFE,
-    ST_KILLED,
 )
 
 INVARIANTS = {
@@ -102,8 +77,8 @@ def check_guest(s, g, z):
     swapped = 0
     cache = 0
     dirty = 0
-    alive = s.gi[g, GI_STATUS] != ST_KILLED  # the host freed all of a killed guest's memory
-    safe = s.pi[PI_SAFE] != 0
+    alive = s.gi[g, GI.STATUS] != ST_KILLED  # the host freed all of a killed guest's memory
+    safe = s.pi[PI.SAFE] != 0
     p = 0
     while p < n:
         st = z.state[p]
@@ -162,7 +137,7 @@ def check_guest(s, g, z):
         total_free += z.nr_free[o] << o
     if total_free != free:
         return 6, free
-    if isolated != s.gi[g, GI_ISOLATED]:
+    if isolated != s.gi[g, GI.ISOLATED]:
         return 7, isolated
     pcp_listed = 0
     for cpu in range(s.pcp_cnt.shape[1]):
@@ -178,41 +153,41 @@ def check_guest(s, g, z):
         pcp_listed += c
     if pcp_listed != pcp:
         return 8, pcp
-    if alloc != s.gi[g, GI_USED] + s.gi[g, GI_BALLOON] + s.gi[g, GI_PC] + s.gi[g, GI_SLAB]:
+    if alloc != s.gi[g, GI.USED] + s.gi[g, GI.BALLOON] + s.gi[g, GI.PC] + s.gi[g, GI.SLAB]:
         return 9, alloc
-    if cache != s.gi[g, GI_PC] or dirty != s.gi[g, GI_PC_DIRTY]:
+    if cache != s.gi[g, GI.PC] or dirty != s.gi[g, GI.PC_DIRTY]:
         return 17, cache
     c = 0
     prev = -1
-    q = s.gi[g, GI_PC_HEAD]
+    q = s.gi[g, GI.PC_HEAD]
     while q >= 0 and c <= n:
         if z.prev[q] != prev or not (z.state[q] == PC_CLEAN or z.state[q] == PC_DIRTY):
             return 17, q
         c += 1
         prev = q
         q = z.next[q]
-    if c != cache or s.gi[g, GI_PC_TAIL] != prev:
+    if c != cache or s.gi[g, GI.PC_TAIL] != prev:
         return 17, c
     c = 0
-    q = s.gi[g, GI_SLAB_HEAD]
+    q = s.gi[g, GI.SLAB_HEAD]
     while q >= 0 and c <= n:
         if z.state[q] != ALLOC_BASE:
             return 18, q
         c += 1
         q = z.next[q]
-    if c != s.gi[g, GI_SLAB]:
+    if c != s.gi[g, GI.SLAB]:
         return 18, c
     held = 0
-    q = s.gi[g, GI_HELD_HEAD]
+    q = s.gi[g, GI.HELD_HEAD]
     while q >= 0 and held <= n:
         held += 1 << (z.state[q] - ALLOC_BASE)
         q = z.next[q]
-    if held + s.gi[g, GI_GSWAP] != s.gi[g, GI_HELD_PAGES] or not (
-            0 <= s.gi[g, GI_GSWAP] <= s.gi[g, GI_GSWAP_CAP]):
+    if held + s.gi[g, GI.GSWAP] != s.gi[g, GI.HELD_PAGES] or not (
+            0 <= s.gi[g, GI.GSWAP] <= s.gi[g, GI.GSWAP_CAP]):
         return 19, held
-    if backed != s.gi[g, GI_RSS]:
+    if backed != s.gi[g, GI.RSS]:
         return 12, backed
-    if swapped != s.gi[g, GI_SWAP]:
+    if swapped != s.gi[g, GI.SWAP]:
         return 15, swapped
     return 0, 0
 
@@ -223,20 +198,20 @@ def check_host(s):
     s = borrow_state(s)
     rss = 0
     swap = 0
-    for g in range(s.pi[PI_G]):
-        if s.gi[g, GI_STATUS] == ST_KILLED:
-            if s.gi[g, GI_RSS] or s.gi[g, GI_SWAP]:
+    for g in range(s.pi[PI.G]):
+        if s.gi[g, GI.STATUS] == ST_KILLED:
+            if s.gi[g, GI.RSS] or s.gi[g, GI.SWAP]:
                 return 14, g
-        rss += s.gi[g, GI_RSS]
-        swap += s.gi[g, GI_SWAP]
-    if rss != s.hi[HI_RSS] or swap != s.hi[HI_SWAP]:
+        rss += s.gi[g, GI.RSS]
+        swap += s.gi[g, GI.SWAP]
+    if rss != s.hi[HI.RSS] or swap != s.hi[HI.SWAP]:
         return 14, rss
     return 0, 0
 
 
 def guest_bounds(gi, g):
     """(first, end) global page indices of guest g (Python helper for tests)."""
-    return int(gi[g, GI_OFF]), int(gi[g, GI_OFF] + gi[g, GI_NPAGES])
+    return int(gi[g, GI.OFF]), int(gi[g, GI.OFF] + gi[g, GI.NPAGES])
 
 
 class InvariantError(AssertionError):

@@ -41,9 +41,9 @@ running guest + a fixed host reserve (``host_reserve``).
 
 
 from .._jit import jit
+from ..costs import C_GUEST_OVERHEAD
 from ..guest.buddy import nr_free_pages
 from ..host.backing import note_peak, record_event
-from ..host.costs import C_GUEST_OVERHEAD
 from ..host.discard_queue import discard_due
 from ..state.borrow import borrow_state, borrow_zone, zone_of
 from ..state.hooks import (
@@ -61,55 +61,19 @@ from ..state.hooks import (
 )
 from ..state.layout import (
     EV_GUEST_START,
-    GF_START,
-    GF_WL_START,
-    GI_ASK_SEQ,
-    GI_ASK_TOLD,
-    GI_BALLOON,
-    GI_DQ_N,
-    GI_GSWAP,
-    GI_ISOLATED,
-    GI_KSWAPD,
-    GI_PC,
-    GI_REPORTED_PAGES,
-    GI_RSS,
-    GI_SLAB,
-    GI_STATUS,
-    GI_SWAP,
-    GI_USED,
-    GI_WL,
-    HF_HOST_NEXT,
-    HF_POLICY_NEXT,
-    HI_OVERHEAD_PAGES,
-    HI_RAM_PAGES,
-    HI_RSS,
-    HI_SWAP,
+    GF,
+    GI,
+    HF,
+    HI,
     MECH_WAKE,
-    MF_NEXT,
-    PF_DT,
-    PF_POLICY_INTERVAL,
-    PI_DEBUG,
-    PI_G,
-    PI_N_TICKS,
-    PI_SAMPLE_TICKS,
-    RG_BALLOON,
-    RG_FREE,
-    RG_GUEST_SWAP,
-    RG_ISOLATED,
-    RG_PAGE_CACHE,
-    RG_PCP,
-    RG_REPORTED,
-    RG_REPORTED_FREE,
-    RG_RSS,
-    RG_SLAB,
-    RG_SWAP,
-    RG_USED,
-    RH_FREE,
-    RH_RSS,
-    RH_SWAP,
+    MF,
+    PF,
+    PI,
+    RG,
+    RH,
     ST_RUNNING,
     ST_WAITING,
-    WP_IO_RATE,
+    WP,
 )
 from ..state.units import publish
 from .check import check_guest, check_host
@@ -123,36 +87,36 @@ def sample(s, k):
     """Record sample k of the host and every guest."""
     s = borrow_state(s)
     ovh = int(s.cost[C_GUEST_OVERHEAD]) // 4096
-    for g in range(s.pi[PI_G]):
+    for g in range(s.pi[PI.G]):
         z = zone_of(s, g)
-        running = s.gi[g, GI_STATUS] == ST_RUNNING
-        s.rec_g[k, g, RG_RSS] = (s.gi[g, GI_RSS] + (ovh if running else 0)) * 4096.0
-        s.rec_g[k, g, RG_FREE] = nr_free_pages(z) * 4096.0
+        running = s.gi[g, GI.STATUS] == ST_RUNNING
+        s.rec_g[k, g, RG.RSS] = (s.gi[g, GI.RSS] + (ovh if running else 0)) * 4096.0
+        s.rec_g[k, g, RG.FREE] = nr_free_pages(z) * 4096.0
         # cumulative, like the summary's reported_bytes (which is its last sample)
-        s.rec_g[k, g, RG_REPORTED] = s.gi[g, GI_REPORTED_PAGES] * 4096.0
-        s.rec_g[k, g, RG_REPORTED_FREE] = mech_reported_pages(s, g, z) * 4096.0
-        s.rec_g[k, g, RG_ISOLATED] = s.gi[g, GI_ISOLATED] * 4096.0
-        s.rec_g[k, g, RG_USED] = s.gi[g, GI_USED] * 4096.0
+        s.rec_g[k, g, RG.REPORTED] = s.gi[g, GI.REPORTED_PAGES] * 4096.0
+        s.rec_g[k, g, RG.REPORTED_FREE] = mech_reported_pages(s, g, z) * 4096.0
+        s.rec_g[k, g, RG.ISOLATED] = s.gi[g, GI.ISOLATED] * 4096.0
+        s.rec_g[k, g, RG.USED] = s.gi[g, GI.USED] * 4096.0
         pcp = 0
         for cpu in range(s.pcp_cnt.shape[1]):
             pcp += s.pcp_cnt[g, cpu]
-        s.rec_g[k, g, RG_PCP] = pcp * 4096.0
-        s.rec_g[k, g, RG_BALLOON] = s.gi[g, GI_BALLOON] * 4096.0
-        s.rec_g[k, g, RG_SWAP] = s.gi[g, GI_SWAP] * 4096.0
-        s.rec_g[k, g, RG_PAGE_CACHE] = s.gi[g, GI_PC] * 4096.0
-        s.rec_g[k, g, RG_SLAB] = s.gi[g, GI_SLAB] * 4096.0
-        s.rec_g[k, g, RG_GUEST_SWAP] = s.gi[g, GI_GSWAP] * 4096.0
-    used = s.hi[HI_RSS] + s.hi[HI_OVERHEAD_PAGES]
-    s.rec_h[k, RH_RSS] = used * 4096.0
-    s.rec_h[k, RH_SWAP] = s.hi[HI_SWAP] * 4096.0
-    s.rec_h[k, RH_FREE] = (s.hi[HI_RAM_PAGES] - used) * 4096.0
+        s.rec_g[k, g, RG.PCP] = pcp * 4096.0
+        s.rec_g[k, g, RG.BALLOON] = s.gi[g, GI.BALLOON] * 4096.0
+        s.rec_g[k, g, RG.SWAP] = s.gi[g, GI.SWAP] * 4096.0
+        s.rec_g[k, g, RG.PAGE_CACHE] = s.gi[g, GI.PC] * 4096.0
+        s.rec_g[k, g, RG.SLAB] = s.gi[g, GI.SLAB] * 4096.0
+        s.rec_g[k, g, RG.GUEST_SWAP] = s.gi[g, GI.GSWAP] * 4096.0
+    used = s.hi[HI.RSS] + s.hi[HI.OVERHEAD_PAGES]
+    s.rec_h[k, RH.RSS] = used * 4096.0
+    s.rec_h[k, RH.SWAP] = s.hi[HI.SWAP] * 4096.0
+    s.rec_h[k, RH.FREE] = (s.hi[HI.RAM_PAGES] - used) * 4096.0
 
 
 @jit
 def check_all(s, k):
     """Debug invariants of every guest and the host; record the first violation."""
     s = borrow_state(s)
-    for g in range(s.pi[PI_G]):
+    for g in range(s.pi[PI.G]):
         code, detail = check_guest(s, g, zone_of(s, g))
         if code:
             s.err[0] = code
@@ -173,11 +137,11 @@ def check_all(s, k):
 def _start_guest(s, g, z, t, ovh):
     s = borrow_state(s)
     z = borrow_zone(z)
-    s.gi[g, GI_STATUS] = ST_RUNNING
-    s.hi[HI_OVERHEAD_PAGES] += ovh
+    s.gi[g, GI.STATUS] = ST_RUNNING
+    s.hi[HI.OVERHEAD_PAGES] += ovh
     record_event(s, t, g, EV_GUEST_START, 0.0)
     host_ensure_ram(s, 0, t, g, s.cost, ovh)
-    if s.gi[g, GI_STATUS] != ST_RUNNING:
+    if s.gi[g, GI.STATUS] != ST_RUNNING:
         return
     if not guest_boot(s, g, z, t, s.cost, ovh):
         return
@@ -191,56 +155,56 @@ def run_chunk(s, tick0, tick1):
     s = borrow_state(s)
     cost = s.cost
     ovh = int(cost[C_GUEST_OVERHEAD]) // 4096
-    G = s.pi[PI_G]
-    dt = s.pf[PF_DT]
-    every = s.pi[PI_SAMPLE_TICKS]
-    n_ticks = s.pi[PI_N_TICKS]
+    G = s.pi[PI.G]
+    dt = s.pf[PF.DT]
+    every = s.pi[PI.SAMPLE_TICKS]
+    n_ticks = s.pi[PI.N_TICKS]
     for i in range(tick0, tick1):
         t = i * dt
         if i % every == 0:
             sample(s, i // every)
-            if s.pi[PI_DEBUG] and debug_check(s, i // every):
+            if s.pi[PI.DEBUG] and debug_check(s, i // every):
                 return 1
         if i >= n_ticks:
             break
         t_end = t + dt
         # the host policy's instants in this tick, before the guests
-        while s.hf[HF_POLICY_NEXT] <= t_end:
-            now = s.hf[HF_POLICY_NEXT]
+        while s.hf[HF.POLICY_NEXT] <= t_end:
+            now = s.hf[HF.POLICY_NEXT]
             policy_step(s, now, cost)
-            s.hf[HF_POLICY_NEXT] = now + s.pf[PF_POLICY_INTERVAL]
+            s.hf[HF.POLICY_NEXT] = now + s.pf[PF.POLICY_INTERVAL]
         # the live migration thread (fphlib.host.migration), before the guests
-        if s.mig_f[MF_NEXT] <= t_end:
+        if s.mig_f[MF.NEXT] <= t_end:
             migration_step(s, t_end, cost)
         for g in range(G):
-            status = s.gi[g, GI_STATUS]
+            status = s.gi[g, GI.STATUS]
             if status == ST_WAITING:
-                if t + EPS < s.gf[g, GF_START]:
+                if t + EPS < s.gf[g, GF.START]:
                     continue
                 _start_guest(s, g, zone_of(s, g), t, ovh)
-            if s.gi[g, GI_STATUS] != ST_RUNNING:
+            if s.gi[g, GI.STATUS] != ST_RUNNING:
                 continue
             z = zone_of(s, g)
-            if t + EPS >= s.gf[g, GF_WL_START]:
-                wl = s.gi[g, GI_WL]
+            if t + EPS >= s.gf[g, GF.WL_START]:
+                wl = s.gi[g, GI.WL]
                 if wl >= 0:  # each workload's step is its own unit (fphlib.state.units)
                     if not workload_step(s, wl, g, z, t, dt, cost, ovh):
                         continue
-                    if s.gi[g, GI_STATUS] != ST_RUNNING:
+                    if s.gi[g, GI.STATUS] != ST_RUNNING:
                         continue
             # page-cache I/O and kswapd (fphlib.workloads.io, its own unit), when they have work
-            if s.gi[g, GI_KSWAPD] or s.wp[g, WP_IO_RATE] > 0.0:
+            if s.gi[g, GI.KSWAPD] or s.wp[g, WP.IO_RATE] > 0.0:
                 guest_mm_step(s, g, z, t, dt, cost, ovh)
-                if s.gi[g, GI_STATUS] != ST_RUNNING:
+                if s.gi[g, GI.STATUS] != ST_RUNNING:
                     continue
             # the mechanism's instants (its mf column MECH_WAKE) and the host's new asks
-            if s.mf[g, MECH_WAKE] <= t_end or s.gi[g, GI_ASK_SEQ] != s.gi[g, GI_ASK_TOLD]:
-                s.gi[g, GI_ASK_TOLD] = s.gi[g, GI_ASK_SEQ]
+            if s.mf[g, MECH_WAKE] <= t_end or s.gi[g, GI.ASK_SEQ] != s.gi[g, GI.ASK_TOLD]:
+                s.gi[g, GI.ASK_TOLD] = s.gi[g, GI.ASK_SEQ]
                 mech_tick(s, g, z, t_end, cost)
-            if s.gi[g, GI_DQ_N]:
+            if s.gi[g, GI.DQ_N]:
                 discard_due(s, g, z, t_end, cost)  # discards no mechanism waited for
         # the host's kswapd and khugepaged (fphlib.host.daemons), after the guests' faults
-        if s.hf[HF_HOST_NEXT] <= t_end:
+        if s.hf[HF.HOST_NEXT] <= t_end:
             host_step(s, t_end, cost)
         note_peak(s)
     return 0

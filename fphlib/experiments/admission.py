@@ -25,7 +25,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..host.costs import HOST_RESERVE
+from ..costs import HOST_RESERVE
 from ..units import parse_size
 from ..workloads import COMMON
 
@@ -129,7 +129,7 @@ def v8_admission_kwargs(profile=None):
     dict
         ``host_mem``, ``guest_mem``, ``size``, ``boot`` and ``max_guests``.
     """
-    from ..viz.scenarios import profile_name
+    from .scenarios import profile_name
 
     return dict(_SIZES[profile_name(profile)])
 
@@ -141,7 +141,7 @@ def _balloon_target(mechanism, overrides, guest_mem, boot):
     policy = overrides.get("policy", "static")
     if policy != "static" or "target" in (overrides.get("policy_params") or {}):
         return overrides
-    from ..viz.scenarios import balloon_target_for
+    from .scenarios import balloon_target_for
 
     return {**overrides, "balloon_target": balloon_target_for(guest_mem, boot)}
 
@@ -317,8 +317,8 @@ def admission(mechanism="none", host_mem=V8_HOST_MEM, guest_mem="5GiB", size="4G
         Any other :class:`fphlib.SimConfig` field (``hint_order``, ``vcpus``, ``host_thp``,
         ``costs``, ``policy``, ``balloon_target``, ...). For ``mechanism="balloon"`` with no
         target given, the static policy gets the headline target
-        (:func:`fphlib.viz.scenarios.balloon_target_for`: boot footprint + 20 % of the guest):
-        without a target a balloon never inflates and behaves like ``none``.
+        (:func:`fphlib.experiments.scenarios.balloon_target_for`: boot footprint + 20 % of
+        the guest): without a target a balloon never inflates and behaves like ``none``.
 
     Returns
     -------

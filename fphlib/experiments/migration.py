@@ -8,7 +8,7 @@ docs/references.md §4.1 and §8 #3): an idle guest with 4 vCPUs on an E5-2699 v
 
 :func:`reproduce_v37` runs ``none`` and ``free_page_hint`` (``mode="alloc"``, the merged
 driver; ``"xbitmap"`` on request) with one set of defaults for every size: the idle
-workload's default boot footprint (256 MiB), the cost defaults of :mod:`fphlib.host.costs`
+workload's default boot footprint (256 MiB), the cost defaults of :mod:`fphlib.costs`
 (``mig_page``: 3.3 GB/s per migration thread; ``mig_sync_gib``: 12 ms per GiB per dirty-bitmap
 sync; ``alloc_4m``: 15 µs per hint block). No per-result tuning.
 
@@ -44,7 +44,7 @@ def v37_config(guest_mem, mechanism="none", mode="alloc", bandwidth="100GiB", do
     """The ``SimConfig`` of one v37 run: an idle guest of ``guest_mem`` with 4 vCPUs, migrated
     at ``at_s`` (after boot) at ``bandwidth`` with the downtime limit ``downtime_ms``."""
     from ..api.config import SimConfig
-    from ..host.costs import DEFAULTS
+    from ..costs import DEFAULTS
 
     mem = parse_size(guest_mem, "guest_mem")
     # long enough for a legacy precopy at the thread's rate plus four syncs, and a margin

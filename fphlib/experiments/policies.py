@@ -57,7 +57,7 @@ def sequence_config(mechanism="none", scale=1.0, interval_s=SEQUENCE_INTERVAL_S,
     """The :class:`~fphlib.SimConfig` of one memhog sequence (sizes multiplied by ``scale``,
     the per-guest VMM overhead and the host's reserve too)."""
     from ..api.config import SimConfig
-    from ..host.costs import HOST_RESERVE, SIZE_DEFAULTS
+    from ..costs import HOST_RESERVE, SIZE_DEFAULTS
 
     if not (isinstance(scale, int | float) and 0 < scale <= 1):
         raise ValueError(f"scale: {scale!r} is not allowed; expected a number in (0, 1]")
@@ -151,7 +151,7 @@ def overcommit_config(tau=0.75, guests=2, active=1, guest_mem="256MiB", ratio=1.
     as ESX's: with THP a churning guest's RSS jumps to its full size within seconds).
     """
     from ..api.config import SimConfig
-    from ..host.costs import SIZE_DEFAULTS
+    from ..costs import SIZE_DEFAULTS
 
     guest_mem = parse_size(guest_mem, "guest_mem")
     if not (isinstance(active, int) and 0 <= active <= guests):
@@ -231,7 +231,7 @@ def policy_grid(policies=None, guest_counts=(1, 2, 4), mechanism="balloon", gues
     """
     from ..api.asking import never_asking, per_guest, run_metrics
     from ..api.config import SimConfig, policy_allows
-    from ..host.costs import SIZE_DEFAULTS
+    from ..costs import SIZE_DEFAULTS
     from ..host.policy import REGISTRY
 
     if simulate is None:

@@ -20,6 +20,24 @@ import operator
 
 import numpy as np
 
+from ..state.zone import (
+    ALLOC_BASE,
+    CFG_LEN,
+    CFG_PLACEMENT,
+    CFG_REPORTING_OFF,
+    CFG_TRACK,
+    ISOLATED_BASE,
+    NOT_HEAD,
+    ON_PCP,
+    PC_CLEAN,
+    PC_DIRTY,
+    PG_BACKED,
+    PG_DATA,
+    PG_IN_FLIGHT,
+    PG_REPORTED,
+    Zone,
+    borrow_zone,
+)
 from ..units import NR_ORDERS
 from .buddy_check import (
     CHK_BAD_STATE,
@@ -44,29 +62,13 @@ from .buddy_check import (
     _check_message,
 )
 from .buddy_kernels import (
-    ALLOC_BASE,
-    CFG_LEN,
-    CFG_PLACEMENT,
-    CFG_REPORTING_OFF,
-    CFG_TRACK,
-    ISOLATED_BASE,
-    NOT_HEAD,
-    ON_PCP,
     PAGEBLOCK_ORDER,
-    PC_CLEAN,
-    PC_DIRTY,
-    PG_BACKED,
-    PG_DATA,
-    PG_IN_FLIGHT,
-    PG_REPORTED,
     PLACEMENTS,
     TRACKS,
-    Zone,
     _free_list,
     _reinit,
     add_to_free_list,
     add_to_free_list_tail,
-    borrow_zone,
     buddy_merge_likely,
     del_page_from_free_list,
     expand,

@@ -11,7 +11,7 @@ isolated, on a pcp list) tiling the zone; PageReported (mm/page_reporting.c) onl
 import numpy as np
 
 from .._jit import jit
-from .buddy_kernels import ALLOC_BASE, ISOLATED_BASE, NOT_HEAD, ON_PCP, PG_REPORTED
+from ..state.zone import ALLOC_BASE, ISOLATED_BASE, NOT_HEAD, ON_PCP, PG_REPORTED
 
 # ``_check`` codes; BuddyAllocator.check turns them into messages. Checked in this order.
 CHK_OK = 0

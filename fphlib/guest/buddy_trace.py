@@ -10,7 +10,8 @@ by :mod:`fphlib.guest.buddy_kernels`); a bad op stops the replay with a ``TRACE_
 import numpy as np
 
 from .._jit import jit
-from .buddy_kernels import ALLOC_BASE, CFG_TRACK, free_one_page, rmqueue_smallest, untracked_zone
+from ..state.zone import ALLOC_BASE, CFG_TRACK
+from .buddy_kernels import free_one_page, rmqueue_smallest, untracked_zone
 
 # Why ``_replay`` stopped: TRACE_OK, or the first bad op (its index is returned alongside).
 TRACE_OK = 0

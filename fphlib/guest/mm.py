@@ -7,7 +7,7 @@ balloon's OOM notifier deflates 256 pages) and retries while it frees some; othe
 fails (the guest would OOM-kill the task). Every block freed into the buddy reaches the
 mechanism's ``on_free`` hook with its merged pfn and order (:func:`notify_free`).
 
-A guest with reclaim on (``GI_MM_ON``: page cache, slab or guest swap; fphlib.guest.reclaim)
+A guest with reclaim on (``GI.MM_ON``: page cache, slab or guest swap; fphlib.guest.reclaim)
 has the kernel's zone watermarks: the fast path (``workloads.common.alloc_touch``) refuses to
 go below the low watermark and comes here; the slow path wakes kswapd, allows allocations down
 to the min watermark (``ALLOC_WMARK_MIN``) and below it reclaims directly
@@ -23,16 +23,9 @@ allocation fails and the workload handles it).
 from .._jit import jit
 from ..state.borrow import borrow_state, borrow_zone
 from ..state.hooks import guest_reclaim, mech_on_alloc_fail
-from ..state.layout import (
-    GF_DEBT,
-    GF_STALL,
-    GI_KSWAPD,
-    GI_LOCK_OPS,
-    GI_LOW_WMARK,
-    GI_MIN_WMARK,
-    GI_MM_ON,
-)
-from .buddy import ALLOC_BASE, PG_DATA, free_one_page, nr_free_pages, rmqueue_smallest
+from ..state.layout import GF, GI
+from ..state.zone import ALLOC_BASE, PG_DATA
+from .buddy import free_one_page, nr_free_pages, rmqueue_smallest
 from .pcp import drain_all_pages, notify_free, pcp_alloc, pcp_free
 
 NOT_DATA = ~PG_DATA
@@ -46,7 +39,7 @@ def _try_alloc(s, g, z, order, cpu):
     if order == 0:
         return pcp_alloc(s, g, z, cpu)
     pfn = rmqueue_smallest(z, order)
-    s.gi[g, GI_LOCK_OPS] += 1
+    s.gi[g, GI.LOCK_OPS] += 1
     return pfn
 
 
@@ -55,13 +48,13 @@ def alloc_pages(s, g, z, order, cpu, t, cost):
     """Allocate an ``order`` block for the workload; return its pfn or -1."""
     s = borrow_state(s)
     z = borrow_zone(z)
-    mm_on = s.gi[g, GI_MM_ON] != 0
+    mm_on = s.gi[g, GI.MM_ON] != 0
     n = 1 << order
-    if mm_on and nr_free_pages(z) - n < s.gi[g, GI_LOW_WMARK]:
-        s.gi[g, GI_KSWAPD] = 1  # wake_all_kswapds: it runs at the end of this tick
+    if mm_on and nr_free_pages(z) - n < s.gi[g, GI.LOW_WMARK]:
+        s.gi[g, GI.KSWAPD] = 1  # wake_all_kswapds: it runs at the end of this tick
     attempt = 0
     while True:
-        short = s.gi[g, GI_MIN_WMARK] + n - nr_free_pages(z) if mm_on else 0
+        short = s.gi[g, GI.MIN_WMARK] + n - nr_free_pages(z) if mm_on else 0
         pfn = _try_alloc(s, g, z, order, cpu) if short <= 0 else -1
         if pfn >= 0:
             return pfn
@@ -72,8 +65,8 @@ def alloc_pages(s, g, z, order, cpu, t, cost):
             freed, stall = mech_on_alloc_fail(s, g, z, t, cost)
             if freed == 0:
                 return pfn
-            s.gf[g, GF_DEBT] += stall
-            s.gf[g, GF_STALL] += stall
+            s.gf[g, GF.DEBT] += stall
+            s.gf[g, GF.STALL] += stall
         drain_all_pages(s, g, z, t)
         attempt += 1
 
@@ -87,7 +80,7 @@ def free_block(s, g, z, pfn, order, cpu, t):
         pcp_free(s, g, z, cpu, pfn, t)
     else:
         final = free_one_page(z, pfn, order, False)
-        s.gi[g, GI_LOCK_OPS] += 1
+        s.gi[g, GI.LOCK_OPS] += 1
         notify_free(s, g, z, pfn, final, t)
 
 

@@ -17,8 +17,9 @@ no ``drain_all_pages`` on CPU hotplug, only when an allocation fails (before giv
 from .._jit import jit
 from ..state.borrow import borrow_state, borrow_zone
 from ..state.hooks import mech_on_free
-from ..state.layout import GI_LOCK_OPS, GI_PCP_BATCH, GI_PCP_HIGH, PI_FREE_HOOK_ORDER
-from .buddy import ALLOC_BASE, ON_PCP, free_one_page, rmqueue_smallest
+from ..state.layout import GI, PI
+from ..state.zone import ALLOC_BASE, ON_PCP
+from .buddy import free_one_page, rmqueue_smallest
 
 
 @jit(inline="always")
@@ -26,7 +27,7 @@ def notify_free(s, g, z, pfn, order, t):
     """After ``__free_one_page`` placed a block freed at ``pfn`` with final ``order``: the
     mechanism's ``on_free`` with the merged head (only at orders it asked for, so that the
     test costs the hot path one compare)."""
-    if order >= s.pi[PI_FREE_HOOK_ORDER]:
+    if order >= s.pi[PI.FREE_HOOK_ORDER]:
         mech_on_free(s, g, z, pfn & ~((1 << order) - 1), order, t)
 
 
@@ -99,7 +100,7 @@ def rmqueue_bulk(s, g, z, cpu, count):
         z.state[pfn] = ON_PCP
         _add_tail(s, g, cpu, z, pfn)
         got += 1
-    s.gi[g, GI_LOCK_OPS] += got
+    s.gi[g, GI.LOCK_OPS] += got
     return got
 
 
@@ -115,14 +116,14 @@ def free_pcppages_bulk(s, g, z, cpu, count, t):
         order = free_one_page(z, pfn, 0, False)
         notify_free(s, g, z, pfn, order, t)
         n += 1
-    s.gi[g, GI_LOCK_OPS] += n
+    s.gi[g, GI.LOCK_OPS] += n
 
 
 @jit(inline="always")
 def pcp_alloc(s, g, z, cpu):
     """``rmqueue_pcplist``: an order-0 page from vCPU ``cpu``'s list, or -1."""
     if s.pcp_cnt[g, cpu] == 0:
-        rmqueue_bulk(s, g, z, cpu, s.gi[g, GI_PCP_BATCH])
+        rmqueue_bulk(s, g, z, cpu, s.gi[g, GI.PCP_BATCH])
         if s.pcp_cnt[g, cpu] == 0:
             return -1
     pfn = s.pcp_head[g, cpu]
@@ -136,8 +137,8 @@ def pcp_free(s, g, z, cpu, pfn, t):
     """``free_unref_page``: put an order-0 page on the pcp head; spill a batch at ``high``."""
     z.state[pfn] = ON_PCP
     _add_head(s, g, cpu, z, pfn)
-    if s.pcp_cnt[g, cpu] >= s.gi[g, GI_PCP_HIGH]:
-        free_pcppages_bulk(s, g, z, cpu, s.gi[g, GI_PCP_BATCH], t)
+    if s.pcp_cnt[g, cpu] >= s.gi[g, GI.PCP_HIGH]:
+        free_pcppages_bulk(s, g, z, cpu, s.gi[g, GI.PCP_BATCH], t)
 
 
 @jit

@@ -6,7 +6,7 @@ mm/page_alloc.c of v5.10).
   trackers and every hinting mechanism can see (``Zone.state`` ``PC_CLEAN``/``PC_DIRTY``),
   exactly as in the kernel: page cache is not free, so it is never hinted or reported. They sit
   on one LRU list linked through the zone's ``next``/``prev`` (as ``folio->lru``; allocated
-  pages use these links for nothing else), oldest at ``GI_PC_HEAD``. They hold data the guest
+  pages use these links for nothing else), oldest at ``GI.PC_HEAD``. They hold data the guest
   needs (``PG_DATA``): a host discard of one would be a lost write.
 - **Slab**: kernel pages (dentries, inodes, buffer heads) that grow with file activity: one
   slab page per ``SLAB_PC_PAGES`` page-cache pages read or written, given back at the same
@@ -23,11 +23,11 @@ mm/page_alloc.c of v5.10).
   dirty ones are written back (``pageout``) as the scan passes them and dropped once clean, so
   clean pages go before dirty ones and each in LRU order. Then anonymous pages to the guest's
   swap (``SimConfig.guest_swap``; none by default): the workload's held blocks (memhog's
-  mapping, ``GI_HELD_HEAD``), oldest first; a swapped block's frame goes back to the buddy and
-  its data lives in the guest's swap (``GI_GSWAP``) until the workload touches it again.
+  mapping, ``GI.HELD_HEAD``), oldest first; a swapped block's frame goes back to the buddy and
+  its data lives in the guest's swap (``GI.GSWAP``) until the workload touches it again.
 
 Costs: ``guest_reclaim`` per dropped page, ``guest_writeback`` per dirty page written,
-``guest_swap_out`` per page swapped out (``fphlib.host.costs``); in direct reclaim they are a
+``guest_swap_out`` per page swapped out (``fphlib.costs``); in direct reclaim they are a
 stall of the allocating workload (``guest_reclaim_stall_s``), in kswapd guest CPU
 (``kswapd_cpu_s``).
 
@@ -48,37 +48,12 @@ Simplifications:
 """
 
 from .._jit import jit
-from ..host.costs import C_GUEST_RECLAIM, C_GUEST_SWAP_OUT, C_GUEST_WRITEBACK
+from ..costs import C_GUEST_RECLAIM, C_GUEST_SWAP_OUT, C_GUEST_WRITEBACK
 from ..state.borrow import borrow_state, borrow_zone
 from ..state.hooks import guest_reclaim as hook_reclaim
-from ..state.layout import (
-    GF_DEBT,
-    GF_GUEST_RECLAIM_STALL,
-    GF_KSWAPD_CPU,
-    GF_STALL,
-    GI_DIRECT_RECLAIMS,
-    GI_GSWAP,
-    GI_GSWAP_CAP,
-    GI_GSWAPOUT,
-    GI_HELD_HEAD,
-    GI_HELD_TAIL,
-    GI_HIGH_WMARK,
-    GI_KSWAPD,
-    GI_KSWAPD_WAKES,
-    GI_LOCK_OPS,
-    GI_PC,
-    GI_PC_DIRTY,
-    GI_PC_DROPPED,
-    GI_PC_HEAD,
-    GI_PC_TAIL,
-    GI_SLAB,
-    GI_SLAB_DEBT,
-    GI_SLAB_HEAD,
-    GI_USED,
-    GI_WRITEBACK,
-    WP_BOOT_SLAB,
-)
-from .buddy import ALLOC_BASE, PC_CLEAN, PC_DIRTY, PG_DATA, free_one_page, nr_free_pages
+from ..state.layout import GF, GI, WP
+from ..state.zone import ALLOC_BASE, PC_CLEAN, PC_DIRTY, PG_DATA
+from .buddy import free_one_page, nr_free_pages
 from .pcp import notify_free
 
 # Slab pages per page-cache page: [assumption] one dentry (192 B) + one ext4 inode (~1.1 KiB)
@@ -96,7 +71,7 @@ def free_to_buddy(s, g, z, pfn, order, t):
     for q in range(pfn, pfn + (1 << order)):
         z.flags[q] &= NOT_DATA
     final = free_one_page(z, pfn, order, False)
-    s.gi[g, GI_LOCK_OPS] += 1
+    s.gi[g, GI.LOCK_OPS] += 1
     notify_free(s, g, z, pfn, final, t)
 
 
@@ -104,17 +79,17 @@ def free_to_buddy(s, g, z, pfn, order, t):
 def lru_add(s, g, z, pfn, dirty):
     """``folio_add_lru`` of a new page-cache page (allocated, written) at the LRU's young end."""
     z.state[pfn] = PC_DIRTY if dirty else PC_CLEAN
-    tail = s.gi[g, GI_PC_TAIL]
+    tail = s.gi[g, GI.PC_TAIL]
     z.next[pfn] = -1
     z.prev[pfn] = tail
     if tail >= 0:
         z.next[tail] = pfn
     else:
-        s.gi[g, GI_PC_HEAD] = pfn
-    s.gi[g, GI_PC_TAIL] = pfn
-    s.gi[g, GI_PC] += 1
+        s.gi[g, GI.PC_HEAD] = pfn
+    s.gi[g, GI.PC_TAIL] = pfn
+    s.gi[g, GI.PC] += 1
     if dirty:
-        s.gi[g, GI_PC_DIRTY] += 1
+        s.gi[g, GI.PC_DIRTY] += 1
 
 
 @jit(inline="always")
@@ -124,36 +99,36 @@ def _lru_del(s, g, z, pfn):
     if p >= 0:
         z.next[p] = n
     else:
-        s.gi[g, GI_PC_HEAD] = n
+        s.gi[g, GI.PC_HEAD] = n
     if n >= 0:
         z.prev[n] = p
     else:
-        s.gi[g, GI_PC_TAIL] = p
+        s.gi[g, GI.PC_TAIL] = p
 
 
 @jit(inline="always")
 def slab_push(s, g, z, pfn):
     """A new slab page (allocated, written)."""
-    z.next[pfn] = s.gi[g, GI_SLAB_HEAD]
-    s.gi[g, GI_SLAB_HEAD] = pfn
-    s.gi[g, GI_SLAB] += 1
+    z.next[pfn] = s.gi[g, GI.SLAB_HEAD]
+    s.gi[g, GI.SLAB_HEAD] = pfn
+    s.gi[g, GI.SLAB] += 1
 
 
 @jit(inline="always")
 def _slab_shrink(s, g, z, t):
     """``shrink_slab`` in proportion: one slab page per SLAB_PC_PAGES page-cache pages
     reclaimed, never below the boot slab."""
-    debt = s.gi[g, GI_SLAB_DEBT] - 1
+    debt = s.gi[g, GI.SLAB_DEBT] - 1
     freed = 0
     if debt <= -SLAB_PC_PAGES:
         debt += SLAB_PC_PAGES
-        if s.gi[g, GI_SLAB] > int(s.wp[g, WP_BOOT_SLAB]) // 4096:
-            pfn = s.gi[g, GI_SLAB_HEAD]
-            s.gi[g, GI_SLAB_HEAD] = z.next[pfn]
-            s.gi[g, GI_SLAB] -= 1
+        if s.gi[g, GI.SLAB] > int(s.wp[g, WP.BOOT_SLAB]) // 4096:
+            pfn = s.gi[g, GI.SLAB_HEAD]
+            s.gi[g, GI.SLAB_HEAD] = z.next[pfn]
+            s.gi[g, GI.SLAB] -= 1
             free_to_buddy(s, g, z, pfn, 0, t)
             freed = 1
-    s.gi[g, GI_SLAB_DEBT] = debt
+    s.gi[g, GI.SLAB_DEBT] = debt
     return freed
 
 
@@ -170,41 +145,41 @@ def shrink_node(s, g, z, want, t, cost):
     freed = 0
     spent = 0.0
     for _ in range(2):
-        p = s.gi[g, GI_PC_HEAD]
+        p = s.gi[g, GI.PC_HEAD]
         wrote = 0
         while p >= 0 and freed < want:
             nxt = z.next[p]
             if z.state[p] == PC_CLEAN:
                 _lru_del(s, g, z, p)
-                s.gi[g, GI_PC] -= 1
-                s.gi[g, GI_PC_DROPPED] += 1
+                s.gi[g, GI.PC] -= 1
+                s.gi[g, GI.PC_DROPPED] += 1
                 z.state[p] = ALLOC_BASE
                 free_to_buddy(s, g, z, p, 0, t)
                 freed += 1 + _slab_shrink(s, g, z, t)
                 spent += cost[C_GUEST_RECLAIM]
             else:  # pageout(): written back now, dropped when the scan comes round again
                 z.state[p] = PC_CLEAN
-                s.gi[g, GI_PC_DIRTY] -= 1
-                s.gi[g, GI_WRITEBACK] += 1
+                s.gi[g, GI.PC_DIRTY] -= 1
+                s.gi[g, GI.WRITEBACK] += 1
                 spent += cost[C_GUEST_WRITEBACK]
                 wrote += 1
             p = nxt
         if freed >= want or wrote == 0:
             break
-    while freed < want and s.gi[g, GI_HELD_HEAD] >= 0:
-        pfn = s.gi[g, GI_HELD_HEAD]
+    while freed < want and s.gi[g, GI.HELD_HEAD] >= 0:
+        pfn = s.gi[g, GI.HELD_HEAD]
         order = z.state[pfn] - ALLOC_BASE
         n = 1 << order
-        if s.gi[g, GI_GSWAP] + n > s.gi[g, GI_GSWAP_CAP]:
+        if s.gi[g, GI.GSWAP] + n > s.gi[g, GI.GSWAP_CAP]:
             break
         nxt = z.next[pfn]
-        s.gi[g, GI_HELD_HEAD] = nxt
+        s.gi[g, GI.HELD_HEAD] = nxt
         if nxt < 0:
-            s.gi[g, GI_HELD_TAIL] = -1
-        s.gi[g, GI_USED] -= n
+            s.gi[g, GI.HELD_TAIL] = -1
+        s.gi[g, GI.USED] -= n
         free_to_buddy(s, g, z, pfn, order, t)
-        s.gi[g, GI_GSWAP] += n
-        s.gi[g, GI_GSWAPOUT] += n
+        s.gi[g, GI.GSWAP] += n
+        s.gi[g, GI.GSWAPOUT] += n
         spent += n * cost[C_GUEST_SWAP_OUT]
         freed += n
     return freed, spent
@@ -221,20 +196,20 @@ def guest_reclaim(s, g, z, need, direct, t, cost):
     z = borrow_zone(z)
     freed, spent = shrink_node(s, g, z, need, t, cost)
     if direct:
-        s.gi[g, GI_DIRECT_RECLAIMS] += 1
-        s.gf[g, GF_DEBT] += spent
-        s.gf[g, GF_STALL] += spent
-        s.gf[g, GF_GUEST_RECLAIM_STALL] += spent
+        s.gi[g, GI.DIRECT_RECLAIMS] += 1
+        s.gf[g, GF.DEBT] += spent
+        s.gf[g, GF.STALL] += spent
+        s.gf[g, GF.GUEST_RECLAIM_STALL] += spent
     else:
-        s.gf[g, GF_KSWAPD_CPU] += spent
+        s.gf[g, GF.KSWAPD_CPU] += spent
     return freed
 
 
 @jit(inline="always")
 def kswapd(s, g, z, t, cost):
     """``balance_pgdat``: reclaim until the high watermark is met, then sleep."""
-    s.gi[g, GI_KSWAPD] = 0
-    short = s.gi[g, GI_HIGH_WMARK] - nr_free_pages(z)
+    s.gi[g, GI.KSWAPD] = 0
+    short = s.gi[g, GI.HIGH_WMARK] - nr_free_pages(z)
     if short > 0:
-        s.gi[g, GI_KSWAPD_WAKES] += 1
+        s.gi[g, GI.KSWAPD_WAKES] += 1
         hook_reclaim(s, g, z, short, 0, t, cost)

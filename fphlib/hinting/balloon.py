@@ -2,8 +2,8 @@
 QEMU hw/virtio/virtio-balloon.c (docs/references.md §7.1).
 
 - The host policy (``fphlib.host.policy``; ``"static"`` keeps today's fixed
-  ``balloon_target``) asks for a balloon size (``GI_ASK_PAGES``); each ask is a config
-  change (``GI_ASK_SEQ`` moves on) that queues ``update_balloon_size_func`` at the ask's
+  ``balloon_target``) asks for a balloon size (``GI.ASK_PAGES``); each ask is a config
+  change (``GI.ASK_SEQ`` moves on) that queues ``update_balloon_size_func`` at the ask's
   instant.
 - Inflate (``fill_balloon``): allocate up to VIRTIO_BALLOON_ARRAY_PFNS_MAX = 256 order-0 pages
   (``__GFP_NORETRY``: a failure does not trigger the OOM path), enqueue them, send their PFNs
@@ -26,27 +26,11 @@ vq and free page hinting are separate mechanisms; the host's MADV_WILLNEED on de
 import numpy as np
 
 from .._jit import jit
+from ..costs import C_ACK_IRQ, C_KICK_WAKEUP, C_PAGE_OP, C_VMEXIT
 from ..guest.pcp import pcp_alloc, pcp_free
-from ..host.costs import C_ACK_IRQ, C_KICK_WAKEUP, C_PAGE_OP, C_VMEXIT
 from ..host.discard_queue import discard_due, discard_later
 from ..state.borrow import borrow_state, borrow_zone
-from ..state.layout import (
-    GF_ASK_T,
-    GF_GUEST_CPU,
-    GF_HOST_CPU,
-    GI_ASK_PAGES,
-    GI_ASK_SEQ,
-    GI_BALLOON,
-    GI_BALLOON_MSGS,
-    GI_EVENTS,
-    GI_MBUF_OFF,
-    GI_NPAGES,
-    GI_OOM_DEFLATES,
-    GI_REPORTED_PAGES,
-    GI_VMEXITS,
-    PrivateState,
-    private_columns,
-)
+from ..state.layout import GF, GI, PrivateState, private_columns
 from ..state.params import Param
 
 NAME = "balloon"
@@ -56,7 +40,7 @@ PARAMS = {
                             field="deflate_on_oom"),
 }
 TAKES_HINT_ORDER = False
-ASKS = ("pages",)  # host policy asks it reads: pages wanted back (GI_ASK_PAGES)
+ASKS = ("pages",)  # host policy asks it reads: pages wanted back (GI.ASK_PAGES)
 BALLOON_PFNS = 256  # VIRTIO_BALLOON_ARRAY_PFNS_MAX (include/uapi/linux/virtio_balloon.h)
 
 # private columns; the message's PFNs are the guest's mbuf slice
@@ -95,11 +79,11 @@ INF = np.inf
 def _message(s, g, cost):
     """One inflate/deflate-vq message: kick, host work, ack. Return the round-trip time."""
     s = borrow_state(s)
-    s.gi[g, GI_VMEXITS] += 1
-    s.gi[g, GI_BALLOON_MSGS] += 1
-    s.gi[g, GI_EVENTS] += 1
-    s.gf[g, GF_GUEST_CPU] += cost[C_VMEXIT] + cost[C_ACK_IRQ]
-    s.gf[g, GF_HOST_CPU] += cost[C_KICK_WAKEUP]
+    s.gi[g, GI.VMEXITS] += 1
+    s.gi[g, GI.BALLOON_MSGS] += 1
+    s.gi[g, GI.EVENTS] += 1
+    s.gf[g, GF.GUEST_CPU] += cost[C_VMEXIT] + cost[C_ACK_IRQ]
+    s.gf[g, GF.HOST_CPU] += cost[C_KICK_WAKEUP]
     return cost[C_VMEXIT] + cost[C_KICK_WAKEUP] + cost[C_ACK_IRQ]
 
 
@@ -107,16 +91,16 @@ def _message(s, g, cost):
 def balloon_config_changed(s, g):
     """``virtballoon_changed`` on a new ask: queue the work at the ask's instant."""
     s = borrow_state(s)
-    if s.mi[g, B_ASK_SEEN] == s.gi[g, GI_ASK_SEQ]:
+    if s.mi[g, B_ASK_SEEN] == s.gi[g, GI.ASK_SEQ]:
         return
-    s.mi[g, B_ASK_SEEN] = s.gi[g, GI_ASK_SEQ]
-    want = s.gi[g, GI_ASK_PAGES]
-    if want > s.gi[g, GI_NPAGES]:
-        want = s.gi[g, GI_NPAGES]
+    s.mi[g, B_ASK_SEEN] = s.gi[g, GI.ASK_SEQ]
+    want = s.gi[g, GI.ASK_PAGES]
+    if want > s.gi[g, GI.NPAGES]:
+        want = s.gi[g, GI.NPAGES]
     s.mi[g, B_WANT] = want
-    if s.mi[g, B_PHASE] == B_IDLE and want != s.gi[g, GI_BALLOON]:
+    if s.mi[g, B_PHASE] == B_IDLE and want != s.gi[g, GI.BALLOON]:
         s.mi[g, B_PHASE] = B_WORK
-        s.mf[g, B_WAKE] = s.gf[g, GF_ASK_T]
+        s.mf[g, B_WAKE] = s.gf[g, GF.ASK_T]
 
 
 @jit
@@ -124,7 +108,7 @@ def _deflate_pages(s, g, z, n):
     """Dequeue up to n balloon pages into the message buffer; return how many."""
     s = borrow_state(s)
     z = borrow_zone(z)
-    off = s.gi[g, GI_MBUF_OFF]
+    off = s.gi[g, GI.MBUF_OFF]
     k = 0
     while k < n and s.mi[g, B_HEAD] >= 0:
         pfn = s.mi[g, B_HEAD]
@@ -139,11 +123,11 @@ def _release(s, g, z, k, t, cost):
     """``release_pages_balloon``: give k message pages back to the guest."""
     s = borrow_state(s)
     z = borrow_zone(z)
-    off = s.gi[g, GI_MBUF_OFF]
+    off = s.gi[g, GI.MBUF_OFF]
     for i in range(k):
         pcp_free(s, g, z, 0, s.mbuf[off + i], t)
-    s.gi[g, GI_BALLOON] -= k
-    s.gf[g, GF_GUEST_CPU] += k * cost[C_PAGE_OP]
+    s.gi[g, GI.BALLOON] -= k
+    s.gf[g, GF.GUEST_CPU] += k * cost[C_PAGE_OP]
 
 
 @jit
@@ -152,7 +136,7 @@ def balloon_step(s, g, z, t_end, cost):
     s = borrow_state(s)
     z = borrow_zone(z)
     balloon_config_changed(s, g)
-    off = s.gi[g, GI_MBUF_OFF]
+    off = s.gi[g, GI.MBUF_OFF]
     while s.mf[g, B_WAKE] <= t_end:
         now = s.mf[g, B_WAKE]
         phase = s.mi[g, B_PHASE]
@@ -171,7 +155,7 @@ def balloon_step(s, g, z, t_end, cost):
         elif phase != B_WORK and phase != B_WAIT_INFLATE:
             continue
         # update_balloon_size_func: towards_target
-        diff = s.mi[g, B_WANT] - s.gi[g, GI_BALLOON]
+        diff = s.mi[g, B_WANT] - s.gi[g, GI.BALLOON]
         if diff == 0:
             s.mi[g, B_PHASE] = B_IDLE
             continue
@@ -186,13 +170,13 @@ def balloon_step(s, g, z, t_end, cost):
                 s.mi[g, B_HEAD] = pfn
                 s.mbuf[off + k] = pfn
                 k += 1
-            s.gi[g, GI_BALLOON] += k
-            s.gf[g, GF_GUEST_CPU] += k * cost[C_PAGE_OP]
+            s.gi[g, GI.BALLOON] += k
+            s.gf[g, GF.GUEST_CPU] += k * cost[C_PAGE_OP]
             if k == 0:
                 s.mi[g, B_PHASE] = B_WORK
                 s.mf[g, B_WAKE] = now + OUT_OF_PUFF_S
                 continue
-            s.gi[g, GI_REPORTED_PAGES] += k
+            s.gi[g, GI.REPORTED_PAGES] += k
             _message(s, g, cost)
             due = now
             for i in range(k):  # QEMU: one discard per 4 KiB page
@@ -224,7 +208,7 @@ def balloon_deflate_oom(s, g, z, t, cost):
     k = _deflate_pages(s, g, z, OOM_NR_PAGES)
     stall += _message(s, g, cost)
     _release(s, g, z, k, t, cost)
-    s.gi[g, GI_OOM_DEFLATES] += 1
+    s.gi[g, GI.OOM_DEFLATES] += 1
     return k, stall
 
 

@@ -12,7 +12,7 @@ bits set).
 
 Driven by the host (:mod:`fphlib.host.migration`, which migrates guest 0): after each
 dirty-bitmap sync QEMU writes a new cmd id (>= 0x80000000) in the config space and raises a
-config interrupt (``GI_FPH_CMD``, ``GI_ASK_SEQ``); before the next sync it writes STOP (0); when
+config interrupt (``GI.FPH_CMD``, ``GI.ASK_SEQ``); before the next sync it writes STOP (0); when
 the migration completes, DONE (1). The guest acks a new id with one kick and hints free blocks;
 each hint clears the block from the migration bitmap (those pages are not sent in this pass;
 a later write dirties them again and the next pass re-sends them).
@@ -20,7 +20,7 @@ a later write dirties them again and the next pass re-sends them).
 ``mode="alloc"`` (the merged driver): allocate order-10 blocks (4 MiB) one at a time with
 ``alloc_pages(__GFP_NORETRY | __GFP_NOWARN | __GFP_NOMEMALLOC, 10)`` (cost ``alloc_4m``,
 ~15 µs each, seed thread), one buffer and one kick per block, until the allocation fails; keep
-them on ``free_page_list`` (``GI_BALLOON``: memory the guest cannot use) until DONE, when
+them on ``free_page_list`` (``GI.BALLOON``: memory the guest cannot use) until DONE, when
 ``return_free_pages_to_mm`` frees them all. Under memory pressure the shrinker
 (``on_alloc_fail``) gives blocks back one at a time (``SHRINK_BATCH`` = 128 pages rounds up to
 one 4 MiB block).
@@ -44,26 +44,13 @@ the page poisoning feature is off; only guest 0 is migrated, so only guest 0 hin
 import numpy as np
 
 from .._jit import jit
+from ..costs import C_ALLOC_4M, C_PAGE_OP, C_VMEXIT, C_XBITMAP_OP, C_ZONE_LOCK
 from ..guest.buddy import rmqueue_smallest
 from ..guest.mm import free_block
 from ..guest.xbitmap import xb_find_set
-from ..host.costs import C_ALLOC_4M, C_PAGE_OP, C_VMEXIT, C_XBITMAP_OP, C_ZONE_LOCK
 from ..host.migration import CMD_ID_DONE, CMD_ID_FIRST, mig_hint, mig_note_held
 from ..state.borrow import borrow_state, borrow_zone
-from ..state.layout import (
-    GF_ASK_T,
-    GF_GUEST_CPU,
-    GI_BALLOON,
-    GI_EVENTS,
-    GI_FPH_CMD,
-    GI_LOCK_OPS,
-    GI_NPAGES,
-    GI_OOM_DEFLATES,
-    GI_REPORTS,
-    GI_VMEXITS,
-    PrivateState,
-    private_columns,
-)
+from ..state.layout import GF, GI, PrivateState, private_columns
 from ..state.params import Param
 
 NAME = "free_page_hint"
@@ -115,10 +102,10 @@ STATE = PrivateState(
 def _kick(s, g, cost):
     """One buffer (or batch) added to free_page_vq and a kick: one exit."""
     s = borrow_state(s)
-    s.gi[g, GI_VMEXITS] += 1
-    s.gi[g, GI_REPORTS] += 1
-    s.gi[g, GI_EVENTS] += 1
-    s.gf[g, GF_GUEST_CPU] += cost[C_VMEXIT]
+    s.gi[g, GI.VMEXITS] += 1
+    s.gi[g, GI.REPORTS] += 1
+    s.gi[g, GI.EVENTS] += 1
+    s.gf[g, GF.GUEST_CPU] += cost[C_VMEXIT]
     return cost[C_VMEXIT]
 
 
@@ -132,7 +119,7 @@ def _return_block(s, g, z, t):
         return 0
     s.mi[g, FH_HEAD] = z.next[pfn]
     free_block(s, g, z, pfn, HINT_BLOCK_ORDER, 0, t)
-    s.gi[g, GI_BALLOON] -= HINT_BLOCK_PAGES
+    s.gi[g, GI.BALLOON] -= HINT_BLOCK_PAGES
     return HINT_BLOCK_PAGES
 
 
@@ -141,11 +128,11 @@ def _command(s, g, z, cost):
     """``virtballoon_changed``: act on a new free_page_hint_cmd_id."""
     s = borrow_state(s)
     z = borrow_zone(z)
-    cmd = s.gi[g, GI_FPH_CMD]
+    cmd = s.gi[g, GI.FPH_CMD]
     if cmd == s.mi[g, FH_CMD_SEEN]:
         return
     s.mi[g, FH_CMD_SEEN] = cmd
-    now = s.gf[g, GF_ASK_T]
+    now = s.gf[g, GF.ASK_T]
     if cmd >= CMD_ID_FIRST:  # a new round: ack the id (one kick), then hint from the start
         s.mi[g, FH_PHASE] = PH_HINT
         s.mi[g, FH_CURSOR] = 0
@@ -157,8 +144,8 @@ def _command(s, g, z, cost):
         n = 0
         while _return_block(s, g, z, now):
             n += 1
-        s.gi[g, GI_LOCK_OPS] += n
-        s.gf[g, GF_GUEST_CPU] += n * cost[C_ZONE_LOCK]
+        s.gi[g, GI.LOCK_OPS] += n
+        s.gf[g, GF.GUEST_CPU] += n * cost[C_ZONE_LOCK]
         mig_note_held(s, g, now)
     # CMD_ID_STOP: stop hinting, keep the blocks
 
@@ -171,8 +158,8 @@ def _alloc_hints(s, g, z, t_end, cost):
     while s.mi[g, FH_PHASE] == PH_HINT and s.mf[g, FH_WAKE] <= t_end:
         now = s.mf[g, FH_WAKE]
         pfn = rmqueue_smallest(z, HINT_BLOCK_ORDER)  # __GFP_NORETRY: no drain, no reclaim
-        s.gi[g, GI_LOCK_OPS] += 1
-        s.gf[g, GF_GUEST_CPU] += cost[C_ALLOC_4M]
+        s.gi[g, GI.LOCK_OPS] += 1
+        s.gf[g, GF.GUEST_CPU] += cost[C_ALLOC_4M]
         if pfn < 0:  # no more 4 MiB blocks: the guest sends STOP and waits for a new id
             _kick(s, g, cost)
             s.mi[g, FH_PHASE] = PH_IDLE
@@ -180,7 +167,7 @@ def _alloc_hints(s, g, z, t_end, cost):
             break
         z.next[pfn] = s.mi[g, FH_HEAD]  # free_page_list
         s.mi[g, FH_HEAD] = pfn
-        s.gi[g, GI_BALLOON] += HINT_BLOCK_PAGES
+        s.gi[g, GI.BALLOON] += HINT_BLOCK_PAGES
         mig_note_held(s, g, now)
         mig_hint(s, g, pfn, HINT_BLOCK_PAGES)
         s.mf[g, FH_WAKE] = now + cost[C_ALLOC_4M] + _kick(s, g, cost)
@@ -191,7 +178,7 @@ def _xbitmap_hints(s, g, z, t_end, cost):
     """xbitmap mode: ``get_free_page_hints`` of up to ``batch`` blocks per step, bits kept."""
     s = borrow_state(s)
     z = borrow_zone(z)
-    end = s.gi[g, GI_NPAGES] - 1
+    end = s.gi[g, GI.NPAGES] - 1
     min_order = s.mi[g, FH_MIN_ORDER]
     while s.mi[g, FH_PHASE] == PH_HINT and s.mf[g, FH_WAKE] <= t_end:
         now = s.mf[g, FH_WAKE]
@@ -217,9 +204,9 @@ def _xbitmap_hints(s, g, z, t_end, cost):
             mig_hint(s, g, head, 1 << order)
             k += 1
         s.mi[g, FH_CURSOR] = p
-        s.gi[g, GI_LOCK_OPS] += 1  # one zone->lock hold per call
+        s.gi[g, GI.LOCK_OPS] += 1  # one zone->lock hold per call
         spent = finds * cost[C_XBITMAP_OP]
-        s.gf[g, GF_GUEST_CPU] += spent
+        s.gf[g, GF.GUEST_CPU] += spent
         if k:
             spent += _kick(s, g, cost)
         if p > end:  # the whole bitmap read: STOP
@@ -250,7 +237,7 @@ def on_alloc_fail(s, g, z, t, cost):
     z = borrow_zone(z)
     n = _return_block(s, g, z, t)
     if n:
-        s.gi[g, GI_LOCK_OPS] += 1
-        s.gi[g, GI_OOM_DEFLATES] += 1  # guest_summary.oom_deflates: shrinker returns
+        s.gi[g, GI.LOCK_OPS] += 1
+        s.gi[g, GI.OOM_DEFLATES] += 1  # guest_summary.oom_deflates: shrinker returns
         mig_note_held(s, g, t)
     return n, cost[C_ZONE_LOCK] + cost[C_PAGE_OP]

@@ -34,22 +34,11 @@ workqueue delay); a block of order > ``hint_order`` is isolated whole at its chu
 import numpy as np
 
 from .._jit import jit
+from ..costs import C_ACK_IRQ, C_ZONE_LOCK
 from ..guest.buddy import NR_ORDERS, nr_free_pages
-from ..host.costs import C_ACK_IRQ, C_ZONE_LOCK
 from ..host.discard_queue import discard_due
 from ..state.borrow import borrow_state, borrow_zone
-from ..state.layout import (
-    GF_GUEST_CPU,
-    GI_ASK_HINT,
-    GI_LOCK_OPS,
-    GI_MBUF_OFF,
-    GI_MIN_WMARK,
-    GI_NPAGES,
-    GI_STALE_HINTS,
-    PI_HINT_ORDER,
-    PrivateState,
-    private_columns,
-)
+from ..state.layout import GF, GI, PI, PrivateState, private_columns
 from ..state.params import Param
 from .virtio_report import isolate_into, putback_blocks, report_blocks
 
@@ -61,7 +50,7 @@ PARAMS = {
                        "the work"),
 }
 TAKES_HINT_ORDER = True
-ASKS = ("hint",)  # host policy asks it reads: hinting on/off (GI_ASK_HINT)
+ASKS = ("hint",)  # host policy asks it reads: hinting on/off (GI.ASK_HINT)
 
 
 def safe(params):
@@ -106,7 +95,7 @@ STATE = PrivateState(
 @jit(inline="always")
 def _sg(s, g):
     """Start of the scatterlist (after the bitmap words) in guest g's mbuf slice."""
-    return s.gi[g, GI_MBUF_OFF] + (s.gi[g, GI_NPAGES] + 1 + 63) // 64
+    return s.gi[g, GI.MBUF_OFF] + (s.gi[g, GI.NPAGES] + 1 + 63) // 64
 
 
 @jit
@@ -114,8 +103,8 @@ def on_free(s, g, z, pfn, order, t, cost):
     """After merging at order >= hint_order: set the chunk's bit; schedule the work at the
     threshold."""
     s = borrow_state(s)
-    bit = pfn >> s.pi[PI_HINT_ORDER]
-    w = s.gi[g, GI_MBUF_OFF] + (bit >> 6)
+    bit = pfn >> s.pi[PI.HINT_ORDER]
+    w = s.gi[g, GI.MBUF_OFF] + (bit >> 6)
     mask = np.int64(1) << (bit & 63)
     if s.mbuf[w] & mask:
         return
@@ -138,10 +127,10 @@ def _walk(s, g, z, now, cost):
     """Resume the walk over set bits; return True when a report was sent."""
     s = borrow_state(s)
     z = borrow_zone(z)
-    hint = s.pi[PI_HINT_ORDER]
-    off = s.gi[g, GI_MBUF_OFF]
+    hint = s.pi[PI.HINT_ORDER]
+    off = s.gi[g, GI.MBUF_OFF]
     sg = _sg(s, g)
-    nbits = (s.gi[g, GI_NPAGES] >> hint) + 1
+    nbits = (s.gi[g, GI.NPAGES] >> hint) + 1
     cap = s.mi[g, HB_CAP]
     bit = s.mi[g, HB_CURSOR]
     locks = 0
@@ -156,24 +145,24 @@ def _walk(s, g, z, now, cost):
             continue
         pfn = bit << hint
         locks += 1
-        st = z.state[pfn] if pfn < s.gi[g, GI_NPAGES] else -1
+        st = z.state[pfn] if pfn < s.gi[g, GI.NPAGES] else -1
         if hint <= st < NR_ORDERS:
-            if not s.gi[g, GI_ASK_HINT] or not nr_free_pages(z) > (
-                s.gi[g, GI_MIN_WMARK] + (1 << st)
+            if not s.gi[g, GI.ASK_HINT] or not nr_free_pages(z) > (
+                s.gi[g, GI.MIN_WMARK] + (1 << st)
             ):
                 break  # __isolate_free_page fails: leave the bit for a later pass
             isolate_into(s, g, z, pfn, st, sg, s.mi[g, HB_NSG])
             s.mi[g, HB_NSG] += 1
         else:
-            s.gi[g, GI_STALE_HINTS] += 1  # reallocated since its bit was set
+            s.gi[g, GI.STALE_HINTS] += 1  # reallocated since its bit was set
         s.mbuf[w] &= ~mask
         s.mi[g, HB_COUNT] -= 1
         bit += 1
         if s.mi[g, HB_NSG] == cap:
             break
     s.mi[g, HB_CURSOR] = bit
-    s.gi[g, GI_LOCK_OPS] += locks
-    s.gf[g, GF_GUEST_CPU] += locks * cost[C_ZONE_LOCK]
+    s.gi[g, GI.LOCK_OPS] += locks
+    s.gf[g, GF.GUEST_CPU] += locks * cost[C_ZONE_LOCK]
     return s.mi[g, HB_NSG] > 0  # a full scatterlist, the remainder, or a failed isolation
 
 
@@ -188,7 +177,7 @@ def tick(s, g, z, t_end, cost):
     """Run the work and its report round trips up to ``t_end``."""
     s = borrow_state(s)
     z = borrow_zone(z)
-    nbits = (s.gi[g, GI_NPAGES] >> s.pi[PI_HINT_ORDER]) + 1
+    nbits = (s.gi[g, GI.NPAGES] >> s.pi[PI.HINT_ORDER]) + 1
     while s.mf[g, HB_WAKE] <= t_end:
         now = s.mf[g, HB_WAKE]
         phase = s.mi[g, HB_PHASE]

@@ -38,19 +38,11 @@ Simplifications:
 import numpy as np
 
 from .._jit import jit
+from ..costs import C_ACK_IRQ, C_PAGE_OP, C_ZONE_LOCK
 from ..guest.buddy import NR_ORDERS
-from ..host.costs import C_ACK_IRQ, C_PAGE_OP, C_ZONE_LOCK
 from ..host.discard_queue import discard_due
 from ..state.borrow import borrow_state, borrow_zone
-from ..state.layout import (
-    GF_GUEST_CPU,
-    GI_ASK_HINT,
-    GI_LOCK_OPS,
-    GI_MBUF_OFF,
-    GI_STALE_HINTS,
-    PrivateState,
-    private_columns,
-)
+from ..state.layout import GF, GI, PrivateState, private_columns
 from ..state.params import Param
 from .virtio_report import isolate_into, putback_blocks, report_blocks
 
@@ -64,7 +56,7 @@ PARAMS = {
                           choices=("after_ack", "at_send")),
 }
 TAKES_HINT_ORDER = False
-ASKS = ("hint",)  # host policy asks it reads: hinting on/off (GI_ASK_HINT)
+ASKS = ("hint",)  # host policy asks it reads: hinting on/off (GI.ASK_HINT)
 
 
 def safe(params):
@@ -108,19 +100,19 @@ STATE = PrivateState(
 
 @jit(inline="always")
 def _hdr(s, g, c):
-    return s.gi[g, GI_MBUF_OFF] + c * H_LEN
+    return s.gi[g, GI.MBUF_OFF] + c * H_LEN
 
 
 @jit(inline="always")
 def _kvm_pt(s, g, c):
     n = s.mi[g, V8_ENTRIES]
-    return s.gi[g, GI_MBUF_OFF] + s.mi[g, V8_VCPUS] * H_LEN + c * 2 * n
+    return s.gi[g, GI.MBUF_OFF] + s.mi[g, V8_VCPUS] * H_LEN + c * 2 * n
 
 
 @jit(inline="always")
 def _hyp(s, g):
     n = s.mi[g, V8_ENTRIES]
-    return s.gi[g, GI_MBUF_OFF] + s.mi[g, V8_VCPUS] * (H_LEN + 2 * n)
+    return s.gi[g, GI.MBUF_OFF] + s.mi[g, V8_VCPUS] * (H_LEN + 2 * n)
 
 
 @jit(inline="always")
@@ -147,7 +139,7 @@ def _compact(s, g, z, c, cost):
             s.mbuf[a + 2 * k + 1] = order
             k += 1
     s.mbuf[h + H_IDX] = k
-    s.gf[g, GF_GUEST_CPU] += n * cost[C_PAGE_OP]
+    s.gf[g, GF.GUEST_CPU] += n * cost[C_PAGE_OP]
     return k
 
 
@@ -159,7 +151,7 @@ def on_free(s, g, z, pfn, order, t, cost):
     c = (pfn >> (NR_ORDERS - 1)) % s.mi[g, V8_VCPUS]
     h = _hdr(s, g, c)
     if s.mbuf[h + H_PENDING]:
-        s.gi[g, GI_STALE_HINTS] += 1  # full, waiting for the kthread: the free is not seen
+        s.gi[g, GI.STALE_HINTS] += 1  # full, waiting for the kthread: the free is not seen
         return
     a = _kvm_pt(s, g, c)
     i = s.mbuf[h + H_IDX]
@@ -202,15 +194,15 @@ def _kthread(s, g, z, c, now, cost):
     k = 0
     for i in range(n):
         pfn = s.mbuf[a + 2 * i]
-        if _still_free(z, pfn, s.mbuf[a + 2 * i + 1]) and s.gi[g, GI_ASK_HINT]:
+        if _still_free(z, pfn, s.mbuf[a + 2 * i + 1]) and s.gi[g, GI.ASK_HINT]:
             isolate_into(s, g, z, pfn, z.state[pfn], b, k)
             k += 1
     s.mbuf[h + H_IDX] = 0
     s.mbuf[h + H_COMPACTED] = 0
     s.mbuf[h + H_PENDING] = 0
     s.mi[g, V8_NHYP] = k
-    s.gi[g, GI_LOCK_OPS] += k
-    s.gf[g, GF_GUEST_CPU] += k * cost[C_ZONE_LOCK] + n * cost[C_PAGE_OP]
+    s.gi[g, GI.LOCK_OPS] += k
+    s.gf[g, GF.GUEST_CPU] += k * cost[C_ZONE_LOCK] + n * cost[C_PAGE_OP]
     if k == 0:
         return -1.0
     due = report_blocks(s, g, z, b, k, now, cost)

@@ -31,7 +31,7 @@ report queues its discards with the host (:mod:`fphlib.host.discard_queue`, perf
 Parameters (``mechanism_params``): ``capacity`` (PAGE_REPORTING_CAPACITY, 32; older name
 ``report_capacity``) and ``delay_s`` (PAGE_REPORTING_DELAY, 2 s; ``report_delay_s``); the
 order is the run's ``hint_order``. A host policy that switches hinting off
-(``GI_ASK_HINT`` = 0) makes a pass end at once, as if the zone were below the gate.
+(``GI.ASK_HINT`` = 0) makes a pass end at once, as if the zone were below the gate.
 
 Simplifications: one zone per guest; the worker's own CPU time outside zone->lock is not
 charged; the scatterlist entries hold a pfn and an order (no struct scatterlist).
@@ -40,26 +40,13 @@ charged; the scatterlist entries hold a pfn and an order (no struct scatterlist)
 import numpy as np
 
 from .._jit import jit
-from ..guest.buddy import (
-    PG_REPORTED,
-    list_rotate_to_front,
-    nr_free_pages,
-)
-from ..host.costs import C_ACK_IRQ, C_ZONE_LOCK
+from ..costs import C_ACK_IRQ, C_ZONE_LOCK
+from ..guest.buddy import list_rotate_to_front, nr_free_pages
 from ..host.discard_queue import discard_due
 from ..state.borrow import borrow_state, borrow_zone
-from ..state.layout import (
-    GF_GUEST_CPU,
-    GI_ASK_HINT,
-    GI_LOCK_OPS,
-    GI_LOW_WMARK,
-    GI_MBUF_OFF,
-    GI_MIN_WMARK,
-    PI_HINT_ORDER,
-    PrivateState,
-    private_columns,
-)
+from ..state.layout import GF, GI, PI, PrivateState, private_columns
 from ..state.params import Param
+from ..state.zone import PG_REPORTED
 from .virtio_report import isolate_into, putback_blocks, report_blocks
 
 NAME = "page_reporting"
@@ -70,7 +57,7 @@ PARAMS = {
                      "after a request", field="report_delay_s"),
 }
 TAKES_HINT_ORDER = True
-ASKS = ("hint",)  # host policy asks it reads: hinting on/off (GI_ASK_HINT)
+ASKS = ("hint",)  # host policy asks it reads: hinting on/off (GI.ASK_HINT)
 REPORTS_PAGES = True  # sets PageReported: the page_reporting_enabled static key is on
 
 # private columns (mi / mf); the scatterlist is the guest's mbuf slice, (pfn, order) pairs
@@ -141,7 +128,7 @@ def page_reporting_request(s, g, t):
 @jit(inline="always")
 def page_reporting_notify_free(s, g, order, t):
     """``page_reporting_notify_free``: request a pass when a block of order >= min is freed."""
-    if order < s.pi[PI_HINT_ORDER]:
+    if order < s.pi[PI.HINT_ORDER]:
         return
     page_reporting_request(s, g, t)
 
@@ -149,14 +136,14 @@ def page_reporting_notify_free(s, g, order, t):
 @jit(inline="always")
 def _report(s, g, z, first, last, now, cost):
     """``prdev->report`` of sg entries [first, last); return when the host discards them."""
-    base = s.gi[g, GI_MBUF_OFF] + 2 * first
+    base = s.gi[g, GI.MBUF_OFF] + 2 * first
     return report_blocks(s, g, z, base, last - first, now, cost)
 
 
 @jit(inline="always")
 def _drain(s, g, z, first, last, cost):
     """``page_reporting_drain`` of sg entries [first, last)."""
-    putback_blocks(s, g, z, s.gi[g, GI_MBUF_OFF] + 2 * first, last - first, True, cost)
+    putback_blocks(s, g, z, s.gi[g, GI.MBUF_OFF] + 2 * first, last - first, True, cost)
 
 
 @jit(inline="always")
@@ -177,7 +164,7 @@ def _run(s, g, z, now, cost):
     s = borrow_state(s)
     z = borrow_zone(z)
     cap = s.mi[g, PR_CAP]
-    off = s.gi[g, GI_MBUF_OFF]
+    off = s.gi[g, GI.MBUF_OFF]
     n_orders = z.nr_free.shape[0]
     while True:
         phase = s.mi[g, PR_PHASE]
@@ -197,14 +184,14 @@ def _run(s, g, z, now, cost):
             s.mi[g, PR_BUDGET] = (z.nr_free[order] + cap * 16 - 1) // (cap * 16)
             s.mi[g, PR_CURSOR] = z.head[order]
             s.mi[g, PR_PHASE] = PH_WALK
-            s.gi[g, GI_LOCK_OPS] += 1
-            s.gf[g, GF_GUEST_CPU] += cost[C_ZONE_LOCK]
+            s.gi[g, GI.LOCK_OPS] += 1
+            s.gf[g, GF.GUEST_CPU] += cost[C_ZONE_LOCK]
         elif phase == PH_WALK:
             order = s.mi[g, PR_ORDER]
             page = s.mi[g, PR_CURSOR]
             budget = s.mi[g, PR_BUDGET]
             offset = s.mi[g, PR_OFFSET]
-            mark = s.gi[g, GI_MIN_WMARK] + (1 << order)
+            mark = s.gi[g, GI.MIN_WMARK] + (1 << order)
             isolated = 0
             while page >= 0:
                 nxt = z.next[page]
@@ -228,8 +215,8 @@ def _run(s, g, z, now, cost):
                     list_rotate_to_front(z, page, order)
                 s.mi[g, PR_OFFSET] = offset
                 s.mi[g, PR_BUDGET] = budget
-                s.gi[g, GI_LOCK_OPS] += isolated
-                s.gf[g, GF_GUEST_CPU] += isolated * cost[C_ZONE_LOCK]
+                s.gi[g, GI.LOCK_OPS] += isolated
+                s.gf[g, GF.GUEST_CPU] += isolated * cost[C_ZONE_LOCK]
                 s.mf[g, PR_WAKE] = _report(s, g, z, 0, cap, now, cost)
                 s.mi[g, PR_PHASE] = PH_HOST
                 return
@@ -237,8 +224,8 @@ def _run(s, g, z, now, cost):
             if page >= 0 and z.head[order] != page:
                 list_rotate_to_front(z, page, order)
             s.mi[g, PR_OFFSET] = offset
-            s.gi[g, GI_LOCK_OPS] += isolated
-            s.gf[g, GF_GUEST_CPU] += isolated * cost[C_ZONE_LOCK]
+            s.gi[g, GI.LOCK_OPS] += isolated
+            s.gf[g, GF.GUEST_CPU] += isolated * cost[C_ZONE_LOCK]
             s.mi[g, PR_ORDER] = order + 1
             s.mi[g, PR_PHASE] = PH_ORDER
         else:
@@ -264,9 +251,9 @@ def page_reporting_step(s, g, z, t_end, cost):
             s.mi[g, PR_STATE] = PAGE_REPORTING_ACTIVE
             s.mi[g, PR_OFFSET] = cap
             s.mf[g, PR_WAKE] = INF
-            hint_order = s.pi[PI_HINT_ORDER]
-            gate = s.gi[g, GI_LOW_WMARK] + (cap << hint_order)
-            if not s.gi[g, GI_ASK_HINT] or not nr_free_pages(z) > gate:
+            hint_order = s.pi[PI.HINT_ORDER]
+            gate = s.gi[g, GI.LOW_WMARK] + (cap << hint_order)
+            if not s.gi[g, GI.ASK_HINT] or not nr_free_pages(z) > gate:
                 _finish(s, g, now)
                 continue
             s.mi[g, PR_ORDER] = hint_order
@@ -332,4 +319,4 @@ def free_hook_order(params, hint_order):
 def reported_pages(s, g, z):
     """Pages in free blocks flagged PageReported now."""
     s = borrow_state(s)
-    return reported_pages_now(z, s.pi[PI_HINT_ORDER])
+    return reported_pages_now(z, s.pi[PI.HINT_ORDER])

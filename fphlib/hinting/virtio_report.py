@@ -8,10 +8,11 @@ the queue at that instant and takes the ack ``ack_irq`` after the discard work.
 """
 
 from .._jit import jit
-from ..guest.buddy import PG_REPORTED, isolate_free_page, putback_isolated_page
+from ..guest.buddy import isolate_free_page, putback_isolated_page
 from ..host.discard_queue import discard_later
 from ..state.borrow import borrow_state, borrow_zone
-from ..state.layout import GI_ISOLATED
+from ..state.layout import GI
+from ..state.zone import PG_REPORTED
 from .counters import count_lock_ops, count_report, count_reported_pages
 
 
@@ -19,7 +20,7 @@ from .counters import count_lock_ops, count_report, count_reported_pages
 def isolate_into(s, g, z, pfn, order, base, k):
     """``__isolate_free_page`` of a free head into entry k of the list at ``base``."""
     isolate_free_page(z, pfn, order)
-    s.gi[g, GI_ISOLATED] += 1 << order
+    s.gi[g, GI.ISOLATED] += 1 << order
     s.mbuf[base + 2 * k] = pfn
     s.mbuf[base + 2 * k + 1] = order
 
@@ -52,7 +53,7 @@ def putback_blocks(s, g, z, base, n, mark_reported, cost):
         pfn = s.mbuf[base + 2 * i]
         order = s.mbuf[base + 2 * i + 1]
         putback_isolated_page(z, pfn, order)
-        s.gi[g, GI_ISOLATED] -= 1 << order
+        s.gi[g, GI.ISOLATED] -= 1 << order
         if mark_reported and z.state[pfn] == order:
             z.flags[pfn] |= PG_REPORTED
     count_lock_ops(s, g, n, cost)

@@ -44,21 +44,12 @@ runs at the ack, not batched.
 import numpy as np
 
 from .._jit import jit
+from ..costs import C_ACK_IRQ, C_XBITMAP_OP
 from ..guest.buddy import NR_ORDERS, track_block_add, track_block_del
 from ..guest.xbitmap import xb_find_set
-from ..host.costs import C_ACK_IRQ, C_XBITMAP_OP
 from ..host.discard_queue import discard_due
 from ..state.borrow import borrow_state, borrow_zone
-from ..state.layout import (
-    GF_GUEST_CPU,
-    GI_ASK_HINT,
-    GI_LOCK_OPS,
-    GI_MBUF_OFF,
-    GI_NPAGES,
-    PI_HINT_ORDER,
-    PrivateState,
-    private_columns,
-)
+from ..state.layout import GF, GI, PI, PrivateState, private_columns
 from ..state.params import Param
 from .virtio_report import isolate_into, putback_blocks, report_blocks
 
@@ -74,7 +65,7 @@ PARAMS = {
                         "hints [assumption: as PAGE_REPORTING_DELAY]"),
 }
 TAKES_HINT_ORDER = True
-ASKS = ("hint",)  # host policy asks it reads: hinting on/off (GI_ASK_HINT)
+ASKS = ("hint",)  # host policy asks it reads: hinting on/off (GI.ASK_HINT)
 
 
 def safe(params):
@@ -133,9 +124,9 @@ def get_free_page_hints(s, g, z, cost):
     report list and clear their bits (isolating them when ``isolate``); return how many."""
     s = borrow_state(s)
     z = borrow_zone(z)
-    base = s.gi[g, GI_MBUF_OFF]
-    hint = s.pi[PI_HINT_ORDER]
-    end = s.gi[g, GI_NPAGES] - 1
+    base = s.gi[g, GI.MBUF_OFF]
+    hint = s.pi[PI.HINT_ORDER]
+    end = s.gi[g, GI.NPAGES] - 1
     cap = s.mi[g, XH_CAP]
     page_mode = s.mi[g, XH_PAGE]
     p = s.mi[g, XH_CURSOR]
@@ -166,8 +157,8 @@ def get_free_page_hints(s, g, z, cost):
             s.mbuf[base + 2 * k + 1] = order
         k += 1
     s.mi[g, XH_CURSOR] = p
-    s.gi[g, GI_LOCK_OPS] += 1  # one zone->lock hold per call
-    s.gf[g, GF_GUEST_CPU] += finds * cost[C_XBITMAP_OP]
+    s.gi[g, GI.LOCK_OPS] += 1  # one zone->lock hold per call
+    s.gf[g, GF.GUEST_CPU] += finds * cost[C_XBITMAP_OP]
     return k
 
 
@@ -177,7 +168,7 @@ def put_free_page_hints(s, g, z, n, cost):
     hints get their bits back where the block is still free and unchanged."""
     s = borrow_state(s)
     z = borrow_zone(z)
-    base = s.gi[g, GI_MBUF_OFF]
+    base = s.gi[g, GI.MBUF_OFF]
     if s.mi[g, XH_ISOLATE]:
         putback_blocks(s, g, z, base, n, False, cost)
         return
@@ -187,7 +178,7 @@ def put_free_page_hints(s, g, z, n, cost):
         if z.state[head] != order:
             continue  # allocated, split or merged since: the hooks already tell the truth
         track_block_add(z, np.int64(head), np.int64(order))
-    s.gi[g, GI_LOCK_OPS] += 1
+    s.gi[g, GI.LOCK_OPS] += 1
 
 
 @jit
@@ -208,7 +199,7 @@ def tick(s, g, z, t_end, cost):
             put_free_page_hints(s, g, z, s.mi[g, XH_N], cost)
             s.mi[g, XH_N] = 0
         k = 0
-        if s.gi[g, GI_ASK_HINT]:
+        if s.gi[g, GI.ASK_HINT]:
             k = get_free_page_hints(s, g, z, cost)
         if k == 0:  # the pass is over: the next one an interval later, from the start
             s.mi[g, XH_PHASE] = PH_IDLE
@@ -217,4 +208,4 @@ def tick(s, g, z, t_end, cost):
             continue
         s.mi[g, XH_N] = k
         s.mi[g, XH_PHASE] = PH_HOST
-        s.mf[g, XH_WAKE] = report_blocks(s, g, z, s.gi[g, GI_MBUF_OFF], k, now, cost)
+        s.mf[g, XH_WAKE] = report_blocks(s, g, z, s.gi[g, GI.MBUF_OFF], k, now, cost)

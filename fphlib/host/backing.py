@@ -28,37 +28,7 @@ Simplifications: KSM, swap readahead (``page-cluster``) and NUMA are not modelle
 import numpy as np
 
 from .._jit import jit
-from ..guest.buddy_kernels import PG_BACKED, PG_DATA
-from ..state.borrow import borrow_state, borrow_zone
-from ..state.hooks import host_ensure_ram
-from ..state.layout import (
-    GF_DEBT,
-    GF_GUEST_CPU,
-    GF_HOST_CPU,
-    GF_RECLAIM_STALL,
-    GF_REFAULT_STALL,
-    GF_STALL,
-    GF_SWAPIN_STALL,
-    GI_FAULTS,
-    GI_LOST,
-    GI_OFF,
-    GI_REFAULTS,
-    GI_RSS,
-    GI_STATUS,
-    GI_SWAP,
-    GI_SWAPINS,
-    GI_VMEXITS,
-    HF_CPU,
-    HF_SWAP_BUSY,
-    HI_DIRECT_PAGES,
-    HI_RSS,
-    HI_SWAP,
-    PG_DISCARDED,
-    PG_SWAPPED,
-    PI_THP,
-    ST_RUNNING,
-)
-from .costs import (
+from ..costs import (
     C_FAULT_2M,
     C_FAULT_4K,
     C_MADVISE_2M,
@@ -67,6 +37,10 @@ from .costs import (
     C_SWAP_IN,
     C_THP_SPLIT,
 )
+from ..state.borrow import borrow_state, borrow_zone
+from ..state.hooks import host_ensure_ram
+from ..state.layout import GF, GI, HF, HI, PG_DISCARDED, PG_SWAPPED, PI, ST_RUNNING
+from ..state.zone import PG_BACKED, PG_DATA
 from .memory import (
     HOST_BITS_CLEAR,
     HPAGE_PAGES,
@@ -115,12 +89,12 @@ def _direct_reclaim(s, need, now, g, cost, overhead_pages):
     """``ensure_ram`` from guest g's fault at ``now``; return how long the vCPU waits: the
     reclaim's host CPU, or until the swap device has written what it swapped out."""
     s = borrow_state(s)
-    before = s.hf[HF_CPU]
-    pages = s.hi[HI_DIRECT_PAGES]
+    before = s.hf[HF.CPU]
+    pages = s.hi[HI.DIRECT_PAGES]
     host_ensure_ram(s, need, now, g, cost, overhead_pages)  # ensure_ram, its own compile unit
-    wait = s.hf[HF_CPU] - before
-    if s.hi[HI_DIRECT_PAGES] != pages and s.hf[HF_SWAP_BUSY] - now > wait:
-        wait = s.hf[HF_SWAP_BUSY] - now
+    wait = s.hf[HF.CPU] - before
+    if s.hi[HI.DIRECT_PAGES] != pages and s.hf[HF.SWAP_BUSY] - now > wait:
+        wait = s.hf[HF.SWAP_BUSY] - now
     return wait
 
 
@@ -128,15 +102,15 @@ def _direct_reclaim(s, need, now, g, cost, overhead_pages):
 def touch(s, g, z, pfn, npages, t, cost, overhead_pages):
     """The guest writes pages [pfn, pfn+npages): back them, mark data; return stall seconds.
 
-    The guest's clock during the call is ``t`` plus its unpaid stalls (``GF_DEBT``) plus the
+    The guest's clock during the call is ``t`` plus its unpaid stalls (``GF.DEBT``) plus the
     stalls of this call: swap-device waits are measured from there. Returns -1.0 if the host
     OOM-killed guest g meanwhile.
     """
     s = borrow_state(s)
     z = borrow_zone(z)
-    off = s.gi[g, GI_OFF]
+    off = s.gi[g, GI.OFF]
     flags = z.flags
-    thp = s.pi[PI_THP]
+    thp = s.pi[PI.THP]
     stall = 0.0  # host CPU on the faulting vCPU (faults, swap-in)
     wait = 0.0  # swap-in beyond its CPU: the swap device's queue
     refault_cost = 0.0
@@ -149,29 +123,29 @@ def touch(s, g, z, pfn, npages, t, cost, overhead_pages):
         r = (off + p) >> HPAGE_SHIFT
         if f & PG_SWAPPED:
             if below_min(s, 1):
-                now = t + s.gf[g, GF_DEBT] + stall + wait + reclaim_wait
+                now = t + s.gf[g, GF.DEBT] + stall + wait + reclaim_wait
                 reclaim_wait += _direct_reclaim(s, 1, now, g, cost, overhead_pages)
-            if s.gi[g, GI_STATUS] != ST_RUNNING:
+            if s.gi[g, GI.STATUS] != ST_RUNNING:
                 return -1.0
             flags[p] = (flags[p] & NOT_SWAPPED) | PG_BACKED | WRITTEN
-            s.gi[g, GI_SWAP] -= 1
-            s.hi[HI_SWAP] -= 1
-            s.gi[g, GI_RSS] += 1
-            s.hi[HI_RSS] += 1
-            now = t + s.gf[g, GF_DEBT] + stall + wait + reclaim_wait
+            s.gi[g, GI.SWAP] -= 1
+            s.hi[HI.SWAP] -= 1
+            s.gi[g, GI.RSS] += 1
+            s.hi[HI.RSS] += 1
+            now = t + s.gf[g, GF.DEBT] + stall + wait + reclaim_wait
             took = swap_io(s, now, 1) - now  # queue wait + the 4 KiB read
             extra = took - cost[C_SWAP_IN] if took > cost[C_SWAP_IN] else 0.0
             stall += cost[C_SWAP_IN]
             wait += extra
-            s.gi[g, GI_SWAPINS] += 1
-            s.gf[g, GF_SWAPIN_STALL] += cost[C_SWAP_IN] + extra
-            s.gi[g, GI_VMEXITS] += 1
+            s.gi[g, GI.SWAPINS] += 1
+            s.gf[g, GF.SWAPIN_STALL] += cost[C_SWAP_IN] + extra
+            s.gi[g, GI.VMEXITS] += 1
             continue
         if thp and s.reg_cnt[r] == 0:
             if below_min(s, HPAGE_PAGES):
-                now = t + s.gf[g, GF_DEBT] + stall + wait + reclaim_wait
+                now = t + s.gf[g, GF.DEBT] + stall + wait + reclaim_wait
                 reclaim_wait += _direct_reclaim(s, HPAGE_PAGES, now, g, cost, overhead_pages)
-            if s.gi[g, GI_STATUS] != ST_RUNNING:
+            if s.gi[g, GI.STATUS] != ST_RUNNING:
                 return -1.0
             base = (p >> HPAGE_SHIFT) << HPAGE_SHIFT
             refaulted = 0
@@ -183,46 +157,46 @@ def touch(s, g, z, pfn, npages, t, cost, overhead_pages):
             flags[p] |= WRITTEN
             s.reg_cnt[r] = HPAGE_PAGES
             s.reg_huge[r] = 1
-            s.gi[g, GI_RSS] += HPAGE_PAGES
-            s.hi[HI_RSS] += HPAGE_PAGES
+            s.gi[g, GI.RSS] += HPAGE_PAGES
+            s.hi[HI.RSS] += HPAGE_PAGES
             stall += cost[C_FAULT_2M]
-            s.gi[g, GI_FAULTS] += 1
-            s.gi[g, GI_VMEXITS] += 1
+            s.gi[g, GI.FAULTS] += 1
+            s.gi[g, GI.VMEXITS] += 1
             if refaulted:
-                s.gi[g, GI_REFAULTS] += refaulted
+                s.gi[g, GI.REFAULTS] += refaulted
                 refault_cost += cost[C_FAULT_2M]
             continue
         if below_min(s, 1):
-            now = t + s.gf[g, GF_DEBT] + stall + wait + reclaim_wait
+            now = t + s.gf[g, GF.DEBT] + stall + wait + reclaim_wait
             reclaim_wait += _direct_reclaim(s, 1, now, g, cost, overhead_pages)
-        if s.gi[g, GI_STATUS] != ST_RUNNING:
+        if s.gi[g, GI.STATUS] != ST_RUNNING:
             return -1.0
         f = flags[p]
         if f & PG_DISCARDED:
-            s.gi[g, GI_REFAULTS] += 1
+            s.gi[g, GI.REFAULTS] += 1
             refault_cost += cost[C_FAULT_4K]
         flags[p] = (f & NOT_DISCARDED) | PG_BACKED | WRITTEN
         s.reg_cnt[r] += 1
-        s.gi[g, GI_RSS] += 1
-        s.hi[HI_RSS] += 1
+        s.gi[g, GI.RSS] += 1
+        s.hi[HI.RSS] += 1
         stall += cost[C_FAULT_4K]
-        s.gi[g, GI_FAULTS] += 1
-        s.gi[g, GI_VMEXITS] += 1
+        s.gi[g, GI.FAULTS] += 1
+        s.gi[g, GI.VMEXITS] += 1
     if stall > 0.0:
         note_peak(s)
         wake_kswapd(s, t)
-        s.hf[HF_CPU] += stall
-        s.gf[g, GF_HOST_CPU] += stall
-        s.gf[g, GF_DEBT] += stall
-        s.gf[g, GF_STALL] += stall
+        s.hf[HF.CPU] += stall
+        s.gf[g, GF.HOST_CPU] += stall
+        s.gf[g, GF.DEBT] += stall
+        s.gf[g, GF.STALL] += stall
         # refaults are the guest-visible price of hinting
-        s.gf[g, GF_GUEST_CPU] += refault_cost
-        s.gf[g, GF_REFAULT_STALL] += refault_cost
+        s.gf[g, GF.GUEST_CPU] += refault_cost
+        s.gf[g, GF.REFAULT_STALL] += refault_cost
     waited = wait + reclaim_wait
     if waited > 0.0:
-        s.gf[g, GF_DEBT] += waited
-        s.gf[g, GF_STALL] += waited
-        s.gf[g, GF_RECLAIM_STALL] += reclaim_wait
+        s.gf[g, GF.DEBT] += waited
+        s.gf[g, GF.STALL] += waited
+        s.gf[g, GF.RECLAIM_STALL] += reclaim_wait
     return stall + waited
 
 
@@ -234,7 +208,7 @@ def discard(s, g, z, pfn, npages, cost):
     """
     s = borrow_state(s)
     z = borrow_zone(z)
-    off = s.gi[g, GI_OFF]
+    off = s.gi[g, GI.OFF]
     flags = z.flags
     spent = cost[C_MADVISE_CALL]
     end = pfn + npages
@@ -258,20 +232,20 @@ def discard(s, g, z, pfn, npages, cost):
             if f & PG_BACKED:
                 flags[q] = (f & NOT_BACKED) | PG_DISCARDED
                 s.reg_cnt[r] -= 1
-                s.gi[g, GI_RSS] -= 1
-                s.hi[HI_RSS] -= 1
+                s.gi[g, GI.RSS] -= 1
+                s.hi[HI.RSS] -= 1
                 if not whole:
                     spent += cost[C_MADVISE_4K]
             elif f & PG_SWAPPED:
                 flags[q] = (f & NOT_SWAPPED) | PG_DISCARDED
                 s.reg_cnt[r] -= 1
-                s.gi[g, GI_SWAP] -= 1
-                s.hi[HI_SWAP] -= 1
+                s.gi[g, GI.SWAP] -= 1
+                s.hi[HI.SWAP] -= 1
         p = seg_end
     if lost:
-        s.gi[g, GI_LOST] += lost
-    s.hf[HF_CPU] += spent
-    s.gf[g, GF_HOST_CPU] += spent
+        s.gi[g, GI.LOST] += lost
+    s.hf[HF.CPU] += spent
+    s.gf[g, GF.HOST_CPU] += spent
     return spent
 
 

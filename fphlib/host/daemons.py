@@ -1,7 +1,7 @@
 """The host's memory daemons: kswapd (background reclaim) and khugepaged (THP collapse).
 
 One compile unit (``host_step``, :mod:`fphlib.state.units`), run by the engine at the end of
-a tick when one of them has an instant in it (``HF_HOST_NEXT``), so a run whose host never
+a tick when one of them has an instant in it (``HF.HOST_NEXT``), so a run whose host never
 gets near its low watermark and has no split THPs pays one comparison per tick.
 
 - **kswapd** (mm/vmscan.c ``kswapd`` → ``balance_pgdat``): woken by an allocation that left
@@ -35,41 +35,22 @@ CPU and the device's remaining time in the tick (no kswapd_failures counting, no
 import numpy as np
 
 from .._jit import jit
-from ..guest.buddy import PG_BACKED
+from ..costs import C_COLLAPSE, C_SWAP_IN, C_SWAP_OUT
 from ..state.borrow import borrow_state
 from ..state.layout import (
-    GF_HOST_CPU,
-    GI_NPAGES,
-    GI_OFF,
-    GI_RSS,
-    GI_STATUS,
-    GI_SWAP,
-    HF_CPU,
-    HF_HOST_NEXT,
-    HF_KHUGE_CPU,
-    HF_KHUGE_NEXT,
-    HF_KSWAPD_CPU,
-    HF_KSWAPD_UNTIL,
-    HF_SWAP_BUSY,
-    HI_COLLAPSES,
-    HI_KHUGE_CURSOR,
-    HI_KSWAPD,
-    HI_RAM_PAGES,
-    HI_RSS,
-    HI_SWAP,
-    HI_WMARK_HIGH,
-    PF_DT,
-    PF_SWAP_PAGE_S,
+    GF,
+    GI,
+    HF,
+    HI,
+    PF,
     PG_DISCARDED,
     PG_REFERENCED,
     PG_SWAPPED,
-    PI_G,
-    PI_KHUGEPAGED,
-    PI_THP,
+    PI,
     ST_RUNNING,
 )
+from ..state.zone import PG_BACKED
 from .backing import HPAGE_PAGES, HPAGE_SHIFT, host_used_pages, note_peak, reclaim, swap_io
-from .costs import C_COLLAPSE, C_SWAP_IN, C_SWAP_OUT
 
 # mm/khugepaged.c defaults (x86-64, 4 KiB pages; docs admin-guide/mm/transhuge.rst)
 PAGES_TO_SCAN = HPAGE_PAGES * 8  # khugepaged_pages_to_scan
@@ -86,38 +67,38 @@ def kswapd(s, t0, t1, cost):
     """kswapd's work in [t0, t1): reclaim toward the high watermark within one CPU and the
     swap device's time left in the interval; sleep at the high watermark or when stuck."""
     s = borrow_state(s)
-    free = s.hi[HI_RAM_PAGES] - host_used_pages(s)
-    want = s.hi[HI_WMARK_HIGH] - free
+    free = s.hi[HI.RAM_PAGES] - host_used_pages(s)
+    want = s.hi[HI.WMARK_HIGH] - free
     if want <= 0:
-        s.hi[HI_KSWAPD] = 0
+        s.hi[HI.KSWAPD] = 0
         return
-    t0 = max(t0, s.hf[HF_KSWAPD_UNTIL])  # one kswapd thread: its earlier work first
+    t0 = max(t0, s.hf[HF.KSWAPD_UNTIL])  # one kswapd thread: its earlier work first
     span = t1 - t0
     if span <= 0.0:
         return
     if cost[C_SWAP_OUT] > 0.0:
         want = min(want, int(span / cost[C_SWAP_OUT]) + 1)
-    page_s = s.pf[PF_SWAP_PAGE_S]
+    page_s = s.pf[PF.SWAP_PAGE_S]
     if page_s > 0.0:
-        start = max(s.hf[HF_SWAP_BUSY], t0)
+        start = max(s.hf[HF.SWAP_BUSY], t0)
         want = min(want, int((t1 - start) / page_s))
     if want <= 0:
         return  # the device is busy for the whole interval: try again next tick
-    before = s.hf[HF_CPU]
+    before = s.hf[HF.CPU]
     freed = reclaim(s, want, t0, cost, False)
-    spent = s.hf[HF_CPU] - before
-    s.hf[HF_KSWAPD_CPU] += spent
-    s.hf[HF_KSWAPD_UNTIL] = t0 + spent
-    if freed == 0 or s.hi[HI_RAM_PAGES] - host_used_pages(s) >= s.hi[HI_WMARK_HIGH]:
-        s.hi[HI_KSWAPD] = 0
+    spent = s.hf[HF.CPU] - before
+    s.hf[HF.KSWAPD_CPU] += spent
+    s.hf[HF.KSWAPD_UNTIL] = t0 + spent
+    if freed == 0 or s.hi[HI.RAM_PAGES] - host_used_pages(s) >= s.hi[HI.WMARK_HIGH]:
+        s.hi[HI.KSWAPD] = 0
 
 
 @jit(inline="always")
 def _region_guest(s, r):
     """The guest whose memory holds 2 MiB region r (guests are whole regions)."""
     p = r << HPAGE_SHIFT
-    for g in range(s.pi[PI_G]):
-        if s.gi[g, GI_OFF] <= p < s.gi[g, GI_OFF] + s.gi[g, GI_NPAGES]:
+    for g in range(s.pi[PI.G]):
+        if s.gi[g, GI.OFF] <= p < s.gi[g, GI.OFF] + s.gi[g, GI.NPAGES]:
             return g
     return -1
 
@@ -157,12 +138,12 @@ def khugepaged_scan(s, now, cost):
         return 0
     done = 0
     for _ in range(PAGES_TO_SCAN // HPAGE_PAGES):
-        r = s.hi[HI_KHUGE_CURSOR]
-        s.hi[HI_KHUGE_CURSOR] = (r + 1) % n_reg
+        r = s.hi[HI.KHUGE_CURSOR]
+        s.hi[HI.KHUGE_CURSOR] = (r + 1) % n_reg
         if not collapse_ok(s, r):
             continue
         g = _region_guest(s, r)
-        if g < 0 or s.gi[g, GI_STATUS] != ST_RUNNING:
+        if g < 0 or s.gi[g, GI.STATUS] != ST_RUNNING:
             continue
         base = r << HPAGE_SHIFT
         new = 0
@@ -173,7 +154,7 @@ def khugepaged_scan(s, now, cost):
                 new += 1
                 if f & PG_SWAPPED:
                     swapped += 1
-        if s.hi[HI_RAM_PAGES] - host_used_pages(s) - new < s.hi[HI_WMARK_HIGH]:
+        if s.hi[HI.RAM_PAGES] - host_used_pages(s) - new < s.hi[HI.WMARK_HIGH]:
             continue  # the THP allocation would push the host toward reclaim
         for q in range(base, base + HPAGE_PAGES):
             f = s.flags[q]
@@ -181,17 +162,17 @@ def khugepaged_scan(s, now, cost):
                 s.flags[q] = (f & NOT_SWAPPED_DISCARDED) | PG_BACKED
         s.reg_cnt[r] = HPAGE_PAGES
         s.reg_huge[r] = 1
-        s.gi[g, GI_RSS] += new
-        s.hi[HI_RSS] += new
-        s.gi[g, GI_SWAP] -= swapped
-        s.hi[HI_SWAP] -= swapped
+        s.gi[g, GI.RSS] += new
+        s.hi[HI.RSS] += new
+        s.gi[g, GI.SWAP] -= swapped
+        s.hi[HI.SWAP] -= swapped
         if swapped:
             swap_io(s, now, swapped)
         spent = cost[C_COLLAPSE] + swapped * cost[C_SWAP_IN]
-        s.hf[HF_CPU] += spent
-        s.hf[HF_KHUGE_CPU] += spent
-        s.gf[g, GF_HOST_CPU] += spent
-        s.hi[HI_COLLAPSES] += 1
+        s.hf[HF.CPU] += spent
+        s.hf[HF.KHUGE_CPU] += spent
+        s.gf[g, GF.HOST_CPU] += spent
+        s.hi[HI.COLLAPSES] += 1
         done += 1
     if done:
         note_peak(s)
@@ -203,13 +184,13 @@ def host_step(s, now, cost):
     """The host daemons' work in the tick ending at ``now``; schedule their next instant."""
     s = borrow_state(s)
     nxt = np.inf
-    if s.hi[HI_KSWAPD]:
-        kswapd(s, now - s.pf[PF_DT], now, cost)
-        if s.hi[HI_KSWAPD]:
+    if s.hi[HI.KSWAPD]:
+        kswapd(s, now - s.pf[PF.DT], now, cost)
+        if s.hi[HI.KSWAPD]:
             nxt = now  # awake: again at the end of the next tick
-    if s.pi[PI_KHUGEPAGED] and s.pi[PI_THP]:
-        while s.hf[HF_KHUGE_NEXT] <= now:
-            khugepaged_scan(s, s.hf[HF_KHUGE_NEXT], cost)
-            s.hf[HF_KHUGE_NEXT] += SCAN_SLEEP_S
-        nxt = min(nxt, s.hf[HF_KHUGE_NEXT])
-    s.hf[HF_HOST_NEXT] = nxt
+    if s.pi[PI.KHUGEPAGED] and s.pi[PI.THP]:
+        while s.hf[HF.KHUGE_NEXT] <= now:
+            khugepaged_scan(s, s.hf[HF.KHUGE_NEXT], cost)
+            s.hf[HF.KHUGE_NEXT] += SCAN_SLEEP_S
+        nxt = min(nxt, s.hf[HF.KHUGE_NEXT])
+    s.hf[HF.HOST_NEXT] = nxt

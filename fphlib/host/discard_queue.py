@@ -10,27 +10,27 @@ Mechanisms that wait for the host's ack (page reporting, the balloon) run the qu
 discard instant themselves and ack after the discard work; the engine runs every guest's
 queue at the end of its tick for the rest. One ring per guest, sized by the mechanism
 (``PrivateState.discard_slots``); a full ring performs its oldest discard early (counted in
-``GI_DQ_EARLY``), which is safe for isolated or ballooned pages.
+``GI.DQ_EARLY``), which is safe for isolated or ballooned pages.
 
 Simplification: the host handles one guest's discards in request order (one QEMU thread per
 device); discards of different guests do not contend.
 """
 
 from .._jit import jit
+from ..costs import C_DISCARD_LATENCY
 from ..state.borrow import borrow_state, borrow_zone
-from ..state.layout import GI_DQ_EARLY, GI_DQ_HEAD, GI_DQ_N
+from ..state.layout import GI
 from .backing import discard
-from .costs import C_DISCARD_LATENCY
 
 
 @jit(inline="always")
 def _pop(s, g, z, cost):
     """Perform the oldest queued discard; return its host CPU seconds."""
     slots = s.dq_t.shape[1]
-    i = s.gi[g, GI_DQ_HEAD]
+    i = s.gi[g, GI.DQ_HEAD]
     spent = discard(s, g, z, s.dq_pfn[g, i], s.dq_n[g, i], cost)
-    s.gi[g, GI_DQ_HEAD] = (i + 1) % slots
-    s.gi[g, GI_DQ_N] -= 1
+    s.gi[g, GI.DQ_HEAD] = (i + 1) % slots
+    s.gi[g, GI.DQ_N] -= 1
     return spent
 
 
@@ -39,15 +39,15 @@ def discard_later(s, g, z, pfn, npages, now, cost):
     """Queue a discard of guest pages [pfn, pfn+npages) requested at ``now``; return its due
     time (inlined: the balloon queues one per 4 KiB page)."""
     slots = s.dq_t.shape[1]
-    if s.gi[g, GI_DQ_N] == slots:
+    if s.gi[g, GI.DQ_N] == slots:
         _pop(s, g, z, cost)
-        s.gi[g, GI_DQ_EARLY] += 1
-    i = (s.gi[g, GI_DQ_HEAD] + s.gi[g, GI_DQ_N]) % slots
+        s.gi[g, GI.DQ_EARLY] += 1
+    i = (s.gi[g, GI.DQ_HEAD] + s.gi[g, GI.DQ_N]) % slots
     due = now + cost[C_DISCARD_LATENCY]
     s.dq_t[g, i] = due
     s.dq_pfn[g, i] = pfn
     s.dq_n[g, i] = npages
-    s.gi[g, GI_DQ_N] += 1
+    s.gi[g, GI.DQ_N] += 1
     return due
 
 
@@ -57,7 +57,7 @@ def discard_due(s, g, z, t, cost):
     s = borrow_state(s)
     z = borrow_zone(z)
     spent = 0.0
-    while s.gi[g, GI_DQ_N] > 0 and s.dq_t[g, s.gi[g, GI_DQ_HEAD]] <= t:
+    while s.gi[g, GI.DQ_N] > 0 and s.dq_t[g, s.gi[g, GI.DQ_HEAD]] <= t:
         spent += _pop(s, g, z, cost)
     return spent
 
@@ -67,8 +67,8 @@ def discard_pending(s, g, pfn, npages):
     """Is any page of [pfn, pfn+npages) in a queued, not yet performed, discard?"""
     s = borrow_state(s)
     slots = s.dq_t.shape[1]
-    for k in range(s.gi[g, GI_DQ_N]):
-        i = (s.gi[g, GI_DQ_HEAD] + k) % slots
+    for k in range(s.gi[g, GI.DQ_N]):
+        i = (s.gi[g, GI.DQ_HEAD] + k) % slots
         a = s.dq_pfn[g, i]
         if a < pfn + npages and pfn < a + s.dq_n[g, i]:
             return True

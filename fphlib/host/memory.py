@@ -6,13 +6,13 @@ Model (docs/design.md §3.3):
 
 - Host memory in use = backed guest pages + the VMM overhead of each running guest + the
   host's own memory (``SimConfig.host_reserve``: kernel, slab, services; all in
-  ``HI_OVERHEAD_PAGES``). The host has the kernel's zone watermarks (min/low/high from its RAM,
+  ``HI.OVERHEAD_PAGES``). The host has the kernel's zone watermarks (min/low/high from its RAM,
   ``__setup_per_zone_wmarks`` in mm/page_alloc.c, :func:`fphlib.engine.build.watermarks`).
 - An allocation that leaves free memory below the low watermark wakes kswapd
   (``wakeup_kswapd``, mm/vmscan.c), which reclaims in the background
   (:mod:`fphlib.host.daemons`); one that would leave it below the min watermark reclaims
   directly (:mod:`fphlib.host.reclaim`).
-- The swap device is one FIFO queue shared by swap-out and swap-in (``HF_SWAP_BUSY``: when
+- The swap device is one FIFO queue shared by swap-out and swap-in (``HF.SWAP_BUSY``: when
   all I/O queued so far is done), each 4 KiB taking ``4096 / host_swap_bandwidth``.
 
 Backing and discards are :mod:`fphlib.host.backing`, reclaim :mod:`fphlib.host.reclaim`, the
@@ -20,28 +20,19 @@ OOM killer :mod:`fphlib.host.oom`; all three build on this module, which imports
 """
 
 from .._jit import jit
-from ..guest.buddy_kernels import PG_BACKED, PG_DATA
 from ..state.borrow import borrow_state
 from ..state.layout import (
-    HF_HOST_NEXT,
-    HF_SWAP_BUSY,
-    HI_KSWAPD,
-    HI_NEV,
-    HI_NEV_LOST,
-    HI_OVERHEAD_PAGES,
-    HI_RAM_PAGES,
-    HI_RSS,
-    HI_RSS_PEAK,
-    HI_WMARK_LOW,
-    HI_WMARK_MIN,
+    HF,
+    HI,
     MAX_EVENTS,
-    PF_SWAP_PAGE_S,
+    PF,
     PG_DISCARDED,
     PG_MIG_DIRTY,
     PG_REFERENCED,
     PG_SWAPPED,
-    PI_KSWAPD,
+    PI,
 )
+from ..state.zone import PG_BACKED, PG_DATA
 
 HPAGE_SHIFT = 9  # 2 MiB host THP = 512 guest pages
 HPAGE_PAGES = 1 << HPAGE_SHIFT
@@ -60,52 +51,52 @@ HOST_BITS_CLEAR = ~(PG_BACKED | PG_SWAPPED | PG_REFERENCED)
 def record_event(s, t, g, kind, value):
     """Append one row to the event log (counted, not stored, beyond MAX_EVENTS)."""
     s = borrow_state(s)
-    n = s.hi[HI_NEV]
+    n = s.hi[HI.NEV]
     if n < MAX_EVENTS:
         s.ev[n, 0] = t
         s.ev[n, 1] = g
         s.ev[n, 2] = kind
         s.ev[n, 3] = value
-        s.hi[HI_NEV] = n + 1
+        s.hi[HI.NEV] = n + 1
     else:
-        s.hi[HI_NEV_LOST] += 1
+        s.hi[HI.NEV_LOST] += 1
 
 
 @jit(inline="always")
 def host_used_pages(s):
     """Host memory in use: backed guest pages, per-guest overhead and the host reserve."""
-    return s.hi[HI_RSS] + s.hi[HI_OVERHEAD_PAGES]
+    return s.hi[HI.RSS] + s.hi[HI.OVERHEAD_PAGES]
 
 
 @jit(inline="always")
 def note_peak(s):
     used = host_used_pages(s)
-    if used > s.hi[HI_RSS_PEAK]:
-        s.hi[HI_RSS_PEAK] = used
+    if used > s.hi[HI.RSS_PEAK]:
+        s.hi[HI.RSS_PEAK] = used
 
 
 @jit(inline="always")
 def below_min(s, need):
     """Would backing ``need`` more pages leave free memory below the min watermark?"""
-    return host_used_pages(s) + need > s.hi[HI_RAM_PAGES] - s.hi[HI_WMARK_MIN]
+    return host_used_pages(s) + need > s.hi[HI.RAM_PAGES] - s.hi[HI.WMARK_MIN]
 
 
 @jit(inline="always")
 def wake_kswapd(s, t):
     """``wakeup_kswapd`` when free memory is below the low watermark (kswapd on)."""
-    if (s.pi[PI_KSWAPD] and not s.hi[HI_KSWAPD]
-            and s.hi[HI_RAM_PAGES] - host_used_pages(s) < s.hi[HI_WMARK_LOW]):
-        s.hi[HI_KSWAPD] = 1
-        if s.hf[HF_HOST_NEXT] > t:
-            s.hf[HF_HOST_NEXT] = t  # kswapd runs at the end of this tick
+    if (s.pi[PI.KSWAPD] and not s.hi[HI.KSWAPD]
+            and s.hi[HI.RAM_PAGES] - host_used_pages(s) < s.hi[HI.WMARK_LOW]):
+        s.hi[HI.KSWAPD] = 1
+        if s.hf[HF.HOST_NEXT] > t:
+            s.hf[HF.HOST_NEXT] = t  # kswapd runs at the end of this tick
 
 
 @jit(inline="always")
 def swap_io(s, now, npages):
     """Queue ``npages`` 4 KiB transfers on the swap device at ``now``; return when done."""
-    start = s.hf[HF_SWAP_BUSY]
+    start = s.hf[HF.SWAP_BUSY]
     if start < now:
         start = now
-    done = start + npages * s.pf[PF_SWAP_PAGE_S]
-    s.hf[HF_SWAP_BUSY] = done
+    done = start + npages * s.pf[PF.SWAP_PAGE_S]
+    s.hf[HF.SWAP_BUSY] = done
     return done

@@ -21,7 +21,7 @@ hooks of hw/virtio/virtio-balloon.c (docs/references.md §4).
   never backed (never touched or discarded) is a zero page, sent as a 9-byte header
   (``save_zero_page``: 8-byte offset|flags + one byte); any other page as 8 + 4096 bytes. Each
   sent page takes ``max(bytes / bandwidth, mig_page)`` of the migration thread: the cost
-  ``mig_page`` is what one thread can scan and send (3.3 GB/s, fphlib.host.costs). Pages that
+  ``mig_page`` is what one thread can scan and send (3.3 GB/s, fphlib.costs). Pages that
   are clear in the bitmap (hinted, or already sent) cost nothing (``find_next_bit``).
 - At the end of a pass: STOP, a sync (``mig_sync_gib`` per GiB of guest RAM) that moves the
   dirty log into the bitmap. If the remainder fits the downtime at the bandwidth measured over
@@ -56,51 +56,11 @@ import math
 import numpy as np
 
 from .._jit import jit
-from ..guest.buddy import PG_BACKED, PG_DATA
+from ..costs import C_MIG_PAGE, C_MIG_SYNC_GIB
 from ..state.borrow import borrow_state
-from ..state.layout import (
-    GF_ASK_T,
-    GI_ASK_SEQ,
-    GI_BALLOON,
-    GI_FPH_CMD,
-    GI_LOST,
-    GI_NPAGES,
-    GI_OFF,
-    GI_STATUS,
-    MF_AT,
-    MF_BW,
-    MF_DOWNTIME,
-    MF_DOWNTIME_S,
-    MF_HOLD_S,
-    MF_HOLD_START,
-    MF_NEXT,
-    MF_PASS_T0,
-    MF_T_END,
-    MI_BYTES,
-    MI_CMD,
-    MI_CONVERGED,
-    MI_CURSOR,
-    MI_G,
-    MI_HELD_PEAK,
-    MI_HINT_ON,
-    MI_HINTED,
-    MI_MAX_ROUNDS,
-    MI_ON,
-    MI_PASS_BYTES,
-    MI_PHASE,
-    MI_ROUND,
-    MI_SENT_PAGES,
-    MI_SYNCS,
-    MI_ZERO_PAGES,
-    NMF,
-    NMI,
-    PG_MIG_DIRTY,
-    PG_SWAPPED,
-    ST_KILLED,
-    ST_RUNNING,
-)
+from ..state.layout import GF, GI, MF, MI, NMF, NMI, PG_MIG_DIRTY, PG_SWAPPED, ST_KILLED, ST_RUNNING
+from ..state.zone import PG_BACKED, PG_DATA
 from ..units import PAGE_SIZE
-from .costs import C_MIG_PAGE, C_MIG_SYNC_GIB
 
 # free page hint commands (include/uapi/linux/virtio_balloon.h; QEMU starts ids at 0x80000000)
 CMD_ID_STOP = 0  # VIRTIO_BALLOON_CMD_ID_STOP
@@ -201,19 +161,19 @@ def migration_arrays(migration, npages):
     """``(mig_i, mig_f, mig_bmap)`` of a run; ``npages``: pages of guest 0."""
     mi = np.zeros(NMI, np.int64)
     mf = np.zeros(NMF, np.float64)
-    mf[MF_NEXT] = np.inf
-    mf[MF_T_END] = np.nan
-    mf[MF_DOWNTIME_S] = np.nan
-    mf[MF_HOLD_START] = np.nan
+    mf[MF.NEXT] = np.inf
+    mf[MF.T_END] = np.nan
+    mf[MF.DOWNTIME_S] = np.nan
+    mf[MF.HOLD_START] = np.nan
     if migration is None:
         return mi, mf, np.zeros(1, np.uint64)
-    mi[MI_ON] = 1
-    mi[MI_G] = 0
-    mi[MI_MAX_ROUNDS] = migration["max_rounds"]
-    mf[MF_AT] = migration["at_s"]
-    mf[MF_NEXT] = migration["at_s"]
-    mf[MF_BW] = migration["bandwidth"]
-    mf[MF_DOWNTIME] = migration["downtime_ms"] * 1e-3
+    mi[MI.ON] = 1
+    mi[MI.G] = 0
+    mi[MI.MAX_ROUNDS] = migration["max_rounds"]
+    mf[MF.AT] = migration["at_s"]
+    mf[MF.NEXT] = migration["at_s"]
+    mf[MF.BW] = migration["bandwidth"]
+    mf[MF.DOWNTIME] = migration["downtime_ms"] * 1e-3
     return mi, mf, np.zeros((npages + 63) // 64, np.uint64)
 
 
@@ -232,19 +192,19 @@ SUMMARY = (
 def migration_summary(s):
     """The migration's summary metrics (all NaN without a migration)."""
     mi, mf = s.mig_i, s.mig_f
-    if not mi[MI_ON]:
+    if not mi[MI.ON]:
         return dict.fromkeys(SUMMARY, float("nan"))
-    done = mi[MI_PHASE] == P_DONE and not np.isnan(mf[MF_T_END])
-    hold = mf[MF_HOLD_S]
+    done = mi[MI.PHASE] == P_DONE and not np.isnan(mf[MF.T_END])
+    hold = mf[MF.HOLD_S]
     return {
-        "migration_time_s": float(mf[MF_T_END] - mf[MF_AT]) if done else float("nan"),
-        "migration_bytes": float(mi[MI_BYTES]),
-        "migration_rounds": float(mi[MI_ROUND]),
-        "downtime_s": float(mf[MF_DOWNTIME_S]),
-        "migration_converged": float(mi[MI_CONVERGED]) if done else float("nan"),
-        "migration_hinted_bytes": float(mi[MI_HINTED] * PAGE_SIZE),
+        "migration_time_s": float(mf[MF.T_END] - mf[MF.AT]) if done else float("nan"),
+        "migration_bytes": float(mi[MI.BYTES]),
+        "migration_rounds": float(mi[MI.ROUND]),
+        "downtime_s": float(mf[MF.DOWNTIME_S]),
+        "migration_converged": float(mi[MI.CONVERGED]) if done else float("nan"),
+        "migration_hinted_bytes": float(mi[MI.HINTED] * PAGE_SIZE),
         "migration_unavailable_s": float(hold),
-        "migration_unavailable_peak_bytes": float(mi[MI_HELD_PEAK] * PAGE_SIZE),
+        "migration_unavailable_peak_bytes": float(mi[MI.HELD_PEAK] * PAGE_SIZE),
     }
 
 
@@ -255,18 +215,18 @@ def migration_summary(s):
 def _notify(s, g, cmd, now):
     """The host writes ``free_page_hint_cmd_id`` and raises a config interrupt."""
     s = borrow_state(s)
-    s.gi[g, GI_FPH_CMD] = cmd
-    s.gi[g, GI_ASK_SEQ] += 1
-    s.gf[g, GF_ASK_T] = now
+    s.gi[g, GI.FPH_CMD] = cmd
+    s.gi[g, GI.ASK_SEQ] += 1
+    s.gf[g, GF.ASK_T] = now
 
 
 @jit
 def _hint_start(s, g, now):
     """PRECOPY_NOTIFY_AFTER_BITMAP_SYNC: a new hint round (cmd id)."""
     s = borrow_state(s)
-    cmd = CMD_ID_FIRST + s.mig_i[MI_CMD]
-    s.mig_i[MI_CMD] += 1
-    s.mig_i[MI_HINT_ON] = 1
+    cmd = CMD_ID_FIRST + s.mig_i[MI.CMD]
+    s.mig_i[MI.CMD] += 1
+    s.mig_i[MI.HINT_ON] = 1
     _notify(s, g, cmd, now)
 
 
@@ -274,7 +234,7 @@ def _hint_start(s, g, now):
 def _hint_stop(s, g, now, cmd):
     """PRECOPY_NOTIFY_BEFORE_BITMAP_SYNC (STOP) or COMPLETE (DONE)."""
     s = borrow_state(s)
-    s.mig_i[MI_HINT_ON] = 0
+    s.mig_i[MI.HINT_ON] = 0
     _notify(s, g, cmd, now)
 
 
@@ -283,8 +243,8 @@ def _sync(s, g):
     """``migration_bitmap_sync``: move KVM's dirty log into the migration bitmap; return the
     number of pages now set in the bitmap (``migration_dirty_pages``)."""
     s = borrow_state(s)
-    off = s.gi[g, GI_OFF]
-    n = s.gi[g, GI_NPAGES]
+    off = s.gi[g, GI.OFF]
+    n = s.gi[g, GI.NPAGES]
     flags = s.flags
     bmap = s.mig_bmap
     for p in range(n):
@@ -298,7 +258,7 @@ def _sync(s, g):
         while x:
             x &= x - np.uint64(1)
             count += 1
-    s.mig_i[MI_SYNCS] += 1
+    s.mig_i[MI.SYNCS] += 1
     return count
 
 
@@ -311,9 +271,9 @@ def mig_hint(s, g, pfn, npages):
     data would be lost at the destination unless written again: counted as a lost write.
     """
     s = borrow_state(s)
-    if not s.mig_i[MI_HINT_ON] or s.mig_i[MI_G] != g or s.mig_i[MI_PHASE] != P_PASS:
+    if not s.mig_i[MI.HINT_ON] or s.mig_i[MI.G] != g or s.mig_i[MI.PHASE] != P_PASS:
         return 0
-    off = s.gi[g, GI_OFF]
+    off = s.gi[g, GI.OFF]
     bmap = s.mig_bmap
     cleared = 0
     lost = 0
@@ -327,32 +287,32 @@ def mig_hint(s, g, pfn, npages):
         if bmap[w] & bit:
             bmap[w] &= ~bit
             cleared += 1
-    s.mig_i[MI_HINTED] += cleared
+    s.mig_i[MI.HINTED] += cleared
     if lost:
-        s.gi[g, GI_LOST] += lost
+        s.gi[g, GI.LOST] += lost
     return cleared
 
 
 @jit
 def mig_note_held(s, g, now):
-    """A hinting mechanism changed the pages it holds allocated (``GI_BALLOON``) during the
+    """A hinting mechanism changed the pages it holds allocated (``GI.BALLOON``) during the
     migration of guest g: track how long and how much guest memory was unavailable."""
     s = borrow_state(s)
-    if not s.mig_i[MI_ON] or s.mig_i[MI_G] != g:
+    if not s.mig_i[MI.ON] or s.mig_i[MI.G] != g:
         return
-    held = s.gi[g, GI_BALLOON]
-    if held > s.mig_i[MI_HELD_PEAK]:
-        s.mig_i[MI_HELD_PEAK] = held
-    if held > 0 and np.isnan(s.mig_f[MF_HOLD_START]):
-        s.mig_f[MF_HOLD_START] = now
-    elif held == 0 and not np.isnan(s.mig_f[MF_HOLD_START]):
-        s.mig_f[MF_HOLD_S] += now - s.mig_f[MF_HOLD_START]
-        s.mig_f[MF_HOLD_START] = np.nan
+    held = s.gi[g, GI.BALLOON]
+    if held > s.mig_i[MI.HELD_PEAK]:
+        s.mig_i[MI.HELD_PEAK] = held
+    if held > 0 and np.isnan(s.mig_f[MF.HOLD_START]):
+        s.mig_f[MF.HOLD_START] = now
+    elif held == 0 and not np.isnan(s.mig_f[MF.HOLD_START]):
+        s.mig_f[MF.HOLD_S] += now - s.mig_f[MF.HOLD_START]
+        s.mig_f[MF.HOLD_START] = np.nan
 
 
 @jit(inline="always")
 def _page_time(s, zero, cost):
-    bw = s.mig_f[MF_BW]
+    bw = s.mig_f[MF.BW]
     nbytes = ZERO_PAGE_BYTES if zero else PAGE_SIZE + PAGE_HEADER
     return max(nbytes / bw, cost[C_MIG_PAGE]), nbytes
 
@@ -362,11 +322,11 @@ def _send(s, g, now, t_end, cost):
     """Walk the bitmap from the cursor, sending pages until ``t_end`` (or the end with
     ``t_end`` = inf); return the thread's time after the last page sent."""
     s = borrow_state(s)
-    off = s.gi[g, GI_OFF]
-    n = s.gi[g, GI_NPAGES]
+    off = s.gi[g, GI.OFF]
+    n = s.gi[g, GI.NPAGES]
     flags = s.flags
     bmap = s.mig_bmap
-    p = s.mig_i[MI_CURSOR]
+    p = s.mig_i[MI.CURSOR]
     zero_t, zero_b = _page_time(s, True, cost)
     full_t, full_b = _page_time(s, False, cost)
     sent = 0
@@ -390,76 +350,76 @@ def _send(s, g, now, t_end, cost):
                 now += zero_t
                 nbytes += zero_b
         p += 1
-    s.mig_i[MI_CURSOR] = p
-    s.mig_i[MI_SENT_PAGES] += sent
-    s.mig_i[MI_ZERO_PAGES] += zeros
-    s.mig_i[MI_BYTES] += nbytes
-    s.mig_i[MI_PASS_BYTES] += nbytes
+    s.mig_i[MI.CURSOR] = p
+    s.mig_i[MI.SENT_PAGES] += sent
+    s.mig_i[MI.ZERO_PAGES] += zeros
+    s.mig_i[MI.BYTES] += nbytes
+    s.mig_i[MI.PASS_BYTES] += nbytes
     return now
 
 
 @jit
 def migration_step(s, t_end, cost):
-    """Run the migration thread up to ``t_end`` (the engine calls it when ``MF_NEXT`` falls in
+    """Run the migration thread up to ``t_end`` (the engine calls it when ``MF.NEXT`` falls in
     the tick)."""
     s = borrow_state(s)
-    g = s.mig_i[MI_G]
-    now = s.mig_f[MF_NEXT]
-    phase = s.mig_i[MI_PHASE]
-    if s.gi[g, GI_STATUS] == ST_KILLED:  # the host OOM-killed the guest: migration aborted
-        s.mig_i[MI_PHASE] = P_DONE
-        s.mig_f[MF_NEXT] = np.inf
+    g = s.mig_i[MI.G]
+    now = s.mig_f[MF.NEXT]
+    phase = s.mig_i[MI.PHASE]
+    if s.gi[g, GI.STATUS] == ST_KILLED:  # the host OOM-killed the guest: migration aborted
+        s.mig_i[MI.PHASE] = P_DONE
+        s.mig_f[MF.NEXT] = np.inf
         return
-    sync_t = cost[C_MIG_SYNC_GIB] * s.gi[g, GI_NPAGES] * PAGE_SIZE / 2.0**30
+    sync_t = cost[C_MIG_SYNC_GIB] * s.gi[g, GI.NPAGES] * PAGE_SIZE / 2.0**30
     if phase == P_WAIT:
-        if s.gi[g, GI_STATUS] != ST_RUNNING:  # not booted yet: start when it runs
-            s.mig_f[MF_NEXT] = t_end
+        if s.gi[g, GI.STATUS] != ST_RUNNING:  # not booted yet: start when it runs
+            s.mig_f[MF.NEXT] = t_end
             return
         # ram_save_setup: every page dirty in the bitmap, the first sync, hinting starts
-        s.mig_f[MF_AT] = now
-        n = s.gi[g, GI_NPAGES]
+        s.mig_f[MF.AT] = now
+        n = s.gi[g, GI.NPAGES]
         for w in range(s.mig_bmap.shape[0]):
             s.mig_bmap[w] = ~np.uint64(0)
         if n & 63:
             s.mig_bmap[n >> 6] = (np.uint64(1) << np.uint64(n & 63)) - np.uint64(1)
         _sync(s, g)
         now += sync_t
-        s.mig_i[MI_PHASE] = P_PASS
-        s.mig_i[MI_ROUND] = 1
-        s.mig_i[MI_CURSOR] = 0
-        s.mig_i[MI_PASS_BYTES] = 0
-        s.mig_f[MF_PASS_T0] = s.mig_f[MF_AT]
+        s.mig_i[MI.PHASE] = P_PASS
+        s.mig_i[MI.ROUND] = 1
+        s.mig_i[MI.CURSOR] = 0
+        s.mig_i[MI.PASS_BYTES] = 0
+        s.mig_f[MF.PASS_T0] = s.mig_f[MF.AT]
         _hint_start(s, g, now)
-    while s.mig_i[MI_PHASE] == P_PASS and now <= t_end:
+    while s.mig_i[MI.PHASE] == P_PASS and now <= t_end:
         now = _send(s, g, now, t_end, cost)
-        if s.mig_i[MI_CURSOR] < s.gi[g, GI_NPAGES]:
+        if s.mig_i[MI.CURSOR] < s.gi[g, GI.NPAGES]:
             break  # the tick is over
         # end of the pass: STOP, sync, and QEMU's threshold test on the measured bandwidth
         _hint_stop(s, g, now, CMD_ID_STOP)
         now += sync_t
         remain = _sync(s, g)
-        elapsed = now - s.mig_f[MF_PASS_T0]
-        rate = s.mig_i[MI_PASS_BYTES] / elapsed if elapsed > 0 else s.mig_f[MF_BW]
+        elapsed = now - s.mig_f[MF.PASS_T0]
+        rate = s.mig_i[MI.PASS_BYTES] / elapsed if elapsed > 0 else s.mig_f[MF.BW]
         expected = remain * (PAGE_SIZE + PAGE_HEADER) / rate if rate > 0 else np.inf
-        converged = expected <= s.mig_f[MF_DOWNTIME]
-        if converged or s.mig_i[MI_ROUND] >= s.mig_i[MI_MAX_ROUNDS]:
+        converged = expected <= s.mig_f[MF.DOWNTIME]
+        if converged or s.mig_i[MI.ROUND] >= s.mig_i[MI.MAX_ROUNDS]:
             # migration_completion: stop the VM, final sync, send the remainder, DONE
             t_stop = now
             now += sync_t
             _sync(s, g)
-            s.mig_i[MI_CURSOR] = 0
-            s.mig_i[MI_ROUND] += 1
+            s.mig_i[MI.CURSOR] = 0
+            s.mig_i[MI.ROUND] += 1
             now = _send(s, g, now, np.inf, cost)
-            s.mig_i[MI_CONVERGED] = converged
-            s.mig_f[MF_DOWNTIME_S] = now - t_stop
-            s.mig_f[MF_T_END] = now
-            s.mig_i[MI_PHASE] = P_DONE
+            s.mig_i[MI.CONVERGED] = converged
+            s.mig_f[MF.DOWNTIME_S] = now - t_stop
+            s.mig_f[MF.T_END] = now
+            s.mig_i[MI.PHASE] = P_DONE
             _hint_stop(s, g, now, CMD_ID_DONE)
-            s.mig_f[MF_NEXT] = np.inf
+            s.mig_f[MF.NEXT] = np.inf
             return
-        s.mig_i[MI_ROUND] += 1
-        s.mig_i[MI_CURSOR] = 0
-        s.mig_i[MI_PASS_BYTES] = 0
-        s.mig_f[MF_PASS_T0] = now
+        s.mig_i[MI.ROUND] += 1
+        s.mig_i[MI.CURSOR] = 0
+        s.mig_i[MI.PASS_BYTES] = 0
+        s.mig_f[MF.PASS_T0] = now
         _hint_start(s, g, now)
-    s.mig_f[MF_NEXT] = now
+    s.mig_f[MF.NEXT] = now

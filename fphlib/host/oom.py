@@ -16,26 +16,7 @@ import numpy as np
 
 from .._jit import jit
 from ..state.borrow import borrow_state
-from ..state.layout import (
-    EV_HOST_PANIC,
-    EV_OOM_KILL,
-    GI_NPAGES,
-    GI_OFF,
-    GI_OOM_ADJ,
-    GI_RSS,
-    GI_STATUS,
-    GI_SWAP,
-    HI_OOM_KILLS,
-    HI_OVERHEAD_PAGES,
-    HI_PANICS,
-    HI_RAM_PAGES,
-    HI_RSS,
-    HI_SWAP,
-    HI_SWAP_CAP,
-    PI_G,
-    ST_KILLED,
-    ST_RUNNING,
-)
+from ..state.layout import EV_HOST_PANIC, EV_OOM_KILL, GI, HI, PI, ST_KILLED, ST_RUNNING
 from .memory import HOST_BITS_CLEAR, HPAGE_SHIFT, record_event
 
 OOM_SCORE_ADJ_MIN = -1000  # include/uapi/linux/oom.h: never OOM-kill
@@ -47,21 +28,21 @@ NO_VICTIM = np.iinfo(np.int64).min  # oom_badness's LONG_MIN
 def kill_guest(s, g, t, overhead_pages):
     """The host OOM killer kills guest g: all its memory and swap go back to the host."""
     s = borrow_state(s)
-    off = s.gi[g, GI_OFF]
-    n = s.gi[g, GI_NPAGES]
+    off = s.gi[g, GI.OFF]
+    n = s.gi[g, GI.NPAGES]
     for p in range(off, off + n):
         s.flags[p] &= HOST_BITS_CLEAR
     for r in range(off >> HPAGE_SHIFT, (off + n) >> HPAGE_SHIFT):
         s.reg_cnt[r] = 0
         s.reg_huge[r] = 0
-    value = (s.gi[g, GI_RSS] + s.gi[g, GI_SWAP]) * 4096
-    s.hi[HI_RSS] -= s.gi[g, GI_RSS]
-    s.hi[HI_SWAP] -= s.gi[g, GI_SWAP]
-    s.gi[g, GI_RSS] = 0
-    s.gi[g, GI_SWAP] = 0
-    s.gi[g, GI_STATUS] = ST_KILLED
-    s.hi[HI_OVERHEAD_PAGES] -= overhead_pages
-    s.hi[HI_OOM_KILLS] += 1
+    value = (s.gi[g, GI.RSS] + s.gi[g, GI.SWAP]) * 4096
+    s.hi[HI.RSS] -= s.gi[g, GI.RSS]
+    s.hi[HI.SWAP] -= s.gi[g, GI.SWAP]
+    s.gi[g, GI.RSS] = 0
+    s.gi[g, GI.SWAP] = 0
+    s.gi[g, GI.STATUS] = ST_KILLED
+    s.hi[HI.OVERHEAD_PAGES] -= overhead_pages
+    s.hi[HI.OOM_KILLS] += 1
     record_event(s, t, g, EV_OOM_KILL, value)
 
 
@@ -71,8 +52,8 @@ def page_table_pages(s, g):
     region with pages present (a THP deposits one, ``pgtable_trans_huge_deposit``) and a PMD
     page per GiB."""
     s = borrow_state(s)
-    off = s.gi[g, GI_OFF]
-    n = s.gi[g, GI_NPAGES]
+    off = s.gi[g, GI.OFF]
+    n = s.gi[g, GI.NPAGES]
     count = (n + (1 << 18) - 1) >> 18
     for r in range(off >> HPAGE_SHIFT, (off + n) >> HPAGE_SHIFT):
         if s.reg_cnt[r]:
@@ -85,11 +66,11 @@ def oom_badness(s, g, overhead_pages):
     """``oom_badness``: RSS + swap entries + page tables + ``oom_score_adj * totalpages /
     1000`` of running guest g (its QEMU process); ``NO_VICTIM`` for ``oom_score_adj`` -1000."""
     s = borrow_state(s)
-    adj = s.gi[g, GI_OOM_ADJ]
+    adj = s.gi[g, GI.OOM_ADJ]
     if adj == OOM_SCORE_ADJ_MIN:
         return NO_VICTIM
-    points = s.gi[g, GI_RSS] + overhead_pages + s.gi[g, GI_SWAP] + page_table_pages(s, g)
-    totalpages = s.hi[HI_RAM_PAGES] + s.hi[HI_SWAP_CAP]  # totalram_pages + total_swap_pages
+    points = s.gi[g, GI.RSS] + overhead_pages + s.gi[g, GI.SWAP] + page_table_pages(s, g)
+    totalpages = s.hi[HI.RAM_PAGES] + s.hi[HI.SWAP_CAP]  # totalram_pages + total_swap_pages
     return points + adj * (totalpages // 1000)
 
 
@@ -100,8 +81,8 @@ def oom_victim(s, overhead_pages):
     s = borrow_state(s)
     victim = -1
     best = NO_VICTIM
-    for g in range(s.pi[PI_G]):
-        if s.gi[g, GI_STATUS] == ST_RUNNING:
+    for g in range(s.pi[PI.G]):
+        if s.gi[g, GI.STATUS] == ST_RUNNING:
             points = oom_badness(s, g, overhead_pages)
             if points == NO_VICTIM or points < best:
                 continue
@@ -119,8 +100,8 @@ def oom_kill(s, t, requester, overhead_pages):
     if victim >= 0:
         kill_guest(s, victim, t, overhead_pages)
         return
-    s.hi[HI_PANICS] += 1
+    s.hi[HI.PANICS] += 1
     record_event(s, t, requester, EV_HOST_PANIC, 0.0)
-    for g in range(s.pi[PI_G]):
-        if s.gi[g, GI_STATUS] == ST_RUNNING:
+    for g in range(s.pi[PI.G]):
+        if s.gi[g, GI.STATUS] == ST_RUNNING:
             kill_guest(s, g, t, overhead_pages)

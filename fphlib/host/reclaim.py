@@ -23,33 +23,10 @@ modelled; one LRU (the clock) instead of active/inactive lists; direct reclaim's
 """
 
 from .._jit import jit
-from ..guest.buddy_kernels import PG_BACKED
+from ..costs import C_SWAP_OUT, C_THP_SPLIT
 from ..state.borrow import borrow_state
-from ..state.layout import (
-    GI_NPAGES,
-    GI_OFF,
-    GI_RSS,
-    GI_STATUS,
-    GI_SWAP,
-    GI_SWAPOUT,
-    HF_CPU,
-    HI_CLOCK,
-    HI_DIRECT_PAGES,
-    HI_KSWAPD_PAGES,
-    HI_RAM_PAGES,
-    HI_RSS,
-    HI_SWAP,
-    HI_SWAP_CAP,
-    HI_SWAPOUTS,
-    HI_THP_SPLITS,
-    HI_THP_SWAPS,
-    HI_WMARK_MIN,
-    PG_REFERENCED,
-    PG_SWAPPED,
-    PI_G,
-    ST_RUNNING,
-)
-from .costs import C_SWAP_OUT, C_THP_SPLIT
+from ..state.layout import GI, HF, HI, PG_REFERENCED, PG_SWAPPED, PI, ST_RUNNING
+from ..state.zone import PG_BACKED
 from .memory import (
     HPAGE_PAGES,
     HPAGE_SHIFT,
@@ -68,8 +45,8 @@ SWAP_CLUSTER_MAX = 32  # include/linux/swap.h
 def _guest_of(s, p, g):
     """Guest owning global page p, starting the search at g (the clock moves forward)."""
     s = borrow_state(s)
-    G = s.pi[PI_G]
-    while not (s.gi[g, GI_OFF] <= p < s.gi[g, GI_OFF] + s.gi[g, GI_NPAGES]):
+    G = s.pi[PI.G]
+    while not (s.gi[g, GI.OFF] <= p < s.gi[g, GI.OFF] + s.gi[g, GI.NPAGES]):
         g = (g + 1) % G
     return g
 
@@ -83,10 +60,10 @@ def reclaim(s, want, now, cost, direct):
     total = s.flags.shape[0]
     freed = 0
     scanned = 0
-    hand = s.hi[HI_CLOCK]
+    hand = s.hi[HI.CLOCK]
     g = 0
     cpu = 0.0
-    while freed < want and scanned < 2 * total and s.hi[HI_SWAP] < s.hi[HI_SWAP_CAP]:
+    while freed < want and scanned < 2 * total and s.hi[HI.SWAP] < s.hi[HI.SWAP_CAP]:
         p = hand
         hand += 1
         if hand >= total:
@@ -112,16 +89,16 @@ def reclaim(s, want, now, cost, direct):
                 continue
             g = _guest_of(s, p, g)
             s.reg_huge[r] = 0
-            if s.hi[HI_SWAP_CAP] - s.hi[HI_SWAP] >= HPAGE_PAGES:
+            if s.hi[HI.SWAP_CAP] - s.hi[HI.SWAP] >= HPAGE_PAGES:
                 # THP_SWAP: the whole THP in one I/O; the PMD becomes 512 swap PTEs
                 for q in range(base, base + HPAGE_PAGES):
                     s.flags[q] = (s.flags[q] & NOT_BACKED) | PG_SWAPPED
-                s.gi[g, GI_RSS] -= HPAGE_PAGES
-                s.gi[g, GI_SWAP] += HPAGE_PAGES
-                s.gi[g, GI_SWAPOUT] += HPAGE_PAGES
-                s.hi[HI_RSS] -= HPAGE_PAGES
-                s.hi[HI_SWAP] += HPAGE_PAGES
-                s.hi[HI_THP_SWAPS] += 1
+                s.gi[g, GI.RSS] -= HPAGE_PAGES
+                s.gi[g, GI.SWAP] += HPAGE_PAGES
+                s.gi[g, GI.SWAPOUT] += HPAGE_PAGES
+                s.hi[HI.RSS] -= HPAGE_PAGES
+                s.hi[HI.SWAP] += HPAGE_PAGES
+                s.hi[HI.THP_SWAPS] += 1
                 cpu += HPAGE_PAGES * cost[C_SWAP_OUT]
                 swap_io(s, now, HPAGE_PAGES)
                 freed += HPAGE_PAGES
@@ -130,28 +107,28 @@ def reclaim(s, want, now, cost, direct):
                 if hand >= total:
                     hand = 0
                 continue
-            s.hi[HI_THP_SPLITS] += 1  # no room for a cluster: split, swap 4 KiB pages
+            s.hi[HI.THP_SPLITS] += 1  # no room for a cluster: split, swap 4 KiB pages
             cpu += cost[C_THP_SPLIT]
         if f & PG_REFERENCED:
             s.flags[p] = f & NOT_REFERENCED
             continue
         g = _guest_of(s, p, g)
         s.flags[p] = (f & NOT_BACKED) | PG_SWAPPED
-        s.gi[g, GI_RSS] -= 1
-        s.gi[g, GI_SWAP] += 1
-        s.gi[g, GI_SWAPOUT] += 1
-        s.hi[HI_RSS] -= 1
-        s.hi[HI_SWAP] += 1
+        s.gi[g, GI.RSS] -= 1
+        s.gi[g, GI.SWAP] += 1
+        s.gi[g, GI.SWAPOUT] += 1
+        s.hi[HI.RSS] -= 1
+        s.hi[HI.SWAP] += 1
         cpu += cost[C_SWAP_OUT]
         swap_io(s, now, 1)
         freed += 1
-    s.hi[HI_CLOCK] = hand
-    s.hf[HF_CPU] += cpu
-    s.hi[HI_SWAPOUTS] += freed
+    s.hi[HI.CLOCK] = hand
+    s.hf[HF.CPU] += cpu
+    s.hi[HI.SWAPOUTS] += freed
     if direct:
-        s.hi[HI_DIRECT_PAGES] += freed
+        s.hi[HI.DIRECT_PAGES] += freed
     else:
-        s.hi[HI_KSWAPD_PAGES] += freed
+        s.hi[HI.KSWAPD_PAGES] += freed
     return freed
 
 
@@ -161,13 +138,13 @@ def ensure_ram(s, need, t, requester, cost, overhead_pages):
     swapping out, else OOM-kill."""
     s = borrow_state(s)
     while below_min(s, need):
-        short = host_used_pages(s) + need - (s.hi[HI_RAM_PAGES] - s.hi[HI_WMARK_MIN])
+        short = host_used_pages(s) + need - (s.hi[HI.RAM_PAGES] - s.hi[HI.WMARK_MIN])
         if short < SWAP_CLUSTER_MAX:
             short = SWAP_CLUSTER_MAX
         if reclaim(s, short, t, cost, True) > 0:
             continue
-        if s.gi[requester, GI_STATUS] != ST_RUNNING:
+        if s.gi[requester, GI.STATUS] != ST_RUNNING:
             return
         oom_kill(s, t, requester, overhead_pages)
-        if s.gi[requester, GI_STATUS] != ST_RUNNING:
+        if s.gi[requester, GI.STATUS] != ST_RUNNING:
             return

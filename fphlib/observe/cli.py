@@ -8,6 +8,7 @@ line on stderr, exit code 2.
 
 import argparse
 
+from ..errors import UserError
 from ..units import SIZE_RULE
 
 
@@ -82,7 +83,6 @@ def _out(q):
 
 def _run(parser, fn, *args, **kw):
     """Call ``fn``; a machine that lacks something or a bad value is a one-line error."""
-    from ..cli import UserError
     from ._common import ObserveError
 
     try:
@@ -116,8 +116,6 @@ def cmd_drain(args, parser):
 def cmd_trace(args, parser):
     import os
     import tempfile
-
-    from ..cli import UserError
 
     argv = list(args.command)
     if argv and argv[0] == "--":

@@ -6,79 +6,63 @@ where a value is stored. Inlined: they cost nothing over the raw index.
 """
 
 from .._jit import jit
-from ..guest.buddy import PG_REPORTED
-from .layout import (
-    GI_ASK_HINT,
-    GI_ASK_PAGES,
-    GI_ASK_SEQ,
-    GI_HIGH_WMARK,
-    GI_ISOLATED,
-    GI_LOW_WMARK,
-    GI_MBUF_OFF,
-    GI_MIN_WMARK,
-    GI_NPAGES,
-    GI_POOL_CAP,
-    GI_POOL_OFF,
-    GI_STATUS,
-    PI_G,
-    PI_HINT_ORDER,
-    ST_RUNNING,
-)
+from ..state.zone import PG_REPORTED
+from .layout import GI, PI, ST_RUNNING
 
 
 # ---------------------------------------------------------------- what the run asks
 @jit(inline="always")
 def hint_order(s):
     """The run's ``hint_order`` (SimConfig.hint_order): the smallest order to hint."""
-    return s.pi[PI_HINT_ORDER]
+    return s.pi[PI.HINT_ORDER]
 
 
 @jit(inline="always")
 def n_guests(s):
     """Guests in the run."""
-    return s.pi[PI_G]
+    return s.pi[PI.G]
 
 
 @jit(inline="always")
 def guest_pages(s, g):
     """Pages of guest g's memory."""
-    return s.gi[g, GI_NPAGES]
+    return s.gi[g, GI.NPAGES]
 
 
 @jit(inline="always")
 def guest_running(s, g):
     """Has guest g booted and not been killed?"""
-    return s.gi[g, GI_STATUS] == ST_RUNNING
+    return s.gi[g, GI.STATUS] == ST_RUNNING
 
 
 @jit(inline="always")
 def watermarks(s, g):
     """Guest g's (min, low, high) zone watermarks in pages."""
-    return s.gi[g, GI_MIN_WMARK], s.gi[g, GI_LOW_WMARK], s.gi[g, GI_HIGH_WMARK]
+    return s.gi[g, GI.MIN_WMARK], s.gi[g, GI.LOW_WMARK], s.gi[g, GI.HIGH_WMARK]
 
 
 @jit(inline="always")
 def buffer_start(s, g):
     """Start of guest g's slice of ``s.mbuf`` (the mechanism's ``PrivateState.buffer``)."""
-    return s.gi[g, GI_MBUF_OFF]
+    return s.gi[g, GI.MBUF_OFF]
 
 
 @jit(inline="always")
 def hint_asked(s, g):
     """Does the host policy want guest g to hint (1) or not (0)?"""
-    return s.gi[g, GI_ASK_HINT]
+    return s.gi[g, GI.ASK_HINT]
 
 
 @jit(inline="always")
 def pages_asked(s, g):
     """Pages the host policy wants back from guest g (a balloon size)."""
-    return s.gi[g, GI_ASK_PAGES]
+    return s.gi[g, GI.ASK_PAGES]
 
 
 @jit(inline="always")
 def asks_seen(s, g):
     """How many asks the policy has made of guest g (changes when a new ask arrives)."""
-    return s.gi[g, GI_ASK_SEQ]
+    return s.gi[g, GI.ASK_SEQ]
 
 
 # ---------------------------------------------------------------- the buddy's free lists
@@ -109,17 +93,17 @@ def is_reported(z, pfn):
 @jit(inline="always")
 def isolated_pages(s, g):
     """Pages guest g's mechanism holds isolated (off the free lists, not allocated)."""
-    return s.gi[g, GI_ISOLATED]
+    return s.gi[g, GI.ISOLATED]
 
 
 @jit(inline="always")
 def pool_start(s, g):
     """Start of guest g's slice of ``s.pool`` (int32 slots for the blocks its workload holds;
     its size is the workload's ``Setup.pool``)."""
-    return s.gi[g, GI_POOL_OFF]
+    return s.gi[g, GI.POOL_OFF]
 
 
 @jit(inline="always")
 def pool_capacity(s, g):
     """Slots of guest g's slice of ``s.pool``."""
-    return s.gi[g, GI_POOL_CAP]
+    return s.gi[g, GI.POOL_CAP]

@@ -1,10 +1,13 @@
 """Where everything lives in the engine's arrays (column indices and the state tuple).
 
-The bottom floor of the simulator: guest mm, host, hinting mechanisms, host policies and the
-engine all import it; it imports none of them (only the buddy's ``Zone`` type).
-All state is plain NumPy arrays (docs/design.md §2). Per-page arrays of all guests are concatenated
-(guest g owns ``[gi[g, GI_OFF], gi[g, GI_OFF] + gi[g, GI_NPAGES])``) and the loop builds a
-:class:`fphlib.guest.buddy.Zone` view per guest, so the compiled loop does not depend on the
+The bottom floor of the simulator: guest mm, host, hinting mechanisms, host policies, workloads
+and the engine all import it; it imports none of them. Each group of columns is declared once,
+as a ``NamedTuple`` class whose fields name the columns in order (``GuestInts``), and one
+instance of it holds their indexes (``GI``): ``s.gi[g, GI.REPORTS]``. Jitted code reads such
+an index as a compile-time constant. All state is plain NumPy arrays (docs/design.md §2).
+Per-page arrays of all guests are concatenated
+(guest g owns ``[gi[g, GI.OFF], gi[g, GI.OFF] + gi[g, GI.NPAGES])``) and the loop builds a
+:class:`fphlib.state.zone.Zone` view per guest, so the compiled loop does not depend on the
 number of guests. Per-guest scalars are columns of one int64 matrix ``gi`` and one float64
 matrix ``gf``; host scalars live in ``hi``/``hf``; run parameters in ``pi``/``pf``.
 
@@ -17,14 +20,6 @@ mechanism and one policy run at a time, so every mechanism numbers its columns f
 from typing import NamedTuple
 
 import numpy as np
-
-
-def _columns(prefix, names):
-    """Define ``PREFIX_NAME = index`` for each whitespace-separated name; return the count."""
-    names = names.split()
-    for i, name in enumerate(names):
-        globals()[f"{prefix}_{name}"] = i
-    return len(names)
 
 # ------------------------------------------------------------------ extra per-page flag bits
 # Bits 1, 2, 4, 8 are the buddy module's (PG_REPORTED, PG_BACKED, PG_DATA, PG_IN_FLIGHT).
@@ -43,18 +38,86 @@ PG_MIG_DIRTY = np.uint8(128)
 # XB_*: the guest's rows of the free-page tracking pools; FPH_CMD: the free page hint command
 # the host wrote in the balloon's config space (free_page_hint_cmd_id: 0 = none yet, else
 # fphlib.host.migration.CMD_ID_STOP/DONE or a round id >= CMD_ID_FIRST).
-NGI = _columns("GI", """OFF NPAGES STATUS WL WL_PHASE WL_CUR WL_ROUND HELD_HEAD HELD_TAIL USED BOOT
-BALLOON ISOLATED RSS SWAP
-POOL_OFF POOL_CAP POOL_N TR_OFF TR_N TR_POS
-MIN_WMARK LOW_WMARK HIGH_WMARK PCP_BATCH PCP_HIGH
-MBUF_OFF ASK_PAGES ASK_HINT ASK_SEQ ASK_TOLD DQ_HEAD DQ_N DQ_EARLY
-XB_NODE_OFF XB_NODE_N XB_LEAF_OFF XB_LEAF_N
-REPORTS REPORTED_PAGES VMEXITS FAULTS REFAULTS ALLOC_FAIL LOST LOCK_OPS SWAPOUT
-EVENTS BALLOON_MSGS OOM_DEFLATES STALE_HINTS
-FPH_CMD SWAPINS
-PC PC_DIRTY PC_HEAD PC_TAIL SLAB SLAB_HEAD SLAB_DEBT GSWAP GSWAP_CAP HELD_PAGES MM_ON KSWAPD
-PC_DROPPED WRITEBACK GSWAPOUT GSWAPIN KSWAPD_WAKES DIRECT_RECLAIMS WL_RUN
-OOM_ADJ""")
+class GuestInts(NamedTuple):
+    """Per-guest int64 columns of ``gi`` (``GI.NAME`` is the column index)."""
+
+    OFF: int
+    NPAGES: int
+    STATUS: int
+    WL: int
+    WL_PHASE: int
+    WL_CUR: int
+    WL_ROUND: int
+    HELD_HEAD: int
+    HELD_TAIL: int
+    USED: int
+    BOOT: int
+    BALLOON: int
+    ISOLATED: int
+    RSS: int
+    SWAP: int
+    POOL_OFF: int
+    POOL_CAP: int
+    POOL_N: int
+    TR_OFF: int
+    TR_N: int
+    TR_POS: int
+    MIN_WMARK: int
+    LOW_WMARK: int
+    HIGH_WMARK: int
+    PCP_BATCH: int
+    PCP_HIGH: int
+    MBUF_OFF: int
+    ASK_PAGES: int
+    ASK_HINT: int
+    ASK_SEQ: int
+    ASK_TOLD: int
+    DQ_HEAD: int
+    DQ_N: int
+    DQ_EARLY: int
+    XB_NODE_OFF: int
+    XB_NODE_N: int
+    XB_LEAF_OFF: int
+    XB_LEAF_N: int
+    REPORTS: int
+    REPORTED_PAGES: int
+    VMEXITS: int
+    FAULTS: int
+    REFAULTS: int
+    ALLOC_FAIL: int
+    LOST: int
+    LOCK_OPS: int
+    SWAPOUT: int
+    EVENTS: int
+    BALLOON_MSGS: int
+    OOM_DEFLATES: int
+    STALE_HINTS: int
+    FPH_CMD: int
+    SWAPINS: int
+    PC: int
+    PC_DIRTY: int
+    PC_HEAD: int
+    PC_TAIL: int
+    SLAB: int
+    SLAB_HEAD: int
+    SLAB_DEBT: int
+    GSWAP: int
+    GSWAP_CAP: int
+    HELD_PAGES: int
+    MM_ON: int
+    KSWAPD: int
+    PC_DROPPED: int
+    WRITEBACK: int
+    GSWAPOUT: int
+    GSWAPIN: int
+    KSWAPD_WAKES: int
+    DIRECT_RECLAIMS: int
+    WL_RUN: int
+    OOM_ADJ: int
+
+
+GI = GuestInts(*range(len(GuestInts._fields)))
+NGI = len(GI)
 # WL: the unit slot of the guest's workload step in this run (units.SLOT_WORKLOAD + WL; -1: a
 # workload without a step, idle after boot); WL_PHASE, WL_CUR, WL_ROUND, WL_RUN: the
 # workload's progress (phase, pages held now, passes, runs), read by the summary and plots.
@@ -76,9 +139,31 @@ ST_KILLED = 2  # OOM-killed by the host
 # REFAULT_STALL / SWAPIN_STALL: the parts of STALL spent refaulting discarded pages and
 # swapping pages back in (the price a guest pays for giving memory back; fphlib.host.backing);
 # RECLAIM_STALL: the part spent in host direct reclaim (its CPU and the swap device's queue)
-NGF = _columns("GF", """START WL_START WL_NEXT CREDIT DEBT STALL GUEST_CPU HOST_CPU WL_END
-ASK_T REFAULT_STALL SWAPIN_STALL
-RECLAIM_STALL IO_CREDIT WL_TOUCH WL_PASS_T0 GUEST_RECLAIM_STALL KSWAPD_CPU""")
+class GuestFloats(NamedTuple):
+    """Per-guest float64 columns of ``gf`` (``GF.NAME`` is the column index)."""
+
+    START: int
+    WL_START: int
+    WL_NEXT: int
+    CREDIT: int
+    DEBT: int
+    STALL: int
+    GUEST_CPU: int
+    HOST_CPU: int
+    WL_END: int
+    ASK_T: int
+    REFAULT_STALL: int
+    SWAPIN_STALL: int
+    RECLAIM_STALL: int
+    IO_CREDIT: int
+    WL_TOUCH: int
+    WL_PASS_T0: int
+    GUEST_RECLAIM_STALL: int
+    KSWAPD_CPU: int
+
+
+GF = GuestFloats(*range(len(GuestFloats._fields)))
+NGF = len(GF)
 # IO_CREDIT: page-cache pages owed by the I/O rate; WL_TOUCH: seconds memhog spent touching
 # (workload_runtime_s), WL_PASS_T0: start of its current pass; GUEST_RECLAIM_STALL: part of
 # STALL spent in the guest's direct reclaim; KSWAPD_CPU: guest CPU of the guest's kswapd
@@ -86,7 +171,20 @@ RECLAIM_STALL IO_CREDIT WL_TOUCH WL_PASS_T0 GUEST_RECLAIM_STALL KSWAPD_CPU""")
 # ------------------------------------------------------------------ workload parameter columns
 # The parameters every workload takes (fphlib.workloads.COMMON); a workload's own parameters
 # and state are its private columns of ``wl_i``/``wl_f`` (its ``STATE``)
-NWP = _columns("WP", "BOOT START BOOT_CACHE BOOT_SLAB IO_RATE IO_WRITE")
+class WorkloadParams(NamedTuple):
+    """Per-guest float64 columns of ``wp``, the parameters every workload takes (``WP.NAME``
+    is the column index)."""
+
+    BOOT: int
+    START: int
+    BOOT_CACHE: int
+    BOOT_SLAB: int
+    IO_RATE: int
+    IO_WRITE: int
+
+
+WP = WorkloadParams(*range(len(WorkloadParams._fields)))
+NWP = len(WP)
 
 # ------------------------------------------------------------------ host int64 / float64
 # OVERHEAD_PAGES: the host reserve (SimConfig.host_reserve) + the VMM overhead of each running
@@ -95,42 +193,167 @@ NWP = _columns("WP", "BOOT START BOOT_CACHE BOOT_SLAB IO_RATE IO_WRITE")
 # THPs swapped out whole (THP_SWAP); THP_SPLITS: THPs split to swap them per 4 KiB;
 # KHUGE_CURSOR: khugepaged's next 2 MiB region; COLLAPSES: ranges it collapsed;
 # SWAPOUTS: pages swapped out in all; PANICS: OOM with no killable guest (the host panics)
-NHI = _columns(
-    "HI", "RAM_PAGES SWAP_CAP RSS SWAP CLOCK CLOCK_G OOM_KILLS NEV NEV_LOST OVERHEAD_PAGES RSS_PEAK"
-    " WMARK_MIN WMARK_LOW WMARK_HIGH KSWAPD KSWAPD_PAGES DIRECT_PAGES THP_SWAPS THP_SPLITS "
-    "KHUGE_CURSOR COLLAPSES SWAPOUTS PANICS"
-)
+class HostInts(NamedTuple):
+    """Host int64 scalars of ``hi`` (``HI.NAME`` is the column index)."""
+
+    RAM_PAGES: int
+    SWAP_CAP: int
+    RSS: int
+    SWAP: int
+    CLOCK: int
+    CLOCK_G: int
+    OOM_KILLS: int
+    NEV: int
+    NEV_LOST: int
+    OVERHEAD_PAGES: int
+    RSS_PEAK: int
+    WMARK_MIN: int
+    WMARK_LOW: int
+    WMARK_HIGH: int
+    KSWAPD: int
+    KSWAPD_PAGES: int
+    DIRECT_PAGES: int
+    THP_SWAPS: int
+    THP_SPLITS: int
+    KHUGE_CURSOR: int
+    COLLAPSES: int
+    SWAPOUTS: int
+    PANICS: int
+
+
+HI = HostInts(*range(len(HostInts._fields)))
+NHI = len(HI)
 # SWAP_BUSY: when the swap device has done every I/O queued so far (fphlib.host.backing);
 # HOST_NEXT: the next instant of the host's daemons (kswapd, khugepaged); KHUGE_NEXT:
 # khugepaged's next scan; KSWAPD_CPU / KHUGE_CPU: host CPU of the two daemons; KSWAPD_UNTIL:
 # when kswapd's CPU is free again (a THP swapped out whole can take it past the tick)
-NHF = _columns("HF", "CPU POLICY_NEXT SWAP_BUSY HOST_NEXT KHUGE_NEXT KSWAPD_CPU KHUGE_CPU "
-               "KSWAPD_UNTIL")
+class HostFloats(NamedTuple):
+    """Host float64 scalars of ``hf`` (``HF.NAME`` is the column index)."""
+
+    CPU: int
+    POLICY_NEXT: int
+    SWAP_BUSY: int
+    HOST_NEXT: int
+    KHUGE_NEXT: int
+    KSWAPD_CPU: int
+    KHUGE_CPU: int
+    KSWAPD_UNTIL: int
+
+
+HF = HostFloats(*range(len(HostFloats._fields)))
+NHF = len(HF)
 
 # ------------------------------------------------------------------ run parameters
 # FREE_HOOK_ORDER: the mechanism's on_free hook runs for merged blocks of at least this order
 # KSWAPD / KHUGEPAGED: the host daemons are on (SimConfig.host_kswapd / host_khugepaged)
-NPI = _columns(
-    "PI", "G MECH POLICY HINT_ORDER FREE_HOOK_ORDER THP VCPUS DEBUG N_TICKS SAMPLE_TICKS "
-    "KSWAPD KHUGEPAGED SAFE"
-)
+class RunInts(NamedTuple):
+    """Run parameters, int64 ``pi`` (``PI.NAME`` is the column index)."""
+
+    G: int
+    MECH: int
+    POLICY: int
+    HINT_ORDER: int
+    FREE_HOOK_ORDER: int
+    THP: int
+    VCPUS: int
+    DEBUG: int
+    N_TICKS: int
+    SAMPLE_TICKS: int
+    KSWAPD: int
+    KHUGEPAGED: int
+    SAFE: int
+
+
+PI = RunInts(*range(len(RunInts._fields)))
+NPI = len(PI)
 # SAFE: the run's mechanism variant is safe (fphlib.hinting.mechanism_is_safe): the debug
 # checks then also require that no page-cache page is ever hinted or discarded
 # SWAP_PAGE_S: the swap device's time per 4 KiB page (4096 / host_swap_bandwidth; 0: no limit)
-NPF = _columns("PF", "DT POLICY_INTERVAL SWAP_PAGE_S")
+class RunFloats(NamedTuple):
+    """Run parameters, float64 ``pf`` (``PF.NAME`` is the column index)."""
+
+    DT: int
+    POLICY_INTERVAL: int
+    SWAP_PAGE_S: int
+
+
+PF = RunFloats(*range(len(RunFloats._fields)))
+NPF = len(PF)
 
 # ------------------------------------------------------------------ live migration (one guest)
 # fphlib.host.migration: the migrated guest, its precopy phase and counters (int64 ``mig_i``)
-NMI = _columns("MI", """ON G PHASE ROUND CURSOR CMD HINT_ON SENT_PAGES ZERO_PAGES HINTED BYTES
-PASS_BYTES MAX_ROUNDS SYNCS HELD_PEAK CONVERGED""")
-NMF = _columns("MF", "AT NEXT BW DOWNTIME T_END DOWNTIME_S PASS_T0 HOLD_START HOLD_S")
+class MigrationInts(NamedTuple):
+    """The live migration's int64 ``mig_i`` (``MI.NAME`` is the column index)."""
+
+    ON: int
+    G: int
+    PHASE: int
+    ROUND: int
+    CURSOR: int
+    CMD: int
+    HINT_ON: int
+    SENT_PAGES: int
+    ZERO_PAGES: int
+    HINTED: int
+    BYTES: int
+    PASS_BYTES: int
+    MAX_ROUNDS: int
+    SYNCS: int
+    HELD_PEAK: int
+    CONVERGED: int
+
+
+MI = MigrationInts(*range(len(MigrationInts._fields)))
+NMI = len(MI)
+class MigrationFloats(NamedTuple):
+    """The live migration's float64 ``mig_f`` (``MF.NAME`` is the column index)."""
+
+    AT: int
+    NEXT: int
+    BW: int
+    DOWNTIME: int
+    T_END: int
+    DOWNTIME_S: int
+    PASS_T0: int
+    HOLD_START: int
+    HOLD_S: int
+
+
+MF = MigrationFloats(*range(len(MigrationFloats._fields)))
+NMF = len(MF)
 
 # ------------------------------------------------------------------ recorded series
-# RG_REPORTED: bytes reported/ballooned so far (cumulative, the summary's reported_bytes);
-# RG_REPORTED_FREE: free pages flagged reported now (the mechanism's reported_pages hook)
-NRG = _columns("RG", "RSS FREE REPORTED ISOLATED USED PCP BALLOON SWAP REPORTED_FREE "
-               "PAGE_CACHE SLAB GUEST_SWAP")
-NRH = _columns("RH", "RSS SWAP FREE")
+# RG.REPORTED: bytes reported/ballooned so far (cumulative, the summary's reported_bytes);
+# RG.REPORTED_FREE: free pages flagged reported now (the mechanism's reported_pages hook)
+class GuestSeries(NamedTuple):
+    """Per-guest recorded series, the last axis of ``rec_g`` (``RG.NAME`` is the column index)."""
+
+    RSS: int
+    FREE: int
+    REPORTED: int
+    ISOLATED: int
+    USED: int
+    PCP: int
+    BALLOON: int
+    SWAP: int
+    REPORTED_FREE: int
+    PAGE_CACHE: int
+    SLAB: int
+    GUEST_SWAP: int
+
+
+RG = GuestSeries(*range(len(GuestSeries._fields)))
+NRG = len(RG)
+class HostSeries(NamedTuple):
+    """Host recorded series, the last axis of ``rec_h`` (``RH.NAME`` is the column index)."""
+
+    RSS: int
+    SWAP: int
+    FREE: int
+
+
+RH = HostSeries(*range(len(HostSeries._fields)))
+NRH = len(RH)
 
 # event kinds (rows of ``ev``: t_s, guest, kind, value)
 EV_OOM_KILL = 1  # host OOM killer killed the guest; value = its RSS + swap in bytes
@@ -165,6 +388,10 @@ class PrivateState(NamedTuple):
     sizes the guest's host discard queue; ``tracking(params)`` picks the per-guest free-page
     tracking (``None``, ``"page"`` or ``"head"``: an xbitmap the buddy keeps current).
 
+    A policy's values that are not per guest (its thresholds, a round-robin cursor) are its
+    ``shared_ints``/``shared_floats``, one row for the whole run (``pol_si``/``pol_sf``), set
+    by ``shared_init(params, cfg, ints, floats)``.
+
     A mechanism's first float column (``MECH_WAKE``) is its next instant: the engine calls its
     ``tick`` only when that instant falls in the tick or the host policy asked something new
     (``build`` sets it to inf before ``init``), so an idle mechanism costs the loop nothing.
@@ -176,6 +403,9 @@ class PrivateState(NamedTuple):
     init: object = None
     discard_slots: object = None
     tracking: object = None
+    shared_ints: tuple = ()
+    shared_floats: tuple = ()
+    shared_init: object = None
 
 
 MECH_WAKE = 0  # mf column 0: the mechanism's next instant (inf: none); see PrivateState
@@ -193,7 +423,7 @@ class EngineState(NamedTuple):
     # per page (all guests concatenated)
     nxt: np.ndarray  # int32: free-list / pcp / held-list links
     prv: np.ndarray  # int32
-    state: np.ndarray  # int8 (buddy.Zone.state)
+    state: np.ndarray  # int8 (zone.Zone.state)
     flags: np.ndarray  # uint8 (buddy PG_* plus PG_SWAPPED/REFERENCED/DISCARDED)
     # per 2 MiB host region
     reg_cnt: np.ndarray  # uint16: pages present (backed or swapped) in the region
@@ -222,10 +452,12 @@ class EngineState(NamedTuple):
     # the mechanism's and the policy's private state (PrivateState)
     mi: np.ndarray  # int64[G, ints]
     mf: np.ndarray  # float64[G, floats]
-    mbuf: np.ndarray  # int64[sum of buffers], guest g from GI_MBUF_OFF
+    mbuf: np.ndarray  # int64[sum of buffers], guest g from GI.MBUF_OFF
     pol_i: np.ndarray  # int64[G, ints]
     pol_f: np.ndarray  # float64[G, floats]
-    # host discard queue per guest (a ring of GI_DQ_N entries from GI_DQ_HEAD)
+    pol_si: np.ndarray  # int64[shared ints]: the policy's values for the whole run
+    pol_sf: np.ndarray  # float64[shared floats]
+    # host discard queue per guest (a ring of GI.DQ_N entries from GI.DQ_HEAD)
     dq_t: np.ndarray  # float64[G, slots]: when the host performs the discard
     dq_pfn: np.ndarray  # int64[G, slots]: first guest pfn
     dq_n: np.ndarray  # int64[G, slots]: pages

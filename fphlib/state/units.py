@@ -35,7 +35,7 @@ from numba.extending import intrinsic
 
 from .._jit import Borrowed, Ref, abi_size, call_native, jit, native_address, ref_pointer, store_ref
 from .borrow import borrow_state, zone_of
-from .layout import PI_G
+from .layout import PI
 
 # unit -> (argument names, return type). Argument names fix the types (ARG_TYPES); the zone
 # ``z`` is always ``zone_of(s, g)``'s type, so a caller with another view is refused at typing.
@@ -136,10 +136,10 @@ def publish(s):
     """Store the state and every guest's zone view in ``s.self_ref`` (see the module doc)."""
     s = borrow_state(s)
     offset, stride = _ref_layout(s)
-    if s.self_ref.size * 8 < offset + s.pi[PI_G] * stride:
+    if s.self_ref.size * 8 < offset + s.pi[PI.G] * stride:
         raise ValueError("s.self_ref is too small for the state and its zones (ref_words)")
     store_ref(s.self_ref, 0, s)
-    for g in range(s.pi[PI_G]):
+    for g in range(s.pi[PI.G]):
         store_ref(s.self_ref, offset + g * stride, zone_of(s, g))
 
 

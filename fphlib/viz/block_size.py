@@ -11,8 +11,9 @@ from pathlib import Path
 
 import ipywidgets as W
 
+from ..experiments.scenarios import headline_config, profile_name
 from ..units import PAGE_SIZE
-from .scenarios import headline_config, profile_name
+from .figures import figure_png
 from .widgets import computing
 
 PAGEBLOCK_ORDER = 9  # the kernel's page_reporting_order default: pageblock_order, 2 MiB = THP
@@ -137,7 +138,6 @@ class BlockSizeApp:
         from fphlib.sweep import block_size_mechanisms
 
         from ..workloads import WORKLOADS
-        from .widgets import figure_png
 
         self._png = figure_png
         self.profile = profile_name(profile)

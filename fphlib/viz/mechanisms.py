@@ -18,14 +18,8 @@ import pandas as pd
 import seaborn as sns
 
 from . import plots
-from .widgets import (
-    _figure,
-    _workloads,
-    block_size_label,
-    figure_png,
-    run_configs,
-    workload_params_for,
-)
+from .figures import app_figure, figure_png, new_axes, new_figure
+from .widgets import block_size_label, run_configs, workload_names, workload_params_for
 
 GIB = float(1 << 30)
 
@@ -109,14 +103,14 @@ def compare_configs(cfg, mechanisms=None, mechanism_params=None):
     -----
     The balloon needs a target. ``cfg.balloon_target`` (or the static policy's ``target``) is
     used as given; when it is None, the balloon run gets the headline target
-    (:func:`fphlib.viz.scenarios.balloon_target_for`: the guest's boot footprint + 20 % of its
-    memory, where an oVirt MOM-style policy leaves an idle guest). Without any target a
-    balloon never inflates and its run would duplicate ``none``. Other mechanisms keep
+    (:func:`fphlib.experiments.scenarios.balloon_target_for`: the guest's boot footprint
+    + 20 % of its memory, where an oVirt MOM-style policy leaves an idle guest). Without any
+    target a balloon never inflates and its run would duplicate ``none``. Other mechanisms keep
     ``cfg.balloon_target`` unchanged.
     """
     from ..api.config import SimConfig
+    from ..experiments.scenarios import balloon_target_for
     from ..workloads import COMMON
-    from .scenarios import balloon_target_for
 
     if not isinstance(cfg, SimConfig):
         raise ValueError(f"cfg: expected a SimConfig, got {type(cfg).__name__}")
@@ -230,7 +224,7 @@ def plot_compare(results, fig=None, metrics=tuple(COMPARE_METRICS), title=None):
                          "(from compare())")
     metrics = tuple(metrics)
     n = max(len(metrics), 1)
-    fig = plots._new_figure(fig, figsize=(max(3.0 * n, 9.0), 7.5))
+    fig = new_figure(fig, figsize=(max(3.0 * n, 9.0), 7.5))
     grid = fig.add_gridspec(2, n, height_ratios=(1.15, 1.0))
     palette = mechanism_palette(results)
     ax = fig.add_subplot(grid[0, :])
@@ -320,7 +314,7 @@ def plot_admission(table, ax=None, published=None, title=None):
         if col not in table.columns:
             raise ValueError(f"table: missing column {col!r}; pass admission_table()'s result")
     published = PUBLISHED if published is None else published
-    ax = plots._new_axes(ax, figsize=(7.5, 4.0))
+    ax = new_axes(ax, figsize=(7.5, 4.0))
     names = list(table["mechanism"])
     palette = mechanism_palette(names)
     sns.barplot(table, x="mechanism", y="admitted", hue="mechanism", palette=palette,
@@ -357,7 +351,7 @@ class CompareApp:
     ----------
     profile : {"smoke", "demo", "full"}, optional
         Sizes of the runs (default: ``$FPHLIB_PROFILE``, else ``"demo"``): the headline
-        scenario of :func:`fphlib.viz.scenarios.headline_config`.
+        scenario of :func:`fphlib.experiments.scenarios.headline_config`.
     simulate : callable, optional
         ``simulate(cfg, progress=...) -> SimResult``; defaults to :func:`fphlib.simulate`.
 
@@ -372,7 +366,7 @@ class CompareApp:
     def __init__(self, profile=None, simulate=None):
         import ipywidgets as W
 
-        from .scenarios import profile_name
+        from ..experiments.scenarios import profile_name
 
         self.profile = profile_name(profile)
         self._simulate = simulate
@@ -392,7 +386,7 @@ class CompareApp:
         self.block_label = W.HTML(f"block size {block_size_label(9)}")
         self.guests = W.IntSlider(value=3, min=1, max=6, description="guests",
                                   continuous_update=False, tooltip=field_help("guests"))
-        self.workload = W.Dropdown(options=_workloads(), value="memhog", description="workload",
+        self.workload = W.Dropdown(options=workload_names(), value="memhog", description="workload",
                                    tooltip=field_help("workload"))
         self.run_button = W.Button(description="Run", button_style="primary", icon="play",
                                    tooltip="run the scenario under every selected mechanism")
@@ -406,7 +400,7 @@ class CompareApp:
         self.hint_order.observe(self._on_order, names="value")
         self.mechanisms.observe(self._on_order, names="value")
         self.run_button.on_click(self.run)
-        self._fig = _figure((15, 7.5))
+        self._fig = app_figure((15, 7.5))
         wrap = W.Layout(flex_flow="row wrap", align_items="center")
         controls = W.VBox([
             W.HBox([self.mechanisms, W.VBox([self.workload, self.guests])], layout=wrap),
@@ -432,7 +426,7 @@ class CompareApp:
 
     def config(self):
         """The base SimConfig the controls describe (mechanism ``none``)."""
-        from .scenarios import headline_config
+        from ..experiments.scenarios import headline_config
 
         base = headline_config(self.profile, "none", guests=self.guests.value,
                                hint_order=self.hint_order.value)
@@ -459,7 +453,7 @@ class CompareApp:
         if not self.results:
             return
         self.summary = summary_frame(self.results)
-        from .scenarios import scenario_title
+        from ..experiments.scenarios import scenario_title
         from .tables import readable
 
         cfg = next(iter(self.results.values())).config

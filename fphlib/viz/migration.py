@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from . import plots
-from .scenarios import profile_name
+from ..experiments.scenarios import profile_name
+from .figures import app_figure, figure_png, new_figure
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -54,7 +54,7 @@ def migration_config(guest_mem, free_fraction, mechanism="none", mechanism_param
     in full); without, it was never touched (zero pages, a 9-byte header each).
     """
     from ..api.config import SimConfig
-    from ..host.costs import DEFAULTS
+    from ..costs import DEFAULTS
 
     block = 4 * MIB
     boot = int((1.0 - free_fraction) * guest_mem) // block * block
@@ -104,7 +104,7 @@ def plot_migration(frame, fig=None):
     """Migration time (top) and bytes sent (bottom) against guest size, one column per free
     fraction; colour: the migration, line style: whether the free memory was used before."""
     fractions = sorted(frame.free_fraction.unique())
-    fig = plots._new_figure(fig, (4.0 * len(fractions), 6.5))
+    fig = new_figure(fig, (4.0 * len(fractions), 6.5))
     axes = fig.subplots(2, len(fractions), squeeze=False, sharex=True)
     for j, free in enumerate(fractions):
         part = frame[frame.free_fraction == free]
@@ -158,7 +158,7 @@ def plot_race(frame, fig=None):
                ("returned_mib", "discarded (MiB, total)", ".0f"),
                ("zone_lock_hold_ms", "zone->lock hold (ms)", ".2f"))
     variants = list(dict.fromkeys(frame.variant))
-    fig = plots._new_figure(fig, (4.2 * len(metrics), 3.2 * len(variants)))
+    fig = new_figure(fig, (4.2 * len(metrics), 3.2 * len(variants)))
     axes = fig.subplots(len(variants), len(metrics), squeeze=False)
     for i, variant in enumerate(variants):
         part = frame[frame.variant == variant]
@@ -263,10 +263,9 @@ class MigrationApp:
 
     def redraw(self):
         """Bars of time, bytes and unavailable time; the table below."""
-        from .widgets import _figure, figure_png
 
         df = self.frame()
-        fig = _figure((10.5, 3.0))
+        fig = app_figure((10.5, 3.0))
         axes = fig.subplots(1, 3)
         for ax, col in zip(axes, ("time (s)", "sent (MiB)", "unavailable (s)"), strict=True):
             sns.barplot(df, x="migration", y=col, hue="migration", ax=ax, legend=False)

@@ -13,6 +13,7 @@ import pandas as pd
 import seaborn as sns
 
 from ..units import PAGE_SIZE
+from .figures import new_axes, new_figure
 
 GIB = float(1 << 30)
 MIB = float(1 << 20)
@@ -109,26 +110,6 @@ def metric_info(name, per_guest=False):
     return Metric(unit, name.replace("_", " "))
 
 
-def _new_axes(ax, figsize=(7.5, 4.0)):
-    if ax is None:
-        import matplotlib.pyplot as plt
-
-        _, ax = plt.subplots(figsize=figsize, layout="constrained")
-    else:
-        ax.clear()
-    return ax
-
-
-def _new_figure(fig, figsize):
-    if fig is None:
-        import matplotlib.pyplot as plt
-
-        fig = plt.figure(figsize=figsize, layout="constrained")
-    else:
-        fig.clear()
-    return fig
-
-
 def run_label(result):
     """Short label of a run: its mechanism, plus the hint order when it reports free pages."""
     cfg = result.config
@@ -202,7 +183,7 @@ def plot_host_rss(data, ax=None, hue="run", host_mem=None, title="Host RSS over 
 
             host_mem = parse_size(next(iter(runs.values())).config.host_mem, "host_mem")
         data = host_frame(runs, hue=hue)
-    ax = _new_axes(ax)
+    ax = new_axes(ax)
     frame = data.assign(rss_gib=data["rss_bytes"] / GIB)
     # style as well as colour: runs that coincide (e.g. none and balloon) stay visible
     sns.lineplot(frame, x="t_s", y="rss_gib", hue=hue, style=hue, ax=ax, linewidth=1.6)
@@ -260,7 +241,7 @@ def plot_guest_memory(result, fig=None, max_guests=4, title=None):
     long = guest_frame(result)
     guests = sorted(long["guest"].unique())[:max_guests]
     n = max(len(guests), 1)
-    fig = _new_figure(fig, figsize=(3.6 * n + 1.5, 3.4))
+    fig = new_figure(fig, figsize=(3.6 * n + 1.5, 3.4))
     axes = np.atleast_1d(fig.subplots(1, n, sharey=True, squeeze=False)[0])
     order = [s for s in GUEST_SERIES.values() if s in set(long["series"])]
     for i, (ax, guest) in enumerate(zip(axes, guests, strict=False)):
@@ -297,7 +278,7 @@ def plot_buddyinfo(nr_free, ax=None, unit="blocks", title="Free blocks per order
     """
     if unit not in ("blocks", "mib"):
         raise ValueError(f"unit: {unit!r} is not one of 'blocks', 'mib'")
-    ax = _new_axes(ax, figsize=(6.5, 3.4))
+    ax = new_axes(ax, figsize=(6.5, 3.4))
     frame = buddyinfo_frame(nr_free)
     sns.barplot(frame, x="order", y=unit, ax=ax, color="tab:blue")
     ax.set(xlabel="order (block = 4 KiB × 2^order)",
@@ -324,7 +305,7 @@ def fragmentation_frame(nr_free):
 
 def plot_fragmentation(nr_free, ax=None, title="Fragmentation per order"):
     """Fragmentation index and unusable free space index per order (kernel arithmetic)."""
-    ax = _new_axes(ax, figsize=(6.5, 3.4))
+    ax = new_axes(ax, figsize=(6.5, 3.4))
     frame = fragmentation_frame(nr_free)
     sns.lineplot(frame, x="order", y="value", hue="index", marker="o", ax=ax)
     ax.set(xlabel="order", ylabel="index (0..1)", title=title, ylim=(-0.05, 1.05),
@@ -349,7 +330,7 @@ def plot_bitmap_memory(frame, ax=None, x="used_fraction", title="Tracking memory
     log : bool
         Logarithmic y axis (bytes); linear from 0 otherwise.
     """
-    ax = _new_axes(ax, figsize=(6.5, 3.6))
+    ax = new_axes(ax, figsize=(6.5, 3.6))
     series = {}
     for name, sub in frame.groupby("structure", sort=False):
         sub = sub.sort_values(x)

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .widgets import _figure, figure_png, run_configs
+from .figures import app_figure, figure_png
+from .widgets import run_configs
 
 MIB = float(1 << 20)
 
@@ -68,7 +69,7 @@ def policy_table():
 
 def plot_policy_heatmaps(grid, fig=None, metrics=tuple(HEATMAP_METRICS)):
     """Guest count x policy heatmaps of the run metrics in ``grid`` (policy_grid rows)."""
-    fig = fig if fig is not None else _figure((4 * len(metrics), 3.6))
+    fig = fig if fig is not None else app_figure((4 * len(metrics), 3.6))
     fig.clear()
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     order = [p for p in policies() if p in set(grid["policy"])]
@@ -84,7 +85,7 @@ def plot_policy_heatmaps(grid, fig=None, metrics=tuple(HEATMAP_METRICS)):
 
 def plot_who_paid(table, fig=None, title=None):
     """Per-guest bars: memory asked and returned (MiB), stall (s) and slowdown."""
-    fig = fig if fig is not None else _figure((14, 3.6))
+    fig = fig if fig is not None else app_figure((14, 3.6))
     fig.clear()
     axes = fig.subplots(1, 3)
     g = table["guest"].astype(str)
@@ -120,7 +121,7 @@ def show(fig):
 def plot_overcommit(frame, ax=None):
     """The idle-tax split: each guest's memory (minus balloon) per tau, busy vs idle."""
     if ax is None:
-        ax = _figure((6, 3.6)).subplots()
+        ax = app_figure((6, 3.6)).subplots()
     d = frame.assign(memory_mib=frame["memory_bytes"] / MIB,
                      who=frame["role"] + " " + frame["guest"].astype(str))
     sns.barplot(d, x="tau", y="memory_mib", hue="who", ax=ax)
@@ -131,7 +132,7 @@ def plot_overcommit(frame, ax=None):
 
 def plot_memhog_sequence(frame, fig=None):
     """Runtime of each guest's memhog and the host swap, per mechanism."""
-    fig = fig if fig is not None else _figure((11, 3.6))
+    fig = fig if fig is not None else app_figure((11, 3.6))
     fig.clear()
     a, b = fig.subplots(1, 2)
     sns.barplot(frame, x="guest", y="runtime_s", hue="mechanism", ax=a)
@@ -148,7 +149,7 @@ def app_config(guests, policy, mechanism, ratio, active_fraction, guest_mem="256
     ``active_fraction`` of them churning and the rest idle after one memhog pass, on a host
     with ``1 / ratio`` of their memory (plus overhead) and half of it as swap."""
     from ..api.config import SimConfig
-    from ..host.costs import SIZE_DEFAULTS
+    from ..costs import SIZE_DEFAULTS
     from ..units import parse_size
 
     mem = parse_size(guest_mem, "guest_mem")
@@ -169,13 +170,13 @@ def app_config(guests, policy, mechanism, ratio, active_fraction, guest_mem="256
 
 class PolicyApp:
     """Pick guest count, policy, mechanism, overcommit ratio and workload mix; Run; see who
-    paid (the run and its never-asking twin, :func:`fphlib.api.asking.with_baseline`)."""
+    paid (the run and its never-asking twin, fphlib.api.simulate.with_baseline)."""
 
     def __init__(self, profile=None, simulate=None):
         import ipywidgets as W
 
+        from ..experiments.scenarios import profile_name
         from ..hinting import REGISTRY as MECHS
-        from .scenarios import profile_name
 
         self.profile = profile_name(profile)
         self._simulate = simulate
@@ -197,7 +198,7 @@ class PolicyApp:
         self.image = W.Image(format="png", layout=W.Layout(max_width="1200px"))
         self.html = W.HTML(value="")
         self.run_button.on_click(self.run)
-        self._fig = _figure((14, 3.6))
+        self._fig = app_figure((14, 3.6))
         self.widget = W.VBox([
             W.HBox([W.VBox([self.guests, self.ratio, self.active]),
                     W.VBox([self.policy, self.mechanism])]),

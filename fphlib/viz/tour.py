@@ -12,6 +12,7 @@ import pandas as pd
 
 from ..units import NR_ORDERS, PAGE_SIZE, parse_size
 from ..workloads.trace_file import KERNEL_ORDER_MIX
+from .figures import app_figure, figure_png
 
 TRACKS = ("page", "head")
 
@@ -230,8 +231,6 @@ class TourApp:
     def __init__(self, guest_mem="64MiB", track="page", seed=0):
         import ipywidgets as W
 
-        from .widgets import _figure
-
         self.tour = GuestTour(guest_mem, track=track, seed=seed)
         wide = {"description_width": "initial"}
         self.order = W.IntSlider(value=0, min=0, max=NR_ORDERS - 1, description="order",
@@ -265,7 +264,7 @@ class TourApp:
         # scales with its box, so nothing is clipped at any width
         fit = W.Layout(flex="1 1 420px", max_width="100%", height="auto")
         self.images = [W.Image(format="png", layout=fit) for _ in range(2)]
-        self._figs = [_figure((6.0, 3.2)), _figure((6.0, 3.2))]
+        self._figs = [app_figure((6.0, 3.2)), app_figure((6.0, 3.2))]
         self.alloc_button.on_click(lambda _: self._act(self.tour.alloc, self.order.value))
         self.free_button.on_click(lambda _: self._act(self.tour.free) if self.tour.live else None)
         self.churn_button.on_click(
@@ -288,7 +287,6 @@ class TourApp:
     def redraw(self):
         """Redraw the buddyinfo and fragmentation plots and the status line (in place)."""
         from . import plots
-        from .widgets import figure_png
 
         snap = self.tour.snapshot()
         plots.plot_buddyinfo(snap["nr_free"], ax=self._ax(0))

@@ -25,9 +25,10 @@ import math
 import numpy as np
 import pandas as pd
 
+from .figures import app_figure, figure_png
 from .policies import show  # noqa: F401  (a notebook-displayable PNG of a Figure)
 from .tables import ReadableTable
-from .widgets import _figure, computing, figure_png
+from .widgets import computing
 
 PASS, FAIL = "#2a9d3f", "#c0392b"
 
@@ -129,7 +130,7 @@ def plot_validation(df, ax=None, title="Published results vs fphlib"):
     """
     n = len(df)
     if ax is None:
-        ax = _figure((10, 0.42 * n + 1.4)).subplots()
+        ax = app_figure((10, 0.42 * n + 1.4)).subplots()
     else:
         ax.clear()
     lo_lim, hi_lim = 1 / 16, 16.0
@@ -201,7 +202,7 @@ class ValidationApp:
         import ipywidgets as W
 
         from .. import validation as V
-        from .scenarios import profile_name
+        from ..experiments.scenarios import profile_name
         from .widgets import STALE_CSS, fit_layout
 
         self.profile = profile_name(profile)
@@ -220,7 +221,7 @@ class ValidationApp:
         self.image = W.Image(format="png", layout=fit_layout())
         self.table = W.HTML(value="")
         self.run_button.on_click(self.run)
-        self._fig = _figure((10, 5))
+        self._fig = app_figure((10, 5))
         wrap = W.Layout(flex_flow="row wrap", align_items="center")
         self.widget = W.VBox([
             W.HTML(STALE_CSS),
@@ -336,7 +337,7 @@ def plot_drain(recording, ax=None, title=None):
     rec, _, name = V._load(recording, "drain")
     model, info = V.drain_model(rec)
     if ax is None:
-        ax = _figure((8, 4)).subplots()
+        ax = app_figure((8, 4)).subplots()
     else:
         ax.clear()
     curves = {"recorded": (rec.frame["t_s"], rec.frame["reported_bytes"], REAL, "-"),
@@ -379,7 +380,7 @@ def plot_buddyinfo(frame, fig=None, title=None, orders=None):
     cols = 4
     rows = -(-len(orders) // cols)
     if fig is None:
-        fig = _figure((11, 2.2 * rows + 0.6))
+        fig = app_figure((11, 2.2 * rows + 0.6))
     else:
         fig.clear()
     axes = np.atleast_1d(fig.subplots(rows, cols, sharex=True)).ravel()
@@ -410,13 +411,13 @@ def plot_first_touch(recording, ax=None, title=None):
     matplotlib.axes.Axes
     """
     from .. import validation as V
-    from ..host.costs import DEFAULTS
+    from ..costs import DEFAULTS
 
     rec, _, name = V._load(recording, "first_touch")
     g = rec.touches.groupby("case")["s_per_gib"].agg(["mean", "min", "max"])
     g = g.reindex([c for c in ("first", "backed", "discarded") if c in g.index])
     if ax is None:
-        ax = _figure((7, 4)).subplots()
+        ax = app_figure((7, 4)).subplots()
     else:
         ax.clear()
     x = np.arange(len(g))
@@ -480,7 +481,7 @@ class LiveApp:
             return None
         kind = self.table.set_index("name").loc[name, "kind"]
         path = self._path(name)
-        fig = _figure((9, 4))
+        fig = app_figure((9, 4))
         try:
             if kind == "drain":
                 plot_drain(path, ax=fig.subplots())

@@ -10,14 +10,16 @@ Voila and a headless kernel (no ipympl needed).
 """
 
 import contextlib
-import io
 
 import ipywidgets as W
 
 from ..api.fields import FIELD_HELP
+from ..experiments.scenarios import headline_config, profile_name
+from ..hinting import MECHANISMS
 from ..units import PAGE_SIZE
+from ..workloads import WORKLOADS
 from . import plots
-from .scenarios import headline_config, profile_name
+from .figures import app_figure, figure_png
 
 
 def block_size_label(order):
@@ -27,24 +29,8 @@ def block_size_label(order):
     return format_size(PAGE_SIZE << int(order))
 
 
-def figure_png(fig, dpi=96, title=None):
-    """PNG bytes of a matplotlib Figure (``title`` stored as the PNG's Title text chunk)."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, metadata={"Title": title} if title else None)
-    return buf.getvalue()
-
-
-def _figure(figsize):
-    # A pyplot-free Figure: not registered with pyplot, so it is never auto-displayed as a
-    # second copy below the app and is garbage-collected like any object.
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=figsize, layout="constrained")
-
-
-def _mechanisms():
-    from ..hinting import MECHANISMS
-
+def mechanism_names():
+    """The registered mechanisms (plug-ins included), the app's choices."""
     return tuple(MECHANISMS)
 
 
@@ -121,10 +107,8 @@ def run_configs(app, configs, simulate=None, what="run(s)"):
     return app.results
 
 
-def _workloads():
-    from ..workloads import WORKLOADS
-
-    # "trace" needs a file; the app offers the synthetic workloads.
+def workload_names():
+    """The registered workloads the apps offer (not ``trace``, which needs a file)."""
     return tuple(w for w in WORKLOADS if w != "trace")
 
 
@@ -158,7 +142,7 @@ class SimulationApp:
     """
 
     def __init__(self, profile=None, baseline=True, simulate=None):
-        from .scenarios import PRESET_SIZES, PROFILES
+        from ..experiments.scenarios import PRESET_SIZES, PROFILES
 
         self.profile = profile_name(profile, default="full")
         self.baseline = baseline
@@ -184,7 +168,7 @@ class SimulationApp:
         self.duration = W.IntSlider(value=120, min=10, max=600, step=5, description="duration (s)",
                                     tooltip=field_help("duration_s"), style=wide,
                                     continuous_update=False)
-        self.mechanism = W.Dropdown(options=_mechanisms(), value="page_reporting",
+        self.mechanism = W.Dropdown(options=mechanism_names(), value="page_reporting",
                                     description="mechanism",
                                     tooltip=field_help("mechanism"))
         self.mechanism_note = W.HTML()
@@ -192,7 +176,7 @@ class SimulationApp:
                                       tooltip=field_help("hint_order"), style=wide,
                                       continuous_update=False)
         self.block_label = W.HTML(self._block_text(9))
-        self.workload = W.Dropdown(options=_workloads(), value="memhog", description="workload",
+        self.workload = W.Dropdown(options=workload_names(), value="memhog", description="workload",
                                    tooltip=field_help("workload"))
         self.run_button = W.Button(description="Run", button_style="primary", icon="play",
                                    tooltip="run the simulation with these settings, and the "
@@ -215,8 +199,8 @@ class SimulationApp:
                   self.mechanism, self.hint_order):
             w.observe(self._on_change, names="value")
         self.run_button.on_click(self.run)
-        self._rss_fig = _figure((8, 3.8))
-        self._guest_fig = _figure((12, 3.6))
+        self._rss_fig = app_figure((8, 3.8))
+        self._guest_fig = app_figure((12, 3.6))
         self._on_preset({"new": self.profile})
         self._on_mechanism({"new": self.mechanism.value})
         wrap = W.Layout(flex_flow="row wrap", align_items="center")
@@ -241,7 +225,7 @@ class SimulationApp:
         self.block_label.value = self._block_text(change["new"])
 
     def _on_preset(self, change):
-        from .scenarios import PRESET_SIZES
+        from ..experiments.scenarios import PRESET_SIZES
 
         sizes = PRESET_SIZES[change["new"]]
         self.profile = change["new"]
@@ -264,8 +248,8 @@ class SimulationApp:
 
     def _on_change(self, _change=None):
         """Show the sizes being simulated (also tells when a combination is invalid)."""
+        from ..experiments.scenarios import scenario_title
         from ..units import format_size, parse_size
-        from .scenarios import scenario_title
 
         try:
             cfg = self.config()
@@ -309,7 +293,7 @@ class SimulationApp:
 
     def redraw(self):
         """Redraw the plots and the table from :attr:`results` (in place)."""
-        from .scenarios import scenario_title
+        from ..experiments.scenarios import scenario_title
         from .tables import readable
 
         if not self.results:

@@ -22,7 +22,7 @@ floats)``), ``build(params, n_pages, rng) -> Setup`` (the pool of held blocks it
 of operations to replay; ``rng`` a NumPy Generator of its own), ``check_params(params)``,
 ``estimate_events(params, n_pages, active_s)`` (an upper estimate of its page operations, for
 ``fphlib.api.limits``), ``runtime_s(s, g)`` (its ``workload_runtime_s``; default: from its
-start to ``GF_WL_END``) and the jitted ``step(s, g, z, t, dt, cost, ovh) -> bool`` (one tick;
+start to ``GF.WL_END``) and the jitted ``step(s, g, z, t, dt, cost, ovh) -> bool`` (one tick;
 False when the guest was killed). A workload without ``step`` is idle after boot. Adding a
 built-in = its module + its name in ``BUILTIN``; a plug-in = :func:`fphlib.register_workload`
 or an entry point in group ``fphlib.workloads``.
@@ -42,7 +42,7 @@ from ..registry import (
     is_params_spec,
     require,
 )
-from ..state.layout import GF_WL_END, GF_WL_START
+from ..state.layout import GF
 from ..state.params import Param
 
 BUILTIN = ("idle", "memhog", "churn", "trace")
@@ -68,9 +68,9 @@ STEP_ARGS = ("s", "g", "z", "t", "dt", "cost", "ovh")
 
 class Setup(NamedTuple):
     """What a workload's ``build`` asks of the engine for one guest: ``pool`` int32 slots for
-    the blocks it holds (``GI_POOL_OFF``/``GI_POOL_CAP``), and a ``trace`` of operations to
-    replay, ``(t_us int64, kind int8, order int8, slot int32)`` arrays (``GI_TR_OFF``,
-    ``GI_TR_N``) or None."""
+    the blocks it holds (``GI.POOL_OFF``/``GI.POOL_CAP``), and a ``trace`` of operations to
+    replay, ``(t_us int64, kind int8, order int8, slot int32)`` arrays (``GI.TR_OFF``,
+    ``GI.TR_N``) or None."""
 
     pool: int = 0
     trace: tuple | None = None
@@ -129,4 +129,4 @@ def workload_runtime_s(s, g, name):
     own = getattr(workload_module(name), "runtime_s", None)
     if own is not None:
         return own(s, g)
-    return float(s.gf[g, GF_WL_END] - s.gf[g, GF_WL_START])
+    return float(s.gf[g, GF.WL_END] - s.gf[g, GF.WL_START])

@@ -12,20 +12,11 @@ import numpy as np
 
 from .._jit import jit
 from ..bounds import MAX_DURATION_S, MAX_OPS_PER_S, MAX_ORDER_WEIGHT, MIN_LIFETIME_S
-from ..engine.rng import randint, uniform
 from ..guest.mm import block_order
 from ..state.borrow import borrow_state, borrow_zone
-from ..state.layout import (
-    GF_CREDIT,
-    GI_POOL_CAP,
-    GI_POOL_N,
-    GI_POOL_OFF,
-    GI_WL_CUR,
-    PI_VCPUS,
-    PrivateState,
-    private_columns,
-)
+from ..state.layout import GF, GI, PI, PrivateState, private_columns
 from ..state.params import Param
+from ..state.rng import randint, uniform
 from ..units import NR_ORDERS, PAGE_SIZE
 from . import Setup
 from .common import alloc_touch, pay_debt, release
@@ -111,16 +102,16 @@ def step(s, g, z, t, dt, cost, ovh):
     s = borrow_state(s)
     z = borrow_zone(z)
     avail = pay_debt(s, g, dt)
-    credit = s.gf[g, GF_CREDIT] + s.wl_f[g, CH_OPS] * avail
+    credit = s.gf[g, GF.CREDIT] + s.wl_f[g, CH_OPS] * avail
     target = s.wl_f[g, CH_TARGET] / 4096.0
-    off = s.gi[g, GI_POOL_OFF]
-    vcpus = s.pi[PI_VCPUS]
+    off = s.gi[g, GI.POOL_OFF]
+    vcpus = s.pi[PI.VCPUS]
     while credit >= 1.0:
         credit -= 1.0
-        held = s.gi[g, GI_WL_CUR]
+        held = s.gi[g, GI.WL_CUR]
         p_alloc = 0.5 + 2.0 * (target - held) / target
-        n = s.gi[g, GI_POOL_N]
-        if uniform(s.rng, g) < p_alloc and n < s.gi[g, GI_POOL_CAP]:
+        n = s.gi[g, GI.POOL_N]
+        if uniform(s.rng, g) < p_alloc and n < s.gi[g, GI.POOL_CAP]:
             order = _pick_order(s, g)
             cpu = randint(s.rng, g, vcpus)
             pfn = alloc_touch(s, g, z, order, cpu, t, cost, ovh)
@@ -128,16 +119,16 @@ def step(s, g, z, t, dt, cost, ovh):
                 return False
             if pfn >= 0:
                 s.pool[off + n] = pfn
-                s.gi[g, GI_POOL_N] = n + 1
-                s.gi[g, GI_WL_CUR] += 1 << order
+                s.gi[g, GI.POOL_N] = n + 1
+                s.gi[g, GI.WL_CUR] += 1 << order
         elif n > 0:
             i = randint(s.rng, g, n)
             pfn = s.pool[off + i]
             s.pool[off + i] = s.pool[off + n - 1]
             s.pool[off + n - 1] = -1
-            s.gi[g, GI_POOL_N] = n - 1
+            s.gi[g, GI.POOL_N] = n - 1
             order = block_order(z, pfn)
-            s.gi[g, GI_WL_CUR] -= 1 << order
+            s.gi[g, GI.WL_CUR] -= 1 << order
             release(s, g, z, pfn, order, randint(s.rng, g, vcpus), t)
-    s.gf[g, GF_CREDIT] = credit
+    s.gf[g, GF.CREDIT] = credit
     return True

@@ -2,37 +2,25 @@
 and slab pages."""
 
 from .._jit import jit
-from ..guest.buddy import PG_BACKED, nr_free_pages, rmqueue_smallest
+from ..guest.buddy import nr_free_pages, rmqueue_smallest
 from ..guest.mm import free_block
 from ..guest.pcp import pcp_alloc
 from ..guest.reclaim import SLAB_PC_PAGES, lru_add, slab_push
 from ..host.backing import WRITTEN, touch
 from ..state.borrow import borrow_state, borrow_zone
 from ..state.hooks import guest_alloc_slowpath
-from ..state.layout import (
-    GF_DEBT,
-    GI_ALLOC_FAIL,
-    GI_BOOT,
-    GI_EVENTS,
-    GI_LOCK_OPS,
-    GI_LOW_WMARK,
-    GI_MM_ON,
-    GI_SLAB_DEBT,
-    GI_USED,
-    WP_BOOT,
-    WP_BOOT_CACHE,
-    WP_BOOT_SLAB,
-)
+from ..state.layout import GF, GI, WP
+from ..state.zone import PG_BACKED
 
 
 @jit(inline="always")
 def pay_debt(s, g, dt):
     """Workload time left in this tick after paying earlier stalls."""
-    debt = s.gf[g, GF_DEBT]
+    debt = s.gf[g, GF.DEBT]
     if debt >= dt:
-        s.gf[g, GF_DEBT] = debt - dt
+        s.gf[g, GF.DEBT] = debt - dt
         return 0.0
-    s.gf[g, GF_DEBT] = 0.0
+    s.gf[g, GF.DEBT] = 0.0
     return dt - debt
 
 
@@ -40,7 +28,7 @@ def pay_debt(s, g, dt):
 def _below_low(s, g, z, n):
     """``!zone_watermark_ok(low)`` after taking n pages; the free top-order blocks alone
     usually clear it (one load instead of summing every order)."""
-    low = s.gi[g, GI_LOW_WMARK] + n
+    low = s.gi[g, GI.LOW_WMARK] + n
     top = z.nr_free.shape[0] - 1
     if z.nr_free[top] << top >= low:
         return False
@@ -54,21 +42,21 @@ def alloc_touch(s, g, z, order, cpu, t, cost, ovh):
     Inlined into each workload: the common case (a pcp or buddy hit on backed memory) makes
     no function call; the slow paths (refill failure, first touch, swap) are calls.
     """
-    s.gi[g, GI_EVENTS] += 1
-    if s.gi[g, GI_MM_ON] and _below_low(s, g, z, 1 << order):
+    s.gi[g, GI.EVENTS] += 1
+    if s.gi[g, GI.MM_ON] and _below_low(s, g, z, 1 << order):
         pfn = -1  # below the low watermark: the slow path (wakes kswapd, may reclaim)
     elif order == 0:
         pfn = pcp_alloc(s, g, z, cpu)
     else:
         pfn = rmqueue_smallest(z, order)
-        s.gi[g, GI_LOCK_OPS] += 1
+        s.gi[g, GI.LOCK_OPS] += 1
     if pfn < 0:
         pfn = guest_alloc_slowpath(s, g, z, order, cpu, t, cost)  # mm.alloc_pages
         if pfn < 0:
-            s.gi[g, GI_ALLOC_FAIL] += 1
+            s.gi[g, GI.ALLOC_FAIL] += 1
             return -1
     n = 1 << order
-    s.gi[g, GI_USED] += n  # allocated now, even if the host kills the guest while touching
+    s.gi[g, GI.USED] += n  # allocated now, even if the host kills the guest while touching
     if write_block(s, g, z, pfn, n, t, cost, ovh) < 0.0:
         return -2
     return pfn
@@ -90,8 +78,8 @@ def write_block(s, g, z, pfn, n, t, cost, ovh):
 @jit(inline="always")
 def release(s, g, z, pfn, order, cpu, t):
     """Free a block the workload owned."""
-    s.gi[g, GI_EVENTS] += 1
-    s.gi[g, GI_USED] -= 1 << order
+    s.gi[g, GI.EVENTS] += 1
+    s.gi[g, GI.USED] -= 1 << order
     free_block(s, g, z, pfn, order, cpu, t)
 
 
@@ -103,7 +91,7 @@ def alloc_kernel_page(s, g, z, cpu, t, cost, ovh, kind):
     z = borrow_zone(z)
     pfn = alloc_touch(s, g, z, 0, cpu, t, cost, ovh)
     if pfn >= 0:
-        s.gi[g, GI_USED] -= 1  # not the workload's: counted as page cache or slab
+        s.gi[g, GI.USED] -= 1  # not the workload's: counted as page cache or slab
         if kind == 0:
             slab_push(s, g, z, pfn)
         else:
@@ -118,9 +106,9 @@ def add_file_page(s, g, z, cpu, t, cost, ovh, dirty):
     pfn = alloc_kernel_page(s, g, z, cpu, t, cost, ovh, 2 if dirty else 1)
     if pfn < 0:
         return pfn
-    s.gi[g, GI_SLAB_DEBT] += 1
-    if s.gi[g, GI_SLAB_DEBT] >= SLAB_PC_PAGES:
-        s.gi[g, GI_SLAB_DEBT] -= SLAB_PC_PAGES
+    s.gi[g, GI.SLAB_DEBT] += 1
+    if s.gi[g, GI.SLAB_DEBT] >= SLAB_PC_PAGES:
+        s.gi[g, GI.SLAB_DEBT] -= SLAB_PC_PAGES
         if alloc_kernel_page(s, g, z, cpu, t, cost, ovh, 0) == -2:
             return -2
     return pfn
@@ -135,9 +123,9 @@ def boot(s, g, z, t, cost, ovh):
     """
     s = borrow_state(s)
     z = borrow_zone(z)
-    n_slab = int(s.wp[g, WP_BOOT_SLAB]) // 4096
-    n_cache = int(s.wp[g, WP_BOOT_CACHE]) // 4096
-    n = int(s.wp[g, WP_BOOT]) // 4096 - n_slab - n_cache
+    n_slab = int(s.wp[g, WP.BOOT_SLAB]) // 4096
+    n_cache = int(s.wp[g, WP.BOOT_CACHE]) // 4096
+    n = int(s.wp[g, WP.BOOT]) // 4096 - n_slab - n_cache
     for i in range(n_slab + n_cache):
         pfn = alloc_kernel_page(s, g, z, 0, t, cost, ovh, 0 if i < n_slab else 1)
         if pfn == -2:
@@ -150,5 +138,5 @@ def boot(s, g, z, t, cost, ovh):
             return False
         if pfn == -1:
             break
-        s.gi[g, GI_BOOT] += 1
+        s.gi[g, GI.BOOT] += 1
     return True

@@ -13,10 +13,10 @@ runs on vCPU 0 and its faults stall the guest's workload like its own.
 """
 
 from .._jit import jit
-from ..engine.rng import uniform
 from ..guest.reclaim import kswapd
 from ..state.borrow import borrow_state, borrow_zone
-from ..state.layout import GF_IO_CREDIT, GI_KSWAPD, WP_IO_RATE, WP_IO_WRITE
+from ..state.layout import GF, GI, WP
+from ..state.rng import uniform
 from .common import add_file_page
 
 
@@ -25,15 +25,15 @@ def mm_step(s, g, z, t, dt, cost, ovh):
     """One tick of guest g's page-cache I/O, then kswapd if it was woken."""
     s = borrow_state(s)
     z = borrow_zone(z)
-    rate = s.wp[g, WP_IO_RATE]
+    rate = s.wp[g, WP.IO_RATE]
     if rate > 0.0:
-        credit = s.gf[g, GF_IO_CREDIT] + rate / 4096.0 * dt
-        write = s.wp[g, WP_IO_WRITE]
+        credit = s.gf[g, GF.IO_CREDIT] + rate / 4096.0 * dt
+        write = s.wp[g, WP.IO_WRITE]
         while credit >= 1.0:
             credit -= 1.0
             dirty = write > 0.0 and uniform(s.rng, g) < write
             if add_file_page(s, g, z, 0, t, cost, ovh, dirty) == -2:
                 return
-        s.gf[g, GF_IO_CREDIT] = credit
-    if s.gi[g, GI_KSWAPD]:
+        s.gf[g, GF.IO_CREDIT] = credit
+    if s.gi[g, GI.KSWAPD]:
         kswapd(s, g, z, t + dt, cost)

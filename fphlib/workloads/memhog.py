@@ -27,31 +27,10 @@ and reclaim costs come on top as stalls); a pass writes whole blocks.
 
 from .._jit import jit
 from ..bounds import MAX_DURATION_S, MAX_RATE, MAX_REPEAT, MAX_WORKLOAD_SIZE, MIN_RATE
+from ..costs import C_GUEST_SWAP_IN
 from ..host.backing import record_event
-from ..host.costs import C_GUEST_SWAP_IN
 from ..state.borrow import borrow_state, borrow_zone
-from ..state.layout import (
-    EV_GUEST_OOM,
-    EV_WORKLOAD_END,
-    GF_CREDIT,
-    GF_DEBT,
-    GF_STALL,
-    GF_WL_END,
-    GF_WL_NEXT,
-    GF_WL_PASS_T0,
-    GF_WL_TOUCH,
-    GI_GSWAP,
-    GI_GSWAPIN,
-    GI_HELD_HEAD,
-    GI_HELD_PAGES,
-    GI_HELD_TAIL,
-    GI_WL_CUR,
-    GI_WL_PHASE,
-    GI_WL_ROUND,
-    GI_WL_RUN,
-    PrivateState,
-    private_columns,
-)
+from ..state.layout import EV_GUEST_OOM, EV_WORKLOAD_END, GF, GI, PrivateState, private_columns
 from ..state.params import Param
 from ..units import NR_ORDERS, PAGE_SIZE
 from .common import alloc_touch, pay_debt, release, write_block
@@ -104,8 +83,8 @@ def estimate_events(params, n_pages, active_s):
 
 def runtime_s(s, g):
     """The time spent touching, once every pass of every run is over (else NaN)."""
-    done = s.gi[g, GI_WL_ROUND] >= s.wl_f[g, COL_REPEAT] * s.wl_f[g, COL_RUNS]
-    return float(s.gf[g, GF_WL_TOUCH]) if done else float("nan")
+    done = s.gi[g, GI.WL_ROUND] >= s.wl_f[g, COL_REPEAT] * s.wl_f[g, COL_RUNS]
+    return float(s.gf[g, GF.WL_TOUCH]) if done else float("nan")
 
 MH_WAIT = 0
 MH_ALLOC = 1  # first pass: allocate and write
@@ -118,35 +97,35 @@ MH_RETOUCH = 6  # later passes: write the same blocks again
 
 @jit(inline="always")
 def _append(s, g, z, pfn):
-    tail = s.gi[g, GI_HELD_TAIL]
+    tail = s.gi[g, GI.HELD_TAIL]
     z.next[pfn] = -1
     if tail >= 0:
         z.next[tail] = pfn
     else:
-        s.gi[g, GI_HELD_HEAD] = pfn
-    s.gi[g, GI_HELD_TAIL] = pfn
+        s.gi[g, GI.HELD_HEAD] = pfn
+    s.gi[g, GI.HELD_TAIL] = pfn
 
 
 @jit(inline="always")
 def _retouch(s, g, z, order, t, cost, ovh):
     """Write the held block touched longest ago again; 0 done, -1 no memory, -2 killed."""
     n = 1 << order
-    if s.gi[g, GI_GSWAP] >= n:  # it is in guest swap: a new frame, read back from swap
+    if s.gi[g, GI.GSWAP] >= n:  # it is in guest swap: a new frame, read back from swap
         pfn = alloc_touch(s, g, z, order, 0, t, cost, ovh)
         if pfn < 0:
             return pfn
-        s.gi[g, GI_GSWAP] -= n
-        s.gi[g, GI_GSWAPIN] += n
+        s.gi[g, GI.GSWAP] -= n
+        s.gi[g, GI.GSWAPIN] += n
         stall = n * cost[C_GUEST_SWAP_IN]
-        s.gf[g, GF_DEBT] += stall
-        s.gf[g, GF_STALL] += stall
+        s.gf[g, GF.DEBT] += stall
+        s.gf[g, GF.STALL] += stall
         _append(s, g, z, pfn)
         return 0
-    pfn = s.gi[g, GI_HELD_HEAD]
+    pfn = s.gi[g, GI.HELD_HEAD]
     nxt = z.next[pfn]
-    s.gi[g, GI_HELD_HEAD] = nxt
+    s.gi[g, GI.HELD_HEAD] = nxt
     if nxt < 0:
-        s.gi[g, GI_HELD_TAIL] = -1
+        s.gi[g, GI.HELD_TAIL] = -1
     _append(s, g, z, pfn)
     if write_block(s, g, z, pfn, n, t, cost, ovh) < 0.0:  # host swap-in or refault
         return -2
@@ -156,24 +135,24 @@ def _retouch(s, g, z, order, t, cost, ovh):
 @jit(inline="always")
 def _end_pass(s, g, t_end):
     """A pass is over: its time (and the stall still owed) counts as touching time."""
-    debt = s.gf[g, GF_DEBT]
-    s.gf[g, GF_WL_TOUCH] += t_end - s.gf[g, GF_WL_PASS_T0] + debt
-    s.gf[g, GF_WL_PASS_T0] = t_end + debt
-    s.gi[g, GI_WL_ROUND] += 1
+    debt = s.gf[g, GF.DEBT]
+    s.gf[g, GF.WL_TOUCH] += t_end - s.gf[g, GF.WL_PASS_T0] + debt
+    s.gf[g, GF.WL_PASS_T0] = t_end + debt
+    s.gi[g, GI.WL_ROUND] += 1
 
 
 @jit(inline="always")
 def _pass_done(s, g, t_end):
     """After a pass: the next pass at once, or hold (then exit); the new phase."""
     _end_pass(s, g, t_end)
-    s.gi[g, GI_WL_CUR] = 0
+    s.gi[g, GI.WL_CUR] = 0
     repeat = int(s.wl_f[g, COL_REPEAT])
-    if s.gi[g, GI_WL_ROUND] >= (s.gi[g, GI_WL_RUN] + 1) * repeat:
-        s.gi[g, GI_WL_PHASE] = MH_HOLD
-        s.gf[g, GF_WL_NEXT] = t_end + s.wl_f[g, COL_HOLD]
+    if s.gi[g, GI.WL_ROUND] >= (s.gi[g, GI.WL_RUN] + 1) * repeat:
+        s.gi[g, GI.WL_PHASE] = MH_HOLD
+        s.gf[g, GF.WL_NEXT] = t_end + s.wl_f[g, COL_HOLD]
     else:
-        s.gi[g, GI_WL_PHASE] = MH_RETOUCH
-    return s.gi[g, GI_WL_PHASE]
+        s.gi[g, GI.WL_PHASE] = MH_RETOUCH
+    return s.gi[g, GI.WL_PHASE]
 
 
 @jit
@@ -184,27 +163,27 @@ def step(s, g, z, t, dt, cost, ovh):
     avail = pay_debt(s, g, dt)
     order = int(s.wl_f[g, COL_ORDER])
     block = 1 << order
-    phase = s.gi[g, GI_WL_PHASE]
+    phase = s.gi[g, GI.WL_PHASE]
     if phase == MH_WAIT or phase == MH_GAP:
-        if t < s.gf[g, GF_WL_NEXT]:
+        if t < s.gf[g, GF.WL_NEXT]:
             return True
-        s.gf[g, GF_WL_PASS_T0] = t
-        s.gi[g, GI_WL_PHASE] = phase = MH_ALLOC
-        s.gf[g, GF_CREDIT] = 0.0
-        s.gi[g, GI_WL_CUR] = 0
+        s.gf[g, GF.WL_PASS_T0] = t
+        s.gi[g, GI.WL_PHASE] = phase = MH_ALLOC
+        s.gf[g, GF.CREDIT] = 0.0
+        s.gi[g, GI.WL_CUR] = 0
     if phase == MH_ALLOC or phase == MH_RETOUCH:
         size = int(s.wl_f[g, COL_SIZE]) // 4096
-        credit = s.gf[g, GF_CREDIT] + s.wl_f[g, COL_RATE] / 4096.0 * avail
+        credit = s.gf[g, GF.CREDIT] + s.wl_f[g, COL_RATE] / 4096.0 * avail
         while credit >= block:
             if phase == MH_ALLOC:
-                if s.gi[g, GI_WL_CUR] >= size:
+                if s.gi[g, GI.WL_CUR] >= size:
                     break
                 pfn = alloc_touch(s, g, z, order, 0, t, cost, ovh)
                 if pfn >= 0:
                     _append(s, g, z, pfn)
-                    s.gi[g, GI_HELD_PAGES] += block
+                    s.gi[g, GI.HELD_PAGES] += block
             else:
-                if s.gi[g, GI_WL_CUR] >= s.gi[g, GI_HELD_PAGES]:
+                if s.gi[g, GI.WL_CUR] >= s.gi[g, GI.HELD_PAGES]:
                     break
                 pfn = _retouch(s, g, z, order, t, cost, ovh)
             if pfn == -2:
@@ -212,48 +191,48 @@ def step(s, g, z, t, dt, cost, ovh):
             if pfn == -1:
                 record_event(s, t, g, EV_GUEST_OOM, order)
                 _end_pass(s, g, t + dt)  # this run's touching is over
-                s.gi[g, GI_WL_ROUND] = (s.gi[g, GI_WL_RUN] + 1) * int(s.wl_f[g, COL_REPEAT])
-                s.gi[g, GI_WL_PHASE] = phase = MH_FREE
+                s.gi[g, GI.WL_ROUND] = (s.gi[g, GI.WL_RUN] + 1) * int(s.wl_f[g, COL_REPEAT])
+                s.gi[g, GI.WL_PHASE] = phase = MH_FREE
                 credit = 0.0
                 break
-            s.gi[g, GI_WL_CUR] += block
+            s.gi[g, GI.WL_CUR] += block
             credit -= block
-            if s.gi[g, GI_WL_CUR] >= (size if phase == MH_ALLOC else s.gi[g, GI_HELD_PAGES]):
+            if s.gi[g, GI.WL_CUR] >= (size if phase == MH_ALLOC else s.gi[g, GI.HELD_PAGES]):
                 phase = _pass_done(s, g, t + dt)
                 if phase != MH_RETOUCH:
                     break
-        if (phase == MH_ALLOC or phase == MH_RETOUCH) and s.gi[g, GI_WL_CUR] >= (
-                size if phase == MH_ALLOC else s.gi[g, GI_HELD_PAGES]):
+        if (phase == MH_ALLOC or phase == MH_RETOUCH) and s.gi[g, GI.WL_CUR] >= (
+                size if phase == MH_ALLOC else s.gi[g, GI.HELD_PAGES]):
             phase = _pass_done(s, g, t + dt)  # nothing to touch (size 0, or all OOM-freed)
-        s.gf[g, GF_CREDIT] = credit
+        s.gf[g, GF.CREDIT] = credit
         return True
     if phase == MH_HOLD:
-        if t < s.gf[g, GF_WL_NEXT]:
+        if t < s.gf[g, GF.WL_NEXT]:
             return True
-        s.gi[g, GI_WL_PHASE] = phase = MH_FREE
-        s.gf[g, GF_CREDIT] = 0.0
+        s.gi[g, GI.WL_PHASE] = phase = MH_FREE
+        s.gf[g, GF.CREDIT] = 0.0
     if phase == MH_FREE:
-        s.gi[g, GI_HELD_PAGES] -= s.gi[g, GI_GSWAP]  # exit frees its swap slots at once
-        s.gi[g, GI_GSWAP] = 0
-        credit = s.gf[g, GF_CREDIT] + s.wl_f[g, COL_FREE_RATE] / 4096.0 * avail
-        while credit >= block and s.gi[g, GI_HELD_HEAD] >= 0:
-            pfn = s.gi[g, GI_HELD_HEAD]
+        s.gi[g, GI.HELD_PAGES] -= s.gi[g, GI.GSWAP]  # exit frees its swap slots at once
+        s.gi[g, GI.GSWAP] = 0
+        credit = s.gf[g, GF.CREDIT] + s.wl_f[g, COL_FREE_RATE] / 4096.0 * avail
+        while credit >= block and s.gi[g, GI.HELD_HEAD] >= 0:
+            pfn = s.gi[g, GI.HELD_HEAD]
             nxt = z.next[pfn]
-            s.gi[g, GI_HELD_HEAD] = nxt
+            s.gi[g, GI.HELD_HEAD] = nxt
             if nxt < 0:
-                s.gi[g, GI_HELD_TAIL] = -1
+                s.gi[g, GI.HELD_TAIL] = -1
             release(s, g, z, pfn, order, 0, t)
-            s.gi[g, GI_HELD_PAGES] -= block
+            s.gi[g, GI.HELD_PAGES] -= block
             credit -= block
-        s.gf[g, GF_CREDIT] = credit
-        if s.gi[g, GI_HELD_HEAD] < 0:  # exited
-            s.gi[g, GI_WL_RUN] += 1
-            if s.gi[g, GI_WL_RUN] < int(s.wl_f[g, COL_RUNS]):
-                s.gi[g, GI_WL_PHASE] = MH_GAP
-                s.gf[g, GF_WL_NEXT] = t + dt + s.wl_f[g, COL_GAP]
+        s.gf[g, GF.CREDIT] = credit
+        if s.gi[g, GI.HELD_HEAD] < 0:  # exited
+            s.gi[g, GI.WL_RUN] += 1
+            if s.gi[g, GI.WL_RUN] < int(s.wl_f[g, COL_RUNS]):
+                s.gi[g, GI.WL_PHASE] = MH_GAP
+                s.gf[g, GF.WL_NEXT] = t + dt + s.wl_f[g, COL_GAP]
             else:
-                s.gi[g, GI_WL_PHASE] = MH_DONE
-                s.gf[g, GF_WL_END] = t + dt
+                s.gi[g, GI.WL_PHASE] = MH_DONE
+                s.gf[g, GF.WL_END] = t + dt
                 record_event(s, t + dt, g, EV_WORKLOAD_END, 0.0)
     return True
 

@@ -11,19 +11,7 @@ from ..bounds import MAX_SPEED, MIN_SPEED
 from ..guest.mm import block_order
 from ..host.backing import record_event
 from ..state.borrow import borrow_state, borrow_zone
-from ..state.layout import (
-    EV_WORKLOAD_END,
-    GF_WL_END,
-    GF_WL_START,
-    GI_POOL_OFF,
-    GI_TR_N,
-    GI_TR_OFF,
-    GI_TR_POS,
-    GI_WL_PHASE,
-    PI_VCPUS,
-    PrivateState,
-    private_columns,
-)
+from ..state.layout import EV_WORKLOAD_END, GF, GI, PI, PrivateState, private_columns
 from ..state.params import Param
 from . import Setup
 from .common import alloc_touch, pay_debt, release
@@ -70,15 +58,15 @@ def step(s, g, z, t, dt, cost, ovh):
     s = borrow_state(s)
     z = borrow_zone(z)
     pay_debt(s, g, dt)
-    if s.gi[g, GI_WL_PHASE] == TR_DONE:
+    if s.gi[g, GI.WL_PHASE] == TR_DONE:
         return True
-    start = s.gf[g, GF_WL_START]
+    start = s.gf[g, GF.WL_START]
     scale = 1e-6 / s.wl_f[g, TR_SPEED]
-    off = s.gi[g, GI_TR_OFF]
-    n = s.gi[g, GI_TR_N]
-    pool = s.gi[g, GI_POOL_OFF]
-    vcpus = s.pi[PI_VCPUS]
-    pos = s.gi[g, GI_TR_POS]
+    off = s.gi[g, GI.TR_OFF]
+    n = s.gi[g, GI.TR_N]
+    pool = s.gi[g, GI.POOL_OFF]
+    vcpus = s.pi[PI.VCPUS]
+    pos = s.gi[g, GI.TR_POS]
     while pos < n and start + s.tr_t[off + pos] * scale < t + dt:
         i = off + pos
         slot = s.tr_slot[i]
@@ -94,9 +82,9 @@ def step(s, g, z, t, dt, cost, ovh):
                 release(s, g, z, pfn, block_order(z, pfn), cpu, t)
                 s.pool[pool + slot] = -1
         pos += 1
-    s.gi[g, GI_TR_POS] = pos
+    s.gi[g, GI.TR_POS] = pos
     if pos >= n:
-        s.gi[g, GI_WL_PHASE] = TR_DONE
-        s.gf[g, GF_WL_END] = t + dt
+        s.gi[g, GI.WL_PHASE] = TR_DONE
+        s.gf[g, GF.WL_END] = t + dt
         record_event(s, t + dt, g, EV_WORKLOAD_END, 0.0)
     return True

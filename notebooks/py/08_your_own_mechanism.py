@@ -34,9 +34,9 @@ from IPython.display import display
 
 import fphlib
 from fphlib import extend as fx
+from fphlib.experiments.scenarios import headline_config
 from fphlib.viz import block_size as vb
 from fphlib.viz import mechanisms as vm
-from fphlib.viz.scenarios import headline_config
 from fphlib.viz.tables import readable
 
 PROFILE = os.environ.get("FPHLIB_PROFILE", "demo")

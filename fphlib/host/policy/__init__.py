@@ -10,7 +10,7 @@ A policy module exports ``NAME``, ``PARAMS`` (every policy takes ``interval_s``)
 floats)`` (per-guest private columns: shares, min, max from ``guest_overrides``, seeds), and
 the jitted ``step(s, now, cost)``, which the engine runs every ``interval_s`` before the
 guests. A step writes only the per-guest asks, through :func:`fphlib.host.policy.ask.ask`:
-pages wanted back (``GI_ASK_PAGES``) and hinting on/off (``GI_ASK_HINT``); mechanisms read
+pages wanted back (``GI.ASK_PAGES``) and hinting on/off (``GI.ASK_HINT``); mechanisms read
 those and nothing else of the policy. Adding a built-in policy = its module + its name in
 ``BUILTIN``; a plug-in = :func:`fphlib.register_policy` or an entry point in group
 ``fphlib.policies``.

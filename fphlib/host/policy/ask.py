@@ -2,15 +2,7 @@
 
 from ..._jit import jit
 from ...state.borrow import borrow_state
-from ...state.layout import (
-    EV_ASK,
-    EV_HINT_OFF,
-    EV_HINT_ON,
-    GF_ASK_T,
-    GI_ASK_HINT,
-    GI_ASK_PAGES,
-    GI_ASK_SEQ,
-)
+from ...state.layout import EV_ASK, EV_HINT_OFF, EV_HINT_ON, GF, GI
 from ..backing import record_event
 
 
@@ -18,16 +10,16 @@ from ..backing import record_event
 def ask(s, g, now, pages, hint):
     """Ask guest g at ``now`` to give back ``pages`` (balloon size) and to hint or not.
 
-    Every ask is a config change the mechanism sees (``GI_ASK_SEQ``, as a balloon config
+    Every ask is a config change the mechanism sees (``GI.ASK_SEQ``, as a balloon config
     interrupt); a change of either value is recorded as an event (``ask``, ``hint_on``,
     ``hint_off``).
     """
     s = borrow_state(s)
-    if pages != s.gi[g, GI_ASK_PAGES]:
+    if pages != s.gi[g, GI.ASK_PAGES]:
         record_event(s, now, g, EV_ASK, pages * 4096.0)
-    if hint != s.gi[g, GI_ASK_HINT]:
+    if hint != s.gi[g, GI.ASK_HINT]:
         record_event(s, now, g, EV_HINT_ON if hint else EV_HINT_OFF, 0.0)
-    s.gi[g, GI_ASK_PAGES] = pages
-    s.gi[g, GI_ASK_HINT] = hint
-    s.gi[g, GI_ASK_SEQ] += 1
-    s.gf[g, GF_ASK_T] = now
+    s.gi[g, GI.ASK_PAGES] = pages
+    s.gi[g, GI.ASK_HINT] = hint
+    s.gi[g, GI.ASK_SEQ] += 1
+    s.gf[g, GF.ASK_T] = now

@@ -3,15 +3,15 @@
 A policy sees what a real host sees: its own free memory (``MemFree``: RAM minus backed guest
 pages and per-guest overhead) and, per guest, the virtio-balloon stats queue
 (VIRTIO_BALLOON_S_MEMFREE = the guest's free pages on the buddy lists, the balloon's
-``actual`` size ``GI_BALLOON``; docs/references.md §7.1), plus the host RSS and
+``actual`` size ``GI.BALLOON``; docs/references.md §7.1), plus the host RSS and
 swap of each guest (the host's own accounting). It never reads guest page state directly, except the
 idle-tax sampler (:mod:`.idle_tax`), which reads the accessed bit of sampled pages as ESX
 reads its invalidated mappings.
 
 It asks in one of two modes, fixed per run by the mechanism (``ASKS`` of the mechanism
 module, :func:`fphlib.api.config.ask_mode`; host/ never imports hinting/): ``pages`` (the
-balloon: a balloon size, ``GI_ASK_PAGES``) or
-``hint`` (reporting/hinting mechanisms: hinting on/off, ``GI_ASK_HINT``; a guest the policy
+balloon: a balloon size, ``GI.ASK_PAGES``) or
+``hint`` (reporting/hinting mechanisms: hinting on/off, ``GI.ASK_HINT``; a guest the policy
 wants memory from has hinting on, every other guest off - the host "has plenty of free space,
 don't worry"). Combinations where the mechanism reads neither are refused by
 :func:`check_drivable`.
@@ -28,20 +28,7 @@ import numpy as np
 
 from ..._jit import jit
 from ...state.borrow import borrow_state
-from ...state.layout import (
-    GI_ASK_HINT,
-    GI_ASK_PAGES,
-    GI_BALLOON,
-    GI_HIGH_WMARK,
-    GI_NPAGES,
-    GI_RSS,
-    GI_STATUS,
-    GI_SWAP,
-    HI_OVERHEAD_PAGES,
-    HI_RAM_PAGES,
-    HI_RSS,
-    ST_RUNNING,
-)
+from ...state.layout import GI, HI, ST_RUNNING
 from ...state.params import Param
 from .ask import ask
 
@@ -82,6 +69,20 @@ def check_drivable(policy, mechanism, mode, modes=("pages", "hint")):
     raise ValueError(f"policy: {policy!r} is not allowed with mechanism {mechanism!r}: {why}")
 
 
+# The policy-wide values of the policies that move memory a quantum at a time (round robin,
+# most free first, the ESX family): shared columns (PrivateState.shared_ints/shared_floats)
+QUANTUM_SHARED_INTS = ("QUANTUM_PAGES",)
+QUANTUM_SHARED_FLOATS = ("TARGET",)
+Q_QUANTUM_PAGES = 0  # pol_si: pages per ask
+Q_TARGET = 0  # pol_sf: fraction of host RAM kept free
+
+
+def init_quantum(params, cfg, ints, floats):
+    """``shared_init`` of a quantum policy: its quantum and target."""
+    ints[Q_QUANTUM_PAGES] = max(1, params["quantum"] // 4096)
+    floats[Q_TARGET] = params["target_free"]
+
+
 def init_mode(cfg, ints):
     """Set the ``BY_PAGES`` column of one guest's row from the run's mechanism."""
     ints[BY_PAGES] = int(cfg.ask_mode() == "pages")
@@ -89,29 +90,29 @@ def init_mode(cfg, ints):
 
 @jit(inline="always")
 def host_used_pages(s):
-    return s.hi[HI_RSS] + s.hi[HI_OVERHEAD_PAGES]
+    return s.hi[HI.RSS] + s.hi[HI.OVERHEAD_PAGES]
 
 
 @jit(inline="always")
 def host_free_pages(s):
     """Host ``MemFree`` in pages (RAM minus backed guest pages and overhead)."""
-    return s.hi[HI_RAM_PAGES] - host_used_pages(s)
+    return s.hi[HI.RAM_PAGES] - host_used_pages(s)
 
 
 @jit(inline="always")
 def host_free_fraction(s):
-    return host_free_pages(s) / s.hi[HI_RAM_PAGES]
+    return host_free_pages(s) / s.hi[HI.RAM_PAGES]
 
 
 @jit(inline="always")
 def need_pages(s, target_free):
     """Pages the host lacks to keep ``target_free`` of its RAM free (negative: to spare)."""
-    return np.int64(target_free * s.hi[HI_RAM_PAGES]) - host_free_pages(s)
+    return np.int64(target_free * s.hi[HI.RAM_PAGES]) - host_free_pages(s)
 
 
 @jit(inline="always")
 def running(s, g):
-    return s.gi[g, GI_STATUS] == ST_RUNNING
+    return s.gi[g, GI.STATUS] == ST_RUNNING
 
 
 @jit(inline="always")
@@ -127,21 +128,21 @@ def guest_free_pages(s, g):
 def reclaimable_pages(s, g):
     """Free pages a balloon can take from guest g without pushing it below its high
     watermark (what the stats say it does not need)."""
-    return max(np.int64(0), guest_free_pages(s, g) - s.gi[g, GI_HIGH_WMARK])
+    return max(np.int64(0), guest_free_pages(s, g) - s.gi[g, GI.HIGH_WMARK])
 
 
 @jit(inline="always")
 def host_pages_of(s, g):
     """The host memory guest g holds: backed plus swapped pages (ESX's allocation P)."""
-    return s.gi[g, GI_RSS] + s.gi[g, GI_SWAP]
+    return s.gi[g, GI.RSS] + s.gi[g, GI.SWAP]
 
 
 @jit
 def set_ask(s, g, now, pages, hint):
     """Ask guest g for a balloon of ``pages`` and hinting on/off; only if it changes."""
     s = borrow_state(s)
-    pages = min(max(pages, np.int64(0)), s.gi[g, GI_NPAGES])
-    if pages != s.gi[g, GI_ASK_PAGES] or hint != s.gi[g, GI_ASK_HINT]:
+    pages = min(max(pages, np.int64(0)), s.gi[g, GI.NPAGES])
+    if pages != s.gi[g, GI.ASK_PAGES] or hint != s.gi[g, GI.ASK_HINT]:
         ask(s, g, now, pages, hint)
 
 
@@ -150,7 +151,7 @@ def take(s, g, now, pages):
     """Ask guest g for ``pages`` more than its balloon holds now, or switch hinting on."""
     s = borrow_state(s)
     if s.pol_i[g, BY_PAGES]:
-        set_ask(s, g, now, s.gi[g, GI_BALLOON] + pages, np.int64(1))
+        set_ask(s, g, now, s.gi[g, GI.BALLOON] + pages, np.int64(1))
     else:
         set_ask(s, g, now, np.int64(0), np.int64(1))
 
@@ -160,7 +161,7 @@ def give_back(s, g, now, pages):
     """Give guest g ``pages`` of its balloon back (pages mode only)."""
     s = borrow_state(s)
     if s.pol_i[g, BY_PAGES]:
-        set_ask(s, g, now, s.gi[g, GI_BALLOON] - pages, s.gi[g, GI_ASK_HINT])
+        set_ask(s, g, now, s.gi[g, GI.BALLOON] - pages, s.gi[g, GI.ASK_HINT])
 
 
 @jit

@@ -24,11 +24,13 @@ import numpy as np
 
 from ..._jit import jit
 from ...state.borrow import borrow_state
-from ...state.layout import GI_ASK_PAGES, GI_BALLOON, GI_NPAGES, PI_G
+from ...state.layout import GI, PI
 from .common import (
     BY_PAGES,
     INTERVAL,
     N_COMMON_INTS,
+    Q_QUANTUM_PAGES,
+    Q_TARGET,
     RELEASE_QUANTA,
     give_back,
     hints_off_except,
@@ -46,26 +48,24 @@ ESX_INTERVAL = INTERVAL._replace(default=15.0, help="how often the host realloca
                                  "(ESX: 15 s)")
 DEFAULT_SHARES = 1000.0  # the worked example's S (docs/references.md §9.1); only ratios matter
 
-# common ESX columns, after the common ones: ints MIN_PAGES MAX_PAGES QUANTUM_PAGES,
-# floats SHARES TARGET
-MIN_PAGES, MAX_PAGES, QUANTUM_PAGES = range(N_COMMON_INTS, N_COMMON_INTS + 3)
-N_ESX_INTS = N_COMMON_INTS + 3
-ESX_INTS = ("BY_PAGES", "MIN_PAGES", "MAX_PAGES", "QUANTUM_PAGES")
-SHARES, TARGET = range(2)
-N_ESX_FLOATS = 2
-ESX_FLOATS = ("SHARES", "TARGET")
+# common ESX per-guest columns, after the common ones: ints MIN_PAGES MAX_PAGES, float SHARES;
+# the quantum and the target are policy-wide (common.QUANTUM_SHARED_INTS/FLOATS)
+MIN_PAGES, MAX_PAGES = range(N_COMMON_INTS, N_COMMON_INTS + 2)
+N_ESX_INTS = N_COMMON_INTS + 2
+ESX_INTS = ("BY_PAGES", "MIN_PAGES", "MAX_PAGES")
+(SHARES,) = range(1)
+N_ESX_FLOATS = 1
+ESX_FLOATS = ("SHARES",)
 
 
 def init_esx(params, cfg, g, ints, floats):
-    """Per-guest shares, min and max (``guest_overrides``), quantum and target."""
+    """Per-guest shares, min and max (``guest_overrides``)."""
     init_mode(cfg, ints)
     spec = cfg.guest_spec(g)
     n = spec["mem"] // 4096
     ints[MIN_PAGES] = min(n, spec.get("min", 0) // 4096)
     ints[MAX_PAGES] = min(n, spec.get("max", spec["mem"]) // 4096)
-    ints[QUANTUM_PAGES] = max(1, params["quantum"] // 4096)
     floats[SHARES] = spec.get("shares", DEFAULT_SHARES)
-    floats[TARGET] = params["target_free"]
 
 
 @jit(inline="always")
@@ -84,15 +84,15 @@ def adjusted_ratio(shares, pages, f, tau):
 def revoke(s, now, f, tau):
     """One interval of min-funding revocation with active fractions ``f`` (per guest)."""
     s = borrow_state(s)
-    G = s.pi[PI_G]
-    q = s.pol_i[0, QUANTUM_PAGES]
+    G = s.pi[PI.G]
+    q = s.pol_si[Q_QUANTUM_PAGES]
     # the configured size: a guest never holds more than its max
     for g in range(G):
         if running(s, g) and s.pol_i[g, BY_PAGES]:
-            floor = s.gi[g, GI_NPAGES] - s.pol_i[g, MAX_PAGES]
-            if s.gi[g, GI_ASK_PAGES] < floor:
+            floor = s.gi[g, GI.NPAGES] - s.pol_i[g, MAX_PAGES]
+            if s.gi[g, GI.ASK_PAGES] < floor:
                 set_ask(s, g, now, floor, np.int64(1))
-    need = need_pages(s, s.pol_f[0, TARGET])
+    need = need_pages(s, s.pol_sf[Q_TARGET])
     chosen = np.zeros(G, np.int64)
     taken = np.zeros(G, np.int64)
     if need > 0:
@@ -107,7 +107,7 @@ def revoke(s, now, f, tau):
                     continue
                 avail = reclaimable_pages(s, g) - taken[g]
                 if s.pol_i[g, BY_PAGES]:
-                    room = s.gi[g, GI_NPAGES] - s.pol_i[g, MIN_PAGES] - s.gi[g, GI_BALLOON]
+                    room = s.gi[g, GI.NPAGES] - s.pol_i[g, MIN_PAGES] - s.gi[g, GI.BALLOON]
                     avail = min(avail, room - taken[g])
                 if avail <= 0:
                     continue
@@ -131,14 +131,14 @@ def revoke(s, now, f, tau):
         best_rho = -1.0
         for g in range(G):
             if running(s, g) and s.pol_i[g, BY_PAGES]:
-                floor = s.gi[g, GI_NPAGES] - s.pol_i[g, MAX_PAGES]
-                if s.gi[g, GI_BALLOON] > floor:
+                floor = s.gi[g, GI.NPAGES] - s.pol_i[g, MAX_PAGES]
+                if s.gi[g, GI.BALLOON] > floor:
                     rho = adjusted_ratio(s.pol_f[g, SHARES], host_pages_of(s, g), f[g], tau)
                     if rho > best_rho:
                         best_rho = rho
                         best = g
         if best >= 0:
-            floor = s.gi[best, GI_NPAGES] - s.pol_i[best, MAX_PAGES]
-            give_back(s, best, now, min(q, s.gi[best, GI_BALLOON] - floor))
+            floor = s.gi[best, GI.NPAGES] - s.pol_i[best, MAX_PAGES]
+            give_back(s, best, now, min(q, s.gi[best, GI.BALLOON] - floor))
     hints_off_except(s, now, chosen)
     return chosen

@@ -25,11 +25,21 @@ guest never touched (not backed) is not sampled.
 import numpy as np
 
 from ..._jit import jit
-from ...guest.buddy import PG_BACKED
 from ...state.borrow import borrow_state
-from ...state.layout import GI_NPAGES, GI_OFF, PG_REFERENCED, PI_G, PrivateState
+from ...state.layout import GI, PG_REFERENCED, PI, PrivateState
 from ...state.params import Param
-from .common import QUANTUM, TARGET_FREE, check_drivable, lcg_next, lcg_seed, running
+from ...state.zone import PG_BACKED
+from .common import (
+    QUANTUM,
+    QUANTUM_SHARED_FLOATS,
+    QUANTUM_SHARED_INTS,
+    TARGET_FREE,
+    check_drivable,
+    init_quantum,
+    lcg_next,
+    lcg_seed,
+    running,
+)
 from .esx import ESX_FLOATS, ESX_INTERVAL, ESX_INTS, N_ESX_FLOATS, N_ESX_INTS, init_esx, revoke
 
 NAME = "idle_tax"
@@ -50,10 +60,20 @@ NOT_REFERENCED = ~PG_REFERENCED
 
 RNG, HAVE = range(N_ESX_INTS, N_ESX_INTS + 2)
 SAMPLE0 = N_ESX_INTS + 2  # N_SAMPLE columns of sampled global page indices (-1: none)
-SLOW, FAST, PERIOD_END, TAU, PERIOD = range(N_ESX_FLOATS, N_ESX_FLOATS + 5)
+SLOW, FAST, PERIOD_END, PERIOD = range(N_ESX_FLOATS, N_ESX_FLOATS + 4)
+TAU = len(QUANTUM_SHARED_FLOATS)  # policy-wide, after the quantum policies' target
+
+
+def init_shared(params, cfg, ints, floats):
+    init_quantum(params, cfg, ints, floats)
+    floats[TAU] = params["tau"]
+
+
 STATE = PrivateState(
     ints=ESX_INTS + ("RNG", "HAVE") + tuple(f"SAMPLE{i}" for i in range(N_SAMPLE)),
-    floats=ESX_FLOATS + ("SLOW", "FAST", "PERIOD_END", "TAU", "PERIOD"),
+    floats=ESX_FLOATS + ("SLOW", "FAST", "PERIOD_END", "PERIOD"),
+    shared_ints=QUANTUM_SHARED_INTS, shared_floats=QUANTUM_SHARED_FLOATS + ("TAU",),
+    shared_init=init_shared,
 )
 
 
@@ -68,7 +88,6 @@ def init_guest(params, cfg, g, ints, floats):
     ints[SAMPLE0:SAMPLE0 + N_SAMPLE] = -1
     floats[SLOW] = floats[FAST] = 0.0
     floats[PERIOD_END] = 0.0
-    floats[TAU] = params["tau"]
     floats[PERIOD] = params["sample_s"]
 
 
@@ -81,8 +100,8 @@ def ewma(old, new, gain):
 def start_period(s, g, now):
     """Pick up to N_SAMPLE random backed pages of guest g and clear their accessed bits."""
     s = borrow_state(s)
-    off = s.gi[g, GI_OFF]
-    n = s.gi[g, GI_NPAGES]
+    off = s.gi[g, GI.OFF]
+    n = s.gi[g, GI.NPAGES]
     st = s.pol_i[g, RNG]
     k = 0
     for _ in range(4 * N_SAMPLE):
@@ -135,9 +154,9 @@ def active_fraction(s, g, now):
 def step(s, now, cost):
     """Estimate every running guest's active fraction, then revoke by adjusted ratio."""
     s = borrow_state(s)
-    G = s.pi[PI_G]
+    G = s.pi[PI.G]
     f = np.ones(G)
     for g in range(G):
         if running(s, g):
             f[g] = active_fraction(s, g, now)
-    revoke(s, now, f, s.pol_f[0, TAU])
+    revoke(s, now, f, s.pol_sf[TAU])

@@ -33,7 +33,7 @@ import numpy as np
 
 from ..._jit import jit
 from ...state.borrow import borrow_state
-from ...state.layout import GI_BALLOON, GI_NPAGES, HI_RAM_PAGES, PI_G, PrivateState
+from ...state.layout import GI, HI, PI, PrivateState
 from ...state.params import Param
 from .common import (
     INTERVAL,
@@ -61,14 +61,17 @@ MAX_BALLOON_CHANGE_PERCENT = 0.05
 MIN_BALLOON_CHANGE_PERCENT = 0.0025
 HISTORY = 10  # sample-history-length (doc/mom-balloon+ksm.conf)
 
-# NHIST: samples taken of this guest; HOSTN (guest 0's row): samples of the host
-MIN_PAGES, MAX_PAGES, VDSM, NHIST, HOSTN = range(N_COMMON_INTS, N_COMMON_INTS + 5)
+# NHIST: samples taken of this guest; policy-wide HOSTN: samples of the host, HOST0...:
+# HISTORY columns of host mem_free samples
+MIN_PAGES, MAX_PAGES, VDSM, NHIST = range(N_COMMON_INTS, N_COMMON_INTS + 4)
 CUR0 = 0  # HISTORY columns of balloon_cur samples (pages)
 UNUSED0 = HISTORY  # HISTORY columns of mem_unused samples (pages)
-HOST0 = 2 * HISTORY  # HISTORY columns of host mem_free samples (guest 0's row)
+(HOSTN,) = range(1)
+HOST0 = 0
 STATE = PrivateState(
-    ints=("BY_PAGES", "MIN_PAGES", "MAX_PAGES", "VDSM", "NHIST", "HOSTN"),
-    floats=tuple(f"{k}{i}" for k in ("CUR", "UNUSED", "HOST") for i in range(HISTORY)),
+    ints=("BY_PAGES", "MIN_PAGES", "MAX_PAGES", "VDSM", "NHIST"),
+    floats=tuple(f"{k}{i}" for k in ("CUR", "UNUSED") for i in range(HISTORY)),
+    shared_ints=("HOSTN",), shared_floats=tuple(f"HOST{i}" for i in range(HISTORY)),
 )
 
 
@@ -84,7 +87,7 @@ def init_guest(params, cfg, g, ints, floats):
     ints[MIN_PAGES] = min(n, spec.get("min", 0) // 4096)
     ints[MAX_PAGES] = min(n, spec.get("max", spec["mem"]) // 4096)
     ints[VDSM] = int(params["variant"] == "vdsm")
-    ints[NHIST] = ints[HOSTN] = 0
+    ints[NHIST] = 0
     floats[:] = 0.0
 
 
@@ -126,15 +129,19 @@ def _avg(s, g, col0, n):
 def step(s, now, cost):
     """Sample, then apply the balloon rule to every running guest."""
     s = borrow_state(s)
-    G = s.pi[PI_G]
-    s.pol_f[0, HOST0 + s.pol_i[0, HOSTN] % HISTORY] = host_free_pages(s)
-    s.pol_i[0, HOSTN] += 1
-    host_free = _avg(s, 0, HOST0, min(s.pol_i[0, HOSTN], HISTORY)) / s.hi[HI_RAM_PAGES]
+    G = s.pi[PI.G]
+    s.pol_sf[HOST0 + s.pol_si[HOSTN] % HISTORY] = host_free_pages(s)
+    s.pol_si[HOSTN] += 1
+    n_host = min(s.pol_si[HOSTN], HISTORY)
+    total = 0.0
+    for i in range(n_host):  # in order, as _avg
+        total += s.pol_sf[HOST0 + i]
+    host_free = total / n_host / s.hi[HI.RAM_PAGES]
     for g in range(G):
         if not running(s, g):
             continue
-        npages = s.gi[g, GI_NPAGES]
-        cur = np.float64(npages - s.gi[g, GI_BALLOON])
+        npages = s.gi[g, GI.NPAGES]
+        cur = np.float64(npages - s.gi[g, GI.BALLOON])
         k = s.pol_i[g, NHIST] % HISTORY
         s.pol_f[g, CUR0 + k] = cur
         s.pol_f[g, UNUSED0 + k] = guest_free_pages(s, g)

@@ -16,12 +16,15 @@ import numpy as np
 
 from ..._jit import jit
 from ...state.borrow import borrow_state
-from ...state.layout import GI_BALLOON, PI_G, PrivateState
+from ...state.layout import GI, PI, PrivateState
 from .common import (
     BY_PAGES,
     INTERVAL,
-    N_COMMON_INTS,
+    Q_QUANTUM_PAGES,
+    Q_TARGET,
     QUANTUM,
+    QUANTUM_SHARED_FLOATS,
+    QUANTUM_SHARED_INTS,
     RELEASE_QUANTA,
     TARGET_FREE,
     check_drivable,
@@ -29,6 +32,7 @@ from .common import (
     guest_free_pages,
     hints_off_except,
     init_mode,
+    init_quantum,
     need_pages,
     reclaimable_pages,
     running,
@@ -38,9 +42,8 @@ from .common import (
 NAME = "most_free_first"
 PARAMS = {"interval_s": INTERVAL, "quantum": QUANTUM, "target_free": TARGET_FREE}
 
-(QUANTUM_PAGES,) = range(N_COMMON_INTS, N_COMMON_INTS + 1)
-(TARGET,) = range(1)
-STATE = PrivateState(ints=("BY_PAGES", "QUANTUM_PAGES"), floats=("TARGET",))
+STATE = PrivateState(ints=("BY_PAGES",), shared_ints=QUANTUM_SHARED_INTS,
+                     shared_floats=QUANTUM_SHARED_FLOATS, shared_init=init_quantum)
 
 
 def check(mechanism, mode, params):
@@ -49,17 +52,15 @@ def check(mechanism, mode, params):
 
 def init_guest(params, cfg, g, ints, floats):
     init_mode(cfg, ints)
-    ints[QUANTUM_PAGES] = max(1, params["quantum"] // 4096)
-    floats[TARGET] = params["target_free"]
 
 
 @jit
 def step(s, now, cost):
     """Take from the guests with the most free memory first; see the module docstring."""
     s = borrow_state(s)
-    G = s.pi[PI_G]
-    q = s.pol_i[0, QUANTUM_PAGES]
-    need = need_pages(s, s.pol_f[0, TARGET])
+    G = s.pi[PI.G]
+    q = s.pol_si[Q_QUANTUM_PAGES]
+    need = need_pages(s, s.pol_sf[Q_TARGET])
     chosen = np.zeros(G, np.int64)
     if need > 0:
         for _ in range(G):
@@ -83,7 +84,7 @@ def step(s, now, cost):
         best = -1
         least = np.int64(-1)
         for g in range(G):
-            if running(s, g) and s.pol_i[g, BY_PAGES] and s.gi[g, GI_BALLOON] > 0:
+            if running(s, g) and s.pol_i[g, BY_PAGES] and s.gi[g, GI.BALLOON] > 0:
                 f = guest_free_pages(s, g)
                 if best < 0 or f < least:
                     least = f

@@ -16,13 +16,21 @@ import numpy as np
 
 from ..._jit import jit
 from ...state.borrow import borrow_state
-from ...state.layout import PI_G, PrivateState
-from .common import QUANTUM, TARGET_FREE, check_drivable
+from ...state.layout import PI, PrivateState
+from .common import (
+    QUANTUM,
+    QUANTUM_SHARED_FLOATS,
+    QUANTUM_SHARED_INTS,
+    TARGET_FREE,
+    check_drivable,
+    init_quantum,
+)
 from .esx import ESX_FLOATS, ESX_INTERVAL, ESX_INTS, init_esx, revoke
 
 NAME = "proportional_share"
 PARAMS = {"interval_s": ESX_INTERVAL, "quantum": QUANTUM, "target_free": TARGET_FREE}
-STATE = PrivateState(ints=ESX_INTS, floats=ESX_FLOATS)
+STATE = PrivateState(ints=ESX_INTS, floats=ESX_FLOATS, shared_ints=QUANTUM_SHARED_INTS,
+                     shared_floats=QUANTUM_SHARED_FLOATS, shared_init=init_quantum)
 
 
 def check(mechanism, mode, params):
@@ -37,4 +45,4 @@ def init_guest(params, cfg, g, ints, floats):
 def step(s, now, cost):
     """Revoke from the lowest S / P first (tau = 0: every page counts as active)."""
     s = borrow_state(s)
-    revoke(s, now, np.ones(s.pi[PI_G]), 0.0)
+    revoke(s, now, np.ones(s.pi[PI.G]), 0.0)

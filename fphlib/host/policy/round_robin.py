@@ -17,18 +17,22 @@ import numpy as np
 
 from ..._jit import jit
 from ...state.borrow import borrow_state
-from ...state.layout import GI_BALLOON, PI_G, PrivateState
+from ...state.layout import GI, PI, PrivateState
 from .common import (
     BY_PAGES,
     INTERVAL,
-    N_COMMON_INTS,
+    Q_QUANTUM_PAGES,
+    Q_TARGET,
     QUANTUM,
+    QUANTUM_SHARED_FLOATS,
+    QUANTUM_SHARED_INTS,
     RELEASE_QUANTA,
     TARGET_FREE,
     check_drivable,
     give_back,
     hints_off_except,
     init_mode,
+    init_quantum,
     need_pages,
     reclaimable_pages,
     running,
@@ -38,9 +42,16 @@ from .common import (
 NAME = "round_robin"
 PARAMS = {"interval_s": INTERVAL, "quantum": QUANTUM, "target_free": TARGET_FREE}
 
-NEXT, QUANTUM_PAGES = range(N_COMMON_INTS, N_COMMON_INTS + 2)  # NEXT: guest 0's row
-(TARGET,) = range(1)
-STATE = PrivateState(ints=("BY_PAGES", "NEXT", "QUANTUM_PAGES"), floats=("TARGET",))
+NEXT = len(QUANTUM_SHARED_INTS)  # policy-wide: the next guest to ask
+
+
+def init_shared(params, cfg, ints, floats):
+    init_quantum(params, cfg, ints, floats)
+    ints[NEXT] = 0
+
+
+STATE = PrivateState(ints=("BY_PAGES",), shared_ints=QUANTUM_SHARED_INTS + ("NEXT",),
+                     shared_floats=QUANTUM_SHARED_FLOATS, shared_init=init_shared)
 
 
 def check(mechanism, mode, params):
@@ -49,8 +60,6 @@ def check(mechanism, mode, params):
 
 def init_guest(params, cfg, g, ints, floats):
     init_mode(cfg, ints)
-    ints[QUANTUM_PAGES] = max(1, params["quantum"] // 4096)
-    floats[TARGET] = params["target_free"]
 
 
 @jit
@@ -58,10 +67,10 @@ def next_guest(s, start, want_balloon):
     """The first running guest from ``start`` on (wrapping), with a balloon ask if
     ``want_balloon``; -1 if none."""
     s = borrow_state(s)
-    G = s.pi[PI_G]
+    G = s.pi[PI.G]
     for i in range(G):
         g = (start + i) % G
-        if running(s, g) and (not want_balloon or s.gi[g, GI_BALLOON] > 0):
+        if running(s, g) and (not want_balloon or s.gi[g, GI.BALLOON] > 0):
             return g
     return -1
 
@@ -70,20 +79,20 @@ def next_guest(s, start, want_balloon):
 def step(s, now, cost):
     """Ask the next guest for a quantum (or give one back); see the module docstring."""
     s = borrow_state(s)
-    G = s.pi[PI_G]
-    q = s.pol_i[0, QUANTUM_PAGES]
-    need = need_pages(s, s.pol_f[0, TARGET])
+    G = s.pi[PI.G]
+    q = s.pol_si[Q_QUANTUM_PAGES]
+    need = need_pages(s, s.pol_sf[Q_TARGET])
     chosen = np.zeros(G, np.int64)
     if need > 0:
-        g = next_guest(s, s.pol_i[0, NEXT], False)
+        g = next_guest(s, s.pol_si[NEXT], False)
         if g >= 0:
             amount = min(q, reclaimable_pages(s, g)) if s.pol_i[g, BY_PAGES] else q
             take(s, g, now, amount)
             chosen[g] = 1
-            s.pol_i[0, NEXT] = (g + 1) % G
+            s.pol_si[NEXT] = (g + 1) % G
     elif need < -RELEASE_QUANTA * q:
-        g = next_guest(s, s.pol_i[0, NEXT], True)
+        g = next_guest(s, s.pol_si[NEXT], True)
         if g >= 0:
             give_back(s, g, now, q)
-            s.pol_i[0, NEXT] = (g + 1) % G
+            s.pol_si[NEXT] = (g + 1) % G
     hints_off_except(s, now, chosen)

@@ -12,7 +12,7 @@ Simplifications: one target for every guest; re-sent at each interval even when 
 
 from ..._jit import jit
 from ...state.borrow import borrow_state
-from ...state.layout import GI_NPAGES, PI_G, PrivateState, private_columns
+from ...state.layout import GI, PI, PrivateState, private_columns
 from ...state.params import Param
 from .ask import ask
 
@@ -39,8 +39,8 @@ STATE = PrivateState(ints=("KEEP_PAGES",), init=_init)
 def step(s, now, cost):
     """Ask every guest for the pages above its target (none without a target)."""
     s = borrow_state(s)
-    for g in range(s.pi[PI_G]):
+    for g in range(s.pi[PI.G]):
         keep = s.pol_i[g, KEEP_PAGES]
         if keep < 0:
             continue
-        ask(s, g, now, max(0, s.gi[g, GI_NPAGES] - keep), 1)
+        ask(s, g, now, max(0, s.gi[g, GI.NPAGES] - keep), 1)

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..._jit import jit
 from ...state.borrow import borrow_state
-from ...state.layout import GI_BALLOON, PI_G, PrivateState
+from ...state.layout import GI, PI, PrivateState
 from ...state.params import Param
 from .common import (
     BY_PAGES,
@@ -49,10 +49,21 @@ PARAMS = {
     "interval_s": INTERVAL,
 }
 
-# ON: this guest's switch (per_guest) or, in guest 0's row, the global one
-ON, PER_GUEST = range(N_COMMON_INTS, N_COMMON_INTS + 2)
+# ON: this guest's switch (per_guest); policy-wide: ALL_ON (the one switch of all guests),
+# PER_GUEST, and the thresholds LOW, HIGH
+(ON,) = range(N_COMMON_INTS, N_COMMON_INTS + 1)
+ALL_ON, PER_GUEST = range(2)
 LOW, HIGH = range(2)
-STATE = PrivateState(ints=("BY_PAGES", "ON", "PER_GUEST"), floats=("LOW", "HIGH"))
+
+
+def init_shared(params, cfg, ints, floats):
+    ints[PER_GUEST] = int(params["per_guest"])
+    floats[LOW] = params["low"]
+    floats[HIGH] = params["high"]
+
+
+STATE = PrivateState(ints=("BY_PAGES", "ON"), shared_ints=("ALL_ON", "PER_GUEST"),
+                     shared_floats=("LOW", "HIGH"), shared_init=init_shared)
 
 
 def check_params(params):
@@ -67,9 +78,6 @@ def check(mechanism, mode, params):
 
 def init_guest(params, cfg, g, ints, floats):
     init_mode(cfg, ints)
-    ints[PER_GUEST] = int(params["per_guest"])
-    floats[LOW] = params["low"]
-    floats[HIGH] = params["high"]
 
 
 @jit(inline="always")
@@ -88,7 +96,7 @@ def _apply(s, g, now, on):
     s = borrow_state(s)
     if s.pol_i[g, BY_PAGES]:
         if on:
-            set_ask(s, g, now, s.gi[g, GI_BALLOON] + reclaimable_pages(s, g), np.int64(1))
+            set_ask(s, g, now, s.gi[g, GI.BALLOON] + reclaimable_pages(s, g), np.int64(1))
         else:
             set_ask(s, g, now, np.int64(0), np.int64(0))
     else:
@@ -99,13 +107,13 @@ def _apply(s, g, now, on):
 def step(s, now, cost):
     """Switch hinting by the host's free memory (see the module docstring)."""
     s = borrow_state(s)
-    G = s.pi[PI_G]
-    low = s.pol_f[0, LOW]
-    high = s.pol_f[0, HIGH]
+    G = s.pi[PI.G]
+    low = s.pol_sf[LOW]
+    high = s.pol_sf[HIGH]
     free = host_free_fraction(s)
-    if s.pol_i[0, PER_GUEST] == 0:
-        on = watermark_next(s.pol_i[0, ON], free, low, high)
-        s.pol_i[0, ON] = on
+    if s.pol_si[PER_GUEST] == 0:
+        on = watermark_next(s.pol_si[ALL_ON], free, low, high)
+        s.pol_si[ALL_ON] = on
         for g in range(G):
             if running(s, g):
                 _apply(s, g, now, on)

@@ -11,6 +11,8 @@ Notebooks and tests run the same scenario scaled down by profile:
 
 import os
 
+from ..units import format_size, parse_size
+
 PROFILES = ("smoke", "demo", "full")
 HEADLINE_MECHANISMS = ("none", "balloon", "page_reporting")
 
@@ -54,8 +56,6 @@ def balloon_target_for(guest_mem, boot=0):
     (refaults), not a target so loose that it only takes never-touched pages. Rounded up to
     whole 4 MiB blocks.
     """
-    from ..units import parse_size
-
     guest = parse_size(guest_mem, "guest_mem")
     need = parse_size(boot, "boot") + guest // 5
     block = 4 << 20
@@ -69,8 +69,6 @@ PRESET_SIZES = {name: {k: sizes[k] for k in ("host_mem", "guest_mem", "duration_
 
 def _memhog_sizes(sizes, guest_mem):
     """(boot, memhog size) for a guest of ``guest_mem``: the profile's, scaled to the guest."""
-    from ..units import parse_size
-
     block = 4 << 20
     guest = parse_size(guest_mem, "guest_mem")
     ref = parse_size(sizes["guest_mem"], "guest_mem")
@@ -122,8 +120,6 @@ def headline_config(profile="full", mechanism="none", **overrides):
 def scenario_title(cfg):
     """One line naming what ``cfg`` simulates, for figure titles: guests and sizes, host,
     workload, duration (e.g. "3 × 5 GiB guests on a 16 GiB host · memhog 4 GiB · 120 s")."""
-    from ..units import format_size, parse_size
-
     guest = format_size(parse_size(cfg.guest_mem, "guest_mem"))
     host = format_size(parse_size(cfg.host_mem, "host_mem"))
     work = str(cfg.workload)

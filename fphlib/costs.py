@@ -16,6 +16,8 @@ import math
 
 import numpy as np
 
+from .units import parse_size
+
 # name -> (default seconds, source)
 DEFAULTS = {
     # One VM exit + entry: ~2,000 cycles direct (SplitX, Xeon X5570, KVM 2.6.34) and
@@ -147,8 +149,6 @@ def validate_costs(overrides):
         if key not in INDEX:
             raise ValueError(f"costs: unknown cost {key!r}; known costs: {', '.join(NAMES)}")
         if key in SIZE_DEFAULTS:
-            from ..units import parse_size
-
             out[key] = parse_size(value, f"costs[{key!r}]")
             continue
         if (
