@@ -26,7 +26,7 @@ import time
 import tomllib
 from pathlib import Path
 
-from .api.fields import FIELD_HELP
+from .api.config import FIELD_HELP
 from .errors import UserError
 from .state.params import describe
 from .units import SIZE_RULE

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from .units import parse_size
+from .units import PAGE_SIZE, parse_size
 
 # name -> (default seconds, source)
 DEFAULTS = {
@@ -85,7 +85,7 @@ DEFAULTS = {
     # took 41.65 s (Wei Wang v37; docs/costs.md §10: 137.4e9 B / 41.65 s), i.e. 1.24 µs
     # per 4 KiB page; the same per-page time is assumed for a non-zero page (read + copy to
     # the socket) when the bandwidth is not the limit.
-    "mig_page": (4096 / 3.3e9, "docs/costs.md §10: 3.3 GB/s per migration thread, "
+    "mig_page": (PAGE_SIZE / 3.3e9, "docs/costs.md §10: 3.3 GB/s per migration thread, "
                  "Wei Wang v37 128 GiB [derived]"),
     # One dirty-bitmap sync (KVM_GET/CLEAR_DIRTY_LOG + re-write-protection) per GiB of guest
     # RAM: 1.15-1.42 s per 96 GiB (Ben Gardon 2022), 0.143 s per 16 GiB (Keqian Zhu 2021).
@@ -130,7 +130,7 @@ HOST_RESERVE_MAX_FRACTION = 1 / 8
 # time at the swap-in fault's p50 of 20 µs (docs/costs.md §7, Chris Li 2023), i.e. ~205 MB/s; an
 # NVMe device at queue depth 1, as synchronous swap-in faults use it. docs/costs.md §7 has no
 # device MB/s figure: the derivation is the assumption.
-SWAP_BANDWIDTH = 4096 / 20e-6
+SWAP_BANDWIDTH = PAGE_SIZE / 20e-6
 SWAP_BANDWIDTH_SOURCE = "docs/costs.md §7: 4 KiB per 20 µs swap-in p50 [derived, queue depth 1]"
 
 NAMES = tuple(DEFAULTS) + tuple(SIZE_DEFAULTS)

@@ -408,7 +408,7 @@ def will_it_scale_config(mechanism="page_reporting", quick=False, seed=0):
     guest = (2 << 30) if quick else PF1_GUEST
     tasks = 2 if quick else PF1_TASKS
     size = tasks * PF1_MEMSIZE
-    rate = PF1_BASELINE_ITER_S * 4096 * tasks / PF1_TASKS  # bytes/s, the published baseline
+    rate = PF1_BASELINE_ITER_S * PAGE_SIZE * tasks / PF1_TASKS  # bytes/s, the published baseline
     rounds = 20 if quick else 200
     # a round touches `size` at `rate` and unmaps it at memhog's free_rate; leave room to
     # finish even if every touch refaulted (2 MiB zero-fill each)
@@ -509,7 +509,7 @@ def migration_config(guest_mem="8GiB", hint=True, workload="idle", seed=0, held=
     if workload != "make":
         raise ValueError(f"workload: {workload!r} is not 'idle' or 'make'")
     at_s = 5.0  # the build is running (churn reaches its target within ~1 s)
-    pages = mem // 4096
+    pages = mem // PAGE_SIZE
     # the legacy precopy at the migration thread's rate, several dirty passes and syncs
     est = pages * DEFAULTS["mig_page"][0] + 6 * DEFAULTS["mig_sync_gib"][0] * mem / 2**30
     duration = at_s + 3.0 * est + 5.0

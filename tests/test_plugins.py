@@ -12,6 +12,7 @@ import importlib.metadata
 import multiprocessing as mp
 import threading
 import types
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -21,77 +22,10 @@ from fphlib.hinting import REGISTRY as MECHANISMS
 from fphlib.host.policy import REGISTRY as POLICIES
 from fphlib.registry import PluginError
 
-# A mechanism that hints each free block of order >= hint_order on its next tick (isolate,
-# report, put back flagged reported), and a policy that switches hinting on and off.
-CELL = '''
-import numpy as np
-from fphlib import extend as fx
-
-NAME = "cell_eager"
-PARAMS = {"capacity": fx.Param("int", CAPACITY, 1, 1024, "blocks", "blocks per report")}
-TAKES_HINT_ORDER = True
-ASKS = ("hint",)
-REPORTS_PAGES = True
-PHASE, N, CAP = fx.private_columns("PHASE N CAP")
-WAKE = fx.MECH_WAKE
-
-
-def _init(params, n_pages, vcpus, ints, floats):
-    ints[CAP] = params["capacity"]
-    floats[WAKE] = 0.0
-
-
-STATE = fx.PrivateState(ints=("PHASE", "N", "CAP"), floats=("WAKE",), init=_init,
-                        buffer=lambda params, n, v: 2 * params["capacity"],
-                        discard_slots=lambda params: params["capacity"])
-
-
-@fx.jit
-def on_free(s, g, z, pfn, order, t, cost):
-    s = fx.borrow_state(s)
-    if s.mi[g, PHASE] == 0 and t < s.mf[g, WAKE]:
-        s.mf[g, WAKE] = t
-
-
-def free_hook_order(params, hint_order):
-    return hint_order
-
-
-@fx.jit
-def tick(s, g, z, t_end, cost):
-    s = fx.borrow_state(s)
-    z = fx.borrow_zone(z)
-    base = fx.buffer_start(s, g)
-    while s.mf[g, WAKE] <= t_end:
-        now = s.mf[g, WAKE]
-        if s.mi[g, PHASE] == 1:
-            spent = fx.discard_due(s, g, z, now, cost)
-            s.mf[g, WAKE] = now + spent + cost[fx.C_ACK_IRQ]
-            s.mi[g, PHASE] = 2
-        elif s.mi[g, PHASE] == 2:
-            fx.putback_blocks(s, g, z, base, s.mi[g, N], True, cost)
-            s.mi[g, PHASE] = 0
-        else:
-            s.mf[g, WAKE] = np.inf
-            if not fx.hint_asked(s, g):
-                return
-            n = 0
-            wmin, _, _ = fx.watermarks(s, g)
-            for order in range(fx.hint_order(s), fx.NR_ORDERS):
-                pfn = fx.free_list_first(z, order)
-                while pfn >= 0 and n < s.mi[g, CAP]:
-                    nxt = fx.free_list_next(z, pfn)
-                    if not fx.is_reported(z, pfn) and fx.nr_free_pages(z) > wmin + (1 << order):
-                        fx.isolate_into(s, g, z, pfn, order, base, n)
-                        n += 1
-                    pfn = nxt
-            if n == 0:
-                return
-            fx.count_lock_ops(s, g, n, cost)
-            s.mi[g, N] = n
-            s.mf[g, WAKE] = fx.report_blocks(s, g, z, base, n, now, cost)
-            s.mi[g, PHASE] = 1
-'''
+# The example package's mechanism (hint each free block of order >= hint_order at once:
+# isolate, report, put back flagged reported), as a notebook cell would define it
+EXAMPLE = (Path(__file__).resolve().parents[1] / "examples" / "fphlib-eager" / "src"
+           / "fphlib_eager" / "mechanism.py").read_text()
 
 POLICY_CELL = '''
 from fphlib import extend as fx
@@ -181,7 +115,10 @@ def notebook_module(source, name):
 
 
 def cell(capacity=16):
-    return notebook_module(CELL.replace("CAPACITY", str(capacity)), "cell_eager")
+    source = EXAMPLE.replace('NAME = "eager"', 'NAME = "cell_eager"')
+    source = source.replace('fx.Param("int", 32,', f'fx.Param("int", {capacity},')
+    assert source.count("cell_eager") == 1 and f"Param(\"int\", {capacity}," in source
+    return notebook_module(source, "cell_eager")
 
 
 @pytest.fixture
@@ -282,8 +219,7 @@ def test_a_module_path_registers_and_digests_its_files(tmp_path, monkeypatch):
     pkg = tmp_path / "labplug"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
-    (pkg / "mech.py").write_text(CELL.replace("CAPACITY", "4").replace("cell_eager",
-                                                                       "path_eager"))
+    (pkg / "mech.py").write_text(EXAMPLE.replace('NAME = "eager"', 'NAME = "path_eager"'))
     monkeypatch.syspath_prepend(str(tmp_path))
     try:
         assert fphlib.register_mechanism("labplug.mech") == "path_eager"

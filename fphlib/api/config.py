@@ -8,7 +8,7 @@ import dataclasses
 import json
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .. import bounds
 from ..costs import HOST_RESERVE, HOST_RESERVE_MAX_FRACTION, SWAP_BANDWIDTH, validate_costs
@@ -17,7 +17,7 @@ from ..host.backing import OOM_SCORE_ADJ_MAX, OOM_SCORE_ADJ_MIN
 from ..host.migration import validate_migration
 from ..host.policy import POLICIES, policy_module
 from ..state.params import effective, validate
-from ..units import NR_ORDERS, format_size, parse_size
+from ..units import NR_ORDERS, PAGE_SIZE, format_size, parse_size
 from ..workloads import WORKLOADS, workload_module, workload_settings, workload_spec
 from . import limits
 from .frozen import freeze, plain, thaw
@@ -25,6 +25,13 @@ from .frozen import freeze, plain, thaw
 TOP_BLOCK = 4 << 20  # order-10 block: guest memory must be a whole number of these
 OVERRIDE_KEYS = ("mem", "workload", "workload_params", "start_s", "shares", "min", "max",
                  "oom_score_adj")
+
+
+def _field(default=dataclasses.MISSING, *, kind, help, default_factory=dataclasses.MISSING):
+    """A SimConfig field with its help: ``kind`` (size, int, float, bool, choice, dict, list,
+    json) and the text the CLI's flags and the widgets' tooltips show (:data:`FIELD_HELP`)."""
+    return dataclasses.field(default=default, default_factory=default_factory,
+                             metadata={"kind": kind, "help": help})
 
 
 def ask_mode(mechanism):
@@ -226,38 +233,69 @@ class SimConfig:
     ``dataclasses.replace(cfg, ...)`` builds a new one and validates it again.
     """
 
-    host_mem: int | str = "16GiB"
-    host_swap: int | str = 0
-    host_thp: bool = True
-    guests: int = 1
-    guest_mem: int | str = "4GiB"
-    vcpus: int = 2
-    workload: str = "idle"
-    workload_params: dict = field(default_factory=dict)
-    mechanism: str = "none"
-    mechanism_params: dict = field(default_factory=dict)
-    hint_order: int = 9
-    report_capacity: int = 32
-    report_delay_s: float = 2.0
-    costs: dict = field(default_factory=dict)
-    duration_s: float = 60.0
-    sample_s: float = 0.5
-    seed: int = 0
-    debug: bool = False
-    guest_overrides: tuple = ()
-    balloon_target: int | str | None = None
-    balloon_interval_s: float = 10.0
-    deflate_on_oom: bool = True
-    policy: str = "static"
-    policy_params: dict = field(default_factory=dict)
-    migration: dict | None = None
+    host_mem: int | str = _field("16GiB", kind="size", help="host RAM, e.g. 16GiB")
+    host_swap: int | str = _field(0, kind="size",
+        help="host swap capacity; 0 = no swap (the host OOM-kills a guest instead)")
+    host_thp: bool = _field(True, kind="bool",
+        help="back guest memory with 2 MiB transparent huge pages on the host")
+    guests: int = _field(1, kind="int", help="number of guests on the host")
+    guest_mem: int | str = _field("4GiB", kind="size",
+        help="RAM of each guest; a whole number of 4 MiB (order-10) blocks")
+    vcpus: int = _field(2, kind="int", help="vCPUs per guest (one per-CPU page list each)")
+    workload: str = _field("idle", kind="choice", help="workload of every guest")
+    workload_params: dict = _field(default_factory=dict, kind="dict",
+        help="workload parameters as a JSON object, e.g. '{\"size\": \"4GiB\"}'; --param KEY=VALUE"
+             " sets one key")
+    mechanism: str = _field("none", kind="choice", help="free page hinting mechanism")
+    mechanism_params: dict = _field(default_factory=dict, kind="dict",
+        help="the mechanism's parameters as a JSON object (listed below)")
+    hint_order: int = _field(9, kind="int",
+        help="smallest order reported/hinted (9 = 2 MiB pageblock, 10 = 4 MiB)")
+    report_capacity: int = _field(32, kind="int",
+        help="older name of page_reporting's capacity: blocks per report "
+             "(PAGE_REPORTING_CAPACITY)")
+    report_delay_s: float = _field(2.0, kind="float",
+        help="older name of page_reporting's delay_s: delay before a reporting pass "
+             "(PAGE_REPORTING_DELAY), seconds")
+    costs: dict = _field(default_factory=dict, kind="dict",
+        help="cost overrides as a JSON object; --cost KEY=VALUE sets one key")
+    duration_s: float = _field(60.0, kind="float", help="simulated time, seconds")
+    sample_s: float = _field(0.5, kind="float", help="sampling period of the time series, seconds")
+    seed: int = _field(0, kind="int", help="root seed (same config + seed => identical results)")
+    debug: bool = _field(False, kind="bool",
+        help="check page conservation at every sample (slower)")
+    guest_overrides: tuple = _field((), kind="list",
+        help="per-guest overrides as a JSON list of objects with keys mem, workload, "
+             "workload_params, start_s, shares, min, max, oom_score_adj")
+    balloon_target: int | str | None = _field(None, kind="size",
+        help="older name of the static policy's target: memory each guest keeps, e.g. 4.5GiB "
+             "(balloon mechanism; 'none' = never inflate)")
+    balloon_interval_s: float = _field(10.0, kind="float",
+        help="older name of the static policy's interval_s: how often the host (re)sends the "
+             "balloon target, seconds")
+    deflate_on_oom: bool = _field(True, kind="bool",
+        help="older name of the balloon's deflate_on_oom (VIRTIO_BALLOON_F_DEFLATE_ON_OOM)")
+    policy: str = _field("static", kind="choice",
+        help="host policy: whom the host asks for memory, and when")
+    policy_params: dict = _field(default_factory=dict, kind="dict",
+        help="the host policy's parameters as a JSON object (listed below)")
+    migration: dict | None = _field(None, kind="dict",
+        help="live-migrate guest 0: a JSON object with at_s, bandwidth (bytes/s or e.g. "
+             "\"1.25GB\", \"100GiB\" per second), downtime_ms, optional max_rounds")
     # the host's own memory, swap device and daemons (fphlib.host.backing, .daemons)
-    host_reserve: int | str | None = None
-    host_swap_bandwidth: float | str = SWAP_BANDWIDTH
-    host_kswapd: bool = True
-    host_khugepaged: bool = True
+    host_reserve: int | str | None = _field(None, kind="size",
+        help="host memory the host keeps for itself (kernel, services), in use from the start;"
+             " default 360 MiB, at most host_mem / 8")
+    host_swap_bandwidth: float | str = _field(SWAP_BANDWIDTH, kind="json",
+        help="swap device bandwidth, bytes/s or e.g. \"200MiB\" per second; 0 = no limit")
+    host_kswapd: bool = _field(True, kind="bool",
+        help="host kswapd: background reclaim from the low to the high watermark")
+    host_khugepaged: bool = _field(True, kind="bool",
+        help="host khugepaged: collapse split 2 MiB ranges back into THPs")
     # guest memory beyond anonymous pages (fphlib.guest.reclaim)
-    guest_swap: int | str = 0
+    guest_swap: int | str = _field(0, kind="size",
+        help="swap space of each guest; 0 = none (the guest reclaims page cache only, then "
+             "fails the allocation)")
 
     def __post_init__(self):
         set_ = object.__setattr__  # frozen: canonicalise once, here
@@ -453,7 +491,8 @@ class SimConfig:
         (``fphlib.costs.HOST_RESERVE_MAX_FRACTION``)."""
         if self.host_reserve is not None:
             return self.host_reserve
-        return int(min(HOST_RESERVE, self.host_mem * HOST_RESERVE_MAX_FRACTION)) // 4096 * 4096
+        reserve = int(min(HOST_RESERVE, self.host_mem * HOST_RESERVE_MAX_FRACTION))
+        return reserve // PAGE_SIZE * PAGE_SIZE
 
     def ask_mode(self):
         """Which host ask the mechanism reads: ``"pages"``, ``"hint"`` or ``None``."""
@@ -528,3 +567,9 @@ class SimConfig:
     def from_json(cls, text):
         """Inverse of ``to_json``."""
         return cls.from_dict(json.loads(text))
+
+
+# field -> (kind, help) of every SimConfig field, from the fields' metadata: the CLI's flags
+# and the widgets' tooltips
+FIELD_HELP = {f.name: (f.metadata["kind"], f.metadata["help"])
+              for f in dataclasses.fields(SimConfig)}

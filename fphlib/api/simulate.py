@@ -14,6 +14,7 @@ from ..engine.loop import run_chunk
 from ..guest.xbitmap import COUNTERS as XB_COUNTERS
 from ..host.migration import migration_summary
 from ..state import layout as L
+from ..units import PAGE_SIZE
 from ..workloads import workload_runtime_s
 from .asking import never_asking, per_guest, run_metrics
 from .config import SimConfig
@@ -203,7 +204,7 @@ def _result(cfg, s, info, wall):
     gs = pd.DataFrame(
         {
             "guest": np.arange(G, dtype=np.int64),
-            "mem_bytes": gi[:, L.GI.NPAGES] * 4096,
+            "mem_bytes": gi[:, L.GI.NPAGES] * PAGE_SIZE,
             "workload": [cfg.guest_spec(g)["workload"] for g in range(G)],
             "start_s": gf[:, L.GF.START],
             "status": [_STATUS[int(x)] for x in gi[:, L.GI.STATUS]],
@@ -211,7 +212,7 @@ def _result(cfg, s, info, wall):
             "host_rss_peak_bytes": rec[:, :, L.RG.RSS].max(axis=0).astype(np.int64),
             "host_rss_mean_bytes": rec[:, :, L.RG.RSS].mean(axis=0),
             "host_rss_final_bytes": final_rss.astype(np.int64),
-            "reported_bytes": gi[:, L.GI.REPORTED_PAGES] * 4096,
+            "reported_bytes": gi[:, L.GI.REPORTED_PAGES] * PAGE_SIZE,
             "reports": gi[:, L.GI.REPORTS] + gi[:, L.GI.BALLOON_MSGS],
             "vmexits": gi[:, L.GI.VMEXITS],
             "refault_pages": gi[:, L.GI.REFAULTS],
@@ -219,7 +220,7 @@ def _result(cfg, s, info, wall):
             "lost_writes": gi[:, L.GI.LOST],
             "guest_cpu_overhead_s": gf[:, L.GF.GUEST_CPU],
             "host_cpu_s": gf[:, L.GF.HOST_CPU],
-            "swap_out_bytes": gi[:, L.GI.SWAPOUT] * 4096,
+            "swap_out_bytes": gi[:, L.GI.SWAPOUT] * PAGE_SIZE,
             "oom_kills": killed.astype(np.int64),
             "workload_runtime_s": runtime,
             "workload_stall_s": gf[:, L.GF.STALL],
@@ -240,10 +241,10 @@ def _result(cfg, s, info, wall):
             "xbitmap_ops": xb_ops,
             "xbitmap_kmallocs": xb_kmallocs,
             # guest memory beyond anonymous pages (fphlib.guest.reclaim)
-            "page_cache_dropped_bytes": gi[:, L.GI.PC_DROPPED] * 4096,
-            "writeback_bytes": gi[:, L.GI.WRITEBACK] * 4096,
-            "guest_swap_out_bytes": gi[:, L.GI.GSWAPOUT] * 4096,
-            "guest_swap_in_bytes": gi[:, L.GI.GSWAPIN] * 4096,
+            "page_cache_dropped_bytes": gi[:, L.GI.PC_DROPPED] * PAGE_SIZE,
+            "writeback_bytes": gi[:, L.GI.WRITEBACK] * PAGE_SIZE,
+            "guest_swap_out_bytes": gi[:, L.GI.GSWAPOUT] * PAGE_SIZE,
+            "guest_swap_in_bytes": gi[:, L.GI.GSWAPIN] * PAGE_SIZE,
             "kswapd_wakes": gi[:, L.GI.KSWAPD_WAKES],
             "direct_reclaims": gi[:, L.GI.DIRECT_RECLAIMS],
             "guest_reclaim_stall_s": gf[:, L.GF.GUEST_RECLAIM_STALL],
@@ -255,7 +256,7 @@ def _result(cfg, s, info, wall):
         "guest_cpu_overhead_s swap_out_bytes zone_lock_hold_s events"
     ).split()
     summary = {m: float(gs[m].sum()) for m in summed}
-    summary["host_rss_peak_bytes"] = float(s.hi[L.HI.RSS_PEAK] * 4096)
+    summary["host_rss_peak_bytes"] = float(s.hi[L.HI.RSS_PEAK] * PAGE_SIZE)
     summary["host_rss_mean_bytes"] = float(host["rss_bytes"].mean())
     summary["host_rss_final_bytes"] = float(host["rss_bytes"].iloc[-1])
     summary["host_cpu_s"] = float(s.hf[L.HF.CPU])

@@ -21,6 +21,7 @@ from ..state import layout as L
 from ..state import units
 from ..state.borrow import guest_zone
 from ..state.zone import CFG_LEN, CFG_PLACEMENT, CFG_REPORTING_OFF, CFG_TRACK, NOT_HEAD
+from ..units import PAGE_SIZE
 from ..workloads import WORKLOADS, Setup, build_rng, workload_settings
 from ..workloads.common import boot
 from ..workloads.io import mm_step
@@ -61,7 +62,7 @@ def build_state(cfg):
     G = cfg.guests
     V = cfg.vcpus
     specs = [cfg.guest_spec(g) for g in range(G)]
-    npages = [spec["mem"] // 4096 for spec in specs]
+    npages = [spec["mem"] // PAGE_SIZE for spec in specs]
     offs = np.concatenate([[0], np.cumsum(npages)]).astype(np.int64)
     P = int(offs[-1])
     dt = TICK_S
@@ -100,14 +101,14 @@ def build_state(cfg):
         gf[g, L.GF.WL_START] = start + float(params["start_s"])
         gf[g, L.GF.WL_NEXT] = gf[g, L.GF.WL_START]
         gf[g, L.GF.WL_END] = np.nan
-        wp[g, L.WP.BOOT] = min(params["boot"], n * 4096)
-        boot_pages = int(wp[g, L.WP.BOOT]) // 4096  # split in pages (bytes in wp)
-        wp[g, L.WP.BOOT_SLAB] = round(params["boot_slab"] * boot_pages) * 4096
-        wp[g, L.WP.BOOT_CACHE] = round(params["boot_cache"] * boot_pages) * 4096
+        wp[g, L.WP.BOOT] = min(params["boot"], n * PAGE_SIZE)
+        boot_pages = int(wp[g, L.WP.BOOT]) // PAGE_SIZE  # split in pages (bytes in wp)
+        wp[g, L.WP.BOOT_SLAB] = round(params["boot_slab"] * boot_pages) * PAGE_SIZE
+        wp[g, L.WP.BOOT_CACHE] = round(params["boot_cache"] * boot_pages) * PAGE_SIZE
         for name, column in _WP_AS_GIVEN.items():
             wp[g, column] = params[name]
         gi[g, L.GI.PC_HEAD] = gi[g, L.GI.PC_TAIL] = gi[g, L.GI.SLAB_HEAD] = -1
-        gi[g, L.GI.GSWAP_CAP] = cfg.guest_swap // 4096
+        gi[g, L.GI.GSWAP_CAP] = cfg.guest_swap // PAGE_SIZE
         # the kernel's watermarks and reclaim, for a guest with anything to reclaim
         gi[g, L.GI.MM_ON] = int(wp[g, L.WP.BOOT_SLAB] + wp[g, L.WP.BOOT_CACHE] > 0
                                 or wp[g, L.WP.IO_RATE] > 0 or cfg.guest_swap > 0)
@@ -129,12 +130,12 @@ def build_state(cfg):
         return np.concatenate([t[i] for t in traces]) if traces else np.zeros(0, dtype)
 
     hi = np.zeros(L.NHI, np.int64)
-    hi[L.HI.RAM_PAGES] = cfg.host_mem // 4096
-    hi[L.HI.SWAP_CAP] = cfg.host_swap // 4096
+    hi[L.HI.RAM_PAGES] = cfg.host_mem // PAGE_SIZE
+    hi[L.HI.SWAP_CAP] = cfg.host_swap // PAGE_SIZE
     # the host's own memory, in use from the start (guests add their VMM overhead at boot)
-    hi[L.HI.OVERHEAD_PAGES] = cfg.host_reserve_bytes() // 4096
+    hi[L.HI.OVERHEAD_PAGES] = cfg.host_reserve_bytes() // PAGE_SIZE
     hi[L.HI.WMARK_MIN], hi[L.HI.WMARK_LOW], hi[L.HI.WMARK_HIGH] = watermarks(
-        cfg.host_mem // 4096)
+        cfg.host_mem // PAGE_SIZE)
     for g in range(G):
         gi[g, L.GI.OOM_ADJ] = cfg.guest_spec(g).get("oom_score_adj", 0)
     pi = np.zeros(L.NPI, np.int64)

@@ -76,6 +76,7 @@ from ..state.layout import (
     WP,
 )
 from ..state.units import publish
+from ..units import PAGE_SIZE
 from .check import check_guest, check_host
 
 TICK_S = 1e-3
@@ -86,7 +87,7 @@ EPS = 1e-9
 def sample(s, k):
     """Record sample k of the host and every guest."""
     s = borrow_state(s)
-    ovh = int(s.cost[C_GUEST_OVERHEAD]) // 4096
+    ovh = int(s.cost[C_GUEST_OVERHEAD]) // PAGE_SIZE
     for g in range(s.pi[PI.G]):
         z = zone_of(s, g)
         running = s.gi[g, GI.STATUS] == ST_RUNNING
@@ -154,7 +155,7 @@ def run_chunk(s, tick0, tick1):
     publish(s)  # the state the units get by reference (fphlib.state.units); as bind calls it
     s = borrow_state(s)
     cost = s.cost
-    ovh = int(cost[C_GUEST_OVERHEAD]) // 4096
+    ovh = int(cost[C_GUEST_OVERHEAD]) // PAGE_SIZE
     G = s.pi[PI.G]
     dt = s.pf[PF.DT]
     every = s.pi[PI.SAMPLE_TICKS]

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ..costs import HOST_RESERVE
-from ..units import parse_size
+from ..units import PAGE_SIZE, parse_size
 from ..workloads import COMMON
 
 V8_HOST_MEM = 15837 << 20  # "15837 MB" read as MiB (see the module docstring)
@@ -74,10 +74,12 @@ COLUMNS = (
 _BOOT = COMMON["boot"].default
 _SIZES = {
     "smoke": dict(host_mem=V8_HOST_MEM // 16, guest_mem="320MiB", size="256MiB",
-                  boot=_BOOT // 16 // 4096 * 4096, host_reserve=HOST_RESERVE // 16 // 4096 * 4096,
+                  boot=_BOOT // 16 // PAGE_SIZE * PAGE_SIZE,
+                  host_reserve=HOST_RESERVE // 16 // PAGE_SIZE * PAGE_SIZE,
                   max_guests=8),
     "demo": dict(host_mem=V8_HOST_MEM // 4, guest_mem="1280MiB", size="1GiB",
-                 boot=_BOOT // 4 // 4096 * 4096, host_reserve=HOST_RESERVE // 4 // 4096 * 4096,
+                 boot=_BOOT // 4 // PAGE_SIZE * PAGE_SIZE,
+                 host_reserve=HOST_RESERVE // 4 // PAGE_SIZE * PAGE_SIZE,
                  max_guests=12),
     "full": dict(host_mem=V8_HOST_MEM, guest_mem="5GiB", size="4GiB", boot=_BOOT,
                  host_reserve=HOST_RESERVE, max_guests=12),

@@ -18,7 +18,7 @@ that number is a calibration, not a prediction; the other three are predictions.
 
 import pandas as pd
 
-from ..units import parse_size
+from ..units import PAGE_SIZE, parse_size
 
 # size -> (with hint ms, legacy ms); "8 GB" / "128 GB" guests read as GiB (QEMU -m 8G)
 PUBLISHED = {8 << 30: (620.0, 2970.0), 128 << 30: (5294.0, 41651.0)}
@@ -48,7 +48,7 @@ def v37_config(guest_mem, mechanism="none", mode="alloc", bandwidth="100GiB", do
 
     mem = parse_size(guest_mem, "guest_mem")
     # long enough for a legacy precopy at the thread's rate plus four syncs, and a margin
-    pages = mem // 4096
+    pages = mem // PAGE_SIZE
     est = pages * DEFAULTS["mig_page"][0] + 4 * DEFAULTS["mig_sync_gib"][0] * mem / 2**30
     duration = at_s + 1.5 * est + 1.0
     kw = dict(

@@ -28,7 +28,7 @@ all its memory at boot, by one ``memhog`` pass over most of its memory.
 
 import pandas as pd
 
-from ..units import parse_size
+from ..units import PAGE_SIZE, parse_size
 
 SEQUENCE_COLUMNS = ("mechanism", "guest", "start_s", "runtime_s", "status", "swap_out_bytes",
                     "host_swap_peak_bytes", "host_swap_end_bytes")
@@ -70,8 +70,9 @@ def sequence_config(mechanism="none", scale=1.0, interval_s=SEQUENCE_INTERVAL_S,
     G = d["guests"]
     costs = overrides.pop("costs", None)
     if costs is None:  # the per-guest VMM overhead scales with the rest
-        costs = {"guest_overhead": int(SIZE_DEFAULTS["guest_overhead"][0] * scale) // 4096 * 4096}
-    overrides.setdefault("host_reserve", int(HOST_RESERVE * scale) // 4096 * 4096)
+        overhead = int(SIZE_DEFAULTS["guest_overhead"][0] * scale)
+        costs = {"guest_overhead": overhead // PAGE_SIZE * PAGE_SIZE}
+    overrides.setdefault("host_reserve", int(HOST_RESERVE * scale) // PAGE_SIZE * PAGE_SIZE)
     return SimConfig(
         host_mem=int(d["host_mem"] * scale), host_swap=int(d["host_swap"] * scale),
         guests=G, guest_mem=guest_mem, workload="memhog",
@@ -171,7 +172,7 @@ def overcommit_config(tau=0.75, guests=2, active=1, guest_mem="256MiB", ratio=1.
                                                       "rate": 32 << 20, "hold_s": 0.0,
                                                       "boot": boot}}
     params = {"tau": float(tau), "interval_s": 1.0, "sample_s": 5.0,
-              "quantum": max(4096, guest_mem // 32), **(policy_params or {})}
+              "quantum": max(PAGE_SIZE, guest_mem // 32), **(policy_params or {})}
     overrides.setdefault("host_thp", False)  # 4 KiB backing, as ESX: RSS follows touches
     return SimConfig(
         host_mem=host_mem, host_swap=guest_mem // 4, guests=guests, guest_mem=guest_mem,

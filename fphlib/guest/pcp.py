@@ -19,6 +19,7 @@ from ..state.borrow import borrow_state, borrow_zone
 from ..state.hooks import mech_on_free
 from ..state.layout import GI, PI
 from ..state.zone import ALLOC_BASE, ON_PCP
+from ..units import PAGE_SIZE
 from .buddy import free_one_page, rmqueue_smallest
 
 
@@ -36,7 +37,7 @@ def pcp_batch_high(n_pages):
 
     1 GiB or more gives batch 63, high 378 (= 6 * batch); below 8 MiB batch 1, high 0.
     """
-    batch = min(n_pages // 1024, (1 << 20) // 4096)  # min(managed/1024, 1 MiB / PAGE_SIZE)
+    batch = min(n_pages // 1024, (1 << 20) // PAGE_SIZE)  # min(managed/1024, 1 MiB / PAGE_SIZE)
     batch //= 4
     if batch < 1:
         batch = 1

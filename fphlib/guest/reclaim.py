@@ -53,6 +53,7 @@ from ..state.borrow import borrow_state, borrow_zone
 from ..state.hooks import guest_reclaim as hook_reclaim
 from ..state.layout import GF, GI, WP
 from ..state.zone import ALLOC_BASE, PC_CLEAN, PC_DIRTY, PG_DATA
+from ..units import PAGE_SIZE
 from .buddy import free_one_page, nr_free_pages
 from .pcp import notify_free
 
@@ -122,7 +123,7 @@ def _slab_shrink(s, g, z, t):
     freed = 0
     if debt <= -SLAB_PC_PAGES:
         debt += SLAB_PC_PAGES
-        if s.gi[g, GI.SLAB] > int(s.wp[g, WP.BOOT_SLAB]) // 4096:
+        if s.gi[g, GI.SLAB] > int(s.wp[g, WP.BOOT_SLAB]) // PAGE_SIZE:
             pfn = s.gi[g, GI.SLAB_HEAD]
             s.gi[g, GI.SLAB_HEAD] = z.next[pfn]
             s.gi[g, GI.SLAB] -= 1

@@ -51,6 +51,7 @@ from ..host.discard_queue import discard_due
 from ..state.borrow import borrow_state, borrow_zone
 from ..state.layout import GF, GI, PI, PrivateState, private_columns
 from ..state.params import Param
+from ..units import PAGE_SIZE
 from .virtio_report import isolate_into, putback_blocks, report_blocks
 
 NAME = "xbitmap_hints"
@@ -59,7 +60,7 @@ PARAMS = {
                      "False: read-only hints that race with allocations"),
     "track": Param("choice", "head", help="xbitmap bit per free block head or per free page",
                    choices=("head", "page")),
-    "capacity": Param("int", 32, 1, 4096, "blocks", "max of get_free_page_hints: blocks per "
+    "capacity": Param("int", 32, 1, PAGE_SIZE, "blocks", "max of get_free_page_hints: blocks per "
                       "report [assumption: as PAGE_REPORTING_CAPACITY]"),
     "interval_s": Param("float", 2.0, 1e-3, 3600.0, "s", "how often the guest looks for "
                         "hints [assumption: as PAGE_REPORTING_DELAY]"),

@@ -17,6 +17,7 @@ import numpy as np
 from .._jit import jit
 from ..state.borrow import borrow_state
 from ..state.layout import EV_HOST_PANIC, EV_OOM_KILL, GI, HI, PI, ST_KILLED, ST_RUNNING
+from ..units import PAGE_SIZE
 from .memory import HOST_BITS_CLEAR, HPAGE_SHIFT, record_event
 
 OOM_SCORE_ADJ_MIN = -1000  # include/uapi/linux/oom.h: never OOM-kill
@@ -35,7 +36,7 @@ def kill_guest(s, g, t, overhead_pages):
     for r in range(off >> HPAGE_SHIFT, (off + n) >> HPAGE_SHIFT):
         s.reg_cnt[r] = 0
         s.reg_huge[r] = 0
-    value = (s.gi[g, GI.RSS] + s.gi[g, GI.SWAP]) * 4096
+    value = (s.gi[g, GI.RSS] + s.gi[g, GI.SWAP]) * PAGE_SIZE
     s.hi[HI.RSS] -= s.gi[g, GI.RSS]
     s.hi[HI.SWAP] -= s.gi[g, GI.SWAP]
     s.gi[g, GI.RSS] = 0

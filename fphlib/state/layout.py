@@ -21,6 +21,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .._jit import column_group
+
 # ------------------------------------------------------------------ extra per-page flag bits
 # Bits 1, 2, 4, 8 are the buddy module's (PG_REPORTED, PG_BACKED, PG_DATA, PG_IN_FLIGHT).
 PG_SWAPPED = np.uint8(16)  # host swapped this page out (counts in host swap, not RSS)
@@ -38,6 +40,7 @@ PG_MIG_DIRTY = np.uint8(128)
 # XB_*: the guest's rows of the free-page tracking pools; FPH_CMD: the free page hint command
 # the host wrote in the balloon's config space (free_page_hint_cmd_id: 0 = none yet, else
 # fphlib.host.migration.CMD_ID_STOP/DONE or a round id >= CMD_ID_FIRST).
+@column_group
 class GuestInts(NamedTuple):
     """Per-guest int64 columns of ``gi`` (``GI.NAME`` is the column index)."""
 
@@ -139,6 +142,7 @@ ST_KILLED = 2  # OOM-killed by the host
 # REFAULT_STALL / SWAPIN_STALL: the parts of STALL spent refaulting discarded pages and
 # swapping pages back in (the price a guest pays for giving memory back; fphlib.host.backing);
 # RECLAIM_STALL: the part spent in host direct reclaim (its CPU and the swap device's queue)
+@column_group
 class GuestFloats(NamedTuple):
     """Per-guest float64 columns of ``gf`` (``GF.NAME`` is the column index)."""
 
@@ -171,6 +175,7 @@ NGF = len(GF)
 # ------------------------------------------------------------------ workload parameter columns
 # The parameters every workload takes (fphlib.workloads.COMMON); a workload's own parameters
 # and state are its private columns of ``wl_i``/``wl_f`` (its ``STATE``)
+@column_group
 class WorkloadParams(NamedTuple):
     """Per-guest float64 columns of ``wp``, the parameters every workload takes (``WP.NAME``
     is the column index)."""
@@ -193,6 +198,7 @@ NWP = len(WP)
 # THPs swapped out whole (THP_SWAP); THP_SPLITS: THPs split to swap them per 4 KiB;
 # KHUGE_CURSOR: khugepaged's next 2 MiB region; COLLAPSES: ranges it collapsed;
 # SWAPOUTS: pages swapped out in all; PANICS: OOM with no killable guest (the host panics)
+@column_group
 class HostInts(NamedTuple):
     """Host int64 scalars of ``hi`` (``HI.NAME`` is the column index)."""
 
@@ -227,6 +233,7 @@ NHI = len(HI)
 # HOST_NEXT: the next instant of the host's daemons (kswapd, khugepaged); KHUGE_NEXT:
 # khugepaged's next scan; KSWAPD_CPU / KHUGE_CPU: host CPU of the two daemons; KSWAPD_UNTIL:
 # when kswapd's CPU is free again (a THP swapped out whole can take it past the tick)
+@column_group
 class HostFloats(NamedTuple):
     """Host float64 scalars of ``hf`` (``HF.NAME`` is the column index)."""
 
@@ -246,6 +253,7 @@ NHF = len(HF)
 # ------------------------------------------------------------------ run parameters
 # FREE_HOOK_ORDER: the mechanism's on_free hook runs for merged blocks of at least this order
 # KSWAPD / KHUGEPAGED: the host daemons are on (SimConfig.host_kswapd / host_khugepaged)
+@column_group
 class RunInts(NamedTuple):
     """Run parameters, int64 ``pi`` (``PI.NAME`` is the column index)."""
 
@@ -269,6 +277,7 @@ NPI = len(PI)
 # SAFE: the run's mechanism variant is safe (fphlib.hinting.mechanism_is_safe): the debug
 # checks then also require that no page-cache page is ever hinted or discarded
 # SWAP_PAGE_S: the swap device's time per 4 KiB page (4096 / host_swap_bandwidth; 0: no limit)
+@column_group
 class RunFloats(NamedTuple):
     """Run parameters, float64 ``pf`` (``PF.NAME`` is the column index)."""
 
@@ -282,6 +291,7 @@ NPF = len(PF)
 
 # ------------------------------------------------------------------ live migration (one guest)
 # fphlib.host.migration: the migrated guest, its precopy phase and counters (int64 ``mig_i``)
+@column_group
 class MigrationInts(NamedTuple):
     """The live migration's int64 ``mig_i`` (``MI.NAME`` is the column index)."""
 
@@ -305,6 +315,7 @@ class MigrationInts(NamedTuple):
 
 MI = MigrationInts(*range(len(MigrationInts._fields)))
 NMI = len(MI)
+@column_group
 class MigrationFloats(NamedTuple):
     """The live migration's float64 ``mig_f`` (``MF.NAME`` is the column index)."""
 
@@ -325,6 +336,7 @@ NMF = len(MF)
 # ------------------------------------------------------------------ recorded series
 # RG.REPORTED: bytes reported/ballooned so far (cumulative, the summary's reported_bytes);
 # RG.REPORTED_FREE: free pages flagged reported now (the mechanism's reported_pages hook)
+@column_group
 class GuestSeries(NamedTuple):
     """Per-guest recorded series, the last axis of ``rec_g`` (``RG.NAME`` is the column index)."""
 
@@ -344,6 +356,7 @@ class GuestSeries(NamedTuple):
 
 RG = GuestSeries(*range(len(GuestSeries._fields)))
 NRG = len(RG)
+@column_group
 class HostSeries(NamedTuple):
     """Host recorded series, the last axis of ``rec_h`` (``RH.NAME`` is the column index)."""
 

@@ -18,6 +18,7 @@ import pandas as pd
 import seaborn as sns
 
 from ..experiments.scenarios import profile_name
+from ..units import PAGE_SIZE
 from .figures import app_figure, figure_png, new_figure
 
 MIB = 1 << 20
@@ -64,7 +65,7 @@ def migration_config(guest_mem, free_fraction, mechanism="none", mechanism_param
         size = int(0.95 * (guest_mem - boot)) // block * block
         params = {"boot": boot, "size": size, "rate": "4GiB", "hold_s": 0.0, "repeat": 1}
         at_s += size / (4 * GIB) + size / (8 * GIB)  # touch, then free (default free_rate)
-    pages = guest_mem // 4096
+    pages = guest_mem // PAGE_SIZE
     est = pages * max(DEFAULTS["mig_page"][0], 4104 / 1.0e9) + 4 * 12e-3 * guest_mem / GIB
     duration = at_s + 1.5 * est + 1.0
     return SimConfig(

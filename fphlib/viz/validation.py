@@ -25,6 +25,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from ..units import PAGE_SIZE
 from .figures import app_figure, figure_png
 from .policies import show  # noqa: F401  (a notebook-displayable PNG of a Figure)
 from .tables import ReadableTable
@@ -387,7 +388,7 @@ def plot_buddyinfo(frame, fig=None, title=None, orders=None):
     for ax, o in zip(axes, orders, strict=False):
         for src, color, style in (("real", REAL, "-"), ("model", MODEL, "--")):
             d = frame[(frame["source"] == src) & (frame["order"] == o)].sort_values("t_s")
-            ax.plot(d["t_s"], d["nr_free"] * (4096 << int(o)) / 2**20, color=color,
+            ax.plot(d["t_s"], d["nr_free"] * (PAGE_SIZE << int(o)) / 2**20, color=color,
                     linestyle=style, label="recorded" if src == "real" else "fphlib")
         ax.set_title(f"order {o}", fontsize=9)
         ax.tick_params(labelsize=7)

@@ -13,7 +13,7 @@ import contextlib
 
 import ipywidgets as W
 
-from ..api.fields import FIELD_HELP
+from ..api.config import FIELD_HELP
 from ..experiments.scenarios import headline_config, profile_name
 from ..hinting import MECHANISMS
 from ..units import PAGE_SIZE

@@ -11,6 +11,7 @@ from ..state.borrow import borrow_state, borrow_zone
 from ..state.hooks import guest_alloc_slowpath
 from ..state.layout import GF, GI, WP
 from ..state.zone import PG_BACKED
+from ..units import PAGE_SIZE
 
 
 @jit(inline="always")
@@ -123,9 +124,9 @@ def boot(s, g, z, t, cost, ovh):
     """
     s = borrow_state(s)
     z = borrow_zone(z)
-    n_slab = int(s.wp[g, WP.BOOT_SLAB]) // 4096
-    n_cache = int(s.wp[g, WP.BOOT_CACHE]) // 4096
-    n = int(s.wp[g, WP.BOOT]) // 4096 - n_slab - n_cache
+    n_slab = int(s.wp[g, WP.BOOT_SLAB]) // PAGE_SIZE
+    n_cache = int(s.wp[g, WP.BOOT_CACHE]) // PAGE_SIZE
+    n = int(s.wp[g, WP.BOOT]) // PAGE_SIZE - n_slab - n_cache
     for i in range(n_slab + n_cache):
         pfn = alloc_kernel_page(s, g, z, 0, t, cost, ovh, 0 if i < n_slab else 1)
         if pfn == -2:

@@ -43,7 +43,7 @@ PARAMS = {
     # [derived]. Host first-touch faults (fault_4k) come on top: with ~12 µs each
     # (docs/costs.md §5, §8: 0.35 GB/s per vCPU) memhog writes ~0.3 GB/s, as published
     # memhog timings imply.
-    "rate": Param("size", 361_855 * 4096, MIN_RATE, MAX_RATE, "bytes/s", "bytes per second "
+    "rate": Param("size", 361_855 * PAGE_SIZE, MIN_RATE, MAX_RATE, "bytes/s", "bytes per second "
                   "the guest writes (in-guest faults; host faults come on top)"),
     "free_rate": Param("size", 8 << 30, MIN_RATE, MAX_RATE, "bytes/s", "bytes per second "
                        "freed at exit (unmapping is fast)"),
@@ -172,7 +172,7 @@ def step(s, g, z, t, dt, cost, ovh):
         s.gf[g, GF.CREDIT] = 0.0
         s.gi[g, GI.WL_CUR] = 0
     if phase == MH_ALLOC or phase == MH_RETOUCH:
-        size = int(s.wl_f[g, COL_SIZE]) // 4096
+        size = int(s.wl_f[g, COL_SIZE]) // PAGE_SIZE
         credit = s.gf[g, GF.CREDIT] + s.wl_f[g, COL_RATE] / 4096.0 * avail
         while credit >= block:
             if phase == MH_ALLOC:

@@ -30,6 +30,7 @@ from ..._jit import jit
 from ...state.borrow import borrow_state
 from ...state.layout import GI, HI, ST_RUNNING
 from ...state.params import Param
+from ...units import PAGE_SIZE
 from .ask import ask
 
 # The first private int column of every asking policy: 1 = the mechanism takes pages
@@ -49,7 +50,7 @@ INTERVAL = Param("float", 10.0, 1e-3, 86400.0, "s", "how often the host policy r
 TARGET_FREE = Param("float", DEFAULT_TARGET_FREE, 0.0, 1.0, "", "fraction of host RAM the "
                     "host keeps free: it asks guests for memory only below it (ESX high "
                     "state: 0.06)")
-QUANTUM = Param("size", 128 << 20, 4096, 2**50, "bytes", "memory asked of one guest at a "
+QUANTUM = Param("size", 128 << 20, PAGE_SIZE, 2**50, "bytes", "memory asked of one guest at a "
                 "time")
 
 
@@ -79,7 +80,7 @@ Q_TARGET = 0  # pol_sf: fraction of host RAM kept free
 
 def init_quantum(params, cfg, ints, floats):
     """``shared_init`` of a quantum policy: its quantum and target."""
-    ints[Q_QUANTUM_PAGES] = max(1, params["quantum"] // 4096)
+    ints[Q_QUANTUM_PAGES] = max(1, params["quantum"] // PAGE_SIZE)
     floats[Q_TARGET] = params["target_free"]
 
 

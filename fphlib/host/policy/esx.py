@@ -25,6 +25,7 @@ import numpy as np
 from ..._jit import jit
 from ...state.borrow import borrow_state
 from ...state.layout import GI, PI
+from ...units import PAGE_SIZE
 from .common import (
     BY_PAGES,
     INTERVAL,
@@ -62,9 +63,9 @@ def init_esx(params, cfg, g, ints, floats):
     """Per-guest shares, min and max (``guest_overrides``)."""
     init_mode(cfg, ints)
     spec = cfg.guest_spec(g)
-    n = spec["mem"] // 4096
-    ints[MIN_PAGES] = min(n, spec.get("min", 0) // 4096)
-    ints[MAX_PAGES] = min(n, spec.get("max", spec["mem"]) // 4096)
+    n = spec["mem"] // PAGE_SIZE
+    ints[MIN_PAGES] = min(n, spec.get("min", 0) // PAGE_SIZE)
+    ints[MAX_PAGES] = min(n, spec.get("max", spec["mem"]) // PAGE_SIZE)
     floats[SHARES] = spec.get("shares", DEFAULT_SHARES)
 
 

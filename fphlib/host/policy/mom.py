@@ -35,6 +35,7 @@ from ..._jit import jit
 from ...state.borrow import borrow_state
 from ...state.layout import GI, HI, PI, PrivateState
 from ...state.params import Param
+from ...units import PAGE_SIZE
 from .common import (
     INTERVAL,
     N_COMMON_INTS,
@@ -83,9 +84,9 @@ def check(mechanism, mode, params):
 def init_guest(params, cfg, g, ints, floats):
     init_mode(cfg, ints)
     spec = cfg.guest_spec(g)
-    n = spec["mem"] // 4096
-    ints[MIN_PAGES] = min(n, spec.get("min", 0) // 4096)
-    ints[MAX_PAGES] = min(n, spec.get("max", spec["mem"]) // 4096)
+    n = spec["mem"] // PAGE_SIZE
+    ints[MIN_PAGES] = min(n, spec.get("min", 0) // PAGE_SIZE)
+    ints[MAX_PAGES] = min(n, spec.get("max", spec["mem"]) // PAGE_SIZE)
     ints[VDSM] = int(params["variant"] == "vdsm")
     ints[NHIST] = 0
     floats[:] = 0.0

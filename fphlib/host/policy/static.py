@@ -14,6 +14,7 @@ from ..._jit import jit
 from ...state.borrow import borrow_state
 from ...state.layout import GI, PI, PrivateState, private_columns
 from ...state.params import Param
+from ...units import PAGE_SIZE
 from .ask import ask
 
 NAME = "static"
@@ -29,7 +30,7 @@ PARAMS = {
 
 def _init(params, n_pages, vcpus, ints, floats):
     target = params["target"]
-    ints[KEEP_PAGES] = -1 if target is None else target // 4096
+    ints[KEEP_PAGES] = -1 if target is None else target // PAGE_SIZE
 
 
 STATE = PrivateState(ints=("KEEP_PAGES",), init=_init)
