@@ -84,7 +84,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .api.config import SimConfig
+from .api.simulate import simulate
+from .costs import DEFAULTS
+from .engine.build import build_state
+from .experiments.admission import V8_HOST_MEM, v8_admission_kwargs
+from .experiments.admission import admission as admission_experiment
+from .experiments.migration import v37_config
+from .guest.buddy import NR_ORDERS, PG_REPORTED
+from .guest.fragmentation import allocator_from_nr_free, unusable_index
+from .hinting import page_reporting as pr
+from .hinting.page_reporting import PARAMS
+from .observe import load_recording
+from .observe.drain import curve_steps, curve_time_to_fraction
+from .observe.trace import TraceRecording
+from .state import layout as L
+from .state.borrow import guest_zone
 from .units import PAGE_SIZE, parse_size
+from .workloads.trace_file import load_trace
 
 # ------------------------------------------------------------------------------- sources
 
@@ -99,7 +116,6 @@ WEI_V37 = "Wei Wang, virtio-balloon v37 cover letter, https://lkml.org/lkml/2018
 
 def _reporting_delay_s():
     """PAGE_REPORTING_DELAY (2 s), from its one home: page_reporting's ``delay_s`` default."""
-    from .hinting.page_reporting import PARAMS
 
     return float(PARAMS["delay_s"].default)
 
@@ -306,9 +322,6 @@ def admission(mechanism="none", quick=False, max_guests=None, seed=0):
         the published high end so that a capped count fails rather than passes.
     seed : int
     """
-    from .experiments.admission import V8_HOST_MEM, v8_admission_kwargs
-    from .experiments.admission import admission as run
-
     if mechanism not in ADMISSION_PUBLISHED:
         raise ValueError(f"mechanism: {mechanism!r} is not one of "
                          f"{', '.join(ADMISSION_PUBLISHED)} (the published ones)")
@@ -325,7 +338,7 @@ def admission(mechanism="none", quick=False, max_guests=None, seed=0):
         raise ValueError(f"max_guests: {kw['max_guests']} must exceed the published high "
                          f"end {high}, or a capped count could pass")
     t0 = time.perf_counter()
-    df, res = run(mechanism, seed=seed, return_result=True, **kw)
+    df, res = admission_experiment(mechanism, seed=seed, return_result=True, **kw)
     a = df.attrs
     n = a["admitted"]
     extra = {"capped": bool(a["capped"]), "failure": a["failure"],
@@ -344,7 +357,6 @@ def admission(mechanism="none", quick=False, max_guests=None, seed=0):
 def drain_config(guest_mem="8GiB", seed=0):
     """The ``SimConfig`` of :func:`reporting_drain`: one idle guest with free page reporting
     and the kernel's constants, 4 vCPUs, a host with room to spare, sampled every 0.05 s."""
-    from .api.config import SimConfig
 
     mem = parse_size(guest_mem, "guest_mem")
     # the published claim tops out at 30 s; two more passes show the plateau
@@ -381,7 +393,6 @@ def reporting_drain(guest_mem="8GiB", quick=False, seed=0):
     (:func:`drain_passes`); ``extra["passes"]`` counts the reporting passes. ``quick``: the
     guest / :data:`QUICK_DIVISOR` (drains in fewer passes: not comparable).
     """
-    from .api.simulate import simulate
 
     asked = parse_size(guest_mem, "guest_mem")
     mem = asked // QUICK_DIVISOR if quick else asked
@@ -403,7 +414,6 @@ def reporting_drain(guest_mem="8GiB", quick=False, seed=0):
 
 def will_it_scale_config(mechanism="page_reporting", quick=False, seed=0):
     """The ``SimConfig`` of :func:`will_it_scale` (see there)."""
-    from .api.config import SimConfig
 
     guest = (2 << 30) if quick else PF1_GUEST
     tasks = 2 if quick else PF1_TASKS
@@ -439,7 +449,6 @@ def will_it_scale(quick=False, seed=0):
     the model's one memhog thread stalls on every refault that 16 tasks would take in
     parallel (an upper bound, not the mapped value). ``quick``: 2 tasks, 2 GiB, 20 rounds.
     """
-    from .api.simulate import simulate
 
     t0 = time.perf_counter()
     runs = {m: simulate(will_it_scale_config(m, quick, seed)) for m in ("none",
@@ -499,8 +508,6 @@ def migration_config(guest_mem="8GiB", hint=True, workload="idle", seed=0, held=
     the ``"trace"`` workload on :data:`MAKE_TRACE`) or the churn stand-in
     (``"churn"``: :data:`MAKE_J4`; ``held`` bytes instead of its 1 GiB if given); default:
     the trace when shipped (:func:`resolve_make_source`)."""
-    from .costs import DEFAULTS
-    from .experiments.migration import v37_config
 
     mem = parse_size(guest_mem, "guest_mem")
     mech = "free_page_hint" if hint else "none"
@@ -538,7 +545,6 @@ def migration(guest_mem="8GiB", hint=True, workload="idle", quick=False, seed=0,
     the guest and the build's memory / :data:`QUICK_DIVISOR`, held to the published value of
     ``guest_mem`` (not comparable).
     """
-    from .api.simulate import simulate
 
     gib = int(parse_size(guest_mem, "guest_mem") // (1 << 30))
     if (gib, workload) not in MIGRATION_PUBLISHED:
@@ -617,17 +623,14 @@ def _load(recording, kind):
     if not path.exists():
         raise FileNotFoundError(f"recording not found: {path}")
     if kind == "trace":  # its load reads the trace file too
-        from .observe.trace import TraceRecording
 
         return TraceRecording.load(path), path, label
-    from .observe import load_recording
 
     return load_recording(path, kind=kind), path, label
 
 
 def _zone_counts(frame, what):
     """``{(node, zone): int64 nr_free per order}`` of a long buddyinfo frame."""
-    from .guest.buddy import NR_ORDERS
 
     need = {"node", "zone", "order", "nr_free"}
     if not isinstance(frame, pd.DataFrame) or not need <= set(frame.columns):
@@ -680,7 +683,6 @@ def drain_stats(t_s, reported_bytes, min_share=STEP_MIN_SHARE):
     r = np.asarray(reported_bytes, np.int64)
     added = r - r[0]
     total = int(added[-1])
-    from .observe.drain import curve_steps, curve_time_to_fraction
 
     out = {"added_bytes": total, "t50_s": curve_time_to_fraction(t, r, 0.5),
            "t90_s": curve_time_to_fraction(t, r, 0.9)}
@@ -698,7 +700,6 @@ def drain_stats(t_s, reported_bytes, min_share=STEP_MIN_SHARE):
 def _mark_reported(z, order, n_blocks):
     """Flag the last ``n_blocks`` free blocks of ``order`` in zone ``z`` PageReported
     (reported blocks sit at the tail: ``page_reporting_drain`` puts them back there)."""
-    from .guest.buddy import PG_REPORTED
 
     if n_blocks <= 0:
         return
@@ -743,12 +744,6 @@ def drain_model(recording, t_s=None):
         ``t_s`` (the recording's row times), ``reported_bytes`` (model, all zones), and the
         run's settings (zones, reporting order, capacity, delay, the SimConfig).
     """
-    from .api.config import SimConfig
-    from .engine.build import build_state
-    from .guest.fragmentation import allocator_from_nr_free
-    from .hinting import page_reporting as pr
-    from .state import layout as L
-    from .state.borrow import guest_zone
 
     order, cap, delay = _reporting_settings(recording)
     after = _zone_counts(recording.buddyinfo, "buddyinfo")
@@ -943,7 +938,6 @@ def _trace_of(rec, path):
     tr = getattr(rec, "trace", None)
     if tr is not None:
         return tr
-    from .workloads.trace_file import load_trace
 
     if path is None:
         raise ValueError("the trace recording holds no trace (trace is None)")
@@ -967,7 +961,6 @@ def fragmentation_frame(recording):
         ``attrs``: ``failed_allocs`` (the model's allocations that found no block),
         ``n_pages`` (the model zone), ``zones`` (summed), ``ops``.
     """
-    from .guest.fragmentation import allocator_from_nr_free
 
     rec, path, _ = _load(recording, "trace")
     bi = rec.buddyinfo
@@ -1005,7 +998,6 @@ def fragmentation_frame(recording):
 
 
 def _unusable(counts, order):
-    from .guest.fragmentation import unusable_index
 
     return unusable_index(np.asarray(counts, np.int64), order)
 
@@ -1104,7 +1096,6 @@ def against_first_touch(recording, label=None):
     discarded memory. Below :data:`MIN_REPORTED_SHARE` the touches met mostly backed memory
     and both records fail as not measuring the price.
     """
-    from .costs import DEFAULTS
 
     rec, path, name = _load(recording, "first_touch")
     name = label or name

@@ -16,7 +16,7 @@ from ..hinting import MECHANISMS, mechanism_module
 from ..host.backing import OOM_SCORE_ADJ_MAX, OOM_SCORE_ADJ_MIN
 from ..host.migration import validate_migration
 from ..host.policy import POLICIES, policy_module
-from ..state.params import effective, validate
+from ..state.params import _check, effective, validate
 from ..units import NR_ORDERS, PAGE_SIZE, format_size, parse_size
 from ..workloads import WORKLOADS, workload_module, workload_settings, workload_spec
 from . import limits
@@ -95,7 +95,6 @@ def _guest_mem(name, value):
 def _check_aliases(cfg, module):
     """Bound the older SimConfig fields that stand for ``module``'s parameters by the
     parameter's own range (``balloon_interval_s`` as the static policy's ``interval_s``)."""
-    from ..state.params import _check
 
     for p in module.PARAMS.values():
         if p.field is not None:

@@ -14,6 +14,7 @@ from ..bounds import (  # the bounds themselves live on the bottom floor
     MAX_EVENTS,
     MAX_GUEST_OVERHEAD,
 )
+from ..engine.loop import TICK_S
 from ..units import PAGE_SIZE, format_size
 from ..workloads import workload_module, workload_settings
 
@@ -60,7 +61,6 @@ def _workload_events(spec, duration_s):
 def estimate_events(cfg, intervals=()):
     """Upper estimate of the events of a run of ``cfg``: ticks of every guest, workload page
     operations and faults, and rounds of every interval in ``intervals`` (seconds)."""
-    from ..engine.loop import TICK_S
 
     ticks = cfg.duration_s / TICK_S
     total = ticks * cfg.guests

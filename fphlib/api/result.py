@@ -43,7 +43,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .. import __version__
 from .._atomic import save_dir
+from .._cache import sources_digest
+from ..engine.loop import TICK_S
 from ..host.migration import SUMMARY as MIGRATION_METRICS
 from .asking import per_guest
 from .config import SimConfig
@@ -233,8 +236,6 @@ def _save(res, path, overwrite):
 
 
 def _meta(cfg):
-    from .. import __version__
-    from .._cache import sources_digest
 
     return {"format": RESULT_FORMAT, "fphlib_version": __version__,
             "sources_digest": sources_digest(), "plugins": cfg.plugins()}
@@ -370,7 +371,6 @@ def _load(path):
 
 def _check_lengths(path, config, host, guests, events, gs):
     """Tables consistent with the config: samples, guests, guest numbers."""
-    from ..engine.loop import TICK_S
 
     n_ticks = max(1, round(config.duration_s / TICK_S))
     every = max(1, round(config.sample_s / TICK_S))

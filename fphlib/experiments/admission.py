@@ -25,9 +25,13 @@ import math
 import numpy as np
 import pandas as pd
 
+from ..api.config import SimConfig
+from ..api.simulate import simulate
 from ..costs import HOST_RESERVE
+from ..hinting import REGISTRY
 from ..units import PAGE_SIZE, parse_size
 from ..workloads import COMMON
+from .scenarios import balloon_target_for, profile_name
 
 V8_HOST_MEM = 15837 << 20  # "15837 MB" read as MiB (see the module docstring)
 
@@ -104,7 +108,6 @@ def _positive(name, value, integer=False, lo=0.0, lo_open=True, hi=None):
 
 
 def _registry():
-    from ..hinting import REGISTRY
 
     return tuple(REGISTRY)
 
@@ -131,7 +134,6 @@ def v8_admission_kwargs(profile=None):
     dict
         ``host_mem``, ``guest_mem``, ``size``, ``boot`` and ``max_guests``.
     """
-    from .scenarios import profile_name
 
     return dict(_SIZES[profile_name(profile)])
 
@@ -143,7 +145,6 @@ def _balloon_target(mechanism, overrides, guest_mem, boot):
     policy = overrides.get("policy", "static")
     if policy != "static" or "target" in (overrides.get("policy_params") or {}):
         return overrides
-    from .scenarios import balloon_target_for
 
     return {**overrides, "balloon_target": balloon_target_for(guest_mem, boot)}
 
@@ -153,7 +154,6 @@ def admission_config(mechanism="none", host_mem=V8_HOST_MEM, guest_mem="5GiB", s
                      mechanism_params=None, seed=0, *, boot=None, hold_s=1.0, rate=None,
                      sample_s=0.5, settle_s=None, **overrides):
     """The :class:`fphlib.SimConfig` of one admission run (see :func:`admission`)."""
-    from ..api.config import SimConfig
 
     mechanism = _mechanism("mechanism", mechanism)
     interval_s = _positive("interval_s", interval_s)
@@ -343,7 +343,6 @@ def admission(mechanism="none", host_mem=V8_HOST_MEM, guest_mem="5GiB", size="4G
         Naming the argument: unknown mechanism, bad sizes or counts, or an override of a field
         the experiment sets itself (``guests``, ``workload``, ``duration_s``, ...).
     """
-    from ..api.simulate import simulate
 
     cfg = admission_config(mechanism, host_mem, guest_mem, size, interval_s, max_guests,
                            host_swap, mechanism_params, seed, boot=boot, hold_s=hold_s,

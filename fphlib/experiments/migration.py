@@ -18,6 +18,9 @@ that number is a calibration, not a prediction; the other three are predictions.
 
 import pandas as pd
 
+from ..api.config import SimConfig
+from ..api.simulate import simulate
+from ..costs import DEFAULTS
 from ..units import PAGE_SIZE, parse_size
 
 # size -> (with hint ms, legacy ms); "8 GB" / "128 GB" guests read as GiB (QEMU -m 8G)
@@ -43,8 +46,6 @@ def v37_config(guest_mem, mechanism="none", mode="alloc", bandwidth="100GiB", do
                at_s=1.0, **overrides):
     """The ``SimConfig`` of one v37 run: an idle guest of ``guest_mem`` with 4 vCPUs, migrated
     at ``at_s`` (after boot) at ``bandwidth`` with the downtime limit ``downtime_ms``."""
-    from ..api.config import SimConfig
-    from ..costs import DEFAULTS
 
     mem = parse_size(guest_mem, "guest_mem")
     # long enough for a legacy precopy at the thread's rate plus four syncs, and a margin
@@ -80,7 +81,6 @@ def reproduce_v37(sizes=("8GiB", "128GiB"), modes=("alloc",), **overrides):
         One row per (size, mechanism, mode), :data:`COLUMNS`, plus ``ratio`` (hinted time /
         legacy time of that size) and ``published_ratio`` where v37 has the size.
     """
-    from ..api.simulate import simulate
 
     rows = []
     for size in sizes:

@@ -28,6 +28,11 @@ all its memory at boot, by one ``memhog`` pass over most of its memory.
 
 import pandas as pd
 
+from ..api.asking import never_asking, per_guest, run_metrics
+from ..api.config import SimConfig, policy_allows
+from ..costs import HOST_RESERVE, SIZE_DEFAULTS
+from ..hinting import MECHANISMS
+from ..host.policy import REGISTRY
 from ..units import PAGE_SIZE, parse_size
 
 SEQUENCE_COLUMNS = ("mechanism", "guest", "start_s", "runtime_s", "status", "swap_out_bytes",
@@ -56,8 +61,6 @@ def sequence_config(mechanism="none", scale=1.0, interval_s=SEQUENCE_INTERVAL_S,
                     seed=0, **overrides):
     """The :class:`~fphlib.SimConfig` of one memhog sequence (sizes multiplied by ``scale``,
     the per-guest VMM overhead and the host's reserve too)."""
-    from ..api.config import SimConfig
-    from ..costs import HOST_RESERVE, SIZE_DEFAULTS
 
     if not (isinstance(scale, int | float) and 0 < scale <= 1):
         raise ValueError(f"scale: {scale!r} is not allowed; expected a number in (0, 1]")
@@ -109,9 +112,8 @@ def memhog_sequence(mechanisms=SEQUENCE_MECHANISMS, scale=1.0, interval_s=SEQUEN
         time spent touching), the guest's ``status``, its pages swapped out by the host, and
         the host's swap peak and level when that guest's memhog exited.
     """
-    from ..hinting import MECHANISMS
 
-    if simulate is None:
+    if simulate is None:  # the parameter shares the name
         from ..api.simulate import simulate
     if isinstance(mechanisms, str):
         mechanisms = (mechanisms,)
@@ -151,8 +153,6 @@ def overcommit_config(tau=0.75, guests=2, active=1, guest_mem="256MiB", ratio=1.
     second with a 1/32-guest quantum. Host THP is off by default (4 KiB backing,
     as ESX's: with THP a churning guest's RSS jumps to its full size within seconds).
     """
-    from ..api.config import SimConfig
-    from ..costs import SIZE_DEFAULTS
 
     guest_mem = parse_size(guest_mem, "guest_mem")
     if not (isinstance(active, int) and 0 <= active <= guests):
@@ -193,9 +193,8 @@ def overcommit(taus=(0.0, 0.75), guests=2, active=1, guest_mem="256MiB", ratio=1
         RSS, both averaged over the last third of the run, ``slowdown`` against the same run
         with the host never asking (:mod:`fphlib.api.asking`).
     """
-    from ..api.asking import never_asking, per_guest
 
-    if simulate is None:
+    if simulate is None:  # the parameter shares the name
         from ..api.simulate import simulate
     rows = []
     base = None
@@ -230,12 +229,8 @@ def policy_grid(policies=None, guest_counts=(1, 2, 4), mechanism="balloon", gues
     Policies that cannot drive ``mechanism`` are skipped. Half the guests (by default) churn,
     the others touch most of their memory once and go idle.
     """
-    from ..api.asking import never_asking, per_guest, run_metrics
-    from ..api.config import SimConfig, policy_allows
-    from ..costs import SIZE_DEFAULTS
-    from ..host.policy import REGISTRY
 
-    if simulate is None:
+    if simulate is None:  # the parameter shares the name
         from ..api.simulate import simulate
     policies = [p for p in (policies or REGISTRY) if policy_allows(p, mechanism)]
     mem = parse_size(guest_mem, "guest_mem")

@@ -11,6 +11,7 @@ Notebooks and tests run the same scenario scaled down by profile:
 
 import os
 
+from ..api.config import SimConfig
 from ..units import format_size, parse_size
 
 PROFILES = ("smoke", "demo", "full")
@@ -90,8 +91,6 @@ def headline_config(profile="full", mechanism="none", **overrides):
         override scales the memhog size (and caps the boot footprint) with the guest, keeping
         the profile's proportions; a ``duration_s`` override keeps at most 600 samples.
     """
-    import fphlib
-
     sizes = _SIZES[profile_name(profile)]
     guests = overrides.pop("guests", 3)
     guest_mem = overrides.pop("guest_mem", sizes["guest_mem"])
@@ -114,7 +113,7 @@ def headline_config(profile="full", mechanism="none", **overrides):
     if mechanism == "balloon":
         d["balloon_target"] = balloon_target_for(guest_mem, boot)
     d.update(overrides)
-    return fphlib.SimConfig(**d)
+    return SimConfig(**d)
 
 
 def scenario_title(cfg):

@@ -13,6 +13,8 @@ import re
 
 import numpy as np
 
+from .buddy import NR_ORDERS, BuddyAllocator
+
 _LINE = re.compile(r"Node\s+(\d+),\s+zone\s+(\S+)((?:\s+\d+)+)\s*")
 
 
@@ -171,8 +173,6 @@ def allocator_from_nr_free(nr_free, n_pages=None, placement="kernel"):
     whole top-order chunks that fit). Raises ValueError when the result differs from
     ``nr_free`` (it cannot, short of a bug).
     """
-    from .buddy import NR_ORDERS, BuddyAllocator
-
     counts = _nr_free(nr_free)
     if len(counts) > NR_ORDERS:
         raise ValueError(f"nr_free has {len(counts)} orders; at most {NR_ORDERS}")

@@ -60,7 +60,7 @@ from ..costs import C_MIG_PAGE, C_MIG_SYNC_GIB
 from ..state.borrow import borrow_state
 from ..state.layout import GF, GI, MF, MI, NMF, NMI, PG_MIG_DIRTY, PG_SWAPPED, ST_KILLED, ST_RUNNING
 from ..state.zone import PG_BACKED, PG_DATA
-from ..units import PAGE_SIZE
+from ..units import PAGE_SIZE, parse_size
 
 # free page hint commands (include/uapi/linux/virtio_balloon.h; QEMU starts ids at 0x80000000)
 CMD_ID_STOP = 0  # VIRTIO_BALLOON_CMD_ID_STOP
@@ -91,8 +91,6 @@ def parse_bandwidth(value, name="migration['bandwidth']"):
     ``"1.25GB"``, ``"100GiB"``, ``"100G/s"`` and ``"100GiB/s"`` are all binary units (as
     QEMU's ``migrate_set_speed 100G``, which means 100 GiB/s); a number is bytes/s.
     """
-    from ..units import parse_size
-
     if isinstance(value, str):
         text = value.strip()
         if text.lower().endswith("/s"):

@@ -17,6 +17,9 @@ import time
 import warnings
 from pathlib import Path
 
+from .. import __version__
+from .._cache import _ROOT, sources_digest
+
 FORMAT = 1
 
 
@@ -28,7 +31,6 @@ def model_digest():
     ``fphlib/api`` (``simulate._result``) and shaped in ``sweep/run.py``, so an edit there
     must invalidate cached summaries too. Once per process (it reads every source).
     """
-    from .._cache import _ROOT, sources_digest
 
     h = hashlib.sha1(sources_digest().encode())
     for f in [*sorted((_ROOT / "api").glob("*.py")), _ROOT / "sweep" / "run.py"]:
@@ -38,7 +40,6 @@ def model_digest():
 
 
 def version():
-    from .. import __version__
 
     return __version__
 

@@ -13,7 +13,10 @@ import math
 import numpy as np
 import pandas as pd
 
+from ..api.config import SimConfig
 from ..api.result import SUMMARY_METRICS
+from ..api.simulate import simulate
+from ..api.warmup import warmup
 from ..hinting import REGISTRY as MECHANISMS
 from ..host.policy import REGISTRY as POLICIES
 from ..workloads import REGISTRY as WORKLOADS
@@ -51,7 +54,6 @@ def _warm_up():
     """Load (or compile) the engine once per process, before the first task's clock starts."""
     global _warm
     if not _warm:
-        from ..api.warmup import warmup
 
         warmup()
         _warm = True
@@ -73,8 +75,6 @@ def run_task(config_json, series=None, points=200, plugins=()):
     never stops a sweep; the engine is warmed once per process first. ``plugins``
     (:func:`plugins_to_ship`) are registered first when this process lacks them.
     """
-    from ..api.config import SimConfig
-    from ..api.simulate import simulate
 
     try:
         ensure_plugins(plugins)

@@ -12,9 +12,12 @@ from pathlib import Path
 import ipywidgets as W
 
 from ..experiments.scenarios import headline_config, profile_name
-from ..units import PAGE_SIZE
+from ..sweep import block_size_mechanisms
+from ..sweep.run import sweep
+from ..units import PAGE_SIZE, format_size
+from ..workloads import WORKLOADS
 from .figures import figure_png
-from .widgets import computing
+from .widgets import STALE_CSS, computing, field_help, fit_layout, workload_params_for
 
 PAGEBLOCK_ORDER = 9  # the kernel's page_reporting_order default: pageblock_order, 2 MiB = THP
 
@@ -39,7 +42,6 @@ def default_cache():
 
 def block_size_base(profile=None, guests=3, workload="churn"):
     """The headline scenario of ``profile`` with ``workload``, as the sweep's base config."""
-    from .widgets import workload_params_for
 
     base = headline_config(profile_name(profile), "page_reporting", guests=guests)
     if workload != base.workload:
@@ -51,20 +53,16 @@ def block_size_base(profile=None, guests=3, workload="churn"):
 def block_size_sweep(base, orders=range(11), mechanisms=None, seeds=2, cache=None,
                      executor=None, progress=True):
     """``fphlib.sweep`` of ``hint_order`` × ``mechanisms`` (default: all that take one)."""
-    import fphlib
-    from fphlib.sweep import block_size_mechanisms
-
     mechanisms = list(mechanisms) if mechanisms is not None else list(block_size_mechanisms())
     if not mechanisms:
         raise ValueError("mechanisms: empty; pick at least one of "
                          f"{', '.join(block_size_mechanisms())}")
     grid = {"hint_order": [int(o) for o in orders], "mechanism": mechanisms}
-    return fphlib.sweep(grid, base=base, seeds=seeds, executor=executor, cache=cache,
+    return sweep(grid, base=base, seeds=seeds, executor=executor, cache=cache,
                         progress=progress)
 
 
 def block_label(order):
-    from ..units import format_size
 
     return format_size(PAGE_SIZE << int(order)).replace(".0 ", " ")
 
@@ -135,9 +133,6 @@ class BlockSizeApp:
     """
 
     def __init__(self, profile=None, cache=None, executor=None):
-        from fphlib.sweep import block_size_mechanisms
-
-        from ..workloads import WORKLOADS
 
         self._png = figure_png
         self.profile = profile_name(profile)
@@ -145,7 +140,6 @@ class BlockSizeApp:
         self.executor = executor
         self.df = None
         mechs = block_size_mechanisms()
-        from .widgets import STALE_CSS, field_help, fit_layout
 
         self.orders = W.IntRangeSlider(value=(0, 10), min=0, max=10, description="orders",
                                        continuous_update=False,
@@ -205,7 +199,6 @@ class BlockSizeApp:
 
     def redraw(self):
         base = self.base()
-        from ..units import format_size
 
         title = (f"{base.guests} guests × {format_size(base.guest_mem)}, {base.workload}, "
                  f"{base.duration_s:g} s ({self.profile} profile), {self.seeds.value} seeds")

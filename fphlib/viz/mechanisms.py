@@ -17,9 +17,29 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from ..api.config import SimConfig
+from ..api.result import SUMMARY_METRICS
+from ..experiments import PUBLISHED
+from ..experiments.scenarios import (
+    balloon_target_for,
+    headline_config,
+    profile_name,
+    scenario_title,
+)
+from ..hinting import REGISTRY, mechanism_module, takes_hint_order
+from ..workloads import COMMON
 from . import plots
 from .figures import app_figure, figure_png, new_axes, new_figure
-from .widgets import block_size_label, run_configs, workload_names, workload_params_for
+from .tables import readable
+from .widgets import (
+    STALE_CSS,
+    block_size_label,
+    field_help,
+    fit_layout,
+    run_configs,
+    workload_names,
+    workload_params_for,
+)
 
 GIB = float(1 << 30)
 
@@ -35,7 +55,6 @@ COMPARE_METRICS = {
 
 def registered():
     """The registered mechanisms, in registry order (``fphlib.hinting.REGISTRY``)."""
-    from ..hinting import REGISTRY
 
     return tuple(REGISTRY)
 
@@ -55,7 +74,6 @@ def mechanism_palette(names=None):
 def mechanism_table():
     """One row per registered mechanism: its name, whether it takes ``hint_order``, its
     parameters with defaults, and the first line of its module docstring."""
-    from ..hinting import mechanism_module
 
     rows = []
     for name in registered():
@@ -108,9 +126,6 @@ def compare_configs(cfg, mechanisms=None, mechanism_params=None):
     target a balloon never inflates and its run would duplicate ``none``. Other mechanisms keep
     ``cfg.balloon_target`` unchanged.
     """
-    from ..api.config import SimConfig
-    from ..experiments.scenarios import balloon_target_for
-    from ..workloads import COMMON
 
     if not isinstance(cfg, SimConfig):
         raise ValueError(f"cfg: expected a SimConfig, got {type(cfg).__name__}")
@@ -140,7 +155,6 @@ def compare_configs(cfg, mechanisms=None, mechanism_params=None):
 def summary_frame(results):
     """Tidy run metrics: one row per mechanism, columns ``mechanism``, ``hint_order`` and the
     names of ``fphlib.api.result.SUMMARY_METRICS``."""
-    from ..api.result import SUMMARY_METRICS
 
     rows = []
     for name, r in results.items():
@@ -174,7 +188,7 @@ def compare(cfg, mechanisms=None, progress=False, mechanism_params=None, simulat
     summary : pandas.DataFrame
         :func:`summary_frame` of ``results``.
     """
-    if simulate is None:
+    if simulate is None:  # the parameter shares the name
         from ..api.simulate import simulate
     results = {}
     for name, c in compare_configs(cfg, mechanisms, mechanism_params).items():
@@ -275,7 +289,6 @@ def format_admission(table, published=None):
     published : dict, optional
         ``{mechanism: (low, high)}``; default :data:`fphlib.experiments.PUBLISHED`.
     """
-    from ..experiments import PUBLISHED
 
     published = PUBLISHED if published is None else published
     out = pd.DataFrame({"mechanism": table["mechanism"]})
@@ -308,7 +321,6 @@ def plot_admission(table, ax=None, published=None, title=None):
     -------
     matplotlib.axes.Axes
     """
-    from ..experiments import PUBLISHED
 
     for col in ("mechanism", "admitted", "capped", "max_guests"):
         if col not in table.columns:
@@ -366,14 +378,11 @@ class CompareApp:
     def __init__(self, profile=None, simulate=None):
         import ipywidgets as W
 
-        from ..experiments.scenarios import profile_name
-
         self.profile = profile_name(profile)
         self._simulate = simulate
         self.results = {}
         self.summary = summary_frame({})
         reg = registered()
-        from .widgets import STALE_CSS, field_help, fit_layout
 
         self.mechanisms = W.SelectMultiple(
             options=reg, value=reg, rows=min(len(reg), 7), description="mechanisms",
@@ -415,7 +424,6 @@ class CompareApp:
     def _on_order(self, _change=None):
         """Block size of the hint order; disabled (with a note) when no selected mechanism
         takes a hint order."""
-        from ..hinting import takes_hint_order
 
         users = [m for m in self.mechanisms.value if takes_hint_order(m)]
         self.hint_order.disabled = not users
@@ -426,7 +434,6 @@ class CompareApp:
 
     def config(self):
         """The base SimConfig the controls describe (mechanism ``none``)."""
-        from ..experiments.scenarios import headline_config
 
         base = headline_config(self.profile, "none", guests=self.guests.value,
                                hint_order=self.hint_order.value)
@@ -453,8 +460,6 @@ class CompareApp:
         if not self.results:
             return
         self.summary = summary_frame(self.results)
-        from ..experiments.scenarios import scenario_title
-        from .tables import readable
 
         cfg = next(iter(self.results.values())).config
         scenario = f"{scenario_title(cfg)}, hint order {cfg.hint_order}"

@@ -17,9 +17,14 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from ..api.config import SimConfig
+from ..api.simulate import simulate
+from ..costs import DEFAULTS
 from ..experiments.scenarios import profile_name
 from ..units import PAGE_SIZE
 from .figures import app_figure, figure_png, new_figure
+from .tables import readable
+from .widgets import STALE_CSS, field_help, fit_layout, run_configs
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -54,8 +59,6 @@ def migration_config(guest_mem, free_fraction, mechanism="none", mechanism_param
     (a memhog wrote it once and freed it: backed, non-zero garbage the legacy migration sends
     in full); without, it was never touched (zero pages, a 9-byte header each).
     """
-    from ..api.config import SimConfig
-    from ..costs import DEFAULTS
 
     block = 4 * MIB
     boot = int((1.0 - free_fraction) * guest_mem) // block * block
@@ -80,7 +83,6 @@ def migration_config(guest_mem, free_fraction, mechanism="none", mechanism_param
 def migration_grid(profile=None, **kwargs):
     """Migration time and bytes for every (size, free fraction, free memory touched before or
     not, migration): a tidy frame."""
-    from ..api.simulate import simulate
 
     sizes, fractions = MIGRATION_SIZES[profile_name(profile)]
     rows = []
@@ -123,7 +125,6 @@ def plot_migration(frame, fig=None):
 
 def race_config(isolate, discard_latency, ops_per_s, guest_mem, duration_s):
     """Churning guest with Wei Wang's xbitmap hints, isolating or read-only."""
-    from ..api.config import SimConfig
 
     return SimConfig(
         host_mem=guest_mem + GIB, guest_mem=guest_mem, vcpus=2, workload="churn",
@@ -137,7 +138,6 @@ def race_config(isolate, discard_latency, ops_per_s, guest_mem, duration_s):
 
 def race_grid(profile=None):
     """Lost writes, memory returned and zone->lock hold of xbitmap hints over the grid."""
-    from ..api.simulate import simulate
 
     lats, rates, mem, duration = RACE_GRID[profile_name(profile)]
     rows = []
@@ -195,7 +195,6 @@ class MigrationApp:
 
         self.profile = profile_name(profile)
         sizes, fractions = MIGRATION_SIZES[self.profile]
-        from .widgets import STALE_CSS, field_help, fit_layout
 
         self.guest_mem = W.Dropdown(options=[(f"{m / GIB:g} GiB", m) for m in sizes],
                                     value=sizes[-1], description="guest",
@@ -245,7 +244,6 @@ class MigrationApp:
 
     def run(self):
         """Run the three migrations and redraw."""
-        from .widgets import run_configs
 
         return run_configs(self, self.configs(), what="migration(s)")
 
@@ -273,7 +271,6 @@ class MigrationApp:
             ax.set_xlabel("")
             ax.tick_params(axis="x", labelrotation=20)
         self.image.value = figure_png(fig)
-        from .tables import readable
 
         metrics = ("migration_time_s", "migration_bytes", "downtime_s", "migration_rounds",
                    "migration_hinted_bytes", "migration_unavailable_s", "lost_writes")

@@ -12,7 +12,9 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from ..units import PAGE_SIZE
+from ..guest.fragmentation import fragmentation_index, unusable_index
+from ..hinting import takes_hint_order
+from ..units import PAGE_SIZE, parse_size
 from .figures import new_axes, new_figure
 
 GIB = float(1 << 30)
@@ -114,7 +116,6 @@ def run_label(result):
     """Short label of a run: its mechanism, plus the hint order when it reports free pages."""
     cfg = result.config
     label = str(cfg.mechanism)
-    from ..hinting import takes_hint_order
 
     if takes_hint_order(cfg.mechanism):
         label += f" (order {cfg.hint_order})"
@@ -179,7 +180,6 @@ def plot_host_rss(data, ax=None, hue="run", host_mem=None, title="Host RSS over 
     if not isinstance(data, pd.DataFrame):
         runs = _labelled(data)
         if host_mem is None and runs:
-            from ..units import parse_size
 
             host_mem = parse_size(next(iter(runs.values())).config.host_mem, "host_mem")
         data = host_frame(runs, hue=hue)
@@ -292,7 +292,6 @@ def fragmentation_frame(nr_free):
     The fragmentation index is -1 (the kernel's "would succeed") when a block of that order
     is free; it is kept as NaN here so that the plot leaves a gap rather than a fake value.
     """
-    from ..guest.fragmentation import fragmentation_index, unusable_index
 
     nr_free = np.asarray(nr_free, dtype=np.int64)
     rows = []

@@ -16,6 +16,14 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from ..api.asking import never_asking, per_guest, run_metrics
+from ..api.config import SimConfig, policy_allows
+from ..costs import SIZE_DEFAULTS
+from ..experiments.scenarios import profile_name
+from ..hinting import REGISTRY as MECHS
+from ..host.policy import REGISTRY, policy_module
+from ..state.params import describe
+from ..units import parse_size
 from .figures import app_figure, figure_png
 from .widgets import run_configs
 
@@ -46,17 +54,12 @@ SEQUENCE_SCALES = {"smoke": 1 / 64, "demo": 1 / 8, "full": 1.0}
 
 def policies():
     """The registered host policies, in registry order."""
-    from ..host.policy import REGISTRY
 
     return tuple(REGISTRY)
 
 
 def policy_table():
     """One row per policy: its parameters and the mechanisms it can drive."""
-    from ..api.config import policy_allows
-    from ..hinting import REGISTRY as MECHS
-    from ..host.policy import policy_module
-    from ..state.params import describe
 
     rows = []
     for name in policies():
@@ -148,9 +151,6 @@ def app_config(guests, policy, mechanism, ratio, active_fraction, guest_mem="256
     """The SimConfig of one :class:`PolicyApp` run: ``guests`` guests, a share
     ``active_fraction`` of them churning and the rest idle after one memhog pass, on a host
     with ``1 / ratio`` of their memory (plus overhead) and half of it as swap."""
-    from ..api.config import SimConfig
-    from ..costs import SIZE_DEFAULTS
-    from ..units import parse_size
 
     mem = parse_size(guest_mem, "guest_mem")
     active = int(round(guests * active_fraction))
@@ -174,9 +174,6 @@ class PolicyApp:
 
     def __init__(self, profile=None, simulate=None):
         import ipywidgets as W
-
-        from ..experiments.scenarios import profile_name
-        from ..hinting import REGISTRY as MECHS
 
         self.profile = profile_name(profile)
         self._simulate = simulate
@@ -213,7 +210,6 @@ class PolicyApp:
 
     def run(self, _button=None):
         """Run the configuration and its never-asking twin, then redraw."""
-        from ..api.asking import never_asking
 
         try:
             cfg = self.config()
@@ -224,7 +220,6 @@ class PolicyApp:
                            self._simulate, what=f"run(s), {self.profile} profile")
 
     def redraw(self):
-        from ..api.asking import per_guest, run_metrics
 
         if not self.results:
             return

@@ -10,8 +10,11 @@ buddyinfo bar chart, the fragmentation indices and the tracking-memory plot.
 import numpy as np
 import pandas as pd
 
+from ..guest.buddy import BuddyAllocator
+from ..guest.fragmentation import format_buddyinfo
 from ..units import NR_ORDERS, PAGE_SIZE, parse_size
 from ..workloads.trace_file import KERNEL_ORDER_MIX
+from . import plots
 from .figures import app_figure, figure_png
 
 TRACKS = ("page", "head")
@@ -39,12 +42,10 @@ class GuestTour:
     """
 
     def __init__(self, guest_mem="64MiB", placement="kernel", track="page", seed=0):
-        import fphlib
-
         n_bytes = parse_size(guest_mem, "guest_mem")
         self.n_pages = n_bytes // PAGE_SIZE
         kwargs = {} if track is None else {"track": track}
-        self.buddy = fphlib.BuddyAllocator(self.n_pages, placement=placement, **kwargs)
+        self.buddy = BuddyAllocator(self.n_pages, placement=placement, **kwargs)
         self.track = track
         self.rng = np.random.default_rng(seed)
         self.live = []  # (pfn, order) of the blocks handed out, in allocation order
@@ -133,7 +134,6 @@ class GuestTour:
 
     def buddyinfo(self):
         """The zone as a ``/proc/buddyinfo`` line."""
-        from ..guest.fragmentation import format_buddyinfo
 
         return format_buddyinfo(self.buddy.nr_free)
 
@@ -286,7 +286,6 @@ class TourApp:
 
     def redraw(self):
         """Redraw the buddyinfo and fragmentation plots and the status line (in place)."""
-        from . import plots
 
         snap = self.tour.snapshot()
         plots.plot_buddyinfo(snap["nr_free"], ax=self._ax(0))

@@ -25,11 +25,15 @@ import math
 import numpy as np
 import pandas as pd
 
+from .. import validation as V
+from ..costs import DEFAULTS
+from ..experiments.scenarios import profile_name
 from ..units import PAGE_SIZE
+from ..validation import REAL_DIR, RULES
 from .figures import app_figure, figure_png
 from .policies import show  # noqa: F401  (a notebook-displayable PNG of a Figure)
 from .tables import ReadableTable
-from .widgets import computing
+from .widgets import STALE_CSS, computing, fit_layout
 
 PASS, FAIL = "#2a9d3f", "#c0392b"
 
@@ -78,7 +82,6 @@ def readable(df):
     the rule accepts, and the verdict (``not comparable`` for quick runs). Footnotes: the
     rules and the notes of each experiment.
     """
-    from ..validation import RULES
 
     rows = []
     for _, r in df.iterrows():
@@ -202,10 +205,6 @@ class ValidationApp:
     def __init__(self, profile=None):
         import ipywidgets as W
 
-        from .. import validation as V
-        from ..experiments.scenarios import profile_name
-        from .widgets import STALE_CSS, fit_layout
-
         self.profile = profile_name(profile)
         which, quick = PROFILE_CASES[self.profile]
         ids = V.select(None)
@@ -234,7 +233,6 @@ class ValidationApp:
 
     def run(self, _button=None):
         """Run the selected results one by one, then redraw."""
-        from .. import validation as V
 
         ids = list(self.cases.value)
         if not ids:
@@ -291,8 +289,6 @@ def recordings(root=None):
     import json
     from pathlib import Path
 
-    from ..validation import REAL_DIR
-
     root = REAL_DIR if root is None else Path(root)
     rows = []
     for d in sorted(root.iterdir()) if root.is_dir() else []:
@@ -333,7 +329,6 @@ def plot_drain(recording, ax=None, title=None):
     -------
     matplotlib.axes.Axes
     """
-    from .. import validation as V
 
     rec, _, name = V._load(recording, "drain")
     model, info = V.drain_model(rec)
@@ -373,7 +368,6 @@ def plot_buddyinfo(frame, fig=None, title=None, orders=None):
     -------
     matplotlib.figure.Figure
     """
-    from .. import validation as V
 
     if not isinstance(frame, pd.DataFrame):
         frame = V.fragmentation_frame(frame)
@@ -411,8 +405,6 @@ def plot_first_touch(recording, ax=None, title=None):
     -------
     matplotlib.axes.Axes
     """
-    from .. import validation as V
-    from ..costs import DEFAULTS
 
     rec, _, name = V._load(recording, "first_touch")
     g = rec.touches.groupby("case")["s_per_gib"].agg(["mean", "min", "max"])
@@ -451,8 +443,6 @@ class LiveApp:
     def __init__(self, root=None):
         import ipywidgets as W
 
-        from .widgets import fit_layout
-
         self.table = recordings(root)
         self.root = root
         names = list(self.table["name"])
@@ -469,13 +459,10 @@ class LiveApp:
     def _path(self, name):
         from pathlib import Path
 
-        from ..validation import REAL_DIR
-
         return (REAL_DIR if self.root is None else Path(self.root)) / name
 
     def redraw(self):
         """Draw the picked recording's figure and its records."""
-        from .. import validation as V
 
         name = self.pick.value
         if name is None:

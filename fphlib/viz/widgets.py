@@ -13,18 +13,25 @@ import contextlib
 
 import ipywidgets as W
 
+from ..api import warmup as wu
 from ..api.config import FIELD_HELP
-from ..experiments.scenarios import headline_config, profile_name
-from ..hinting import MECHANISMS
-from ..units import PAGE_SIZE
+from ..experiments.scenarios import (
+    PRESET_SIZES,
+    PROFILES,
+    headline_config,
+    profile_name,
+    scenario_title,
+)
+from ..hinting import MECHANISMS, mechanism_module, takes_hint_order
+from ..units import PAGE_SIZE, format_size, parse_size
 from ..workloads import WORKLOADS
 from . import plots
 from .figures import app_figure, figure_png
+from .tables import readable
 
 
 def block_size_label(order):
     """Human size of a block of ``order``: 4 KiB × 2^order."""
-    from ..units import format_size
 
     return format_size(PAGE_SIZE << int(order))
 
@@ -52,7 +59,6 @@ def field_help(name):
 
 def mechanism_help(name):
     """First line of mechanism ``name``'s module docstring (a tooltip)."""
-    from ..hinting import mechanism_module
 
     doc = (mechanism_module(name).__doc__ or name).strip()
     return doc.splitlines()[0].replace("``", "")
@@ -85,7 +91,7 @@ def run_configs(app, configs, simulate=None, what="run(s)"):
     its progress bar and status follow the runs, ``run_log`` holds each run's bar, and the
     widgets in ``app.stale_widgets`` (if any: the previous plots and table) are greyed; then
     ``app.results`` is set and ``app.redraw()`` called. Returns the results."""
-    if simulate is None:
+    if simulate is None:  # the parameter shares the name
         from ..api.simulate import simulate
     with computing(app, getattr(app, "stale_widgets", ())):
         app.progress.max = len(configs)
@@ -142,7 +148,6 @@ class SimulationApp:
     """
 
     def __init__(self, profile=None, baseline=True, simulate=None):
-        from ..experiments.scenarios import PRESET_SIZES, PROFILES
 
         self.profile = profile_name(profile, default="full")
         self.baseline = baseline
@@ -225,7 +230,6 @@ class SimulationApp:
         self.block_label.value = self._block_text(change["new"])
 
     def _on_preset(self, change):
-        from ..experiments.scenarios import PRESET_SIZES
 
         sizes = PRESET_SIZES[change["new"]]
         self.profile = change["new"]
@@ -236,7 +240,6 @@ class SimulationApp:
 
     def _on_mechanism(self, change):
         """Disable the controls the mechanism ignores, and say so."""
-        from ..hinting import takes_hint_order
 
         mech = change["new"]
         uses_order = takes_hint_order(mech)
@@ -248,8 +251,6 @@ class SimulationApp:
 
     def _on_change(self, _change=None):
         """Show the sizes being simulated (also tells when a combination is invalid)."""
-        from ..experiments.scenarios import scenario_title
-        from ..units import format_size, parse_size
 
         try:
             cfg = self.config()
@@ -293,8 +294,6 @@ class SimulationApp:
 
     def redraw(self):
         """Redraw the plots and the table from :attr:`results` (in place)."""
-        from ..experiments.scenarios import scenario_title
-        from .tables import readable
 
         if not self.results:
             return
@@ -319,7 +318,6 @@ class SimulationApp:
 
 def _as_mib(size):
     """``size`` as the "<n>MiB" string the memory sliders use."""
-    from ..units import parse_size
 
     return f"{parse_size(size, 'size') >> 20}MiB"
 
@@ -340,7 +338,6 @@ def warm_up(show=None):
     ipywidgets.VBox or None
         The widget shown, or None when the numba cache was already warm.
     """
-    from ..api import warmup as wu
 
     if wu.is_warm():
         return None
