@@ -41,7 +41,6 @@ from .host.policy.common import (
     host_free_fraction,
     host_free_pages,
     need_pages,
-    running,
 )
 from .host.policy.common import INTERVAL as POLICY_INTERVAL
 from .registry import PluginError
@@ -96,5 +95,5 @@ __all__ = [
     "is_reported", "isolate_free_page", "isolate_into", "isolated_pages", "jit",
     "list_rotate_to_front", "n_guests", "need_pages", "nr_free", "nr_free_pages",
     "pages_asked", "private_columns", "putback_blocks", "putback_isolated_page",
-    "report_blocks", "running", "watermarks",
+    "report_blocks", "watermarks",
 ]

@@ -27,6 +27,7 @@ import marshal
 import types
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 from .state.layout import PrivateState
 from .state.params import Param
@@ -80,8 +81,6 @@ def source_digest(obj):
     h = hashlib.sha1()
     path = getattr(obj, "__file__", None)
     if path:
-        from pathlib import Path
-
         package = (getattr(obj, "__package__", None) or "").split(".")[0]
         root = Path(path).parent
         if package:
@@ -174,10 +173,6 @@ class Registry(Sequence):
     def __repr__(self):
         return f"<{self.kind} registry: {', '.join(self._names_now())}>"
 
-    def names(self):
-        """The registered names, built-ins first, then plug-ins in registration order."""
-        return tuple(self._names_now())
-
     def index(self, name):
         """Position of ``name`` (stable within a process; never stored with results)."""
         return self._names_now().index(self._known(name))
@@ -231,7 +226,7 @@ class Registry(Sequence):
                 "run the sweep in process (executor=None)") from None
 
     # ---------------------------------------------------------------- writing
-    def register(self, module, replace=False, *, source=None):
+    def register(self, module, replace=False):
         """Check ``module`` against the contract and register it under its ``NAME``.
 
         Parameters

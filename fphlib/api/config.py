@@ -22,6 +22,8 @@ from ..workloads import WORKLOADS, workload_module, workload_settings, workload_
 from . import limits
 from .frozen import freeze, plain, thaw
 
+# kind -> the live registry of its modules (plug-ins included): SimConfig.plugins, sweeps
+REGISTRIES = {"mechanism": MECHANISMS, "policy": POLICIES, "workload": WORKLOADS}
 TOP_BLOCK = 4 << 20  # order-10 block: guest memory must be a whole number of these
 OVERRIDE_KEYS = ("mem", "workload", "workload_params", "start_s", "shares", "min", "max",
                  "oom_score_adj")
@@ -509,11 +511,12 @@ class SimConfig:
         """The plug-ins this run uses: ``{"mechanism eager": {"source", "digest"}, ...}``
         (empty when it uses only fphlib's own modules). Sweep cache keys and saved results
         include it, so an edited plug-in never serves results of its older source."""
-        used = [("mechanism", MECHANISMS, self.mechanism), ("policy", POLICIES, self.policy)]
-        used += [("workload", WORKLOADS, w) for w in
+        used = [("mechanism", self.mechanism), ("policy", self.policy)]
+        used += [("workload", w) for w in
                  sorted({self.guest_spec(g)["workload"] for g in range(self.guests)})]
         out = {}
-        for kind, registry, name in used:
+        for kind, name in used:
+            registry = REGISTRIES[kind]
             if registry.is_plugin(name):
                 out[f"{kind} {name}"] = registry.plugins()[name]
         return out

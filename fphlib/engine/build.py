@@ -79,7 +79,6 @@ def build_state(cfg):
     wl_f = np.zeros((G, max(1, *(len(st.floats) for st in wstates))), np.float64)
     slots = workload_slots(specs)
     seeds = np.random.SeedSequence(cfg.seed).spawn(G)
-    pools = []
     traces = []
     pool_off = 0
     tr_off = 0
@@ -123,7 +122,6 @@ def build_state(cfg):
             tr_off += len(setup.trace[0])
         gi[g, L.GI.POOL_OFF] = pool_off
         gi[g, L.GI.POOL_CAP] = setup.pool
-        pools.append(setup.pool)
         pool_off += setup.pool
 
     def cat(i, dtype):

@@ -22,6 +22,7 @@ from ..registry import (
     is_params_spec,
     require,
 )
+from ..state.units import SPECS
 
 BUILTIN = (
     "none",
@@ -33,14 +34,9 @@ BUILTIN = (
     "free_page_hint",
 )
 
-# hook -> its arguments (fphlib.state.units.SPECS: the one signature each is compiled for)
-HOOK_ARGS = {
-    "start": ("s", "g", "z", "t", "cost"),
-    "tick": ("s", "g", "z", "t_end", "cost"),
-    "on_free": ("s", "g", "z", "pfn", "order", "t", "cost"),
-    "on_alloc_fail": ("s", "g", "z", "t", "cost"),
-    "reported_pages": ("s", "g", "z"),
-}
+# hook -> its arguments, from the one signature each is compiled for (fphlib.state.units)
+HOOK_ARGS = {unit[len("mech_"):]: tuple(args.split())
+             for unit, (args, _) in SPECS.items() if unit.startswith("mech_")}
 ASK_KINDS = ("pages", "hint")
 
 

@@ -6,9 +6,9 @@ separate compile units (:mod:`fphlib.state.units`), so it compiles no other mech
 """
 
 from ..guest.buddy import NR_ORDERS
-from . import mechanism_module
+from . import HOOK_ARGS, mechanism_module
 
-HOOKS = ("start", "tick", "on_free", "on_alloc_fail", "reported_pages")
+HOOKS = tuple(HOOK_ARGS)
 
 
 def hook_functions(name):

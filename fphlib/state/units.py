@@ -41,7 +41,7 @@ from .layout import PI
 # ``z`` is always ``zone_of(s, g)``'s type, so a caller with another view is refused at typing.
 SPECS = {
     "mech_start": ("s g z t cost", types.none),
-    "mech_tick": ("s g z t cost", types.none),
+    "mech_tick": ("s g z t_end cost", types.none),
     "mech_on_free": ("s g z pfn order t cost", types.none),
     "mech_on_alloc_fail": ("s g z t cost", types.Tuple((types.int64, types.float64))),
     "mech_reported_pages": ("s g z", types.int64),
@@ -65,6 +65,7 @@ ARG_TYPES = {
     "order": types.int64,
     "ovh": types.int64,
     "t": types.float64,
+    "t_end": types.float64,
     "now": types.float64,
     "dt": types.float64,
 }

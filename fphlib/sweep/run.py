@@ -13,13 +13,10 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..api.config import SimConfig
+from ..api.config import REGISTRIES, SimConfig
 from ..api.result import SUMMARY_METRICS
 from ..api.simulate import simulate
 from ..api.warmup import warmup
-from ..hinting import REGISTRY as MECHANISMS
-from ..host.policy import REGISTRY as POLICIES
-from ..workloads import REGISTRY as WORKLOADS
 from .cache import RunCache, run_key, version
 from .grid import expand
 
@@ -27,7 +24,6 @@ SERIES = ("host", "guests")
 METRICS = tuple(m for m in SUMMARY_METRICS if m != "wall_s")
 
 _warm = False  # per process: has this worker loaded the jitted engine yet?
-REGISTRIES = {"mechanism": MECHANISMS, "policy": POLICIES, "workload": WORKLOADS}
 
 
 def plugins_to_ship(configs):

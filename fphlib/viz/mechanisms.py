@@ -26,7 +26,7 @@ from ..experiments.scenarios import (
     profile_name,
     scenario_title,
 )
-from ..hinting import REGISTRY, mechanism_module, takes_hint_order
+from ..hinting import mechanism_module, takes_hint_order
 from ..workloads import COMMON
 from . import plots
 from .figures import app_figure, figure_png, new_axes, new_figure
@@ -36,6 +36,7 @@ from .widgets import (
     block_size_label,
     field_help,
     fit_layout,
+    mechanism_names,
     run_configs,
     workload_names,
     workload_params_for,
@@ -53,15 +54,9 @@ COMPARE_METRICS = {
 }
 
 
-def registered():
-    """The registered mechanisms, in registry order (``fphlib.hinting.REGISTRY``)."""
-
-    return tuple(REGISTRY)
-
-
 def mechanism_palette(names=None):
     """{mechanism: colour}, stable across figures: indexed by the mechanism's registry slot."""
-    reg = registered()
+    reg = mechanism_names()
     names = reg if names is None else tuple(names)
     extra = [n for n in names if n not in reg]
     order = list(reg) + extra
@@ -76,7 +71,7 @@ def mechanism_table():
     parameters with defaults, and the first line of its module docstring."""
 
     rows = []
-    for name in registered():
+    for name in mechanism_names():
         mod = mechanism_module(name)
         doc = (mod.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
         params = ", ".join(f"{k}={p.default!r}" for k, p in mod.PARAMS.items())
@@ -86,7 +81,7 @@ def mechanism_table():
 
 
 def _check_mechanisms(mechanisms):
-    reg = registered()
+    reg = mechanism_names()
     if mechanisms is None:
         return reg
     if isinstance(mechanisms, str):
@@ -382,7 +377,7 @@ class CompareApp:
         self._simulate = simulate
         self.results = {}
         self.summary = summary_frame({})
-        reg = registered()
+        reg = mechanism_names()
 
         self.mechanisms = W.SelectMultiple(
             options=reg, value=reg, rows=min(len(reg), 7), description="mechanisms",

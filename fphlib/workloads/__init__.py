@@ -43,7 +43,8 @@ from ..registry import (
     require,
 )
 from ..state.layout import GF
-from ..state.params import Param
+from ..state.params import Param, effective
+from ..state.units import SPECS
 
 BUILTIN = ("idle", "memhog", "churn", "trace")
 
@@ -63,7 +64,7 @@ COMMON = {
     "io_write": Param("float", 0.25, 0.0, 0.95, "", "fraction of the I/O that writes (dirty "
                       "pages)"),
 }
-STEP_ARGS = ("s", "g", "z", "t", "dt", "cost", "ovh")
+STEP_ARGS = tuple(SPECS["workload_step"][0].split())  # as fphlib.state.units compiles it
 
 
 class Setup(NamedTuple):
@@ -112,9 +113,7 @@ def workload_spec(name):
 
 def workload_settings(name, given):
     """Every parameter's value for workload ``name``: given, else its default."""
-    out = {key: p.default for key, p in workload_spec(name).items()}
-    out.update(given or {})
-    return out
+    return effective(workload_spec(name), given or {})
 
 
 def build_rng(seed_sequence):

@@ -24,6 +24,7 @@ from ...registry import (
     is_params_spec,
     require,
 )
+from ...state.units import SPECS
 
 
 def _check_policy(module, name):
@@ -33,7 +34,7 @@ def _check_policy(module, name):
                    "(fphlib.extend.POLICY_INTERVAL)"),
         "step": (callable, "a jitted step(s, now, cost)"),
     })
-    check_jitted(module, "step", ("s", "now", "cost"))
+    check_jitted(module, "step", tuple(SPECS["policy_step"][0].split()))
     check_state(module)
     check_callables(module, ("check", "check_params", "init_guest"))
 

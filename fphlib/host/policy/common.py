@@ -27,8 +27,9 @@ complete (256 pages per message, a few microseconds each).
 import numpy as np
 
 from ..._jit import jit
+from ...state.access import guest_running as running  # the policies' name for it
 from ...state.borrow import borrow_state
-from ...state.layout import GI, HI, ST_RUNNING
+from ...state.layout import GI, HI
 from ...state.params import Param
 from ...units import PAGE_SIZE
 from .ask import ask
@@ -109,11 +110,6 @@ def host_free_fraction(s):
 def need_pages(s, target_free):
     """Pages the host lacks to keep ``target_free`` of its RAM free (negative: to spare)."""
     return np.int64(target_free * s.hi[HI.RAM_PAGES]) - host_free_pages(s)
-
-
-@jit(inline="always")
-def running(s, g):
-    return s.gi[g, GI.STATUS] == ST_RUNNING
 
 
 @jit(inline="always")
