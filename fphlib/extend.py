@@ -64,6 +64,7 @@ from .state.access import (
 )
 from .state.borrow import borrow_state, borrow_zone
 from .state.layout import MECH_WAKE, PrivateState, private_columns
+from .state.lists import list_add, list_add_tail, list_del
 from .state.params import Param
 from .state.rng import randint, uniform
 from .state.zone import PG_REPORTED
@@ -93,7 +94,8 @@ __all__ = [
     "free_list_first", "free_list_next", "guest_free_pages", "guest_pages", "guest_running",
     "hint_asked", "hint_order", "hints_off_except", "host_free_fraction", "host_free_pages",
     "is_reported", "isolate_free_page", "isolate_into", "isolated_pages", "jit",
-    "list_rotate_to_front", "n_guests", "need_pages", "nr_free", "nr_free_pages",
+    "list_add", "list_add_tail", "list_del", "list_rotate_to_front", "n_guests", "need_pages",
+    "nr_free", "nr_free_pages",
     "pages_asked", "private_columns", "putback_blocks", "putback_isolated_page",
     "report_blocks", "watermarks",
 ]

@@ -589,3 +589,71 @@ def naive_convert_events(ts_ns, kind, pfn, order, n_orders=11):
     stats["live_pages_at_end"] = sum(2 ** b["order"] for b in blocks.values())
     stats["slots"] = n_slots
     return ops, stats
+
+
+# ============================================================================ hinting_v8
+# (virt/kvm/page_hinting.c of the v8 series: tests/test_hinting_v8.py)
+
+
+def naive_v8_get_buddy_page(free, pfn, n_orders):
+    """``get_buddy_page``: the head of the free block holding ``pfn`` ({head: order}), or None."""
+    for order in range(n_orders):
+        head = pfn - pfn % 2**order
+        if free.get(head, -1) >= order:
+            return head
+    return None
+
+
+def naive_v8_scan_array(free, entries, n_orders):
+    """``scan_array`` + ``pack_array``: (entries left, kthread woken)."""
+    pt = [list(e) for e in entries]
+    for i in range(len(pt)):
+        pfn = pt[i][0]
+        if pfn in free:  # PageBuddy: kept
+            continue
+        head = naive_v8_get_buddy_page(free, pfn, n_orders)
+        if head is None:
+            continue
+        if any(e is not None and e[0] == head for e in pt):  # if_exist, a linear search
+            pt[i] = None
+        else:
+            pt[i] = [head, free[head]]
+    left = [tuple(e) for e in pt if e is not None]
+    return left, len(left) == len(entries)
+
+
+def naive_v8_hinting_walk(free, allocated, refcounted, entries, n_orders, min_wmark, cap):
+    """``hinting_fn``'s loop. ``free`` {head: order} loses what is isolated; ``allocated``
+    {head: order} (order > 0: compound); ``refcounted``: pages with a refcount. Returns
+    (isolated [(pfn, order)], pages visited)."""
+
+    def compound_head(pfn):
+        for head, order in allocated.items():
+            if order > 0 and head <= pfn < head + 2**order:
+                return head
+        return None
+
+    hyp = []
+    visits = 0
+    for pfn, order in entries:
+        end = pfn + 2**order - 1
+        while pfn <= end:
+            visits += 1
+            head = compound_head(pfn)
+            if head is not None:
+                pfn = head + 2 ** allocated[head]
+                continue
+            if pfn in refcounted:
+                pfn += 1
+                continue
+            head = pfn if pfn in free else naive_v8_get_buddy_page(free, pfn, n_orders)
+            if head is None:
+                pfn += 1
+                continue
+            o = free[head]
+            free_pages = sum(2**x for x in free.values())
+            if len(hyp) < cap and free_pages > min_wmark + 2**o:  # __isolate_free_page
+                del free[head]
+                hyp.append((head, o))
+            pfn = head + 2**o
+    return hyp, visits

@@ -106,7 +106,8 @@ def build_state(cfg):
         wp[g, L.WP.BOOT_CACHE] = round(params["boot_cache"] * boot_pages) * PAGE_SIZE
         for name, column in _WP_AS_GIVEN.items():
             wp[g, column] = params[name]
-        gi[g, L.GI.PC_HEAD] = gi[g, L.GI.PC_TAIL] = gi[g, L.GI.SLAB_HEAD] = -1
+        gi[g, L.GI.PC_HEAD] = gi[g, L.GI.PC_TAIL] = -1
+        gi[g, L.GI.SLAB_HEAD] = gi[g, L.GI.SLAB_TAIL] = -1
         gi[g, L.GI.GSWAP_CAP] = cfg.guest_swap // PAGE_SIZE
         # the kernel's watermarks and reclaim, for a guest with anything to reclaim
         gi[g, L.GI.MM_ON] = int(wp[g, L.WP.BOOT_SLAB] + wp[g, L.WP.BOOT_CACHE] > 0
@@ -158,7 +159,7 @@ def build_state(cfg):
     pf[L.PF.DT] = dt
     pf[L.PF.POLICY_INTERVAL] = pparams["interval_s"]
     bw = cfg.host_swap_bandwidth
-    pf[L.PF.SWAP_PAGE_S] = 4096.0 / bw if bw > 0 else 0.0
+    pf[L.PF.SWAP_PAGE_S] = PAGE_SIZE / bw if bw > 0 else 0.0
     hf = np.zeros(L.NHF, np.float64)
     hf[L.HF.POLICY_NEXT] = pparams["interval_s"]  # a policy acts after its first interval
     # khugepaged's first scan after one scan_sleep_millisecs; kswapd sleeps until woken

@@ -39,8 +39,9 @@ INVARIANTS = {
     16: "a safe mechanism hinted or discarded a page-cache page (in flight, or neither backed "
         "nor swapped); an unsafe variant's such loss is a counted lost write instead",
     17: "page-cache LRU list or counters (pages, dirty) inconsistent",
-    18: "slab list differs from the slab counter",
-    19: "guest swap: held pages + guest swap != the workload's mapped pages, or swap over size",
+    18: "slab list broken or different from the slab counter",
+    19: "the workload's held list is broken, or held pages + guest swap != its mapped pages, "
+        "or guest swap over size",
 }
 
 
@@ -169,21 +170,27 @@ def check_guest(s, g, z):
     if c != cache or s.gi[g, GI.PC_TAIL] != prev:
         return 17, c
     c = 0
+    prev = -1
     q = s.gi[g, GI.SLAB_HEAD]
     while q >= 0 and c <= n:
-        if z.state[q] != ALLOC_BASE:
+        if z.state[q] != ALLOC_BASE or z.prev[q] != prev:
             return 18, q
         c += 1
+        prev = q
         q = z.next[q]
-    if c != s.gi[g, GI.SLAB]:
+    if c != s.gi[g, GI.SLAB] or s.gi[g, GI.SLAB_TAIL] != prev:
         return 18, c
     held = 0
+    prev = -1
     q = s.gi[g, GI.HELD_HEAD]
     while q >= 0 and held <= n:
+        if z.prev[q] != prev or not ALLOC_BASE <= z.state[q] < ISOLATED_BASE:
+            return 19, q
         held += 1 << (z.state[q] - ALLOC_BASE)
+        prev = q
         q = z.next[q]
     if held + s.gi[g, GI.GSWAP] != s.gi[g, GI.HELD_PAGES] or not (
-            0 <= s.gi[g, GI.GSWAP] <= s.gi[g, GI.GSWAP_CAP]):
+            0 <= s.gi[g, GI.GSWAP] <= s.gi[g, GI.GSWAP_CAP]) or s.gi[g, GI.HELD_TAIL] != prev:
         return 19, held
     if backed != s.gi[g, GI.RSS]:
         return 12, backed

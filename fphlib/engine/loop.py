@@ -91,26 +91,26 @@ def sample(s, k):
     for g in range(s.pi[PI.G]):
         z = zone_of(s, g)
         running = s.gi[g, GI.STATUS] == ST_RUNNING
-        s.rec_g[k, g, RG.RSS] = (s.gi[g, GI.RSS] + (ovh if running else 0)) * 4096.0
-        s.rec_g[k, g, RG.FREE] = nr_free_pages(z) * 4096.0
+        s.rec_g[k, g, RG.RSS] = (s.gi[g, GI.RSS] + (ovh if running else 0)) * PAGE_SIZE
+        s.rec_g[k, g, RG.FREE] = nr_free_pages(z) * PAGE_SIZE
         # cumulative, like the summary's reported_bytes (which is its last sample)
-        s.rec_g[k, g, RG.REPORTED] = s.gi[g, GI.REPORTED_PAGES] * 4096.0
-        s.rec_g[k, g, RG.REPORTED_FREE] = mech_reported_pages(s, g, z) * 4096.0
-        s.rec_g[k, g, RG.ISOLATED] = s.gi[g, GI.ISOLATED] * 4096.0
-        s.rec_g[k, g, RG.USED] = s.gi[g, GI.USED] * 4096.0
+        s.rec_g[k, g, RG.REPORTED] = s.gi[g, GI.REPORTED_PAGES] * PAGE_SIZE
+        s.rec_g[k, g, RG.REPORTED_FREE] = mech_reported_pages(s, g, z) * PAGE_SIZE
+        s.rec_g[k, g, RG.ISOLATED] = s.gi[g, GI.ISOLATED] * PAGE_SIZE
+        s.rec_g[k, g, RG.USED] = s.gi[g, GI.USED] * PAGE_SIZE
         pcp = 0
         for cpu in range(s.pcp_cnt.shape[1]):
             pcp += s.pcp_cnt[g, cpu]
-        s.rec_g[k, g, RG.PCP] = pcp * 4096.0
-        s.rec_g[k, g, RG.BALLOON] = s.gi[g, GI.BALLOON] * 4096.0
-        s.rec_g[k, g, RG.SWAP] = s.gi[g, GI.SWAP] * 4096.0
-        s.rec_g[k, g, RG.PAGE_CACHE] = s.gi[g, GI.PC] * 4096.0
-        s.rec_g[k, g, RG.SLAB] = s.gi[g, GI.SLAB] * 4096.0
-        s.rec_g[k, g, RG.GUEST_SWAP] = s.gi[g, GI.GSWAP] * 4096.0
+        s.rec_g[k, g, RG.PCP] = pcp * PAGE_SIZE
+        s.rec_g[k, g, RG.BALLOON] = s.gi[g, GI.BALLOON] * PAGE_SIZE
+        s.rec_g[k, g, RG.SWAP] = s.gi[g, GI.SWAP] * PAGE_SIZE
+        s.rec_g[k, g, RG.PAGE_CACHE] = s.gi[g, GI.PC] * PAGE_SIZE
+        s.rec_g[k, g, RG.SLAB] = s.gi[g, GI.SLAB] * PAGE_SIZE
+        s.rec_g[k, g, RG.GUEST_SWAP] = s.gi[g, GI.GSWAP] * PAGE_SIZE
     used = s.hi[HI.RSS] + s.hi[HI.OVERHEAD_PAGES]
-    s.rec_h[k, RH.RSS] = used * 4096.0
-    s.rec_h[k, RH.SWAP] = s.hi[HI.SWAP] * 4096.0
-    s.rec_h[k, RH.FREE] = (s.hi[HI.RAM_PAGES] - used) * 4096.0
+    s.rec_h[k, RH.RSS] = used * PAGE_SIZE
+    s.rec_h[k, RH.SWAP] = s.hi[HI.SWAP] * PAGE_SIZE
+    s.rec_h[k, RH.FREE] = (s.hi[HI.RAM_PAGES] - used) * PAGE_SIZE
 
 
 @jit

@@ -38,6 +38,8 @@ from numba.core import types
 from numba.extending import overload
 
 from .._jit import jit
+from ..state.lists import list_add, list_add_tail, list_del
+from ..state.lists import list_rotate_to_front as _rotate
 from ..state.zone import (  # the zone and its per-page values live on the bottom floor
     ALLOC_BASE,
     CFG_LEN,
@@ -219,14 +221,7 @@ def untracked_zone(zone):
 def add_to_free_list(zone, pfn, order):
     """``add_to_free_list``: link a free head at the list head, ``nr_free++``."""
     zone = borrow_zone(zone)
-    first = zone.head[order]
-    zone.next[np.uintp(pfn)] = first
-    zone.prev[np.uintp(pfn)] = -1
-    if first >= 0:
-        zone.prev[np.uintp(first)] = pfn
-    else:
-        zone.tail[order] = pfn
-    zone.head[order] = pfn
+    list_add(zone.next, zone.prev, zone.head, order, zone.tail, order, pfn)
     zone.state[np.uintp(pfn)] = order
     zone.nr_free[order] += 1
     if zone.cfg[CFG_TRACK]:
@@ -237,14 +232,7 @@ def add_to_free_list(zone, pfn, order):
 def add_to_free_list_tail(zone, pfn, order):
     """``add_to_free_list_tail``: link a free head at the list tail, ``nr_free++``."""
     zone = borrow_zone(zone)
-    last = zone.tail[order]
-    zone.prev[np.uintp(pfn)] = last
-    zone.next[np.uintp(pfn)] = -1
-    if last >= 0:
-        zone.next[np.uintp(last)] = pfn
-    else:
-        zone.head[order] = pfn
-    zone.tail[order] = pfn
+    list_add_tail(zone.next, zone.prev, zone.head, order, zone.tail, order, pfn)
     zone.state[np.uintp(pfn)] = order
     zone.nr_free[order] += 1
     if zone.cfg[CFG_TRACK]:
@@ -255,16 +243,7 @@ def add_to_free_list_tail(zone, pfn, order):
 def del_page_from_free_list(zone, pfn, order):
     """``del_page_from_free_list``: unlink, clear PageReported and PageBuddy, ``nr_free--``."""
     zone = borrow_zone(zone)
-    nxt = zone.next[np.uintp(pfn)]
-    prv = zone.prev[np.uintp(pfn)]
-    if prv >= 0:
-        zone.next[np.uintp(prv)] = nxt
-    else:
-        zone.head[order] = nxt
-    if nxt >= 0:
-        zone.prev[np.uintp(nxt)] = prv
-    else:
-        zone.tail[order] = prv
+    list_del(zone.next, zone.prev, zone.head, order, zone.tail, order, pfn)
     zone.state[np.uintp(pfn)] = NOT_HEAD
     # v5.10: ``if (page_reported(page)) __ClearPageReported(page);``
     if zone.cfg[CFG_REPORTING_OFF] == 0 and zone.flags[np.uintp(pfn)] & PG_REPORTED:
@@ -281,18 +260,7 @@ def list_rotate_to_front(zone, pfn, order):
     Page reporting rotates so that the next pass starts where this one stopped.
     """
     zone = borrow_zone(zone)
-    first = zone.head[order]
-    if first == pfn or first < 0:
-        return
-    last = zone.tail[order]
-    before = zone.prev[np.uintp(pfn)]
-    # close the ring, then cut it just before pfn
-    zone.next[np.uintp(last)] = first
-    zone.prev[np.uintp(first)] = last
-    zone.next[np.uintp(before)] = -1
-    zone.prev[np.uintp(pfn)] = -1
-    zone.head[order] = pfn
-    zone.tail[order] = before
+    _rotate(zone.next, zone.prev, zone.head, order, zone.tail, order, pfn)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ notifies page reporting). ``__rmqueue_pcplist`` takes the list head; on an empty
 from ``zone_batchsize``/``pageset_set_batch`` (:func:`pcp_batch_high`).
 
 Pages on pcp lists are allocated as far as the buddy, reporting and the host can see. The
-lists are linked through the zone's ``next``/``prev`` arrays (as ``page->lru``).
+lists are linked through the zone's ``next``/``prev`` arrays (as ``page->lru``), with
+:mod:`fphlib.state.lists`.
 
 Simplifications: one list per vCPU (one migratetype); order 0 only (v5.13 and earlier);
 no ``drain_all_pages`` on CPU hotplug, only when an allocation fails (before giving up).
@@ -18,6 +19,7 @@ from .._jit import jit
 from ..state.borrow import borrow_state, borrow_zone
 from ..state.hooks import mech_on_free
 from ..state.layout import GI, PI
+from ..state.lists import list_add, list_add_tail, list_del
 from ..state.zone import ALLOC_BASE, ON_PCP
 from ..units import PAGE_SIZE
 from .buddy import free_one_page, rmqueue_smallest
@@ -47,47 +49,6 @@ def pcp_batch_high(n_pages):
     return max(1, batch), 6 * batch
 
 
-@jit(inline="always")
-def _add_head(s, g, cpu, z, pfn):
-    first = s.pcp_head[g, cpu]
-    z.next[pfn] = first
-    z.prev[pfn] = -1
-    if first >= 0:
-        z.prev[first] = pfn
-    else:
-        s.pcp_tail[g, cpu] = pfn
-    s.pcp_head[g, cpu] = pfn
-    s.pcp_cnt[g, cpu] += 1
-
-
-@jit(inline="always")
-def _add_tail(s, g, cpu, z, pfn):
-    last = s.pcp_tail[g, cpu]
-    z.prev[pfn] = last
-    z.next[pfn] = -1
-    if last >= 0:
-        z.next[last] = pfn
-    else:
-        s.pcp_head[g, cpu] = pfn
-    s.pcp_tail[g, cpu] = pfn
-    s.pcp_cnt[g, cpu] += 1
-
-
-@jit(inline="always")
-def _del(s, g, cpu, z, pfn):
-    nxt = z.next[pfn]
-    prv = z.prev[pfn]
-    if prv >= 0:
-        z.next[prv] = nxt
-    else:
-        s.pcp_head[g, cpu] = nxt
-    if nxt >= 0:
-        z.prev[nxt] = prv
-    else:
-        s.pcp_tail[g, cpu] = prv
-    s.pcp_cnt[g, cpu] -= 1
-
-
 @jit
 def rmqueue_bulk(s, g, z, cpu, count):
     """Move up to ``count`` order-0 pages from the buddy to the pcp tail; return how many."""
@@ -99,8 +60,9 @@ def rmqueue_bulk(s, g, z, cpu, count):
         if pfn < 0:
             break
         z.state[pfn] = ON_PCP
-        _add_tail(s, g, cpu, z, pfn)
+        list_add_tail(z.next, z.prev, s.pcp_head, (g, cpu), s.pcp_tail, (g, cpu), pfn)
         got += 1
+    s.pcp_cnt[g, cpu] += got
     s.gi[g, GI.LOCK_OPS] += got
     return got
 
@@ -113,7 +75,8 @@ def free_pcppages_bulk(s, g, z, cpu, count, t):
     n = 0
     while n < count and s.pcp_cnt[g, cpu] > 0:
         pfn = s.pcp_tail[g, cpu]
-        _del(s, g, cpu, z, pfn)
+        list_del(z.next, z.prev, s.pcp_head, (g, cpu), s.pcp_tail, (g, cpu), pfn)
+        s.pcp_cnt[g, cpu] -= 1
         order = free_one_page(z, pfn, 0, False)
         notify_free(s, g, z, pfn, order, t)
         n += 1
@@ -128,7 +91,8 @@ def pcp_alloc(s, g, z, cpu):
         if s.pcp_cnt[g, cpu] == 0:
             return -1
     pfn = s.pcp_head[g, cpu]
-    _del(s, g, cpu, z, pfn)
+    list_del(z.next, z.prev, s.pcp_head, (g, cpu), s.pcp_tail, (g, cpu), pfn)
+    s.pcp_cnt[g, cpu] -= 1
     z.state[pfn] = ALLOC_BASE
     return pfn
 
@@ -137,7 +101,8 @@ def pcp_alloc(s, g, z, cpu):
 def pcp_free(s, g, z, cpu, pfn, t):
     """``free_unref_page``: put an order-0 page on the pcp head; spill a batch at ``high``."""
     z.state[pfn] = ON_PCP
-    _add_head(s, g, cpu, z, pfn)
+    list_add(z.next, z.prev, s.pcp_head, (g, cpu), s.pcp_tail, (g, cpu), pfn)
+    s.pcp_cnt[g, cpu] += 1
     if s.pcp_cnt[g, cpu] >= s.gi[g, GI.PCP_HIGH]:
         free_pcppages_bulk(s, g, z, cpu, s.gi[g, GI.PCP_BATCH], t)
 

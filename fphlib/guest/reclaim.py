@@ -5,13 +5,13 @@ mm/page_alloc.c of v5.10).
 - **Page cache**: order-0 file pages, allocated blocks as far as the buddy, the free-page
   trackers and every hinting mechanism can see (``Zone.state`` ``PC_CLEAN``/``PC_DIRTY``),
   exactly as in the kernel: page cache is not free, so it is never hinted or reported. They sit
-  on one LRU list linked through the zone's ``next``/``prev`` (as ``folio->lru``; allocated
-  pages use these links for nothing else), oldest at ``GI.PC_HEAD``. They hold data the guest
-  needs (``PG_DATA``): a host discard of one would be a lost write.
+  on one LRU list linked through the zone's ``next``/``prev`` (as ``folio->lru``, with
+  :mod:`fphlib.state.lists`), oldest at ``GI.PC_HEAD``. They hold data the guest needs
+  (``PG_DATA``): a host discard of one would be a lost write.
 - **Slab**: kernel pages (dentries, inodes, buffer heads) that grow with file activity: one
   slab page per ``SLAB_PC_PAGES`` page-cache pages read or written, given back at the same
   ratio when page cache is reclaimed (``shrink_slab`` scans slab in proportion to the LRU
-  pages scanned), never below the boot slab. A stack of allocated pages through ``next``.
+  pages scanned), never below the boot slab. A list of allocated pages, newest first.
 - **Watermarks** (``GI_MIN/LOW/HIGH_WMARK``, ``__setup_per_zone_wmarks``): an allocation that
   would leave fewer free pages than the low watermark takes the slow path
   (``get_page_from_freelist`` with ``ALLOC_WMARK_LOW`` fails), which wakes kswapd
@@ -52,6 +52,7 @@ from ..costs import C_GUEST_RECLAIM, C_GUEST_SWAP_OUT, C_GUEST_WRITEBACK
 from ..state.borrow import borrow_state, borrow_zone
 from ..state.hooks import guest_reclaim as hook_reclaim
 from ..state.layout import GF, GI, WP
+from ..state.lists import list_add, list_add_tail, list_del
 from ..state.zone import ALLOC_BASE, PC_CLEAN, PC_DIRTY, PG_DATA
 from ..units import PAGE_SIZE
 from .buddy import free_one_page, nr_free_pages
@@ -80,38 +81,16 @@ def free_to_buddy(s, g, z, pfn, order, t):
 def lru_add(s, g, z, pfn, dirty):
     """``folio_add_lru`` of a new page-cache page (allocated, written) at the LRU's young end."""
     z.state[pfn] = PC_DIRTY if dirty else PC_CLEAN
-    tail = s.gi[g, GI.PC_TAIL]
-    z.next[pfn] = -1
-    z.prev[pfn] = tail
-    if tail >= 0:
-        z.next[tail] = pfn
-    else:
-        s.gi[g, GI.PC_HEAD] = pfn
-    s.gi[g, GI.PC_TAIL] = pfn
+    list_add_tail(z.next, z.prev, s.gi, (g, GI.PC_HEAD), s.gi, (g, GI.PC_TAIL), pfn)
     s.gi[g, GI.PC] += 1
     if dirty:
         s.gi[g, GI.PC_DIRTY] += 1
 
 
 @jit(inline="always")
-def _lru_del(s, g, z, pfn):
-    n = z.next[pfn]
-    p = z.prev[pfn]
-    if p >= 0:
-        z.next[p] = n
-    else:
-        s.gi[g, GI.PC_HEAD] = n
-    if n >= 0:
-        z.prev[n] = p
-    else:
-        s.gi[g, GI.PC_TAIL] = p
-
-
-@jit(inline="always")
 def slab_push(s, g, z, pfn):
     """A new slab page (allocated, written)."""
-    z.next[pfn] = s.gi[g, GI.SLAB_HEAD]
-    s.gi[g, GI.SLAB_HEAD] = pfn
+    list_add(z.next, z.prev, s.gi, (g, GI.SLAB_HEAD), s.gi, (g, GI.SLAB_TAIL), pfn)
     s.gi[g, GI.SLAB] += 1
 
 
@@ -125,7 +104,7 @@ def _slab_shrink(s, g, z, t):
         debt += SLAB_PC_PAGES
         if s.gi[g, GI.SLAB] > int(s.wp[g, WP.BOOT_SLAB]) // PAGE_SIZE:
             pfn = s.gi[g, GI.SLAB_HEAD]
-            s.gi[g, GI.SLAB_HEAD] = z.next[pfn]
+            list_del(z.next, z.prev, s.gi, (g, GI.SLAB_HEAD), s.gi, (g, GI.SLAB_TAIL), pfn)
             s.gi[g, GI.SLAB] -= 1
             free_to_buddy(s, g, z, pfn, 0, t)
             freed = 1
@@ -151,7 +130,7 @@ def shrink_node(s, g, z, want, t, cost):
         while p >= 0 and freed < want:
             nxt = z.next[p]
             if z.state[p] == PC_CLEAN:
-                _lru_del(s, g, z, p)
+                list_del(z.next, z.prev, s.gi, (g, GI.PC_HEAD), s.gi, (g, GI.PC_TAIL), p)
                 s.gi[g, GI.PC] -= 1
                 s.gi[g, GI.PC_DROPPED] += 1
                 z.state[p] = ALLOC_BASE
@@ -173,10 +152,7 @@ def shrink_node(s, g, z, want, t, cost):
         n = 1 << order
         if s.gi[g, GI.GSWAP] + n > s.gi[g, GI.GSWAP_CAP]:
             break
-        nxt = z.next[pfn]
-        s.gi[g, GI.HELD_HEAD] = nxt
-        if nxt < 0:
-            s.gi[g, GI.HELD_TAIL] = -1
+        list_del(z.next, z.prev, s.gi, (g, GI.HELD_HEAD), s.gi, (g, GI.HELD_TAIL), pfn)
         s.gi[g, GI.USED] -= n
         free_to_buddy(s, g, z, pfn, order, t)
         s.gi[g, GI.GSWAP] += n

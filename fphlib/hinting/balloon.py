@@ -31,6 +31,7 @@ from ..guest.pcp import pcp_alloc, pcp_free
 from ..host.discard_queue import discard_due, discard_later
 from ..state.borrow import borrow_state, borrow_zone
 from ..state.layout import GF, GI, PrivateState, private_columns
+from ..state.lists import list_add, list_del
 from ..state.params import Param
 
 NAME = "balloon"
@@ -44,20 +45,20 @@ ASKS = ("pages",)  # host policy asks it reads: pages wanted back (GI.ASK_PAGES)
 BALLOON_PFNS = 256  # VIRTIO_BALLOON_ARRAY_PFNS_MAX (include/uapi/linux/virtio_balloon.h)
 
 # private columns; the message's PFNs are the guest's mbuf slice
-B_HEAD, B_PHASE, B_WANT, B_MSG_N, B_ASK_SEEN, B_DEFLATE_OOM, B_SHORT = private_columns(
-    "HEAD PHASE WANT MSG_N ASK_SEEN DEFLATE_OOM SHORT"
+B_HEAD, B_TAIL, B_PHASE, B_WANT, B_MSG_N, B_ASK_SEEN, B_DEFLATE_OOM, B_SHORT = private_columns(
+    "HEAD TAIL PHASE WANT MSG_N ASK_SEEN DEFLATE_OOM SHORT"
 )
 (B_WAKE,) = private_columns("WAKE")
 
 
 def _init(params, n_pages, vcpus, ints, floats):
-    ints[B_HEAD] = -1
+    ints[B_HEAD] = ints[B_TAIL] = -1
     ints[B_DEFLATE_OOM] = int(params["deflate_on_oom"])
     floats[B_WAKE] = np.inf
 
 
 STATE = PrivateState(
-    ints=("HEAD", "PHASE", "WANT", "MSG_N", "ASK_SEEN", "DEFLATE_OOM", "SHORT"),
+    ints=("HEAD", "TAIL", "PHASE", "WANT", "MSG_N", "ASK_SEEN", "DEFLATE_OOM", "SHORT"),
     floats=("WAKE",),
     buffer=lambda params, n_pages, vcpus: BALLOON_PFNS,
     init=_init,
@@ -111,8 +112,8 @@ def _deflate_pages(s, g, z, n):
     off = s.gi[g, GI.MBUF_OFF]
     k = 0
     while k < n and s.mi[g, B_HEAD] >= 0:
-        pfn = s.mi[g, B_HEAD]
-        s.mi[g, B_HEAD] = z.next[pfn]
+        pfn = s.mi[g, B_HEAD]  # balloon_page_dequeue: the first on the list
+        list_del(z.next, z.prev, s.mi, (g, B_HEAD), s.mi, (g, B_TAIL), pfn)
         s.mbuf[off + k] = pfn
         k += 1
     return k
@@ -166,8 +167,8 @@ def balloon_step(s, g, z, t_end, cost):
                 pfn = pcp_alloc(s, g, z, 0)
                 if pfn < 0:
                     break
-                z.next[pfn] = s.mi[g, B_HEAD]  # balloon_page_enqueue: list head
-                s.mi[g, B_HEAD] = pfn
+                # balloon_page_enqueue: list_add to b_dev_info->pages
+                list_add(z.next, z.prev, s.mi, (g, B_HEAD), s.mi, (g, B_TAIL), pfn)
                 s.mbuf[off + k] = pfn
                 k += 1
             s.gi[g, GI.BALLOON] += k

@@ -51,6 +51,7 @@ from ..guest.xbitmap import xb_find_set
 from ..host.migration import CMD_ID_DONE, CMD_ID_FIRST, mig_hint, mig_note_held
 from ..state.borrow import borrow_state, borrow_zone
 from ..state.layout import GF, GI, PrivateState, private_columns
+from ..state.lists import list_add, list_del
 from ..state.params import Param
 
 NAME = "free_page_hint"
@@ -74,16 +75,15 @@ def safe(params):
     return True
 
 
-FH_PHASE, FH_CMD_SEEN, FH_HEAD, FH_XB, FH_CURSOR, FH_MIN_ORDER, FH_BATCH = private_columns(
-    "PHASE CMD_SEEN HEAD XB CURSOR MIN_ORDER BATCH"
-)
+FH_PHASE, FH_CMD_SEEN, FH_HEAD, FH_TAIL, FH_XB, FH_CURSOR, FH_MIN_ORDER, FH_BATCH = (
+    private_columns("PHASE CMD_SEEN HEAD TAIL XB CURSOR MIN_ORDER BATCH"))
 (FH_WAKE,) = private_columns("WAKE")
 PH_IDLE = 0  # no round (never asked, STOP or DONE)
 PH_HINT = 1  # a round is on: the next block at FH_WAKE
 
 
 def _init(params, n_pages, vcpus, ints, floats):
-    ints[FH_HEAD] = -1
+    ints[FH_HEAD] = ints[FH_TAIL] = -1
     ints[FH_XB] = int(params["mode"] == "xbitmap")
     ints[FH_MIN_ORDER] = params["min_order"]
     ints[FH_BATCH] = params["batch"]
@@ -91,7 +91,7 @@ def _init(params, n_pages, vcpus, ints, floats):
 
 
 STATE = PrivateState(
-    ints=("PHASE", "CMD_SEEN", "HEAD", "XB", "CURSOR", "MIN_ORDER", "BATCH"),
+    ints=("PHASE", "CMD_SEEN", "HEAD", "TAIL", "XB", "CURSOR", "MIN_ORDER", "BATCH"),
     floats=("WAKE",),
     init=_init,
     tracking=lambda params: "head" if params["mode"] == "xbitmap" else None,
@@ -117,7 +117,7 @@ def _return_block(s, g, z, t):
     pfn = s.mi[g, FH_HEAD]
     if pfn < 0:
         return 0
-    s.mi[g, FH_HEAD] = z.next[pfn]
+    list_del(z.next, z.prev, s.mi, (g, FH_HEAD), s.mi, (g, FH_TAIL), pfn)
     free_block(s, g, z, pfn, HINT_BLOCK_ORDER, 0, t)
     s.gi[g, GI.BALLOON] -= HINT_BLOCK_PAGES
     return HINT_BLOCK_PAGES
@@ -165,8 +165,8 @@ def _alloc_hints(s, g, z, t_end, cost):
             s.mi[g, FH_PHASE] = PH_IDLE
             s.mf[g, FH_WAKE] = np.inf
             break
-        z.next[pfn] = s.mi[g, FH_HEAD]  # free_page_list
-        s.mi[g, FH_HEAD] = pfn
+        # virtio_balloon's free_page_list: list_add
+        list_add(z.next, z.prev, s.mi, (g, FH_HEAD), s.mi, (g, FH_TAIL), pfn)
         s.gi[g, GI.BALLOON] += HINT_BLOCK_PAGES
         mig_note_held(s, g, now)
         mig_hint(s, g, pfn, HINT_BLOCK_PAGES)

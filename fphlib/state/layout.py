@@ -103,6 +103,7 @@ class GuestInts(NamedTuple):
     PC_TAIL: int
     SLAB: int
     SLAB_HEAD: int
+    SLAB_TAIL: int
     SLAB_DEBT: int
     GSWAP: int
     GSWAP_CAP: int
@@ -126,7 +127,7 @@ NGI = len(GI)
 # workload's progress (phase, pages held now, passes, runs), read by the summary and plots.
 # guest memory beyond anonymous pages (fphlib.guest.reclaim): PC/PC_DIRTY: page-cache pages
 # (of them dirty), an LRU list through ``nxt``/``prv`` from PC_HEAD (oldest) to PC_TAIL;
-# SLAB: kernel (slab) pages, a stack through ``nxt`` from SLAB_HEAD; SLAB_DEBT: page-cache
+# SLAB: kernel (slab) pages, a list from SLAB_HEAD (newest) to SLAB_TAIL; SLAB_DEBT: page-cache
 # pages added (+) or reclaimed (-) not yet matched by a slab page (one per SLAB_PC_PAGES);
 # GSWAP/GSWAP_CAP: pages in the guest's swap / its size; HELD_PAGES: pages the workload's
 # held list maps (resident + in guest swap); MM_ON: watermarks enforced and reclaim on;

@@ -37,7 +37,9 @@ CFG_LEN = 4
 class Zone(NamedTuple):
     """The arrays of one zone; every kernel takes one of these.
 
-    ``next``/``prev`` link free heads into per-order lists (-1 ends a list), ``state`` and
+    ``next``/``prev`` link free heads into per-order lists (-1 ends a list; the same links
+    hold allocated pages on the pcp, LRU, slab, held and balloon lists: a page is on one list
+    at a time; operations in :mod:`fphlib.state.lists`), ``state`` and
     ``flags`` are per page (10 bytes per page in all), ``head``/``tail``/``nr_free`` per order.
     ``xb_*`` hold the optional xbitmap of free pages (empty pools when tracking is off);
     layout in :mod:`fphlib.guest.xbitmap_arrays`, hooks in

@@ -103,7 +103,7 @@ def step(s, g, z, t, dt, cost, ovh):
     z = borrow_zone(z)
     avail = pay_debt(s, g, dt)
     credit = s.gf[g, GF.CREDIT] + s.wl_f[g, CH_OPS] * avail
-    target = s.wl_f[g, CH_TARGET] / 4096.0
+    target = s.wl_f[g, CH_TARGET] / PAGE_SIZE
     off = s.gi[g, GI.POOL_OFF]
     vcpus = s.pi[PI.VCPUS]
     while credit >= 1.0:

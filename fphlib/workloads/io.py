@@ -17,6 +17,7 @@ from ..guest.reclaim import kswapd
 from ..state.borrow import borrow_state, borrow_zone
 from ..state.layout import GF, GI, WP
 from ..state.rng import uniform
+from ..units import PAGE_SIZE
 from .common import add_file_page
 
 
@@ -27,7 +28,7 @@ def mm_step(s, g, z, t, dt, cost, ovh):
     z = borrow_zone(z)
     rate = s.wp[g, WP.IO_RATE]
     if rate > 0.0:
-        credit = s.gf[g, GF.IO_CREDIT] + rate / 4096.0 * dt
+        credit = s.gf[g, GF.IO_CREDIT] + rate / PAGE_SIZE * dt
         write = s.wp[g, WP.IO_WRITE]
         while credit >= 1.0:
             credit -= 1.0

@@ -31,6 +31,7 @@ from ..costs import C_GUEST_SWAP_IN
 from ..host.backing import record_event
 from ..state.borrow import borrow_state, borrow_zone
 from ..state.layout import EV_GUEST_OOM, EV_WORKLOAD_END, GF, GI, PrivateState, private_columns
+from ..state.lists import list_add_tail, list_del
 from ..state.params import Param
 from ..units import NR_ORDERS, PAGE_SIZE
 from .common import alloc_touch, pay_debt, release, write_block
@@ -97,13 +98,16 @@ MH_RETOUCH = 6  # later passes: write the same blocks again
 
 @jit(inline="always")
 def _append(s, g, z, pfn):
-    tail = s.gi[g, GI.HELD_TAIL]
-    z.next[pfn] = -1
-    if tail >= 0:
-        z.next[tail] = pfn
-    else:
-        s.gi[g, GI.HELD_HEAD] = pfn
-    s.gi[g, GI.HELD_TAIL] = pfn
+    """A block becomes the youngest of the held list (touched last)."""
+    list_add_tail(z.next, z.prev, s.gi, (g, GI.HELD_HEAD), s.gi, (g, GI.HELD_TAIL), pfn)
+
+
+@jit(inline="always")
+def _take_oldest(s, g, z):
+    """Unlink the held block touched longest ago; return it."""
+    pfn = s.gi[g, GI.HELD_HEAD]
+    list_del(z.next, z.prev, s.gi, (g, GI.HELD_HEAD), s.gi, (g, GI.HELD_TAIL), pfn)
+    return pfn
 
 
 @jit(inline="always")
@@ -121,11 +125,7 @@ def _retouch(s, g, z, order, t, cost, ovh):
         s.gf[g, GF.STALL] += stall
         _append(s, g, z, pfn)
         return 0
-    pfn = s.gi[g, GI.HELD_HEAD]
-    nxt = z.next[pfn]
-    s.gi[g, GI.HELD_HEAD] = nxt
-    if nxt < 0:
-        s.gi[g, GI.HELD_TAIL] = -1
+    pfn = _take_oldest(s, g, z)
     _append(s, g, z, pfn)
     if write_block(s, g, z, pfn, n, t, cost, ovh) < 0.0:  # host swap-in or refault
         return -2
@@ -173,7 +173,7 @@ def step(s, g, z, t, dt, cost, ovh):
         s.gi[g, GI.WL_CUR] = 0
     if phase == MH_ALLOC or phase == MH_RETOUCH:
         size = int(s.wl_f[g, COL_SIZE]) // PAGE_SIZE
-        credit = s.gf[g, GF.CREDIT] + s.wl_f[g, COL_RATE] / 4096.0 * avail
+        credit = s.gf[g, GF.CREDIT] + s.wl_f[g, COL_RATE] / PAGE_SIZE * avail
         while credit >= block:
             if phase == MH_ALLOC:
                 if s.gi[g, GI.WL_CUR] >= size:
@@ -214,13 +214,9 @@ def step(s, g, z, t, dt, cost, ovh):
     if phase == MH_FREE:
         s.gi[g, GI.HELD_PAGES] -= s.gi[g, GI.GSWAP]  # exit frees its swap slots at once
         s.gi[g, GI.GSWAP] = 0
-        credit = s.gf[g, GF.CREDIT] + s.wl_f[g, COL_FREE_RATE] / 4096.0 * avail
+        credit = s.gf[g, GF.CREDIT] + s.wl_f[g, COL_FREE_RATE] / PAGE_SIZE * avail
         while credit >= block and s.gi[g, GI.HELD_HEAD] >= 0:
-            pfn = s.gi[g, GI.HELD_HEAD]
-            nxt = z.next[pfn]
-            s.gi[g, GI.HELD_HEAD] = nxt
-            if nxt < 0:
-                s.gi[g, GI.HELD_TAIL] = -1
+            pfn = _take_oldest(s, g, z)
             release(s, g, z, pfn, order, 0, t)
             s.gi[g, GI.HELD_PAGES] -= block
             credit -= block

@@ -3,6 +3,7 @@
 from ..._jit import jit
 from ...state.borrow import borrow_state
 from ...state.layout import EV_ASK, EV_HINT_OFF, EV_HINT_ON, GF, GI
+from ...units import PAGE_SIZE
 from ..backing import record_event
 
 
@@ -16,7 +17,7 @@ def ask(s, g, now, pages, hint):
     """
     s = borrow_state(s)
     if pages != s.gi[g, GI.ASK_PAGES]:
-        record_event(s, now, g, EV_ASK, pages * 4096.0)
+        record_event(s, now, g, EV_ASK, pages * PAGE_SIZE)
     if hint != s.gi[g, GI.ASK_HINT]:
         record_event(s, now, g, EV_HINT_ON if hint else EV_HINT_OFF, 0.0)
     s.gi[g, GI.ASK_PAGES] = pages
