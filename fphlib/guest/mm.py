@@ -5,7 +5,9 @@ zone->lock. A failed allocation first drains every pcp list (``drain_all_pages``
 slow path), then asks the mechanism to give memory back (its ``on_alloc_fail`` hook: the
 balloon's OOM notifier deflates 256 pages) and retries while it frees some; otherwise it
 fails (the guest would OOM-kill the task). Every block freed into the buddy reaches the
-mechanism's ``on_free`` hook with its merged pfn and order (:func:`notify_free`).
+mechanism's ``on_free`` hook with its merged pfn and order (:func:`notify_free`); every block
+the guest frees reaches its ``on_free_page`` first, as freed and with the vCPU
+(``arch_free_page``, :func:`fphlib.guest.pcp.free_pages_prepare`).
 
 A guest with reclaim on (``GI.MM_ON``: page cache, slab or guest swap; fphlib.guest.reclaim)
 has the kernel's zone watermarks: the fast path (``workloads.common.alloc_touch``) refuses to
@@ -24,11 +26,10 @@ from .._jit import jit
 from ..state.borrow import borrow_state, borrow_zone
 from ..state.hooks import guest_reclaim, mech_on_alloc_fail
 from ..state.layout import GF, GI
-from ..state.zone import ALLOC_BASE, PG_DATA
+from ..state.zone import ALLOC_BASE
 from .buddy import free_one_page, nr_free_pages, rmqueue_smallest
-from .pcp import drain_all_pages, notify_free, pcp_alloc, pcp_free
+from .pcp import drain_all_pages, free_pages_prepare, notify_free, pcp_alloc, pcp_free
 
-NOT_DATA = ~PG_DATA
 SWAP_CLUSTER_MAX = 32  # include/linux/swap.h: pages a direct reclaim pass aims for
 
 
@@ -74,8 +75,7 @@ def alloc_pages(s, g, z, order, cpu, t, cost):
 @jit(inline="always")
 def free_block(s, g, z, pfn, order, cpu, t):
     """The workload frees a block it owns: its data is no longer needed."""
-    for p in range(pfn, pfn + (1 << order)):
-        z.flags[p] &= NOT_DATA
+    free_pages_prepare(s, g, z, pfn, order, cpu, t)
     if order == 0:
         pcp_free(s, g, z, cpu, pfn, t)
     else:

@@ -17,12 +17,24 @@ no ``drain_all_pages`` on CPU hotplug, only when an allocation fails (before giv
 
 from .._jit import jit
 from ..state.borrow import borrow_state, borrow_zone
-from ..state.hooks import mech_on_free
+from ..state.hooks import mech_on_free, mech_on_free_page
 from ..state.layout import GI, PI
 from ..state.lists import list_add, list_add_tail, list_del
-from ..state.zone import ALLOC_BASE, ON_PCP
+from ..state.zone import ALLOC_BASE, ON_PCP, PG_DATA
 from ..units import PAGE_SIZE
 from .buddy import free_one_page, rmqueue_smallest
+
+NOT_DATA = ~PG_DATA
+
+
+@jit(inline="always")
+def free_pages_prepare(s, g, z, pfn, order, cpu, t):
+    """``free_pages_prepare`` of a block the guest frees on vCPU ``cpu``: its data is gone,
+    and ``arch_free_page`` hands the block, as freed, to the mechanism's ``on_free_page``
+    before the pcp list or the buddy sees it."""
+    for p in range(pfn, pfn + (1 << order)):
+        z.flags[p] &= NOT_DATA
+    mech_on_free_page(s, g, z, cpu, pfn, order, t)
 
 
 @jit(inline="always")

@@ -53,25 +53,21 @@ from ..state.borrow import borrow_state, borrow_zone
 from ..state.hooks import guest_reclaim as hook_reclaim
 from ..state.layout import GF, GI, WP
 from ..state.lists import list_add, list_add_tail, list_del
-from ..state.zone import ALLOC_BASE, PC_CLEAN, PC_DIRTY, PG_DATA
+from ..state.zone import ALLOC_BASE, PC_CLEAN, PC_DIRTY
 from ..units import PAGE_SIZE
 from .buddy import free_one_page, nr_free_pages
-from .pcp import notify_free
+from .pcp import free_pages_prepare, notify_free
 
 # Slab pages per page-cache page: [assumption] one dentry (192 B) + one ext4 inode (~1.1 KiB)
 # per file, files of 64 KiB (16 pages) on average: ~1 KiB of slab per 16 file pages.
 SLAB_PC_PAGES = 64
-
-NOT_DATA = ~PG_DATA
-
 
 @jit  # not inlined: three call sites in shrink_node, each a copy of the buddy's free path
 def free_to_buddy(s, g, z, pfn, order, t):
     """Give a reclaimed block back to the buddy (its data now lives elsewhere or nowhere)."""
     s = borrow_state(s)
     z = borrow_zone(z)
-    for q in range(pfn, pfn + (1 << order)):
-        z.flags[q] &= NOT_DATA
+    free_pages_prepare(s, g, z, pfn, order, 0, t)  # reclaim frees on vCPU 0
     final = free_one_page(z, pfn, order, False)
     s.gi[g, GI.LOCK_OPS] += 1
     notify_free(s, g, z, pfn, final, t)

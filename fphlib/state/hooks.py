@@ -16,6 +16,7 @@ from .units import SLOT, SLOT_WORKLOAD, caller
 _start = caller("mech_start")
 _tick = caller("mech_tick")
 _on_free = caller("mech_on_free")
+_on_free_page = caller("mech_on_free_page")
 _on_alloc_fail = caller("mech_on_alloc_fail")
 _reported_pages = caller("mech_reported_pages")
 _policy_step = caller("policy_step")
@@ -31,6 +32,7 @@ _guest_mm_step = caller("guest_mm_step")
 _SLOT_MECH_START = SLOT["mech_start"]
 _SLOT_MECH_TICK = SLOT["mech_tick"]
 _SLOT_MECH_ON_FREE = SLOT["mech_on_free"]
+_SLOT_MECH_ON_FREE_PAGE = SLOT["mech_on_free_page"]
 _SLOT_MECH_ON_ALLOC_FAIL = SLOT["mech_on_alloc_fail"]
 _SLOT_MECH_REPORTED_PAGES = SLOT["mech_reported_pages"]
 _SLOT_POLICY_STEP = SLOT["policy_step"]
@@ -67,6 +69,15 @@ def mech_on_free(s, g, z, pfn, order, t):
     fn = s.fn[_SLOT_MECH_ON_FREE]
     if fn != 0:
         _on_free(fn, s, g, z, pfn, order, t, s.cost)
+
+
+@jit(inline="always")
+def mech_on_free_page(s, g, z, cpu, pfn, order, t):
+    """The mechanism's ``on_free_page``: ``arch_free_page`` of a block as freed on vCPU ``cpu``,
+    before the pcp list or the buddy sees it."""
+    fn = s.fn[_SLOT_MECH_ON_FREE_PAGE]
+    if fn != 0:
+        _on_free_page(fn, s, g, z, cpu, pfn, order, t, s.cost)
 
 
 @jit(inline="always")

@@ -43,6 +43,7 @@ SPECS = {
     "mech_start": ("s g z t cost", types.none),
     "mech_tick": ("s g z t_end cost", types.none),
     "mech_on_free": ("s g z pfn order t cost", types.none),
+    "mech_on_free_page": ("s g z cpu pfn order t cost", types.none),
     "mech_on_alloc_fail": ("s g z t cost", types.Tuple((types.int64, types.float64))),
     "mech_reported_pages": ("s g z", types.int64),
     "policy_step": ("s now cost", types.none),
