@@ -363,8 +363,7 @@ def cmd_validate(args, parser):
         size = "the live records: this machine's recordings"
     else:
         size = "published sizes and this machine's recordings" if n_live else "published sizes"
-    print(f"{int(df['passed'].sum())} of {len(df)} pass ({size}); "
-          f"{df.attrs['wall_s']:.1f} s")
+    print(f"{validation.verdict_counts(df)} ({size}); {df.attrs['wall_s']:.1f} s")
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         csv = os.path.join(args.out, "validation.csv")

@@ -47,8 +47,10 @@ whatever its value.
 
 Quick runs (``quick=True``): the same experiments at small sizes, for tests and notebooks
 in a hurry. Their records keep the published values and apply the same rule, but
-``comparable`` is False: the conditions are not the published ones, so a quick pass or
-fail says nothing about the model's fidelity.
+``comparable`` is False and their verdict is "n/a (quick size)": the conditions are not the
+published ones, so a quick pass or fail would say nothing about the model's fidelity. A record
+whose published figure is not of the same thing (free page reporting against v8's admission
+count) has ``like_for_like`` False and the verdict "n/a (not like-for-like)" at any size.
 
 Live records (``LIVE_CASES``, ids ``live/...``): the model against this machine's own
 kernel, recorded by :mod:`fphlib.observe` and shipped under ``data/real/`` (:data:`REAL_DIR`,
@@ -246,6 +248,11 @@ class Record:
         ``accept_low <= value <= accept_high``.
     comparable : bool
         The run used the published conditions (False for ``quick`` runs).
+    like_for_like : bool
+        The published figure measures the same thing (False: a neighbouring result, shown
+        for orientation).
+    verdict : str
+        ``"pass"``, ``"FAIL"``, or why there is none: :data:`NA_QUICK`, :data:`NA_UNLIKE`.
     config : dict
         ``SimConfig.to_dict()`` of the run(s) (``{"runs": [...]}`` when several).
     note : str
@@ -270,6 +277,8 @@ class Record:
     passed: bool
     comparable: bool
     config: dict
+    like_for_like: bool = True
+    verdict: str = ""
     note: str = ""
     extra: dict = field(default_factory=dict)
     wall_s: float = math.nan
@@ -278,8 +287,28 @@ class Record:
         return asdict(self)
 
 
+NA_QUICK = "n/a (quick size)"
+NA_UNLIKE = "n/a (not like-for-like)"
+
+
+def verdict_of(passed, comparable, like_for_like=True):
+    """A record's verdict: pass or FAIL only for a comparable, like-for-like run."""
+    if not comparable:
+        return NA_QUICK
+    if not like_for_like:
+        return NA_UNLIKE
+    return "pass" if passed else "FAIL"
+
+
+def verdict_counts(df):
+    """``"2 pass, 1 FAIL, 11 n/a (quick size)"`` for a table of records."""
+    counts = df["verdict"].value_counts()
+    order = ["pass", "FAIL", NA_QUICK, NA_UNLIKE]
+    return ", ".join(f"{int(counts[v])} {v}" for v in order if v in counts)
+
+
 def make_record(name, case, result, source, published, value, unit, rule, comparable,
-                config, note="", extra=None, wall_s=math.nan, invalid=None):
+                config, note="", extra=None, wall_s=math.nan, invalid=None, like_for_like=True):
     """A :class:`Record` with the rule applied; ``published`` is a number or ``(low, high)``.
 
     ``invalid``: why the run did not reach the published end state (e.g. a migration that
@@ -296,7 +325,9 @@ def make_record(name, case, result, source, published, value, unit, rule, compar
                   published_low=float(low), published_high=float(high), value=float(value),
                   unit=unit, rule=rule, accept_low=lo, accept_high=hi, passed=ok,
                   comparable=bool(comparable), config=config, note=note,
-                  extra=dict(extra or {}), wall_s=float(wall_s))
+                  extra=dict(extra or {}), wall_s=float(wall_s),
+                  like_for_like=bool(like_for_like),
+                  verdict=verdict_of(ok, comparable, like_for_like))
 
 
 # ------------------------------------------------------------------------------- results
@@ -348,10 +379,11 @@ def admission(mechanism="none", quick=False, max_guests=None, seed=0):
             + (f"; no failure within {n} guests: the true count is higher" if a["capped"]
                else ""))
     if mechanism == "page_reporting":
-        note += "; for page_reporting the published range is v8's (Nitesh's per-CPU capture)"
+        note += ("; no admission count was published for free page reporting: the range "
+                 "shown is v8's (Nitesh's per-CPU capture), for orientation")
     return make_record("admission", mechanism, "§8 #1", V8_LETTER, (low, high), n, "guests",
                        "exact", not quick, res.config.to_dict(), note, extra,
-                       time.perf_counter() - t0)
+                       time.perf_counter() - t0, like_for_like=mechanism != "page_reporting")
 
 
 def drain_config(guest_mem="8GiB", seed=0):
@@ -1276,7 +1308,8 @@ CASES = {
 }
 
 COLUMNS = ("id", "name", "case", "result", "published_low", "published_high", "value", "unit",
-           "rule", "accept_low", "accept_high", "passed", "comparable", "note", "source",
+           "rule", "accept_low", "accept_high", "passed", "comparable", "like_for_like",
+           "verdict", "note", "source",
            "extra", "config", "wall_s")
 
 

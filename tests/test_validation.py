@@ -2,7 +2,6 @@
 documented; the cheap cases run (the reporting drain of a small guest, one migration pair at
 a small size, the scaled admission without hinting)."""
 
-import dataclasses
 import math
 
 import matplotlib
@@ -118,8 +117,19 @@ def test_a_synthetic_value_outside_tolerance_fails_in_the_table(cheap):
         moved = V.make_record(rec.name, rec.case, rec.result, rec.source, rec.published_low,
                               rec.published_low * factor, rec.unit, rec.rule, True, rec.config)
         assert moved.passed is ok, factor
-    shown = vv.readable(V.to_frame([dataclasses.replace(rec, value=1e6, passed=False)]))
-    assert "FAIL" in str(shown)
+    far = [V.make_record(rec.name, rec.case, rec.result, rec.source, rec.published_low, 1e6,
+                         rec.unit, rec.rule, comparable, rec.config)
+           for comparable in (True, False)]
+    assert [r.verdict for r in far] == ["FAIL", V.NA_QUICK]  # a quick size never FAILs
+    assert "FAIL" in str(vv.readable(V.to_frame(far[:1])))
+    assert "FAIL" not in str(vv.readable(V.to_frame(far[1:])))
+
+
+def test_a_neighbouring_published_figure_gives_no_verdict():
+    rec = V.make_record("admission", "page_reporting", "§8 #1", "src", (5, 7), 6, "guests",
+                        "exact", True, {}, like_for_like=False)
+    assert rec.passed and rec.verdict == V.NA_UNLIKE
+    assert V.verdict_counts(V.to_frame([rec])) == f"1 {V.NA_UNLIKE}"
 
 
 def test_bad_arguments_name_the_argument():
@@ -176,7 +186,7 @@ def test_figure_and_table_of_the_cheap_cases(cheap):
     assert len(ax.get_yticklabels()) == len(cheap)
     shown = vv.readable(cheap)
     assert list(shown.frame.columns) == ["published", "fphlib", "accepted", "rule", "verdict"]
-    assert "not comparable" in str(shown)
+    assert V.NA_QUICK in str(shown) and "FAIL" not in str(shown)  # quick: never FAIL
 
 
 def test_cli_validate_prints_and_writes_the_table(tmp_path, capsys):
@@ -188,9 +198,21 @@ def test_cli_validate_prints_and_writes_the_table(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "reporting drain: 1 GiB idle" in out and "not comparable" in out
-    assert "0 of 1 pass (quick sizes, not comparable)" in out
+    assert f"1 {V.NA_QUICK} (quick sizes, not comparable)" in out
     df = pd.read_csv(out_dir / "validation.csv")
     assert list(df.columns) == list(V.COLUMNS) and len(df) == 1
     assert (out_dir / "validation.md").read_text().startswith("# fphlib validation")
     assert main(["validate", "--only", "nonsense"]) == 2
     assert "--only:" in capsys.readouterr().err
+
+
+def test_differences_lists_what_fails_or_has_no_verdict():
+    pub = dict(name="admission", result="§8 #1", source="src", published=(5, 7), unit="guests",
+               rule="exact", config={})
+    recs = [V.make_record(case="a", value=6, comparable=True, **pub),
+            V.make_record(case="b", value=14, comparable=True, **pub),
+            V.make_record(case="c", value=6, comparable=False, **pub)]
+    shown = vv.differences(V.to_frame(recs))
+    assert list(shown.frame["verdict"]) == ["FAIL", V.NA_QUICK]
+    assert shown.frame["x published"].iloc[0] == f"{14 / math.sqrt(35):.3g}"
+    assert vv.differences(V.to_frame(recs[:1])).notes == ["every record passes"]

@@ -85,9 +85,7 @@ def readable(df):
 
     rows = []
     for _, r in df.iterrows():
-        verdict = "pass" if r["passed"] else "FAIL"
-        if not r["comparable"]:
-            verdict += " (not comparable: quick size)"
+        verdict = r["verdict"]
         rows.append({
             "published": _range(r["published_low"], r["published_high"], r["unit"]),
             "fphlib": _shown_value(r),
@@ -110,6 +108,29 @@ def readable(df):
         for case, n in zip(cases["case"], cases["note"], strict=True):
             if "; fails: " in n:
                 notes.append(f"{case}: fails: {n.split('; fails: ')[1]}.")
+    return ReadableTable(frame, notes)
+
+
+def differences(df):
+    """Where the model and the published results part, measured now: the records of ``df``
+    (:func:`fphlib.validation.table`) that fail or have no verdict, with fphlib's value as a
+    multiple of the published one (geometric mean of a range)."""
+    rows = []
+    for _, r in df.iterrows():
+        if r["verdict"] == "pass":
+            continue
+        ref = _ref(r)
+        times = r["value"] / ref if ref == ref and r["value"] == r["value"] else math.nan
+        rows.append({
+            "result": f"{r['result']} {r['name'].replace('_', ' ')}: {r['case']}",
+            "verdict": r["verdict"],
+            "published": _range(r["published_low"], r["published_high"], r["unit"]),
+            "fphlib": _shown_value(r),
+            "x published": "–" if times != times else f"{times:.3g}",
+        })
+    frame = pd.DataFrame(rows, columns=["result", "verdict", "published", "fphlib",
+                                        "x published"]).set_index("result")
+    notes = [] if rows else ["every record passes"]
     return ReadableTable(frame, notes)
 
 
@@ -251,9 +272,8 @@ class ValidationApp:
             self.progress.bar_style = "success"
             size = "quick sizes" if self.quick.value else "published sizes"
             wall = float(self.df["wall_s"].sum())
-            passed = int(self.df["passed"].sum())
-            self.status.value = (f"done ({self.profile} profile, {size}): {passed} of "
-                                 f"{len(ids)} pass, {wall:.1f} s of compute")
+            self.status.value = (f"done ({self.profile} profile, {size}): "
+                                 f"{V.verdict_counts(self.df)}, {wall:.1f} s of compute")
         return self.df
 
     def redraw(self):
@@ -271,10 +291,8 @@ class ValidationApp:
 
 
 def summary_counts(df):
-    """Pass / fail counts by experiment: comparable runs only unless none are."""
-    d = df[df["comparable"]] if df["comparable"].any() else df
-    return (d.assign(outcome=np.where(d["passed"], "pass", "fail"))
-            .groupby(["name", "outcome"]).size().unstack(fill_value=0))
+    """Verdict counts by experiment (pass, FAIL, n/a)."""
+    return df.groupby(["name", "verdict"]).size().unstack(fill_value=0)
 
 
 # ------------------------------------------------------------------ live recordings
@@ -491,8 +509,7 @@ class LiveApp:
         self.df = V.to_frame(records)
         self.image.value = figure_png(fig)
         self.records.value = readable(self.df).to_html()
-        passed = int(self.df["passed"].sum())
-        self.status.value = f"<b>{name}</b> ({kind}): {passed} of {len(self.df)} records pass"
+        self.status.value = f"<b>{name}</b> ({kind}): {V.verdict_counts(self.df)}"
         return self.df
 
     def _repr_mimebundle_(self, **kwargs):

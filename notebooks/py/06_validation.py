@@ -33,8 +33,10 @@
 # table is measured when it runs, so it follows the model as it changes.
 #
 # `FPHLIB_PROFILE` sizes the runs: `smoke` and `demo` run small guests in seconds (their
-# verdicts are marked *not comparable*: the conditions are not the published ones); `full`
-# runs the published sizes (about a minute and a half on a quiet machine).
+# verdict is *n/a (quick size)*, never pass or FAIL: the conditions are not the published
+# ones); `full` runs the published sizes (about a minute and a half on a quiet machine). A
+# row whose published figure is of something else (free page reporting against v8's
+# admission count) says *n/a (not like-for-like)* at any size.
 
 # %% tags=["parameters"]
 import os
@@ -75,45 +77,43 @@ fig = vv.plot_validation(app.df).figure
 vv.show(fig)
 
 # %% [markdown]
-# ## What the model leaves out, and how each gap shows
+# ## Where the model and the published results part
 #
-# The numbers below are those of the `full` profile when this notebook was written (before
-# the heavier guests and host landed); rerun with `FPHLIB_PROFILE=full` to see
-# today's.
+# Measured now, from the table above (so it follows the model as it changes): every record
+# that fails, and every record without a verdict, with fphlib's value as a multiple of the
+# published one.
+
+# %%
+vv.differences(app.df)
+
+# %% [markdown]
+# What the model leaves out, and how each gap shows (run with `FPHLIB_PROFILE=full` for the
+# published sizes; the reasons below are the model's, the numbers are those printed above):
 #
-# - **Guests are too thin; the host has no memory of its own.** An idle guest costs the host
-#   only its boot footprint plus QEMU's 32 MiB: no page cache, no slab growth, no guest
-#   reclaim, no host kernel or services. So once memhog exits and hinting returns its
-#   4 GiB, a 5 GiB guest costs the host ~0.3 GiB, and the v8 admission run fits **39
-#   guests with `hinting_v8` and 40 with `page_reporting`** where the letter admitted 5–7.
-#   Without hinting nothing is returned and the count (3) is right: the gap is all in what
-#   a real guest keeps after it has "freed" its memory.
+# - **Admission (v8 letter).** Without hinting nothing is returned and the count is right.
+#   With `hinting_v8` as its code does it (capture in `arch_free_page`, `scan_array`,
+#   `hinting_fn`) a memhog exit merges into large free blocks, the array fills with their
+#   heads, one kthread run isolates nearly all of them and the host gets the 4 GiB back; so
+#   the model admits many more guests than the letter's 5–7. What a real guest keeps after it
+#   has "freed" its memory, and how a real exit's pages spread and merge, is the gap; the
+#   model's guests cost the host only their boot footprint, page cache and slab, plus QEMU.
+#   Free page reporting has no published admission count: its row shows v8's range for
+#   orientation only (*n/a (not like-for-like)*).
 # - **No will-it-scale, no CPU contention.** page_fault1 is stood in for by one memhog
-#   touching 16 × 128 MiB in guest THPs at the published baseline rate. The only costs the
-#   model charges reporting are its own work (lock holds, kicks, acks) and the refaults of
-#   pages it reported (a 2 MiB zero-fill each). That comes to **~0.06 %** of the guest's
-#   CPU against the published 0.8 %: the model does not charge the cache and TLB effects
-#   of the reporting worker, the host's `madvise` of pages the guest is about to reuse,
-#   or the zone->lock contention of 16 faulting tasks (it has one workload thread per
-#   guest). The runtimes of the same runs (3 % slower) over-state the loss the other way:
-#   one thread pays every refault that 16 tasks would pay in parallel.
-# - **Migration of an idle guest matches; under load it does not.** The idle times are
-#   within a few percent to 40 % of v37 (the legacy 128 GiB time calibrates the migration
-#   thread's per-page cost, so that one is not a prediction). `make -j4` is stood in for by
-#   churn (1 GiB of anonymous memory turned over every second): no page cache, no
-#   compiler CPU. At 8 GiB the hint's advantage is too large (0.8 s vs the published 2.3 s;
-#   likely because a real build's page cache is neither free nor hinted, so it is sent); at
-#   128 GiB the model **does not converge**: every dirty-bitmap sync costs 12 ms per GiB of
-#   guest RAM (`mig_sync_gib`, 1.5 s for 128 GiB) however little is dirty, and during it the
-#   build dirties more than the 400 ms downtime lets QEMU send, so the model stops the VM
-#   after 30 passes (the record fails: a migration that did not converge has no migration
-#   time). The sync cost is what decides it: as a diagnostic (not a fix), with
-#   `costs={"mig_sync_gib": 0}` the same runs converge in 0.64 s with the hint and 42.1 s
-#   without, while a build stand-in a quarter the size (256 MiB) still does not converge.
-# - **The reporting drain is right** (13 passes, 26 s for 8 GiB; 15 passes, 30 s for 32 GiB),
-#   as it should be: it is the kernel's own arithmetic (budget ceil(nr_free/512) + 1 reports
-#   of 32 blocks per free list per 2 s pass) on an idle zone. It says nothing about busy
-#   guests.
+#   touching in guest THPs at the published baseline rate. The only costs the model charges
+#   reporting are its own work (lock holds, kicks, acks) and the refaults of pages it reported
+#   (a 2 MiB zero-fill each): not the cache and TLB effects of the reporting worker, the host's
+#   `madvise` of pages the guest is about to reuse, or the zone->lock contention of 16
+#   faulting tasks (the model has one workload thread per guest).
+# - **Migration of an idle guest is close; under load it is not.** `make -j4` is stood in for
+#   by churn (anonymous memory turned over every second): no page cache, no compiler CPU. A
+#   real build's page cache is neither free nor hinted, so it is sent; and every dirty-bitmap
+#   sync costs `mig_sync_gib` per GiB of guest RAM however little is dirty, which decides
+#   whether the 128 GiB migration under load converges (a migration that does not converge
+#   has no migration time: its record fails).
+# - **The reporting drain** is the kernel's own arithmetic (budget ceil(nr_free/512) + 1
+#   reports of 32 blocks per free list per 2 s pass) on an idle zone: it says nothing about
+#   busy guests.
 # - **Not modelled at all**: host CPU model and frequency, QEMU versions, the network beyond
 #   a bandwidth, guest page poisoning, KSM, vNUMA (v12's 2-node guest), page shuffling
 #   (v17's −1.8 %). The v8 letter's guests launched "one after another" at an unstated
