@@ -115,6 +115,12 @@ def test_conservation_and_safety(mech, params, kw, tmp_path_factory):
     res = fphlib.simulate(cfg)  # raises InvariantError naming guest, time and invariant
     if is_safe(mech, params):
         assert res.summary["lost_writes"] == 0
+    # memory returned is net (what the host still has back): never more than a guest's
+    # memory, nor than the cumulative discards; the debug check holds it to the page flags
+    gs = res.guest_summary
+    assert (gs.returned_bytes <= gs.mem_bytes).all()
+    assert (gs.returned_bytes <= gs.reported_bytes).all()
+    assert (res.guests.groupby("guest").returned_bytes.last() == gs.returned_bytes).all()
     again = fphlib.simulate(cfg)
     a = res.summary.drop("wall_s")
     b = again.summary.drop("wall_s")

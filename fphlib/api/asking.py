@@ -110,7 +110,8 @@ def per_guest(res, baseline=None):
     pandas.DataFrame
         Columns ``PER_GUEST_COLUMNS``: ``asked_bytes`` is the largest balloon size asked,
         ``asks`` the number of changed asks (balloon size or hinting on/off),
-        ``returned_bytes`` the bytes the host discarded on the guest's hints/balloon,
+        ``returned_bytes`` the memory the host got back from the guest's hints/balloon and
+        still has at the end (net: a page hinted again after a retouch counts once),
         ``hinting_cpu_s`` the guest CPU of the mechanism (and the refaults it caused),
         ``stall_s`` all workload stalls (faults, refaults, swap-ins).
     """
@@ -131,7 +132,7 @@ def per_guest(res, baseline=None):
         "asks": asks.reindex(idx, fill_value=0).to_numpy().astype(np.int64),
         "asked_bytes": asked.reindex(idx, fill_value=0.0).to_numpy().astype(np.int64),
         "hint_on_s": _hint_on_s(res),
-        "returned_bytes": col("reported_bytes"),
+        "returned_bytes": col("returned_bytes"),
         "hinting_cpu_s": col("guest_cpu_overhead_s", 0.0),
         "vmexits": col("vmexits"),
         "refault_pages": col("refault_pages"),

@@ -5,11 +5,15 @@ noted):
 
 - ``host_rss_peak_bytes`` / ``_mean_`` / ``_final_``: host memory used by guests (backed
   pages + per-guest overhead); peak tracked at every fault and tick, mean over the samples.
-- ``reported_bytes``: bytes the host discarded because of page reports or balloon inflation.
+- ``reported_bytes``: bytes the host discarded because of page reports or balloon inflation,
+  cumulative: a page hinted, touched again and hinted again counts twice.
   The per-guest series' ``reported_bytes`` has the same meaning, counted up to each sample
   (cumulative: its last sample per guest is the guest's ``reported_bytes``); what is reported
   *now* is ``reported_free_bytes`` (free pages still flagged reported, whose backing the host
   dropped) plus ``balloon_bytes`` (pages in the balloon).
+- ``returned_bytes``: the memory returned to the host at the end of the run, net: pages the
+  host discarded on a hint or balloon inflation that the guest has not touched since (never
+  more than the guests' memory). The per-guest series of the same name is that at each sample.
 - ``reports``: report requests sent (page reporting ``report()`` calls + balloon messages).
 - ``vmexits``: exits counted by the model: virtqueue kicks and EPT faults (first touches,
   refaults, swap-ins).
@@ -72,6 +76,8 @@ SUMMARY_METRICS = (
     "wall_s",
     # live migration of guest 0 (NaN without SimConfig.migration): named where computed
     *MIGRATION_METRICS,
+    # additions beyond docs/design.md §3.7's list
+    "returned_bytes",
 )
 HOST_COLUMNS = ("t_s", "rss_bytes", "swap_bytes", "free_bytes")
 GUEST_COLUMNS = (
@@ -91,6 +97,7 @@ GUEST_COLUMNS = (
     "page_cache_bytes",
     "slab_bytes",
     "guest_swap_bytes",
+    "returned_bytes",
 )
 EVENT_COLUMNS = ("t_s", "guest", "kind", "value")
 
@@ -182,7 +189,10 @@ def _plain(v):
 # Format 3: guest memory beyond anonymous pages (fphlib.guest.reclaim): the guests table adds
 # page_cache_bytes, slab_bytes, guest_swap_bytes; memhog and the boot footprint got new
 # defaults, so an older config is read with the old model's settings (OLD_MODEL_PARAMS).
-RESULT_FORMAT = 3
+# Format 4: returned_bytes (net memory returned: the summary metric and the guests' series).
+RESULT_FORMAT = 4
+FORMAT4_METRICS = ("returned_bytes",)
+FORMAT4_COLUMNS = ("returned_bytes",)
 FORMAT3_COLUMNS = ("page_cache_bytes", "slab_bytes", "guest_swap_bytes")
 # what a workload parameter meant before format 3 when not given (fphlib <= 0.x: no page
 # cache or slab, memhog at 1 GiB/s holding 5 s, 5 s between rounds; its repeat is now runs)
@@ -204,7 +214,8 @@ _TABLES = {
 }
 _FILES_OF = {1: (*_TABLES, "summary.json", "config.json"),
              2: (*_TABLES, "summary.json", "config.json", META),
-             3: (*_TABLES, "summary.json", "config.json", META)}
+             3: (*_TABLES, "summary.json", "config.json", META),
+             4: (*_TABLES, "summary.json", "config.json", META)}
 # SimConfig keys every saved config has had since 0.1.0
 _CONFIG_KEYS = (
     "host_mem host_swap host_thp guests guest_mem vcpus workload workload_params mechanism "
@@ -336,7 +347,8 @@ def _load(path):
     summary = _read_json(sum_path)
     if not isinstance(summary, dict):
         _bad(sum_path, f"expected a JSON object metric -> number, got {type(summary).__name__}")
-    optional = set(MIGRATION_METRICS) if fmt == 1 else set()
+    optional = (set(MIGRATION_METRICS) if fmt == 1 else set()) | (
+        set(FORMAT4_METRICS) if fmt < 4 else set())
     absent = [m for m in SUMMARY_METRICS if m not in summary and m not in optional]
     if absent:
         _bad(sum_path, f"misses metric(s) {absent}")
@@ -350,17 +362,25 @@ def _load(path):
     host = _read_table(path / "host.parquet", HOST_COLUMNS)
     if fmt == 1:  # before format 2 the per-guest reported_bytes was what is reported now
         guests = _read_table(path / "guests.parquet", [
-            c for c in GUEST_COLUMNS if c != "reported_free_bytes" and c not in FORMAT3_COLUMNS])
+            c for c in GUEST_COLUMNS if c != "reported_free_bytes"
+            and c not in FORMAT3_COLUMNS + FORMAT4_COLUMNS])
         guests["reported_free_bytes"] = guests["reported_bytes"]
         guests["reported_bytes"] = np.nan  # the cumulative series was not recorded
     elif fmt == 2:
+        guests = _read_table(path / "guests.parquet", [
+            c for c in GUEST_COLUMNS if c not in FORMAT3_COLUMNS + FORMAT4_COLUMNS])
+    elif fmt == 3:
         guests = _read_table(path / "guests.parquet",
-                             [c for c in GUEST_COLUMNS if c not in FORMAT3_COLUMNS])
+                             [c for c in GUEST_COLUMNS if c not in FORMAT4_COLUMNS])
     else:
         guests = _read_table(path / "guests.parquet", GUEST_COLUMNS)
     for c in FORMAT3_COLUMNS:  # the old model had none of these
         if c not in guests:
             guests[c] = 0
+    for c in FORMAT4_COLUMNS:  # not recorded before format 4
+        if c not in guests:
+            guests[c] = np.nan
+    guests = guests[list(GUEST_COLUMNS)]
     events = _read_table(path / "events.parquet", EVENT_COLUMNS)
     gs = _read_table(path / "guest_summary.parquet", ("guest", "mem_bytes", "workload",
                                                       "status"), exact=False)

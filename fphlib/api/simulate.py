@@ -173,6 +173,7 @@ def _result(cfg, s, info, wall):
         ("page_cache_bytes", L.RG.PAGE_CACHE),
         ("slab_bytes", L.RG.SLAB),
         ("guest_swap_bytes", L.RG.GUEST_SWAP),
+        ("returned_bytes", L.RG.RETURNED),
     ):
         cols[name] = rec[:, :, idx].reshape(-1).astype(np.int64)
     guests = pd.DataFrame(cols, columns=list(GUEST_COLUMNS))
@@ -213,6 +214,7 @@ def _result(cfg, s, info, wall):
             "host_rss_mean_bytes": rec[:, :, L.RG.RSS].mean(axis=0),
             "host_rss_final_bytes": final_rss.astype(np.int64),
             "reported_bytes": gi[:, L.GI.REPORTED_PAGES] * PAGE_SIZE,
+            "returned_bytes": gi[:, L.GI.RETURNED] * PAGE_SIZE,
             "reports": gi[:, L.GI.REPORTS] + gi[:, L.GI.BALLOON_MSGS],
             "vmexits": gi[:, L.GI.VMEXITS],
             "refault_pages": gi[:, L.GI.REFAULTS],
@@ -252,7 +254,7 @@ def _result(cfg, s, info, wall):
         }
     )
     summed = (
-        "reported_bytes reports vmexits refault_pages alloc_failures lost_writes "
+        "reported_bytes returned_bytes reports vmexits refault_pages alloc_failures lost_writes "
         "guest_cpu_overhead_s swap_out_bytes zone_lock_hold_s events"
     ).split()
     summary = {m: float(gs[m].sum()) for m in summed}

@@ -6,7 +6,7 @@ stops at the first violation and ``simulate`` raises naming guest, time and inva
 
 from .._jit import jit
 from ..state.borrow import borrow_state, borrow_zone
-from ..state.layout import GI, HI, PG_SWAPPED, PI, ST_KILLED
+from ..state.layout import GI, HI, PG_DISCARDED, PG_SWAPPED, PI, ST_KILLED
 from ..state.zone import (
     ALLOC_BASE,
     ISOLATED_BASE,
@@ -40,6 +40,8 @@ INVARIANTS = {
         "nor swapped); an unsafe variant's such loss is a counted lost write instead",
     17: "page-cache LRU list or counters (pages, dirty) inconsistent",
     18: "slab list broken or different from the slab counter",
+    20: "pages discarded on a hint and not touched since (PG_DISCARDED) differ from the "
+        "guest's returned counter",
     19: "the workload's held list is broken, or held pages + guest swap != its mapped pages, "
         "or guest swap over size",
 }
@@ -76,6 +78,7 @@ def check_guest(s, g, z):
     pcp = 0
     backed = 0
     swapped = 0
+    returned = 0
     cache = 0
     dirty = 0
     alive = s.gi[g, GI.STATUS] != ST_KILLED  # the host freed all of a killed guest's memory
@@ -124,6 +127,8 @@ def check_guest(s, g, z):
                     return 10, q
             if kind != 1 and f & PG_DATA:
                 return 11, q
+            if f & PG_DISCARDED:
+                returned += 1
             if f & PG_BACKED:
                 backed += 1
                 if f & PG_SWAPPED:
@@ -192,6 +197,8 @@ def check_guest(s, g, z):
     if held + s.gi[g, GI.GSWAP] != s.gi[g, GI.HELD_PAGES] or not (
             0 <= s.gi[g, GI.GSWAP] <= s.gi[g, GI.GSWAP_CAP]) or s.gi[g, GI.HELD_TAIL] != prev:
         return 19, held
+    if returned != s.gi[g, GI.RETURNED]:
+        return 20, returned
     if backed != s.gi[g, GI.RSS]:
         return 12, backed
     if swapped != s.gi[g, GI.SWAP]:

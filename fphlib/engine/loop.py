@@ -107,6 +107,7 @@ def sample(s, k):
         s.rec_g[k, g, RG.PAGE_CACHE] = s.gi[g, GI.PC] * PAGE_SIZE
         s.rec_g[k, g, RG.SLAB] = s.gi[g, GI.SLAB] * PAGE_SIZE
         s.rec_g[k, g, RG.GUEST_SWAP] = s.gi[g, GI.GSWAP] * PAGE_SIZE
+        s.rec_g[k, g, RG.RETURNED] = s.gi[g, GI.RETURNED] * PAGE_SIZE
     used = s.hi[HI.RSS] + s.hi[HI.OVERHEAD_PAGES]
     s.rec_h[k, RH.RSS] = used * PAGE_SIZE
     s.rec_h[k, RH.SWAP] = s.hi[HI.SWAP] * PAGE_SIZE

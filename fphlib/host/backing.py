@@ -164,6 +164,7 @@ def touch(s, g, z, pfn, npages, t, cost, overhead_pages):
             s.gi[g, GI.VMEXITS] += 1
             if refaulted:
                 s.gi[g, GI.REFAULTS] += refaulted
+                s.gi[g, GI.RETURNED] -= refaulted
                 refault_cost += cost[C_FAULT_2M]
             continue
         if below_min(s, 1):
@@ -174,6 +175,7 @@ def touch(s, g, z, pfn, npages, t, cost, overhead_pages):
         f = flags[p]
         if f & PG_DISCARDED:
             s.gi[g, GI.REFAULTS] += 1
+            s.gi[g, GI.RETURNED] -= 1
             refault_cost += cost[C_FAULT_4K]
         flags[p] = (f & NOT_DISCARDED) | PG_BACKED | WRITTEN
         s.reg_cnt[r] += 1
@@ -214,6 +216,7 @@ def discard(s, g, z, pfn, npages, cost):
     end = pfn + npages
     p = pfn
     lost = 0
+    returned = 0
     while p < end:
         base = (p >> HPAGE_SHIFT) << HPAGE_SHIFT
         seg_end = min(end, base + HPAGE_PAGES)
@@ -231,6 +234,7 @@ def discard(s, g, z, pfn, npages, cost):
                 lost += 1
             if f & PG_BACKED:
                 flags[q] = (f & NOT_BACKED) | PG_DISCARDED
+                returned += 1
                 s.reg_cnt[r] -= 1
                 s.gi[g, GI.RSS] -= 1
                 s.hi[HI.RSS] -= 1
@@ -238,12 +242,14 @@ def discard(s, g, z, pfn, npages, cost):
                     spent += cost[C_MADVISE_4K]
             elif f & PG_SWAPPED:
                 flags[q] = (f & NOT_SWAPPED) | PG_DISCARDED
+                returned += 1
                 s.reg_cnt[r] -= 1
                 s.gi[g, GI.SWAP] -= 1
                 s.hi[HI.SWAP] -= 1
         p = seg_end
     if lost:
         s.gi[g, GI.LOST] += lost
+    s.gi[g, GI.RETURNED] += returned
     s.hf[HF.CPU] += spent
     s.gf[g, GF.HOST_CPU] += spent
     return spent

@@ -159,6 +159,8 @@ def khugepaged_scan(s, now, cost):
         for q in range(base, base + HPAGE_PAGES):
             f = s.flags[q]
             if not f & PG_BACKED:
+                if f & PG_DISCARDED:  # filled by the collapse: no longer returned
+                    s.gi[g, GI.RETURNED] -= 1
                 s.flags[q] = (f & NOT_SWAPPED_DISCARDED) | PG_BACKED
         s.reg_cnt[r] = HPAGE_PAGES
         s.reg_huge[r] = 1

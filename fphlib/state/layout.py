@@ -84,6 +84,7 @@ class GuestInts(NamedTuple):
     XB_LEAF_N: int
     REPORTS: int
     REPORTED_PAGES: int
+    RETURNED: int
     VMEXITS: int
     FAULTS: int
     REFAULTS: int
@@ -132,7 +133,10 @@ NGI = len(GI)
 # GSWAP/GSWAP_CAP: pages in the guest's swap / its size; HELD_PAGES: pages the workload's
 # held list maps (resident + in guest swap); MM_ON: watermarks enforced and reclaim on;
 # KSWAPD: kswapd awake; PC_DROPPED ... DIRECT_RECLAIMS: counters; WL_RUN: memhog runs done;
-# OOM_ADJ: the guest's oom_score_adj (host OOM killer, fphlib.host.backing)
+# OOM_ADJ: the guest's oom_score_adj (host OOM killer, fphlib.host.backing); RETURNED: pages
+# the host discarded on a hint or a balloon inflation that the guest has not touched since
+# (PG_DISCARDED): the memory returned now, net of re-hints (REPORTED_PAGES counts every
+# discard)
 
 # guest status
 ST_WAITING = 0  # not booted yet
@@ -353,6 +357,7 @@ class GuestSeries(NamedTuple):
     PAGE_CACHE: int
     SLAB: int
     GUEST_SWAP: int
+    RETURNED: int
 
 
 RG = GuestSeries(*range(len(GuestSeries._fields)))

@@ -23,7 +23,7 @@ PAGEBLOCK_ORDER = 9  # the kernel's page_reporting_order default: pageblock_orde
 
 # Metric -> (panel title, scale of the y values, unit shown on the axis)
 METRICS = {
-    "reported_bytes": ("memory returned to the host", 1 / 2**30, "GiB"),
+    "returned_bytes": ("memory returned to the host (net, at the end)", 1 / 2**30, "GiB"),
     "reports": ("reports sent", 1.0, "count"),
     "vmexits": ("VM exits", 1.0, "count"),
     "zone_lock_hold_s": ("zone->lock hold time", 1e3, "ms"),

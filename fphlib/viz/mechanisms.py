@@ -46,7 +46,7 @@ GIB = float(1 << 30)
 
 # Bar panels of plot_compare: metric -> (title, scale, unit label).
 COMPARE_METRICS = {
-    "reported_bytes": ("memory returned", GIB, "GiB"),
+    "returned_bytes": ("memory returned (net)", GIB, "GiB"),
     "reports": ("reports / balloon msgs", 1.0, "count"),
     "vmexits": ("VM exits", 1.0, "count"),
     "zone_lock_hold_s": ("zone->lock hold", 1e-3, "ms"),

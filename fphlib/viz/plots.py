@@ -38,7 +38,8 @@ SUMMARY_METRICS = {
     "host_rss_peak_bytes": Metric("bytes", "host RSS, peak"),
     "host_rss_mean_bytes": Metric("bytes", "host RSS, mean"),
     "host_rss_final_bytes": Metric("bytes", "host RSS at the end"),
-    "reported_bytes": Metric("bytes", "discarded by the host (reported or ballooned)"),
+    "reported_bytes": Metric("bytes", "discarded by the host, cumulative (re-hints count "
+                             "again)"),
     "reports": Metric("count", "report requests / balloon messages"),
     "vmexits": Metric("count", "VM exits"),
     "refault_pages": Metric("count", "pages refaulted after a discard"),
@@ -66,6 +67,8 @@ SUMMARY_METRICS = {
                                       _NO_MIGRATION),
     "migration_unavailable_peak_bytes": Metric("bytes", "guest memory held by the hint, peak",
                                                _NO_MIGRATION),
+    "returned_bytes": Metric("bytes", "memory returned to the host at the end (net: "
+                             "discarded, not touched since)"),
 }
 GUEST_METRICS = {
     "mem_bytes": Metric("bytes", "guest memory"),

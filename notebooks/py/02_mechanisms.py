@@ -62,8 +62,8 @@ display(app.widget)
 from fphlib.viz.tables import readable
 
 readable(app.summary, metrics=[
-    "host_rss_peak_bytes", "host_rss_final_bytes", "reported_bytes", "reports", "vmexits",
-    "refault_pages", "zone_lock_hold_s", "guest_cpu_overhead_s", "lost_writes", "oom_kills"])
+    "host_rss_peak_bytes", "host_rss_final_bytes", "returned_bytes", "reported_bytes", "reports",
+    "vmexits", "refault_pages", "zone_lock_hold_s", "guest_cpu_overhead_s", "lost_writes", "oom_kills"])
 
 # %% [markdown]
 # ## 2. Admission: how many guests fit? (v8 cover letter)

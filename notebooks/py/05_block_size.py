@@ -73,5 +73,5 @@ from fphlib.viz.tables import readable
 df = fphlib.sweep({"hint_order": [8, 9, 10]}, base=block_size_base(PROFILE), seeds=2,
                   cache=app.cache, progress=False)
 runs = df.assign(run=[f"order {o}, seed #{r}" for o, r in zip(df.hint_order, df.replicate)])
-readable(runs, metrics=["reported_bytes", "reports", "vmexits", "refault_pages",
+readable(runs, metrics=["returned_bytes", "reported_bytes", "reports", "vmexits", "refault_pages",
                         "zone_lock_hold_s"])
