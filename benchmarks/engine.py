@@ -12,7 +12,7 @@ policies 0.94x-1.14x (round_robin the slowest); the first run of the process too
 (fresh memory), hence always_on is timed first and last.
 ``--policy-scale F`` multiplies the guest memory of (c) (e.g. 1/64 on a small machine: the
 full size needs ~11 GiB of simulator state). Prints events/s, simulator bytes per guest page
-(DESIGN §5: at most 16) and the peak RSS of the process.
+(docs/design.md §5: at most 16) and the peak RSS of the process.
 
 ``--cold`` also measures the engine's cold compile: import + first ``simulate()`` in a fresh
 process with an empty numba cache (``NUMBA_CACHE_DIR`` pointed at a new directory, so the

@@ -1,4 +1,4 @@
-"""Cost of keeping an xbitmap of free memory current in the buddy allocator (DESIGN §5).
+"""Cost of keeping an xbitmap of free memory current in the buddy allocator (docs/design.md §5).
 
 Usage: python benchmarks/tracking_overhead.py [--ops N] [--reps R] [--rounds K]
                                               [--placement kernel|head] [--require-ratio X]
@@ -128,7 +128,7 @@ def main(argv=None):
         if args.require_ratio is not None and track in XBITMAP and ratio > args.require_ratio:
             print(f"FAIL {track}: ratio {ratio:.2f} above {args.require_ratio}")
             ok = False
-    print("target (DESIGN §5): xbitmap tracked/plain <= 1.5; 'bitmap' is the floor (flat "
+    print("target (docs/design.md §5): xbitmap tracked/plain <= 1.5; 'bitmap' is the floor (flat "
           "bitmap, no tree)")
     return 0 if ok else 1
 
