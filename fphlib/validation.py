@@ -251,8 +251,6 @@ class Record:
     like_for_like : bool
         The published figure measures the same thing (False: a neighbouring result, shown
         for orientation).
-    verdict : str
-        ``"pass"``, ``"FAIL"``, or why there is none: :data:`NA_QUICK`, :data:`NA_UNLIKE`.
     config : dict
         ``SimConfig.to_dict()`` of the run(s) (``{"runs": [...]}`` when several).
     note : str
@@ -278,13 +276,19 @@ class Record:
     comparable: bool
     config: dict
     like_for_like: bool = True
-    verdict: str = ""
     note: str = ""
     extra: dict = field(default_factory=dict)
     wall_s: float = math.nan
 
+    @property
+    def verdict(self):
+        """``"pass"``, ``"FAIL"``, or why there is none: :data:`NA_QUICK`, :data:`NA_UNLIKE`
+        (:func:`verdict_of`)."""
+        return verdict_of(self.passed, self.comparable, self.like_for_like)
+
     def to_dict(self):
-        return asdict(self)
+        """The fields, and the verdict derived from them."""
+        return {**asdict(self), "verdict": self.verdict}
 
 
 NA_QUICK = "n/a (quick size)"
@@ -326,8 +330,7 @@ def make_record(name, case, result, source, published, value, unit, rule, compar
                   unit=unit, rule=rule, accept_low=lo, accept_high=hi, passed=ok,
                   comparable=bool(comparable), config=config, note=note,
                   extra=dict(extra or {}), wall_s=float(wall_s),
-                  like_for_like=bool(like_for_like),
-                  verdict=verdict_of(ok, comparable, like_for_like))
+                  like_for_like=bool(like_for_like))
 
 
 # ------------------------------------------------------------------------------- results

@@ -27,7 +27,8 @@ import numpy as np
 
 from .._jit import jit
 from ..costs import C_ACK_IRQ, C_KICK_WAKEUP, C_PAGE_OP, C_VMEXIT
-from ..guest.pcp import free_pages_prepare, pcp_alloc, pcp_free
+from ..guest.mm import free_block
+from ..guest.pcp import pcp_alloc
 from ..host.discard_queue import discard_due, discard_later
 from ..state.borrow import borrow_state, borrow_zone
 from ..state.layout import GF, GI, PrivateState, private_columns
@@ -126,8 +127,7 @@ def _release(s, g, z, k, t, cost):
     z = borrow_zone(z)
     off = s.gi[g, GI.MBUF_OFF]
     for i in range(k):
-        free_pages_prepare(s, g, z, s.mbuf[off + i], 0, 0, t)  # put_page: a free
-        pcp_free(s, g, z, 0, s.mbuf[off + i], t)
+        free_block(s, g, z, s.mbuf[off + i], 0, 0, t)  # put_page: a guest free
     s.gi[g, GI.BALLOON] -= k
     s.gf[g, GF.GUEST_CPU] += k * cost[C_PAGE_OP]
 

@@ -46,15 +46,9 @@ def list_add(nxt, prv, heads, head_at, tails, tail_at, entry):
 
 @jit(inline="always")
 def list_add_tail(nxt, prv, heads, head_at, tails, tail_at, entry):
-    """``list_add_tail``: ``entry`` becomes the last of the list."""
-    last = tails[tail_at]
-    prv[np.uintp(entry)] = last
-    nxt[np.uintp(entry)] = -1
-    if last >= 0:
-        nxt[np.uintp(last)] = entry
-    else:
-        heads[head_at] = entry
-    tails[tail_at] = entry
+    """``list_add_tail``: ``entry`` becomes the last of the list (``list_add`` on the list
+    read backwards: links and ends swapped)."""
+    list_add(prv, nxt, tails, tail_at, heads, head_at, entry)
 
 
 @jit(inline="always")
