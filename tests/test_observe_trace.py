@@ -2,6 +2,7 @@
 (against the naive twin), and real recordings on this kernel (root + tracefs; skipped with the
 missing piece named otherwise)."""
 
+import mmap
 import os
 import signal
 import subprocess
@@ -555,7 +556,7 @@ def _global_session(tmp_path, root):
         assert Path(root, "events/kmem/mm_page_free/enable").read_text().strip() == "1"
         # the kernel rounds to whole sub-buffers (4080 data bytes each)
         assert 256 <= int(Path(root, "buffer_size_kb").read_text()) <= 260
-        np.ones(1 << 20).sum()
+        _touch(8 << 20)
     after = snapshot()
     assert s.complete
     # a never-used buffer ("7 (expanded: 1408)") stays at its expanded size; sizes are
@@ -570,18 +571,27 @@ def test_session_streams_text_and_counts(tmp_path, restored):
     out = tmp_path / "x.txt"
     with TracingSession(out=out, pids=[os.getpid()], buffer_kb=1024) as s:
         assert str(os.getpid()) in Path(s.directory, "set_event_pid").read_text().split()
-        x = np.ones(4 << 20)  # 32 MiB: allocated pages in this process
-        x.sum()
-        del x
+        _touch(32 << 20)
     trace, stats = convert_text(out)
-    assert s.bytes_read == out.stat().st_size > 0
+    # the ring buffer's own counts say whether events were written but not read
+    assert s.bytes_read == out.stat().st_size > 0, s.stats
     assert stats["alloc_pages"] >= 8192 and s.complete
 
 
 def _touch(n_bytes):
-    x = np.ones(n_bytes // 8)  # written: every page faulted in by this process
-    x.sum()
-    del x
+    """Fault in ``n_bytes`` of new anonymous memory in this process.
+
+    A fresh mapping, not ``np.ones``: after earlier tests free large arrays glibc raises its
+    mmap threshold and may serve the array from heap pages it already holds, so no page is
+    allocated and the recording is empty.
+    """
+    m = mmap.mmap(-1, n_bytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    try:
+        view = np.frombuffer(m, np.uint8)
+        view[::4096] = 1  # one write per page
+        del view
+    finally:
+        m.close()
 
 
 def test_system_session_leaves_out_the_recorder(tmp_path, restored):
