@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from .. import bounds
 from ..costs import HOST_RESERVE, HOST_RESERVE_MAX_FRACTION, SWAP_BANDWIDTH, validate_costs
+from ..guest.cooperation import FULL as COOPERATION
 from ..hinting import MECHANISMS, mechanism_module
 from ..host.backing import OOM_SCORE_ADJ_MAX, OOM_SCORE_ADJ_MIN
 from ..host.migration import validate_migration
@@ -26,7 +27,8 @@ from .frozen import freeze, plain, thaw
 REGISTRIES = {"mechanism": MECHANISMS, "policy": POLICIES, "workload": WORKLOADS}
 TOP_BLOCK = 4 << 20  # order-10 block: guest memory must be a whole number of these
 OVERRIDE_KEYS = ("mem", "workload", "workload_params", "start_s", "shares", "min", "max",
-                 "oom_score_adj")
+                 "oom_score_adj", "cooperation")
+COOPERATION_KEYS = tuple(COOPERATION)
 
 
 def _field(default=dataclasses.MISSING, *, kind, help, default_factory=dataclasses.MISSING):
@@ -195,7 +197,11 @@ class SimConfig:
         ``shares`` (ESX shares, default 1000), ``min`` (guaranteed memory, default 0) and
         ``max`` (configured size, default ``mem``) used by ``proportional_share``,
         ``idle_tax`` and ``mom``; ``oom_score_adj`` (-1000..1000, default 0) of the guest's
-        QEMU process for the host OOM killer (-1000: never killed).
+        QEMU process for the host OOM killer (-1000: never killed); ``cooperation``
+        (how the guest answers the host's asks: ``{"answers": fraction 0..1 of asks for
+        memory answered, "delay_s": answer latency, "cap": most memory it gives}``, default
+        ``{"answers": 1, "delay_s": 0, "cap": None}``: every ask at once and in full;
+        fphlib.guest.cooperation).
     balloon_target : int, str or None
         Older name of the ``static`` policy's ``target``: memory the host wants each guest to
         keep (balloon); None = never inflate.
@@ -267,7 +273,7 @@ class SimConfig:
         help="check page conservation at every sample (slower)")
     guest_overrides: tuple = _field((), kind="list",
         help="per-guest overrides as a JSON list of objects with keys mem, workload, "
-             "workload_params, start_s, shares, min, max, oom_score_adj")
+             "workload_params, start_s, shares, min, max, oom_score_adj, cooperation")
     balloon_target: int | str | None = _field(None, kind="size",
         help="older name of the static policy's target: memory each guest keeps, e.g. 4.5GiB "
              "(balloon mechanism; 'none' = never inflate)")
@@ -482,10 +488,37 @@ class SimConfig:
                 canon["oom_score_adj"] = _number(
                     f"{name}['oom_score_adj']", entry["oom_score_adj"], lo=OOM_SCORE_ADJ_MIN,
                     hi=OOM_SCORE_ADJ_MAX, integer=True)
+            if "cooperation" in entry:
+                canon["cooperation"] = self._cooperation(f"{name}['cooperation']",
+                                                         entry["cooperation"], mem)
             if canon.get("min", 0) > canon.get("max", mem):
                 _fail(f"{name}['min']", entry["min"], f"must not exceed max ({canon['max']})")
             out.append(canon)
         return tuple(out)
+
+    def _cooperation(self, name, value, mem):
+        """A guest's ``cooperation`` dict, every key filled in (fphlib.guest.cooperation)."""
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            _fail(name, value, f"expected a dict with keys {', '.join(COOPERATION_KEYS)}")
+        for key in value:
+            if key not in COOPERATION:
+                _fail(f"{name}[{key!r}]", value[key],
+                      f"known keys: {', '.join(COOPERATION_KEYS)}")
+        out = dict(COOPERATION)
+        if "answers" in value:
+            out["answers"] = _number(f"{name}['answers']", value["answers"], lo=0, hi=1)
+        if "delay_s" in value:
+            out["delay_s"] = _number(f"{name}['delay_s']", value["delay_s"], lo=0,
+                                     hi=self.duration_s)
+        if value.get("cap") is not None:
+            cap = parse_size(value["cap"], f"{name}['cap']")
+            if not 0 <= cap <= mem:
+                _fail(f"{name}['cap']", value["cap"],
+                      f"expected a size in 0..{mem} bytes (the guest's memory)")
+            out["cap"] = cap
+        return out
 
     def host_reserve_bytes(self):
         """The host's own memory: ``host_reserve``, or the default capped at host_mem / 8
@@ -522,12 +555,14 @@ class SimConfig:
         return out
 
     def guest_spec(self, g):
-        """The effective ``mem``, ``workload``, ``workload_params``, ``start_s`` of guest g."""
+        """The effective ``mem``, ``workload``, ``workload_params``, ``start_s`` and
+        ``cooperation`` of guest g."""
         spec = {
             "mem": self.guest_mem,
             "workload": self.workload,
             "workload_params": self.workload_params,
             "start_s": 0.0,
+            "cooperation": COOPERATION,
         }
         if g < len(self.guest_overrides):
             spec.update(self.guest_overrides[g])

@@ -239,6 +239,7 @@ def _result(cfg, s, info, wall):
             "balloon_msgs": gi[:, L.GI.BALLOON_MSGS],
             "oom_deflates": gi[:, L.GI.OOM_DEFLATES],
             "stale_hints": gi[:, L.GI.STALE_HINTS],
+            "asks_unanswered": gi[:, L.GI.ASKS_UNANSWERED],
             "early_discards": gi[:, L.GI.DQ_EARLY],
             "xbitmap_ops": xb_ops,
             "xbitmap_kmallocs": xb_kmallocs,

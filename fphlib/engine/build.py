@@ -7,6 +7,7 @@ from numba import typeof
 
 from ..costs import cost_array
 from ..guest.buddy import NR_ORDERS, init_free_lists
+from ..guest.cooperation import init_cooperation
 from ..guest.mm import alloc_pages
 from ..guest.pcp import pcp_batch_high
 from ..guest.reclaim import guest_reclaim
@@ -89,7 +90,8 @@ def build_state(cfg):
         gi[g, L.GI.NPAGES] = n
         gi[g, L.GI.WL] = slots.get(wl, -1)
         gi[g, L.GI.HELD_HEAD] = gi[g, L.GI.HELD_TAIL] = -1
-        gi[g, L.GI.ASK_HINT] = 1  # hinting on until a policy says otherwise
+        # hinting on until a policy says otherwise (for a guest that gives at all)
+        init_cooperation(gi[g], gf[g], spec["cooperation"], n, PAGE_SIZE)
         wmin, wlow, whigh = watermarks(n)
         gi[g, L.GI.MIN_WMARK], gi[g, L.GI.LOW_WMARK], gi[g, L.GI.HIGH_WMARK] = wmin, wlow, whigh
         gi[g, L.GI.PCP_BATCH], gi[g, L.GI.PCP_HIGH] = pcp_batch_high(n)

@@ -43,6 +43,7 @@ running guest + a fixed host reserve (``host_reserve``).
 from .._jit import jit
 from ..costs import C_GUEST_OVERHEAD
 from ..guest.buddy import nr_free_pages
+from ..guest.cooperation import cooperation_step
 from ..host.backing import note_peak, record_event
 from ..host.discard_queue import discard_due
 from ..state.borrow import borrow_state, borrow_zone, zone_of
@@ -199,6 +200,9 @@ def run_chunk(s, tick0, tick1):
                 guest_mm_step(s, g, z, t, dt, cost, ovh)
                 if s.gi[g, GI.STATUS] != ST_RUNNING:
                     continue
+            # a guest that answers late, partly or up to a cap (fphlib.guest.cooperation)
+            if s.gi[g, GI.COOP]:
+                cooperation_step(s, g, t_end)
             # the mechanism's instants (its mf column MECH_WAKE) and the host's new asks
             if s.mf[g, MECH_WAKE] <= t_end or s.gi[g, GI.ASK_SEQ] != s.gi[g, GI.ASK_TOLD]:
                 s.gi[g, GI.ASK_TOLD] = s.gi[g, GI.ASK_SEQ]

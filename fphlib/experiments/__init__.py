@@ -9,6 +9,8 @@
   (Nitesh Narayan Lal's v10/v11 cover letters).
 - :func:`overcommit`: the ESX idle memory tax story (busy and idle guests, tau = 0 vs 0.75);
   :func:`policy_grid`: guest count x host policy with what asking cost.
+- :func:`cooperation`: uncooperative guests x host policy x mechanism; who pays for a guest
+  that does not answer (the seed thread's "can the host rely on a guest?").
 """
 
 from .admission import (
@@ -20,6 +22,7 @@ from .admission import (
     admission_table,
     v8_admission_kwargs,
 )
+from .cooperation import COOPERATION_COLUMNS, cooperation, cooperation_config
 from .migration import reproduce_v37, v37_config
 from .policies import (
     memhog_sequence,
@@ -36,6 +39,9 @@ __all__ = [
     "V8_HOST_MEM",
     "admission",
     "admission_table",
+    "COOPERATION_COLUMNS",
+    "cooperation",
+    "cooperation_config",
     "v8_admission_kwargs",
     "reproduce_v37",
     "v37_config",

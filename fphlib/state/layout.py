@@ -119,6 +119,15 @@ class GuestInts(NamedTuple):
     DIRECT_RECLAIMS: int
     WL_RUN: int
     OOM_ADJ: int
+    WANT_PAGES: int
+    WANT_HINT: int
+    COOP: int
+    COOP_CAP: int
+    COOP_ASKS: int
+    COOP_PENDING: int
+    AGREED_PAGES: int
+    AGREED_HINT: int
+    ASKS_UNANSWERED: int
 
 
 GI = GuestInts(*range(len(GuestInts._fields)))
@@ -136,7 +145,9 @@ NGI = len(GI)
 # OOM_ADJ: the guest's oom_score_adj (host OOM killer, fphlib.host.backing); RETURNED: pages
 # the host discarded on a hint or a balloon inflation that the guest has not touched since
 # (PG_DISCARDED): the memory returned now, net of re-hints (REPORTED_PAGES counts every
-# discard)
+# discard); WANT_PAGES/WANT_HINT: the host policy's ask as written in the guest's config space
+# (ASK_*: what the guest's driver has read and acts on); COOP ... ASKS_UNANSWERED: how the
+# guest answers asks (fphlib.guest.cooperation; COOP = 0: at once and in full)
 
 # guest status
 ST_WAITING = 0  # not booted yet
@@ -169,13 +180,18 @@ class GuestFloats(NamedTuple):
     WL_PASS_T0: int
     GUEST_RECLAIM_STALL: int
     KSWAPD_CPU: int
+    COOP_ANSWERS: int
+    COOP_DELAY: int
+    COOP_DUE: int
 
 
 GF = GuestFloats(*range(len(GuestFloats._fields)))
 NGF = len(GF)
 # IO_CREDIT: page-cache pages owed by the I/O rate; WL_TOUCH: seconds memhog spent touching
 # (workload_runtime_s), WL_PASS_T0: start of its current pass; GUEST_RECLAIM_STALL: part of
-# STALL spent in the guest's direct reclaim; KSWAPD_CPU: guest CPU of the guest's kswapd
+# STALL spent in the guest's direct reclaim; KSWAPD_CPU: guest CPU of the guest's kswapd;
+# COOP_ANSWERS, COOP_DELAY, COOP_DUE: cooperation's fraction of asks answered, its answer
+# latency and when the waiting answer is read (fphlib.guest.cooperation)
 
 # ------------------------------------------------------------------ workload parameter columns
 # The parameters every workload takes (fphlib.workloads.COMMON); a workload's own parameters

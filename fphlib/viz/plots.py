@@ -89,6 +89,7 @@ GUEST_METRICS = {
     "balloon_msgs": Metric("count", "balloon messages"),
     "oom_deflates": Metric("count", "deflates on guest memory pressure"),
     "stale_hints": Metric("count", "stale hints (page reused before the scan)"),
+    "asks_unanswered": Metric("count", "host asks for memory the guest left unanswered"),
     "early_discards": Metric("count", "discards forced early (queue full)"),
     "xbitmap_ops": Metric("count", "xbitmap operations under zone->lock"),
     "xbitmap_kmallocs": Metric("count", "xbitmap leaf/node allocations"),

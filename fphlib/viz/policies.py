@@ -6,6 +6,8 @@
 - :func:`plot_overcommit`: the ESX idle-tax memory split (:func:`fphlib.experiments.overcommit`).
 - :func:`plot_memhog_sequence`: runtimes and host swap of
   :func:`fphlib.experiments.memhog_sequence`.
+- :func:`plot_cooperation`: who pays for uncooperative guests
+  (:func:`fphlib.experiments.cooperation`).
 - :class:`PolicyApp`: widgets for guest count (1-64), policy, mechanism, overcommit ratio and
   workload mix; Run runs the configuration and its never-asking twin and shows who paid.
 
@@ -50,6 +52,8 @@ OVERCOMMIT_SIZES = {"smoke": dict(guest_mem="64MiB", duration_s=60.0,
                     "demo": dict(guest_mem="256MiB", duration_s=120.0),
                     "full": dict(guest_mem="256MiB", duration_s=600.0)}
 SEQUENCE_SCALES = {"smoke": 1 / 64, "demo": 1 / 8, "full": 1.0}
+COOPERATION_SIZES = {"smoke": dict(scale=1 / 64, fractions=(0.0, 2 / 3)),
+                     "demo": dict(scale=1 / 8), "full": dict(scale=1.0)}
 
 
 def policies():
@@ -143,6 +147,24 @@ def plot_memhog_sequence(frame, fig=None):
     d = frame.assign(swap_mib=frame["host_swap_end_bytes"] / MIB)
     sns.barplot(d, x="guest", y="swap_mib", hue="mechanism", ax=b)
     b.set_title("host swap at the end of each memhog (MiB)")
+    return fig
+
+
+def plot_cooperation(frame, fig=None):
+    """Slowdown of the cooperative and the uncooperative guests, and the host's swap, against
+    the share of uncooperative guests, per policy."""
+    fig = fig if fig is not None else app_figure((11, 3.6))
+    fig.clear()
+    a, b = fig.subplots(1, 2)
+    d = frame.assign(who=frame["policy"] + " (" + frame["asks"] + "), " + frame["role"],
+                     swap_mib=frame["host_swap_out_bytes"] / MIB)
+    sns.lineplot(d, x="uncooperative", y="slowdown", hue="who", marker="o", ax=a)
+    a.set_xlabel("share of uncooperative guests")
+    a.set_title("memhog slowdown vs all cooperating")
+    runs = d.drop_duplicates(["mechanism", "policy", "uncooperative"])
+    sns.lineplot(runs, x="uncooperative", y="swap_mib", hue="policy", marker="o", ax=b)
+    b.set_xlabel("share of uncooperative guests")
+    b.set_title("host swap-out (MiB)")
     return fig
 
 

@@ -25,6 +25,8 @@
 # 4. **A memhog sequence** (Nitesh Narayan Lal's v10/v11 letters): guests run memhog in turn
 #    on a host with swap; runtimes and swap without hinting, with page reporting, with
 #    Nitesh's bitmap.
+# 5. **Can the host rely on a guest?** The same sequence with some guests that never answer
+#    the host: who pays.
 #
 # `FPHLIB_PROFILE` sizes the runs: `smoke` (seconds, the test suite), `demo` or `full`.
 
@@ -33,7 +35,7 @@ import os
 
 from IPython.display import display
 
-from fphlib.experiments import memhog_sequence, overcommit, policy_grid
+from fphlib.experiments import cooperation, memhog_sequence, overcommit, policy_grid
 from fphlib.viz import policies as vp
 
 PROFILE = os.environ.get("FPHLIB_PROFILE", "demo")
@@ -96,3 +98,31 @@ split
 seq = memhog_sequence(scale=vp.SEQUENCE_SCALES[PROFILE])
 display(vp.show(vp.plot_memhog_sequence(seq)))
 seq
+
+# %% [markdown]
+# ## 5. Can the host rely on a guest?
+#
+# > "Relying on a guest to free up memory when you really need it is not going to work."
+# > — David Hildenbrand
+#
+# > "Host can ask at any time (including when not urgently need it) depending on the admin's
+# > configuration… host can decide whom to offer the free pages first." — Wei Wang
+#
+# The memhog sequence of section 4 with page reporting, where the first guests never answer
+# an ask (`guest_overrides[g]["cooperation"] = {"answers": 0}`; `delay_s` and `cap` make a
+# late or a stingy guest instead). Under `always_on` the host asks at any time (hinting on
+# from boot); under `watermark` only when it runs short. The first guests' memhogs finish
+# first, so what they freed is what the host needs when the later ones run. Slowdown is each
+# guest's memhog runtime against the run in which every guest cooperates.
+
+# %%
+coop = cooperation(**vp.COOPERATION_SIZES[PROFILE])
+display(vp.show(vp.plot_cooperation(coop)))
+coop[["policy", "asks", "uncooperative", "role", "slowdown", "returned_bytes",
+      "asks_unanswered", "host_swap_out_bytes", "oom_kills"]]
+
+# %% [markdown]
+# Read it as the answer the model gives: asking early does not help when the guest does not
+# answer. The host still has a fallback (it swaps, and OOM-kills when swap runs out), and the
+# uncooperative guests' own idle pages are the ones it swaps; but the guest that pays in time
+# is the cooperative one whose memhog runs while the host is short.

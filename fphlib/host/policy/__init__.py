@@ -10,8 +10,10 @@ A policy module exports ``NAME``, ``PARAMS`` (every policy takes ``interval_s``)
 floats)`` (per-guest private columns: shares, min, max from ``guest_overrides``, seeds), and
 the jitted ``step(s, now, cost)``, which the engine runs every ``interval_s`` before the
 guests. A step writes only the per-guest asks, through :func:`fphlib.host.policy.ask.ask`:
-pages wanted back (``GI.ASK_PAGES``) and hinting on/off (``GI.ASK_HINT``); mechanisms read
-those and nothing else of the policy. Adding a built-in policy = its module + its name in
+pages wanted back (``GI.WANT_PAGES``) and hinting on/off (``GI.WANT_HINT``); the guest's
+driver reads them into ``GI.ASK_PAGES`` and ``GI.ASK_HINT`` (at once, or late, partly or never
+as its cooperation says: :mod:`fphlib.guest.cooperation`), and mechanisms read those and
+nothing else of the policy. Adding a built-in policy = its module + its name in
 ``BUILTIN``; a plug-in = :func:`fphlib.register_policy` or an entry point in group
 ``fphlib.policies``.
 """

@@ -3,7 +3,8 @@
 Today's behaviour of the reporting mechanisms in Linux: free page reporting needs no host
 policy - the guest reports autonomously, at most every 2 s, 1/16 of each free list per pass
 (mm/page_reporting.c; docs/references.md §7.4). Hinting stays on for every
-guest (``GI.ASK_HINT`` = 1 from the start) and no balloon size is ever asked.
+guest (``GI.ASK_HINT`` = 1 from the start; off for a guest that answers no ask,
+:mod:`fphlib.guest.cooperation`) and no balloon size is ever asked.
 
 Refused with mechanisms that give nothing back on their own (``none``, ``balloon``,
 ``free_page_hint``): the host would never get memory back, which is mechanism ``none`` under

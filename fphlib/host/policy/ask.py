@@ -1,8 +1,9 @@
 """The one way a host policy talks to the guests: an ask per guest, recorded when it changes."""
 
 from ..._jit import jit
+from ...guest.cooperation import hear, tell
 from ...state.borrow import borrow_state
-from ...state.layout import EV_ASK, EV_HINT_OFF, EV_HINT_ON, GF, GI
+from ...state.layout import EV_ASK, EV_HINT_OFF, EV_HINT_ON, GI
 from ...units import PAGE_SIZE
 from ..backing import record_event
 
@@ -11,16 +12,20 @@ from ..backing import record_event
 def ask(s, g, now, pages, hint):
     """Ask guest g at ``now`` to give back ``pages`` (balloon size) and to hint or not.
 
-    Every ask is a config change the mechanism sees (``GI.ASK_SEQ``, as a balloon config
-    interrupt); a change of either value is recorded as an event (``ask``, ``hint_on``,
-    ``hint_off``).
+    The ask is written to the guest's config space (``GI.WANT_PAGES``, ``GI.WANT_HINT``); a
+    change of either value is recorded as an event (``ask``, ``hint_on``, ``hint_off``). A
+    fully cooperative guest's driver reads it at once (``GI.ASK_SEQ`` moves on, as a balloon
+    config interrupt); any other guest answers as its cooperation says
+    (:mod:`fphlib.guest.cooperation`).
     """
     s = borrow_state(s)
-    if pages != s.gi[g, GI.ASK_PAGES]:
+    if pages != s.gi[g, GI.WANT_PAGES]:
         record_event(s, now, g, EV_ASK, pages * PAGE_SIZE)
-    if hint != s.gi[g, GI.ASK_HINT]:
+    if hint != s.gi[g, GI.WANT_HINT]:
         record_event(s, now, g, EV_HINT_ON if hint else EV_HINT_OFF, 0.0)
-    s.gi[g, GI.ASK_PAGES] = pages
-    s.gi[g, GI.ASK_HINT] = hint
-    s.gi[g, GI.ASK_SEQ] += 1
-    s.gf[g, GF.ASK_T] = now
+    s.gi[g, GI.WANT_PAGES] = pages
+    s.gi[g, GI.WANT_HINT] = hint
+    if s.gi[g, GI.COOP]:
+        hear(s, g, now)
+    else:
+        tell(s, g, now, pages, hint)

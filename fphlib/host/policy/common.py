@@ -8,12 +8,13 @@ swap of each guest (the host's own accounting). It never reads guest page state 
 idle-tax sampler (:mod:`.idle_tax`), which reads the accessed bit of sampled pages as ESX
 reads its invalidated mappings.
 
-It asks in one of two modes, fixed per run by the mechanism (``ASKS`` of the mechanism
-module, :func:`fphlib.api.config.ask_mode`; host/ never imports hinting/): ``pages`` (the
-balloon: a balloon size, ``GI.ASK_PAGES``) or
-``hint`` (reporting/hinting mechanisms: hinting on/off, ``GI.ASK_HINT``; a guest the policy
-wants memory from has hinting on, every other guest off - the host "has plenty of free space,
-don't worry"). Combinations where the mechanism reads neither are refused by
+It asks in one of two modes, fixed per run by the mechanism (``ASKS`` of the mechanism module,
+:func:`fphlib.api.config.ask_mode`; host/ never imports hinting/), written to the guest's
+config space: ``pages`` (the balloon: a balloon size, ``GI.WANT_PAGES``) or ``hint``
+(reporting/hinting mechanisms: hinting on/off, ``GI.WANT_HINT``; a guest the policy wants
+memory from has hinting on, every other guest off - the host "has plenty of free space, don't
+worry"). The guest reads them as its cooperation says (:mod:`fphlib.guest.cooperation`).
+Combinations where the mechanism reads neither are refused by
 :func:`check_drivable`.
 
 Simplifications: the stats are read at the policy instant (QEMU's
@@ -139,7 +140,7 @@ def set_ask(s, g, now, pages, hint):
     """Ask guest g for a balloon of ``pages`` and hinting on/off; only if it changes."""
     s = borrow_state(s)
     pages = min(max(pages, np.int64(0)), s.gi[g, GI.NPAGES])
-    if pages != s.gi[g, GI.ASK_PAGES] or hint != s.gi[g, GI.ASK_HINT]:
+    if pages != s.gi[g, GI.WANT_PAGES] or hint != s.gi[g, GI.WANT_HINT]:
         ask(s, g, now, pages, hint)
 
 
@@ -158,7 +159,7 @@ def give_back(s, g, now, pages):
     """Give guest g ``pages`` of its balloon back (pages mode only)."""
     s = borrow_state(s)
     if s.pol_i[g, BY_PAGES]:
-        set_ask(s, g, now, s.gi[g, GI.BALLOON] - pages, s.gi[g, GI.ASK_HINT])
+        set_ask(s, g, now, s.gi[g, GI.BALLOON] - pages, s.gi[g, GI.WANT_HINT])
 
 
 @jit

@@ -91,7 +91,7 @@ def revoke(s, now, f, tau):
     for g in range(G):
         if running(s, g) and s.pol_i[g, BY_PAGES]:
             floor = s.gi[g, GI.NPAGES] - s.pol_i[g, MAX_PAGES]
-            if s.gi[g, GI.ASK_PAGES] < floor:
+            if s.gi[g, GI.WANT_PAGES] < floor:
                 set_ask(s, g, now, floor, np.int64(1))
     need = need_pages(s, s.pol_sf[Q_TARGET])
     chosen = np.zeros(G, np.int64)
