@@ -4,7 +4,20 @@ workloads, mechanisms and the engine all read them). :mod:`fphlib.api.limits` ap
 a ``SimConfig``.
 """
 
+import math
+
 from .units import PAGE_SIZE
+
+
+def finite(value):
+    """``math.isfinite`` that answers False, not OverflowError, for an int too large for a
+    float (``10**400``): such a number is out of every bound here, and the caller's error
+    names the field and the range."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
 
 KIB, MIB, GIB, TIB = 1 << 10, 1 << 20, 1 << 30, 1 << 40
 DAY_S = 86400.0

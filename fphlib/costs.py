@@ -12,10 +12,10 @@ does for a hinting mechanism, plus the refaults that hinting causes), host CPU t
 stretches ``workload_runtime_s``).
 """
 
-import math
 
 import numpy as np
 
+from .bounds import finite
 from .units import PAGE_SIZE, parse_size
 
 # name -> (default seconds, source)
@@ -154,7 +154,7 @@ def validate_costs(overrides):
         if (
             isinstance(value, bool)
             or not isinstance(value, int | float)
-            or not math.isfinite(value)
+            or not finite(value)
             or value < 0
         ):
             raise ValueError(

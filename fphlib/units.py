@@ -90,5 +90,7 @@ def format_size(n_bytes):
     """Return a short human form such as ``'4 GiB'`` or ``'1.5 MiB'``."""
     for unit, scale in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if abs(n_bytes) >= scale:
+            if abs(n_bytes) >= 1 << 1000:  # past a float: an int shown by its size
+                return f"~2**{int(abs(n_bytes)).bit_length() - 1} B"
             return f"{n_bytes / scale:.4g} {unit}"
     return f"{n_bytes} B"

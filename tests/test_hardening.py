@@ -500,7 +500,8 @@ def test_ctrl_c_stops_simulate_quickly_and_the_cli_exits_130(tmp_path):
         import os, signal, sys, threading, time
         import fphlib
         from fphlib.cli import main
-        small = fphlib.SimConfig(guest_mem="64MiB", host_mem="1GiB", duration_s=1)
+        small = fphlib.SimConfig(guest_mem="64MiB", host_mem="1GiB", duration_s=1,
+                                 workload="churn")  # the workload timed below
         fphlib.simulate(small)  # compiled or loaded from the cache: not timed
         t = {{}}
         def interrupt():
@@ -545,3 +546,42 @@ def test_chunking_for_ctrl_c_does_not_change_results(monkeypatch):
     for name in ("host", "guests", "guest_summary", "events"):
         assert getattr(a, name).equals(getattr(b, name)), name
     assert a.summary.drop("wall_s").equals(b.summary.drop("wall_s"))
+
+
+# --- huge numbers and wrong containers: one-line errors naming the field --------------------
+
+
+@pytest.mark.parametrize("kw, field", [
+    (dict(duration_s=10**400), "duration_s"),
+    (dict(guests=10**400), "guests"),
+    (dict(seed=10**400), "seed"),
+    (dict(guest_mem=10**400), "guest_mem"),
+    (dict(host_mem=-10**400), "host_mem"),
+    (dict(costs={"vmexit": 10**400}), "costs['vmexit']"),
+    (dict(policy_params={"interval_s": 10**400}), "policy_params['interval_s']"),
+    (dict(workload_params={"size": 10**400}), "workload_params['size']"),
+    (dict(guest_overrides=[{"start_s": 10**400}]), "guest_overrides[0]['start_s']"),
+    (dict(guest_overrides=[{"mem": 10**400}]), "guest_overrides[0]['mem']"),
+    (dict(migration={"at_s": 10**400, "bandwidth": 1e9, "downtime_ms": 300}),
+     "migration['at_s']"),
+    (dict(migration={"at_s": 1, "bandwidth": 10**400, "downtime_ms": 300}),
+     "migration['bandwidth']"),
+    (dict(migration={"at_s": 1, "bandwidth": 5e-324, "downtime_ms": 300}),
+     "migration['bandwidth']"),
+])
+def test_numbers_past_a_float_or_a_bound_are_a_value_error_naming_the_field(kw, field):
+    with pytest.raises(ValueError) as e:
+        fphlib.SimConfig(**kw)
+    assert str(e.value).startswith(field), str(e.value)[:200]
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("value", [5, "x", {"mem": "1GiB"}, 2.5])
+def test_guest_overrides_of_the_wrong_type_from_json(value):
+    with pytest.raises(ValueError, match="^guest_overrides: .* expected a list of per-guest"):
+        fphlib.SimConfig.from_dict({"guest_overrides": value})
+
+
+def test_format_size_of_an_int_past_a_float():
+    assert fphlib.units.format_size(10**400) == "~2**1328 B"
+    assert fphlib.units.format_size(3 << 30) == "3 GiB"

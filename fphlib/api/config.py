@@ -6,7 +6,6 @@ Sizes accept ``parse_size`` forms (``"5GiB"``, ``4096``) and are stored as ints,
 
 import dataclasses
 import json
-import math
 import warnings
 from dataclasses import dataclass
 
@@ -66,7 +65,7 @@ def _number(name, value, lo=None, hi=None, lo_open=False, integer=False):
     ok = not isinstance(value, bool) and isinstance(value, int | float)
     if ok and integer and not (isinstance(value, int) or float(value).is_integer()):
         ok = False
-    if ok and not math.isfinite(value):
+    if ok and not bounds.finite(value):
         ok = False
     if ok and lo is not None and (value <= lo if lo_open else value < lo):
         ok = False
@@ -588,7 +587,7 @@ class SimConfig:
             if key not in known:
                 _fail(key, d[key], f"unknown SimConfig field; known: {', '.join(sorted(known))}")
         kwargs = dict(d)
-        if "guest_overrides" in kwargs and kwargs["guest_overrides"] is not None:
+        if isinstance(kwargs.get("guest_overrides"), list):  # JSON has lists, not tuples
             kwargs["guest_overrides"] = tuple(kwargs["guest_overrides"])
         return cls(**kwargs)
 

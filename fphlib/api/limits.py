@@ -7,12 +7,12 @@ bounds a loop is bounded here, and the total work of a run is estimated up front
 field and the allowed range.
 """
 
-import math
 
 from ..bounds import (  # the bounds themselves live on the bottom floor
     MAX_COST_S,
     MAX_EVENTS,
     MAX_GUEST_OVERHEAD,
+    finite,
 )
 from ..engine.loop import TICK_S
 from ..units import PAGE_SIZE, format_size
@@ -23,7 +23,7 @@ def bounded(name, value, lo, hi, what="a number", unit="", given=None):
     """``value`` if ``lo <= value <= hi``, else ``ValueError`` naming ``name`` and the range
     (quoting ``given``, the value as the user wrote it, when it differs)."""
     if not (isinstance(value, int | float) and not isinstance(value, bool)
-            and math.isfinite(value) and lo <= value <= hi):
+            and finite(value) and lo <= value <= hi):
         shown = repr(value)
         if unit in ("bytes", "bytes/s"):
             rng = f"{format_size(lo)}{unit[5:]}..{format_size(hi)}{unit[5:]}"

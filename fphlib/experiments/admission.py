@@ -27,6 +27,7 @@ import pandas as pd
 
 from ..api.config import SimConfig
 from ..api.simulate import simulate
+from ..bounds import finite
 from ..costs import HOST_RESERVE
 from ..hinting import REGISTRY
 from ..units import PAGE_SIZE, parse_size
@@ -96,7 +97,7 @@ def _fail(name, value, allowed):
 
 def _positive(name, value, integer=False, lo=0.0, lo_open=True, hi=None):
     ok = isinstance(value, int | float) and not isinstance(value, bool)
-    ok = ok and math.isfinite(value) and (value > lo if lo_open else value >= lo)
+    ok = ok and finite(value) and (value > lo if lo_open else value >= lo)
     ok = ok and (hi is None or value <= hi)
     if ok and integer and not float(value).is_integer():
         ok = False

@@ -51,11 +51,11 @@ non-zero (QEMU's ``buffer_is_zero`` would still find the never-written 4 KiB par
 THP zero).
 """
 
-import math
 
 import numpy as np
 
 from .._jit import jit
+from ..bounds import MAX_RATE, MIN_RATE, finite
 from ..costs import C_MIG_PAGE, C_MIG_SYNC_GIB
 from ..state.borrow import borrow_state
 from ..state.layout import GF, GI, MF, MI, NMF, NMI, PG_MIG_DIRTY, PG_SWAPPED, ST_KILLED, ST_RUNNING
@@ -108,9 +108,10 @@ def parse_bandwidth(value, name="migration['bandwidth']"):
             "second such as '1.25GB', '100GiB' or '100G/s'"
         )
     else:
-        bw = float(value)
-    if not math.isfinite(bw) or bw <= 0:
-        raise ValueError(f"{name}: {value!r} is not allowed; expected a bandwidth > 0 bytes/s")
+        bw = float(value) if finite(value) else float("inf")  # 10**400: no float holds it
+    if not finite(bw) or not MIN_RATE <= bw <= MAX_RATE:
+        raise ValueError(f"{name}: {value!r} is not allowed; expected a bandwidth in "
+                         f"{MIN_RATE}..{MAX_RATE} bytes/s (a page per second to 1 TiB/s)")
     return bw
 
 
@@ -135,7 +136,7 @@ def validate_migration(value, duration_s=None):
 
     def number(key, lo, hi, integer=False):
         v = value[key]
-        ok = not isinstance(v, bool) and isinstance(v, int | float) and math.isfinite(v)
+        ok = not isinstance(v, bool) and isinstance(v, int | float) and finite(v)
         ok = ok and lo <= v <= hi and (not integer or float(v).is_integer())
         if not ok:
             kind = "an integer" if integer else "a number"

@@ -66,7 +66,6 @@ numactl's memhog.c (touch every page).
 
 import contextlib
 import dataclasses
-import math
 import os
 import select
 import signal
@@ -77,6 +76,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from ..bounds import finite
 from ..units import PAGE_SIZE, format_size, parse_size
 from . import _common
 from ._common import ObserveError, recording_kind
@@ -205,7 +205,7 @@ class Child:
 
 def _number(name, v, lo, hi):
     if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating) \
-            or not math.isfinite(v) or not lo <= v <= hi:
+            or not finite(v) or not lo <= v <= hi:
         raise ValueError(f"{name} must be a number in [{lo:g}, {hi:g}], got {v!r}")
     return float(v)
 

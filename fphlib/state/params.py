@@ -6,9 +6,10 @@ the chosen module's spec with :func:`validate`, which names the key, the allowed
 range.
 """
 
-import math
+
 from typing import NamedTuple
 
+from ..bounds import finite
 from ..units import NR_ORDERS, format_size, parse_size
 
 
@@ -89,7 +90,7 @@ def _check(name, p, value):
     rng = f"in {p.lo:g}..{p.hi:g}{' ' + p.unit if p.unit else ''}"
     if isinstance(value, bool) or not isinstance(value, int | float):
         bad(f"a number {rng}")
-    if not math.isfinite(value) or not p.lo <= value <= p.hi:
+    if not finite(value) or not p.lo <= value <= p.hi:
         bad(f"a number {rng}")
     if p.kind == "int":
         if not float(value).is_integer():
