@@ -82,6 +82,18 @@ def _number(name, value, lo=None, hi=None, lo_open=False, integer=False):
     return int(value) if integer else float(value)
 
 
+def _keyed_dict(name, value, keys):
+    """``value`` as a dict (None: empty) whose keys are all in ``keys``; else a ValueError."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        _fail(name, value, f"expected a dict with keys {', '.join(keys)}")
+    for key in value:
+        if key not in keys:
+            _fail(f"{name}[{key!r}]", value[key], f"known keys: {', '.join(keys)}")
+    return value
+
+
 def _guest_mem(name, value):
     size = parse_size(value, name)
     if size <= 0 or size % TOP_BLOCK:
@@ -448,13 +460,7 @@ class SimConfig:
         out = []
         for i, entry in enumerate(overrides):
             name = f"guest_overrides[{i}]"
-            if entry is None:
-                entry = {}
-            if not isinstance(entry, dict):
-                _fail(name, entry, f"expected a dict with keys {', '.join(OVERRIDE_KEYS)}")
-            for key in entry:
-                if key not in OVERRIDE_KEYS:
-                    _fail(f"{name}[{key!r}]", entry[key], f"known keys: {', '.join(OVERRIDE_KEYS)}")
+            entry = _keyed_dict(name, entry, OVERRIDE_KEYS)
             canon = {}
             if "mem" in entry:
                 canon["mem"] = _guest_mem(f"{name}['mem']", entry["mem"])
@@ -497,14 +503,7 @@ class SimConfig:
 
     def _cooperation(self, name, value, mem):
         """A guest's ``cooperation`` dict, every key filled in (fphlib.guest.cooperation)."""
-        if value is None:
-            value = {}
-        if not isinstance(value, dict):
-            _fail(name, value, f"expected a dict with keys {', '.join(COOPERATION_KEYS)}")
-        for key in value:
-            if key not in COOPERATION:
-                _fail(f"{name}[{key!r}]", value[key],
-                      f"known keys: {', '.join(COOPERATION_KEYS)}")
+        value = _keyed_dict(name, value, COOPERATION_KEYS)
         out = dict(COOPERATION)
         if "answers" in value:
             out["answers"] = _number(f"{name}['answers']", value["answers"], lo=0, hi=1)
