@@ -19,6 +19,7 @@ from fphlib.host.backing import (
     touch,
 )
 from fphlib.host.daemons import MAX_PTES_SWAP, collapse_ok, khugepaged_scan, kswapd
+from fphlib.host.reclaim import reclaim_guest
 from fphlib.state import layout as L
 from fphlib.state.zone import PG_BACKED
 
@@ -66,6 +67,30 @@ def test_a_swapped_page_touched_again_costs_a_swap_in_stall_on_that_guest():
     assert guest_counters(s, 0).swapin_stall == pytest.approx(stall)
     assert guest_counters(s, 0).debt == pytest.approx(debt + stall)  # the workload pays it
     assert guest_counters(s, 1).swapin_stall == 0.0 and guest_counters(s, 1).swapins == 0
+    assert region_count_ok(s.flags, s.reg_cnt, s.reg_huge)
+
+
+@pytest.mark.parametrize("thp", [False, True])
+def test_reclaim_of_one_guest_takes_only_its_pages_with_its_own_clock(thp):
+    """ESX's per-VM swapping: guest 1's pages only, the second chance as the global clock,
+    the hand kept per guest; guest 0 and the global hand untouched."""
+    s, (z0, z1) = _state(guests=2, host_thp=thp, host_swap_bandwidth=0)
+    touch(s, 0, z0, 0, 4096, 0.0, s.cost, 0)
+    touch(s, 1, z1, 0, 4096, 0.0, s.cost, 0)
+    _age(s)
+    touch(s, 1, z1, 0, 1024, 0.0, s.cost, 0)  # referenced again: a second chance
+    clock, rss0 = int(s.hi[L.HI.CLOCK]), guest_counters(s, 0).rss
+    freed = reclaim_guest(s, 1, 1024, 0.0, s.cost)
+    assert freed >= 1024 and guest_counters(s, 1).swap == freed
+    assert guest_counters(s, 0).swap == 0 and guest_counters(s, 0).rss == rss0
+    assert s.hi[L.HI.CLOCK] == clock and s.hi[L.HI.SWAP] == freed
+    swapped = np.flatnonzero(z1.flags & L.PG_SWAPPED)
+    if not thp:  # 4 KiB: the referenced pages were passed over, the next 1024 taken
+        assert swapped.tolist() == list(range(1024, 2048))
+        assert s.gi[1, L.GI.HOST_CLOCK] == 2048
+    again = reclaim_guest(s, 1, 512, 0.0, s.cost)  # the hand goes on from where it stopped
+    later = np.flatnonzero(z1.flags & L.PG_SWAPPED)
+    assert again >= 512 and len(later) == freed + again
     assert region_count_ok(s.flags, s.reg_cnt, s.reg_huge)
 
 

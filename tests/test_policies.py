@@ -22,6 +22,7 @@ from fphlib.host.policy.esx import adjusted_ratio
 from fphlib.host.policy.mom import mom_target
 from fphlib.host.policy.watermark import watermark_next
 
+MIB = 1 << 20
 PAIRS = [(p, m) for p in POLICIES for m in MECHANISMS if policy_allows(p, m)]
 REFUSED = [(p, m) for p in POLICIES for m in MECHANISMS if not policy_allows(p, m)]
 
@@ -248,6 +249,28 @@ def test_idle_tax_moves_memory_from_the_idle_guest():
     flat, taxed = returned(0.0), returned(0.75)
     assert taxed[0] > flat[0]
     assert taxed[1] < flat[1]
+
+
+def test_esx_shares_are_enforced_on_a_guest_with_nothing_free():
+    """Equal shares; guest 0 holds 56 of its 64 MiB forever (nothing above its watermarks
+    to balloon), guest 1 booted 8 MiB. The host is short: the lower rho is guest 0's (more
+    machine pages), so it is asked for a balloon, which cannot inflate; by the next interval
+    the host swaps guest 0's pages, not guest 1's (ESX: "swap if no balloon")."""
+    cfg = fphlib.SimConfig(
+        host_mem="128MiB", host_swap="128MiB", guests=2, guest_mem="64MiB", host_reserve=0,
+        host_thp=False, **_hog(size="52MiB", hold=1e6),
+        guest_overrides=[{}, {"workload": "idle", "workload_params": {"boot": "8MiB"}}],
+        mechanism="balloon", policy="proportional_share",
+        policy_params={"interval_s": 1.0, "quantum": "4MiB", "target_free": 0.3},
+        duration_s=20.0, sample_s=0.5)
+    res = fphlib.simulate(cfg)
+    gs = res.guest_summary
+    base = fphlib.simulate(never_asking(cfg)).guest_summary  # the host's own kswapd alone
+    assert gs.swap_out_bytes[0] > base.swap_out_bytes[0] + 16 * MIB
+    assert gs.swap_out_bytes[1] == base.swap_out_bytes[1] == 0
+    # the balloon got only what the guest had above its watermarks: the rest was swapped
+    assert res.guests[res.guests.guest == 0].balloon_bytes.max() <= 8 * MIB
+    assert res.summary["oom_kills"] == 0
 
 
 def test_watermark_switches_with_hysteresis_in_a_run():

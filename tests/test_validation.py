@@ -166,7 +166,8 @@ def test_every_case_is_named_and_selectable():
     assert V.select("migration/8GiB") == [c for c in V.CASES if c.startswith("migration/8GiB/")]
     # §8 #1-#4 and the drain are all covered
     results = {V.CASES[c][0].__name__ for c in V.CASES}
-    assert results == {"admission", "will_it_scale", "migration", "reporting_drain"}
+    assert results == {"admission", "will_it_scale", "migration", "reporting_drain",
+                       "esx_idle_tax"}
 
 
 def test_drain_passes_from_a_synthetic_series():

@@ -14,9 +14,11 @@ Measured (2026-12-01, ``memhog_sequence()`` at full size, 5.5 GiB memhogs 60 s a
 reserve 360 MiB, swap device ~205 MB/s): without hinting the third memhog takes 18.8 s
 instead of 7.5 s while the host swaps 2802 MiB out (11.3 s of it stalled in direct reclaim,
 waiting for the swap device; kswapd writes the rest in the background); with page_reporting
-every memhog takes 7.5 s and nothing is swapped. ``overcommit()`` (2 x 256 MiB, 300 s):
-memory minus balloon at tau = 0: busy 243 MiB, idle 190 MiB; at tau = 0.75: busy 252 MiB,
-idle 167 MiB.
+every memhog takes 7.5 s and nothing is swapped. ``overcommit()`` (2 x 256 MiB, 300 s;
+measured 2026-12-07, after the ESX policies enforce the shares with the balloon and per-VM
+host swapping): host RSS (ESX's allocation) at tau = 0: busy 199 MiB, idle 196 MiB; at
+tau = 0.75: busy 218 MiB, idle 175 MiB (the busy guest's memory minus balloon: 244 and
+256 MiB; part of its revoked share is swapped by the host, not ballooned).
 
 Simplifications: the guests have no swap of their own, so a memhog as large as the guest
 would fail in the guest: :func:`memhog_sequence` touches ``size`` = guest memory minus

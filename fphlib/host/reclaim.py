@@ -51,23 +51,21 @@ def _guest_of(s, p, g):
     return g
 
 
-@jit
-def reclaim(s, want, now, cost, direct):
-    """Swap out at least ``want`` pages with the second-chance clock, queueing their writes on
-    the swap device at ``now``; return pages freed. A THP goes out whole (THP_SWAP) when 512
-    swap slots are free, else it is split first."""
+@jit(inline="always")  # two callers, each compiled with it: the global path stays as it was
+def _swap_out(s, lo, hi, hand, want, now, cost, direct):
+    """The second-chance clock over pages [lo, hi) from ``hand``: swap out at least ``want``
+    pages; return (pages freed, the hand where it stopped)."""
     s = borrow_state(s)
-    total = s.flags.shape[0]
+    total = hi - lo
     freed = 0
     scanned = 0
-    hand = s.hi[HI.CLOCK]
     g = 0
     cpu = 0.0
     while freed < want and scanned < 2 * total and s.hi[HI.SWAP] < s.hi[HI.SWAP_CAP]:
         p = hand
         hand += 1
-        if hand >= total:
-            hand = 0
+        if hand >= hi:
+            hand = lo
         scanned += 1
         f = s.flags[p]
         if not f & PG_BACKED:
@@ -84,8 +82,8 @@ def reclaim(s, want, now, cost, direct):
             if referenced:
                 scanned += base + HPAGE_PAGES - 1 - p
                 hand = base + HPAGE_PAGES
-                if hand >= total:
-                    hand = 0
+                if hand >= hi:
+                    hand = lo
                 continue
             g = _guest_of(s, p, g)
             s.reg_huge[r] = 0
@@ -104,8 +102,8 @@ def reclaim(s, want, now, cost, direct):
                 freed += HPAGE_PAGES
                 scanned += base + HPAGE_PAGES - 1 - p
                 hand = base + HPAGE_PAGES
-                if hand >= total:
-                    hand = 0
+                if hand >= hi:
+                    hand = lo
                 continue
             s.hi[HI.THP_SPLITS] += 1  # no room for a cluster: split, swap 4 KiB pages
             cpu += cost[C_THP_SPLIT]
@@ -122,13 +120,36 @@ def reclaim(s, want, now, cost, direct):
         cpu += cost[C_SWAP_OUT]
         swap_io(s, now, 1)
         freed += 1
-    s.hi[HI.CLOCK] = hand
     s.hf[HF.CPU] += cpu
     s.hi[HI.SWAPOUTS] += freed
     if direct:
         s.hi[HI.DIRECT_PAGES] += freed
     else:
         s.hi[HI.KSWAPD_PAGES] += freed
+    return freed, hand
+
+
+@jit
+def reclaim(s, want, now, cost, direct):
+    """Swap out at least ``want`` pages with the second-chance clock, queueing their writes on
+    the swap device at ``now``; return pages freed. A THP goes out whole (THP_SWAP) when 512
+    swap slots are free, else it is split first."""
+    s = borrow_state(s)
+    freed, hand = _swap_out(s, 0, s.flags.shape[0], s.hi[HI.CLOCK], want, now, cost, direct)
+    s.hi[HI.CLOCK] = hand
+    return freed
+
+
+@jit
+def reclaim_guest(s, g, want, now, cost):
+    """Swap out at least ``want`` of guest g's pages (a host that reclaims from one VM, as
+    ESX swaps a VM whose balloon cannot reach its target), with the guest's own clock hand
+    (``GI.HOST_CLOCK``, relative to its first page); return pages freed."""
+    s = borrow_state(s)
+    lo = s.gi[g, GI.OFF]
+    hi = lo + s.gi[g, GI.NPAGES]
+    freed, hand = _swap_out(s, lo, hi, lo + s.gi[g, GI.HOST_CLOCK], want, now, cost, False)
+    s.gi[g, GI.HOST_CLOCK] = hand - lo
     return freed
 
 

@@ -128,6 +128,7 @@ class GuestInts(NamedTuple):
     AGREED_PAGES: int
     AGREED_HINT: int
     ASKS_UNANSWERED: int
+    HOST_CLOCK: int
 
 
 GI = GuestInts(*range(len(GuestInts._fields)))
@@ -147,7 +148,8 @@ NGI = len(GI)
 # (PG_DISCARDED): the memory returned now, net of re-hints (REPORTED_PAGES counts every
 # discard); WANT_PAGES/WANT_HINT: the host policy's ask as written in the guest's config space
 # (ASK_*: what the guest's driver has read and acts on); COOP ... ASKS_UNANSWERED: how the
-# guest answers asks (fphlib.guest.cooperation; COOP = 0: at once and in full)
+# guest answers asks (fphlib.guest.cooperation; COOP = 0: at once and in full); HOST_CLOCK:
+# the hand of the host's reclaim of this guest alone (fphlib.host.reclaim.reclaim_guest)
 
 # guest status
 ST_WAITING = 0  # not booted yet

@@ -126,13 +126,14 @@ def show(fig):
 
 
 def plot_overcommit(frame, ax=None):
-    """The idle-tax split: each guest's memory (minus balloon) per tau, busy vs idle."""
+    """The idle-tax split: each guest's host memory (RSS: ESX's allocation, the balloon's
+    and the host's swapping both taken out) per tau, busy vs idle."""
     if ax is None:
         ax = app_figure((6, 3.6)).subplots()
-    d = frame.assign(memory_mib=frame["memory_bytes"] / MIB,
+    d = frame.assign(memory_mib=frame["host_rss_bytes"] / MIB,
                      who=frame["role"] + " " + frame["guest"].astype(str))
     sns.barplot(d, x="tau", y="memory_mib", hue="who", ax=ax)
-    ax.set_ylabel("guest memory - balloon (MiB)")
+    ax.set_ylabel("host memory of the guest (MiB)")
     ax.set_title("ESX idle memory tax: memory split")
     return ax
 

@@ -14,15 +14,27 @@ that leaves it at most ``max``.
 Per-guest ``shares`` (default :data:`DEFAULT_SHARES`), ``min`` and ``max`` come from
 ``SimConfig.guest_overrides``.
 
-Simplifications: P is the host memory the guest holds (backed + swapped pages); revocation
-proceeds in quanta, recomputing rho after each with P lowered by what was taken (the
+Enforcement (§4-§6): the shares decide how much each VM gives, not the free memory its guest
+happens to have: the revocable memory of a VM is its machine memory P above its ``min``. A VM
+revoked from is asked for a balloon first, up to ``Mem.CtlMaxPercent`` = 65 % of its memory;
+what the balloon cannot take (past that limit now, or not delivered by the next interval, e.g.
+a guest with nothing left to free) the host swaps out of that VM
+(:func:`fphlib.host.reclaim.reclaim_guest`; the soft state's "swap if no balloon").
+
+Simplifications: P is the VM's host RSS (backed pages; swapped pages are not machine memory);
+revocation proceeds in quanta, recomputing rho after each with P lowered by what was taken (the
 reallocation of one interval); memory is given back (a quantum per interval) to the guest with
-the highest rho that has a balloon, once the host has ``RELEASE_QUANTA`` quanta to spare.
+the highest rho that has a balloon, once the host has ``RELEASE_QUANTA`` quanta to spare; the
+free-memory states are one target (``target_free``, the high state's 6 %): below it the host
+balloons and swaps at once (no separate hard and low states); with a reporting/hinting
+mechanism a VM can only give its free memory (hinting is switched on for it) and is never
+swapped by the policy.
 """
 
 import numpy as np
 
 from ..._jit import jit
+from ...host.reclaim import reclaim_guest
 from ...state.borrow import borrow_state
 from ...state.layout import GI, PI
 from ...units import PAGE_SIZE
@@ -35,7 +47,6 @@ from .common import (
     RELEASE_QUANTA,
     give_back,
     hints_off_except,
-    host_pages_of,
     init_mode,
     need_pages,
     reclaimable_pages,
@@ -47,6 +58,8 @@ from .common import (
 # ESX 2's memory reallocation period (docs/references.md §9.1, "Other ESX 2/GSX parameters")
 ESX_INTERVAL = INTERVAL._replace(default=15.0, help="how often the host reallocates memory "
                                  "(ESX: 15 s)")
+# Mem.CtlMaxPercent: a balloon takes at most 65 % of its VM's memory (docs/references.md §9.1)
+CTL_MAX_FRACTION = 0.65
 DEFAULT_SHARES = 1000.0  # the worked example's S (docs/references.md §9.1); only ratios matter
 
 # common ESX per-guest columns, after the common ones: ints MIN_PAGES MAX_PAGES, float SHARES;
@@ -82,7 +95,7 @@ def adjusted_ratio(shares, pages, f, tau):
 
 
 @jit
-def revoke(s, now, f, tau):
+def revoke(s, now, f, tau, cost):
     """One interval of min-funding revocation with active fractions ``f`` (per guest)."""
     s = borrow_state(s)
     G = s.pi[PI.G]
@@ -97,6 +110,16 @@ def revoke(s, now, f, tau):
     chosen = np.zeros(G, np.int64)
     taken = np.zeros(G, np.int64)
     if need > 0:
+        # what a balloon did not deliver since the last interval the host swaps out of that
+        # VM ("swap if no balloon", §6), and the ask comes down to what the balloon holds
+        for g in range(G):
+            if need <= 0:
+                break
+            if running(s, g) and s.pol_i[g, BY_PAGES]:
+                short = s.gi[g, GI.WANT_PAGES] - s.gi[g, GI.BALLOON]
+                if short > 0:
+                    need -= reclaim_guest(s, g, min(short, need), now, cost)
+                    set_ask(s, g, now, s.gi[g, GI.BALLOON], np.int64(1))
         for _ in range(4 * G + 4):
             if need <= 0:
                 break
@@ -106,14 +129,15 @@ def revoke(s, now, f, tau):
             for g in range(G):
                 if not running(s, g):
                     continue
-                avail = reclaimable_pages(s, g) - taken[g]
                 if s.pol_i[g, BY_PAGES]:
-                    room = s.gi[g, GI.NPAGES] - s.pol_i[g, MIN_PAGES] - s.gi[g, GI.BALLOON]
-                    avail = min(avail, room - taken[g])
+                    # the shares' claim: the VM's machine memory above its min, whether or
+                    # not its guest has that much free (balloon, then host swap, enforce it)
+                    avail = s.gi[g, GI.RSS] - s.pol_i[g, MIN_PAGES] - taken[g]
+                else:
+                    avail = reclaimable_pages(s, g) - taken[g]  # hints return free memory
                 if avail <= 0:
                     continue
-                rho = adjusted_ratio(s.pol_f[g, SHARES], host_pages_of(s, g) - taken[g],
-                                     f[g], tau)
+                rho = adjusted_ratio(s.pol_f[g, SHARES], s.gi[g, GI.RSS] - taken[g], f[g], tau)
                 if rho < best_rho:
                     best_rho = rho
                     best = g
@@ -125,8 +149,19 @@ def revoke(s, now, f, tau):
             chosen[best] = 1
             need -= amount
         for g in range(G):
-            if taken[g] > 0:
+            if taken[g] <= 0:
+                continue
+            if not s.pol_i[g, BY_PAGES]:
                 take(s, g, now, taken[g])
+                continue
+            # the balloon first, up to Mem.CtlMaxPercent of the VM; past it the host swaps
+            limit = min(s.gi[g, GI.NPAGES] - s.pol_i[g, MIN_PAGES],
+                        np.int64(CTL_MAX_FRACTION * s.gi[g, GI.NPAGES]))
+            by_balloon = min(taken[g], max(np.int64(0), limit - s.gi[g, GI.BALLOON]))
+            if by_balloon > 0:
+                take(s, g, now, by_balloon)
+            if taken[g] > by_balloon:
+                reclaim_guest(s, g, taken[g] - by_balloon, now, cost)
     elif need < -RELEASE_QUANTA * q:
         best = -1
         best_rho = -1.0
@@ -134,7 +169,7 @@ def revoke(s, now, f, tau):
             if running(s, g) and s.pol_i[g, BY_PAGES]:
                 floor = s.gi[g, GI.NPAGES] - s.pol_i[g, MAX_PAGES]
                 if s.gi[g, GI.BALLOON] > floor:
-                    rho = adjusted_ratio(s.pol_f[g, SHARES], host_pages_of(s, g), f[g], tau)
+                    rho = adjusted_ratio(s.pol_f[g, SHARES], s.gi[g, GI.RSS], f[g], tau)
                     if rho > best_rho:
                         best_rho = rho
                         best = g

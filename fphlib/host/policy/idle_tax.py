@@ -159,4 +159,4 @@ def step(s, now, cost):
     for g in range(G):
         if running(s, g):
             f[g] = active_fraction(s, g, now)
-    revoke(s, now, f, s.pol_sf[TAU])
+    revoke(s, now, f, s.pol_sf[TAU], cost)

@@ -45,4 +45,4 @@ def init_guest(params, cfg, g, ints, floats):
 def step(s, now, cost):
     """Revoke from the lowest S / P first (tau = 0: every page counts as active)."""
     s = borrow_state(s)
-    revoke(s, now, np.ones(s.pi[PI.G]), 0.0)
+    revoke(s, now, np.ones(s.pi[PI.G]), 0.0, cost)
