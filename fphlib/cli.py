@@ -608,9 +608,10 @@ def build_parser():
     p = sub.add_parser(
         "validate", help="the model against published results (fphlib.validation)",
         description="Run the published results of docs/references.md §8 that the "
-                    "model can express (admission, will-it-scale overhead, live migration) "
-                    "and the free page reporting drain; print published vs fphlib values, "
-                    "the tolerance each rule accepts, and pass/fail. The published sizes take "
+                    "model can express (admission, will-it-scale overhead, live migration, "
+                    "ESX's idle memory tax) and the free page reporting drain; print "
+                    "published vs fphlib values, the tolerance each rule accepts, and "
+                    "pass/fail. The published sizes take "
                     "a few minutes; --quick runs small sizes in seconds (not comparable).",
     )
     p.add_argument("--quick", action="store_true",
