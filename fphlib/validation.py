@@ -252,7 +252,8 @@ class Record:
     value : float
         fphlib's value, measured by this run.
     unit : str
-        ``"guests"``, ``"s"``, ``"ms"`` or ``"%"``.
+        ``"guests"``, ``"s"``, ``"ms"``, ``"µs"``, ``"MiB"``, ``"%"``, ``"pp"`` (percentage
+        points) or ``"‰"``.
     rule : str
         A key of :data:`RULES`.
     accept_low, accept_high : float

@@ -28,6 +28,7 @@ def check_record(r):
     for name in ("name", "case", "result", "source", "unit", "rule", "note"):
         assert isinstance(getattr(r, name), str) and getattr(r, name), name
     assert r.rule in V.RULES
+    assert r.unit in vv.UNIT_FORMATS  # shown with its own unit, never a guessed one
     assert r.published_low <= r.published_high
     assert math.isfinite(r.value)
     assert r.accept_low <= r.published_low and r.published_high <= r.accept_high

@@ -47,15 +47,15 @@ PROFILE_CASES = {
 }
 
 
-# a record's unit -> how its values are shown (any other unit: milliseconds)
-UNIT_FORMATS = {"guests": "{:.0f}", "%": "{:.3g} %", "s": "{:.1f} s", "MiB": "{:,.0f} MiB",
-                "µs": "{:,.3g} µs", "‰": "{:.0f} ‰"}
+# a record's unit -> how its values are shown (any other unit: the number and the unit)
+UNIT_FORMATS = {"guests": "{:.0f}", "%": "{:.3g} %", "pp": "{:.3g} pp", "s": "{:.1f} s",
+                "ms": "{:,.0f} ms", "MiB": "{:,.0f} MiB", "µs": "{:,.3g} µs", "‰": "{:.0f} ‰"}
 
 
 def _num(value, unit):
     if value != value:
         return "–"
-    return UNIT_FORMATS.get(unit, "{:,.0f} ms").format(value)
+    return UNIT_FORMATS.get(unit, "{:.4g} " + str(unit)).format(value)
 
 
 def _range(low, high, unit):
