@@ -585,3 +585,20 @@ def test_guest_overrides_of_the_wrong_type_from_json(value):
 def test_format_size_of_an_int_past_a_float():
     assert fphlib.units.format_size(10**400) == "~2**1328 B"
     assert fphlib.units.format_size(3 << 30) == "3 GiB"
+
+
+@pytest.mark.parametrize("call, field", [
+    (lambda: fphlib.experiments.sequence_config(interval_s=-1), "interval_s"),
+    (lambda: fphlib.experiments.memhog_sequence(interval_s=float("nan")), "interval_s"),
+    (lambda: fphlib.experiments.sequence_config(scale=10**400), "scale"),
+    (lambda: fphlib.experiments.overcommit_config(guests=0), "guests"),
+    (lambda: fphlib.experiments.cooperation_config(fraction=2), "fraction"),
+    (lambda: fphlib.experiments.cooperation(fractions=(True,)), "fractions"),
+    (lambda: fphlib.experiments.admission(interval_s=-1), "interval_s"),
+])
+def test_experiment_arguments_are_checked_by_name(call, field):
+    """The argument the caller gave is named, not a SimConfig field derived from it
+    (memhog_sequence(interval_s=-1) used to report 'duration_s: -3')."""
+    with pytest.raises(ValueError) as e:
+        call()
+    assert str(e.value).startswith(f"{field}: ")

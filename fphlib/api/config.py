@@ -61,7 +61,10 @@ def _fail(name, value, allowed):
     raise ValueError(f"{name}: {value!r} is not allowed; {allowed}")
 
 
-def _number(name, value, lo=None, hi=None, lo_open=False, integer=False):
+def check_number(name, value, lo=None, hi=None, lo_open=False, integer=False):
+    """``value`` as a float (an int if ``integer``) in the bounds, else a ValueError naming
+    ``name`` and the range: the check of every number of a SimConfig and of the experiments'
+    arguments (booleans, NaN, infinities and ints past a float are refused)."""
     ok = not isinstance(value, bool) and isinstance(value, int | float)
     if ok and integer and not (isinstance(value, int) or float(value).is_integer()):
         ok = False
@@ -341,10 +344,11 @@ class SimConfig:
         for name in ("host_thp", "debug", "deflate_on_oom", "host_kswapd", "host_khugepaged"):
             if not isinstance(getattr(self, name), bool):
                 _fail(name, getattr(self, name), "expected True or False")
-        set_(self, "guests", _number("guests", self.guests, lo=1, hi=bounds.MAX_GUESTS,
+        set_(self, "guests", check_number("guests", self.guests, lo=1, hi=bounds.MAX_GUESTS,
                                                 integer=True))
         set_(self, "guest_mem", _guest_mem("guest_mem", self.guest_mem))
-        set_(self, "vcpus", _number("vcpus", self.vcpus, lo=1, hi=bounds.MAX_VCPUS, integer=True))
+        set_(self, "vcpus", check_number("vcpus", self.vcpus, lo=1, hi=bounds.MAX_VCPUS,
+                                         integer=True))
         set_(self, "workload", _workload("workload", self.workload))
         set_(
             self,
@@ -358,16 +362,16 @@ class SimConfig:
         set_(
             self,
             "hint_order",
-            _number("hint_order", self.hint_order, lo=0, hi=NR_ORDERS - 1, integer=True),
+            check_number("hint_order", self.hint_order, lo=0, hi=NR_ORDERS - 1, integer=True),
         )
-        cap = _number("report_capacity", self.report_capacity, lo=1, hi=1024, integer=True)
+        cap = check_number("report_capacity", self.report_capacity, lo=1, hi=1024, integer=True)
         if cap & (cap - 1):
             _fail("report_capacity", cap, "must be a power of 2 in 1..1024 (the kernel's 32)")
         set_(self, "report_capacity", cap)
         set_(
             self,
             "report_delay_s",
-            _number("report_delay_s", self.report_delay_s, lo=0, lo_open=True,
+            check_number("report_delay_s", self.report_delay_s, lo=0, lo_open=True,
                     hi=bounds.MAX_REPORT_DELAY_S),
         )
         set_(self, "costs", validate_costs(self.costs))
@@ -375,11 +379,12 @@ class SimConfig:
         set_(
             self,
             "duration_s",
-            _number("duration_s", self.duration_s, lo=0, lo_open=True,
+            check_number("duration_s", self.duration_s, lo=0, lo_open=True,
                     hi=bounds.MAX_DURATION_S),
         )
         set_(self, "sample_s",
-             _number("sample_s", self.sample_s, lo=bounds.MIN_SAMPLE_S, hi=bounds.MAX_SAMPLE_S))
+             check_number("sample_s", self.sample_s, lo=bounds.MIN_SAMPLE_S,
+                          hi=bounds.MAX_SAMPLE_S))
         if self.sample_s > self.duration_s:
             _fail("sample_s", self.sample_s, f"must be <= duration_s ({self.duration_s})")
         if self.duration_s / self.sample_s > bounds.MAX_SAMPLES:
@@ -392,7 +397,7 @@ class SimConfig:
                 f"the time series would take {record / 2**30:.1f} GiB for {self.guests} guests "
                 f"over {self.duration_s:g} s; raise sample_s or lower duration_s",
             )
-        set_(self, "seed", _number("seed", self.seed, lo=0, hi=2**63 - 1, integer=True))
+        set_(self, "seed", check_number("seed", self.seed, lo=0, hi=2**63 - 1, integer=True))
         set_(self, "guest_overrides", self._check_overrides(self.guest_overrides))
         set_(self, "migration", validate_migration(self.migration, self.duration_s))
         if self.balloon_target is not None:
@@ -400,7 +405,7 @@ class SimConfig:
         set_(
             self,
             "balloon_interval_s",
-            _number("balloon_interval_s", self.balloon_interval_s, lo=bounds.MIN_INTERVAL_S,
+            check_number("balloon_interval_s", self.balloon_interval_s, lo=bounds.MIN_INTERVAL_S,
                     hi=bounds.MAX_INTERVAL_S),
         )
         for kind, module in (("mechanism", mechanism_module(self.mechanism)),
@@ -475,12 +480,12 @@ class SimConfig:
                     f"{name}['workload_params']", workload, params
                 )
             if "start_s" in entry:
-                canon["start_s"] = _number(
+                canon["start_s"] = check_number(
                     f"{name}['start_s']", entry["start_s"], lo=0, hi=self.duration_s
                 )
             # host policy settings of the guest (ESX shares, min, max; MOM min, max)
             if "shares" in entry:
-                canon["shares"] = _number(f"{name}['shares']", entry["shares"], lo=0,
+                canon["shares"] = check_number(f"{name}['shares']", entry["shares"], lo=0,
                                           lo_open=True, hi=1e12)
             mem = canon.get("mem", self.guest_mem)
             for key in ("min", "max"):
@@ -490,7 +495,7 @@ class SimConfig:
                         _fail(f"{name}[{key!r}]", entry[key],
                               f"expected a size in 0..{mem} bytes (the guest's memory)")
             if "oom_score_adj" in entry:
-                canon["oom_score_adj"] = _number(
+                canon["oom_score_adj"] = check_number(
                     f"{name}['oom_score_adj']", entry["oom_score_adj"], lo=OOM_SCORE_ADJ_MIN,
                     hi=OOM_SCORE_ADJ_MAX, integer=True)
             if "cooperation" in entry:
@@ -506,9 +511,9 @@ class SimConfig:
         value = _keyed_dict(name, value, COOPERATION_KEYS)
         out = dict(COOPERATION)
         if "answers" in value:
-            out["answers"] = _number(f"{name}['answers']", value["answers"], lo=0, hi=1)
+            out["answers"] = check_number(f"{name}['answers']", value["answers"], lo=0, hi=1)
         if "delay_s" in value:
-            out["delay_s"] = _number(f"{name}['delay_s']", value["delay_s"], lo=0,
+            out["delay_s"] = check_number(f"{name}['delay_s']", value["delay_s"], lo=0,
                                      hi=self.duration_s)
         if value.get("cap") is not None:
             cap = parse_size(value["cap"], f"{name}['cap']")

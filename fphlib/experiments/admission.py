@@ -25,9 +25,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..api.config import SimConfig
+from ..api.config import SimConfig, check_number
 from ..api.simulate import simulate
-from ..bounds import finite
 from ..costs import HOST_RESERVE
 from ..hinting import REGISTRY
 from ..units import PAGE_SIZE, parse_size
@@ -95,19 +94,6 @@ def _fail(name, value, allowed):
     raise ValueError(f"{name}: {value!r} is not allowed; {allowed}")
 
 
-def _positive(name, value, integer=False, lo=0.0, lo_open=True, hi=None):
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
-    ok = ok and finite(value) and (value > lo if lo_open else value >= lo)
-    ok = ok and (hi is None or value <= hi)
-    if ok and integer and not float(value).is_integer():
-        ok = False
-    if not ok:
-        kind = "an integer" if integer else "a number"
-        rng = f"{'>' if lo_open else '>='} {lo:g}" + (f" and <= {hi:g}" if hi is not None else "")
-        _fail(name, value, f"expected {kind} {rng}")
-    return int(value) if integer else float(value)
-
-
 def _registry():
 
     return tuple(REGISTRY)
@@ -157,10 +143,10 @@ def admission_config(mechanism="none", host_mem=V8_HOST_MEM, guest_mem="5GiB", s
     """The :class:`fphlib.SimConfig` of one admission run (see :func:`admission`)."""
 
     mechanism = _mechanism("mechanism", mechanism)
-    interval_s = _positive("interval_s", interval_s)
-    max_guests = _positive("max_guests", max_guests, integer=True, lo=1, lo_open=False, hi=256)
-    settle_s = interval_s if settle_s is None else _positive("settle_s", settle_s, lo_open=False)
-    hold_s = _positive("hold_s", hold_s, lo_open=False)
+    interval_s = check_number("interval_s", interval_s, lo=0, lo_open=True)
+    max_guests = check_number("max_guests", max_guests, lo=1, hi=256, integer=True)
+    settle_s = interval_s if settle_s is None else check_number("settle_s", settle_s, lo=0)
+    hold_s = check_number("hold_s", hold_s, lo=0)
     for key in overrides:
         if key in _OWN:
             _fail(key, overrides[key], "admission() sets it itself; use its own arguments "

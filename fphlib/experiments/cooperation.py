@@ -19,7 +19,7 @@ cooperates (same mechanism, policy and seed).
 
 import pandas as pd
 
-from ..api.config import SimConfig, policy_allows
+from ..api.config import SimConfig, check_number, policy_allows
 from ..hinting import MECHANISMS
 from ..host.policy import POLICIES
 from .policies import SEQUENCE_INTERVAL_S, sequence_config
@@ -35,12 +35,7 @@ UNCOOPERATIVE = {"answers": 0.0}
 
 
 def _fractions(fractions):
-    out = []
-    for f in fractions:
-        if isinstance(f, bool) or not isinstance(f, int | float) or not 0 <= f <= 1:
-            raise ValueError(f"fractions: {f!r} is not allowed; expected numbers in 0..1 "
-                             "(the share of uncooperative guests)")
-        out.append(float(f))
+    out = [check_number("fractions", f, lo=0, hi=1) for f in fractions]
     if not out:
         raise ValueError("fractions: empty; expected at least one number in 0..1")
     return out
@@ -51,6 +46,7 @@ def cooperation_config(mechanism="page_reporting", policy="always_on", fraction=
                        seed=0, **overrides):
     """The memhog sequence with the first ``round(fraction * guests)`` guests answering as
     ``uncooperative`` says (default: no ask answered)."""
+    fraction = check_number("fraction", fraction, lo=0, hi=1)
     base = sequence_config(mechanism, scale, interval_s, seed=seed, policy=policy, **overrides)
     n_bad = round(fraction * base.guests)
     coop = dict(UNCOOPERATIVE if uncooperative is None else uncooperative)

@@ -30,8 +30,9 @@ all its memory at boot, by one ``memhog`` pass over most of its memory.
 
 import pandas as pd
 
+from .. import bounds
 from ..api.asking import never_asking, per_guest, run_metrics
-from ..api.config import SimConfig, policy_allows
+from ..api.config import SimConfig, check_number, policy_allows
 from ..costs import HOST_RESERVE, SIZE_DEFAULTS
 from ..hinting import MECHANISMS
 from ..host.policy import REGISTRY
@@ -64,8 +65,9 @@ def sequence_config(mechanism="none", scale=1.0, interval_s=SEQUENCE_INTERVAL_S,
     """The :class:`~fphlib.SimConfig` of one memhog sequence (sizes multiplied by ``scale``,
     the per-guest VMM overhead and the host's reserve too)."""
 
-    if not (isinstance(scale, int | float) and 0 < scale <= 1):
-        raise ValueError(f"scale: {scale!r} is not allowed; expected a number in (0, 1]")
+    scale = check_number("scale", scale, lo=0, lo_open=True, hi=1)
+    interval_s = check_number("interval_s", interval_s, lo=0, lo_open=True,
+                              hi=bounds.MAX_DURATION_S / 3)
     d = SEQUENCE_DEFAULTS
     guest_mem = _round_mem(d["guest_mem"] * scale)
     boot = _round_mem(d["boot"] * scale)
@@ -157,6 +159,7 @@ def overcommit_config(tau=0.75, guests=2, active=1, guest_mem="256MiB", ratio=1.
     """
 
     guest_mem = parse_size(guest_mem, "guest_mem")
+    guests = check_number("guests", guests, lo=1, hi=bounds.MAX_GUESTS, integer=True)
     if not (isinstance(active, int) and 0 <= active <= guests):
         raise ValueError(f"active: {active!r} is not allowed; expected an int in 0..{guests}")
     if not (isinstance(ratio, int | float) and ratio >= 1):
