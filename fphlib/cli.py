@@ -53,6 +53,10 @@ def _choices(name):
         from .host.policy import POLICIES
 
         return tuple(POLICIES)
+    if name == "host_madvise":
+        from .host.backing import MADVISE_CHOICES
+
+        return MADVISE_CHOICES
     from .workloads import WORKLOADS
 
     return tuple(WORKLOADS)

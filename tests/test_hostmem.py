@@ -21,7 +21,7 @@ from fphlib.host.backing import (
 from fphlib.host.daemons import MAX_PTES_SWAP, collapse_ok, khugepaged_scan, kswapd
 from fphlib.host.reclaim import reclaim_guest
 from fphlib.state import layout as L
-from fphlib.state.zone import PG_BACKED
+from fphlib.state.zone import PG_BACKED, PG_DATA
 
 from naive import naive_collapse_ok, naive_oom_victim
 
@@ -456,3 +456,93 @@ def test_kswapd_is_one_cpu_even_when_a_thp_goes_out_whole():
     s.hi[L.HI.KSWAPD] = 1
     kswapd(s, 1e-3, 2e-3, s.cost)  # still busy with the first THP: nothing more
     assert s.hi[L.HI.KSWAPD_PAGES] == HPAGE_PAGES and s.hi[L.HI.KSWAPD] == 1
+
+
+# ------------------------------------------------------------------ MADV_FREE
+
+
+def _lazy(s, g):
+    return int(s.gi[g, L.GI.LAZYFREE])
+
+
+def test_madv_free_keeps_pages_backed_until_reclaim_and_a_write_keeps_them():
+    s, (z,) = _state(host_thp=False, host_madvise="free")
+    assert s.pi[L.PI.MADV_FREE] == 1
+    touch(s, 0, z, 0, 64, 0.0, s.cost, 0)
+    z.flags[10] |= PG_DATA  # a page whose guest data the hint raced with
+    lost = guest_counters(s, 0).lost
+    discard(s, 0, z, 0, 32, s.cost)
+    # lazily freed: still backed and in RSS, returned nothing yet, nothing lost yet
+    assert guest_counters(s, 0).rss == 64 and int(s.gi[0, L.GI.RETURNED]) == 0
+    assert _lazy(s, 0) == 32 == int(s.hi[L.HI.LAZYFREE])
+    assert (z.flags[:32] & PG_BACKED).all() and (z.flags[:32] & L.PG_DISCARDED).all()
+    assert not (z.flags[:32] & L.PG_REFERENCED).any()  # madvise_free_pte_range: pte_mkold
+    assert guest_counters(s, 0).lost == lost
+    discard(s, 0, z, 0, 32, s.cost)  # hinted again: counted once
+    assert _lazy(s, 0) == 32
+    # a guest write before reclaim keeps the page: no fault, no refault
+    faults = int(s.gi[0, L.GI.FAULTS])
+    assert touch(s, 0, z, 0, 4, 1.0, s.cost, 0) == 0.0
+    assert int(s.gi[0, L.GI.FAULTS]) == faults and int(s.gi[0, L.GI.REFAULTS]) == 0
+    assert _lazy(s, 0) == 28 and not (z.flags[:4] & L.PG_DISCARDED).any()
+
+
+def test_host_reclaim_takes_lazily_freed_pages_first_without_swap_io():
+    s, (z0, z1) = _state(guests=2, host_thp=False, host_madvise="free",
+                         host_swap_bandwidth=0)
+    touch(s, 0, z0, 0, 256, 0.0, s.cost, 0)
+    touch(s, 1, z1, 0, 256, 0.0, s.cost, 0)
+    _age(s)  # guest 0's old anon pages come first on the clock, and are not referenced
+    z1.flags[128:256] &= ~PG_DATA  # freed by the guest (free_pages_prepare) ...
+    z1.flags[200] |= PG_DATA  # ... but one reused and written before the hint was made
+    discard(s, 1, z1, 128, 128, s.cost)  # guest 1's upper half lazily freed
+    assert reclaim(s, 100, 0.0, s.cost, False) == 100
+    assert s.hi[L.HI.SWAP] == 0 and guest_counters(s, 0).rss == 256  # no anon page swapped
+    assert guest_counters(s, 1).rss == 156 and _lazy(s, 1) == 28
+    assert int(s.gi[1, L.GI.LAZYFREED]) == 100 and int(s.gi[1, L.GI.RETURNED]) == 100
+    # 28 lazy pages left, then the clock swaps anonymous pages
+    assert reclaim(s, 60, 0.0, s.cost, False) == 60
+    assert _lazy(s, 1) == 0 and s.hi[L.HI.SWAP] == 32 and s.hi[L.HI.LAZYFREE] == 0
+    assert guest_counters(s, 1).lost == 1  # page 200 held data: lost when taken, not before
+    # a taken page refaults like a discarded one
+    assert touch(s, 1, z1, 130, 1, 1.0, s.cost, 0) > 0
+    assert int(s.gi[1, L.GI.REFAULTS]) == 1 and int(s.gi[1, L.GI.RETURNED]) == 127
+    assert region_count_ok(s.flags, s.reg_cnt, s.reg_huge)
+
+
+def test_one_guest_reclaim_and_collapse_handle_lazily_freed_pages():
+    s, (z,) = _state(host_thp=True, host_madvise="free", host_swap_bandwidth=0)
+    touch(s, 0, z, 0, 1, 0.0, s.cost, 0)  # a THP
+    discard(s, 0, z, 0, 256, s.cost)  # part of it: split, 256 pages lazily freed
+    assert s.reg_huge[0] == 0 and _lazy(s, 0) == 256
+    assert reclaim_guest(s, 0, 16, 0.0, s.cost) == 16  # lazily freed ones: no swap I/O
+    assert s.hi[L.HI.SWAP] == 0 and _lazy(s, 0) == 240
+    touch(s, 0, z, 300, 1, 0.0, s.cost, 0)  # referenced: khugepaged will collapse
+    assert khugepaged_scan(s, 10.0, s.cost) == 1
+    assert _lazy(s, 0) == 0 == int(s.hi[L.HI.LAZYFREE])  # copied into the new THP
+    assert not (z.flags[:HPAGE_PAGES] & L.PG_DISCARDED).any()
+    assert region_count_ok(s.flags, s.reg_cnt, s.reg_huge)
+
+
+def test_madvise_defaults_per_mechanism_and_bad_values():
+    assert SimConfig(mechanism="hinting_bitmap").madvise() == "free"  # RFC v10/v11
+    assert SimConfig(mechanism="page_reporting").madvise() == "dontneed"
+    assert SimConfig(mechanism="hinting_bitmap", host_madvise="dontneed").madvise() == "dontneed"
+    with pytest.raises(ValueError, match="^host_madvise: 'lazy' is not allowed; expected one"):
+        SimConfig(host_madvise="lazy")
+
+
+def test_memhog_sequence_with_madv_free_reclaims_lazily_freed_memory_not_swap():
+    """v11's claim: with MADV_FREE the host keeps what a finished memhog freed in RSS until
+    it needs it, then takes it back without swapping; debug checks every invariant."""
+    from fphlib.experiments import sequence_config
+
+    free = fphlib.simulate(sequence_config("hinting_bitmap", scale=1 / 16, debug=True))
+    dont = fphlib.simulate(sequence_config("hinting_bitmap", scale=1 / 16, debug=True,
+                                           host_madvise="dontneed"))
+    gf, gd = free.guest_summary, dont.guest_summary
+    assert gf.lazyfreed_bytes.sum() > 0 and gd.lazyfree_bytes.sum() == 0
+    assert free.summary["swap_out_bytes"] == dont.summary["swap_out_bytes"] == 0
+    # memory stays in the host's RSS longer with MADV_FREE
+    assert free.summary["host_rss_mean_bytes"] > dont.summary["host_rss_mean_bytes"]
+    assert np.allclose(gf.workload_runtime_s, gd.workload_runtime_s, rtol=0.05)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from .. import bounds
 from ..costs import HOST_RESERVE, HOST_RESERVE_MAX_FRACTION, SWAP_BANDWIDTH, validate_costs
 from ..guest.cooperation import FULL as COOPERATION
-from ..hinting import MECHANISMS, mechanism_module
-from ..host.backing import OOM_SCORE_ADJ_MAX, OOM_SCORE_ADJ_MIN
+from ..hinting import MECHANISMS, madvise_of, mechanism_module
+from ..host.backing import MADVISE_CHOICES, OOM_SCORE_ADJ_MAX, OOM_SCORE_ADJ_MIN
 from ..host.migration import validate_migration
 from ..host.policy import POLICIES, policy_module
 from ..state.params import _check, effective, validate
@@ -239,6 +239,12 @@ class SimConfig:
     host_kswapd, host_khugepaged : bool
         The host's background reclaim (kswapd, from the low to the high watermark) and THP
         collapse (khugepaged, with ``host_thp``); :mod:`fphlib.host.daemons`.
+    host_madvise : str or None
+        How the host discards a hinted or ballooned page: ``"dontneed"`` (MADV_DONTNEED: the
+        page leaves RSS at once) or ``"free"`` (MADV_FREE: it stays in RSS, lazily freed,
+        until host reclaim takes it first; a guest write before that keeps it). None: the
+        mechanism's ``MADVISE`` (its series' QEMU: ``hinting_bitmap`` free, as RFC v10/v11;
+        the others dontneed); :mod:`fphlib.host.backing`.
     guest_swap : int or str
         Swap space of each guest (bytes; default 0: no guest swap, as a cloud image). The
         guest's reclaim (fphlib.guest.reclaim) swaps the workload's anonymous memory out to it
@@ -313,6 +319,10 @@ class SimConfig:
         help="host kswapd: background reclaim from the low to the high watermark")
     host_khugepaged: bool = _field(True, kind="bool",
         help="host khugepaged: collapse split 2 MiB ranges back into THPs")
+    host_madvise: str | None = _field(None, kind="choice",
+        help="how the host discards hinted and ballooned pages: dontneed (MADV_DONTNEED: "
+             "out of RSS at once) or free (MADV_FREE: lazily, when host reclaim needs the "
+             "memory; a guest write first keeps the page); default: the mechanism's own")
     # guest memory beyond anonymous pages (fphlib.guest.reclaim)
     guest_swap: int | str = _field(0, kind="size",
         help="swap space of each guest; 0 = none (the guest reclaims page cache only, then "
@@ -399,6 +409,9 @@ class SimConfig:
             )
         set_(self, "seed", check_number("seed", self.seed, lo=0, hi=2**63 - 1, integer=True))
         set_(self, "guest_overrides", self._check_overrides(self.guest_overrides))
+        if self.host_madvise is not None and self.host_madvise not in MADVISE_CHOICES:
+            _fail("host_madvise", self.host_madvise,
+                  f"expected one of {', '.join(MADVISE_CHOICES)} or None (the mechanism's own)")
         set_(self, "migration", validate_migration(self.migration, self.duration_s))
         if self.balloon_target is not None:
             set_(self, "balloon_target", parse_size(self.balloon_target, "balloon_target"))
@@ -530,6 +543,10 @@ class SimConfig:
             return self.host_reserve
         reserve = int(min(HOST_RESERVE, self.host_mem * HOST_RESERVE_MAX_FRACTION))
         return reserve // PAGE_SIZE * PAGE_SIZE
+
+    def madvise(self):
+        """How the host discards in this run: ``host_madvise``, else the mechanism's."""
+        return self.host_madvise or madvise_of(self.mechanism)
 
     def ask_mode(self):
         """Which host ask the mechanism reads: ``"pages"``, ``"hint"`` or ``None``."""

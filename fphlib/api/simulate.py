@@ -240,6 +240,8 @@ def _result(cfg, s, info, wall):
             "oom_deflates": gi[:, L.GI.OOM_DEFLATES],
             "stale_hints": gi[:, L.GI.STALE_HINTS],
             "asks_unanswered": gi[:, L.GI.ASKS_UNANSWERED],
+            "lazyfree_bytes": gi[:, L.GI.LAZYFREE] * PAGE_SIZE,
+            "lazyfreed_bytes": gi[:, L.GI.LAZYFREED] * PAGE_SIZE,
             "early_discards": gi[:, L.GI.DQ_EARLY],
             "xbitmap_ops": xb_ops,
             "xbitmap_kmallocs": xb_kmallocs,

@@ -157,6 +157,7 @@ def build_state(cfg):
     pi[L.PI.SAMPLE_TICKS] = every
     pi[L.PI.KSWAPD] = int(cfg.host_kswapd)
     pi[L.PI.KHUGEPAGED] = int(cfg.host_khugepaged and cfg.host_thp)
+    pi[L.PI.MADV_FREE] = int(cfg.madvise() == "free")
     pf = np.zeros(L.NPF, np.float64)
     pf[L.PF.DT] = dt
     pf[L.PF.POLICY_INTERVAL] = pparams["interval_s"]

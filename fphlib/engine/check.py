@@ -34,7 +34,7 @@ INVARIANTS = {
     11: "PG_DATA set on a free, isolated or pcp page",
     12: "backed pages differ from the guest's RSS counter",
     13: "a page is both backed and swapped",
-    14: "host RSS or swap differs from the sum over guests",
+    14: "host RSS, swap or lazily-freed pages differ from the sum over guests",
     15: "swapped pages differ from the guest's swap counter",
     16: "a safe mechanism hinted or discarded a page-cache page (in flight, or neither backed "
         "nor swapped); an unsafe variant's such loss is a counted lost write instead",
@@ -42,6 +42,8 @@ INVARIANTS = {
     18: "slab list broken or different from the slab counter",
     20: "pages discarded on a hint and not touched since (PG_DISCARDED) differ from the "
         "guest's returned counter",
+    21: "lazily-freed pages (PG_BACKED and PG_DISCARDED: MADV_FREE) differ from the guest's "
+        "lazyfree counter",
     19: "the workload's held list is broken, or held pages + guest swap != its mapped pages, "
         "or guest swap over size",
 }
@@ -79,6 +81,7 @@ def check_guest(s, g, z):
     backed = 0
     swapped = 0
     returned = 0
+    lazy = 0
     cache = 0
     dirty = 0
     alive = s.gi[g, GI.STATUS] != ST_KILLED  # the host freed all of a killed guest's memory
@@ -128,7 +131,10 @@ def check_guest(s, g, z):
             if kind != 1 and f & PG_DATA:
                 return 11, q
             if f & PG_DISCARDED:
-                returned += 1
+                if f & PG_BACKED:
+                    lazy += 1
+                else:
+                    returned += 1
             if f & PG_BACKED:
                 backed += 1
                 if f & PG_SWAPPED:
@@ -199,6 +205,8 @@ def check_guest(s, g, z):
         return 19, held
     if returned != s.gi[g, GI.RETURNED]:
         return 20, returned
+    if lazy != s.gi[g, GI.LAZYFREE]:
+        return 21, lazy
     if backed != s.gi[g, GI.RSS]:
         return 12, backed
     if swapped != s.gi[g, GI.SWAP]:
@@ -212,13 +220,15 @@ def check_host(s):
     s = borrow_state(s)
     rss = 0
     swap = 0
+    lazy = 0
     for g in range(s.pi[PI.G]):
         if s.gi[g, GI.STATUS] == ST_KILLED:
-            if s.gi[g, GI.RSS] or s.gi[g, GI.SWAP]:
+            if s.gi[g, GI.RSS] or s.gi[g, GI.SWAP] or s.gi[g, GI.LAZYFREE]:
                 return 14, g
         rss += s.gi[g, GI.RSS]
         swap += s.gi[g, GI.SWAP]
-    if rss != s.hi[HI.RSS] or swap != s.hi[HI.SWAP]:
+        lazy += s.gi[g, GI.LAZYFREE]
+    if rss != s.hi[HI.RSS] or swap != s.hi[HI.SWAP] or lazy != s.hi[HI.LAZYFREE]:
         return 14, rss
     return 0, 0
 

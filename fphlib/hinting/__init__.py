@@ -4,6 +4,7 @@ A mechanism module exports ``NAME``, ``PARAMS`` (a spec of :class:`fphlib.state.
 ``TAKES_HINT_ORDER``, ``ASKS`` (the host-policy asks it reads: ``"pages"``, a balloon
 size, and/or ``"hint"``, hinting on/off; policies that cannot drive it are refused),
 optionally ``STATE`` (:class:`fphlib.state.layout.PrivateState`), ``REPORTS_PAGES``,
+``MADVISE`` (how its series' host discarded: ``"dontneed"``, the default, or ``"free"``),
 ``safe(params)`` and ``check_params(params)``, and any of the jitted hooks ``start(s, g, z,
 t, cost)``, ``tick(s, g, z, t_end, cost)``, ``on_free(s, g, z, pfn, order, t, cost)`` (with
 ``free_hook_order(params, hint_order)``), ``on_alloc_fail(s, g, z, t, cost) -> (pages freed,
@@ -13,6 +14,7 @@ stall s)`` and ``reported_pages(s, g, z) -> pages``; a hook left out is a no-op
 ``fphlib.mechanisms``.
 """
 
+from ..host.backing import MADVISE_CHOICES
 from ..registry import (
     PluginError,
     Registry,
@@ -40,6 +42,11 @@ HOOK_ARGS = {unit[len("mech_"):]: tuple(args.split())
 ASK_KINDS = ("pages", "hint")
 
 
+def madvise_of(name):
+    """How mechanism ``name``'s host discards by default: its module's ``MADVISE``."""
+    return getattr(REGISTRY.module(name), "MADVISE", "dontneed")
+
+
 def _check_mechanism(module, name):
     require(module, {
         "PARAMS": (is_params_spec, "a dict {name: fphlib.extend.Param(...)} with help"),
@@ -48,6 +55,9 @@ def _check_mechanism(module, name):
     asks = getattr(module, "ASKS", ())
     if not isinstance(asks, tuple) or set(asks) - set(ASK_KINDS):
         raise PluginError(f"ASKS is {asks!r}; expected a tuple of {ASK_KINDS}")
+    madvise = getattr(module, "MADVISE", "dontneed")
+    if madvise not in MADVISE_CHOICES:
+        raise PluginError(f"MADVISE is {madvise!r}; expected one of {MADVISE_CHOICES}")
     check_state(module)
     check_callables(module, ("safe", "check_params", "free_hook_order"))
     for hook, args in HOOK_ARGS.items():

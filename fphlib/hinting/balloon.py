@@ -43,6 +43,9 @@ PARAMS = {
 }
 TAKES_HINT_ORDER = False
 ASKS = ("pages",)  # host policy asks it reads: pages wanted back (GI.ASK_PAGES)
+# QEMU balloon_inflate_page -> ram_block_discard_range: MADV_DONTNEED for anonymous memory
+# (docs/references.md §7)
+MADVISE = "dontneed"
 BALLOON_PFNS = 256  # VIRTIO_BALLOON_ARRAY_PFNS_MAX (include/uapi/linux/virtio_balloon.h)
 
 # private columns; the message's PFNs are the guest's mbuf slice

@@ -51,6 +51,9 @@ PARAMS = {
 }
 TAKES_HINT_ORDER = True
 ASKS = ("hint",)  # host policy asks it reads: hinting on/off (GI.ASK_HINT)
+# RFC v10 and v11 (whose cover letters give the capacity and swap results) used MADV_FREE;
+# v12 switched to MADV_DONTNEED (docs/references.md §2): host_madvise="dontneed" for v12
+MADVISE = "free"
 
 
 def safe(params):

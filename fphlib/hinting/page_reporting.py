@@ -58,6 +58,9 @@ PARAMS = {
 }
 TAKES_HINT_ORDER = True
 ASKS = ("hint",)  # host policy asks it reads: hinting on/off (GI.ASK_HINT)
+# QEMU virtio_balloon_handle_report -> ram_block_discard_range: MADV_DONTNEED
+# (docs/references.md §3)
+MADVISE = "dontneed"
 REPORTS_PAGES = True  # sets PageReported: the page_reporting_enabled static key is on
 
 # private columns (mi / mf); the scatterlist is the guest's mbuf slice, (pfn, order) pairs

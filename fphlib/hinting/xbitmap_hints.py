@@ -67,6 +67,8 @@ PARAMS = {
 }
 TAKES_HINT_ORDER = True
 ASKS = ("hint",)  # host policy asks it reads: hinting on/off (GI.ASK_HINT)
+# [assumption] the proposal does not say how the host discards; as the balloon's QEMU
+MADVISE = "dontneed"
 
 
 def safe(params):

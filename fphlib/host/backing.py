@@ -14,6 +14,11 @@ Model (docs/design.md §3.3):
 - A fault that would leave the host's free memory below the min watermark enters direct
   reclaim first (:func:`fphlib.host.reclaim.ensure_ram`, reached through the run's
   ``host_ensure_ram`` hook): the faulting guest stalls for it (``reclaim_stall_s``).
+- ``host_madvise="free"`` (``PI.MADV_FREE``; RFC v10/v11 of Nitesh's hinting): a discard is
+  ``MADV_FREE`` instead: the page stays backed and in RSS, lazily freed, until host reclaim
+  takes it - first, before any anonymous page, as vmscan keeps lazily-freed pages on the
+  inactive file list (mm/swap.c ``lru_lazyfree``) and reclaims them without swap I/O
+  (mm/vmscan.c ``shrink_folio_list``) - or until a guest write keeps it (no refault, no loss).
 - A swapped page touched again is swapped in: the faulting guest stalls ``max(swap_in, queue
   wait + transfer)`` on the swap device's queue (``swap_in_stall_s``).
 
@@ -22,7 +27,11 @@ reclaim and swap-out :mod:`fphlib.host.reclaim`, the OOM killer :mod:`fphlib.hos
 names are re-exported here for callers (``from fphlib.host.backing import reclaim`` keeps
 working).
 
-Simplifications: KSM, swap readahead (``page-cluster``) and NUMA are not modelled.
+Simplifications: KSM, swap readahead (``page-cluster``) and NUMA are not modelled; a
+lazily-freed THP is split like a discarded one (the kernel keeps a whole PMD-mapped THP
+intact under MADV_FREE); lazily-freed pages are all taken before anonymous pages, whatever
+``swappiness`` (the kernel balances the file and anon lists, and prefers the file list while
+it holds enough inactive pages: ``cache_trim_mode``).
 """
 
 import numpy as np
@@ -42,6 +51,7 @@ from ..state.hooks import host_ensure_ram
 from ..state.layout import GF, GI, HF, HI, PG_DISCARDED, PG_SWAPPED, PI, ST_RUNNING
 from ..state.zone import PG_BACKED, PG_DATA
 from .memory import (
+    BACKED_OR_LAZY,
     HOST_BITS_CLEAR,
     HPAGE_PAGES,
     HPAGE_SHIFT,
@@ -73,15 +83,20 @@ from .reclaim import SWAP_CLUSTER_MAX, ensure_ram, reclaim
 __all__ = [
     "discard", "region_count_ok", "touch",
     # memory
-    "HOST_BITS_CLEAR", "HPAGE_PAGES", "HPAGE_SHIFT", "NOT_BACKED", "NOT_DISCARDED",
-    "NOT_REFERENCED", "NOT_SWAPPED", "WRITTEN", "below_min", "host_used_pages", "note_peak",
-    "record_event", "swap_io", "wake_kswapd",
+    "BACKED_OR_LAZY", "HOST_BITS_CLEAR", "HPAGE_PAGES", "HPAGE_SHIFT", "NOT_BACKED",
+    "NOT_DISCARDED", "NOT_REFERENCED", "NOT_SWAPPED", "WRITTEN", "below_min",
+    "host_used_pages", "note_peak", "record_event", "swap_io", "wake_kswapd",
     # oom
     "NO_VICTIM", "OOM_SCORE_ADJ_MAX", "OOM_SCORE_ADJ_MIN", "kill_guest", "oom_badness",
     "oom_kill", "oom_victim", "page_table_pages",
     # reclaim
     "SWAP_CLUSTER_MAX", "ensure_ram", "reclaim",
 ]
+
+
+# how the host discards a page a guest hinted or ballooned (SimConfig.host_madvise; None: the
+# mechanism's own MADVISE, its series' QEMU)
+MADVISE_CHOICES = ("dontneed", "free")
 
 
 @jit
@@ -118,6 +133,10 @@ def touch(s, g, z, pfn, npages, t, cost, overhead_pages):
     for p in range(pfn, pfn + npages):
         f = flags[p]
         if f & PG_BACKED:
+            if f & PG_DISCARDED:  # a write cancels a lazy free: kept, no fault, nothing lost
+                f &= NOT_DISCARDED
+                s.gi[g, GI.LAZYFREE] -= 1
+                s.hi[HI.LAZYFREE] -= 1
             flags[p] = f | WRITTEN
             continue
         r = (off + p) >> HPAGE_SHIFT
@@ -204,9 +223,14 @@ def touch(s, g, z, pfn, npages, t, cost, overhead_pages):
 
 @jit
 def discard(s, g, z, pfn, npages, cost):
-    """Host ``MADV_DONTNEED`` of guest pages [pfn, pfn+npages); return host CPU seconds.
+    """Host ``MADV_DONTNEED`` (or, with ``PI.MADV_FREE``, ``MADV_FREE``) of guest pages
+    [pfn, pfn+npages); return host CPU seconds.
 
-    Counts a lost write for every page that still holds guest data (``PG_DATA``).
+    DONTNEED counts a lost write for every page that still holds guest data (``PG_DATA``).
+    FREE (mm/madvise.c ``madvise_free_pte_range``) makes each backed PTE old and clean and
+    frees the page lazily: it stays backed, in RSS, flagged ``PG_DISCARDED`` too, until host
+    reclaim takes it (:func:`fphlib.host.reclaim.reclaim`, which counts the lost write
+    then) or a guest write keeps it (:func:`touch`). A swapped page's slot is freed either way.
     """
     s = borrow_state(s)
     z = borrow_zone(z)
@@ -217,6 +241,8 @@ def discard(s, g, z, pfn, npages, cost):
     p = pfn
     lost = 0
     returned = 0
+    lazy = 0
+    lazily = s.pi[PI.MADV_FREE]
     while p < end:
         base = (p >> HPAGE_SHIFT) << HPAGE_SHIFT
         seg_end = min(end, base + HPAGE_PAGES)
@@ -230,6 +256,13 @@ def discard(s, g, z, pfn, npages, cost):
                 spent += cost[C_THP_SPLIT]
         for q in range(p, seg_end):
             f = flags[q]
+            if lazily and f & PG_BACKED:
+                if not f & PG_DISCARDED:
+                    flags[q] = (f | PG_DISCARDED) & NOT_REFERENCED
+                    lazy += 1
+                if not whole:
+                    spent += cost[C_MADVISE_4K]
+                continue
             if f & PG_DATA:
                 lost += 1
             if f & PG_BACKED:
@@ -250,6 +283,8 @@ def discard(s, g, z, pfn, npages, cost):
     if lost:
         s.gi[g, GI.LOST] += lost
     s.gi[g, GI.RETURNED] += returned
+    s.gi[g, GI.LAZYFREE] += lazy
+    s.hi[HI.LAZYFREE] += lazy
     s.hf[HF.CPU] += spent
     s.gf[g, GF.HOST_CPU] += spent
     return spent

@@ -162,6 +162,10 @@ def khugepaged_scan(s, now, cost):
                 if f & PG_DISCARDED:  # filled by the collapse: no longer returned
                     s.gi[g, GI.RETURNED] -= 1
                 s.flags[q] = (f & NOT_SWAPPED_DISCARDED) | PG_BACKED
+            elif f & PG_DISCARDED:  # lazily freed: copied into the new THP, a normal page
+                s.flags[q] = f & NOT_SWAPPED_DISCARDED
+                s.gi[g, GI.LAZYFREE] -= 1
+                s.hi[HI.LAZYFREE] -= 1
         s.reg_cnt[r] = HPAGE_PAGES
         s.reg_huge[r] = 1
         s.gi[g, GI.RSS] += new

@@ -44,6 +44,9 @@ NOT_DISCARDED = ~PG_DISCARDED
 NOT_REFERENCED = ~PG_REFERENCED
 # what a guest write sets: data the guest needs, the accessed bit, KVM's dirty log
 WRITTEN = PG_DATA | PG_REFERENCED | PG_MIG_DIRTY
+# a page a write needs no host help for has exactly PG_BACKED of these (PG_DISCARDED too: a
+# lazily-freed page, MADV_FREE, whose write the host must see to keep it)
+BACKED_OR_LAZY = PG_BACKED | PG_DISCARDED
 HOST_BITS_CLEAR = ~(PG_BACKED | PG_SWAPPED | PG_REFERENCED)
 
 

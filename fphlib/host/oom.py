@@ -39,8 +39,10 @@ def kill_guest(s, g, t, overhead_pages):
     value = (s.gi[g, GI.RSS] + s.gi[g, GI.SWAP]) * PAGE_SIZE
     s.hi[HI.RSS] -= s.gi[g, GI.RSS]
     s.hi[HI.SWAP] -= s.gi[g, GI.SWAP]
+    s.hi[HI.LAZYFREE] -= s.gi[g, GI.LAZYFREE]
     s.gi[g, GI.RSS] = 0
     s.gi[g, GI.SWAP] = 0
+    s.gi[g, GI.LAZYFREE] = 0
     s.gi[g, GI.STATUS] = ST_KILLED
     s.hi[HI.OVERHEAD_PAGES] -= overhead_pages
     s.hi[HI.OOM_KILLS] += 1

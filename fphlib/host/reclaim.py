@@ -9,6 +9,10 @@ Follows mm/vmscan.c (``shrink_*``, ``add_to_swap``) and the slow path of mm/page
   the swap device has written the pages it swapped out (``reclaim_stall_s``; pages under
   writeback are freed when written). When nothing can be swapped out it OOM-kills
   (:mod:`fphlib.host.oom`). kswapd (:mod:`fphlib.host.daemons`) calls :func:`reclaim` too.
+- Lazily-freed pages (a host discarding with MADV_FREE, :mod:`fphlib.host.backing`) go first,
+  freed without swap I/O (mm/vmscan.c ``shrink_folio_list``: an anonymous folio that is not
+  swap-backed and still clean is freed; they sit on the inactive file list, reclaimed before
+  anonymous memory while it is large, ``cache_trim_mode``).
 - Reclaim swaps pages out with a global second-chance clock over all guest pages
   (``PG_REFERENCED`` is the accessed bit; touches set it), at least SWAP_CLUSTER_MAX = 32
   pages at a time. A THP is one folio: it is referenced if any of its pages is, and it is
@@ -25,8 +29,8 @@ modelled; one LRU (the clock) instead of active/inactive lists; direct reclaim's
 from .._jit import jit
 from ..costs import C_SWAP_OUT, C_THP_SPLIT
 from ..state.borrow import borrow_state
-from ..state.layout import GI, HF, HI, PG_REFERENCED, PG_SWAPPED, PI, ST_RUNNING
-from ..state.zone import PG_BACKED
+from ..state.layout import GI, HF, HI, PG_DISCARDED, PG_REFERENCED, PG_SWAPPED, PI, ST_RUNNING
+from ..state.zone import PG_BACKED, PG_DATA
 from .memory import (
     HPAGE_PAGES,
     HPAGE_SHIFT,
@@ -49,6 +53,46 @@ def _guest_of(s, p, g):
     while not (s.gi[g, GI.OFF] <= p < s.gi[g, GI.OFF] + s.gi[g, GI.NPAGES]):
         g = (g + 1) % G
     return g
+
+
+@jit(inline="always")
+def _free_lazy(s, p, g, f):
+    """Reclaim takes lazily-freed page p of guest g: freed without swap I/O (it was clean);
+    the guest's next touch refaults a zero page, and data it held is a lost write."""
+    s.flags[p] = f & NOT_BACKED
+    if f & PG_DATA:
+        s.gi[g, GI.LOST] += 1
+    s.reg_cnt[p >> HPAGE_SHIFT] -= 1
+    s.gi[g, GI.RSS] -= 1
+    s.hi[HI.RSS] -= 1
+    s.gi[g, GI.RETURNED] += 1
+    s.gi[g, GI.LAZYFREE] -= 1
+    s.hi[HI.LAZYFREE] -= 1
+    s.gi[g, GI.LAZYFREED] += 1
+
+
+@jit(inline="always")  # one caller
+def _lazy_pass(s, want):
+    """Free up to ``want`` lazily-freed pages, with their own hand, before any swapping;
+    return pages freed."""
+    total = s.flags.shape[0]
+    hand = s.hi[HI.LAZY_CLOCK]
+    freed = 0
+    scanned = 0
+    g = 0
+    while freed < want and s.hi[HI.LAZYFREE] > 0 and scanned < total:
+        p = hand
+        hand += 1
+        if hand >= total:
+            hand = 0
+        scanned += 1
+        f = s.flags[p]
+        if f & PG_BACKED and f & PG_DISCARDED:
+            g = _guest_of(s, p, g)
+            _free_lazy(s, p, g, f)
+            freed += 1
+    s.hi[HI.LAZY_CLOCK] = hand
+    return freed
 
 
 @jit(inline="always")  # two callers, each compiled with it: the global path stays as it was
@@ -107,6 +151,11 @@ def _swap_out(s, lo, hi, hand, want, now, cost, direct):
                 continue
             s.hi[HI.THP_SPLITS] += 1  # no room for a cluster: split, swap 4 KiB pages
             cpu += cost[C_THP_SPLIT]
+        if f & PG_DISCARDED:  # lazily freed (MADV_FREE; a THP was split when it was)
+            g = _guest_of(s, p, g)
+            _free_lazy(s, p, g, f)
+            freed += 1
+            continue
         if f & PG_REFERENCED:
             s.flags[p] = f & NOT_REFERENCED
             continue
@@ -131,13 +180,18 @@ def _swap_out(s, lo, hi, hand, want, now, cost, direct):
 
 @jit
 def reclaim(s, want, now, cost, direct):
-    """Swap out at least ``want`` pages with the second-chance clock, queueing their writes on
-    the swap device at ``now``; return pages freed. A THP goes out whole (THP_SWAP) when 512
-    swap slots are free, else it is split first."""
+    """Free at least ``want`` pages: lazily-freed ones first (no I/O), then swap out with the
+    second-chance clock, queueing the writes on the swap device at ``now``; return pages
+    freed. A THP goes out whole (THP_SWAP) when 512 swap slots are free, else it is split
+    first."""
     s = borrow_state(s)
-    freed, hand = _swap_out(s, 0, s.flags.shape[0], s.hi[HI.CLOCK], want, now, cost, direct)
+    lazy = _lazy_pass(s, want) if s.hi[HI.LAZYFREE] > 0 else 0
+    if lazy >= want:
+        return lazy
+    freed, hand = _swap_out(s, 0, s.flags.shape[0], s.hi[HI.CLOCK], want - lazy, now, cost,
+                            direct)
     s.hi[HI.CLOCK] = hand
-    return freed
+    return lazy + freed
 
 
 @jit

@@ -129,6 +129,8 @@ class GuestInts(NamedTuple):
     AGREED_HINT: int
     ASKS_UNANSWERED: int
     HOST_CLOCK: int
+    LAZYFREE: int
+    LAZYFREED: int
 
 
 GI = GuestInts(*range(len(GuestInts._fields)))
@@ -149,7 +151,9 @@ NGI = len(GI)
 # discard); WANT_PAGES/WANT_HINT: the host policy's ask as written in the guest's config space
 # (ASK_*: what the guest's driver has read and acts on); COOP ... ASKS_UNANSWERED: how the
 # guest answers asks (fphlib.guest.cooperation; COOP = 0: at once and in full); HOST_CLOCK:
-# the hand of the host's reclaim of this guest alone (fphlib.host.reclaim.reclaim_guest)
+# the hand of the host's reclaim of this guest alone (fphlib.host.reclaim.reclaim_guest);
+# LAZYFREE: pages the host lazily freed on a hint (MADV_FREE: still backed, PG_BACKED and
+# PG_DISCARDED both set), LAZYFREED: of them, pages host reclaim has since taken
 
 # guest status
 ST_WAITING = 0  # not booted yet
@@ -248,6 +252,8 @@ class HostInts(NamedTuple):
     COLLAPSES: int
     SWAPOUTS: int
     PANICS: int
+    LAZYFREE: int
+    LAZY_CLOCK: int
 
 
 HI = HostInts(*range(len(HostInts._fields)))
@@ -255,7 +261,9 @@ NHI = len(HI)
 # SWAP_BUSY: when the swap device has done every I/O queued so far (fphlib.host.backing);
 # HOST_NEXT: the next instant of the host's daemons (kswapd, khugepaged); KHUGE_NEXT:
 # khugepaged's next scan; KSWAPD_CPU / KHUGE_CPU: host CPU of the two daemons; KSWAPD_UNTIL:
-# when kswapd's CPU is free again (a THP swapped out whole can take it past the tick)
+# when kswapd's CPU is free again (a THP swapped out whole can take it past the tick);
+# LAZYFREE / LAZY_CLOCK (host ints): lazily-freed pages of all guests, and the hand of the
+# reclaim pass that takes them first (fphlib.host.reclaim)
 @column_group
 class HostFloats(NamedTuple):
     """Host float64 scalars of ``hf`` (``HF.NAME`` is the column index)."""
@@ -293,12 +301,14 @@ class RunInts(NamedTuple):
     KSWAPD: int
     KHUGEPAGED: int
     SAFE: int
+    MADV_FREE: int
 
 
 PI = RunInts(*range(len(RunInts._fields)))
 NPI = len(PI)
 # SAFE: the run's mechanism variant is safe (fphlib.hinting.mechanism_is_safe): the debug
-# checks then also require that no page-cache page is ever hinted or discarded
+# checks then also require that no page-cache page is ever hinted or discarded; MADV_FREE:
+# the host discards with MADV_FREE (lazily), not MADV_DONTNEED (fphlib.host.backing.discard)
 # SWAP_PAGE_S: the swap device's time per 4 KiB page (4096 / host_swap_bandwidth; 0: no limit)
 @column_group
 class RunFloats(NamedTuple):

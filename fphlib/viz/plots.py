@@ -90,6 +90,8 @@ GUEST_METRICS = {
     "oom_deflates": Metric("count", "deflates on guest memory pressure"),
     "stale_hints": Metric("count", "stale hints (page reused before the scan)"),
     "asks_unanswered": Metric("count", "host asks for memory the guest left unanswered"),
+    "lazyfree_bytes": Metric("bytes", "lazily freed by the host (MADV_FREE), still in RSS"),
+    "lazyfreed_bytes": Metric("bytes", "lazily freed pages host reclaim took"),
     "early_discards": Metric("count", "discards forced early (queue full)"),
     "xbitmap_ops": Metric("count", "xbitmap operations under zone->lock"),
     "xbitmap_kmallocs": Metric("count", "xbitmap leaf/node allocations"),

@@ -6,7 +6,7 @@ from ..guest.buddy import nr_free_pages, rmqueue_smallest
 from ..guest.mm import free_block
 from ..guest.pcp import pcp_alloc
 from ..guest.reclaim import SLAB_PC_PAGES, lru_add, slab_push
-from ..host.backing import WRITTEN, touch
+from ..host.backing import BACKED_OR_LAZY, WRITTEN, touch
 from ..state.borrow import borrow_state, borrow_zone
 from ..state.hooks import guest_alloc_slowpath
 from ..state.layout import GF, GI, WP
@@ -66,10 +66,11 @@ def alloc_touch(s, g, z, order, cpu, t, cost, ovh):
 @jit(inline="always")
 def write_block(s, g, z, pfn, n, t, cost, ovh):
     """The workload writes pages [pfn, pfn + n): pages still backed are just written, else the
-    host backs them first (``touch``: a fault, refault or swap-in). Returns the stall seconds,
-    < 0 if the host OOM-killed the guest meanwhile."""
+    host backs them first (``touch``: a fault, refault or swap-in; or a lazily-freed page
+    the write keeps). Returns the stall seconds, < 0 if the host OOM-killed the guest
+    meanwhile."""
     for p in range(pfn, pfn + n):
-        if not z.flags[p] & PG_BACKED:
+        if (z.flags[p] & BACKED_OR_LAZY) != PG_BACKED:
             return touch(s, g, z, pfn, n, t, cost, ovh)
     for p in range(pfn, pfn + n):
         z.flags[p] |= WRITTEN
