@@ -70,6 +70,24 @@ def test_scan_array_matches_the_naive_twin(data):
     assert (len(left) == len(entries)) == woken
 
 
+@settings(max_examples=100, deadline=None)
+@given(data=st.data())
+def test_scan_array_matches_the_naive_twin_with_many_heads(data):
+    """Longer arrays over a larger zone: more than FEW_HEADS heads (scan_array's table), runs
+    of entries in one free block (memhog's frees) and heads met after free heads."""
+    b, t = _zone_pair(data, blocks=16)
+    n = data.draw(st.integers(9, 80), label="n")
+    if data.draw(st.booleans(), label="run"):
+        start = data.draw(st.integers(0, b.n_pages - 1), label="start")
+        entries = [((start + k) % b.n_pages, 0) for k in range(n)]
+    else:
+        entries = _entries(data, b.n_pages, n)
+    left = _scan(b._zone.state, entries)
+    want, woken = naive_v8_scan_array(dict(t.free), entries, N_ORDERS)
+    assert left == want
+    assert (len(left) == len(entries)) == woken
+
+
 @settings(max_examples=150, deadline=None)
 @given(data=st.data())
 def test_hinting_walk_matches_the_naive_twin(data):

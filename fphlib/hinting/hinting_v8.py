@@ -45,8 +45,9 @@ madvises each 4 KiB page).
 
 Simplifications:
 - An empty array slot is -1, not pfn 0 (``pack_array`` treats pfn 0 as empty; guest pfn 0 is
-  never free in Linux but is in this model); ``if_exist`` is an exact multiset lookup (a hash
-  table) instead of the linear search, with the same answers.
+  never free in Linux but is in this model); ``if_exist`` is answered from the heads the scan
+  meets (a short list or a hash table, :func:`scan_array`) instead of the linear search, with
+  the same answers.
 - Every allocated block of order > 0 counts as a compound page (THP; a non-compound
   high-order allocation would be walked page by page, with the same isolations); page-cache
   pages and allocated order-0 pages have a refcount; pcp and isolated pages have none.
@@ -105,16 +106,17 @@ PH_RUN = 1  # a kthread is woken; it runs at V8_WAKE
 PH_HOST = 2  # report sent; the host discards at V8_WAKE
 PH_ACK = 3  # the host's reply arrives at V8_WAKE
 EMPTY = -1  # an unused kvm_pt slot (v8: pfn 0)
+FEW_HEADS = 8  # scan_array: up to this many heads in a list, more in a table
 
 
 def _table_bits(entries):
-    """log2 of the if_exist hash table's slots: at most half full (2 * entries keys)."""
+    """log2 of the slots of each of scan_array's two scratch arrays: at least 4 * entries."""
     return int(4 * entries - 1).bit_length()
 
 
 def _buffer(params, n_pages, vcpus):
     n = params["entries"]
-    # per vCPU: kvm_pt_idx and kvm_pt; then hypervisor_pagelist; then the hash table
+    # per vCPU: kvm_pt_idx and kvm_pt; then hypervisor_pagelist; then scan_array's scratch
     return vcpus * (1 + 2 * n) + 2 * (2 * n) + 2 * (1 << _table_bits(n))
 
 
@@ -163,47 +165,149 @@ def _compound_head(state, n_orders, pfn):
 
 
 @jit(inline="always")
-def _slot(keys, bits, pfn):
-    """The hash table slot of ``pfn`` (linear probing; -1 keys are free)."""
-    mask = (1 << bits) - 1
-    i = np.int64((np.uint64(pfn) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits))
-    while keys[i] != pfn and keys[i] != EMPTY:
-        i = (i + 1) & mask
-    return i
+def _hash(pfn, bits):
+    """Fibonacci hashing: the top ``bits`` bits of pfn * 2^64 / phi."""
+    return np.int64((np.uint64(pfn) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits))
 
 
 @jit(inline="always")
-def _count(keys, counts, bits, pfn, delta):
-    i = _slot(keys, bits, pfn)
-    keys[i] = pfn
-    counts[i] += delta
+def _slot(keys, mask, bits, pfn):
+    """The slot of ``pfn`` in a table of heads (linear probing; -1 keys are free). A key is
+    ``head << 1 | listed``."""
+    i = _hash(pfn, bits)
+    while True:
+        k = keys[i]
+        if k == EMPTY or k >> 1 == pfn:
+            return i
+        i = (i + 1) & mask
+
+
+@jit(inline="always")
+def _find(keys, mask, bits, few, d, pfn):
+    """Where head ``pfn`` is kept: its slot in the table (``d > FEW_HEADS``; else its index in
+    ``few``, or ``d``)."""
+    if d > FEW_HEADS:
+        return _slot(keys, mask, bits, pfn)
+    q = 0
+    while q < d and few[q] >> 1 != pfn:
+        q += 1
+    return q
+
+
+@jit(inline="always")
+def _mark(keys, mask, bits, few, d, pfn):
+    """Entry ``pfn`` (a free head, as recorded) lists the head ``pfn`` if that is one."""
+    q = _find(keys, mask, bits, few, d, pfn)
+    if d > FEW_HEADS:
+        if keys[q] != EMPTY:
+            keys[q] |= 1
+    elif q < d:
+        few[q] |= 1
 
 
 @jit
 def scan_array(state, n_orders, pt, n, keys, counts, bits):
     """``scan_array`` + ``pack_array`` (L202-271) of the ``n`` entries in ``pt`` (pfn, order
-    pairs); return the entries left. ``keys``/``counts`` (``1 << bits`` slots) are scratch:
-    the multiset of the array's pfns, so ``if_exist`` is one lookup."""
-    keys[:] = EMPTY
-    counts[:] = 0
-    for i in range(n):
-        _count(keys, counts, bits, pt[2 * i], 1)
-    for i in range(n):
+    pairs); return the entries left. ``keys``/``counts`` (``1 << bits`` slots each, at least
+    4 * n) are scratch.
+
+    ``if_exist(buddy_page)`` asks whether the head is in the array as it stands. A head is a
+    free head, so it is there only as an entry kept as a free head (kept as recorded: the scan
+    never changes it) or as an earlier entry of this scan replaced by it; an entry inside a free
+    block is never a head. So it is enough to know, for each head an entry lies under, whether
+    an entry as recorded holds it ("listed"), and then to resolve those entries in order: the
+    first of a head not listed becomes it, the others are dropped. These are the series'
+    answers, without a table of the whole array per scan.
+
+    The array is read from its end: the entries inside free blocks are mostly the frees since
+    the last scan, at the end, in few blocks, so their heads are known before the older entries
+    (mostly free heads) are read, and each of those is checked against them as it is read (a
+    handful of heads and their range: one compare for nearly every entry; more heads: a table
+    in ``keys``). A head first seen after some free head was read is looked for again among
+    the entries after it. An entry inside the block found for the one read before it has that
+    head (a free block's other pages are tails), without ``get_buddy_page``'s walk."""
+    # the entries inside a free block, from the last, each the first of a run of such entries
+    # with one head (the others are dropped as read): index in counts[:m], head in
+    # counts[n:n + m]; their distinct heads (head << 1 | listed) in counts[2n:2n + d] while
+    # there are at most FEW_HEADS, then in the table keys
+    few = counts[2 * n:2 * n + FEW_HEADS]
+    mask = (1 << bits) - 1
+    m = 0
+    d = 0
+    hmin = np.int64(1) << 62  # the heads' range
+    hmax = np.int64(-1)
+    lo = 0  # the free block found last: [lo, hi)
+    hi = 0
+    free_read = False  # a free head was read (at a higher index)
+    again = n  # the entries from again on are checked again against every head
+    first = n  # the first entry dropped: pack_array moves only what follows
+    for i in range(n - 1, -1, -1):
         pfn = pt[2 * i]
         if 0 <= state[pfn] < n_orders:  # PageBuddy(page): kept as recorded
+            free_read = True
+            if hmin <= pfn <= hmax:
+                _mark(keys, mask, bits, few, d, pfn)
             continue
-        head = get_buddy_page(state, n_orders, pfn)
-        if head < 0:  # allocated, or on a pcp list: kept
-            continue
-        _count(keys, counts, bits, pfn, -1)
-        if counts[_slot(keys, bits, head)] > 0:  # if_exist(buddy_page): dropped
+        if lo <= pfn < hi:
+            head = lo
+        else:
+            head = get_buddy_page(state, n_orders, pfn)
+            if head < 0:  # allocated, or on a pcp list: kept
+                continue
+            lo = head
+            hi = head + (1 << state[head])
+            q = _find(keys, mask, bits, few, d, head)
+            if d > FEW_HEADS:
+                if keys[q] == EMPTY:
+                    keys[q] = head << 1
+                    d += 1
+                    again = i + 1 if free_read else again
+            elif q == d:
+                if d == FEW_HEADS:  # one more: the heads move to the table
+                    keys[:mask + 1] = EMPTY
+                    for r in range(d):
+                        keys[_slot(keys, mask, bits, few[r] >> 1)] = few[r]
+                    keys[_slot(keys, mask, bits, head)] = head << 1
+                else:
+                    few[d] = head << 1
+                d += 1
+                again = i + 1 if free_read else again
+            hmin = min(hmin, head)
+            hmax = max(hmax, head)
+        if m > 0 and counts[n + m - 1] == head:
+            # the entry inside a free block read before this one, later in the array, has
+            # the same head: it is resolved after this one, so it is dropped
+            pt[2 * counts[m - 1]] = EMPTY
+            first = min(first, counts[m - 1])
+            counts[m - 1] = i
+        else:
+            counts[m] = i
+            counts[n + m] = head
+            m += 1
+    if m == 0:
+        return n
+    for j in range(again, n):  # (an entry dropped as read is EMPTY, out of the range)
+        pfn = pt[2 * j]
+        if hmin <= pfn <= hmax:
+            _mark(keys, mask, bits, few, d, pfn)
+    for k in range(m - 1, -1, -1):
+        i = counts[k]
+        head = counts[n + k]
+        q = _find(keys, mask, bits, few, d, head)
+        if d > FEW_HEADS:
+            listed = keys[q] & 1
+            keys[q] |= 1
+        else:
+            listed = few[q] & 1
+            few[q] |= 1
+        if listed:  # if_exist(buddy_page): dropped
             pt[2 * i] = EMPTY
+            first = min(first, i)
         else:
             pt[2 * i] = head
             pt[2 * i + 1] = state[head]
-            _count(keys, counts, bits, head, 1)
-    j = 0
-    for i in range(n):
+    j = first
+    for i in range(first, n):
         if pt[2 * i] != EMPTY:
             pt[2 * j] = pt[2 * i]
             pt[2 * j + 1] = pt[2 * i + 1]
