@@ -95,7 +95,7 @@ def _lazy_pass(s, want):
     return freed
 
 
-@jit(inline="always")  # two callers, each compiled with it: the global path stays as it was
+@jit  # its own compile unit, shared by the two callers (inlined, it compiled twice)
 def _swap_out(s, lo, hi, hand, want, now, cost, direct):
     """The second-chance clock over pages [lo, hi) from ``hand``: swap out at least ``want``
     pages; return (pages freed, the hand where it stopped)."""
