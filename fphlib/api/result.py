@@ -40,6 +40,7 @@ noted):
 """
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -355,9 +356,18 @@ def _load(path):
     unknown = [k for k in summary if k not in SUMMARY_METRICS]
     if unknown:
         _bad(sum_path, f"unknown metric(s) {unknown}; known: {', '.join(SUMMARY_METRICS)}")
+    # null (NaN) only where a run writes it: no workload finished, no migration, or a metric
+    # an older format did not record (kept as null when such a result is saved again)
+    nullable = {"workload_runtime_s", *MIGRATION_METRICS, *FORMAT4_METRICS}
     for k, v in summary.items():
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
+        if v is None:
+            if k not in nullable:
+                _bad(sum_path, f"metric {k!r} is null; expected a number (only "
+                               f"{', '.join(sorted(nullable))} may be null)")
+        elif isinstance(v, bool) or not isinstance(v, int | float):
             _bad(sum_path, f"metric {k!r} is {v!r}; expected a number or null")
+        elif not math.isfinite(v) or v < 0:
+            _bad(sum_path, f"metric {k!r} is {v!r}; expected a finite number >= 0")
     summary = pd.Series({m: summary.get(m) for m in SUMMARY_METRICS}, dtype="float64")
     host = _read_table(path / "host.parquet", HOST_COLUMNS)
     if fmt == 1:  # before format 2 the per-guest reported_bytes was what is reported now
