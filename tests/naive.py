@@ -4,6 +4,8 @@ Tests compare every kernel with its twin here on random inputs. Keep each twin a
 possible: dicts, lists, sets and Python ints, no NumPy tricks, no shared code with fphlib.
 """
 
+import math
+
 # ============================================================================ buddy allocator
 # (section owned by the buddy allocator work: tests/test_buddy*.py)
 
@@ -657,3 +659,9 @@ def naive_v8_hinting_walk(free, allocated, refcounted, entries, n_orders, min_wm
                 hyp.append((head, o))
             pfn = head + 2**o
     return hyp, visits
+
+
+def naive_answered(k, answers):
+    """fphlib.guest.cooperation._answered: is the k-th ask for memory (from 0) answered by a
+    guest answering ``answers`` of them? ceil((k + 1) p) > ceil(k p)."""
+    return math.ceil((k + 1) * answers) > math.ceil(k * answers)

@@ -36,8 +36,6 @@ per engine tick and read by the mechanism at its next pass (above); the live
 migration's free page hint commands (fphlib.host.migration) are not subject to cooperation.
 """
 
-import math
-
 import numpy as np
 
 from .._jit import jit
@@ -55,14 +53,9 @@ def is_full(coop, mem):
             and (coop["cap"] is None or coop["cap"] >= mem))
 
 
-def answered(k, answers):
-    """Is the k-th ask for memory (from 0) answered by a guest answering ``answers`` of them?
-    (The naive reading of :func:`_answered`, for tests and docs.)"""
-    return math.ceil((k + 1) * answers) > math.ceil(k * answers)
-
-
 @jit(inline="always")
 def _answered(k, answers):
+    """Is the k-th ask for memory (from 0) answered by a guest answering ``answers`` of them?"""
     return np.ceil((k + 1) * answers) > np.ceil(k * answers)
 
 

@@ -185,7 +185,7 @@ def reclaim(s, want, now, cost, direct):
     freed. A THP goes out whole (THP_SWAP) when 512 swap slots are free, else it is split
     first."""
     s = borrow_state(s)
-    lazy = _lazy_pass(s, want) if s.hi[HI.LAZYFREE] > 0 else 0
+    lazy = _lazy_pass(s, want)  # nothing to do (one compare) without lazily-freed pages
     if lazy >= want:
         return lazy
     freed, hand = _swap_out(s, 0, s.flags.shape[0], s.hi[HI.CLOCK], want - lazy, now, cost,

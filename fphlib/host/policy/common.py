@@ -129,12 +129,6 @@ def reclaimable_pages(s, g):
     return max(np.int64(0), guest_free_pages(s, g) - s.gi[g, GI.HIGH_WMARK])
 
 
-@jit(inline="always")
-def host_pages_of(s, g):
-    """The host memory guest g holds: backed plus swapped pages (ESX's allocation P)."""
-    return s.gi[g, GI.RSS] + s.gi[g, GI.SWAP]
-
-
 @jit
 def set_ask(s, g, now, pages, hint):
     """Ask guest g for a balloon of ``pages`` and hinting on/off; only if it changes."""
