@@ -70,7 +70,7 @@ from ..host.discard_queue import discard_due
 from ..state.borrow import borrow_state, borrow_zone
 from ..state.layout import GF, GI, PrivateState, private_columns
 from ..state.params import Param
-from ..state.zone import ALLOC_BASE, PC_CLEAN, PC_DIRTY
+from ..state.zone import ALLOC_BASE, NOT_HEAD, PC_CLEAN, PC_DIRTY
 from .counters import count_lock_ops
 from .virtio_report import report_blocks
 
@@ -147,7 +147,7 @@ def get_buddy_page(state, n_orders, pfn):
     """``get_buddy_page`` (L85-96): the head of the free block ``pfn`` lies in, or -1."""
     for order in range(n_orders):
         head = pfn & ~((1 << order) - 1)
-        st = state[head]
+        st = state[np.uintp(head)]
         if order <= st < n_orders:  # PageBuddy(head) && page_private(head) >= order
             return head
     return -1
@@ -158,7 +158,7 @@ def _compound_head(state, n_orders, pfn):
     """The head of the allocated block of order > 0 that ``pfn`` lies in, or -1."""
     for order in range(n_orders):
         head = pfn & ~((1 << order) - 1)
-        st = state[head] - ALLOC_BASE
+        st = state[np.uintp(head)] - ALLOC_BASE
         if 0 < st < n_orders and st >= order:
             return head
     return -1
@@ -225,7 +225,9 @@ def scan_array(state, n_orders, pt, n, keys, counts, bits):
     handful of heads and their range: one compare for nearly every entry; more heads: a table
     in ``keys``). A head first seen after some free head was read is looked for again among
     the entries after it. An entry inside the block found for the one read before it has that
-    head (a free block's other pages are tails), without ``get_buddy_page``'s walk."""
+    head (a free block's other pages are tails), without ``get_buddy_page``'s walk; so is an
+    entry that is itself the head of an allocated, isolated or pcp block (only a tail page can
+    lie inside a free block: the walk would find no head)."""
     # the entries inside a free block, from the last, each the first of a run of such entries
     # with one head (the others are dropped as read): index in counts[:m], head in
     # counts[n:n + m]; their distinct heads (head << 1 | listed) in counts[2n:2n + d] while
@@ -243,10 +245,15 @@ def scan_array(state, n_orders, pt, n, keys, counts, bits):
     first = n  # the first entry dropped: pack_array moves only what follows
     for i in range(n - 1, -1, -1):
         pfn = pt[2 * i]
-        if 0 <= state[pfn] < n_orders:  # PageBuddy(page): kept as recorded
+        st = state[np.uintp(pfn)]
+        if 0 <= st < n_orders:  # PageBuddy(page): kept as recorded
             free_read = True
             if hmin <= pfn <= hmax:
                 _mark(keys, mask, bits, few, d, pfn)
+            continue
+        if st != NOT_HEAD:
+            # the head of an allocated, isolated or pcp block: no free block holds it
+            # (get_buddy_page would walk every order to find none), kept
             continue
         if lo <= pfn < hi:
             head = lo
@@ -342,7 +349,10 @@ def hinting_walk(z, pt, n, hyp, cap, min_wmark):
         while pfn <= end:
             visits += 1  # spin_lock_irqsave(&zone->lock) for this page
             st = z.state[pfn]
-            head = _compound_head(z.state, n_orders, pfn)
+            # only a tail page or an allocated head of order > 0 can be part of a compound
+            # page (every other page is the head of its own block)
+            head = _compound_head(z.state, n_orders, pfn) if (
+                st == NOT_HEAD or ALLOC_BASE < st < ALLOC_BASE + n_orders) else -1
             if head >= 0:  # PageCompound: past the whole compound page
                 pfn = head + (1 << (z.state[head] - ALLOC_BASE))
                 continue
@@ -383,11 +393,11 @@ def _hyp(s, g):
     return s.gi[g, GI.MBUF_OFF] + s.mi[g, V8_VCPUS] * (1 + 2 * n)
 
 
-@jit
+@jit(inline="always")
 def _capture(s, g, z, c, pfn, order, t, cost):
-    """``guest_free_page`` on vCPU c."""
-    s = borrow_state(s)
-    z = borrow_zone(z)
+    """``guest_free_page`` on vCPU c: record the entry (inlined into the hooks: it runs on
+    every free, and a call would copy the state's arrays); a full array goes to
+    :func:`_array_full`."""
     if not s.gi[g, GI.ASK_HINT]:  # guest_page_hinting_key off
         return
     n = s.mi[g, V8_ENTRIES]
@@ -398,10 +408,19 @@ def _capture(s, g, z, c, pfn, order, t, cost):
         return
     s.mbuf[h + 1 + 2 * idx] = pfn
     s.mbuf[h + 2 + 2 * idx] = order
-    idx += 1
-    s.mbuf[h] = idx
-    if idx < n:
-        return
+    s.mbuf[h] = idx + 1
+    if idx + 1 == n:
+        _array_full(s, g, z, c, t, cost)
+
+
+@jit
+def _array_full(s, g, z, c, t, cost):
+    """L314-325: vCPU c's array just filled: drain its pcp list, scan, wake its kthread if the
+    scan dropped nothing."""
+    s = borrow_state(s)
+    z = borrow_zone(z)
+    n = s.mi[g, V8_ENTRIES]
+    h = _hdr(s, g, c)
     if not s.mi[g, V8_MERGED]:  # drain_local_pages(NULL)
         free_pcppages_bulk(s, g, z, c, s.pcp_cnt[g, c], t)
     b = _hyp(s, g)
