@@ -67,7 +67,7 @@ from .state.layout import MECH_WAKE, PrivateState, private_columns
 from .state.lists import list_add, list_add_tail, list_del
 from .state.params import Param
 from .state.rng import randint, uniform
-from .state.zone import PG_REPORTED
+from .state.zone import PG_REPORTED, set_page_reported
 from .units import NR_ORDERS, PAGE_SIZE
 from .workloads import Setup
 from .workloads.common import alloc_touch, pay_debt, release, write_block
@@ -97,5 +97,5 @@ __all__ = [
     "list_add", "list_add_tail", "list_del", "list_rotate_to_front", "n_guests", "need_pages",
     "nr_free", "nr_free_pages",
     "pages_asked", "private_columns", "putback_blocks", "putback_isolated_page",
-    "report_blocks", "watermarks",
+    "report_blocks", "set_page_reported", "watermarks",
 ]

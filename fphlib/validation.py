@@ -109,6 +109,7 @@ from .observe.drain import curve_steps, curve_time_to_fraction
 from .observe.trace import TraceRecording
 from .state import layout as L
 from .state.borrow import guest_zone
+from .state.zone import CFG_REPORTED
 from .units import PAGE_SIZE, parse_size
 from .workloads.trace_file import load_trace
 
@@ -813,6 +814,7 @@ def _mark_reported(z, order, n_blocks):
         p = int(z.next[p])
     for p in blocks[len(blocks) - n_blocks:]:
         z.flags[p] |= PG_REPORTED
+        z.cfg[CFG_REPORTED] += 1 << order
 
 
 def drain_model(recording, t_s=None):

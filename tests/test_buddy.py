@@ -287,6 +287,8 @@ def broken(n_pages=2048):
         (lambda z: z.state.__setitem__(0, 100), "page 0 has an invalid state 100"),
         (lambda z: z.state.__setitem__(3, ALLOC_BASE), "overlaps page 3"),
         (lambda z: z.flags.__setitem__(0, PG_REPORTED), "page 0 is PageReported"),
+        (lambda z: z.flags.__setitem__(1024, PG_REPORTED),
+         r"1024 pages are in PageReported blocks but the zone counts 0 \(cfg"),
     ],
 )
 def test_check_names_the_first_violation(corrupt, message):

@@ -14,6 +14,7 @@ from fphlib.engine.check import InvariantError, check_guest
 from fphlib.engine.loop import run_chunk
 from fphlib.hinting import REGISTRY, mechanism_is_safe
 from fphlib.state import layout as L
+from fphlib.state.zone import CFG_REPORTED, PG_REPORTED
 
 from engine_helpers import one_guest
 
@@ -153,6 +154,13 @@ def test_debug_check_names_guest_and_invariant():
     s.z_nr[0, 10] -= 1
     s.gi[0, L.GI.USED] = 5
     assert check_guest(s, 0, z)[0] == 9
+    s.gi[0, L.GI.USED] = 0
+    assert check_guest(s, 0, z) == (0, 0)
+    head = int(z.head[10])
+    z.flags[head] |= PG_REPORTED  # flagged without being counted
+    assert check_guest(s, 0, z) == (22, 1024)
+    z.cfg[CFG_REPORTED] = 1024
+    assert check_guest(s, 0, z) == (0, 0)
 
 
 def test_debug_violation_raises_with_guest_time_and_invariant(monkeypatch):

@@ -11,7 +11,7 @@ from fphlib.costs import SIZE_DEFAULTS
 from fphlib.guest.buddy import free_one_page, rmqueue_smallest
 from fphlib.hinting import page_reporting as pr
 from fphlib.state import layout as L
-from fphlib.state.zone import PG_REPORTED
+from fphlib.state.zone import PG_REPORTED, set_page_reported
 
 from engine_helpers import free_list, one_guest, reported_anywhere, reported_set
 from naive import naive_reporting_pass
@@ -97,7 +97,7 @@ def test_one_pass_matches_the_naive_twin(seed):
         free_one_page(z, b, 10, False)
     pre = set(rnd.sample(blocks[:keep], rnd.randint(0, keep)))
     for b in pre:
-        z.flags[b] |= PG_REPORTED
+        set_page_reported(z, b, 10)
     start = free_list(z, 10)
     want_list, want_rep, want_reports, want_req = naive_reporting_pass(start, pre, cap)
     s.mi[0, pr.PR_STATE] = pr.PAGE_REPORTING_REQUESTED

@@ -9,6 +9,7 @@ from ..state.borrow import borrow_state, borrow_zone
 from ..state.layout import GI, HI, PG_DISCARDED, PG_SWAPPED, PI, ST_KILLED
 from ..state.zone import (
     ALLOC_BASE,
+    CFG_REPORTED,
     ISOLATED_BASE,
     NOT_HEAD,
     ON_PCP,
@@ -44,6 +45,8 @@ INVARIANTS = {
         "guest's returned counter",
     21: "lazily-freed pages (PG_BACKED and PG_DISCARDED: MADV_FREE) differ from the guest's "
         "lazyfree counter",
+    22: "pages in PageReported blocks differ from the zone's reported count "
+        "(cfg[CFG_REPORTED])",
     19: "the workload's held list is broken, or held pages + guest swap != its mapped pages, "
         "or guest swap over size",
 }
@@ -84,6 +87,7 @@ def check_guest(s, g, z):
     lazy = 0
     cache = 0
     dirty = 0
+    reported = 0
     alive = s.gi[g, GI.STATUS] != ST_KILLED  # the host freed all of a killed guest's memory
     safe = s.pi[PI.SAFE] != 0
     p = 0
@@ -119,8 +123,10 @@ def check_guest(s, g, z):
             return 4, p
         if p & (size - 1) or p + size > n:
             return 4, p
-        if z.flags[p] & PG_REPORTED and kind != 0:
-            return 10, p
+        if z.flags[p] & PG_REPORTED:
+            if kind != 0:
+                return 10, p
+            reported += size
         for q in range(p, p + size):
             f = z.flags[q]
             if q > p:
@@ -149,6 +155,8 @@ def check_guest(s, g, z):
         total_free += z.nr_free[o] << o
     if total_free != free:
         return 6, free
+    if reported != z.cfg[CFG_REPORTED]:
+        return 22, reported
     if isolated != s.gi[g, GI.ISOLATED]:
         return 7, isolated
     pcp_listed = 0

@@ -11,7 +11,7 @@ isolated, on a pcp list) tiling the zone; PageReported (mm/page_reporting.c) onl
 import numpy as np
 
 from .._jit import jit
-from ..state.zone import ALLOC_BASE, ISOLATED_BASE, NOT_HEAD, ON_PCP, PG_REPORTED
+from ..state.zone import ALLOC_BASE, CFG_REPORTED, ISOLATED_BASE, NOT_HEAD, ON_PCP, PG_REPORTED
 
 # ``_check`` codes; BuddyAllocator.check turns them into messages. Checked in this order.
 CHK_OK = 0
@@ -31,6 +31,7 @@ CHK_UNLISTED = 13  # (page, order)
 CHK_UNMERGED = 14  # (page, buddy, order)
 CHK_REPORTED = 15  # (page, state)
 CHK_COUNT = 16  # (free pages by blocks, free pages by nr_free)
+CHK_REPORTED_COUNT = 17  # (PageReported pages by flags, by cfg[CFG_REPORTED])
 
 
 @jit
@@ -102,10 +103,15 @@ def _check(zone):
                     return CHK_UNMERGED, pfn, buddy, o, 0, counts
         counts[kind] += 1 << o
         pfn += 1 << o
-    # 3. PageReported only on free heads
+    # 3. PageReported only on free heads, and counted
+    reported = 0
     for p in range(n):
-        if zone.flags[p] & PG_REPORTED and not 0 <= zone.state[p] <= top:
-            return CHK_REPORTED, p, zone.state[p], 0, 0, counts
+        if zone.flags[p] & PG_REPORTED:
+            if not 0 <= zone.state[p] <= top:
+                return CHK_REPORTED, p, zone.state[p], 0, 0, counts
+            reported += 1 << zone.state[p]
+    if reported != zone.cfg[CFG_REPORTED]:
+        return CHK_REPORTED_COUNT, reported, zone.cfg[CFG_REPORTED], 0, 0, counts
     by_lists = 0
     for o in range(n_orders):
         by_lists += zone.nr_free[o] << o
@@ -150,6 +156,9 @@ def _check_message(code, a, b, c, d):
         CHK_REPORTED: lambda: f"page {a} is PageReported but not a free head (state {b})",
         CHK_COUNT: lambda: (
             f"free blocks cover {a} pages but nr_free accounts for {b} pages"
+        ),
+        CHK_REPORTED_COUNT: lambda: (
+            f"{a} pages are in PageReported blocks but the zone counts {b} (cfg[CFG_REPORTED])"
         ),
     }
     return messages[code]()

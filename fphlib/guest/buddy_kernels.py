@@ -44,6 +44,7 @@ from ..state.zone import (  # the zone and its per-page values live on the botto
     ALLOC_BASE,
     CFG_LEN,
     CFG_PLACEMENT,
+    CFG_REPORTED,
     CFG_REPORTING_OFF,
     CFG_TRACK,
     ISOLATED_BASE,
@@ -248,6 +249,7 @@ def del_page_from_free_list(zone, pfn, order):
     # v5.10: ``if (page_reported(page)) __ClearPageReported(page);``
     if zone.cfg[CFG_REPORTING_OFF] == 0 and zone.flags[np.uintp(pfn)] & PG_REPORTED:
         zone.flags[np.uintp(pfn)] &= ~PG_REPORTED
+        zone.cfg[CFG_REPORTED] -= 1 << order
     zone.nr_free[order] -= 1
     if zone.cfg[CFG_TRACK]:
         _track_del_hook(zone, np.int64(pfn), np.int64(order))
@@ -393,4 +395,5 @@ def _reinit(zone):
     zone.head[:] = -1
     zone.tail[:] = -1
     zone.nr_free[:] = 0
+    zone.cfg[CFG_REPORTED] = 0
     init_free_lists(zone)

@@ -46,7 +46,7 @@ from ..host.discard_queue import discard_due
 from ..state.borrow import borrow_state, borrow_zone
 from ..state.layout import GF, GI, PI, PrivateState, private_columns
 from ..state.params import Param
-from ..state.zone import PG_REPORTED
+from ..state.zone import CFG_REPORTED, PG_REPORTED
 from .virtio_report import isolate_into, putback_blocks, report_blocks
 
 NAME = "page_reporting"
@@ -321,5 +321,7 @@ def free_hook_order(params, hint_order):
 @jit
 def reported_pages(s, g, z):
     """Pages in free blocks flagged PageReported now."""
-    s = borrow_state(s)
-    return reported_pages_now(z, s.pi[PI.HINT_ORDER])
+    z = borrow_zone(z)
+    # = reported_pages_now(z, hint_order): only blocks of order >= hint_order are ever
+    # reported, and a merge or a split clears the flag
+    return z.cfg[CFG_REPORTED]

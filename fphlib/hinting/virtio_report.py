@@ -12,7 +12,7 @@ from ..guest.buddy import isolate_free_page, putback_isolated_page
 from ..host.discard_queue import discard_later
 from ..state.borrow import borrow_state, borrow_zone
 from ..state.layout import GI
-from ..state.zone import PG_REPORTED
+from ..state.zone import set_page_reported
 from .counters import count_lock_ops, count_report, count_reported_pages
 
 
@@ -55,5 +55,5 @@ def putback_blocks(s, g, z, base, n, mark_reported, cost):
         putback_isolated_page(z, pfn, order)
         s.gi[g, GI.ISOLATED] -= 1 << order
         if mark_reported and z.state[pfn] == order:
-            z.flags[pfn] |= PG_REPORTED
+            set_page_reported(z, pfn, order)
     count_lock_ops(s, g, n, cost)
