@@ -665,3 +665,23 @@ def naive_answered(k, answers):
     """fphlib.guest.cooperation._answered: is the k-th ask for memory (from 0) answered by a
     guest answering ``answers`` of them? ceil((k + 1) p) > ceil(k p)."""
     return math.ceil((k + 1) * answers) > math.ceil(k * answers)
+
+
+def naive_dontneed(flags, pfn, npages, backed=2, data=4, swapped=16, referenced=32,
+                   discarded=64):
+    """fphlib.host.backing.discard with MADV_DONTNEED on a guest's page flags (a list, changed
+    in place), page by page as mm/madvise.c zaps PTEs: (lost writes, pages returned).
+    Every page still flagged with guest data is a lost write; a backed or swapped page is
+    returned (unbacked, or its swap slot freed) and flagged discarded."""
+    lost = returned = 0
+    for q in range(pfn, pfn + npages):
+        f = flags[q]
+        if f & data:
+            lost += 1
+        if f & backed:
+            flags[q] = (f & ~backed) | discarded
+            returned += 1
+        elif f & swapped:
+            flags[q] = (f & ~swapped) | discarded
+            returned += 1
+    return lost, returned

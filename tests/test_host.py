@@ -10,6 +10,7 @@ from fphlib.state import layout as L
 from fphlib.state.zone import PG_BACKED, PG_DATA
 
 from engine_helpers import one_guest
+from naive import naive_dontneed
 
 
 def _touch(s, z, pfn, n):
@@ -59,6 +60,42 @@ def test_discarding_data_the_guest_still_needs_is_a_lost_write():
     discard(s, 0, z, pfn, 1, s.cost)
     assert guest_counters(s, 0).lost == 1
     assert not z.flags[pfn] & PG_BACKED
+
+
+def test_discard_matches_the_naive_twin_on_random_flags():
+    """Random per-page host states over a few 2 MiB regions, some with nothing backed or
+    swapped (the fast path for regions discarded before), some with guest data left on such
+    pages: lost writes, returned pages, flags and counters as page-by-page DONTNEED."""
+    rng = np.random.default_rng(7)
+    for _ in range(30):
+        s, z = one_guest(host_thp=False, guest_mem="16MiB")
+        n = 4 * HPAGE_PAGES
+        for r in range(4):
+            kind = rng.integers(3)  # 0: nothing present, 1: mixed, 2: data left, none present
+            for q in range(r * HPAGE_PAGES, (r + 1) * HPAGE_PAGES):
+                f = 0
+                if kind == 1:
+                    f = int(rng.choice([0, PG_BACKED, L.PG_SWAPPED])) | int(
+                        rng.choice([0, PG_DATA]))
+                elif kind == 2 and rng.random() < 0.1:
+                    f = PG_DATA | L.PG_DISCARDED
+                z.flags[q] = f
+        present = ((z.flags[:n] & (PG_BACKED | L.PG_SWAPPED)) != 0).reshape(-1, HPAGE_PAGES)
+        s.reg_cnt[:4] = present.sum(axis=1)
+        backed = int((z.flags[:n] & PG_BACKED).astype(bool).sum())
+        swapped = int((z.flags[:n] & L.PG_SWAPPED).astype(bool).sum())
+        s.gi[0, L.GI.RSS] = s.hi[L.HI.RSS] = backed
+        s.gi[0, L.GI.SWAP] = s.hi[L.HI.SWAP] = swapped
+        want = [int(f) for f in z.flags[:n]]
+        pfn = int(rng.integers(0, n - 1))
+        npages = int(rng.integers(1, n - pfn + 1))
+        lost, returned = naive_dontneed(want, pfn, npages)
+        discard(s, 0, z, pfn, npages, s.cost)
+        assert z.flags[:n].tolist() == want
+        assert guest_counters(s, 0).lost == lost
+        assert s.gi[0, L.GI.RETURNED] == returned
+        assert s.gi[0, L.GI.RSS] + s.gi[0, L.GI.SWAP] == backed + swapped - returned
+        assert region_count_ok(s.flags, s.reg_cnt, s.reg_huge)
 
 
 def _series_ok(res, host_mem):

@@ -49,7 +49,7 @@ from ..costs import (
 from ..state.borrow import borrow_state, borrow_zone
 from ..state.hooks import host_ensure_ram
 from ..state.layout import GF, GI, HF, HI, PG_DISCARDED, PG_SWAPPED, PI, ST_RUNNING
-from ..state.zone import PG_BACKED, PG_DATA
+from ..state.zone import PG_BACKED, PG_DATA, PG_DATA_SHIFT
 from .memory import (
     BACKED_OR_LAZY,
     HOST_BITS_CLEAR,
@@ -254,6 +254,17 @@ def discard(s, g, z, pfn, npages, cost):
                 spent += cost[C_MADVISE_2M]
             else:
                 spent += cost[C_THP_SPLIT]
+        if s.reg_cnt[r] == 0:
+            # nothing here is backed or swapped (a region discarded before, as hints of
+            # the same free blocks again are): the per-page pass below would change no flag
+            # and no cost, only count the pages still flagged with guest data (lost writes
+            # the host never held); counted without branches
+            data = 0
+            for q in range(np.uintp(p), np.uintp(seg_end)):  # unsigned: no wraparound test
+                data += (flags[q] & PG_DATA) >> PG_DATA_SHIFT
+            lost += data
+            p = seg_end
+            continue
         for q in range(p, seg_end):
             f = flags[q]
             if lazily and f & PG_BACKED:

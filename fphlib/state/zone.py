@@ -23,6 +23,7 @@ PC_DIRTY = 57
 PG_REPORTED = np.uint8(1)  # PageReported: valid only on free heads
 PG_BACKED = np.uint8(2)  # host has backing memory for this page
 PG_DATA = np.uint8(4)  # the guest wrote data it still needs
+PG_DATA_SHIFT = 2  # PG_DATA == 1 << PG_DATA_SHIFT: (flags & PG_DATA) >> it is 0 or 1
 PG_IN_FLIGHT = np.uint8(8)  # hinted to the host, discard pending
 
 # ``Zone.cfg``: the zone's settings (and one count, CFG_REPORTED)
