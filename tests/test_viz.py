@@ -179,6 +179,61 @@ def test_readable_values_and_changes():
     assert format_change(5, float("nan"), "count") == "–"
 
 
+def test_readable_numbers_never_in_scientific_notation():
+    from fphlib.viz.tables import format_value
+
+    assert format_value(1e-5, "count") == "0.00001"
+    assert format_value(2.5e-10, "seconds") == "0.00025 µs"
+    assert format_value(8.38e8, "bytes") == "799 MiB"
+    assert format_value(12.5, "ms") == "12.5 ms"  # already scaled: shown in its unit
+    assert format_value(2.0, "gib") == "2.00 GiB"
+    assert format_value(1.0, "ratio") == "1.00" and format_value(0.004, "ratio") == "0.004"
+    assert format_value(float("inf"), "ratio") == "∞"
+    assert format_value(True, "text") == "yes"
+    for v in (1e-12, 3e-7, 1e21, 123456789.123):
+        for unit in ("count", "seconds", "bytes", "ratio"):
+            assert "e" not in format_value(v, unit).replace("µ", ""), (v, unit)
+
+
+def test_readable_rows_labels_units_caption_and_dashes():
+    from fphlib.viz.tables import readable_rows
+
+    grid = pd.DataFrame({"guests": [1, 2], "policy": ["mom", "idle_tax"], "asks": [3, 40],
+                         "host_rss_peak_bytes": [8.38e8, 2 * GIB],
+                         "mean_slowdown": [1.0, np.nan], "guest_mem": [GIB, GIB]})
+    t = readable_rows(grid, index=["guests", "policy"], caption="a caption")
+    f = t.frame
+    assert list(f.index.names) == ["guests", "policy"]
+    assert f.columns.tolist() == [plots.metric_info(c).label for c in
+                                  ("asks", "host_rss_peak_bytes", "mean_slowdown", "guest_mem")]
+    assert f.iloc[:, 1].tolist() == ["799 MiB", "2.00 GiB"]
+    assert f.iloc[:, 2].tolist() == ["1.00", "–"]
+    assert f.iloc[:, 3].tolist() == ["1.00 GiB", "1.00 GiB"]
+    assert any(n.startswith("– in mean slowdown") for n in t.notes)
+    html = t.to_html()
+    assert '<caption class="fphlib-caption">a caption</caption>' in html
+    assert "nan" not in html.lower().replace("nans", "") and "e+" not in html
+    assert str(t).startswith("a caption\n")
+    with pytest.raises(ValueError, match="nope"):
+        readable_rows(grid, columns=["nope"])
+
+
+def test_registry_tables_are_plain_text():
+    from fphlib.viz.mechanisms import mechanism_table
+    from fphlib.viz.policies import policy_table
+    from fphlib.viz.tables import plain_text, readable_rows
+
+    assert plain_text("see :func:`fphlib.simulate` and ``x``, `docs <https://a>`_, *y*") == \
+        "see fphlib.simulate and x, docs, y"
+    mechs = readable_rows(mechanism_table(), index="mechanism")
+    pols = readable_rows(policy_table().reset_index(), index="policy")
+    for table in (mechs, pols):
+        text = table.to_html()
+        assert "``" not in text and ":func:" not in text and ":mod:" not in text
+        assert "..." not in text and "…" not in text  # full descriptions, not truncated
+    assert set(mechs.frame.iloc[:, 0]) <= {"yes", "no"}
+
+
 def test_readable_per_guest_frame_and_runs_frame():
     from fphlib.viz.tables import readable
 
@@ -328,6 +383,105 @@ def test_app_run_updates_progress_plots_and_table_in_place():
     assert app.runs_done == 2
 
 
+def test_every_app_marks_its_results_stale_when_a_control_changes():
+    import ipywidgets as W
+
+    from fphlib.viz.block_size import BlockSizeApp
+    from fphlib.viz.mechanisms import CompareApp
+    from fphlib.viz.migration import MigrationApp
+    from fphlib.viz.policies import PolicyApp
+    from fphlib.viz.validation import ValidationApp
+    from fphlib.viz.widgets import SimulationApp, value_controls
+
+    apps = [(SimulationApp(profile="smoke"), "workload", "churn"),
+            (CompareApp(profile="smoke"), "guests", 2),
+            (MigrationApp(profile="smoke"), "free", 0.5),
+            (PolicyApp(profile="smoke"), "policy", "watermark"),
+            (BlockSizeApp(profile="smoke"), "seeds", 4),
+            (ValidationApp(profile="smoke"), "quick", None)]
+    for app, name, new in apps:
+        marker, control = app.stale_marker, getattr(app, name)
+        what = type(app).__name__
+        # every control of the app is watched
+        assert set(marker.controls) == {w for w in value_controls(app.widget)
+                                        if not isinstance(w, W.Button)}, what
+        assert marker.banner in app.widget.children, what
+        old = control.value
+        control.value = new if new is not None else not old
+        assert marker.banner.value == "", f"{what}: stale before any run"
+        control.value = old
+        marker.shown("the run shown")
+        assert marker.banner.value == "" and not marker.stale, what
+        control.value = new if new is not None else not old
+        assert marker.stale, what
+        assert "results below are for <b>the run shown</b>" in marker.banner.value, what
+        assert control.description in marker.banner.value, what
+        assert all("fphlib-stale" in w._dom_classes for w in marker.stale_widgets), what
+        control.value = old  # back to the run's settings: current again
+        assert marker.banner.value == "", what
+        assert not any("fphlib-stale" in w._dom_classes for w in marker.stale_widgets), what
+
+
+def test_simulation_app_stale_banner_names_the_run_shown_until_run_again():
+    from fphlib.viz.widgets import SimulationApp
+
+    app = SimulationApp(profile="smoke", simulate=RecordingSimulate())
+    app.run_button.click()
+    assert app.stale_marker.banner.value == ""
+    assert "page_reporting (order 9)" in app.caption and "policy static" in app.caption
+    assert app.caption in app.table.value  # the table's caption names what it shows
+    app.mechanism.value = "balloon"
+    banner = app.stale_marker.banner.value
+    assert "page_reporting (order 9)" in banner and "mechanism" in banner
+    app.run_button.click()
+    assert app.stale_marker.banner.value == "" and "balloon" in app.caption
+
+
+def test_impossible_scenario_disables_run_with_the_reasons():
+    from fphlib.viz.widgets import SimulationApp
+
+    sim = RecordingSimulate()
+    app = SimulationApp(profile="smoke", simulate=sim)
+    assert app.problems == [] and not app.run_button.disabled
+    with _no_warning():
+        app.guests.value, app.guest_mem.value, app.host_mem.value = 6, "16384MiB", "512MiB"
+    assert app.run_button.disabled
+    assert "Run is disabled" in app.scenario.value and "guests 0-5" in app.scenario.value
+    assert "larger than host RAM + swap (512 MiB)" in app.scenario.value
+    app.run()  # from Python too: nothing runs
+    assert sim.configs == [] and app.results == {}
+    app.guests.value, app.guest_mem.value, app.host_mem.value = 1, "256MiB", "2048MiB"
+    assert app.problems == [] and not app.run_button.disabled
+    app.run_button.click()
+    assert len(sim.configs) == 2 and not app.run_button.disabled
+
+
+class _no_warning:
+    """No UserWarning may escape (the app shows the problems itself)."""
+
+    def __enter__(self):
+        import warnings
+
+        self._ctx = warnings.catch_warnings()
+        self._ctx.__enter__()
+        warnings.simplefilter("error", UserWarning)
+
+    def __exit__(self, *exc):
+        self._ctx.__exit__(*exc)
+
+
+def test_guest_panels_mark_oom_kills_and_say_how_many_are_shown():
+    res = make_result("none", guests=6)
+    res.events = pd.DataFrame({"t_s": [2.5], "guest": [1], "kind": ["oom_kill"], "value": [0]})
+    fig = plots.plot_guest_memory(res, title="run")
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[:4] == ["guest 0", "guest 1: OOM-killed at 2.5 s", "guest 2", "guest 3"]
+    assert [line.get_xdata()[0] for line in fig.axes[1].lines if line.get_color() == "tab:red"]\
+        == [2.5]
+    assert fig.get_suptitle() == "run (showing guests 0-3 of 6)"
+    assert plots.plot_guest_memory(make_result("none", guests=2)).get_suptitle() == ""
+
+
 def test_every_app_control_has_a_tooltip():
     import ipywidgets as W
 
@@ -416,11 +570,11 @@ def test_app_reports_errors_and_recovers():
 def test_app_profile_comes_from_environment(monkeypatch):
     from fphlib.viz.widgets import SimulationApp
 
-    monkeypatch.setenv("FPHLIB_PROFILE", "demo")
-    assert SimulationApp().config().guest_mem == 1280 << 20
-    monkeypatch.delenv("FPHLIB_PROFILE")  # default: the README's headline scenario
+    monkeypatch.setenv("FPHLIB_PROFILE", "full")  # the README's headline scenario
     cfg = SimulationApp().config()
     assert (cfg.host_mem, cfg.guests, cfg.guest_mem) == (16 * GIB, 3, 5 * GIB)
+    monkeypatch.delenv("FPHLIB_PROFILE")  # default: demo, as every notebook
+    assert SimulationApp().config().guest_mem == 1280 << 20
     monkeypatch.setenv("FPHLIB_PROFILE", "huge")
     with pytest.raises(ValueError, match="FPHLIB_PROFILE/profile: 'huge' is not one of smoke"):
         SimulationApp()

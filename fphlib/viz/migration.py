@@ -20,11 +20,12 @@ import seaborn as sns
 from ..api.config import SimConfig
 from ..api.simulate import simulate
 from ..costs import DEFAULTS
-from ..experiments.scenarios import profile_name
+from ..experiments.scenarios import profile_name, run_caption
 from ..units import PAGE_SIZE
+from . import plots
 from .figures import app_figure, figure_png, new_figure
-from .tables import readable
-from .widgets import STALE_CSS, field_help, fit_layout, run_configs
+from .tables import ReadableTable, format_value, readable
+from .widgets import STALE_CSS, StaleMarker, field_help, fit_layout, run_configs
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -101,6 +102,25 @@ def migration_grid(profile=None, **kwargs):
                         "unavailable_s": s["migration_unavailable_s"],
                         "lost_writes": s["lost_writes"]})
     return pd.DataFrame(rows)
+
+
+def migration_table(frame, caption=""):
+    """The :func:`migration_grid` for people: one row per (guest size, free share, free memory
+    used or not), one column per migration for its time and for the bytes it sent."""
+    keys = ["guest_gib", "free_fraction", "free_memory"]
+    wide = frame.pivot_table(index=keys, columns="migration", sort=False,
+                             values=["migration_time_s", "migration_gib"], aggfunc="first")
+    cells = {}
+    for metric, what in (("migration_time_s", "time"), ("migration_gib", "sent")):
+        unit = plots.metric_info(metric).unit
+        for label in frame["migration"].unique():
+            cells[f"{what}: {label}"] = [format_value(v, unit) for v in wide[(metric, label)]]
+    out = pd.DataFrame(cells)
+    info = [plots.metric_info(k) for k in keys]
+    out.index = pd.MultiIndex.from_arrays(
+        [[format_value(v, i.unit) for v in wide.index.get_level_values(k)]
+         for k, i in zip(keys, info, strict=True)], names=[i.label for i in info])
+    return ReadableTable(out, [], caption)
 
 
 def plot_migration(frame, fig=None):
@@ -226,13 +246,15 @@ class MigrationApp:
         self.table = W.HTML()
         self.stale_widgets = (self.image, self.table)
         self.results = {}
+        self.caption = ""  # what the results shown are
         self.run_button.on_click(lambda _: self.run())
         wrap = W.Layout(flex_flow="row wrap", align_items="center")
         controls = W.VBox([W.HBox([self.guest_mem, self.free, self.touched], layout=wrap),
                            W.HBox([self.bandwidth, self.downtime, self.run_button], layout=wrap),
                            W.HBox([self.progress, self.status], layout=wrap)])
-        self.widget = W.VBox([W.HTML(STALE_CSS), controls, self.run_log, self.image,
-                              self.table])
+        self.stale_marker = StaleMarker(controls, self.stale_widgets)
+        self.widget = W.VBox([W.HTML(STALE_CSS), controls, self.run_log,
+                              self.stale_marker.banner, self.image, self.table])
 
     def configs(self):
         """``{label: SimConfig}`` of the current controls."""
@@ -274,5 +296,7 @@ class MigrationApp:
 
         metrics = ("migration_time_s", "migration_bytes", "downtime_s", "migration_rounds",
                    "migration_hinted_bytes", "migration_unavailable_s", "lost_writes")
-        self.table.value = readable(self.results, baseline="none (legacy)",
-                                    metrics=metrics).to_html()
+        cfg = next(iter(self.results.values())).config
+        self.caption = f"Live migration of guest 0: {run_caption(cfg, mechanism=False)}"
+        self.table.value = readable(self.results, baseline="none (legacy)", metrics=metrics,
+                                    caption=self.caption).to_html()

@@ -21,13 +21,14 @@ import seaborn as sns
 from ..api.asking import never_asking, per_guest, run_metrics
 from ..api.config import SimConfig, policy_allows
 from ..costs import SIZE_DEFAULTS
-from ..experiments.scenarios import profile_name
+from ..experiments.scenarios import profile_name, run_caption
 from ..hinting import REGISTRY as MECHS
 from ..host.policy import REGISTRY, policy_module
 from ..state.params import describe
 from ..units import parse_size
 from .figures import app_figure, figure_png
-from .widgets import run_configs
+from .tables import plain_text, readable
+from .widgets import STALE_CSS, StaleMarker, run_configs
 
 MIB = float(1 << 20)
 
@@ -68,7 +69,7 @@ def policy_table():
     rows = []
     for name in policies():
         module = policy_module(name)
-        rows.append(dict(policy=name, summary=(module.__doc__ or "").split("\n")[0],
+        rows.append(dict(policy=name, summary=plain_text((module.__doc__ or "").split("\n\n")[0]),
                          parameters="; ".join(describe(module.PARAMS)),
                          mechanisms=", ".join(m for m in MECHS if policy_allows(name, m))))
     return pd.DataFrame(rows).set_index("policy")
@@ -203,6 +204,7 @@ class PolicyApp:
         self.results = {}
         self.table = None
         self.metrics = {}
+        self.caption = ""  # what the results shown are: scenario, mechanism, policy
         self.guests = W.IntSlider(value=4, min=1, max=64, description="guests",
                                   continuous_update=False)
         self.policy = W.Dropdown(options=policies(), value="idle_tax", description="policy")
@@ -219,11 +221,14 @@ class PolicyApp:
         self.html = W.HTML(value="")
         self.run_button.on_click(self.run)
         self._fig = app_figure((14, 3.6))
+        self.stale_widgets = (self.image, self.html)
+        controls = W.HBox([W.VBox([self.guests, self.ratio, self.active]),
+                           W.VBox([self.policy, self.mechanism])])
+        self.stale_marker = StaleMarker(controls, self.stale_widgets)
         self.widget = W.VBox([
-            W.HBox([W.VBox([self.guests, self.ratio, self.active]),
-                    W.VBox([self.policy, self.mechanism])]),
+            W.HTML(STALE_CSS), controls,
             W.HBox([self.run_button, self.progress, self.status]),
-            self.run_log, self.image, self.html])
+            self.run_log, self.stale_marker.banner, self.image, self.html])
         self.widget.add_class("fphlib-app")
 
     def config(self):
@@ -250,11 +255,12 @@ class PolicyApp:
         self.table = per_guest(res, base)
         self.metrics = run_metrics(res, self.table)
         cfg = res.config
+        self.caption = f"Per guest: {run_caption(cfg)}"
         plot_who_paid(self.table, fig=self._fig,
-                      title=f"{cfg.guests} guests, policy {cfg.policy}, {cfg.mechanism} "
-                            f"({self.profile} profile)")
+                      title=f"Who paid: {run_caption(cfg)} ({self.profile} profile)")
         self.image.value = figure_png(self._fig)
-        self.html.value = pd.DataFrame([self.metrics]).to_html(border=0, float_format="%.3g")
+        self.html.value = readable(pd.Series(self.metrics, name=cfg.policy), baseline=None,
+                                   caption=f"Run metrics: {run_caption(cfg)}").to_html()
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)

@@ -33,7 +33,7 @@ from ..validation import REAL_DIR, RULES
 from .figures import app_figure, figure_png
 from .policies import show  # noqa: F401  (a notebook-displayable PNG of a Figure)
 from .tables import ReadableTable
-from .widgets import STALE_CSS, computing, fit_layout
+from .widgets import STALE_CSS, StaleMarker, computing, fit_layout
 
 PASS, FAIL = "#2a9d3f", "#c0392b"
 
@@ -74,8 +74,8 @@ def _shown_value(row):
     return text
 
 
-def readable(df):
-    """The table of :func:`fphlib.validation.table` for people.
+def readable(df, caption=""):
+    """The table of :func:`fphlib.validation.table` for people (``caption``: what it shows).
 
     One row per result (§ of docs/references.md, experiment, case): published
     value or range, fphlib's value (``≥ n`` when an admission run never failed), the interval
@@ -108,7 +108,7 @@ def readable(df):
         for case, n in zip(cases["case"], cases["note"], strict=True):
             if "; fails: " in n:
                 notes.append(f"{case}: fails: {n.split('; fails: ')[1]}.")
-    return ReadableTable(frame, notes)
+    return ReadableTable(frame, notes, caption)
 
 
 def differences(df):
@@ -244,11 +244,13 @@ class ValidationApp:
         self.run_button.on_click(self.run)
         self._fig = app_figure((10, 5))
         wrap = W.Layout(flex_flow="row wrap", align_items="center")
+        controls = W.HBox([self.cases, W.VBox([self.quick, self.run_button])], layout=wrap)
+        self.caption = ""
+        self.stale_marker = StaleMarker(controls, (self.image, self.table))
         self.widget = W.VBox([
-            W.HTML(STALE_CSS),
-            W.HBox([self.cases, W.VBox([self.quick, self.run_button])], layout=wrap),
+            W.HTML(STALE_CSS), controls,
             W.HBox([self.progress, self.status], layout=wrap),
-            self.table, self.image,
+            self.stale_marker.banner, self.table, self.image,
         ])
         self.widget.add_class("fphlib-app")
 
@@ -259,6 +261,7 @@ class ValidationApp:
         if not ids:
             self.status.value = "<b>select at least one result</b>"
             return self.df
+        ran_with = self.stale_marker.values()
         with computing(self, (self.image, self.table)):
             self.progress.max, self.progress.value = len(ids), 0
             self.progress.bar_style = "info"
@@ -268,9 +271,11 @@ class ValidationApp:
                 records.append(V.run(c, quick=self.quick.value))
                 self.progress.value += 1
             self.df = V.to_frame(records, ids)
-            self.redraw()
-            self.progress.bar_style = "success"
             size = "quick sizes" if self.quick.value else "published sizes"
+            self.caption = f"{len(ids)} published result(s), {size} ({self.profile} profile)"
+            self.redraw()
+            self.stale_marker.shown(self.caption, ran_with)
+            self.progress.bar_style = "success"
             wall = float(self.df["wall_s"].sum())
             self.status.value = (f"done ({self.profile} profile, {size}): "
                                  f"{V.verdict_counts(self.df)}, {wall:.1f} s of compute")
@@ -282,9 +287,10 @@ class ValidationApp:
             return
         self._fig.clear()
         self._fig.set_size_inches(10, 0.42 * len(self.df) + 1.4)
-        plot_validation(self.df, ax=self._fig.subplots())
+        plot_validation(self.df, ax=self._fig.subplots(),
+                        title=f"Published results vs fphlib: {self.caption}")
         self.image.value = figure_png(self._fig)
-        self.table.value = readable(self.df).to_html()
+        self.table.value = readable(self.df, caption=self.caption).to_html()
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)

@@ -10,16 +10,19 @@ Voila and a headless kernel (no ipympl needed).
 """
 
 import contextlib
+import html
+import warnings
 
 import ipywidgets as W
 
 from ..api import warmup as wu
-from ..api.config import FIELD_HELP
+from ..api.config import FIELD_HELP, scenario_problems
 from ..experiments.scenarios import (
     PRESET_SIZES,
     PROFILES,
     headline_config,
     profile_name,
+    run_caption,
     scenario_title,
 )
 from ..hinting import MECHANISMS, mechanism_module, takes_hint_order
@@ -27,7 +30,7 @@ from ..units import PAGE_SIZE, format_size, parse_size
 from ..workloads import WORKLOADS
 from . import plots
 from .figures import app_figure, figure_png
-from .tables import readable
+from .tables import plain_text, readable
 
 
 def block_size_label(order):
@@ -42,9 +45,89 @@ def mechanism_names():
 
 
 # Plots and tables of the previous run are greyed while a new one computes (class toggled by
-# run_configs); every app puts this style into its widget.
+# run_configs) and while the controls describe another run than the one shown (StaleMarker);
+# every app puts this style into its widget.
 STALE_CSS = ("<style>.fphlib-stale{opacity:0.35;filter:grayscale(1);transition:opacity .2s}"
-             "</style>")
+             ".fphlib-stale-banner{background:#fff3cd;border-left:4px solid #e0a800;"
+             "padding:4px 8px;margin:4px 0}</style>")
+
+
+def value_controls(widget):
+    """The controls inside ``widget`` (a box tree): value widgets and buttons that are not
+    displays (HTML, labels, images, progress bars), in display order."""
+    if isinstance(widget, W.Box):
+        for child in widget.children:
+            yield from value_controls(child)
+    elif isinstance(widget, W.ValueWidget | W.Button) and not isinstance(
+            widget, W.HTML | W.Label | W.Image | W.IntProgress | W.FloatProgress):
+        yield widget
+
+
+class StaleMarker:
+    """Says, the moment a control differs from the run shown, that the results below are for
+    another run: a banner naming the run shown (its caption) and asking for Run, and the
+    result widgets greyed (class ``fphlib-stale``). Back to the run's values: cleared.
+
+    Parameters
+    ----------
+    controls : ipywidgets.Box
+        The app's controls (every value widget in it is watched: :func:`value_controls`).
+    stale_widgets : sequence of ipywidgets.Widget
+        The plots and tables that show the results.
+
+    Attributes
+    ----------
+    banner : ipywidgets.HTML
+        Empty while the results match the controls (or before the first run).
+    """
+
+    def __init__(self, controls, stale_widgets=()):
+        self.controls = [w for w in value_controls(controls) if not isinstance(w, W.Button)]
+        self.stale_widgets = tuple(stale_widgets)
+        self.banner = W.HTML(value="")
+        self.banner.add_class("fphlib-stale-note")
+        self._shown = None
+        self.caption = ""
+        for w in self.controls:
+            w.observe(self.check, names="value")
+
+    def values(self):
+        """The controls' values now."""
+        return tuple(w.value for w in self.controls)
+
+    def shown(self, caption, values=None):
+        """The results now shown are of ``caption``, run with the controls at ``values``
+        (default: their values now)."""
+        self._shown = self.values() if values is None else tuple(values)
+        self.caption = caption
+        self.check()
+
+    @property
+    def stale(self):
+        """Whether results are shown and the controls differ from their run."""
+        return self._shown is not None and self.values() != self._shown
+
+    def changed(self):
+        """Descriptions of the controls that differ from the run shown."""
+        if self._shown is None:
+            return []
+        return [w.description or type(w).__name__
+                for w, was in zip(self.controls, self._shown, strict=True) if w.value != was]
+
+    def check(self, _change=None):
+        """Update the banner and the greying to what the controls say now."""
+        if self.stale:
+            what = html.escape(", ".join(self.changed()))
+            self.banner.value = (
+                f'<div class="fphlib-stale-banner">⚠ The results below are for '
+                f"<b>{html.escape(self.caption)}</b>; the controls have changed ({what}): "
+                "press <b>Run</b> to see the new settings.</div>")
+            for w in self.stale_widgets:
+                w.add_class("fphlib-stale")
+        else:
+            self.banner.value = ""
+            for w in self.stale_widgets:
+                w.remove_class("fphlib-stale")
 
 
 def fit_layout():
@@ -58,10 +141,11 @@ def field_help(name):
 
 
 def mechanism_help(name):
-    """First line of mechanism ``name``'s module docstring (a tooltip)."""
+    """The first paragraph of mechanism ``name``'s module docstring as plain text (a tooltip
+    and the note beside the dropdown): whole sentences, never cut at a line end."""
 
     doc = (mechanism_module(name).__doc__ or name).strip()
-    return doc.splitlines()[0].replace("``", "")
+    return plain_text(doc.split("\n\n")[0])
 
 
 @contextlib.contextmanager
@@ -81,18 +165,25 @@ def computing(app, stale=()):
         app.status.value = f"<b>error:</b> {type(e).__name__}: {e}"
         raise
     finally:
-        app.run_button.disabled = False
+        app.run_button.disabled = bool(getattr(app, "problems", None))
         for w in stale:
             w.remove_class("fphlib-stale")
+        marker = getattr(app, "stale_marker", None)
+        if marker is not None:  # a control changed while it ran: grey again
+            marker.check()
 
 
 def run_configs(app, configs, simulate=None, what="run(s)"):
     """Run ``{label: SimConfig}`` for a notebook app: its Run button is disabled meanwhile,
     its progress bar and status follow the runs, ``run_log`` holds each run's bar, and the
     widgets in ``app.stale_widgets`` (if any: the previous plots and table) are greyed; then
-    ``app.results`` is set and ``app.redraw()`` called. Returns the results."""
+    ``app.results`` is set, ``app.redraw()`` called (it sets ``app.caption``: what the
+    results are) and ``app.stale_marker`` (a :class:`StaleMarker`, if any) told that the
+    results shown are of the controls' values when Run was pressed. Returns the results."""
     if simulate is None:  # the parameter shares the name
         from ..api.simulate import simulate
+    marker = getattr(app, "stale_marker", None)
+    ran_with = marker.values() if marker is not None else None
     with computing(app, getattr(app, "stale_widgets", ())):
         app.progress.max = len(configs)
         app.progress.value = 0
@@ -107,6 +198,8 @@ def run_configs(app, configs, simulate=None, what="run(s)"):
         app.run_log.clear_output()
         app.results = results
         app.redraw()
+        if marker is not None:
+            marker.shown(app.caption, ran_with)
         app.progress.bar_style = "success"
         wall = sum(float(r.summary.get("wall_s", 0.0)) for r in results.values())
         app.status.value = f"done: {len(results)} {what}, {wall:.1f} s of compute"
@@ -134,8 +227,9 @@ class SimulationApp:
     Parameters
     ----------
     profile : {"smoke", "demo", "full"}, optional
-        The preset the controls start from (default: ``$FPHLIB_PROFILE``, else ``"full"``,
-        the README's headline scenario); it also sets memhog's rhythm (hold, gap, rounds).
+        The preset the controls start from (default: ``$FPHLIB_PROFILE``, else ``"demo"``,
+        every notebook's default; ``"full"`` is the README's headline scenario); it also sets
+        memhog's rhythm (hold, gap, rounds).
     baseline : bool
         Also run ``mechanism="none"`` with the same settings and plot it for comparison.
     simulate : callable, optional
@@ -145,15 +239,21 @@ class SimulationApp:
     ----------
     results : dict
         ``{label: SimResult}`` of the last run.
+    problems : list of str
+        Why the scenario the controls describe cannot run meaningfully
+        (:func:`fphlib.api.config.scenario_problems`); Run is disabled while there are any.
+    caption : str
+        What the results shown are (scenario, mechanism, policy).
     """
 
     def __init__(self, profile=None, baseline=True, simulate=None):
 
-        self.profile = profile_name(profile, default="full")
+        self.profile = profile_name(profile)
         self.baseline = baseline
         self._simulate = simulate
         self.results = {}
         self.runs_done = 0
+        self.problems = []  # why the controls' scenario cannot run (Run disabled)
         wide = {"description_width": "initial"}
         self.preset = W.ToggleButtons(
             options=PROFILES, value=self.profile, description="preset",
@@ -219,8 +319,10 @@ class SimulationApp:
             W.HBox([self.run_button, self.progress, self.status], layout=wrap),
             self.run_log,
         ])
-        self.widget = W.VBox([W.HTML(STALE_CSS), controls, self.rss_image, self.guest_image,
-                              self.table])
+        self.caption = ""  # what the results shown are: scenario, mechanism, policy
+        self.stale_marker = StaleMarker(controls, self.stale_widgets)
+        self.widget = W.VBox([W.HTML(STALE_CSS), controls, self.stale_marker.banner,
+                              self.rss_image, self.guest_image, self.table])
         self.widget.add_class("fphlib-app")
 
     def _block_text(self, order):
@@ -250,20 +352,29 @@ class SimulationApp:
         self.mechanism_note.value = f"<small>{mechanism_help(mech)}</small>"
 
     def _on_change(self, _change=None):
-        """Show the sizes being simulated (also tells when a combination is invalid)."""
+        """Show the sizes being simulated; when the combination is invalid or cannot run
+        meaningfully (:func:`fphlib.api.config.scenario_problems`), say why and disable Run."""
 
         try:
-            cfg = self.config()
+            with warnings.catch_warnings():  # the problems below say it, once
+                warnings.simplefilter("ignore", UserWarning)
+                cfg = self.config()
         except ValueError as e:
-            self.scenario.value = f"<b>cannot simulate this:</b> {e}"
+            self.problems = [str(e)]
+            self.scenario.value = f"<b>cannot simulate this:</b> {html.escape(str(e))}"
             self.run_button.disabled = True
             return
-        self.run_button.disabled = False
+        self.problems = scenario_problems(cfg)
+        self.run_button.disabled = bool(self.problems)
         total = cfg.guests * parse_size(cfg.guest_mem, "guest_mem")
         host = parse_size(cfg.host_mem, "host_mem")
         self.scenario.value = (
             f"simulating <b>{scenario_title(cfg)}</b>: guests total {format_size(total)}, "
             f"{total / host:.2f}× the host's RAM")
+        if self.problems:
+            self.scenario.value += (
+                "<br><b>Run is disabled: this cannot run meaningfully.</b><ul>"
+                + "".join(f"<li>{html.escape(p)}</li>" for p in self.problems) + "</ul>")
 
     def config(self, mechanism=None):
         """The SimConfig the controls describe (``mechanism`` overrides the dropdown)."""
@@ -287,7 +398,10 @@ class SimulationApp:
         return out
 
     def run(self, _button=None):
-        """Run the configured simulations, updating the progress bar, then redraw."""
+        """Run the configured simulations, updating the progress bar, then redraw; nothing
+        (the reasons stay shown) while :attr:`problems` says it cannot run meaningfully."""
+        if self.problems:
+            return self.results
         run_configs(self, self.configs(), self._simulate)
         self.runs_done += 1
         return self.results
@@ -298,19 +412,20 @@ class SimulationApp:
         if not self.results:
             return
         chosen_label = next(iter(self.results))
-        scenario = scenario_title(self.results[chosen_label].config)
+        chosen = self.results[chosen_label].config
+        scenario = scenario_title(chosen)
+        self.caption = run_caption(chosen)
         ax = self._rss_fig.axes[0] if self._rss_fig.axes else self._rss_fig.add_subplot()
-        rss_title = f"Host RSS over time\n{scenario}"
+        rss_title = f"Host RSS over time\n{run_caption(chosen, mechanism=False)}"
         plots.plot_host_rss(self.results, ax=ax, title=rss_title)
         # the PNGs carry their figure's title as metadata too (the browser test reads it)
         self.rss_image.value = figure_png(self._rss_fig, title=rss_title.replace("\n", ": "))
-        guest_title = f"Per-guest memory, {chosen_label}: {scenario}"
+        guest_title = f"Per-guest memory, {chosen_label}: {scenario} · policy {chosen.policy}"
         plots.plot_guest_memory(self.results[chosen_label], fig=self._guest_fig,
                                 title=guest_title)
         self.guest_image.value = figure_png(self._guest_fig, title=guest_title)
-        table = readable(self.results)
-        self.table.value = (f"<b>Summary: {scenario}</b>"
-                            + table.to_html(classes="fphlib-summary"))
+        table = readable(self.results, caption=f"Summary: {self.caption}")
+        self.table.value = table.to_html(classes="fphlib-summary")
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)

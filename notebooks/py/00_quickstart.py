@@ -13,11 +13,14 @@
 # it, waits, and repeats. Freeing memory inside a guest does **not** give it back to the
 # host: without hinting, the host keeps backing every page the guest ever touched.
 #
-# The app starts on the README's headline scenario: **three 5 GiB guests on a 16 GiB host**,
-# memhog over 4 GiB in three rounds, 120 simulated seconds (the `full` preset). Change the
-# **host memory**, **guest memory**, number of **guests**, **workload** and **duration**, or
-# load a **preset** (`smoke`: seconds, `demo`: the Binder size, `full`: the headline); the
-# line above the Run button says what will be simulated. Then pick a **mechanism** and press
+# The app starts on the `demo` preset (three 1.25 GiB guests on a 4 GiB host, memhog over
+# 1 GiB in three rounds, 60 simulated seconds: the README's headline scenario scaled down by
+# four, as every notebook by default; `FPHLIB_PROFILE` changes it). The `full` preset is the
+# headline itself: **three 5 GiB guests on a 16 GiB host**, memhog over 4 GiB, 120 s. Change
+# the **host memory**, **guest memory**, number of **guests**, **workload** and **duration**,
+# or load a **preset** (`smoke`: seconds, `demo`, `full`); the line above the Run button says
+# what will be simulated, and why Run is disabled when the scenario cannot run (guests larger
+# than the host, boot footprints that do not fit). Then pick a **mechanism** and press
 # **Run**:
 #
 # - `none`: the baseline; host RSS only grows;
@@ -34,8 +37,8 @@
 # %% tags=["parameters"]
 import os
 
-# the preset the app starts from; the test suite sets FPHLIB_PROFILE=smoke, Binder demo
-PROFILE = os.environ.get("FPHLIB_PROFILE", "full")
+# the preset the app starts from; the test suite sets FPHLIB_PROFILE=smoke
+PROFILE = os.environ.get("FPHLIB_PROFILE", "demo")
 
 # %%
 from fphlib.viz.widgets import SimulationApp, warm_up
