@@ -274,7 +274,12 @@ def test_tracking_stats_table():
     f = t.frame["value"]
     assert f["memory of the structure now"].endswith("B")
     assert f["leaf kmallocs (128 B each)"].replace(",", "").isdigit()
-    assert len(f) == len(tour.buddy.tracking_stats)
+    stats = tour.buddy.tracking_stats
+    zero = [TRACKING_LABELS[k] for k, v in stats.items() if v == 0 and k not in ("failed",
+                                                                                 "nbytes")]
+    assert zero and len(f) == len(stats) - len(zero)  # counters at 0 named, not listed
+    assert not set(zero) & set(f.index) and all(z in t.notes[0] for z in zero)
+    assert f[TRACKING_LABELS["failed"]] == "0"  # the one that must be 0 stays shown
     assert "fphlib-table" in t._repr_html_()
 
 
@@ -344,6 +349,11 @@ def test_app_controls_build_the_config():
     app.workload.value = "churn"
     cfg = app.config()
     assert cfg.workload == "churn" and "size" not in cfg.workload_params
+    app.host_mem.value, app.guests.value = "2048MiB", 1
+    app.reset_button.click()  # the preset already selected, loaded again
+    assert (app.host_mem.value, app.guest_mem.value, app.guests.value,
+            app.workload.value) == ("16384MiB", "5120MiB", 3, "memhog")
+    app.workload.value = "churn"
     assert list(app.configs()) == ["balloon", "none"]
     app.mechanism.value = "none"
     assert list(app.configs()) == ["none"]  # no duplicate baseline
@@ -713,3 +723,47 @@ def test_headline_scenario_sizes():
     # 20 % of 100 MiB = 20 MiB (+ 1 MiB boot) rounds up to whole 4 MiB blocks: 24 MiB
     assert balloon_target_for(100 << 20, 1 << 20) == 24 << 20
     assert headline_config("smoke", "none", guests=1).guest_overrides == ({"start_s": 0.0},)
+
+
+def test_migration_figures_and_table_by_hand():
+    from fphlib.viz.migration import migration_table, plot_migration, plot_race
+
+    rows = []
+    for mem in (1.0, 2.0):
+        for touched in ("never touched", "used before"):
+            for mig in ("none (legacy)", "free_page_hint alloc", "free_page_hint xbitmap"):
+                hinted = mig != "none (legacy)"
+                rows.append(dict(guest_gib=mem, free_fraction=0.5, free_memory=touched,
+                                 migration=mig, migration_time_s=mem * (0.5 if hinted else 1),
+                                 migration_gib=mem * (0.5 if hinted else 1)))
+    grid = pd.DataFrame(rows)
+    fig = plot_migration(grid)
+    lines = fig.axes[0].get_lines()
+    alloc = [ln for ln in lines if ln.get_label().startswith("free_page_hint alloc")]
+    xbitmap = [ln for ln in lines if ln.get_label().startswith("free_page_hint xbitmap")]
+    # equal values: the line drawn first is wider and marked differently, so it shows
+    assert alloc[0].get_linewidth() > xbitmap[0].get_linewidth()
+    assert alloc[0].get_marker() != xbitmap[0].get_marker()
+    assert all(ax.get_legend() is None for ax in fig.axes) and len(fig.legends) == 1
+    table = migration_table(grid, caption="c")
+    assert table.frame.shape == (4, 6)  # (size, free, touched) x (time, sent) per migration
+    assert table.frame.loc[("1.00 GiB", "0.50", "used before"), "sent: none (legacy)"] \
+        == "1.00 GiB"
+    race = pd.DataFrame([dict(variant=v, discard_latency_ms=lat, churn_ops_per_s=ops,
+                              lost_writes=0, returned_mib=1.0, zone_lock_hold_ms=0.1)
+                         for v in ("read-only (racy)", "isolating") for lat in (0.1, 1000.0)
+                         for ops in (1000.0, 20000.0)])
+    fig = plot_race(race)
+    ticks = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert ticks == ["0.1", "1000"]
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["1,000", "20,000"]
+
+
+def test_fragmentation_legend_lists_only_drawn_indices():
+    ax = plots.plot_fragmentation([1] * 11)  # a free block of every order
+    labels = ax.get_legend_handles_labels()[1]
+    assert labels == ["unusable free space index"]
+    assert any("fragmentation index: no value" in t.get_text() for t in ax.texts)
+    ax = plots.plot_fragmentation([8, 4] + [0] * 9)
+    assert set(ax.get_legend_handles_labels()[1]) == {"fragmentation index",
+                                                      "unusable free space index"}

@@ -160,6 +160,7 @@ class BlockSizeApp:
                                        tooltip="hint orders to sweep: " + field_help("hint_order"))
         self.mechanisms = W.SelectMultiple(options=mechs, value=mechs, rows=min(4, len(mechs)),
                                            description="mechanisms",
+                                           style={"description_width": "initial"},
                                            tooltip="mechanisms that work in blocks of the hint "
                                                    "order (ctrl/shift-click to pick several)")
         self.guests = W.IntSlider(value=3, min=1, max=6, description="guests",

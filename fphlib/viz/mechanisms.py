@@ -384,6 +384,7 @@ class CompareApp:
 
         self.mechanisms = W.SelectMultiple(
             options=reg, value=reg, rows=min(len(reg), 7), description="mechanisms",
+            style={"description_width": "initial"},
             tooltip="mechanisms to compare (ctrl/shift-click to pick several); "
                     + field_help("mechanism"))
         self.hint_order = W.IntSlider(value=9, min=0, max=10, description="hint order",

@@ -125,21 +125,39 @@ def migration_table(frame, caption=""):
 
 def plot_migration(frame, fig=None):
     """Migration time (top) and bytes sent (bottom) against guest size, one column per free
-    fraction; colour: the migration, line style: whether the free memory was used before."""
+    fraction; colour and marker: the migration (the hinted ones are drawn thinner over the
+    legacy one, offset a little so equal values stay visible), line style: whether the free
+    memory was used before; the legend right of the panels, never over the data."""
     fractions = sorted(frame.free_fraction.unique())
-    fig = new_figure(fig, (4.0 * len(fractions), 6.5))
+    fig = new_figure(fig, (4.0 * len(fractions) + 2.6, 6.5))
     axes = fig.subplots(2, len(fractions), squeeze=False, sharex=True)
+    labels = list(dict.fromkeys(frame.migration))
+    markers = dict(zip(labels, ("o", "s", "^", "D", "v"), strict=False))
+    widths = {m: 3.2 - 1.1 * k for k, m in enumerate(labels)}
     for j, free in enumerate(fractions):
         part = frame[frame.free_fraction == free]
         for i, (metric, label) in enumerate((("migration_time_s", "migration time (s)"),
                                              ("migration_gib", "sent (GiB)"))):
             ax = axes[i, j]
-            sns.lineplot(part, x="guest_gib", y=metric, hue="migration", style="free_memory",
-                         marker="o", ax=ax, legend=(i == 0 and j == len(fractions) - 1))
+            for mig, touched in ((m, t) for m in labels
+                                 for t in ("never touched", "used before")):
+                sub = part[(part.migration == mig) & (part.free_memory == touched)]
+                if sub.empty:
+                    continue
+                color = f"C{labels.index(mig)}"
+                ax.plot(sub.guest_gib * (1 + 0.015 * labels.index(mig)), sub[metric],
+                        color=color, marker=markers[mig], markersize=5,
+                        linewidth=widths[mig], alpha=0.85,
+                        linestyle="-" if touched == "used before" else "--",
+                        label=f"{mig}, free memory {touched}")
             ax.set_xlabel("guest memory (GiB)")
             ax.set_ylabel(label)
+            ax.set_ylim(bottom=0)
             if i == 0:
                 ax.set_title(f"{free:.0%} of the guest free")
+    handles, names = axes[0, -1].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, names, loc="outside right upper", frameon=False, fontsize=8)
     return fig
 
 
@@ -186,6 +204,8 @@ def plot_race(frame, fig=None):
         for j, (metric, label, fmt) in enumerate(metrics):
             grid = part.pivot_table(index="discard_latency_ms", columns="churn_ops_per_s",
                                     values=metric, aggfunc="mean")
+            grid.index = [f"{v:g}" for v in grid.index]  # 1000, not "1000.0"
+            grid.columns = [f"{v:,.0f}" for v in grid.columns]
             sns.heatmap(grid, annot=True, fmt=fmt, cbar=False, ax=axes[i, j],
                         cmap="rocket_r" if metric == "lost_writes" else "mako_r",
                         mask=np.isnan(grid.values))

@@ -74,7 +74,7 @@ GUEST_METRICS = {
     "mem_bytes": Metric("bytes", "guest memory"),
     "workload": Metric("text", "workload"),
     "start_s": Metric("seconds", "started at"),
-    "status": Metric("text", "status at the end"),
+    "status": Metric("text", "guest at the end (running: the VM is up)"),
     "workload_runtime_s": Metric(
         "seconds", "workload runtime",
         "the workload never finished: idle and churn run until the end, memhog may not finish "
@@ -153,6 +153,7 @@ FRAME_COLUMNS = {
     "balloon_bytes": Metric("bytes", "in the balloon"),
     "runtime_s": Metric("seconds", "memhog runtime", "the memhog did not finish"),
     "workload_end_s": Metric("seconds", "workload ended at", "did not end in the run"),
+    "memhog_end_s": Metric("seconds", "memhog ended at", "did not end in the run"),
     "killed_s": Metric("seconds", "OOM-killed at", "not killed"),
     "admitted": Metric("count", "admitted (1 = yes)"),
     "tau": Metric("ratio", "idle memory tax (tau)"),
@@ -397,10 +398,19 @@ def fragmentation_frame(nr_free):
 
 
 def plot_fragmentation(nr_free, ax=None, title="Fragmentation per order"):
-    """Fragmentation index and unusable free space index per order (kernel arithmetic)."""
+    """Fragmentation index and unusable free space index per order (kernel arithmetic).
+
+    An index without a value at any order (the fragmentation index when a block of every
+    order is free) gets no legend entry but a note on the axes saying why."""
     ax = new_axes(ax, figsize=(6.5, 3.4))
     frame = fragmentation_frame(nr_free)
+    empty = [i for i, sub in frame.groupby("index", sort=False) if sub["value"].isna().all()]
+    frame = frame[~frame["index"].isin(empty)]
     sns.lineplot(frame, x="order", y="value", hue="index", marker="o", ax=ax)
+    if empty:
+        ax.text(0.99, 0.02, f"{', '.join(empty)}: no value at any order (a free block of "
+                "each order: every allocation would succeed)", transform=ax.transAxes,
+                ha="right", va="bottom", fontsize=7, color="0.35")
     ax.set(xlabel="order", ylabel="index (0..1)", title=title, ylim=(-0.05, 1.05),
            xticks=range(len(np.asarray(nr_free))))
     sns.move_legend(ax, "upper left", title=None, fontsize=8)

@@ -14,6 +14,8 @@
 Policies and mechanisms come from their registries (never hand-made lists).
 """
 
+import html
+
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -85,9 +87,16 @@ def plot_policy_heatmaps(grid, fig=None, metrics=tuple(HEATMAP_METRICS)):
         title, scale, fmt = HEATMAP_METRICS[metric]
         table = grid.pivot(index="guests", columns="policy", values=metric)[order] / scale
         table = table.replace([np.inf, -np.inf], np.nan)
-        sns.heatmap(table, ax=ax, annot=True, fmt=fmt, cbar=False, cmap="rocket_r")
+        # colours from the metric's neutral value (0; 1 for a slowdown) up, so that noise
+        # (slowdown 1.00 ± 0.01 everywhere) is not spread over the whole colour scale
+        low = 1.0 if metric.endswith("slowdown") else 0.0
+        high = max(float(np.nanmax(table.to_numpy())) if table.notna().any().any() else low,
+                   low * 1.5 if low else 1.0)
+        sns.heatmap(table, ax=ax, annot=True, fmt=fmt, cbar=False, cmap="rocket_r",
+                    vmin=low, vmax=high, annot_kws={"size": 11})
         ax.set_title(title)
         ax.set_xlabel("")
+        ax.tick_params(labelsize=10)
     return fig
 
 
@@ -111,9 +120,10 @@ def plot_who_paid(table, fig=None, title=None):
     axes[2].bar(x, slow, color=["C3" if s > 1.05 else "C2" for s in slow.fillna(0)])
     axes[2].axhline(1.0, color="k", lw=0.8)
     axes[2].set_title("slowdown vs never asking")
+    step = max(1, int(np.ceil(len(table) / 16)))  # at most 16 guest labels per panel
     for ax in axes:
-        ax.set_xticks(x, g)
-        ax.set_xlabel("guest")
+        ax.set_xticks(x[::step], g[::step])
+        ax.set_xlabel("guest" if step == 1 else f"guest (every {step}th labelled)")
     if title:
         fig.suptitle(title)
     return fig
@@ -225,11 +235,30 @@ class PolicyApp:
         controls = W.HBox([W.VBox([self.guests, self.ratio, self.active]),
                            W.VBox([self.policy, self.mechanism])])
         self.stale_marker = StaleMarker(controls, self.stale_widgets)
+        self.problems = []  # why the controls' run cannot be made (Run disabled)
+        for w in (self.policy, self.mechanism, self.guests):
+            w.observe(self._on_change, names="value")
         self.widget = W.VBox([
             W.HTML(STALE_CSS), controls,
             W.HBox([self.run_button, self.progress, self.status]),
             self.run_log, self.stale_marker.banner, self.image, self.html])
         self.widget.add_class("fphlib-app")
+
+    def _on_change(self, _change=None):
+        """Say at once (status line, Run disabled) when the policy cannot drive the
+        mechanism, or the run cannot be made."""
+        try:
+            self.config()
+        except ValueError as e:
+            self.problems = [str(e)]
+            reason = html.escape(str(e), quote=False)
+            self.status.value = f"<b>cannot run this:</b> {reason}"
+            self.run_button.disabled = True
+            return
+        if self.problems:  # it could not before: clear the reason
+            self.status.value = f"<i>{self.profile} profile: press Run</i>"
+        self.problems = []
+        self.run_button.disabled = False
 
     def config(self):
         mem, duration = APP_SIZES[self.profile]
@@ -241,8 +270,8 @@ class PolicyApp:
 
         try:
             cfg = self.config()
-        except ValueError as e:  # a policy that cannot drive the mechanism: say why
-            self.status.value = f"<b>{e}</b>"
+        except ValueError:  # a policy that cannot drive the mechanism: say why
+            self._on_change()
             return self.results
         return run_configs(self, {"policy": cfg, "never asking": never_asking(cfg)},
                            self._simulate, what=f"run(s), {self.profile} profile")

@@ -372,14 +372,19 @@ def plain_text(text):
 
 
 def tracking_stats_table(stats):
-    """``BuddyAllocator.tracking_stats`` (counters since the zone was made) as a small table."""
-    rows = {}
+    """``BuddyAllocator.tracking_stats`` (counters since the zone was made) as a small table:
+    the counters that moved (the ones at 0 named in a footnote)."""
+    rows, zero = {}, []
     for key, value in stats.items():
         unit = "bytes" if key.endswith("bytes") else "count"
         label = TRACKING_LABELS.get(key, key.replace("_", " "))
+        if value == 0 and key not in ("failed", "nbytes"):
+            zero.append(label)
+            continue
         rows[label] = format_value(value, unit)
     frame = pd.DataFrame({"value": list(rows.values())}, index=pd.Index(list(rows), name=""))
-    return ReadableTable(frame, [])
+    notes = [f"At 0, not shown: {', '.join(zero)}."] if zero else []
+    return ReadableTable(frame, notes)
 
 
 # BuddyAllocator.tracking_stats keys (fphlib.guest.xbitmap.COUNTERS, "ops", "nbytes")

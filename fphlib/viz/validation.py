@@ -32,7 +32,7 @@ from ..units import PAGE_SIZE
 from ..validation import REAL_DIR, RULES
 from .figures import app_figure, figure_png
 from .policies import show  # noqa: F401  (a notebook-displayable PNG of a Figure)
-from .tables import ReadableTable
+from .tables import ReadableTable, format_value
 from .widgets import STALE_CSS, StaleMarker, computing, fit_layout
 
 PASS, FAIL = "#2a9d3f", "#c0392b"
@@ -111,10 +111,10 @@ def readable(df, caption=""):
     return ReadableTable(frame, notes, caption)
 
 
-def differences(df):
+def differences(df, caption=""):
     """Where the model and the published results part, measured now: the records of ``df``
     (:func:`fphlib.validation.table`) that fail or have no verdict, with fphlib's value as a
-    multiple of the published one (geometric mean of a range)."""
+    multiple of the published one (geometric mean of a range); ``caption``: what ran."""
     rows = []
     for _, r in df.iterrows():
         if r["verdict"] == "pass":
@@ -126,12 +126,12 @@ def differences(df):
             "verdict": r["verdict"],
             "published": _range(r["published_low"], r["published_high"], r["unit"]),
             "fphlib": _shown_value(r),
-            "x published": "–" if times != times else f"{times:.3g}",
+            "x published": format_value(times, "ratio"),
         })
     frame = pd.DataFrame(rows, columns=["result", "verdict", "published", "fphlib",
                                         "x published"]).set_index("result")
     notes = [] if rows else ["every record passes"]
-    return ReadableTable(frame, notes)
+    return ReadableTable(frame, notes, caption)
 
 
 def _ref(row):
@@ -241,16 +241,17 @@ class ValidationApp:
         self.status = W.HTML(value=f"<i>{self.profile} profile: press Run</i>")
         self.image = W.Image(format="png", layout=fit_layout())
         self.table = W.HTML(value="")
+        self.parts = W.HTML(value="")  # differences(df): where model and published part
         self.run_button.on_click(self.run)
         self._fig = app_figure((10, 5))
         wrap = W.Layout(flex_flow="row wrap", align_items="center")
         controls = W.HBox([self.cases, W.VBox([self.quick, self.run_button])], layout=wrap)
         self.caption = ""
-        self.stale_marker = StaleMarker(controls, (self.image, self.table))
+        self.stale_marker = StaleMarker(controls, (self.image, self.table, self.parts))
         self.widget = W.VBox([
             W.HTML(STALE_CSS), controls,
             W.HBox([self.progress, self.status], layout=wrap),
-            self.stale_marker.banner, self.table, self.image,
+            self.stale_marker.banner, self.table, self.image, self.parts,
         ])
         self.widget.add_class("fphlib-app")
 
@@ -291,6 +292,9 @@ class ValidationApp:
                         title=f"Published results vs fphlib: {self.caption}")
         self.image.value = figure_png(self._fig)
         self.table.value = readable(self.df, caption=self.caption).to_html()
+        self.parts.value = differences(
+            self.df, caption=f"Where the model and the published results part: "
+                             f"{self.caption}").to_html()
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)

@@ -261,6 +261,9 @@ class SimulationApp:
                       f"{s['duration_s']:g} s" for p, s in PRESET_SIZES.items()],
             style={**wide, "button_width": "70px"},
             tooltip="load a preset scenario: smoke (seconds), demo (Binder), full (headline)")
+        self.reset_button = W.Button(
+            description="reset", icon="undo", layout=W.Layout(width="80px"),
+            tooltip="load the selected preset again: its sizes, guests and workload")
         self.host_mem = W.SelectionSlider(options=_gib_options(512, 64), description="host memory",
                                           tooltip=field_help("host_mem"), style=wide,
                                           continuous_update=False)
@@ -304,13 +307,14 @@ class SimulationApp:
                   self.mechanism, self.hint_order):
             w.observe(self._on_change, names="value")
         self.run_button.on_click(self.run)
+        self.reset_button.on_click(self.reset)
         self._rss_fig = app_figure((8, 3.8))
         self._guest_fig = app_figure((12, 3.6))
         self._on_preset({"new": self.profile})
         self._on_mechanism({"new": self.mechanism.value})
         wrap = W.Layout(flex_flow="row wrap", align_items="center")
         controls = W.VBox([
-            W.HBox([self.preset], layout=wrap),
+            W.HBox([self.preset, self.reset_button], layout=wrap),
             W.HBox([self.host_mem, self.guest_mem, self.guests], layout=wrap),
             W.HBox([self.workload, self.duration], layout=wrap),
             W.HBox([self.mechanism, self.mechanism_note], layout=wrap),
@@ -340,6 +344,14 @@ class SimulationApp:
         self.duration.value = int(sizes["duration_s"])
         self._on_change()
 
+    def reset(self, _button=None):
+        """Load the selected preset again (a preset already selected cannot be clicked):
+        its sizes and the headline scenario's guests and workload."""
+        headline = headline_config(self.preset.value, "none")
+        self.guests.value = headline.guests
+        self.workload.value = headline.workload
+        self._on_preset({"new": self.preset.value})
+
     def _on_mechanism(self, change):
         """Disable the controls the mechanism ignores, and say so."""
 
@@ -361,7 +373,8 @@ class SimulationApp:
                 cfg = self.config()
         except ValueError as e:
             self.problems = [str(e)]
-            self.scenario.value = f"<b>cannot simulate this:</b> {html.escape(str(e))}"
+            reason = html.escape(str(e), quote=False)
+            self.scenario.value = f"<b>cannot simulate this:</b> {reason}"
             self.run_button.disabled = True
             return
         self.problems = scenario_problems(cfg)
@@ -374,7 +387,8 @@ class SimulationApp:
         if self.problems:
             self.scenario.value += (
                 "<br><b>Run is disabled: this cannot run meaningfully.</b><ul>"
-                + "".join(f"<li>{html.escape(p)}</li>" for p in self.problems) + "</ul>")
+                + "".join(f"<li>{html.escape(p, quote=False)}</li>" for p in self.problems)
+                + "</ul>")
 
     def config(self, mechanism=None):
         """The SimConfig the controls describe (``mechanism`` overrides the dropdown)."""

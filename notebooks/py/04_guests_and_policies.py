@@ -101,7 +101,10 @@ readable_rows(split, index=["tau", "guest"], caption="ESX idle memory tax: a bus
 # %%
 seq = memhog_sequence(scale=vp.SEQUENCE_SCALES[PROFILE])
 display(vp.show(vp.plot_memhog_sequence(seq)))
-readable_rows(seq, index=["mechanism", "guest"], caption="memhog sequence on a host with swap")
+readable_rows(seq, index=["mechanism", "guest"],
+              columns=["start_s", "runtime_s", "memhog_end_s", "swap_out_bytes",
+                       "host_swap_peak_bytes", "host_swap_end_bytes"],
+              caption="memhog sequence on a host with swap")
 
 # %% [markdown]
 # ## 5. Can the host rely on a guest?
