@@ -37,7 +37,9 @@ def make_result(mechanism="none", n=21, guests=2, level=1.0, hint_order=9):
     gframe = pd.DataFrame(rows, columns=list(GUEST_COLUMNS))
     summary = pd.Series({m: float(i + 1) * (GIB if m.endswith("bytes") else 1)
                          for i, m in enumerate(SUMMARY_METRICS)})
-    gsum = pd.DataFrame({"guest": range(guests)})
+    gsum = pd.DataFrame({"guest": range(guests), "workload_stall_s": 0.01 * np.arange(guests),
+                         "workload_runtime_s": 1.0 + np.arange(guests),
+                         "vmexits": 10 + np.arange(guests), "faults": 8 + np.arange(guests)})
     events = pd.DataFrame({"t_s": [], "guest": [], "kind": [], "value": []})
     return SimResult(summary=summary, guest_summary=gsum, host=host[list(HOST_COLUMNS)],
                      guests=gframe, events=events, config=cfg)
@@ -355,6 +357,24 @@ def test_app_controls_build_the_config():
             app.workload.value) == ("16384MiB", "5120MiB", 3, "memhog")
     app.workload.value = "churn"
     assert list(app.configs()) == ["balloon", "none"]
+    # the controls beyond the scenario: enabled only where the mechanism uses them
+    assert not app.balloon_target.disabled and app.capacity.disabled and app.delay.disabled
+    app.balloon_target.value, app.host_swap.value, app.policy.value = 0.5, "1024MiB", "mom"
+    chosen, base = app.configs().values()
+    assert chosen.balloon_target == chosen.guest_mem // 2 and chosen.host_swap == GIB
+    assert chosen.policy == "mom" and "with 1 GiB swap" in app.scenario.value
+    assert base.balloon_target is None and base.policy == "static"  # mom cannot drive none
+    app.policy.value = "static"
+    app.mechanism.value = "page_reporting"
+    assert app.balloon_target.disabled and not app.capacity.disabled
+    assert not app.delay.disabled
+    app.capacity.value, app.delay.value = 64, 0.5
+    chosen, base = app.configs().values()
+    assert chosen.mechanism_params == {"capacity": 64, "delay_s": 0.5}
+    assert base.mechanism_params == {}
+    app.mechanism.value = "hinting_bitmap"  # a capacity, no delay
+    assert not app.capacity.disabled and app.delay.disabled
+    assert app.config().mechanism_params == {"capacity": 64}
     app.mechanism.value = "none"
     assert list(app.configs()) == ["none"]  # no duplicate baseline
 
@@ -377,6 +397,7 @@ def test_app_run_updates_progress_plots_and_table_in_place():
     scenario = "3 × 512 MiB guests on a 2 GiB host · idle · 10 s"  # make_result's config
     assert scenario in app.table.value
     assert scenario in app._rss_fig.axes[0].get_title()
+    assert "p90 over the guests" in app.table.value and "virtqueue kicks" in app.table.value
     assert scenario in app._guest_fig.get_suptitle()
     assert not app.run_button.disabled and app.runs_done == 1
     children = list(app.widget.children)
@@ -490,6 +511,24 @@ def test_guest_panels_mark_oom_kills_and_say_how_many_are_shown():
         == [2.5]
     assert fig.get_suptitle() == "run (showing guests 0-3 of 6)"
     assert plots.plot_guest_memory(make_result("none", guests=2)).get_suptitle() == ""
+
+
+def test_simulation_app_seeds_give_bands_and_intervals():
+    from fphlib.viz.widgets import SimulationApp
+
+    sim = RecordingSimulate()
+    app = SimulationApp(profile="smoke", simulate=sim)
+    app.seeds.value = 3
+    app.run_button.click()
+    assert [c.mechanism for c in sim.configs] == ["page_reporting"] * 3 + ["none"] * 3
+    assert len({c.seed for c in sim.configs}) == 3  # replicate seeds, the same per mechanism
+    assert [c.seed for c in sim.configs[:3]] == [c.seed for c in sim.configs[3:]]
+    ax = app._rss_fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["page_reporting (order 9)", "none"]  # one line per mechanism
+    assert ax.collections  # the 95 % band over the seeds
+    assert "3 seeds" in ax.get_title() and "3 seeds" in app.caption
+    assert " ± " in app.table.value and "(first seed)" in app.table.value
 
 
 def test_every_app_control_has_a_tooltip():
@@ -723,6 +762,26 @@ def test_headline_scenario_sizes():
     # 20 % of 100 MiB = 20 MiB (+ 1 MiB boot) rounds up to whole 4 MiB blocks: 24 MiB
     assert balloon_target_for(100 << 20, 1 << 20) == 24 << 20
     assert headline_config("smoke", "none", guests=1).guest_overrides == ({"start_s": 0.0},)
+
+
+def test_guest_spread_percentiles_and_exits_by_cause_by_hand():
+    from fphlib.viz.tables import guest_spread, readable
+
+    res = make_result("page_reporting", guests=5)
+    res.guest_summary["workload_stall_s"] = [0.0, 1.0, 2.0, 3.0, 4.0]
+    res.guest_summary["workload_runtime_s"] = [10.0, np.nan, 30.0, np.nan, 20.0]
+    res.guest_summary["vmexits"] = [10, 10, 10, 10, 10]
+    res.guest_summary["faults"] = [7, 7, 7, 7, 8]
+    spread = guest_spread({"page_reporting": res})["page_reporting"]
+    assert spread["workload_stall_p50_s"] == 2.0
+    assert spread["workload_stall_p90_s"] == pytest.approx(3.6)  # linear between 3 and 4
+    assert spread["workload_runtime_p50_s"] == 20.0  # over the three that finished
+    assert spread["kick_exits"] == 50 - 36 and spread["fault_exits"] == 36
+    res.guest_summary["workload_runtime_s"] = np.nan  # none finished: "–", and why
+    t = readable(guest_spread({"page_reporting": res}))
+    label = plots.metric_info("workload_runtime_p50_s").label
+    assert label not in t.frame.index  # not shown, and the footnote says why
+    assert any("no guest's workload finished" in n for n in t.notes)
 
 
 def test_migration_figures_and_table_by_hand():

@@ -133,8 +133,9 @@ def scenario_title(cfg):
         work += f" {format_size(parse_size(params['size'], 'size'))}"
     elif cfg.workload == "churn" and "target" in params:
         work += f" at {float(params['target']):.0%}"
+    swap = f" with {format_size(cfg.host_swap)} swap" if cfg.host_swap else ""
     return (f"{cfg.guests} × {guest} guest{'s' if cfg.guests != 1 else ''} on a {host} host"
-            f" · {work} · {float(cfg.duration_s):g} s")
+            f"{swap} · {work} · {float(cfg.duration_s):g} s")
 
 
 def run_caption(cfg, mechanism=True, policy=True):

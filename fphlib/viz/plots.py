@@ -167,6 +167,15 @@ FRAME_COLUMNS = {
     "downtime_ms": Metric("ms", "migration downtime", _NO_MIGRATION),
     "rounds": Metric("count", "migration passes", _NO_MIGRATION),
     "unavailable_s": Metric("seconds", "guest memory held by the hint, time", _NO_MIGRATION),
+    # guest_spread (fphlib.viz.tables): the spread over the guests of a run, exits by cause
+    **{f"workload_stall_{p}_s": Metric("seconds", f"workload stalled, {p} over the guests")
+       for p in ("p50", "p90", "p99")},
+    **{f"workload_runtime_{p}_s": Metric(
+        "seconds", f"workload runtime, {p} over the guests that finished",
+        "no guest's workload finished (idle and churn run until the end)")
+       for p in ("p50", "p90", "p99")},
+    "kick_exits": Metric("count", "VM exits: virtqueue kicks (reports, balloon messages)"),
+    "fault_exits": Metric("count", "VM exits: EPT faults (first touch, refault, swap-in)"),
 }
 
 SUFFIX_UNITS = (("_bytes", "bytes"), ("_ms", "ms"), ("_gib", "gib"), ("_mib", "mib"),

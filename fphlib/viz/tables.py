@@ -371,6 +371,44 @@ def plain_text(text):
     return text
 
 
+PERCENTILES = (50, 90, 99)
+
+
+def guest_spread(results):
+    """The spread over the guests of each run and its exits by cause: the p50/p90/p99 of the
+    guests' workload stall and runtime (runtime over the guests that finished; with a few
+    guests p99 is close to the worst), and VM exits split into virtqueue kicks and EPT faults
+    (the two causes the model counts: ``vmexits`` = kicks + ``faults``).
+
+    Parameters
+    ----------
+    results : dict of label -> SimResult
+
+    Returns
+    -------
+    pandas.DataFrame
+        Metric names (:data:`fphlib.viz.plots.FRAME_COLUMNS`) as rows, one column per run;
+        give it to :func:`readable`.
+    """
+    out = {}
+    for label, res in results.items():
+        gs = res.guest_summary
+        col = {}
+        for name, series in (("workload_stall", gs["workload_stall_s"]),
+                             ("workload_runtime", gs["workload_runtime_s"])):
+            values = series.to_numpy(dtype=float)
+            values = values[~np.isnan(values)]
+            for p in PERCENTILES:
+                col[f"{name}_p{p}_s"] = (float(np.percentile(values, p)) if len(values)
+                                         else np.nan)
+        col["kick_exits"] = float(gs["vmexits"].sum() - gs["faults"].sum())
+        col["fault_exits"] = float(gs["faults"].sum())
+        out[label] = col
+    frame = pd.DataFrame(out)
+    frame.index.name = "metric"
+    return frame
+
+
 def tracking_stats_table(stats):
     """``BuddyAllocator.tracking_stats`` (counters since the zone was made) as a small table:
     the counters that moved (the ones at 0 named in a footnote)."""

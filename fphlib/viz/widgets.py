@@ -1,8 +1,14 @@
 """ipywidgets apps for the notebooks (thin notebooks: all logic lives here).
 
-:class:`SimulationApp` (notebook 00, the Binder landing page): controls for the mechanism,
-the hint order (block size), the number of guests and the workload, a Run button, a progress
-bar while runs compute, and plots plus a summary table that redraw in place.
+:class:`SimulationApp` (notebook 00, the Binder landing page): controls for the scenario
+(host memory and swap, guests, guest memory, workload, duration, a preset), the mechanism,
+the hint order (block size), the host policy, the balloon target, report capacity and delay
+(each enabled only where the mechanism uses it), a Run button (disabled, with the reasons,
+for a scenario :func:`fphlib.api.config.scenario_problems` refuses), a progress bar while
+runs compute, and plots plus the summary and spread tables that redraw in place.
+
+:class:`StaleMarker`: every app's banner saying that the results shown are for another run
+than the controls describe, until Run.
 
 Figures are rendered to PNG and shown in ``ipywidgets.Image`` widgets whose value is replaced
 on each run, so the page never grows, nothing flickers, and it works the same in JupyterLab,
@@ -10,13 +16,16 @@ Voila and a headless kernel (no ipympl needed).
 """
 
 import contextlib
+import dataclasses
 import html
 import warnings
 
 import ipywidgets as W
+import pandas as pd
 
 from ..api import warmup as wu
-from ..api.config import FIELD_HELP, scenario_problems
+from ..api.config import FIELD_HELP, policy_allows, scenario_problems
+from ..api.result import SUMMARY_METRICS
 from ..experiments.scenarios import (
     PRESET_SIZES,
     PROFILES,
@@ -26,11 +35,14 @@ from ..experiments.scenarios import (
     scenario_title,
 )
 from ..hinting import MECHANISMS, mechanism_module, takes_hint_order
+from ..host.policy import POLICIES
+from ..sweep import replicate_seeds
+from ..sweep.summary import seed_summary
 from ..units import PAGE_SIZE, format_size, parse_size
 from ..workloads import WORKLOADS
 from . import plots
 from .figures import app_figure, figure_png
-from .tables import plain_text, readable
+from .tables import guest_spread, plain_text, readable, readable_seed_summary
 
 
 def block_size_label(order):
@@ -286,6 +298,30 @@ class SimulationApp:
         self.block_label = W.HTML(self._block_text(9))
         self.workload = W.Dropdown(options=workload_names(), value="memhog", description="workload",
                                    tooltip=field_help("workload"))
+        self.seeds = W.IntSlider(value=1, min=1, max=5, description="seeds",
+                                 tooltip="replicate runs of each mechanism with other seeds: "
+                                         "host RSS with a 95 % band, the summary as mean ± "
+                                         "95 % interval", continuous_update=False)
+        self.host_swap = W.SelectionSlider(options=[("0", "0MiB"), *_gib_options(256, 64)],
+                                           value="0MiB", description="host swap",
+                                           tooltip=field_help("host_swap"), style=wide,
+                                           continuous_update=False)
+        self.policy = W.Dropdown(options=POLICY_NAMES, value="static", description="policy",
+                                 tooltip=field_help("policy"))
+        self.balloon_target = W.Dropdown(
+            options=BALLOON_TARGETS, value=None, description="balloon target", style=wide,
+            tooltip=field_help("balloon_target") + " (balloon only)")
+        self.capacity = W.Dropdown(
+            options=[("default", None), *((str(2 ** k), 2 ** k) for k in range(11))],
+            value=None, description="report capacity", style=wide,
+            tooltip="blocks per report (mechanism parameter 'capacity'; mechanisms that "
+                    "report in batches only)")
+        self.delay = W.Dropdown(
+            options=[("default", None), ("0.1 s", 0.1), ("0.5 s", 0.5), ("2 s", 2.0),
+                     ("10 s", 10.0)],
+            value=None, description="report delay", style=wide,
+            tooltip="work delay after a request (mechanism parameter 'delay_s': "
+                    "PAGE_REPORTING_DELAY; page_reporting only)")
         self.run_button = W.Button(description="Run", button_style="primary", icon="play",
                                    tooltip="run the simulation with these settings, and the "
                                            "same without hinting (none) to compare")
@@ -304,7 +340,8 @@ class SimulationApp:
         self.hint_order.observe(self._on_order, names="value")
         self.mechanism.observe(self._on_mechanism, names="value")
         for w in (self.host_mem, self.guest_mem, self.guests, self.duration, self.workload,
-                  self.mechanism, self.hint_order):
+                  self.mechanism, self.hint_order, self.host_swap, self.policy,
+                  self.balloon_target, self.capacity, self.delay):
             w.observe(self._on_change, names="value")
         self.run_button.on_click(self.run)
         self.reset_button.on_click(self.reset)
@@ -314,11 +351,13 @@ class SimulationApp:
         self._on_mechanism({"new": self.mechanism.value})
         wrap = W.Layout(flex_flow="row wrap", align_items="center")
         controls = W.VBox([
-            W.HBox([self.preset, self.reset_button], layout=wrap),
+            W.HBox([self.preset, self.reset_button, self.seeds], layout=wrap),
             W.HBox([self.host_mem, self.guest_mem, self.guests], layout=wrap),
-            W.HBox([self.workload, self.duration], layout=wrap),
+            W.HBox([self.workload, self.duration, self.host_swap], layout=wrap),
             W.HBox([self.mechanism, self.mechanism_note], layout=wrap),
             W.HBox([self.hint_order, self.block_label], layout=wrap),
+            W.HBox([self.policy, self.balloon_target, self.capacity, self.delay],
+                   layout=wrap),
             self.scenario,
             W.HBox([self.run_button, self.progress, self.status], layout=wrap),
             self.run_log,
@@ -360,6 +399,10 @@ class SimulationApp:
         self.hint_order.disabled = not uses_order
         self.block_label.value = (self._block_text(self.hint_order.value) if uses_order else
                                   f"<i>{mech} does not use the hint order</i>")
+        params = mechanism_module(mech).PARAMS
+        self.balloon_target.disabled = mech != "balloon"
+        self.capacity.disabled = "capacity" not in params
+        self.delay.disabled = "delay_s" not in params
         self.mechanism.tooltip = f"{field_help('mechanism')}. {mech}: {mechanism_help(mech)}"
         self.mechanism_note.value = f"<small>{mechanism_help(mech)}</small>"
 
@@ -391,11 +434,26 @@ class SimulationApp:
                 + "</ul>")
 
     def config(self, mechanism=None):
-        """The SimConfig the controls describe (``mechanism`` overrides the dropdown)."""
+        """The SimConfig the controls describe (``mechanism`` overrides the dropdown: the
+        baseline run, which keeps the policy when that policy can drive it, else ``static``,
+        and none of the chosen mechanism's settings)."""
         mech = mechanism or self.mechanism.value
         overrides = dict(guests=self.guests.value, hint_order=self.hint_order.value,
                          host_mem=self.host_mem.value, guest_mem=self.guest_mem.value,
-                         duration_s=float(self.duration.value))
+                         duration_s=float(self.duration.value), host_swap=self.host_swap.value)
+        policy = self.policy.value
+        overrides["policy"] = policy if mechanism is None or policy_allows(policy, mech) \
+            else "static"
+        if mechanism is None:  # the chosen mechanism's own settings, where they apply
+            params = mechanism_module(mech).PARAMS
+            if mech == "balloon" and self.balloon_target.value is not None:
+                overrides["balloon_target"] = int(
+                    parse_size(self.guest_mem.value, "guest_mem") * self.balloon_target.value)
+            mparams = {k: w.value for k, w in (("capacity", self.capacity),
+                                               ("delay_s", self.delay))
+                       if k in params and w.value is not None}
+            if mparams:
+                overrides["mechanism_params"] = mparams
         base = headline_config(self.profile, mech, **overrides)
         if self.workload.value != base.workload:
             params = workload_params_for(self.workload.value, base)
@@ -404,12 +462,18 @@ class SimulationApp:
         return base
 
     def configs(self):
-        """{label: SimConfig} of one press of Run: the chosen mechanism, plus the baseline."""
+        """{label: SimConfig} of one press of Run: the chosen mechanism, plus the baseline;
+        with ``seeds`` > 1 each of them once per replicate seed
+        (:func:`fphlib.sweep.replicate_seeds`), labelled "LABEL · seed #r" from the second."""
         chosen = self.config()
-        out = {plots.run_label(_Cfg(chosen)): chosen}
+        base = {plots.run_label(_Cfg(chosen)): chosen}
         if self.baseline and chosen.mechanism != "none":
-            out["none"] = self.config("none")
-        return out
+            base["none"] = self.config("none")
+        if self.seeds.value == 1:
+            return base
+        seeds = replicate_seeds(chosen.seed, self.seeds.value)
+        return {label + (f"{SEED_MARK}{r}" if r else ""): dataclasses.replace(cfg, seed=seed)
+                for label, cfg in base.items() for r, seed in enumerate(seeds)}
 
     def run(self, _button=None):
         """Run the configured simulations, updating the progress bar, then redraw; nothing
@@ -428,21 +492,49 @@ class SimulationApp:
         chosen_label = next(iter(self.results))
         chosen = self.results[chosen_label].config
         scenario = scenario_title(chosen)
-        self.caption = run_caption(chosen)
+        groups = {}  # run label -> its replicate runs
+        for label, res in self.results.items():
+            groups.setdefault(label.split(SEED_MARK)[0], []).append(res)
+        n_seeds = len(groups[chosen_label])
+        seeds_text = f" · {n_seeds} seeds (mean, 95 % band)" if n_seeds > 1 else ""
+        self.caption = run_caption(chosen) + seeds_text
         ax = self._rss_fig.axes[0] if self._rss_fig.axes else self._rss_fig.add_subplot()
-        rss_title = f"Host RSS over time\n{run_caption(chosen, mechanism=False)}"
-        plots.plot_host_rss(self.results, ax=ax, title=rss_title)
+        rss_title = f"Host RSS over time\n{run_caption(chosen, mechanism=False)}{seeds_text}"
+        host = plots.host_frame(self.results, hue="run")
+        host["run"] = host["run"].str.split(SEED_MARK).str[0]
+        plots.plot_host_rss(host, ax=ax, title=rss_title,
+                            host_mem=parse_size(chosen.host_mem, "host_mem"))
         # the PNGs carry their figure's title as metadata too (the browser test reads it)
         self.rss_image.value = figure_png(self._rss_fig, title=rss_title.replace("\n", ": "))
         guest_title = f"Per-guest memory, {chosen_label}: {scenario} · policy {chosen.policy}"
         plots.plot_guest_memory(self.results[chosen_label], fig=self._guest_fig,
                                 title=guest_title)
         self.guest_image.value = figure_png(self._guest_fig, title=guest_title)
-        table = readable(self.results, caption=f"Summary: {self.caption}")
-        self.table.value = table.to_html(classes="fphlib-summary")
+        if n_seeds > 1:
+            runs = pd.DataFrame([{"run": label.split(SEED_MARK)[0], **res.summary}
+                                 for label, res in self.results.items()])
+            table = readable_seed_summary(
+                seed_summary(runs, keys=["run"], metrics=list(SUMMARY_METRICS)),
+                caption=f"Summary: {self.caption}")
+        else:
+            table = readable(self.results, caption=f"Summary: {self.caption}")
+        firsts = {label: runs_[0] for label, runs_ in groups.items()}
+        spread = readable(guest_spread(firsts),
+                          caption=f"Over the {chosen.guests} guest(s), and VM exits by cause"
+                                  + (" (first seed)" if n_seeds > 1 else ""))
+        self.table.value = table.to_html(classes="fphlib-summary") + spread.to_html(
+            classes="fphlib-spread")
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
+
+
+SEED_MARK = " · seed #"  # run label of replicate r > 0: "page_reporting (order 9) · seed #1"
+POLICY_NAMES = tuple(POLICIES)
+# the balloon target offered by the quickstart, as a share of the guest's memory (None: the
+# headline's, fphlib.experiments.scenarios.balloon_target_for)
+BALLOON_TARGETS = [("boot + 20 % (default)", None), ("25 % of the guest", 0.25),
+                   ("50 % of the guest", 0.5), ("75 % of the guest", 0.75)]
 
 
 def _as_mib(size):

@@ -31,8 +31,15 @@
 # - the other designs argued over on LKML (Nitesh Narayan Lal's `hinting_v8` and
 #   `hinting_bitmap`, Wei Wang's `xbitmap_hints`, the migration `free_page_hint`).
 #
+# The host **policy**, **host swap**, the balloon's **target**, and the **report capacity**
+# and **delay** of the reporting mechanisms are there too, each enabled only where the chosen
+# mechanism uses it.
+#
 # The top plot compares the chosen mechanism with `none`; below it, each guest's memory over
-# time; then the run metrics, with the change against `none`. Hover over a control for help.
+# time (an OOM-killed guest is marked); then the run metrics, with the change against `none`,
+# and the spread over the guests (p50/p90/p99 of stalls and runtimes) with the VM exits by
+# cause. Change a control after a run and a banner says which run the results are for until
+# you press Run again. Hover over a control for help.
 
 # %% tags=["parameters"]
 import os
