@@ -233,7 +233,13 @@ def test_registry_tables_are_plain_text():
         text = table.to_html()
         assert "``" not in text and ":func:" not in text and ":mod:" not in text
         assert "..." not in text and "…" not in text  # full descriptions, not truncated
+        assert "e+0" not in text and "e-0" not in text  # no scientific notation
     assert set(mechs.frame.iloc[:, 0]) <= {"yes", "no"}
+    from fphlib.hinting import mechanism_module
+    from fphlib.state.params import describe
+
+    assert "threshold: int 1..1048576 bits" in describe(
+        mechanism_module("hinting_bitmap").PARAMS)[1]
 
 
 def test_readable_per_guest_frame_and_runs_frame():

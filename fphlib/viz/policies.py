@@ -14,8 +14,6 @@
 Policies and mechanisms come from their registries (never hand-made lists).
 """
 
-import html
-
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -30,7 +28,7 @@ from ..state.params import describe
 from ..units import parse_size
 from .figures import app_figure, figure_png
 from .tables import plain_text, readable
-from .widgets import STALE_CSS, StaleMarker, run_configs
+from .widgets import STALE_CSS, StaleMarker, config_or_reason, run_configs
 
 MIB = float(1 << 20)
 
@@ -247,13 +245,7 @@ class PolicyApp:
     def _on_change(self, _change=None):
         """Say at once (status line, Run disabled) when the policy cannot drive the
         mechanism, or the run cannot be made."""
-        try:
-            self.config()
-        except ValueError as e:
-            self.problems = [str(e)]
-            reason = html.escape(str(e), quote=False)
-            self.status.value = f"<b>cannot run this:</b> {reason}"
-            self.run_button.disabled = True
+        if config_or_reason(self, self.status) is None:
             return
         if self.problems:  # it could not before: clear the reason
             self.status.value = f"<i>{self.profile} profile: press Run</i>"

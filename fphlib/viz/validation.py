@@ -47,15 +47,19 @@ PROFILE_CASES = {
 }
 
 
-# a record's unit -> how its values are shown (any other unit: the number and the unit)
-UNIT_FORMATS = {"guests": "{:.0f}", "%": "{:.3g} %", "pp": "{:.3g} pp", "s": "{:.1f} s",
-                "ms": "{:,.0f} ms", "MiB": "{:,.0f} MiB", "µs": "{:,.3g} µs", "‰": "{:.0f} ‰"}
+# a record's unit -> (unit of fphlib.viz.tables.format_value, scale to it, suffix): every
+# value through the one formatter (no scientific notation); any other unit: a count and it
+UNIT_FORMATS = {"guests": ("count", 1.0, ""), "%": ("count", 1.0, " %"),
+                "pp": ("count", 1.0, " pp"), "‰": ("count", 1.0, " ‰"),
+                "s": ("seconds", 1.0, ""), "ms": ("seconds", 1e-3, ""),
+                "µs": ("seconds", 1e-6, ""), "MiB": ("mib", 1.0, "")}
 
 
 def _num(value, unit):
     if value != value:
         return "–"
-    return UNIT_FORMATS.get(unit, "{:.4g} " + str(unit)).format(value)
+    kind, scale, suffix = UNIT_FORMATS.get(unit, ("count", 1.0, f" {unit}"))
+    return format_value(value * scale, kind) + suffix
 
 
 def _range(low, high, unit):

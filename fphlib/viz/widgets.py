@@ -160,6 +160,18 @@ def mechanism_help(name):
     return plain_text(doc.split("\n\n")[0])
 
 
+def config_or_reason(app, where):
+    """``app.config()``, or None when the controls make no valid SimConfig: then the reason
+    is in ``app.problems`` and shown in the HTML widget ``where``, and Run is disabled."""
+    try:
+        return app.config()
+    except ValueError as e:
+        app.problems = [str(e)]
+        where.value = f"<b>cannot run this:</b> {html.escape(str(e), quote=False)}"
+        app.run_button.disabled = True
+        return None
+
+
 @contextlib.contextmanager
 def computing(app, stale=()):
     """While a notebook app computes: its Run button disabled and the ``stale`` widgets (the
@@ -410,15 +422,10 @@ class SimulationApp:
         """Show the sizes being simulated; when the combination is invalid or cannot run
         meaningfully (:func:`fphlib.api.config.scenario_problems`), say why and disable Run."""
 
-        try:
-            with warnings.catch_warnings():  # the problems below say it, once
-                warnings.simplefilter("ignore", UserWarning)
-                cfg = self.config()
-        except ValueError as e:
-            self.problems = [str(e)]
-            reason = html.escape(str(e), quote=False)
-            self.scenario.value = f"<b>cannot simulate this:</b> {reason}"
-            self.run_button.disabled = True
+        with warnings.catch_warnings():  # the problems below say it, once
+            warnings.simplefilter("ignore", UserWarning)
+            cfg = config_or_reason(self, self.scenario)
+        if cfg is None:
             return
         self.problems = scenario_problems(cfg)
         self.run_button.disabled = bool(self.problems)
