@@ -832,3 +832,13 @@ def test_fragmentation_legend_lists_only_drawn_indices():
     ax = plots.plot_fragmentation([8, 4] + [0] * 9)
     assert set(ax.get_legend_handles_labels()[1]) == {"fragmentation index",
                                                       "unusable free space index"}
+
+
+def test_compare_bar_labels_never_in_scientific_notation():
+    from fphlib.viz.mechanisms import plot_compare
+
+    runs = {"none": make_result("none"), "balloon": make_result("balloon")}
+    runs["balloon"].summary["guest_cpu_overhead_s"] = 4.83e-05
+    fig = plot_compare(runs, metrics=("guest_cpu_overhead_s",))
+    texts = [t.get_text() for t in fig.axes[-1].texts]
+    assert "0.0000483" in texts and not any("e-" in t for t in texts)

@@ -30,7 +30,7 @@ from ..hinting import mechanism_module, takes_hint_order
 from ..workloads import COMMON
 from . import plots
 from .figures import app_figure, figure_png, new_axes, new_figure
-from .tables import plain_text, readable
+from .tables import format_value, plain_text, readable
 from .widgets import (
     STALE_CSS,
     StaleMarker,
@@ -204,7 +204,7 @@ def _bars(ax, frame, metric, palette):
     for label in ax.get_xticklabels():
         label.set_horizontalalignment("right")
     for patch, v in zip(ax.patches, data["value"], strict=False):
-        text = f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+        text = format_value(v, "count")  # 3 significant digits, never 4.83e-05
         ax.annotate(text, (patch.get_x() + patch.get_width() / 2, patch.get_height()),
                     ha="center", va="bottom", fontsize=7)
     ax.set_ylim(bottom=0)
