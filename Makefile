@@ -38,7 +38,12 @@ test: $(VENV)/.stamp-test browser-deps
 
 # Headless use: `make lab LAB_ARGS="--no-browser --ip=127.0.0.1"`, then open the printed URL.
 # Port: `make lab PORT=9000` (the recipe passes --port=$(PORT); do not put --port in LAB_ARGS).
+# Sizes of the notebooks' runs: `make lab FPHLIB_PROFILE=full` (smoke, demo or full; default
+# demo, as every notebook without it). Sweep cache of notebook 05: FPHLIB_CACHE=DIR.
+FPHLIB_PROFILE ?= demo
+lab: export FPHLIB_PROFILE := $(FPHLIB_PROFILE)
 lab: $(VENV)/.stamp-lab
+	@echo "fphlib: notebooks sized by FPHLIB_PROFILE=$(FPHLIB_PROFILE)"
 	$(PY) -m fphlib.api.warmup
 	$(PY) -m jupyter lab --notebook-dir=notebooks --port=$(PORT) $(LAB_ROOT) $(LAB_ARGS)
 

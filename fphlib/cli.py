@@ -12,7 +12,8 @@ installed as ``fphlib``).
   ``validation.md``.
 - ``sweep``: a parameter sweep from a TOML file (``[base]``, ``[grid]``, ``seeds``) in process,
   on local worker processes or on a dask cluster; writes ``results.parquet`` to ``--out`` and
-  caches each run under ``--out``/cache so a rerun resumes.
+  caches each run under ``--out``/cache so a rerun resumes; prints the mean and 95 % interval
+  over the seeds of each grid point (``--csv`` writes them).
 - ``record``: the live kernel (root): ``record drain|trace|first-touch|probe``
   (:mod:`fphlib.observe.cli`).
 """
@@ -242,6 +243,7 @@ def _progress_bar(total, desc, enabled):
 def cmd_simulate(args, parser):
     import fphlib
 
+    from .experiments.scenarios import run_caption
     from .viz.tables import readable
 
     try:
@@ -255,7 +257,7 @@ def cmd_simulate(args, parser):
         res = fphlib.simulate(cfg, progress=args.progress)
     except ValueError as e:  # inputs only checked when the run is built, e.g. a trace file
         parser.error(str(e))
-    print(readable({cfg.mechanism: res}))
+    print(readable({cfg.mechanism: res}, caption=run_caption(cfg)))
     if args.out is not None:
         try:
             res.save(args.out, overwrite=args.overwrite)
@@ -531,11 +533,28 @@ def cmd_sweep(args, parser):
     failed = df.attrs["failed"]
     print(f"{len(df)} runs ({df.attrs['computed']} computed, {df.attrs['cached']} cached, "
           f"{failed} failed) in {time.perf_counter() - t0:.1f} s; wrote {results}")
+    _print_sweep_summary(df, base, seeds, args.csv)
     if failed:
         first = df.loc[df["error"].notna(), "error"].iloc[0]
         print(f"fphlib sweep: {failed} runs failed, e.g.: {first}", file=sys.stderr)
         return 1
     return 0
+
+
+def _print_sweep_summary(df, base, seeds, csv):
+    """Print the per-grid-point summary of a sweep (mean and 95 % interval over the seeds);
+    ``csv``: also write its numbers there (one row per grid point)."""
+    from .experiments.scenarios import run_caption
+    from .sweep.summary import seed_summary
+    from .viz.tables import readable_seed_summary
+
+    summary = seed_summary(df)
+    keys = ", ".join(df.attrs["keys"])
+    print(readable_seed_summary(summary, caption=f"{keys} around {run_caption(base)}, "
+                                                 f"{seeds} seed(s) per point"))
+    if csv:
+        _atomic(csv, lambda p: summary.to_csv(p, index=False))
+        print(f"wrote {csv}")
 
 
 def build_parser():
@@ -658,6 +677,9 @@ def build_parser():
                        help="dask.distributed scheduler, e.g. tcp://10.0.0.1:8786")
     p.add_argument("--seeds", type=int, default=None, metavar="N",
                    help="replicates per combination (overrides the file's seeds)")
+    p.add_argument("--csv", metavar="PATH", default=None,
+                   help="also write the per-grid-point summary (mean and 95 %% interval over "
+                        "the seeds of each metric) to PATH as CSV")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                    help="show a progress bar on stderr (default: on)")
     p.set_defaults(func=cmd_sweep, parser=p)

@@ -6,15 +6,22 @@ Voila configuration of ``binder/`` (cells tagged ``developer`` left out), at 128
 
 - the quickstart: change the host memory and the mechanism, press Run, and check that the
   plots, their titles and the readable summary table name the new scenario;
-- notebook 01: every widget fits in the page (nothing clipped, no label cut short).
+- notebook 01: every widget fits in the page (nothing clipped, no label cut short);
+- every notebook (:data:`WALK`): loads without a console error (the jupytext lab extension,
+  which fails in Voila, is denied in ``binder/voila.json``) and nothing clipped; in each app
+  one control changed shows the stale banner, Run (or the redraw) brings it up to date.
 
-Screenshots are written to ``out/test_browser/`` (:data:`SHOTS`).
+Screenshots are written to ``out/test_browser/`` (:data:`SHOTS`): ``quickstart_loaded.png``,
+``quickstart_after_run.png``, ``notebook01.png``, and for every notebook ``NAME_loaded.png``
+(as it opens), ``NAME_stale.png`` (a control changed: the banner over the old results) and
+``NAME_after_change.png`` (after Run).
 
 Needs: ``apt-get install -y chromium`` and ``pip install voila playwright``.
 """
 
 import importlib.util
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -255,6 +262,101 @@ def test_notebook_01_renders_without_clipped_widgets(voila_url, browser_page):
         "(old) => [...document.querySelectorAll('.fphlib-tour .widget-html')]"
         ".some(e => e.innerText.includes('live blocks') && e.innerText !== old)", arg=before)
     assert not page.evaluate(CLIPPED_JS, WIDTH)
+
+
+def slider_step(label, key="ArrowLeft"):
+    """An action: one keyboard step of the slider labelled ``label``."""
+    def act(page):
+        handle = page.locator(".widget-slider", has_text=label).locator(".noUi-handle")
+        handle.focus()
+        handle.press(key)
+    return act
+
+
+def click_checkbox(label):
+    def act(page):
+        page.locator(".widget-checkbox", has_text=label).locator("input").click()
+    return act
+
+
+def select_first(label, index=0):
+    """An action: pick option ``index`` (alone) of the (multi-)select labelled ``label``."""
+    def act(page):
+        box = page.locator(".widget-select, .widget-select-multiple, .widget-dropdown",
+                           has_text=label).locator("select")
+        box.select_option(index=index)
+    return act
+
+
+# notebook -> (what the app's first run shows when done, the change of one control, the
+# button that runs it or None when the app redraws at once)
+WALK = {
+    "00_quickstart": ("done:", slider_step("guests"), "Run"),
+    "01_buddy_and_xbitmap": ("live blocks", None, None),
+    "02_mechanisms": ("done:", slider_step("guests"), "Run"),
+    "03_migration_and_races": ("done:", click_checkbox("free memory used before"), "Run"),
+    "04_guests_and_policies": ("done:", slider_step("guests"), "Run"),
+    "05_block_size": ("computed", slider_step("seeds"), "Run sweep"),
+    "06_validation": ("done (", select_first("results"), "Run"),
+    "07_real_kernel": ("recording", select_first("recording", 1), None),
+    "08_your_own_mechanism": ("", None, None),
+}
+ALL_NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))
+
+
+def test_the_walk_covers_every_notebook():
+    assert sorted(WALK) == ALL_NOTEBOOKS
+
+
+@pytest.mark.parametrize("name", sorted(WALK))
+def test_every_notebook_in_voila(voila_url, browser_page, name):
+    """Each notebook loads without a console error and nothing clipped at 1280 px; in each
+    app one control changed marks the results stale, Run brings them up to date."""
+    ready, change, button = WALK[name]
+    page = browser_page()
+    errors, failed = [], []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("requestfailed", lambda r: failed.append(r.url))
+    page.goto(voila_url + f"{name}.ipynb")
+    page.wait_for_load_state("networkidle")
+    if ready:
+        page.locator(".jp-OutputArea, body").get_by_text(ready).first.wait_for()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('img')].every(i => i.complete)")
+    assert page.evaluate("() => window.innerWidth") == WIDTH
+    assert "Traceback" not in page.content(), f"{name}: a cell failed"
+    clipped = page.evaluate(CLIPPED_JS, WIDTH)
+    screenshot(page, SHOTS / f"{name}_loaded.png")
+    assert not clipped, clipped
+    if change is not None:
+        change(page)
+        if button is not None:
+            banner = page.locator(".fphlib-stale-banner").first
+            banner.wait_for()
+            assert "results below are for" in banner.inner_text()
+            screenshot(page, SHOTS / f"{name}_stale.png")
+            # the button's name also holds its icon's glyph: match the words only
+            page.get_by_role("button", name=re.compile(rf"^\W*{button}\s*$")).first.click()
+            # up to date again: no banner, nothing greyed, Run enabled
+            page.wait_for_function(
+                "() => !document.querySelector('.fphlib-stale-banner')"
+                " && !document.querySelector('.fphlib-stale')")
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('img')].every(i => i.complete)")
+        text = page.locator("body").inner_text()
+        assert "error:" not in text, f"{name}: the run failed"
+        assert not page.evaluate(CLIPPED_JS, WIDTH)
+        screenshot(page, SHOTS / f"{name}_after_change.png")
+    # this machine has no network: what Voila's page asks of CDNs fails to load (each a
+    # console line "Failed to load resource"); everything the server serves must load
+    local = [u for u in failed if u.startswith(voila_url.split("/voila/")[0])]
+    assert not local, f"{name}: failed to load {local}"
+    external = [u for u in failed if u not in local]
+    if external:
+        print(f"{name}: not loaded (no network): {external}")
+        errors = [e for e in errors if not e.startswith("Failed to load resource")]
+    assert not errors, f"{name}: console errors: {errors}"
 
 
 def test_missing_requirements_are_named(monkeypatch):

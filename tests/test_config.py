@@ -129,3 +129,24 @@ def test_equal_configs_hash_equal():
     b = SimConfig(workload="memhog", workload_params={"size": 1 << 30})
     assert a == b and hash(a) == hash(b) and {a: 1}[b] == 1
     assert hash(a) != hash(SimConfig(workload="memhog", workload_params={"size": "2GiB"}))
+
+
+def test_scenario_problems_rule():
+    from fphlib.api.config import scenario_problems
+
+    assert scenario_problems(SimConfig()) == []
+    assert SimConfig(host_mem="16GiB", guests=3, guest_mem="5GiB").problems() == []
+    with pytest.warns(UserWarning):
+        big = SimConfig(host_mem="512MiB", guests=6, guest_mem="16GiB")
+    problems = scenario_problems(big)
+    assert problems[0].startswith("guests 0-5: guest_mem 16 GiB is larger than host RAM + "
+                                  "swap (512 MiB)")
+    assert "boot footprints" in problems[1]
+    # rule 2 alone: every guest fits, their boot footprints together do not
+    boot = SimConfig(host_mem="1GiB", guests=6, guest_mem="512MiB")
+    assert len(boot.problems()) == 1 and "OOM-killed while booting" in boot.problems()[0]
+    # swap counts, and smaller boot footprints fit
+    assert SimConfig(host_mem="1GiB", host_swap="2GiB", guests=6,
+                     guest_mem="512MiB").problems() == []
+    assert SimConfig(host_mem="1GiB", guests=6, guest_mem="512MiB",
+                     workload_params={"boot": "64MiB"}).problems() == []

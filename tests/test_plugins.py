@@ -242,7 +242,7 @@ def test_editing_a_plugin_invalidates_its_cached_runs(toy, tmp_path):
     assert again.attrs["cached"] == 1
     fphlib.register_mechanism(cell(capacity=2), replace=True)  # the cell edited and rerun
     edited = fphlib.sweep(grid, base=BASE, cache=tmp_path, progress=False)
-    assert edited.attrs == {"computed": 1, "cached": 0, "failed": 0}
+    assert edited.attrs == {"computed": 1, "cached": 0, "failed": 0, "keys": ["mechanism"]}
     assert edited["reports"][0] > first["reports"][0]  # smaller reports: more of them
     fphlib.register_mechanism(cell(), replace=True)  # back to the first source: cached
     assert fphlib.sweep(grid, base=BASE, cache=tmp_path, progress=False).attrs["cached"] == 1

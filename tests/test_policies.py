@@ -393,6 +393,8 @@ def test_memhog_sequence_swaps_only_without_hinting():
     assert list(df.columns) == list(SEQUENCE_COLUMNS)
     assert list(df.mechanism.unique()) == list(SEQUENCE_MECHANISMS)
     assert (df.status == "running").all() and df.runtime_s.notna().all()
+    # each memhog exited after it started, and after touching its memory
+    assert (df.memhog_end_s >= df.start_s + df.runtime_s).all()
     by = df.set_index(["mechanism", "guest"])
     assert by.loc[("none", 2), "host_swap_end_bytes"] > 0
     for mech in SEQUENCE_MECHANISMS[1:]:
@@ -431,5 +433,14 @@ def test_policy_grid_heatmaps_and_app():
     assert len(fig.axes) == len(vp.HEATMAP_METRICS)
     app = vp.PolicyApp(profile="smoke")
     app.policy.value, app.mechanism.value = "mom", "page_reporting"
+    # said the moment the controls ask for it, before Run, and Run disabled
+    assert "not allowed with mechanism 'page_reporting'" in app.status.value
+    assert app.run_button.disabled
     assert app.run() == {}
     assert "not allowed with mechanism 'page_reporting'" in app.status.value
+    app.mechanism.value = "balloon"
+    assert not app.run_button.disabled and "press Run" in app.status.value
+    # the heatmaps' colours start at the neutral value: 1.00 everywhere is not a scale
+    flat = grid.assign(mean_slowdown=1.0, worst_slowdown=1.0)
+    fig = vp.plot_policy_heatmaps(flat, metrics=("mean_slowdown",))
+    assert fig.axes[0].collections[0].get_clim() == (1.0, 1.5)

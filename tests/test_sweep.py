@@ -9,6 +9,7 @@ import sys
 import textwrap
 import time
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -334,8 +335,24 @@ def test_cli_sweep_end_to_end(tmp_path, capsys):
     ran = json.loads((out / "sweep.json").read_text())
     assert ran["seeds"] == 2 and fphlib.SimConfig.from_dict(ran["base"]) == BASE
     assert len(list((out / "cache").glob("*.json"))) == 4
-    assert main(["sweep", str(grid), "--out", str(out), "--no-progress", "--workers", "2"]) == 0
-    assert "4 runs (0 computed, 4 cached" in capsys.readouterr().out
+    csv = tmp_path / "summary.csv"
+    assert main(["sweep", str(grid), "--out", str(out), "--no-progress", "--workers", "2",
+                 "--csv", str(csv)]) == 0
+    printed = capsys.readouterr().out
+    assert "4 runs (0 computed, 4 cached" in printed
+    # after the parquet path: one column per grid point, mean ± interval over the 2 seeds
+    from fphlib.viz.plots import metric_info
+    from fphlib.viz.tables import format_value
+
+    summary = printed.split("results.parquet", 1)[1]
+    assert "hint order 8, workload params.target 0.4" in summary
+    assert metric_info("host_rss_peak_bytes").label in summary and "e+" not in summary
+    peak8 = df.loc[df.hint_order == 8, "host_rss_peak_bytes"].mean()
+    assert format_value(peak8, "bytes") in summary
+    written = pd.read_csv(csv)
+    assert written["hint_order"].tolist() == [8, 10] and written["seeds"].tolist() == [2, 2]
+    assert written.loc[0, "host_rss_peak_bytes"] == pytest.approx(peak8)
+    assert "host_rss_peak_bytes_ci95" in written.columns
 
 
 def test_cli_zipped_grid_tables(tmp_path, capsys):
@@ -382,7 +399,26 @@ def test_block_size_study_plots_every_metric_with_bands(serial):
     # two seeds per point: each panel draws a confidence band (a filled polygon)
     assert all(ax.collections for ax in fig.axes)
     table = summary_by_order(serial)
-    assert list(table.index.get_level_values("hint_order").unique()) == ["1 MiB", "4 MiB"]
+    # readable: one row per (mechanism, order), mean ± 95 % interval over the two seeds
+    assert {i.split(", ")[1] for i in table.frame.index} == {"hint order 8", "hint order 10"}
+    assert len(table.frame) == serial.groupby(["mechanism", "hint_order"]).ngroups
+    assert any(" ± " in c for c in table.frame.iloc[:, 1])
+
+
+def test_seed_summary_mean_and_t_interval_by_hand():
+    from fphlib.sweep.summary import ci95, seed_summary, t975
+
+    assert t975(2) == 4.303 and t975(1000) == 1.96
+    mean, half = ci95([1.0, 2.0, 3.0, float("nan")])  # NaN left out: n = 3, s = 1
+    assert mean == 2.0 and half == pytest.approx(4.303 / 3 ** 0.5)
+    assert np.isnan(ci95([5.0])[1])
+    df = pd.DataFrame({"hint_order": [8, 8, 8, 10], "seed": [1, 2, 3, 1],
+                       "vmexits": [1.0, 2.0, 3.0, 7.0], "error": [None, None, "boom", None]})
+    out = seed_summary(df, metrics=["vmexits"])
+    assert out["hint_order"].tolist() == [8, 10] and out["seeds"].tolist() == [2, 1]
+    assert out["vmexits"].tolist() == [1.5, 7.0]  # the failed run is left out
+    assert out.loc[0, "vmexits_ci95"] == pytest.approx(12.706 * (0.5 ** 0.5) / 2 ** 0.5)
+    assert np.isnan(out.loc[1, "vmexits_ci95"])
 
 
 def test_cache_key_follows_config_version_and_model_sources(monkeypatch):
@@ -398,3 +434,14 @@ def test_cache_key_follows_config_version_and_model_sources(monkeypatch):
     monkeypatch.undo()
     monkeypatch.setattr(sweep_cache, "model_digest", lambda: "edited")
     assert sweep_cache.run_key(cfg) != key
+
+
+def test_notebook_cache_is_anchored_to_the_repository(monkeypatch, tmp_path):
+    from fphlib.viz.block_size import default_cache
+
+    repo = Path(fphlib.__file__).resolve().parent.parent
+    monkeypatch.delenv("FPHLIB_CACHE", raising=False)
+    monkeypatch.chdir(tmp_path)  # the server's working directory does not matter
+    assert default_cache() == repo / "out" / "sweep_cache"
+    monkeypatch.setenv("FPHLIB_CACHE", str(tmp_path / "c"))
+    assert default_cache() == tmp_path / "c"

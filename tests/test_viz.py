@@ -37,7 +37,9 @@ def make_result(mechanism="none", n=21, guests=2, level=1.0, hint_order=9):
     gframe = pd.DataFrame(rows, columns=list(GUEST_COLUMNS))
     summary = pd.Series({m: float(i + 1) * (GIB if m.endswith("bytes") else 1)
                          for i, m in enumerate(SUMMARY_METRICS)})
-    gsum = pd.DataFrame({"guest": range(guests)})
+    gsum = pd.DataFrame({"guest": range(guests), "workload_stall_s": 0.01 * np.arange(guests),
+                         "workload_runtime_s": 1.0 + np.arange(guests),
+                         "vmexits": 10 + np.arange(guests), "faults": 8 + np.arange(guests)})
     events = pd.DataFrame({"t_s": [], "guest": [], "kind": [], "value": []})
     return SimResult(summary=summary, guest_summary=gsum, host=host[list(HOST_COLUMNS)],
                      guests=gframe, events=events, config=cfg)
@@ -179,6 +181,67 @@ def test_readable_values_and_changes():
     assert format_change(5, float("nan"), "count") == "–"
 
 
+def test_readable_numbers_never_in_scientific_notation():
+    from fphlib.viz.tables import format_value
+
+    assert format_value(1e-5, "count") == "0.00001"
+    assert format_value(2.5e-10, "seconds") == "0.00025 µs"
+    assert format_value(8.38e8, "bytes") == "799 MiB"
+    assert format_value(12.5, "ms") == "12.5 ms"  # already scaled: shown in its unit
+    assert format_value(2.0, "gib") == "2.00 GiB"
+    assert format_value(1.0, "ratio") == "1.00" and format_value(0.004, "ratio") == "0.004"
+    assert format_value(float("inf"), "ratio") == "∞"
+    assert format_value(True, "text") == "yes"
+    for v in (1e-12, 3e-7, 1e21, 123456789.123):
+        for unit in ("count", "seconds", "bytes", "ratio"):
+            assert "e" not in format_value(v, unit).replace("µ", ""), (v, unit)
+
+
+def test_readable_rows_labels_units_caption_and_dashes():
+    from fphlib.viz.tables import readable_rows
+
+    grid = pd.DataFrame({"guests": [1, 2], "policy": ["mom", "idle_tax"], "asks": [3, 40],
+                         "host_rss_peak_bytes": [8.38e8, 2 * GIB],
+                         "mean_slowdown": [1.0, np.nan], "guest_mem": [GIB, GIB]})
+    t = readable_rows(grid, index=["guests", "policy"], caption="a caption")
+    f = t.frame
+    assert list(f.index.names) == ["guests", "policy"]
+    assert f.columns.tolist() == [plots.metric_info(c).label for c in
+                                  ("asks", "host_rss_peak_bytes", "mean_slowdown", "guest_mem")]
+    assert f.iloc[:, 1].tolist() == ["799 MiB", "2.00 GiB"]
+    assert f.iloc[:, 2].tolist() == ["1.00", "–"]
+    assert f.iloc[:, 3].tolist() == ["1.00 GiB", "1.00 GiB"]
+    assert any(n.startswith("– in mean slowdown") for n in t.notes)
+    html = t.to_html()
+    assert '<caption class="fphlib-caption">a caption</caption>' in html
+    assert "nan" not in html.lower().replace("nans", "") and "e+" not in html
+    assert str(t).startswith("a caption\n")
+    with pytest.raises(ValueError, match="nope"):
+        readable_rows(grid, columns=["nope"])
+
+
+def test_registry_tables_are_plain_text():
+    from fphlib.viz.mechanisms import mechanism_table
+    from fphlib.viz.policies import policy_table
+    from fphlib.viz.tables import plain_text, readable_rows
+
+    assert plain_text("see :func:`fphlib.simulate` and ``x``, `docs <https://a>`_, *y*") == \
+        "see fphlib.simulate and x, docs, y"
+    mechs = readable_rows(mechanism_table(), index="mechanism")
+    pols = readable_rows(policy_table().reset_index(), index="policy")
+    for table in (mechs, pols):
+        text = table.to_html()
+        assert "``" not in text and ":func:" not in text and ":mod:" not in text
+        assert "..." not in text and "…" not in text  # full descriptions, not truncated
+        assert "e+0" not in text and "e-0" not in text  # no scientific notation
+    assert set(mechs.frame.iloc[:, 0]) <= {"yes", "no"}
+    from fphlib.hinting import mechanism_module
+    from fphlib.state.params import describe
+
+    assert "threshold: int 1..1048576 bits" in describe(
+        mechanism_module("hinting_bitmap").PARAMS)[1]
+
+
 def test_readable_per_guest_frame_and_runs_frame():
     from fphlib.viz.tables import readable
 
@@ -219,7 +282,12 @@ def test_tracking_stats_table():
     f = t.frame["value"]
     assert f["memory of the structure now"].endswith("B")
     assert f["leaf kmallocs (128 B each)"].replace(",", "").isdigit()
-    assert len(f) == len(tour.buddy.tracking_stats)
+    stats = tour.buddy.tracking_stats
+    zero = [TRACKING_LABELS[k] for k, v in stats.items() if v == 0 and k not in ("failed",
+                                                                                 "nbytes")]
+    assert zero and len(f) == len(stats) - len(zero)  # counters at 0 named, not listed
+    assert not set(zero) & set(f.index) and all(z in t.notes[0] for z in zero)
+    assert f[TRACKING_LABELS["failed"]] == "0"  # the one that must be 0 stays shown
     assert "fphlib-table" in t._repr_html_()
 
 
@@ -289,7 +357,30 @@ def test_app_controls_build_the_config():
     app.workload.value = "churn"
     cfg = app.config()
     assert cfg.workload == "churn" and "size" not in cfg.workload_params
+    app.host_mem.value, app.guests.value = "2048MiB", 1
+    app.reset_button.click()  # the preset already selected, loaded again
+    assert (app.host_mem.value, app.guest_mem.value, app.guests.value,
+            app.workload.value) == ("16384MiB", "5120MiB", 3, "memhog")
+    app.workload.value = "churn"
     assert list(app.configs()) == ["balloon", "none"]
+    # the controls beyond the scenario: enabled only where the mechanism uses them
+    assert not app.balloon_target.disabled and app.capacity.disabled and app.delay.disabled
+    app.balloon_target.value, app.host_swap.value, app.policy.value = 0.5, "1024MiB", "mom"
+    chosen, base = app.configs().values()
+    assert chosen.balloon_target == chosen.guest_mem // 2 and chosen.host_swap == GIB
+    assert chosen.policy == "mom" and "with 1 GiB swap" in app.scenario.value
+    assert base.balloon_target is None and base.policy == "static"  # mom cannot drive none
+    app.policy.value = "static"
+    app.mechanism.value = "page_reporting"
+    assert app.balloon_target.disabled and not app.capacity.disabled
+    assert not app.delay.disabled
+    app.capacity.value, app.delay.value = 64, 0.5
+    chosen, base = app.configs().values()
+    assert chosen.mechanism_params == {"capacity": 64, "delay_s": 0.5}
+    assert base.mechanism_params == {}
+    app.mechanism.value = "hinting_bitmap"  # a capacity, no delay
+    assert not app.capacity.disabled and app.delay.disabled
+    assert app.config().mechanism_params == {"capacity": 64}
     app.mechanism.value = "none"
     assert list(app.configs()) == ["none"]  # no duplicate baseline
 
@@ -312,6 +403,7 @@ def test_app_run_updates_progress_plots_and_table_in_place():
     scenario = "3 × 512 MiB guests on a 2 GiB host · idle · 10 s"  # make_result's config
     assert scenario in app.table.value
     assert scenario in app._rss_fig.axes[0].get_title()
+    assert "p90 over the guests" in app.table.value and "virtqueue kicks" in app.table.value
     assert scenario in app._guest_fig.get_suptitle()
     assert not app.run_button.disabled and app.runs_done == 1
     children = list(app.widget.children)
@@ -326,6 +418,123 @@ def test_app_run_updates_progress_plots_and_table_in_place():
     assert list(app.widget.children) == children  # same widgets, new content
     assert len(app._rss_fig.axes) == 1  # the figure is reused, not stacked
     assert app.runs_done == 2
+
+
+def test_every_app_marks_its_results_stale_when_a_control_changes():
+    import ipywidgets as W
+
+    from fphlib.viz.block_size import BlockSizeApp
+    from fphlib.viz.mechanisms import CompareApp
+    from fphlib.viz.migration import MigrationApp
+    from fphlib.viz.policies import PolicyApp
+    from fphlib.viz.validation import ValidationApp
+    from fphlib.viz.widgets import SimulationApp, value_controls
+
+    apps = [(SimulationApp(profile="smoke"), "workload", "churn"),
+            (CompareApp(profile="smoke"), "guests", 2),
+            (MigrationApp(profile="smoke"), "free", 0.5),
+            (PolicyApp(profile="smoke"), "policy", "watermark"),
+            (BlockSizeApp(profile="smoke"), "seeds", 4),
+            (ValidationApp(profile="smoke"), "quick", None)]
+    for app, name, new in apps:
+        marker, control = app.stale_marker, getattr(app, name)
+        what = type(app).__name__
+        # every control of the app is watched
+        assert set(marker.controls) == {w for w in value_controls(app.widget)
+                                        if not isinstance(w, W.Button)}, what
+        assert marker.banner in app.widget.children, what
+        old = control.value
+        control.value = new if new is not None else not old
+        assert marker.banner.value == "", f"{what}: stale before any run"
+        control.value = old
+        marker.shown("the run shown")
+        assert marker.banner.value == "" and not marker.stale, what
+        control.value = new if new is not None else not old
+        assert marker.stale, what
+        assert "results below are for <b>the run shown</b>" in marker.banner.value, what
+        assert control.description in marker.banner.value, what
+        assert all("fphlib-stale" in w._dom_classes for w in marker.stale_widgets), what
+        control.value = old  # back to the run's settings: current again
+        assert marker.banner.value == "", what
+        assert not any("fphlib-stale" in w._dom_classes for w in marker.stale_widgets), what
+
+
+def test_simulation_app_stale_banner_names_the_run_shown_until_run_again():
+    from fphlib.viz.widgets import SimulationApp
+
+    app = SimulationApp(profile="smoke", simulate=RecordingSimulate())
+    app.run_button.click()
+    assert app.stale_marker.banner.value == ""
+    assert "page_reporting (order 9)" in app.caption and "policy static" in app.caption
+    assert app.caption in app.table.value  # the table's caption names what it shows
+    app.mechanism.value = "balloon"
+    banner = app.stale_marker.banner.value
+    assert "page_reporting (order 9)" in banner and "mechanism" in banner
+    app.run_button.click()
+    assert app.stale_marker.banner.value == "" and "balloon" in app.caption
+
+
+def test_impossible_scenario_disables_run_with_the_reasons():
+    from fphlib.viz.widgets import SimulationApp
+
+    sim = RecordingSimulate()
+    app = SimulationApp(profile="smoke", simulate=sim)
+    assert app.problems == [] and not app.run_button.disabled
+    with _no_warning():
+        app.guests.value, app.guest_mem.value, app.host_mem.value = 6, "16384MiB", "512MiB"
+    assert app.run_button.disabled
+    assert "Run is disabled" in app.scenario.value and "guests 0-5" in app.scenario.value
+    assert "larger than host RAM + swap (512 MiB)" in app.scenario.value
+    app.run()  # from Python too: nothing runs
+    assert sim.configs == [] and app.results == {}
+    app.guests.value, app.guest_mem.value, app.host_mem.value = 1, "256MiB", "2048MiB"
+    assert app.problems == [] and not app.run_button.disabled
+    app.run_button.click()
+    assert len(sim.configs) == 2 and not app.run_button.disabled
+
+
+class _no_warning:
+    """No UserWarning may escape (the app shows the problems itself)."""
+
+    def __enter__(self):
+        import warnings
+
+        self._ctx = warnings.catch_warnings()
+        self._ctx.__enter__()
+        warnings.simplefilter("error", UserWarning)
+
+    def __exit__(self, *exc):
+        self._ctx.__exit__(*exc)
+
+
+def test_guest_panels_mark_oom_kills_and_say_how_many_are_shown():
+    res = make_result("none", guests=6)
+    res.events = pd.DataFrame({"t_s": [2.5], "guest": [1], "kind": ["oom_kill"], "value": [0]})
+    fig = plots.plot_guest_memory(res, title="run")
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[:4] == ["guest 0", "guest 1: OOM-killed at 2.5 s", "guest 2", "guest 3"]
+    assert [line.get_xdata()[0] for line in fig.axes[1].lines if line.get_color() == "tab:red"]\
+        == [2.5]
+    assert fig.get_suptitle() == "run (showing guests 0-3 of 6)"
+    assert plots.plot_guest_memory(make_result("none", guests=2)).get_suptitle() == ""
+
+
+def test_simulation_app_seeds_give_bands_and_intervals():
+    from fphlib.viz.widgets import SimulationApp
+
+    sim = RecordingSimulate()
+    app = SimulationApp(profile="smoke", simulate=sim)
+    app.seeds.value = 3
+    app.run_button.click()
+    assert [c.mechanism for c in sim.configs] == ["page_reporting"] * 3 + ["none"] * 3
+    assert len({c.seed for c in sim.configs}) == 3  # replicate seeds, the same per mechanism
+    assert [c.seed for c in sim.configs[:3]] == [c.seed for c in sim.configs[3:]]
+    ax = app._rss_fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["page_reporting (order 9)", "none"]  # one line per mechanism
+    assert ax.collections  # the 95 % band over the seeds
+    assert "3 seeds" in ax.get_title() and "3 seeds" in app.caption
+    assert " ± " in app.table.value and "(first seed)" in app.table.value
 
 
 def test_every_app_control_has_a_tooltip():
@@ -416,11 +625,11 @@ def test_app_reports_errors_and_recovers():
 def test_app_profile_comes_from_environment(monkeypatch):
     from fphlib.viz.widgets import SimulationApp
 
-    monkeypatch.setenv("FPHLIB_PROFILE", "demo")
-    assert SimulationApp().config().guest_mem == 1280 << 20
-    monkeypatch.delenv("FPHLIB_PROFILE")  # default: the README's headline scenario
+    monkeypatch.setenv("FPHLIB_PROFILE", "full")  # the README's headline scenario
     cfg = SimulationApp().config()
     assert (cfg.host_mem, cfg.guests, cfg.guest_mem) == (16 * GIB, 3, 5 * GIB)
+    monkeypatch.delenv("FPHLIB_PROFILE")  # default: demo, as every notebook
+    assert SimulationApp().config().guest_mem == 1280 << 20
     monkeypatch.setenv("FPHLIB_PROFILE", "huge")
     with pytest.raises(ValueError, match="FPHLIB_PROFILE/profile: 'huge' is not one of smoke"):
         SimulationApp()
@@ -559,3 +768,77 @@ def test_headline_scenario_sizes():
     # 20 % of 100 MiB = 20 MiB (+ 1 MiB boot) rounds up to whole 4 MiB blocks: 24 MiB
     assert balloon_target_for(100 << 20, 1 << 20) == 24 << 20
     assert headline_config("smoke", "none", guests=1).guest_overrides == ({"start_s": 0.0},)
+
+
+def test_guest_spread_percentiles_and_exits_by_cause_by_hand():
+    from fphlib.viz.tables import guest_spread, readable
+
+    res = make_result("page_reporting", guests=5)
+    res.guest_summary["workload_stall_s"] = [0.0, 1.0, 2.0, 3.0, 4.0]
+    res.guest_summary["workload_runtime_s"] = [10.0, np.nan, 30.0, np.nan, 20.0]
+    res.guest_summary["vmexits"] = [10, 10, 10, 10, 10]
+    res.guest_summary["faults"] = [7, 7, 7, 7, 8]
+    spread = guest_spread({"page_reporting": res})["page_reporting"]
+    assert spread["workload_stall_p50_s"] == 2.0
+    assert spread["workload_stall_p90_s"] == pytest.approx(3.6)  # linear between 3 and 4
+    assert spread["workload_runtime_p50_s"] == 20.0  # over the three that finished
+    assert spread["kick_exits"] == 50 - 36 and spread["fault_exits"] == 36
+    res.guest_summary["workload_runtime_s"] = np.nan  # none finished: "–", and why
+    t = readable(guest_spread({"page_reporting": res}))
+    label = plots.metric_info("workload_runtime_p50_s").label
+    assert label not in t.frame.index  # not shown, and the footnote says why
+    assert any("no guest's workload finished" in n for n in t.notes)
+
+
+def test_migration_figures_and_table_by_hand():
+    from fphlib.viz.migration import migration_table, plot_migration, plot_race
+
+    rows = []
+    for mem in (1.0, 2.0):
+        for touched in ("never touched", "used before"):
+            for mig in ("none (legacy)", "free_page_hint alloc", "free_page_hint xbitmap"):
+                hinted = mig != "none (legacy)"
+                rows.append(dict(guest_gib=mem, free_fraction=0.5, free_memory=touched,
+                                 migration=mig, migration_time_s=mem * (0.5 if hinted else 1),
+                                 migration_gib=mem * (0.5 if hinted else 1)))
+    grid = pd.DataFrame(rows)
+    fig = plot_migration(grid)
+    lines = fig.axes[0].get_lines()
+    alloc = [ln for ln in lines if ln.get_label().startswith("free_page_hint alloc")]
+    xbitmap = [ln for ln in lines if ln.get_label().startswith("free_page_hint xbitmap")]
+    # equal values: the line drawn first is wider and marked differently, so it shows
+    assert alloc[0].get_linewidth() > xbitmap[0].get_linewidth()
+    assert alloc[0].get_marker() != xbitmap[0].get_marker()
+    assert all(ax.get_legend() is None for ax in fig.axes) and len(fig.legends) == 1
+    table = migration_table(grid, caption="c")
+    assert table.frame.shape == (4, 6)  # (size, free, touched) x (time, sent) per migration
+    assert table.frame.loc[("1.00 GiB", "0.50", "used before"), "sent: none (legacy)"] \
+        == "1.00 GiB"
+    race = pd.DataFrame([dict(variant=v, discard_latency_ms=lat, churn_ops_per_s=ops,
+                              lost_writes=0, returned_mib=1.0, zone_lock_hold_ms=0.1)
+                         for v in ("read-only (racy)", "isolating") for lat in (0.1, 1000.0)
+                         for ops in (1000.0, 20000.0)])
+    fig = plot_race(race)
+    ticks = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert ticks == ["0.1", "1000"]
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["1,000", "20,000"]
+
+
+def test_fragmentation_legend_lists_only_drawn_indices():
+    ax = plots.plot_fragmentation([1] * 11)  # a free block of every order
+    labels = ax.get_legend_handles_labels()[1]
+    assert labels == ["unusable free space index"]
+    assert any("fragmentation index: no value" in t.get_text() for t in ax.texts)
+    ax = plots.plot_fragmentation([8, 4] + [0] * 9)
+    assert set(ax.get_legend_handles_labels()[1]) == {"fragmentation index",
+                                                      "unusable free space index"}
+
+
+def test_compare_bar_labels_never_in_scientific_notation():
+    from fphlib.viz.mechanisms import plot_compare
+
+    runs = {"none": make_result("none"), "balloon": make_result("balloon")}
+    runs["balloon"].summary["guest_cpu_overhead_s"] = 4.83e-05
+    fig = plot_compare(runs, metrics=("guest_cpu_overhead_s",))
+    texts = [t.get_text() for t in fig.axes[-1].texts]
+    assert "0.0000483" in texts and not any("e-" in t for t in texts)

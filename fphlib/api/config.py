@@ -10,7 +10,13 @@ import warnings
 from dataclasses import dataclass
 
 from .. import bounds
-from ..costs import HOST_RESERVE, HOST_RESERVE_MAX_FRACTION, SWAP_BANDWIDTH, validate_costs
+from ..costs import (
+    HOST_RESERVE,
+    HOST_RESERVE_MAX_FRACTION,
+    SIZE_DEFAULTS,
+    SWAP_BANDWIDTH,
+    validate_costs,
+)
 from ..guest.cooperation import FULL as COOPERATION
 from ..hinting import MECHANISMS, madvise_of, mechanism_module
 from ..host.backing import MADVISE_CHOICES, OOM_SCORE_ADJ_MAX, OOM_SCORE_ADJ_MIN
@@ -443,16 +449,13 @@ class SimConfig:
         for name in ("workload_params", "costs", "mechanism_params", "policy_params",
                      "guest_overrides", "migration"):
             set_(self, name, freeze(getattr(self, name)))
-        total = self.host_mem + self.host_swap
-        for g in range(self.guests):
-            mem = self.guest_spec(g)["mem"]
-            if mem > total:
-                warnings.warn(
-                    f"guest {g}: guest_mem {format_size(mem)} is larger than host RAM + swap "
-                    f"({format_size(total)}); the host will OOM-kill it if it touches it all",
-                    UserWarning,
-                    stacklevel=3,
-                )
+        for problem in _oversized_guests(self):
+            warnings.warn(problem, UserWarning, stacklevel=3)
+
+    def problems(self):
+        """Why this scenario cannot run meaningfully (:func:`scenario_problems`); empty if
+        it can."""
+        return scenario_problems(self)
 
     def _check_scale(self):
         """Total guest memory and the estimated work of the run within ``limits``."""
@@ -630,3 +633,63 @@ class SimConfig:
 # and the widgets' tooltips
 FIELD_HELP = {f.name: (f.metadata["kind"], f.metadata["help"])
               for f in dataclasses.fields(SimConfig)}
+
+
+def _oversized_guests(cfg):
+    """Rule 1 of :func:`scenario_problems`: guests larger than host RAM + swap, one sentence
+    per size (naming the guests: ``guest 0``, ``guests 0-5``)."""
+    total = cfg.host_mem + cfg.host_swap
+    by_mem = {}
+    for g in range(cfg.guests):
+        mem = cfg.guest_spec(g)["mem"]
+        if mem > total:
+            by_mem.setdefault(mem, []).append(g)
+    out = []
+    for mem, ids in by_mem.items():
+        who = (f"guest {ids[0]}" if len(ids) == 1 else
+               f"guests {ids[0]}-{ids[-1]}" if ids[-1] - ids[0] == len(ids) - 1 else
+               "guests " + ", ".join(map(str, ids)))
+        kill = ("it if it touches it all" if len(ids) == 1 else
+                "any of them that touches all its memory")
+        out.append(f"{who}: guest_mem {format_size(mem)} is larger than host RAM + swap "
+                   f"({format_size(total)}); the host will OOM-kill {kill}")
+    return out
+
+
+def scenario_problems(cfg):
+    """Why a valid ``cfg`` cannot run meaningfully, as sentences; empty when it can.
+
+    The rule (the notebooks disable Run on any of these and show them):
+
+    1. a guest's memory is larger than the host's RAM + swap: touching it all gets the guest
+       OOM-killed, and its memory plots show free memory the host never had;
+    2. the guests' boot footprints (the workloads' ``boot`` parameter) plus the host's
+       per-guest overhead (cost ``guest_overhead``) and its own memory
+       (:meth:`SimConfig.host_reserve_bytes`) add up to more than host RAM + swap: guests are
+       OOM-killed while booting, before any workload or hinting runs.
+
+    A :class:`SimConfig` that breaks rule 1 also warns when made; neither rule refuses it
+    (overcommit and OOM kills are what some experiments measure).
+
+    Parameters
+    ----------
+    cfg : SimConfig
+
+    Returns
+    -------
+    list of str
+    """
+    out = _oversized_guests(cfg)
+    total = cfg.host_mem + cfg.host_swap
+    overhead = cfg.costs.get("guest_overhead", SIZE_DEFAULTS["guest_overhead"][0])
+    boot = sum(min(parse_size(workload_settings(spec["workload"], spec["workload_params"])
+                              ["boot"], "boot"), spec["mem"])
+               for spec in (cfg.guest_spec(g) for g in range(cfg.guests)))
+    reserve = cfg.host_reserve_bytes()
+    need = boot + cfg.guests * overhead + reserve
+    if need > total:
+        out.append(f"the {cfg.guests} guests' boot footprints ({format_size(boot)}) with the "
+                   f"host's overhead ({format_size(cfg.guests * overhead + reserve)}) need "
+                   f"{format_size(need)}, more than host RAM + swap ({format_size(total)}): "
+                   "they are OOM-killed while booting")
+    return out

@@ -38,8 +38,8 @@ from ..hinting import MECHANISMS
 from ..host.policy import REGISTRY
 from ..units import PAGE_SIZE, parse_size
 
-SEQUENCE_COLUMNS = ("mechanism", "guest", "start_s", "runtime_s", "status", "swap_out_bytes",
-                    "host_swap_peak_bytes", "host_swap_end_bytes")
+SEQUENCE_COLUMNS = ("mechanism", "guest", "start_s", "runtime_s", "memhog_end_s", "status",
+                    "swap_out_bytes", "host_swap_peak_bytes", "host_swap_end_bytes")
 OVERCOMMIT_COLUMNS = ("tau", "guest", "role", "memory_bytes", "host_rss_bytes",
                       "balloon_bytes", "swap_bytes", "slowdown", "workload_ops")
 
@@ -113,8 +113,9 @@ def memhog_sequence(mechanisms=SEQUENCE_MECHANISMS, scale=1.0, interval_s=SEQUEN
     -------
     pandas.DataFrame
         ``SEQUENCE_COLUMNS``: each memhog's ``runtime_s`` (its ``workload_runtime_s``: the
-        time spent touching), the guest's ``status``, its pages swapped out by the host, and
-        the host's swap peak and level when that guest's memhog exited.
+        time spent touching), ``memhog_end_s`` (when it exited; NaN if it did not), the
+        guest's ``status`` (``running``: the VM is still up), its pages swapped out by the
+        host, and the host's swap peak and level when that guest's memhog exited.
     """
 
     if simulate is None:  # the parameter shares the name
@@ -136,6 +137,7 @@ def memhog_sequence(mechanisms=SEQUENCE_MECHANISMS, scale=1.0, interval_s=SEQUEN
             end = float(exits.iloc[0]) if len(exits) else res.config.duration_s
             rows.append(dict(
                 mechanism=mech, guest=g, start_s=start, runtime_s=rt,
+                memhog_end_s=float(exits.iloc[0]) if len(exits) else float("nan"),
                 status=gs["status"].iloc[g],
                 swap_out_bytes=int(gs["swap_out_bytes"].iloc[g]),
                 host_swap_peak_bytes=int(res.host["swap_bytes"].max()),

@@ -12,6 +12,7 @@ Notebooks and tests run the same scenario scaled down by profile:
 import os
 
 from ..api.config import SimConfig
+from ..hinting import takes_hint_order
 from ..units import format_size, parse_size
 
 PROFILES = ("smoke", "demo", "full")
@@ -36,7 +37,12 @@ _SIZES = {
 }
 
 
-def profile_name(profile=None, default="demo"):
+# every notebook's profile when FPHLIB_PROFILE is not set (`make lab`, Binder and Voila set it
+# to this too); the notebooks' first cells repeat it as os.environ.get("FPHLIB_PROFILE", ...)
+DEFAULT_PROFILE = "demo"
+
+
+def profile_name(profile=None, default=DEFAULT_PROFILE):
     """Return a valid profile name: ``profile``, else ``$FPHLIB_PROFILE``, else ``default``."""
     name = profile if profile is not None else os.environ.get("FPHLIB_PROFILE", default)
     if name not in PROFILES:
@@ -127,8 +133,24 @@ def scenario_title(cfg):
         work += f" {format_size(parse_size(params['size'], 'size'))}"
     elif cfg.workload == "churn" and "target" in params:
         work += f" at {float(params['target']):.0%}"
+    swap = f" with {format_size(cfg.host_swap)} swap" if cfg.host_swap else ""
     return (f"{cfg.guests} × {guest} guest{'s' if cfg.guests != 1 else ''} on a {host} host"
-            f" · {work} · {float(cfg.duration_s):g} s")
+            f"{swap} · {work} · {float(cfg.duration_s):g} s")
+
+
+def run_caption(cfg, mechanism=True, policy=True):
+    """What a figure or table of a run of ``cfg`` shows: :func:`scenario_title`, the
+    mechanism (with its hint order when it takes one) and the host policy, e.g. "3 × 5 GiB
+    guests on a 16 GiB host · memhog 4 GiB · 120 s · page_reporting (order 9) · policy
+    static". ``mechanism=False`` / ``policy=False``: leave them out (a figure comparing
+    several)."""
+    parts = [scenario_title(cfg)]
+    if mechanism:
+        parts.append(str(cfg.mechanism) + (f" (order {cfg.hint_order})"
+                                           if takes_hint_order(cfg.mechanism) else ""))
+    if policy:
+        parts.append(f"policy {cfg.policy}")
+    return " · ".join(parts)
 
 
 def headline_configs(profile="full", mechanisms=HEADLINE_MECHANISMS, **overrides):

@@ -44,13 +44,20 @@ def describe(spec):
         elif p.kind == "path":
             rng = "a path"
         else:
-            rng = f"{p.lo:g}..{p.hi:g}" + (" or None" if p.kind == "float_or_none" else "")
+            rng = f"{_plain(p.lo)}..{_plain(p.hi)}" + (" or None" if p.kind == "float_or_none"
+                                                        else "")
         unit = f" {p.unit}" if p.unit and p.kind not in ("size", "size_or_none") else ""
         default = p.default
         if p.kind in ("size", "size_or_none") and default is not None:
             default = format_size(default).replace(" ", "") + p.unit[5:]
         lines.append(f"{key}: {p.kind} {rng}{unit}, default {default!r} - {p.help}")
     return lines
+
+
+def _plain(x):
+    """``x`` as people write it: never in scientific notation (1048576, not 1.04858e+06)."""
+    x = float(x)
+    return f"{x:.0f}" if x.is_integer() else f"{x:.12f}".rstrip("0").rstrip(".")
 
 
 def _size_range(p):

@@ -168,10 +168,10 @@ def sweep(grid, base=None, seeds=1, executor=None, cache=None, progress=True, se
         computed, also for rows read from the cache) and ``error`` (None, or why the run
         failed; its metrics are NaN; failures are not cached). ``df.attrs`` holds
         ``computed``, ``cached`` and ``failed`` counts of distinct configs (a combination
-        listed twice runs once). With ``series``, a pair ``(runs, series_frame)``: the long
-        series frame has a ``run`` column (the row of ``runs``), the grid keys, ``seed`` and
-        ``replicate``, then the ``SimResult.host``/``.guests`` columns (no rows for a failed
-        run).
+        listed twice runs once) and ``keys``, the grid keys (the columns before ``seed``).
+        With ``series``, a pair ``(runs, series_frame)``: the long series frame has a
+        ``run`` column (the row of ``runs``), the grid keys, ``seed`` and ``replicate``, then
+        the ``SimResult.host``/``.guests`` columns (no rows for a failed run).
     """
     if series is not None and series not in SERIES:
         raise ValueError(f"series: {series!r} is not allowed; expected None, 'host' or 'guests'")
@@ -230,7 +230,7 @@ def sweep(grid, base=None, seeds=1, executor=None, cache=None, progress=True, se
     # object dtype keeps None for "no error" (a string dtype would turn it into NaN)
     df["error"] = pd.Series([row["error"] for row in rows], dtype=object)
     df.attrs.update(computed=len(todo), cached=n_cached,
-                    failed=int(df["error"].notna().sum()))
+                    failed=int(df["error"].notna().sum()), keys=list(keys))
     if series is None:
         return df
     return df, _series_frame(df, runs, keys, payloads)

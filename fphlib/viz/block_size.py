@@ -7,17 +7,27 @@ count of host THP splits, so the panels show refaults (what a split region costs
 later) but not the splits themselves.
 """
 
+import os
 from pathlib import Path
 
 import ipywidgets as W
 
-from ..experiments.scenarios import headline_config, profile_name
+from ..experiments.scenarios import headline_config, profile_name, run_caption
 from ..sweep import block_size_mechanisms
 from ..sweep.run import sweep
+from ..sweep.summary import seed_summary
 from ..units import PAGE_SIZE, format_size
 from ..workloads import WORKLOADS
 from .figures import figure_png
-from .widgets import STALE_CSS, computing, field_help, fit_layout, workload_params_for
+from .tables import readable_seed_summary
+from .widgets import (
+    STALE_CSS,
+    StaleMarker,
+    computing,
+    field_help,
+    fit_layout,
+    workload_params_for,
+)
 
 PAGEBLOCK_ORDER = 9  # the kernel's page_reporting_order default: pageblock_order, 2 MiB = THP
 
@@ -34,10 +44,17 @@ SEEDS = {"smoke": 2, "demo": 3, "full": 5}
 
 
 def default_cache():
-    """``out/sweep_cache`` of the repository (the notebooks run in ``notebooks/``)."""
-    cwd = Path.cwd()
-    root = cwd.parent if cwd.name == "notebooks" else cwd
-    return root / "out" / "sweep_cache"
+    """Where the notebooks cache sweep runs, whatever the server's working directory:
+    ``$FPHLIB_CACHE`` when set; else ``out/sweep_cache`` of the repository fphlib is
+    imported from (a source checkout: the directory above the package holds
+    ``pyproject.toml``); else ``~/.cache/fphlib/sweep_cache`` (an installed package)."""
+    env = os.environ.get("FPHLIB_CACHE")
+    if env:
+        return Path(env).expanduser()
+    repo = Path(__file__).resolve().parents[2]
+    if (repo / "pyproject.toml").is_file():
+        return repo / "out" / "sweep_cache"
+    return Path.home() / ".cache" / "fphlib" / "sweep_cache"
 
 
 def block_size_base(profile=None, guests=3, workload="churn"):
@@ -102,16 +119,11 @@ def plot_block_size(df, metrics=METRICS, fig=None, title=None):
     return fig
 
 
-def summary_by_order(df, metrics=METRICS):
-    """Mean of each metric per (mechanism, block size) over the seeds, in display units."""
-    ok = df[df["error"].isna()]
-    table = ok.groupby(["mechanism", "hint_order"])[list(metrics)].mean()
-    for metric, (_, scale, _) in metrics.items():
-        table[metric] = table[metric] * scale
-    table.columns = [f"{metrics[m][0]} ({metrics[m][2]})" for m in metrics]
-    table.index = table.index.set_levels(
-        [block_label(o) for o in table.index.levels[1]], level=1)
-    return table
+def summary_by_order(df, metrics=METRICS, caption=""):
+    """Mean and 95 % interval of each metric per (mechanism, hint order) over the seeds
+    (:func:`fphlib.sweep.summary.seed_summary`), readable: one row per point."""
+    summary = seed_summary(df, keys=["mechanism", "hint_order"], metrics=list(metrics))
+    return readable_seed_summary(summary, caption=caption, points="rows")
 
 
 class BlockSizeApp:
@@ -139,6 +151,8 @@ class BlockSizeApp:
         self.cache = default_cache() if cache is None else cache
         self.executor = executor
         self.df = None
+        self.shown_base = self.shown_seeds = None
+        self.caption = ""
         mechs = block_size_mechanisms()
 
         self.orders = W.IntRangeSlider(value=(0, 10), min=0, max=10, description="orders",
@@ -146,6 +160,7 @@ class BlockSizeApp:
                                        tooltip="hint orders to sweep: " + field_help("hint_order"))
         self.mechanisms = W.SelectMultiple(options=mechs, value=mechs, rows=min(4, len(mechs)),
                                            description="mechanisms",
+                                           style={"description_width": "initial"},
                                            tooltip="mechanisms that work in blocks of the hint "
                                                    "order (ctrl/shift-click to pick several)")
         self.guests = W.IntSlider(value=3, min=1, max=6, description="guests",
@@ -168,12 +183,13 @@ class BlockSizeApp:
 
         self._fig = Figure(figsize=(12, 6.4), layout="constrained")
         wrap = W.Layout(flex_flow="row wrap", align_items="center")
+        controls = W.VBox([W.HBox([self.orders, self.mechanisms], layout=wrap),
+                           W.HBox([self.guests, self.workload, self.seeds], layout=wrap)])
+        self.stale_marker = StaleMarker(controls, (self.image, self.table))
         self.widget = W.VBox([
-            W.HTML(STALE_CSS),
-            W.HBox([self.orders, self.mechanisms], layout=wrap),
-            W.HBox([self.guests, self.workload, self.seeds], layout=wrap),
+            W.HTML(STALE_CSS), controls,
             W.HBox([self.run_button, self.status], layout=wrap),
-            self.log, self.image, self.table,
+            self.log, self.stale_marker.banner, self.image, self.table,
         ])
 
     def base(self):
@@ -185,27 +201,29 @@ class BlockSizeApp:
         lo, hi = self.orders.value
         self.status.value = "running …"
         with computing(self, (self.image, self.table)):
+            base, seeds = self.base(), self.seeds.value
+            ran_with = self.stale_marker.values()
             with self.log:
                 self.log.clear_output()
-                df = block_size_sweep(self.base(), range(lo, hi + 1), self.mechanisms.value,
-                                      self.seeds.value, cache=self.cache,
-                                      executor=self.executor)
-            self.df = df
+                df = block_size_sweep(base, range(lo, hi + 1), self.mechanisms.value,
+                                      seeds, cache=self.cache, executor=self.executor)
+            self.df, self.shown_base, self.shown_seeds = df, base, seeds
             self.redraw()
+            self.stale_marker.shown(self.caption, ran_with)
             a = df.attrs
             self.status.value = (f"{len(df)} runs: {a['computed']} computed, {a['cached']} "
                                  f"from the cache, {a['failed']} failed")
         return self.df
 
     def redraw(self):
-        base = self.base()
-
-        title = (f"{base.guests} guests × {format_size(base.guest_mem)}, {base.workload}, "
-                 f"{base.duration_s:g} s ({self.profile} profile), {self.seeds.value} seeds")
-        plot_block_size(self.df, fig=self._fig, title=title)
+        """Redraw the figure and the table of the last sweep (:attr:`df`, run on
+        :attr:`shown_base` with :attr:`shown_seeds` seeds), whatever the controls say now."""
+        base, seeds = self.shown_base, self.shown_seeds
+        self.caption = (f"{run_caption(base, mechanism=False)} ({self.profile} profile), "
+                        f"{seeds} seeds")
+        plot_block_size(self.df, fig=self._fig, title=self.caption)
         self.image.value = self._png(self._fig)
-        self.table.value = summary_by_order(self.df).to_html(float_format="{:.3g}".format,
-                                                             border=0)
+        self.table.value = summary_by_order(self.df, caption=self.caption).to_html()
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)

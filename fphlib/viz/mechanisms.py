@@ -24,15 +24,16 @@ from ..experiments.scenarios import (
     balloon_target_for,
     headline_config,
     profile_name,
-    scenario_title,
+    run_caption,
 )
 from ..hinting import mechanism_module, takes_hint_order
 from ..workloads import COMMON
 from . import plots
 from .figures import app_figure, figure_png, new_axes, new_figure
-from .tables import readable
+from .tables import format_value, plain_text, readable
 from .widgets import (
     STALE_CSS,
+    StaleMarker,
     block_size_label,
     field_help,
     fit_layout,
@@ -68,12 +69,13 @@ def mechanism_palette(names=None):
 
 def mechanism_table():
     """One row per registered mechanism: its name, whether it takes ``hint_order``, its
-    parameters with defaults, and the first line of its module docstring."""
+    parameters with defaults, and the first paragraph of its module docstring as plain text
+    (:func:`fphlib.viz.tables.plain_text`)."""
 
     rows = []
     for name in mechanism_names():
         mod = mechanism_module(name)
-        doc = (mod.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+        doc = plain_text((mod.__doc__ or "").strip().split("\n\n")[0])
         params = ", ".join(f"{k}={p.default!r}" for k, p in mod.PARAMS.items())
         rows.append({"mechanism": name, "takes_hint_order": bool(mod.TAKES_HINT_ORDER),
                      "params": params or "-", "description": doc})
@@ -202,7 +204,7 @@ def _bars(ax, frame, metric, palette):
     for label in ax.get_xticklabels():
         label.set_horizontalalignment("right")
     for patch, v in zip(ax.patches, data["value"], strict=False):
-        text = f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+        text = format_value(v, "count")  # 3 significant digits, never 4.83e-05
         ax.annotate(text, (patch.get_x() + patch.get_width() / 2, patch.get_height()),
                     ha="center", va="bottom", fontsize=7)
     ax.set_ylim(bottom=0)
@@ -376,11 +378,13 @@ class CompareApp:
         self.profile = profile_name(profile)
         self._simulate = simulate
         self.results = {}
+        self.caption = ""  # what the results shown are: scenario, hint order, policy
         self.summary = summary_frame({})
         reg = mechanism_names()
 
         self.mechanisms = W.SelectMultiple(
             options=reg, value=reg, rows=min(len(reg), 7), description="mechanisms",
+            style={"description_width": "initial"},
             tooltip="mechanisms to compare (ctrl/shift-click to pick several); "
                     + field_help("mechanism"))
         self.hint_order = W.IntSlider(value=9, min=0, max=10, description="hint order",
@@ -412,7 +416,9 @@ class CompareApp:
             W.HBox([self.run_button, self.progress, self.status], layout=wrap),
             self.run_log,
         ])
-        self.widget = W.VBox([W.HTML(STALE_CSS), controls, self.image, self.table])
+        self.stale_marker = StaleMarker(controls, self.stale_widgets)
+        self.widget = W.VBox([W.HTML(STALE_CSS), controls, self.stale_marker.banner,
+                              self.image, self.table])
         self.widget.add_class("fphlib-app")
         self._on_order()
 
@@ -457,11 +463,12 @@ class CompareApp:
         self.summary = summary_frame(self.results)
 
         cfg = next(iter(self.results.values())).config
-        scenario = f"{scenario_title(cfg)}, hint order {cfg.hint_order}"
-        plot_compare(self.results, fig=self._fig, title=scenario)
+        self.caption = (f"{run_caption(cfg, mechanism=False)} · hint order {cfg.hint_order} "
+                        f"({self.profile} profile)")
+        plot_compare(self.results, fig=self._fig, title=self.caption)
         self.image.value = figure_png(self._fig)
-        table = readable(self.results).to_html(classes="fphlib-summary")
-        self.table.value = f"<b>Summary: {scenario}</b>" + table
+        self.table.value = readable(self.results, caption=f"Summary: {self.caption}").to_html(
+            classes="fphlib-summary")
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)

@@ -20,11 +20,12 @@ import seaborn as sns
 from ..api.config import SimConfig
 from ..api.simulate import simulate
 from ..costs import DEFAULTS
-from ..experiments.scenarios import profile_name
+from ..experiments.scenarios import profile_name, run_caption
 from ..units import PAGE_SIZE
+from . import plots
 from .figures import app_figure, figure_png, new_figure
-from .tables import readable
-from .widgets import STALE_CSS, field_help, fit_layout, run_configs
+from .tables import ReadableTable, format_value, readable
+from .widgets import STALE_CSS, StaleMarker, field_help, fit_layout, run_configs
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -103,23 +104,60 @@ def migration_grid(profile=None, **kwargs):
     return pd.DataFrame(rows)
 
 
+def migration_table(frame, caption=""):
+    """The :func:`migration_grid` for people: one row per (guest size, free share, free memory
+    used or not), one column per migration for its time and for the bytes it sent."""
+    keys = ["guest_gib", "free_fraction", "free_memory"]
+    wide = frame.pivot_table(index=keys, columns="migration", sort=False,
+                             values=["migration_time_s", "migration_gib"], aggfunc="first")
+    cells = {}
+    for metric, what in (("migration_time_s", "time"), ("migration_gib", "sent")):
+        unit = plots.metric_info(metric).unit
+        for label in frame["migration"].unique():
+            cells[f"{what}: {label}"] = [format_value(v, unit) for v in wide[(metric, label)]]
+    out = pd.DataFrame(cells)
+    info = [plots.metric_info(k) for k in keys]
+    out.index = pd.MultiIndex.from_arrays(
+        [[format_value(v, i.unit) for v in wide.index.get_level_values(k)]
+         for k, i in zip(keys, info, strict=True)], names=[i.label for i in info])
+    return ReadableTable(out, [], caption)
+
+
 def plot_migration(frame, fig=None):
     """Migration time (top) and bytes sent (bottom) against guest size, one column per free
-    fraction; colour: the migration, line style: whether the free memory was used before."""
+    fraction; colour and marker: the migration (the hinted ones are drawn thinner over the
+    legacy one, offset a little so equal values stay visible), line style: whether the free
+    memory was used before; the legend right of the panels, never over the data."""
     fractions = sorted(frame.free_fraction.unique())
-    fig = new_figure(fig, (4.0 * len(fractions), 6.5))
+    fig = new_figure(fig, (4.0 * len(fractions) + 2.6, 6.5))
     axes = fig.subplots(2, len(fractions), squeeze=False, sharex=True)
+    labels = list(dict.fromkeys(frame.migration))
+    markers = dict(zip(labels, ("o", "s", "^", "D", "v"), strict=False))
+    widths = {m: 3.2 - 1.1 * k for k, m in enumerate(labels)}
     for j, free in enumerate(fractions):
         part = frame[frame.free_fraction == free]
         for i, (metric, label) in enumerate((("migration_time_s", "migration time (s)"),
                                              ("migration_gib", "sent (GiB)"))):
             ax = axes[i, j]
-            sns.lineplot(part, x="guest_gib", y=metric, hue="migration", style="free_memory",
-                         marker="o", ax=ax, legend=(i == 0 and j == len(fractions) - 1))
+            for mig, touched in ((m, t) for m in labels
+                                 for t in ("never touched", "used before")):
+                sub = part[(part.migration == mig) & (part.free_memory == touched)]
+                if sub.empty:
+                    continue
+                color = f"C{labels.index(mig)}"
+                ax.plot(sub.guest_gib * (1 + 0.015 * labels.index(mig)), sub[metric],
+                        color=color, marker=markers[mig], markersize=5,
+                        linewidth=widths[mig], alpha=0.85,
+                        linestyle="-" if touched == "used before" else "--",
+                        label=f"{mig}, free memory {touched}")
             ax.set_xlabel("guest memory (GiB)")
             ax.set_ylabel(label)
+            ax.set_ylim(bottom=0)
             if i == 0:
                 ax.set_title(f"{free:.0%} of the guest free")
+    handles, names = axes[0, -1].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, names, loc="outside right upper", frameon=False, fontsize=8)
     return fig
 
 
@@ -166,6 +204,8 @@ def plot_race(frame, fig=None):
         for j, (metric, label, fmt) in enumerate(metrics):
             grid = part.pivot_table(index="discard_latency_ms", columns="churn_ops_per_s",
                                     values=metric, aggfunc="mean")
+            grid.index = [f"{v:g}" for v in grid.index]  # 1000, not "1000.0"
+            grid.columns = [f"{v:,.0f}" for v in grid.columns]
             sns.heatmap(grid, annot=True, fmt=fmt, cbar=False, ax=axes[i, j],
                         cmap="rocket_r" if metric == "lost_writes" else "mako_r",
                         mask=np.isnan(grid.values))
@@ -226,13 +266,15 @@ class MigrationApp:
         self.table = W.HTML()
         self.stale_widgets = (self.image, self.table)
         self.results = {}
+        self.caption = ""  # what the results shown are
         self.run_button.on_click(lambda _: self.run())
         wrap = W.Layout(flex_flow="row wrap", align_items="center")
         controls = W.VBox([W.HBox([self.guest_mem, self.free, self.touched], layout=wrap),
                            W.HBox([self.bandwidth, self.downtime, self.run_button], layout=wrap),
                            W.HBox([self.progress, self.status], layout=wrap)])
-        self.widget = W.VBox([W.HTML(STALE_CSS), controls, self.run_log, self.image,
-                              self.table])
+        self.stale_marker = StaleMarker(controls, self.stale_widgets)
+        self.widget = W.VBox([W.HTML(STALE_CSS), controls, self.run_log,
+                              self.stale_marker.banner, self.image, self.table])
 
     def configs(self):
         """``{label: SimConfig}`` of the current controls."""
@@ -274,5 +316,7 @@ class MigrationApp:
 
         metrics = ("migration_time_s", "migration_bytes", "downtime_s", "migration_rounds",
                    "migration_hinted_bytes", "migration_unavailable_s", "lost_writes")
-        self.table.value = readable(self.results, baseline="none (legacy)",
-                                    metrics=metrics).to_html()
+        cfg = next(iter(self.results.values())).config
+        self.caption = f"Live migration of guest 0: {run_caption(cfg, mechanism=False)}"
+        self.table.value = readable(self.results, baseline="none (legacy)", metrics=metrics,
+                                    caption=self.caption).to_html()

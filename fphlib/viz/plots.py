@@ -74,7 +74,7 @@ GUEST_METRICS = {
     "mem_bytes": Metric("bytes", "guest memory"),
     "workload": Metric("text", "workload"),
     "start_s": Metric("seconds", "started at"),
-    "status": Metric("text", "status at the end"),
+    "status": Metric("text", "guest at the end (running: the VM is up)"),
     "workload_runtime_s": Metric(
         "seconds", "workload runtime",
         "the workload never finished: idle and churn run until the end, memhog may not finish "
@@ -105,16 +105,93 @@ GUEST_METRICS = {
     "kswapd_cpu_s": Metric("seconds", "guest CPU of kswapd"),
 }
 
+# Columns of the experiments' frames (fphlib.experiments, fphlib.api.asking, the sweeps) that
+# are not run metrics above: configuration, identities and derived costs. Units "ms", "gib"
+# and "mib" are values already scaled (shown as seconds and bytes); "ratio" is a plain number.
+FRAME_COLUMNS = {
+    "guests": Metric("count", "guests"),
+    "guest": Metric("count", "guest"),
+    "policy": Metric("text", "policy"),
+    "mechanism": Metric("text", "mechanism"),
+    "workload": Metric("text", "workload"),
+    "mode": Metric("text", "mode"),
+    "role": Metric("text", "role"),
+    "fate": Metric("text", "fate"),
+    "migration": Metric("text", "migration"),
+    "free_memory": Metric("text", "free memory"),
+    "host_mem": Metric("bytes", "host memory"),
+    "guest_mem": Metric("bytes", "guest memory"),
+    "host_swap": Metric("bytes", "host swap"),
+    "hint_order": Metric("count", "hint order"),
+    "takes_hint_order": Metric("text", "takes the hint order"),
+    "params": Metric("text", "parameters (default)"),
+    "parameters": Metric("text", "parameters"),
+    "mechanisms": Metric("text", "mechanisms it can drive"),
+    "description": Metric("text", "description"),
+    "summary": Metric("text", "description"),
+    "seed": Metric("count", "seed"),
+    "replicate": Metric("count", "seed #"),
+    "asks": Metric("count", "asks from the host"),
+    "asked_bytes": Metric("bytes", "asked for (largest ask)"),
+    "hint_on_s": Metric("seconds", "time with hinting on"),
+    "hinting_cpu_s": Metric("seconds", "guest CPU spent on hinting"),
+    "stall_s": Metric("seconds", "workload stalled (faults, reclaim)"),
+    "slowdown": Metric("ratio", "slowdown vs never asking",
+                       "no baseline run, or the guest did no work in it"),
+    "mean_slowdown": Metric("ratio", "mean slowdown", "no guest with a finite slowdown"),
+    "worst_slowdown": Metric("ratio", "worst slowdown", "no guest with a finite slowdown"),
+    "jain_slowdown": Metric("ratio", "fairness of the slowdowns (Jain: 1 = equal)",
+                            "no guest with a finite slowdown"),
+    "swap_peak_bytes": Metric("bytes", "host swap, peak"),
+    "swap_bytes": Metric("bytes", "host swap of the guest"),
+    "swap_start_bytes": Metric("bytes", "host swap when the guest started"),
+    "host_swap_peak_bytes": Metric("bytes", "host swap, peak"),
+    "host_swap_end_bytes": Metric("bytes", "host swap at the end of the memhog"),
+    "host_swap_out_bytes": Metric("bytes", "swapped out by the host"),
+    "host_rss_bytes": Metric("bytes", "host memory of the guest (RSS)"),
+    "memory_bytes": Metric("bytes", "memory the guest keeps (outside the balloon)"),
+    "balloon_bytes": Metric("bytes", "in the balloon"),
+    "runtime_s": Metric("seconds", "memhog runtime", "the memhog did not finish"),
+    "workload_end_s": Metric("seconds", "workload ended at", "did not end in the run"),
+    "memhog_end_s": Metric("seconds", "memhog ended at", "did not end in the run"),
+    "killed_s": Metric("seconds", "OOM-killed at", "not killed"),
+    "admitted": Metric("count", "admitted (1 = yes)"),
+    "tau": Metric("ratio", "idle memory tax (tau)"),
+    "uncooperative": Metric("ratio", "share of uncooperative guests"),
+    "oom_killed": Metric("count", "guests OOM-killed"),
+    "free_fraction": Metric("ratio", "free share of guest memory"),
+    "guest_gib": Metric("gib", "guest memory"),
+    "migration_gib": Metric("gib", "sent by the migration", _NO_MIGRATION),
+    "migration_time_ms": Metric("ms", "live migration time", _NO_MIGRATION),
+    "published_ms": Metric("ms", "published migration time", "not published"),
+    "downtime_ms": Metric("ms", "migration downtime", _NO_MIGRATION),
+    "rounds": Metric("count", "migration passes", _NO_MIGRATION),
+    "unavailable_s": Metric("seconds", "guest memory held by the hint, time", _NO_MIGRATION),
+    # guest_spread (fphlib.viz.tables): the spread over the guests of a run, exits by cause
+    **{f"workload_stall_{p}_s": Metric("seconds", f"workload stalled, {p} over the guests")
+       for p in ("p50", "p90", "p99")},
+    **{f"workload_runtime_{p}_s": Metric(
+        "seconds", f"workload runtime, {p} over the guests that finished",
+        "no guest's workload finished (idle and churn run until the end)")
+       for p in ("p50", "p90", "p99")},
+    "kick_exits": Metric("count", "VM exits: virtqueue kicks (reports, balloon messages)"),
+    "fault_exits": Metric("count", "VM exits: EPT faults (first touch, refault, swap-in)"),
+}
+
+SUFFIX_UNITS = (("_bytes", "bytes"), ("_ms", "ms"), ("_gib", "gib"), ("_mib", "mib"),
+                ("_s", "seconds"))
+
 
 def metric_info(name, per_guest=False):
     """The :class:`Metric` of ``name`` (:data:`SUMMARY_METRICS`, or :data:`GUEST_METRICS`
-    first when ``per_guest``), else guessed from its suffix (``_bytes``, ``_s``)."""
+    first when ``per_guest``, then :data:`FRAME_COLUMNS`), else guessed from its suffix
+    (:data:`SUFFIX_UNITS`: ``_bytes``, ``_ms``, ``_gib``, ``_mib``, ``_s``)."""
     name = str(name)
     homes = (GUEST_METRICS, SUMMARY_METRICS) if per_guest else (SUMMARY_METRICS, GUEST_METRICS)
-    for home in homes:
+    for home in (*homes, FRAME_COLUMNS):
         if name in home:
             return home[name]
-    unit = "bytes" if name.endswith("_bytes") else "seconds" if name.endswith("_s") else "count"
+    unit = next((u for suffix, u in SUFFIX_UNITS if name.endswith(suffix)), "count")
     return Metric(unit, name.replace("_", " "))
 
 
@@ -238,15 +315,29 @@ def plot_guest_memory(result, fig=None, max_guests=4, title=None):
     fig : matplotlib.figure.Figure, optional
         Figure to redraw into (cleared first); a new one otherwise.
     max_guests : int
-        Panels to draw (the first guests); a 64-guest host would be unreadable.
+        Panels to draw (the first guests); a 64-guest host would be unreadable. When there
+        are more guests the title says "showing guests 0-3 of N".
+    title : str, optional
+        Figure title.
+
+    Notes
+    -----
+    A guest the host OOM-killed (a ``oom_kill`` event of a SimResult) has a red line at the
+    kill and "OOM-killed at t s" in its panel's title: what it shows after that is not
+    memory it holds.
 
     Returns
     -------
     matplotlib.figure.Figure
     """
     long = guest_frame(result)
-    guests = sorted(long["guest"].unique())[:max_guests]
+    every = sorted(long["guest"].unique())
+    guests = every[:max_guests]
     n = max(len(guests), 1)
+    kills = {}
+    if hasattr(result, "events"):
+        ev = result.events[result.events["kind"] == "oom_kill"]
+        kills = {int(g): float(t) for g, t in zip(ev["guest"], ev["t_s"], strict=True)}
     fig = new_figure(fig, figsize=(3.6 * n + 1.5, 3.4))
     axes = np.atleast_1d(fig.subplots(1, n, sharey=True, squeeze=False)[0])
     order = [s for s in GUEST_SERIES.values() if s in set(long["series"])]
@@ -255,10 +346,17 @@ def plot_guest_memory(result, fig=None, max_guests=4, title=None):
         sns.lineplot(sub, x="t_s", y="gib", hue="series", hue_order=order, ax=ax,
                      legend=i == n - 1, linewidth=1.4)
         ax.set(title=f"guest {guest}", xlabel="time (s)", ylabel="GiB")
+        if int(guest) in kills:
+            t = kills[int(guest)]
+            ax.axvline(t, color="tab:red", linewidth=1.5)
+            ax.set_title(f"guest {guest}: OOM-killed at {t:.3g} s", color="tab:red")
         ax.set_ylim(bottom=0)
     if n and axes[-1].get_legend() is not None:
         sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1.02, 1), title=None,
                         frameon=False, fontsize=8)
+    if len(every) > len(guests):
+        shown = f"showing guests {guests[0]}-{guests[-1]} of {len(every)}"
+        title = f"{title} ({shown})" if title else shown.capitalize()
     if title:
         fig.suptitle(title)
     return fig
@@ -309,10 +407,19 @@ def fragmentation_frame(nr_free):
 
 
 def plot_fragmentation(nr_free, ax=None, title="Fragmentation per order"):
-    """Fragmentation index and unusable free space index per order (kernel arithmetic)."""
+    """Fragmentation index and unusable free space index per order (kernel arithmetic).
+
+    An index without a value at any order (the fragmentation index when a block of every
+    order is free) gets no legend entry but a note on the axes saying why."""
     ax = new_axes(ax, figsize=(6.5, 3.4))
     frame = fragmentation_frame(nr_free)
+    empty = [i for i, sub in frame.groupby("index", sort=False) if sub["value"].isna().all()]
+    frame = frame[~frame["index"].isin(empty)]
     sns.lineplot(frame, x="order", y="value", hue="index", marker="o", ax=ax)
+    if empty:
+        ax.text(0.99, 0.02, f"{', '.join(empty)}: no value at any order (a free block of "
+                "each order: every allocation would succeed)", transform=ax.transAxes,
+                ha="right", va="bottom", fontsize=7, color="0.35")
     ax.set(xlabel="order", ylabel="index (0..1)", title=title, ylim=(-0.05, 1.05),
            xticks=range(len(np.asarray(nr_free))))
     sns.move_legend(ax, "upper left", title=None, fontsize=8)

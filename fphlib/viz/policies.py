@@ -21,13 +21,14 @@ import seaborn as sns
 from ..api.asking import never_asking, per_guest, run_metrics
 from ..api.config import SimConfig, policy_allows
 from ..costs import SIZE_DEFAULTS
-from ..experiments.scenarios import profile_name
+from ..experiments.scenarios import profile_name, run_caption
 from ..hinting import REGISTRY as MECHS
 from ..host.policy import REGISTRY, policy_module
 from ..state.params import describe
 from ..units import parse_size
 from .figures import app_figure, figure_png
-from .widgets import run_configs
+from .tables import plain_text, readable
+from .widgets import STALE_CSS, StaleMarker, config_or_reason, run_configs
 
 MIB = float(1 << 20)
 
@@ -68,7 +69,7 @@ def policy_table():
     rows = []
     for name in policies():
         module = policy_module(name)
-        rows.append(dict(policy=name, summary=(module.__doc__ or "").split("\n")[0],
+        rows.append(dict(policy=name, summary=plain_text((module.__doc__ or "").split("\n\n")[0]),
                          parameters="; ".join(describe(module.PARAMS)),
                          mechanisms=", ".join(m for m in MECHS if policy_allows(name, m))))
     return pd.DataFrame(rows).set_index("policy")
@@ -84,9 +85,16 @@ def plot_policy_heatmaps(grid, fig=None, metrics=tuple(HEATMAP_METRICS)):
         title, scale, fmt = HEATMAP_METRICS[metric]
         table = grid.pivot(index="guests", columns="policy", values=metric)[order] / scale
         table = table.replace([np.inf, -np.inf], np.nan)
-        sns.heatmap(table, ax=ax, annot=True, fmt=fmt, cbar=False, cmap="rocket_r")
+        # colours from the metric's neutral value (0; 1 for a slowdown) up, so that noise
+        # (slowdown 1.00 ± 0.01 everywhere) is not spread over the whole colour scale
+        low = 1.0 if metric.endswith("slowdown") else 0.0
+        high = max(float(np.nanmax(table.to_numpy())) if table.notna().any().any() else low,
+                   low * 1.5 if low else 1.0)
+        sns.heatmap(table, ax=ax, annot=True, fmt=fmt, cbar=False, cmap="rocket_r",
+                    vmin=low, vmax=high, annot_kws={"size": 11})
         ax.set_title(title)
         ax.set_xlabel("")
+        ax.tick_params(labelsize=10)
     return fig
 
 
@@ -110,9 +118,10 @@ def plot_who_paid(table, fig=None, title=None):
     axes[2].bar(x, slow, color=["C3" if s > 1.05 else "C2" for s in slow.fillna(0)])
     axes[2].axhline(1.0, color="k", lw=0.8)
     axes[2].set_title("slowdown vs never asking")
+    step = max(1, int(np.ceil(len(table) / 16)))  # at most 16 guest labels per panel
     for ax in axes:
-        ax.set_xticks(x, g)
-        ax.set_xlabel("guest")
+        ax.set_xticks(x[::step], g[::step])
+        ax.set_xlabel("guest" if step == 1 else f"guest (every {step}th labelled)")
     if title:
         fig.suptitle(title)
     return fig
@@ -203,6 +212,7 @@ class PolicyApp:
         self.results = {}
         self.table = None
         self.metrics = {}
+        self.caption = ""  # what the results shown are: scenario, mechanism, policy
         self.guests = W.IntSlider(value=4, min=1, max=64, description="guests",
                                   continuous_update=False)
         self.policy = W.Dropdown(options=policies(), value="idle_tax", description="policy")
@@ -219,12 +229,28 @@ class PolicyApp:
         self.html = W.HTML(value="")
         self.run_button.on_click(self.run)
         self._fig = app_figure((14, 3.6))
+        self.stale_widgets = (self.image, self.html)
+        controls = W.HBox([W.VBox([self.guests, self.ratio, self.active]),
+                           W.VBox([self.policy, self.mechanism])])
+        self.stale_marker = StaleMarker(controls, self.stale_widgets)
+        self.problems = []  # why the controls' run cannot be made (Run disabled)
+        for w in (self.policy, self.mechanism, self.guests):
+            w.observe(self._on_change, names="value")
         self.widget = W.VBox([
-            W.HBox([W.VBox([self.guests, self.ratio, self.active]),
-                    W.VBox([self.policy, self.mechanism])]),
+            W.HTML(STALE_CSS), controls,
             W.HBox([self.run_button, self.progress, self.status]),
-            self.run_log, self.image, self.html])
+            self.run_log, self.stale_marker.banner, self.image, self.html])
         self.widget.add_class("fphlib-app")
+
+    def _on_change(self, _change=None):
+        """Say at once (status line, Run disabled) when the policy cannot drive the
+        mechanism, or the run cannot be made."""
+        if config_or_reason(self, self.status) is None:
+            return
+        if self.problems:  # it could not before: clear the reason
+            self.status.value = f"<i>{self.profile} profile: press Run</i>"
+        self.problems = []
+        self.run_button.disabled = False
 
     def config(self):
         mem, duration = APP_SIZES[self.profile]
@@ -236,8 +262,8 @@ class PolicyApp:
 
         try:
             cfg = self.config()
-        except ValueError as e:  # a policy that cannot drive the mechanism: say why
-            self.status.value = f"<b>{e}</b>"
+        except ValueError:  # a policy that cannot drive the mechanism: say why
+            self._on_change()
             return self.results
         return run_configs(self, {"policy": cfg, "never asking": never_asking(cfg)},
                            self._simulate, what=f"run(s), {self.profile} profile")
@@ -250,11 +276,12 @@ class PolicyApp:
         self.table = per_guest(res, base)
         self.metrics = run_metrics(res, self.table)
         cfg = res.config
+        self.caption = f"Per guest: {run_caption(cfg)}"
         plot_who_paid(self.table, fig=self._fig,
-                      title=f"{cfg.guests} guests, policy {cfg.policy}, {cfg.mechanism} "
-                            f"({self.profile} profile)")
+                      title=f"Who paid: {run_caption(cfg)} ({self.profile} profile)")
         self.image.value = figure_png(self._fig)
-        self.html.value = pd.DataFrame([self.metrics]).to_html(border=0, float_format="%.3g")
+        self.html.value = readable(pd.Series(self.metrics, name=cfg.policy), baseline=None,
+                                   caption=f"Run metrics: {run_caption(cfg)}").to_html()
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)

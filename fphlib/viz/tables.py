@@ -10,8 +10,11 @@ or guest, a "vs none" change column when the baseline run is there, and a footno
 """
 
 import html
+import math
+import re
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from . import plots
@@ -23,7 +26,9 @@ ID_COLUMNS = ("guest", "run", "label", "mechanism")
 _CSS = (
     "<style>.fphlib-table td{text-align:right;padding:1px 10px;font-variant-numeric:"
     "tabular-nums}.fphlib-table th{text-align:left;padding:1px 10px}"
-    ".fphlib-notes{font-size:0.85em;color:#555;margin:2px 0 8px 0}</style>"
+    ".fphlib-notes{font-size:0.85em;color:#555;margin:2px 0 8px 0}"
+    ".fphlib-table caption{caption-side:top;text-align:left;font-weight:bold;padding:2px 10px}"
+    "</style>"
 )
 
 
@@ -36,20 +41,46 @@ def _missing(value):
         return False
 
 
+# values of these units are already scaled: shown as seconds and bytes
+_SCALED = {"ms": ("seconds", 1e-3), "gib": ("bytes", float(1 << 30)),
+           "mib": ("bytes", float(1 << 20))}
+
+
+def _digits(a, significant=3):
+    """``a`` (>= 0) with ``significant`` digits, never in scientific notation."""
+    if a >= 1000:
+        return f"{a:,.0f}"
+    if a == 0:
+        return "0"
+    text = np.format_float_positional(a, precision=significant, unique=False,
+                                      fractional=False, trim="-")
+    return text.rstrip(".")
+
+
 def format_value(value, unit):
-    """One value as text: bytes as GiB/MiB/KiB, seconds as s/ms/µs, counts with separators.
+    """One value as text: bytes as GiB/MiB/KiB, seconds as s/ms/µs, counts with separators;
+    never in scientific notation.
 
     Parameters
     ----------
     value : number, str or None
         NaN and None give "–".
-    unit : {"bytes", "seconds", "count", "text"}
+    unit : {"bytes", "seconds", "count", "ratio", "text", "ms", "gib", "mib"}
+        ``ratio``: a plain number (3 significant digits); ``ms``, ``gib``, ``mib``: a value
+        already scaled, shown as seconds or bytes.
     """
     if _missing(value):
         return DASH
+    if isinstance(value, bool | np.bool_):
+        return "yes" if value else "no"
     if unit == "text" or isinstance(value, str):
         return str(value)
     v = float(value)
+    if unit in _SCALED:
+        unit, scale = _SCALED[unit]
+        v *= scale
+    if math.isinf(v):
+        return "∞" if v > 0 else f"{MINUS}∞"
     sign = MINUS if v < 0 else ""
     a = abs(v)
     if unit == "bytes":
@@ -57,7 +88,7 @@ def format_value(value, unit):
             if a >= scale:
                 x = a / scale
                 digits = 2 if x < 10 else 1 if x < 100 else 0
-                return f"{sign}{x:.{digits}f} {name}"
+                return f"{sign}{x:,.{digits}f} {name}"
         return f"{sign}{a:.0f} B"
     if unit == "seconds":
         if a == 0:
@@ -67,11 +98,13 @@ def format_value(value, unit):
         if a >= 1:
             return f"{sign}{a:.2f} s"
         if a >= 1e-3:
-            return f"{sign}{a * 1e3:.3g} ms"
-        return f"{sign}{a * 1e6:.3g} µs"
+            return f"{sign}{_digits(a * 1e3)} ms"
+        return f"{sign}{_digits(a * 1e6)} µs"
+    if unit == "ratio":
+        return f"{sign}{a:.2f}" if a >= 0.01 or a == 0 else f"{sign}{_digits(a)}"
     if a == int(a) and a < 1e18:
         return f"{sign}{int(a):,}"
-    return f"{sign}{a:,.3g}" if a < 1000 else f"{sign}{a:,.0f}"
+    return f"{sign}{_digits(a)}"
 
 
 def format_change(value, base, unit):
@@ -91,19 +124,24 @@ def format_change(value, base, unit):
 
 @dataclass
 class ReadableTable:
-    """A formatted table: ``frame`` (strings; metrics as rows) and its footnotes ``notes``.
+    """A formatted table: ``frame`` (strings), its ``caption`` (what the table shows: the
+    scenario, mechanism and policy) and its footnotes ``notes``.
 
     Displays as HTML in notebooks (``class="fphlib-table"``); ``str()`` gives plain text.
     """
 
     frame: pd.DataFrame
     notes: list = field(default_factory=list)
+    caption: str = ""
 
     def to_html(self, classes=()):
-        """HTML of the table and its footnotes (for ``ipywidgets.HTML`` and notebooks);
-        ``classes``: more CSS classes of the ``<table>``, besides ``fphlib-table``."""
+        """HTML of the caption, the table and its footnotes (for ``ipywidgets.HTML`` and
+        notebooks); ``classes``: more CSS classes of the ``<table>``, besides ``fphlib-table``."""
         classes = ["fphlib-table", *([classes] if isinstance(classes, str) else classes)]
         table = self.frame.to_html(classes=classes, border=0, escape=True)
+        if self.caption:
+            table = table.replace(">", f'>\n  <caption class="fphlib-caption">'
+                                       f"{html.escape(self.caption)}</caption>", 1)
         notes = "".join(f"{html.escape(n)}<br>" for n in self.notes)
         return _CSS + table + (f'<p class="fphlib-notes">{notes}</p>' if notes else "")
 
@@ -111,11 +149,15 @@ class ReadableTable:
         return self.to_html()
 
     def to_markdown(self):
-        """GitHub-flavoured Markdown, footnotes below."""
-        return plots.to_markdown(self.frame) + "".join(f"\n{n}\n" for n in self.notes)
+        """GitHub-flavoured Markdown, caption above, footnotes below."""
+        head = f"**{self.caption}**\n\n" if self.caption else ""
+        return head + plots.to_markdown(self.frame) + "".join(f"\n{n}\n" for n in self.notes)
 
     def __str__(self):
-        return self.frame.to_string() + "".join(f"\n{n}" for n in self.notes)
+        head = f"{self.caption}\n" if self.caption else ""
+        with pd.option_context("display.max_colwidth", None, "display.width", 200):
+            body = self.frame.to_string()
+        return head + body + "".join(f"\n{n}" for n in self.notes)
 
 
 def _is_metric(name):
@@ -158,7 +200,7 @@ def metric_frame(data, index=None):
     return frame, per_guest
 
 
-def readable(data, baseline="none", metrics=None, index=None, drop_empty=True):
+def readable(data, baseline="none", metrics=None, index=None, drop_empty=True, caption=""):
     """A readable table of run metrics: labels, units, a change column, footnotes.
 
     Parameters
@@ -178,6 +220,8 @@ def readable(data, baseline="none", metrics=None, index=None, drop_empty=True):
         of ``guest``, ``run``, ``label``, ``mechanism`` present; several: values joined).
     drop_empty : bool
         Leave out metrics without a value in any column (named in a footnote).
+    caption : str
+        What the table shows (the scenario, mechanism and policy), above it.
 
     Returns
     -------
@@ -228,25 +272,157 @@ def readable(data, baseline="none", metrics=None, index=None, drop_empty=True):
     table = pd.DataFrame(out, index=pd.Index(labels))
     dashes = [m for m in frame.index
               if any(_missing(frame.at[m, c]) for c in columns) and info[m].unit != "text"]
-    if dashes:
-        reasons = {}
-        for m in dashes:
-            reasons.setdefault(info[m].missing or "no value for this run", []).append(
-                info[m].label)
-        for reason, names in reasons.items():
-            notes.append(f"{DASH} in {', '.join(names)}: {reason}.")
-    return ReadableTable(table, notes)
+    notes += _dash_notes(dashes, info, "no value for this run")
+    return ReadableTable(table, notes, caption)
+
+
+def _dash_notes(names, info, default):
+    """Footnotes saying what "–" means in the metrics ``names`` (grouped by reason)."""
+    reasons = {}
+    for m in names:
+        reasons.setdefault(info[m].missing or default, []).append(info[m].label)
+    return [f"{DASH} in {', '.join(labels)}: {reason}." for reason, labels in reasons.items()]
+
+
+def readable_rows(frame, columns=None, index=None, caption="", notes=()):
+    """A readable table with one row per run, guest or grid point and one column per metric
+    (long tables: a grid, a sequence); headers and units from the metric home
+    (:func:`fphlib.viz.plots.metric_info`).
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        One row per item, metric names (or frame columns of
+        :data:`fphlib.viz.plots.FRAME_COLUMNS`) as columns.
+    columns : sequence of str, optional
+        Columns to show, in this order (default: all but ``index``).
+    index : str or list of str, optional
+        Column(s) naming the rows (shown as the row labels, formatted in their units).
+    caption : str
+        What the table shows (the scenario, mechanism and policy), above it.
+    notes : sequence of str
+        Footnotes before the generated ones (what "–" means).
+
+    Returns
+    -------
+    ReadableTable
+    """
+    keys = [] if index is None else [index] if isinstance(index, str) else list(index)
+    shown = [c for c in (frame.columns if columns is None else columns) if c not in keys]
+    unknown = [c for c in [*keys, *shown] if c not in frame.columns]
+    if unknown:
+        raise ValueError(f"columns: {unknown!r} not in the frame; it has {list(frame.columns)}")
+    info = {c: plots.metric_info(c, per_guest="guest" in frame.columns)
+            for c in [*keys, *shown]}
+    out = pd.DataFrame({info[c].label: [format_value(v, info[c].unit) for v in frame[c]]
+                        for c in shown})
+    if keys:
+        rows = [[format_value(v, info[k].unit) for v in frame[k]] for k in keys]
+        if len(keys) == 1:
+            out.index = pd.Index(rows[0], name=info[keys[0]].label)
+        else:
+            out.index = pd.MultiIndex.from_arrays(rows, names=[info[k].label for k in keys])
+    dashes = [c for c in shown if info[c].unit != "text" and frame[c].map(_missing).any()]
+    return ReadableTable(out, [*notes, *_dash_notes(dashes, info, "no value")], caption)
+
+
+def readable_seed_summary(summary, caption="", points="columns"):
+    """A :func:`fphlib.sweep.summary.seed_summary` frame for people: one column per grid
+    point (named by its keys), one row per metric, "mean ± half-width of the 95 % interval"
+    in the metric's unit; ``points="rows"``: one row per grid point instead (many points)."""
+    metrics = [c for c in summary.columns if f"{c}_ci95" in summary.columns]
+    keys = [c for c in summary.columns
+            if c not in metrics and not c.endswith("_ci95") and c != "seeds"]
+    info = {c: plots.metric_info(c) for c in [*keys, *metrics]}
+    points_as = points
+    points = [", ".join(f"{info[k].label} {format_value(row[k], info[k].unit)}" for k in keys)
+              or "all runs" for _, row in summary.iterrows()]
+    rows = {"seeds": [str(int(n)) for n in summary["seeds"]]}
+    for m in metrics:
+        unit = info[m].unit
+        rows[info[m].label] = [
+            format_value(v, unit) + ("" if _missing(ci) or _missing(v)
+                                     else f" ± {format_value(ci, unit)}")
+            for v, ci in zip(summary[m], summary[f"{m}_ci95"], strict=True)]
+    out = pd.DataFrame(rows, index=pd.Index(points))
+    if points_as == "columns":
+        out = out.T
+    notes = ["mean over the seeds ± half-width of its 95 % confidence interval (Student's t); "
+             "no ± with one seed."]
+    dashes = [m for m in metrics if summary[m].map(_missing).any()]
+    return ReadableTable(out, notes + _dash_notes(dashes, info, "no value"), caption)
+
+
+_RST = (
+    (re.compile(r":[a-z]+:`~?([^`<]*?)(?:\s*<[^>]*>)?`"), r"\1"),  # :func:`x`, :mod:`x <y>`
+    (re.compile(r"``([^`]*)``"), r"\1"),  # ``literal``
+    (re.compile(r"`([^`<]*?)(?:\s*<[^>]*>)?`_{0,2}"), r"\1"),  # `link <url>`_ and `x`
+    (re.compile(r"\*\*([^*]+)\*\*"), r"\1"),  # **strong**
+    (re.compile(r"(?<![\w*])\*([^*\s][^*]*)\*(?![\w*])"), r"\1"),  # *emphasis*
+)
+
+
+def plain_text(text):
+    """reStructuredText of a docstring as plain text for a table cell: roles, literals, links
+    and emphasis without their markup, whitespace on one line."""
+    text = " ".join(str(text).split())
+    for pattern, repl in _RST:
+        text = pattern.sub(repl, text)
+    return text
+
+
+PERCENTILES = (50, 90, 99)
+
+
+def guest_spread(results):
+    """The spread over the guests of each run and its exits by cause: the p50/p90/p99 of the
+    guests' workload stall and runtime (runtime over the guests that finished; with a few
+    guests p99 is close to the worst), and VM exits split into virtqueue kicks and EPT faults
+    (the two causes the model counts: ``vmexits`` = kicks + ``faults``).
+
+    Parameters
+    ----------
+    results : dict of label -> SimResult
+
+    Returns
+    -------
+    pandas.DataFrame
+        Metric names (:data:`fphlib.viz.plots.FRAME_COLUMNS`) as rows, one column per run;
+        give it to :func:`readable`.
+    """
+    out = {}
+    for label, res in results.items():
+        gs = res.guest_summary
+        col = {}
+        for name, series in (("workload_stall", gs["workload_stall_s"]),
+                             ("workload_runtime", gs["workload_runtime_s"])):
+            values = series.to_numpy(dtype=float)
+            values = values[~np.isnan(values)]
+            for p in PERCENTILES:
+                col[f"{name}_p{p}_s"] = (float(np.percentile(values, p)) if len(values)
+                                         else np.nan)
+        col["kick_exits"] = float(gs["vmexits"].sum() - gs["faults"].sum())
+        col["fault_exits"] = float(gs["faults"].sum())
+        out[label] = col
+    frame = pd.DataFrame(out)
+    frame.index.name = "metric"
+    return frame
 
 
 def tracking_stats_table(stats):
-    """``BuddyAllocator.tracking_stats`` (counters since the zone was made) as a small table."""
-    rows = {}
+    """``BuddyAllocator.tracking_stats`` (counters since the zone was made) as a small table:
+    the counters that moved (the ones at 0 named in a footnote)."""
+    rows, zero = {}, []
     for key, value in stats.items():
         unit = "bytes" if key.endswith("bytes") else "count"
         label = TRACKING_LABELS.get(key, key.replace("_", " "))
+        if value == 0 and key not in ("failed", "nbytes"):
+            zero.append(label)
+            continue
         rows[label] = format_value(value, unit)
     frame = pd.DataFrame({"value": list(rows.values())}, index=pd.Index(list(rows), name=""))
-    return ReadableTable(frame, [])
+    notes = [f"At 0, not shown: {', '.join(zero)}."] if zero else []
+    return ReadableTable(frame, notes)
 
 
 # BuddyAllocator.tracking_stats keys (fphlib.guest.xbitmap.COUNTERS, "ops", "nbytes")

@@ -32,8 +32,8 @@ from ..units import PAGE_SIZE
 from ..validation import REAL_DIR, RULES
 from .figures import app_figure, figure_png
 from .policies import show  # noqa: F401  (a notebook-displayable PNG of a Figure)
-from .tables import ReadableTable
-from .widgets import STALE_CSS, computing, fit_layout
+from .tables import ReadableTable, format_value
+from .widgets import STALE_CSS, StaleMarker, computing, fit_layout
 
 PASS, FAIL = "#2a9d3f", "#c0392b"
 
@@ -47,15 +47,19 @@ PROFILE_CASES = {
 }
 
 
-# a record's unit -> how its values are shown (any other unit: the number and the unit)
-UNIT_FORMATS = {"guests": "{:.0f}", "%": "{:.3g} %", "pp": "{:.3g} pp", "s": "{:.1f} s",
-                "ms": "{:,.0f} ms", "MiB": "{:,.0f} MiB", "µs": "{:,.3g} µs", "‰": "{:.0f} ‰"}
+# a record's unit -> (unit of fphlib.viz.tables.format_value, scale to it, suffix): every
+# value through the one formatter (no scientific notation); any other unit: a count and it
+UNIT_FORMATS = {"guests": ("count", 1.0, ""), "%": ("count", 1.0, " %"),
+                "pp": ("count", 1.0, " pp"), "‰": ("count", 1.0, " ‰"),
+                "s": ("seconds", 1.0, ""), "ms": ("seconds", 1e-3, ""),
+                "µs": ("seconds", 1e-6, ""), "MiB": ("mib", 1.0, "")}
 
 
 def _num(value, unit):
     if value != value:
         return "–"
-    return UNIT_FORMATS.get(unit, "{:.4g} " + str(unit)).format(value)
+    kind, scale, suffix = UNIT_FORMATS.get(unit, ("count", 1.0, f" {unit}"))
+    return format_value(value * scale, kind) + suffix
 
 
 def _range(low, high, unit):
@@ -74,8 +78,8 @@ def _shown_value(row):
     return text
 
 
-def readable(df):
-    """The table of :func:`fphlib.validation.table` for people.
+def readable(df, caption=""):
+    """The table of :func:`fphlib.validation.table` for people (``caption``: what it shows).
 
     One row per result (§ of docs/references.md, experiment, case): published
     value or range, fphlib's value (``≥ n`` when an admission run never failed), the interval
@@ -108,13 +112,13 @@ def readable(df):
         for case, n in zip(cases["case"], cases["note"], strict=True):
             if "; fails: " in n:
                 notes.append(f"{case}: fails: {n.split('; fails: ')[1]}.")
-    return ReadableTable(frame, notes)
+    return ReadableTable(frame, notes, caption)
 
 
-def differences(df):
+def differences(df, caption=""):
     """Where the model and the published results part, measured now: the records of ``df``
     (:func:`fphlib.validation.table`) that fail or have no verdict, with fphlib's value as a
-    multiple of the published one (geometric mean of a range)."""
+    multiple of the published one (geometric mean of a range); ``caption``: what ran."""
     rows = []
     for _, r in df.iterrows():
         if r["verdict"] == "pass":
@@ -126,12 +130,12 @@ def differences(df):
             "verdict": r["verdict"],
             "published": _range(r["published_low"], r["published_high"], r["unit"]),
             "fphlib": _shown_value(r),
-            "x published": "–" if times != times else f"{times:.3g}",
+            "x published": format_value(times, "ratio"),
         })
     frame = pd.DataFrame(rows, columns=["result", "verdict", "published", "fphlib",
                                         "x published"]).set_index("result")
     notes = [] if rows else ["every record passes"]
-    return ReadableTable(frame, notes)
+    return ReadableTable(frame, notes, caption)
 
 
 def _ref(row):
@@ -241,14 +245,17 @@ class ValidationApp:
         self.status = W.HTML(value=f"<i>{self.profile} profile: press Run</i>")
         self.image = W.Image(format="png", layout=fit_layout())
         self.table = W.HTML(value="")
+        self.parts = W.HTML(value="")  # differences(df): where model and published part
         self.run_button.on_click(self.run)
         self._fig = app_figure((10, 5))
         wrap = W.Layout(flex_flow="row wrap", align_items="center")
+        controls = W.HBox([self.cases, W.VBox([self.quick, self.run_button])], layout=wrap)
+        self.caption = ""
+        self.stale_marker = StaleMarker(controls, (self.image, self.table, self.parts))
         self.widget = W.VBox([
-            W.HTML(STALE_CSS),
-            W.HBox([self.cases, W.VBox([self.quick, self.run_button])], layout=wrap),
+            W.HTML(STALE_CSS), controls,
             W.HBox([self.progress, self.status], layout=wrap),
-            self.table, self.image,
+            self.stale_marker.banner, self.table, self.image, self.parts,
         ])
         self.widget.add_class("fphlib-app")
 
@@ -259,6 +266,7 @@ class ValidationApp:
         if not ids:
             self.status.value = "<b>select at least one result</b>"
             return self.df
+        ran_with = self.stale_marker.values()
         with computing(self, (self.image, self.table)):
             self.progress.max, self.progress.value = len(ids), 0
             self.progress.bar_style = "info"
@@ -268,9 +276,11 @@ class ValidationApp:
                 records.append(V.run(c, quick=self.quick.value))
                 self.progress.value += 1
             self.df = V.to_frame(records, ids)
-            self.redraw()
-            self.progress.bar_style = "success"
             size = "quick sizes" if self.quick.value else "published sizes"
+            self.caption = f"{len(ids)} published result(s), {size} ({self.profile} profile)"
+            self.redraw()
+            self.stale_marker.shown(self.caption, ran_with)
+            self.progress.bar_style = "success"
             wall = float(self.df["wall_s"].sum())
             self.status.value = (f"done ({self.profile} profile, {size}): "
                                  f"{V.verdict_counts(self.df)}, {wall:.1f} s of compute")
@@ -282,9 +292,13 @@ class ValidationApp:
             return
         self._fig.clear()
         self._fig.set_size_inches(10, 0.42 * len(self.df) + 1.4)
-        plot_validation(self.df, ax=self._fig.subplots())
+        plot_validation(self.df, ax=self._fig.subplots(),
+                        title=f"Published results vs fphlib: {self.caption}")
         self.image.value = figure_png(self._fig)
-        self.table.value = readable(self.df).to_html()
+        self.table.value = readable(self.df, caption=self.caption).to_html()
+        self.parts.value = differences(
+            self.df, caption=f"Where the model and the published results part: "
+                             f"{self.caption}").to_html()
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)

@@ -1,8 +1,14 @@
 """ipywidgets apps for the notebooks (thin notebooks: all logic lives here).
 
-:class:`SimulationApp` (notebook 00, the Binder landing page): controls for the mechanism,
-the hint order (block size), the number of guests and the workload, a Run button, a progress
-bar while runs compute, and plots plus a summary table that redraw in place.
+:class:`SimulationApp` (notebook 00, the Binder landing page): controls for the scenario
+(host memory and swap, guests, guest memory, workload, duration, a preset), the mechanism,
+the hint order (block size), the host policy, the balloon target, report capacity and delay
+(each enabled only where the mechanism uses it), a Run button (disabled, with the reasons,
+for a scenario :func:`fphlib.api.config.scenario_problems` refuses), a progress bar while
+runs compute, and plots plus the summary and spread tables that redraw in place.
+
+:class:`StaleMarker`: every app's banner saying that the results shown are for another run
+than the controls describe, until Run.
 
 Figures are rendered to PNG and shown in ``ipywidgets.Image`` widgets whose value is replaced
 on each run, so the page never grows, nothing flickers, and it works the same in JupyterLab,
@@ -10,24 +16,33 @@ Voila and a headless kernel (no ipympl needed).
 """
 
 import contextlib
+import dataclasses
+import html
+import warnings
 
 import ipywidgets as W
+import pandas as pd
 
 from ..api import warmup as wu
-from ..api.config import FIELD_HELP
+from ..api.config import FIELD_HELP, policy_allows, scenario_problems
+from ..api.result import SUMMARY_METRICS
 from ..experiments.scenarios import (
     PRESET_SIZES,
     PROFILES,
     headline_config,
     profile_name,
+    run_caption,
     scenario_title,
 )
 from ..hinting import MECHANISMS, mechanism_module, takes_hint_order
+from ..host.policy import POLICIES
+from ..sweep import replicate_seeds
+from ..sweep.summary import seed_summary
 from ..units import PAGE_SIZE, format_size, parse_size
 from ..workloads import WORKLOADS
 from . import plots
 from .figures import app_figure, figure_png
-from .tables import readable
+from .tables import guest_spread, plain_text, readable, readable_seed_summary
 
 
 def block_size_label(order):
@@ -42,9 +57,89 @@ def mechanism_names():
 
 
 # Plots and tables of the previous run are greyed while a new one computes (class toggled by
-# run_configs); every app puts this style into its widget.
+# run_configs) and while the controls describe another run than the one shown (StaleMarker);
+# every app puts this style into its widget.
 STALE_CSS = ("<style>.fphlib-stale{opacity:0.35;filter:grayscale(1);transition:opacity .2s}"
-             "</style>")
+             ".fphlib-stale-banner{background:#fff3cd;border-left:4px solid #e0a800;"
+             "padding:4px 8px;margin:4px 0}</style>")
+
+
+def value_controls(widget):
+    """The controls inside ``widget`` (a box tree): value widgets and buttons that are not
+    displays (HTML, labels, images, progress bars), in display order."""
+    if isinstance(widget, W.Box):
+        for child in widget.children:
+            yield from value_controls(child)
+    elif isinstance(widget, W.ValueWidget | W.Button) and not isinstance(
+            widget, W.HTML | W.Label | W.Image | W.IntProgress | W.FloatProgress):
+        yield widget
+
+
+class StaleMarker:
+    """Says, the moment a control differs from the run shown, that the results below are for
+    another run: a banner naming the run shown (its caption) and asking for Run, and the
+    result widgets greyed (class ``fphlib-stale``). Back to the run's values: cleared.
+
+    Parameters
+    ----------
+    controls : ipywidgets.Box
+        The app's controls (every value widget in it is watched: :func:`value_controls`).
+    stale_widgets : sequence of ipywidgets.Widget
+        The plots and tables that show the results.
+
+    Attributes
+    ----------
+    banner : ipywidgets.HTML
+        Empty while the results match the controls (or before the first run).
+    """
+
+    def __init__(self, controls, stale_widgets=()):
+        self.controls = [w for w in value_controls(controls) if not isinstance(w, W.Button)]
+        self.stale_widgets = tuple(stale_widgets)
+        self.banner = W.HTML(value="")
+        self.banner.add_class("fphlib-stale-note")
+        self._shown = None
+        self.caption = ""
+        for w in self.controls:
+            w.observe(self.check, names="value")
+
+    def values(self):
+        """The controls' values now."""
+        return tuple(w.value for w in self.controls)
+
+    def shown(self, caption, values=None):
+        """The results now shown are of ``caption``, run with the controls at ``values``
+        (default: their values now)."""
+        self._shown = self.values() if values is None else tuple(values)
+        self.caption = caption
+        self.check()
+
+    @property
+    def stale(self):
+        """Whether results are shown and the controls differ from their run."""
+        return self._shown is not None and self.values() != self._shown
+
+    def changed(self):
+        """Descriptions of the controls that differ from the run shown."""
+        if self._shown is None:
+            return []
+        return [w.description or type(w).__name__
+                for w, was in zip(self.controls, self._shown, strict=True) if w.value != was]
+
+    def check(self, _change=None):
+        """Update the banner and the greying to what the controls say now."""
+        if self.stale:
+            what = html.escape(", ".join(self.changed()))
+            self.banner.value = (
+                f'<div class="fphlib-stale-banner">⚠ The results below are for '
+                f"<b>{html.escape(self.caption)}</b>; the controls have changed ({what}): "
+                "press <b>Run</b> to see the new settings.</div>")
+            for w in self.stale_widgets:
+                w.add_class("fphlib-stale")
+        else:
+            self.banner.value = ""
+            for w in self.stale_widgets:
+                w.remove_class("fphlib-stale")
 
 
 def fit_layout():
@@ -58,10 +153,23 @@ def field_help(name):
 
 
 def mechanism_help(name):
-    """First line of mechanism ``name``'s module docstring (a tooltip)."""
+    """The first paragraph of mechanism ``name``'s module docstring as plain text (a tooltip
+    and the note beside the dropdown): whole sentences, never cut at a line end."""
 
     doc = (mechanism_module(name).__doc__ or name).strip()
-    return doc.splitlines()[0].replace("``", "")
+    return plain_text(doc.split("\n\n")[0])
+
+
+def config_or_reason(app, where):
+    """``app.config()``, or None when the controls make no valid SimConfig: then the reason
+    is in ``app.problems`` and shown in the HTML widget ``where``, and Run is disabled."""
+    try:
+        return app.config()
+    except ValueError as e:
+        app.problems = [str(e)]
+        where.value = f"<b>cannot run this:</b> {html.escape(str(e), quote=False)}"
+        app.run_button.disabled = True
+        return None
 
 
 @contextlib.contextmanager
@@ -81,18 +189,25 @@ def computing(app, stale=()):
         app.status.value = f"<b>error:</b> {type(e).__name__}: {e}"
         raise
     finally:
-        app.run_button.disabled = False
+        app.run_button.disabled = bool(getattr(app, "problems", None))
         for w in stale:
             w.remove_class("fphlib-stale")
+        marker = getattr(app, "stale_marker", None)
+        if marker is not None:  # a control changed while it ran: grey again
+            marker.check()
 
 
 def run_configs(app, configs, simulate=None, what="run(s)"):
     """Run ``{label: SimConfig}`` for a notebook app: its Run button is disabled meanwhile,
     its progress bar and status follow the runs, ``run_log`` holds each run's bar, and the
     widgets in ``app.stale_widgets`` (if any: the previous plots and table) are greyed; then
-    ``app.results`` is set and ``app.redraw()`` called. Returns the results."""
+    ``app.results`` is set, ``app.redraw()`` called (it sets ``app.caption``: what the
+    results are) and ``app.stale_marker`` (a :class:`StaleMarker`, if any) told that the
+    results shown are of the controls' values when Run was pressed. Returns the results."""
     if simulate is None:  # the parameter shares the name
         from ..api.simulate import simulate
+    marker = getattr(app, "stale_marker", None)
+    ran_with = marker.values() if marker is not None else None
     with computing(app, getattr(app, "stale_widgets", ())):
         app.progress.max = len(configs)
         app.progress.value = 0
@@ -107,6 +222,8 @@ def run_configs(app, configs, simulate=None, what="run(s)"):
         app.run_log.clear_output()
         app.results = results
         app.redraw()
+        if marker is not None:
+            marker.shown(app.caption, ran_with)
         app.progress.bar_style = "success"
         wall = sum(float(r.summary.get("wall_s", 0.0)) for r in results.values())
         app.status.value = f"done: {len(results)} {what}, {wall:.1f} s of compute"
@@ -134,8 +251,9 @@ class SimulationApp:
     Parameters
     ----------
     profile : {"smoke", "demo", "full"}, optional
-        The preset the controls start from (default: ``$FPHLIB_PROFILE``, else ``"full"``,
-        the README's headline scenario); it also sets memhog's rhythm (hold, gap, rounds).
+        The preset the controls start from (default: ``$FPHLIB_PROFILE``, else ``"demo"``,
+        every notebook's default; ``"full"`` is the README's headline scenario); it also sets
+        memhog's rhythm (hold, gap, rounds).
     baseline : bool
         Also run ``mechanism="none"`` with the same settings and plot it for comparison.
     simulate : callable, optional
@@ -145,15 +263,21 @@ class SimulationApp:
     ----------
     results : dict
         ``{label: SimResult}`` of the last run.
+    problems : list of str
+        Why the scenario the controls describe cannot run meaningfully
+        (:func:`fphlib.api.config.scenario_problems`); Run is disabled while there are any.
+    caption : str
+        What the results shown are (scenario, mechanism, policy).
     """
 
     def __init__(self, profile=None, baseline=True, simulate=None):
 
-        self.profile = profile_name(profile, default="full")
+        self.profile = profile_name(profile)
         self.baseline = baseline
         self._simulate = simulate
         self.results = {}
         self.runs_done = 0
+        self.problems = []  # why the controls' scenario cannot run (Run disabled)
         wide = {"description_width": "initial"}
         self.preset = W.ToggleButtons(
             options=PROFILES, value=self.profile, description="preset",
@@ -161,6 +285,9 @@ class SimulationApp:
                       f"{s['duration_s']:g} s" for p, s in PRESET_SIZES.items()],
             style={**wide, "button_width": "70px"},
             tooltip="load a preset scenario: smoke (seconds), demo (Binder), full (headline)")
+        self.reset_button = W.Button(
+            description="reset", icon="undo", layout=W.Layout(width="80px"),
+            tooltip="load the selected preset again: its sizes, guests and workload")
         self.host_mem = W.SelectionSlider(options=_gib_options(512, 64), description="host memory",
                                           tooltip=field_help("host_mem"), style=wide,
                                           continuous_update=False)
@@ -183,6 +310,30 @@ class SimulationApp:
         self.block_label = W.HTML(self._block_text(9))
         self.workload = W.Dropdown(options=workload_names(), value="memhog", description="workload",
                                    tooltip=field_help("workload"))
+        self.seeds = W.IntSlider(value=1, min=1, max=5, description="seeds",
+                                 tooltip="replicate runs of each mechanism with other seeds: "
+                                         "host RSS with a 95 % band, the summary as mean ± "
+                                         "95 % interval", continuous_update=False)
+        self.host_swap = W.SelectionSlider(options=[("0", "0MiB"), *_gib_options(256, 64)],
+                                           value="0MiB", description="host swap",
+                                           tooltip=field_help("host_swap"), style=wide,
+                                           continuous_update=False)
+        self.policy = W.Dropdown(options=POLICY_NAMES, value="static", description="policy",
+                                 tooltip=field_help("policy"))
+        self.balloon_target = W.Dropdown(
+            options=BALLOON_TARGETS, value=None, description="balloon target", style=wide,
+            tooltip=field_help("balloon_target") + " (balloon only)")
+        self.capacity = W.Dropdown(
+            options=[("default", None), *((str(2 ** k), 2 ** k) for k in range(11))],
+            value=None, description="report capacity", style=wide,
+            tooltip="blocks per report (mechanism parameter 'capacity'; mechanisms that "
+                    "report in batches only)")
+        self.delay = W.Dropdown(
+            options=[("default", None), ("0.1 s", 0.1), ("0.5 s", 0.5), ("2 s", 2.0),
+                     ("10 s", 10.0)],
+            value=None, description="report delay", style=wide,
+            tooltip="work delay after a request (mechanism parameter 'delay_s': "
+                    "PAGE_REPORTING_DELAY; page_reporting only)")
         self.run_button = W.Button(description="Run", button_style="primary", icon="play",
                                    tooltip="run the simulation with these settings, and the "
                                            "same without hinting (none) to compare")
@@ -201,26 +352,32 @@ class SimulationApp:
         self.hint_order.observe(self._on_order, names="value")
         self.mechanism.observe(self._on_mechanism, names="value")
         for w in (self.host_mem, self.guest_mem, self.guests, self.duration, self.workload,
-                  self.mechanism, self.hint_order):
+                  self.mechanism, self.hint_order, self.host_swap, self.policy,
+                  self.balloon_target, self.capacity, self.delay):
             w.observe(self._on_change, names="value")
         self.run_button.on_click(self.run)
+        self.reset_button.on_click(self.reset)
         self._rss_fig = app_figure((8, 3.8))
         self._guest_fig = app_figure((12, 3.6))
         self._on_preset({"new": self.profile})
         self._on_mechanism({"new": self.mechanism.value})
         wrap = W.Layout(flex_flow="row wrap", align_items="center")
         controls = W.VBox([
-            W.HBox([self.preset], layout=wrap),
+            W.HBox([self.preset, self.reset_button, self.seeds], layout=wrap),
             W.HBox([self.host_mem, self.guest_mem, self.guests], layout=wrap),
-            W.HBox([self.workload, self.duration], layout=wrap),
+            W.HBox([self.workload, self.duration, self.host_swap], layout=wrap),
             W.HBox([self.mechanism, self.mechanism_note], layout=wrap),
             W.HBox([self.hint_order, self.block_label], layout=wrap),
+            W.HBox([self.policy, self.balloon_target, self.capacity, self.delay],
+                   layout=wrap),
             self.scenario,
             W.HBox([self.run_button, self.progress, self.status], layout=wrap),
             self.run_log,
         ])
-        self.widget = W.VBox([W.HTML(STALE_CSS), controls, self.rss_image, self.guest_image,
-                              self.table])
+        self.caption = ""  # what the results shown are: scenario, mechanism, policy
+        self.stale_marker = StaleMarker(controls, self.stale_widgets)
+        self.widget = W.VBox([W.HTML(STALE_CSS), controls, self.stale_marker.banner,
+                              self.rss_image, self.guest_image, self.table])
         self.widget.add_class("fphlib-app")
 
     def _block_text(self, order):
@@ -238,6 +395,14 @@ class SimulationApp:
         self.duration.value = int(sizes["duration_s"])
         self._on_change()
 
+    def reset(self, _button=None):
+        """Load the selected preset again (a preset already selected cannot be clicked):
+        its sizes and the headline scenario's guests and workload."""
+        headline = headline_config(self.preset.value, "none")
+        self.guests.value = headline.guests
+        self.workload.value = headline.workload
+        self._on_preset({"new": self.preset.value})
+
     def _on_mechanism(self, change):
         """Disable the controls the mechanism ignores, and say so."""
 
@@ -246,31 +411,56 @@ class SimulationApp:
         self.hint_order.disabled = not uses_order
         self.block_label.value = (self._block_text(self.hint_order.value) if uses_order else
                                   f"<i>{mech} does not use the hint order</i>")
+        params = mechanism_module(mech).PARAMS
+        self.balloon_target.disabled = mech != "balloon"
+        self.capacity.disabled = "capacity" not in params
+        self.delay.disabled = "delay_s" not in params
         self.mechanism.tooltip = f"{field_help('mechanism')}. {mech}: {mechanism_help(mech)}"
         self.mechanism_note.value = f"<small>{mechanism_help(mech)}</small>"
 
     def _on_change(self, _change=None):
-        """Show the sizes being simulated (also tells when a combination is invalid)."""
+        """Show the sizes being simulated; when the combination is invalid or cannot run
+        meaningfully (:func:`fphlib.api.config.scenario_problems`), say why and disable Run."""
 
-        try:
-            cfg = self.config()
-        except ValueError as e:
-            self.scenario.value = f"<b>cannot simulate this:</b> {e}"
-            self.run_button.disabled = True
+        with warnings.catch_warnings():  # the problems below say it, once
+            warnings.simplefilter("ignore", UserWarning)
+            cfg = config_or_reason(self, self.scenario)
+        if cfg is None:
             return
-        self.run_button.disabled = False
+        self.problems = scenario_problems(cfg)
+        self.run_button.disabled = bool(self.problems)
         total = cfg.guests * parse_size(cfg.guest_mem, "guest_mem")
         host = parse_size(cfg.host_mem, "host_mem")
         self.scenario.value = (
             f"simulating <b>{scenario_title(cfg)}</b>: guests total {format_size(total)}, "
             f"{total / host:.2f}× the host's RAM")
+        if self.problems:
+            self.scenario.value += (
+                "<br><b>Run is disabled: this cannot run meaningfully.</b><ul>"
+                + "".join(f"<li>{html.escape(p, quote=False)}</li>" for p in self.problems)
+                + "</ul>")
 
     def config(self, mechanism=None):
-        """The SimConfig the controls describe (``mechanism`` overrides the dropdown)."""
+        """The SimConfig the controls describe (``mechanism`` overrides the dropdown: the
+        baseline run, which keeps the policy when that policy can drive it, else ``static``,
+        and none of the chosen mechanism's settings)."""
         mech = mechanism or self.mechanism.value
         overrides = dict(guests=self.guests.value, hint_order=self.hint_order.value,
                          host_mem=self.host_mem.value, guest_mem=self.guest_mem.value,
-                         duration_s=float(self.duration.value))
+                         duration_s=float(self.duration.value), host_swap=self.host_swap.value)
+        policy = self.policy.value
+        overrides["policy"] = policy if mechanism is None or policy_allows(policy, mech) \
+            else "static"
+        if mechanism is None:  # the chosen mechanism's own settings, where they apply
+            params = mechanism_module(mech).PARAMS
+            if mech == "balloon" and self.balloon_target.value is not None:
+                overrides["balloon_target"] = int(
+                    parse_size(self.guest_mem.value, "guest_mem") * self.balloon_target.value)
+            mparams = {k: w.value for k, w in (("capacity", self.capacity),
+                                               ("delay_s", self.delay))
+                       if k in params and w.value is not None}
+            if mparams:
+                overrides["mechanism_params"] = mparams
         base = headline_config(self.profile, mech, **overrides)
         if self.workload.value != base.workload:
             params = workload_params_for(self.workload.value, base)
@@ -279,15 +469,24 @@ class SimulationApp:
         return base
 
     def configs(self):
-        """{label: SimConfig} of one press of Run: the chosen mechanism, plus the baseline."""
+        """{label: SimConfig} of one press of Run: the chosen mechanism, plus the baseline;
+        with ``seeds`` > 1 each of them once per replicate seed
+        (:func:`fphlib.sweep.replicate_seeds`), labelled "LABEL · seed #r" from the second."""
         chosen = self.config()
-        out = {plots.run_label(_Cfg(chosen)): chosen}
+        base = {plots.run_label(_Cfg(chosen)): chosen}
         if self.baseline and chosen.mechanism != "none":
-            out["none"] = self.config("none")
-        return out
+            base["none"] = self.config("none")
+        if self.seeds.value == 1:
+            return base
+        seeds = replicate_seeds(chosen.seed, self.seeds.value)
+        return {label + (f"{SEED_MARK}{r}" if r else ""): dataclasses.replace(cfg, seed=seed)
+                for label, cfg in base.items() for r, seed in enumerate(seeds)}
 
     def run(self, _button=None):
-        """Run the configured simulations, updating the progress bar, then redraw."""
+        """Run the configured simulations, updating the progress bar, then redraw; nothing
+        (the reasons stay shown) while :attr:`problems` says it cannot run meaningfully."""
+        if self.problems:
+            return self.results
         run_configs(self, self.configs(), self._simulate)
         self.runs_done += 1
         return self.results
@@ -298,22 +497,51 @@ class SimulationApp:
         if not self.results:
             return
         chosen_label = next(iter(self.results))
-        scenario = scenario_title(self.results[chosen_label].config)
+        chosen = self.results[chosen_label].config
+        scenario = scenario_title(chosen)
+        groups = {}  # run label -> its replicate runs
+        for label, res in self.results.items():
+            groups.setdefault(label.split(SEED_MARK)[0], []).append(res)
+        n_seeds = len(groups[chosen_label])
+        seeds_text = f" · {n_seeds} seeds (mean, 95 % band)" if n_seeds > 1 else ""
+        self.caption = run_caption(chosen) + seeds_text
         ax = self._rss_fig.axes[0] if self._rss_fig.axes else self._rss_fig.add_subplot()
-        rss_title = f"Host RSS over time\n{scenario}"
-        plots.plot_host_rss(self.results, ax=ax, title=rss_title)
+        rss_title = f"Host RSS over time\n{run_caption(chosen, mechanism=False)}{seeds_text}"
+        host = plots.host_frame(self.results, hue="run")
+        host["run"] = host["run"].str.split(SEED_MARK).str[0]
+        plots.plot_host_rss(host, ax=ax, title=rss_title,
+                            host_mem=parse_size(chosen.host_mem, "host_mem"))
         # the PNGs carry their figure's title as metadata too (the browser test reads it)
         self.rss_image.value = figure_png(self._rss_fig, title=rss_title.replace("\n", ": "))
-        guest_title = f"Per-guest memory, {chosen_label}: {scenario}"
+        guest_title = f"Per-guest memory, {chosen_label}: {scenario} · policy {chosen.policy}"
         plots.plot_guest_memory(self.results[chosen_label], fig=self._guest_fig,
                                 title=guest_title)
         self.guest_image.value = figure_png(self._guest_fig, title=guest_title)
-        table = readable(self.results)
-        self.table.value = (f"<b>Summary: {scenario}</b>"
-                            + table.to_html(classes="fphlib-summary"))
+        if n_seeds > 1:
+            runs = pd.DataFrame([{"run": label.split(SEED_MARK)[0], **res.summary}
+                                 for label, res in self.results.items()])
+            table = readable_seed_summary(
+                seed_summary(runs, keys=["run"], metrics=list(SUMMARY_METRICS)),
+                caption=f"Summary: {self.caption}")
+        else:
+            table = readable(self.results, caption=f"Summary: {self.caption}")
+        firsts = {label: runs_[0] for label, runs_ in groups.items()}
+        spread = readable(guest_spread(firsts),
+                          caption=f"Over the {chosen.guests} guest(s), and VM exits by cause"
+                                  + (" (first seed)" if n_seeds > 1 else ""))
+        self.table.value = table.to_html(classes="fphlib-summary") + spread.to_html(
+            classes="fphlib-spread")
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
+
+
+SEED_MARK = " · seed #"  # run label of replicate r > 0: "page_reporting (order 9) · seed #1"
+POLICY_NAMES = tuple(POLICIES)
+# the balloon target offered by the quickstart, as a share of the guest's memory (None: the
+# headline's, fphlib.experiments.scenarios.balloon_target_for)
+BALLOON_TARGETS = [("boot + 20 % (default)", None), ("25 % of the guest", 0.25),
+                   ("50 % of the guest", 0.5), ("75 % of the guest", 0.75)]
 
 
 def _as_mib(size):

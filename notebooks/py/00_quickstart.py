@@ -13,11 +13,14 @@
 # it, waits, and repeats. Freeing memory inside a guest does **not** give it back to the
 # host: without hinting, the host keeps backing every page the guest ever touched.
 #
-# The app starts on the README's headline scenario: **three 5 GiB guests on a 16 GiB host**,
-# memhog over 4 GiB in three rounds, 120 simulated seconds (the `full` preset). Change the
-# **host memory**, **guest memory**, number of **guests**, **workload** and **duration**, or
-# load a **preset** (`smoke`: seconds, `demo`: the Binder size, `full`: the headline); the
-# line above the Run button says what will be simulated. Then pick a **mechanism** and press
+# The app starts on the `demo` preset (three 1.25 GiB guests on a 4 GiB host, memhog over
+# 1 GiB in three rounds, 60 simulated seconds: the README's headline scenario scaled down by
+# four, as every notebook by default; `FPHLIB_PROFILE` changes it). The `full` preset is the
+# headline itself: **three 5 GiB guests on a 16 GiB host**, memhog over 4 GiB, 120 s. Change
+# the **host memory**, **guest memory**, number of **guests**, **workload** and **duration**,
+# or load a **preset** (`smoke`: seconds, `demo`, `full`); the line above the Run button says
+# what will be simulated, and why Run is disabled when the scenario cannot run (guests larger
+# than the host, boot footprints that do not fit). Then pick a **mechanism** and press
 # **Run**:
 #
 # - `none`: the baseline; host RSS only grows;
@@ -28,14 +31,21 @@
 # - the other designs argued over on LKML (Nitesh Narayan Lal's `hinting_v8` and
 #   `hinting_bitmap`, Wei Wang's `xbitmap_hints`, the migration `free_page_hint`).
 #
+# The host **policy**, **host swap**, the balloon's **target**, and the **report capacity**
+# and **delay** of the reporting mechanisms are there too, each enabled only where the chosen
+# mechanism uses it.
+#
 # The top plot compares the chosen mechanism with `none`; below it, each guest's memory over
-# time; then the run metrics, with the change against `none`. Hover over a control for help.
+# time (an OOM-killed guest is marked); then the run metrics, with the change against `none`,
+# and the spread over the guests (p50/p90/p99 of stalls and runtimes) with the VM exits by
+# cause. Change a control after a run and a banner says which run the results are for until
+# you press Run again. Hover over a control for help.
 
 # %% tags=["parameters"]
 import os
 
-# the preset the app starts from; the test suite sets FPHLIB_PROFILE=smoke, Binder demo
-PROFILE = os.environ.get("FPHLIB_PROFILE", "full")
+# the preset the app starts from; the test suite sets FPHLIB_PROFILE=smoke
+PROFILE = os.environ.get("FPHLIB_PROFILE", "demo")
 
 # %%
 from fphlib.viz.widgets import SimulationApp, warm_up

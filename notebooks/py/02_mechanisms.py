@@ -30,12 +30,13 @@ from IPython.display import display
 
 from fphlib.experiments import admission, admission_table, v8_admission_kwargs
 from fphlib.viz import mechanisms as vm
+from fphlib.viz.tables import readable, readable_rows
 
 PROFILE = os.environ.get("FPHLIB_PROFILE", "demo")
 print(f"profile: {PROFILE}")
 
 # %%
-vm.mechanism_table()
+readable_rows(vm.mechanism_table(), index="mechanism")
 
 # %% [markdown]
 # ## 1. Side by side
@@ -59,11 +60,10 @@ display(app.widget)
 # parentheses).
 
 # %% tags=["developer"]
-from fphlib.viz.tables import readable
-
 readable(app.summary, metrics=[
     "host_rss_peak_bytes", "host_rss_final_bytes", "returned_bytes", "reported_bytes", "reports",
-    "vmexits", "refault_pages", "zone_lock_hold_s", "guest_cpu_overhead_s", "lost_writes", "oom_kills"])
+    "vmexits", "refault_pages", "zone_lock_hold_s", "guest_cpu_overhead_s", "lost_writes", "oom_kills"],
+    caption=app.caption)
 
 # %% [markdown]
 # ## 2. Admission: how many guests fit? (v8 cover letter)
@@ -94,4 +94,5 @@ ax = vm.plot_admission(table, title=f"Guests admitted ({PROFILE} profile)")
 # just before the next launch.
 
 # %%
-admission("none", **sizes)
+readable_rows(admission("none", **sizes), index="guest",
+              caption=f"Guests launched without hinting ({PROFILE} profile)")

@@ -56,7 +56,7 @@ grid = vmig.migration_grid(PROFILE)
 fig = vmig.plot_migration(grid)
 
 # %%
-display(grid.round(3))
+display(vmig.migration_table(grid, caption=f"Live migration of an idle guest ({PROFILE} profile)"))
 
 # %% [markdown]
 # Without hints every page is scanned (the migration thread's ~3.3 GB/s is the limit for

@@ -37,12 +37,13 @@ from IPython.display import display
 
 from fphlib.experiments import cooperation, memhog_sequence, overcommit, policy_grid
 from fphlib.viz import policies as vp
+from fphlib.viz.tables import readable_rows
 
 PROFILE = os.environ.get("FPHLIB_PROFILE", "demo")
 print(f"profile: {PROFILE}")
 
 # %%
-vp.policy_table()
+readable_rows(vp.policy_table().reset_index(), index="policy")
 
 # %% [markdown]
 # ## 1. Try one policy
@@ -60,7 +61,7 @@ app.run()
 display(app.widget)
 
 # %%
-app.table
+readable_rows(app.table, index="guest", caption=app.caption)
 
 # %% [markdown]
 # ## 2. Guest count x policy
@@ -73,7 +74,10 @@ grid, tables = policy_grid(**vp.GRID_SIZES[PROFILE], mechanism="balloon")
 vp.show(vp.plot_policy_heatmaps(grid))
 
 # %%
-grid.set_index(["guests", "policy"])[["asks", "returned_bytes", "jain_slowdown"]]
+readable_rows(grid, index=["guests", "policy"],
+              columns=["asks", "returned_bytes", "host_rss_peak_bytes", "swap_peak_bytes",
+                       "oom_kills", "mean_slowdown", "worst_slowdown", "jain_slowdown"],
+              caption="Guest count × policy, balloon, overcommit 1.5, half busy")
 
 # %% [markdown]
 # ## 3. The ESX idle memory tax
@@ -86,7 +90,7 @@ grid.set_index(["guests", "policy"])[["asks", "returned_bytes", "jain_slowdown"]
 # %%
 split = overcommit(**vp.OVERCOMMIT_SIZES[PROFILE])
 display(vp.show(vp.plot_overcommit(split).figure))
-split
+readable_rows(split, index=["tau", "guest"], caption="ESX idle memory tax: a busy and an idle guest")
 
 # %% [markdown]
 # ## 4. A memhog sequence on a host with swap
@@ -97,7 +101,10 @@ split
 # %%
 seq = memhog_sequence(scale=vp.SEQUENCE_SCALES[PROFILE])
 display(vp.show(vp.plot_memhog_sequence(seq)))
-seq
+readable_rows(seq, index=["mechanism", "guest"],
+              columns=["start_s", "runtime_s", "memhog_end_s", "swap_out_bytes",
+                       "host_swap_peak_bytes", "host_swap_end_bytes"],
+              caption="memhog sequence on a host with swap")
 
 # %% [markdown]
 # ## 5. Can the host rely on a guest?
@@ -118,8 +125,10 @@ seq
 # %%
 coop = cooperation(**vp.COOPERATION_SIZES[PROFILE])
 display(vp.show(vp.plot_cooperation(coop)))
-coop[["policy", "asks", "uncooperative", "role", "slowdown", "returned_bytes",
-      "asks_unanswered", "host_swap_out_bytes", "oom_kills"]]
+readable_rows(coop, index=["policy", "uncooperative", "role"],
+              columns=["asks", "slowdown", "returned_bytes", "asks_unanswered",
+                       "host_swap_out_bytes", "oom_kills"],
+              caption="memhog sequence with page reporting, some guests never answering")
 
 # %% [markdown]
 # Read it as the answer the model gives: asking early does not help when the guest does not

@@ -18,9 +18,10 @@
 # size: the memory returned to the host, the reports sent, VM exits, `zone->lock` hold time
 # and refaulted pages, each with a 95 % confidence band over the seeds.
 #
-# The runs go through `fphlib.sweep`, cached under `out/sweep_cache`: reopening the notebook
-# (or widening the range) computes only what is missing. `FPHLIB_PROFILE` sizes the runs:
-# `smoke` (seconds), `demo` (the Binder default) or `full` (three 5 GiB guests, 16 GiB host).
+# The runs go through `fphlib.sweep`, cached under `out/sweep_cache` of the repository (or
+# `$FPHLIB_CACHE`), wherever the server was started: reopening the notebook (or widening the
+# range) computes only what is missing. `FPHLIB_PROFILE` sizes the runs: `smoke` (seconds),
+# `demo` (the default of every notebook) or `full` (three 5 GiB guests, 16 GiB host).
 
 # %% tags=["parameters"]
 import os

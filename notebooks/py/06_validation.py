@@ -53,8 +53,11 @@ print(f"profile: {PROFILE}")
 # %% [markdown]
 # ## The table
 #
-# Pick the results and the size, press Run. Filled dots are runs at the published sizes,
-# hollow ones quick runs; green passes, red fails.
+# Pick the results and the size, press Run. The table has the notes of each experiment (what
+# it measures and how it maps to the published quantity). The figure shows every result as a
+# ratio to its published value on one log axis: the black bar is the published value or
+# range, the shaded band what the rule accepts, the dot fphlib; filled dots are runs at the
+# published sizes, hollow ones quick runs; green passes, red fails.
 
 # %%
 app = vv.ValidationApp(profile=PROFILE)
@@ -62,31 +65,11 @@ app.run()  # the profile's set, so the page opens with results
 display(app.widget)
 
 # %% [markdown]
-# The same table with its notes (what each experiment measures and how it maps to the
-# published quantity):
-
-# %%
-vv.readable(app.df)
-
-# %% [markdown]
-# ## Published vs fphlib
-#
-# Every result as a ratio to its published value on one log axis: the black bar is the
-# published value or range, the shaded band what the rule accepts, the dot fphlib.
-
-# %%
-fig = vv.plot_validation(app.df).figure
-vv.show(fig)
-
-# %% [markdown]
 # ## Where the model and the published results part
 #
-# Measured now, from the table above (so it follows the model as it changes): every record
-# that fails, and every record without a verdict, with fphlib's value as a multiple of the
-# published one.
-
-# %%
-vv.differences(app.df)
+# Measured now, from the run the app shows (so it follows the model as it changes, and a
+# press of Run): below its figure, every record that fails, and every record without a
+# verdict, with fphlib's value as a multiple of the published one.
 
 # %% [markdown]
 # What the model leaves out, and how each gap shows (run with `FPHLIB_PROFILE=full` for the
