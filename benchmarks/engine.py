@@ -10,6 +10,11 @@ it (``fphlib.host.policy.REGISTRY``), policy every 10 s, each run's wall time ag
 2-core machine at full size (3.2 GiB of state, 12.5 B/page): always_on 4.10 s, the other
 policies 0.94x-1.14x (round_robin the slowest); the first run of the process took 11.9 s
 (fresh memory), hence always_on is timed first and last.
+(d) ``--large``: the large hosts of the speed issue, each in a fresh process: 64 x 16 GiB
+guests running memhog 8 GiB on a 1 TiB host (page_reporting, 120 s) and the 64 x 16 GiB churn
+of (c) under always_on; wall time of the process's first run (which pays for GiBs of fresh
+memory: on a KVM guest whose host backs memory lazily that alone takes seconds) and of its
+second, events/s and peak RSS; with ``--against REV`` interleaved with REV.
 ``--policy-scale F`` multiplies the guest memory of (c) (e.g. 1/64 on a small machine: the
 full size needs ~11 GiB of simulator state). Prints events/s, simulator bytes per guest page
 (docs/design.md §5: at most 16) and the peak RSS of the process.
@@ -24,10 +29,11 @@ interleaved old/new ``--repeat`` times, best of each), and prints the events/s r
 new/old; with ``--cold`` the cold compile of REV too.
 
     .venv/bin/python benchmarks/engine.py [--quick] [--cold] [--against HEAD~1] [--repeat 3]
-        [--policy-only] [--policy-scale 0.015625]
+        [--policy-only] [--policy-scale 0.015625] [--large [--against REV]]
 """
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -62,6 +68,66 @@ _DEMO = textwrap.dedent("""
         out[mech] = res.summary["events"] / wall
     print(json.dumps(out))
 """)
+
+# (d) the large hosts, each in a fresh process (its first run pays the fresh memory of GiBs of
+# state, as a user's first run does; the second shows the run without that)
+_LARGE = textwrap.dedent("""
+    import json, resource, sys, time, warnings
+    warnings.simplefilter("ignore")
+    import fphlib
+    mem = 16 << 30
+    scenarios = {
+        "memhog 1TiB": dict(host_mem="1TiB", guests=64, guest_mem=mem, workload="memhog",
+                            workload_params={"size": "8GiB"}, duration_s=120,
+                            mechanism="page_reporting"),
+        "churn 64x16GiB": dict(host_mem=int(64 * mem * 0.22) + (64 << 25),
+                               host_swap=int(64 * mem * 0.1), guests=64, guest_mem=mem,
+                               workload="churn", workload_params={
+                                   "target": 0.5, "ops_per_s": 2_000, "boot": 256 << 20},
+                               mechanism="page_reporting", duration_s=120, sample_s=1.0,
+                               policy="always_on", policy_params={"interval_s": 10.0}),
+    }
+    kw = scenarios[sys.argv[1]]
+    fphlib.simulate(fphlib.SimConfig(guest_mem="64MiB", workload=kw["workload"],
+                                     mechanism="page_reporting", duration_s=0.1, sample_s=0.05))
+    walls = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        res = fphlib.simulate(fphlib.SimConfig(**kw))
+        walls.append(time.perf_counter() - t0)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"first": walls[0], "second": walls[1], "events": res.summary["events"],
+                      "peak_rss": rss}))
+""")
+LARGE = ("memhog 1TiB", "churn 64x16GiB")
+
+
+def large(rev=None, repeat=1):
+    """(d): wall time, events/s and peak RSS of the large hosts, each in a fresh process; with
+    ``rev``, interleaved with that revision, best of ``repeat``."""
+    trees = [("new", ROOT)]
+    with contextlib.ExitStack() as stack:
+        if rev:
+            trees.insert(0, ("old", stack.enter_context(checkout(rev))))
+        best = {}
+        for _ in range(repeat):
+            for name in LARGE:
+                for label, tree in trees:
+                    r = json.loads(_python(tree, _LARGE, name))
+                    b = best.setdefault((name, label), r)
+                    for k in ("first", "second"):
+                        b[k] = min(b[k], r[k])
+        for name in LARGE:
+            for label, _ in trees:
+                r = best[(name, label)]
+                print(f"(d) {name:<15} {label}: first run {r['first']:6.2f} s, second "
+                      f"{r['second']:6.2f} s ({r['events'] / r['second'] / 1e6:5.1f} M events/s),"
+                      f" peak RSS {r['peak_rss'] / 2**30:.1f} GiB")
+            if rev:
+                n, o = best[(name, "new")], best[(name, "old")]
+                print(f"(d) {name:<15} new/old: first {n['first'] / o['first']:.2f}, second "
+                      f"{n['second'] / o['second']:.2f}")
+
 
 def _python(tree, code, *args):
     e = dict(os.environ, PYTHONPATH=str(tree))
@@ -176,11 +242,17 @@ def main():
     ap.add_argument("--against", metavar="REV", help="compare (a) with git revision REV")
     ap.add_argument("--repeat", type=int, default=3, help="rounds for --against (default 3)")
     ap.add_argument("--policy-only", action="store_true", help="only the policy row (c)")
+    ap.add_argument("--large", action="store_true",
+                    help="only (d): the 1 TiB memhog and 64 x 16 GiB churn hosts (with "
+                         "--against: interleaved with REV)")
     ap.add_argument("--policy-scale", type=float, default=1.0,
                     help="guest memory factor of (c) (default 1: 64 x 16 GiB)")
     args = ap.parse_args()
     if args.policy_only:
         policy_row(args.policy_scale)
+        return
+    if args.large:
+        large(args.against, args.repeat if args.against else 1)
         return
     if args.against:
         against(args.against, args.repeat, args.cold)
