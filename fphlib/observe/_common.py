@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .._atomic import save_dir
+from .._atomic import owner, save_dir
 from ..units import PAGE_SIZE
 
 RECORDING_FORMAT = 1
@@ -202,11 +202,20 @@ def check_common_fields(rec):
 
 
 def _is_recording(path):
+    """A recording fphlib saved: marked as one (``fphlib._atomic.owner``), or saved before
+    the marker existed, holding only its files, and loading."""
+    kind = owner(path)
+    if kind is not None:
+        return kind == "recording"
     try:
-        return (path / META_FILE).is_file() and all(
-            p.name == META_FILE or p.suffix in (".parquet", ".npz") for p in path.iterdir())
-    except OSError:
+        if not ((path / META_FILE).is_file() and all(
+                p.name == META_FILE or p.suffix in (".parquet", ".npz")
+                for p in path.iterdir())):
+            return False
+        load_recording(path)
+    except (OSError, ValueError):
         return False
+    return True
 
 
 def _jsonable(v):
