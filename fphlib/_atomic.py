@@ -18,6 +18,7 @@ A result saved before the marker existed is recognised by its caller's ``is_lega
 loads). docs/design.md §6 states the rule for users.
 """
 
+import errno
 import os
 import secrets
 import shutil
@@ -164,41 +165,73 @@ def save_dir(path, write, is_ours, overwrite=False, what="result"):
     if path.parent == path:
         raise FileExistsError(f"{path}: cannot save a {what} as the root directory")
     clean_stale(path, is_ours)  # first: a directory a killed save swapped out is put back
-    replace = False
-    if os.path.lexists(path):
-        if path.is_symlink() or not path.is_dir():
-            raise FileExistsError(f"{path}: exists and is not a directory; not replaced")
-        if any(path.iterdir()):
-            kind = owner(path)
-            if kind is not None and kind != what:
-                raise FileExistsError(f"{path}: is an fphlib {kind}, not a {what}; not "
-                                      "replaced: choose a new or empty directory")
-            if not is_ours(path):
-                raise FileExistsError(
-                    f"{path}: exists and is not an fphlib {what} (it holds other files); "
-                    "not replaced: choose a new or empty directory"
-                )
-            if not overwrite:
-                raise FileExistsError(
-                    f"{path}: a saved {what} exists; pass overwrite=True to replace it"
-                )
-        replace = True
+    _check_target(path, is_ours, overwrite, what)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = make_dir(path.parent, path.name, TMP, what)  # its marker becomes the result's
     try:
         write(tmp)
-        if replace:
-            old = make_dir(path.parent, path.name, OLD, what)
+        for _ in range(RACES):
+            if _swap_in(tmp, path, is_ours, overwrite, what):
+                return path
+        raise FileExistsError(f"{path}: other saves of it ran at the same time and this one "
+                              f"did not get in after {RACES} tries; not saved")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already when it became ``path``
+
+
+RACES = 20  # tries of a save whose target another save changes at the same moment
+
+
+def _check_target(path, is_ours, overwrite, what):
+    """Refuse a target that is not fphlib's ``what`` (or is one, without ``overwrite``);
+    True if it holds a saved ``what`` to replace."""
+    if not os.path.lexists(path):
+        return False
+    if path.is_symlink() or not path.is_dir():
+        raise FileExistsError(f"{path}: exists and is not a directory; not replaced")
+    if not any(path.iterdir()):
+        return False
+    kind = owner(path)
+    if kind is not None and kind != what:
+        raise FileExistsError(f"{path}: is an fphlib {kind}, not a {what}; not "
+                              "replaced: choose a new or empty directory")
+    if not is_ours(path):
+        raise FileExistsError(
+            f"{path}: exists and is not an fphlib {what} (it holds other files); "
+            "not replaced: choose a new or empty directory"
+        )
+    if not overwrite:
+        raise FileExistsError(f"{path}: a saved {what} exists; pass overwrite=True to replace it")
+    return True
+
+
+def _swap_in(tmp, path, is_ours, overwrite, what):
+    """Move ``tmp`` to ``path``, swapping out what is there (checked again: another save may
+    have put its own there since); False if another save got in the way: try again."""
+    if not _check_target(path, is_ours, overwrite, what):
+        try:
+            os.replace(tmp, path)  # over nothing or an empty directory
+            return True
+        except OSError as e:
+            if e.errno in (errno.ENOTEMPTY, errno.EEXIST):  # another save's just arrived
+                return False
+            raise
+    old = make_dir(path.parent, path.name, OLD, what)
+    try:
+        try:
             os.replace(path, old / "x")
-            try:
-                os.replace(tmp, path)
-            except BaseException:
-                os.replace(old / "x", path)
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
+        except FileNotFoundError:  # another save swapped it out first
+            return False
+        try:
             os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
+        except OSError as e:
+            if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                return False  # another save's arrived: ours replaces it on the next try
+            os.replace(old / "x", path)
+            raise
+        except BaseException:
+            os.replace(old / "x", path)
+            raise
+        return True
+    finally:
+        shutil.rmtree(old, ignore_errors=True)

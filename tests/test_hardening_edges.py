@@ -3,6 +3,7 @@ alone, loads that check what they read and name the file, settings no policy rea
 No test here runs a simulation (the CLI's sweeps are stopped before their first run)."""
 
 import io
+import json
 import math
 import os
 import pathlib
@@ -426,3 +427,14 @@ def test_the_headline_scenario_gives_a_target_only_to_the_static_policy():
 
     assert headline_config("smoke", "balloon").balloon_target is not None
     assert headline_config("smoke", "balloon", policy="mom").balloon_target is None
+
+
+def test_a_summary_metric_past_a_float_is_refused_naming_the_file(tmp_path):
+    # found by tests/test_fuzz_inputs.py: math.isfinite(10**400) raised OverflowError
+    path = tmp_path / "r"
+    shutil.copytree(V010, path)
+    summary = json.loads((path / "summary.json").read_text())
+    summary["reports"] = 10**400
+    (path / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(ValueError, match=r"summary.json: metric 'reports' is 1000"):
+        fphlib.SimResult.load(path)

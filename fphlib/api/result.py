@@ -40,7 +40,6 @@ noted):
 """
 
 import json
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +50,7 @@ import pandas as pd
 from .. import __version__
 from .._atomic import owner, save_dir
 from .._cache import sources_digest
+from ..bounds import finite
 from ..engine.loop import TICK_S
 from ..host.migration import SUMMARY as MIGRATION_METRICS
 from .asking import per_guest
@@ -247,7 +247,7 @@ def summary_problem(summary):
                         f"{', '.join(sorted(NULLABLE_METRICS))} may be null)")
         elif isinstance(v, bool) or not isinstance(v, int | float):
             return f"metric {k!r} is {v!r}; expected a number or null"
-        elif not math.isfinite(v) or v < 0:
+        elif not finite(v) or v < 0:
             return f"metric {k!r} is {v!r}; expected a finite number >= 0"
     return None
 
