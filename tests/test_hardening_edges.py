@@ -438,3 +438,16 @@ def test_a_summary_metric_past_a_float_is_refused_naming_the_file(tmp_path):
     (path / "summary.json").write_text(json.dumps(summary))
     with pytest.raises(ValueError, match=r"summary.json: metric 'reports' is 1000"):
         fphlib.SimResult.load(path)
+
+
+@pytest.mark.parametrize("key", ["costs", "workload_params", "guest_overrides"])
+def test_an_old_result_with_a_wrong_container_is_refused_naming_the_file(tmp_path, key):
+    # found by tests/test_fuzz_inputs.py (thorough): the old model's defaults were merged
+    # into a config.json value that was not a dict (TypeError)
+    path = tmp_path / "r"
+    shutil.copytree(V010, path)
+    config = json.loads((path / "config.json").read_text())
+    config[key] = 10**400
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=rf"config.json: invalid config: {key}: "):
+        fphlib.SimResult.load(path)

@@ -357,6 +357,8 @@ def _old_model(d):
     d = dict(d)
 
     def fill(workload, params):
+        if not isinstance(params, dict | None):
+            return params  # from_dict refuses it, naming the field
         params = dict(params or {})
         for k, v in OLD_MODEL_PARAMS.items():
             params.setdefault(k, v)
@@ -369,9 +371,12 @@ def _old_model(d):
 
     for k, v in OLD_HOST.items():
         d.setdefault(k, v)
-    d["costs"] = {**OLD_COSTS, **(d.get("costs") or {})}
+    if isinstance(d.get("costs"), dict | None):  # anything else: refused by from_dict
+        d["costs"] = {**OLD_COSTS, **(d.get("costs") or {})}
     workload = d.get("workload", "idle")
     d["workload_params"] = fill(workload, d.get("workload_params"))
+    if not isinstance(d.get("guest_overrides"), list | tuple | None):
+        return d  # from_dict refuses it, naming the field
     overrides = []
     for entry in d.get("guest_overrides") or ():
         entry = dict(entry) if isinstance(entry, dict) else entry
