@@ -9,7 +9,7 @@ replace what is not fphlib's) naming a field or the file, no other exception esc
 call hangs, and nothing of the user's is changed or deleted. Nothing here runs a simulation.
 
 Profiles: the default one (``make test``) takes well under a minute; ``FPHLIB_FUZZ=thorough``
-draws about 30 times more (minutes), to be run by hand. The figures (examples tried,
+draws about 100 times more (a few minutes), to be run by hand. The figures (examples tried,
 refusals, crashes, hangs, user files lost) are printed (``pytest -s``) and written to
 ``$FPHLIB_FUZZ_INPUTS_REPORT`` if set::
 
@@ -52,8 +52,8 @@ BUDGETS = {
     # examples per class; rounds of the concurrent writers; seconds a call may take
     "default": dict(fields=300, dicts=100, sweeps=60, results=40, traces=60, caches=80,
                     lookalikes=30, rounds=3, hang_s=10.0),
-    "thorough": dict(fields=10_000, dicts=3_000, sweeps=2_000, results=1_000, traces=2_000,
-                     caches=2_000, lookalikes=1_000, rounds=30, hang_s=30.0),
+    "thorough": dict(fields=30_000, dicts=10_000, sweeps=5_000, results=3_000, traces=6_000,
+                     caches=6_000, lookalikes=3_000, rounds=60, hang_s=30.0),
 }[PROFILE]
 FIGURES = {"examples": 0, "refused": 0, "accepted": 0, "crashes": 0, "hangs": 0,
            "user files lost": 0}
