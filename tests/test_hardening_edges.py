@@ -451,3 +451,12 @@ def test_an_old_result_with_a_wrong_container_is_refused_naming_the_file(tmp_pat
     (path / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match=rf"config.json: invalid config: {key}: "):
         fphlib.SimResult.load(path)
+
+
+def test_a_cache_another_sweep_is_creating_is_adopted(tmp_path):
+    # a concurrent sweep made the directory and is writing its marker: not a user's file
+    d = tmp_path / "c"
+    d.mkdir()
+    (d / ".fphlib-owner.12345-abcd").write_text("fphlib-owned sweep cache\n")
+    RunCache(d)
+    assert owner(d) == "sweep cache"
