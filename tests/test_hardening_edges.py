@@ -460,3 +460,21 @@ def test_a_cache_another_sweep_is_creating_is_adopted(tmp_path):
     (d / ".fphlib-owner.12345-abcd").write_text("fphlib-owned sweep cache\n")
     RunCache(d)
     assert owner(d) == "sweep cache"
+
+
+@pytest.mark.parametrize(("value", "message"), [("lots", "has type"),
+                                                (-4096, "holds -4096.0 at row 0")])
+def test_load_recording_refuses_bad_values_naming_the_file(tmp_path, value, message):
+    from fphlib.observe._common import load_recording
+
+    path = tmp_path / "drain"
+    shutil.copytree(pathlib.Path(__file__).resolve().parent.parent / "data" / "real" /
+                    "drain_1GiB", path)
+    df = pd.read_parquet(path / "frame.parquet")
+    if isinstance(value, str):
+        df["free_bytes"] = df["free_bytes"].astype(str)
+    else:
+        df.loc[0, "free_bytes"] = value
+    df.to_parquet(path / "frame.parquet", index=False)
+    with pytest.raises(ValueError, match=f"frame.parquet: column 'free_bytes' {message}"):
+        load_recording(path)

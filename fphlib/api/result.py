@@ -326,13 +326,15 @@ def _read_table(path, columns, exact=True, nan_ok=()):
     cols = list(df.columns)
     if (cols != list(columns)) if exact else not set(columns) <= set(cols):
         _bad(path, f"has columns {cols}; expected {list(columns)}")
-    _check_values(path, df, nan_ok)
+    check_values(path, df, nan_ok)
     return df
 
 
-def _check_values(path, df, nan_ok):
-    """Times and sizes as numbers: every ``t_s``, ``guest`` and ``*_bytes`` column numeric
-    (not strings), finite and >= 0 (``guest`` >= -1: a host event), NaN only in ``nan_ok``."""
+def check_values(path, df, nan_ok=()):
+    """Times and sizes as numbers: every ``t_s``, ``guest`` and ``*_bytes`` column of table
+    ``df`` (read from ``path``, named in the ``ValueError``) numeric (not strings), finite and
+    >= 0 (``guest`` >= -1: a host event), NaN only in the columns ``nan_ok``. The check of
+    every table fphlib loads (results, recordings)."""
     for col in df.columns:
         if not (col in ("t_s", "guest") or col.endswith("_bytes")):
             continue

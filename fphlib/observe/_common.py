@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from .._atomic import owner, save_dir
+from ..api.result import check_values
 from ..units import PAGE_SIZE
 
 RECORDING_FORMAT = 1
@@ -307,6 +308,9 @@ def load_recording(path, kind=None):
             _bad(tpath, f"not a readable parquet table ({type(e).__name__}: {e})")
         if list(df.columns) != list(columns):
             _bad(tpath, f"has columns {list(df.columns)}; expected {list(columns)}")
+        # a recording may lack a value (NaN: a read that did not happen), never hold a string
+        # or a negative size
+        check_values(tpath, df, nan_ok=tuple(df.columns))
         tables[name] = df
     try:
         rec = cls(**{m: meta[m] for m in cls.META}, **tables)
