@@ -38,6 +38,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fphlib
+import fphlib.cli
 from fphlib import SimConfig
 from fphlib._atomic import owner
 from fphlib.api.result import _FILES_OF, NULLABLE_METRICS, RESULT_FORMAT, SUMMARY_METRICS
@@ -51,9 +52,9 @@ PROFILE = os.environ.get("FPHLIB_FUZZ", "default")
 BUDGETS = {
     # examples per class; rounds of the concurrent writers; seconds a call may take
     "default": dict(fields=300, dicts=100, sweeps=60, results=40, traces=60, caches=80,
-                    lookalikes=30, rounds=3, hang_s=10.0),
+                    lookalikes=30, cli=60, rounds=3, hang_s=10.0),
     "thorough": dict(fields=30_000, dicts=10_000, sweeps=5_000, results=3_000, traces=6_000,
-                     caches=6_000, lookalikes=3_000, rounds=60, hang_s=30.0),
+                     caches=6_000, lookalikes=3_000, cli=3_000, rounds=60, hang_s=30.0),
 }[PROFILE]
 FIGURES = {"examples": 0, "refused": 0, "accepted": 0, "crashes": 0, "hangs": 0,
            "user files lost": 0}
@@ -183,6 +184,42 @@ def test_sweeps_are_counted_and_checked_before_anything_runs(grid, seeds, max_ru
     else:
         n, (runs, _) = out
         assert n == len(runs)
+
+
+# --- the command line: every bad input one line, exit code 2, before any run ------------------
+
+FLAGS = ["--" + f.replace("_", "-") for f in FIELDS if f not in ("debug",)]
+CLI_WORDS = ["1e9", "-1", "0", "nan", "inf", "1" * 400, "true", "[]", "{}", '{"a": 1}', "",
+             "x", "4GiB", "-4GiB", "static", "none", "null"]
+
+
+@fuzz("cli")
+@given(command=st.sampled_from(["simulate", "sweep"]),
+       flags=st.lists(st.tuples(st.sampled_from(FLAGS), st.sampled_from(CLI_WORDS)),
+                      max_size=3),
+       base=st.dictionaries(st.sampled_from(FIELDS), wild(JSONABLE), max_size=2),
+       grid=st.one_of(st.dictionaries(st.sampled_from(FIELDS), st.lists(wild(JSONABLE),
+                                                                        max_size=2),
+                                      max_size=2), wild(JSONABLE)),
+       seeds=wild(JSONABLE))
+def test_cli_bad_inputs_are_one_line_errors(capsys, command, flags, base, grid, seeds):
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = pathlib.Path(tmp)
+        out = tmp / "out"  # the user's: every command stops at it, before any run
+        out.mkdir()
+        (out / "notes.txt").write_bytes(b"precious")
+        before = snapshot(tmp)
+        if command == "simulate":
+            argv = ["simulate", "--out", str(out)] + [x for pair in flags for x in pair]
+        else:
+            f = tmp / "grid.json"
+            f.write_text(json.dumps({"base": base, "grid": grid, "seeds": seeds}, default=str))
+            argv = ["sweep", str(f), "--out", str(out), "--no-progress"]
+        kind, code = _call(lambda: fphlib.cli.main(argv))  # main returns the exit code
+        assert kind == "ok" and code == 2, (argv, capsys.readouterr().err)
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and "Traceback" not in err and err, (argv, err)
+        _intact(before, tmp)
 
 
 # --- forged files -----------------------------------------------------------------------------
