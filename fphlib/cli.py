@@ -509,14 +509,15 @@ def cmd_sweep(args, parser):
     import fphlib
 
     from .api.config import check_number
-    from .api.limits import MAX_WORKERS
+    from .api.limits import MAX_SWEEP_RUNS_RAISED, MAX_WORKERS
     from .sweep.grid import expand
 
     try:
         if args.workers is not None:
             check_number("--workers", args.workers, lo=1, hi=MAX_WORKERS, integer=True)
         if args.max_runs is not None:
-            check_number("--max-runs", args.max_runs, lo=1, integer=True)
+            check_number("--max-runs", args.max_runs, lo=1, hi=MAX_SWEEP_RUNS_RAISED,
+                         integer=True)
         base, grid, seeds = load_sweep_file(args.grid)
         if args.seeds is not None:
             seeds = args.seeds
@@ -715,7 +716,7 @@ def build_parser():
     p.add_argument("--max-runs", type=int, default=None, metavar="N",
                    help="the most runs (combinations x seeds) the sweep may have, counted "
                         f"before anything is expanded (default: {limits.MAX_SWEEP_RUNS:,}, "
-                        "fphlib.api.limits.MAX_SWEEP_RUNS)")
+                        f"at most {limits.MAX_SWEEP_RUNS_RAISED:,})")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                    help="show a progress bar on stderr (default: on)")
     p.set_defaults(func=cmd_sweep, parser=p)

@@ -127,6 +127,29 @@ def _intact(before, directory):
     assert not lost, f"changed or deleted: {lost}"
 
 
+MEMORY_CAP = 4 << 30  # bytes of address space the draws may add: an input that would
+# allocate more (a list of 10**12 runs) is a MemoryError, a crash here, not an OOM kill
+
+
+@pytest.fixture(scope="module", autouse=True)
+def memory_cap():
+    """Cap this process's address space to what it uses now plus :data:`MEMORY_CAP` while
+    the module runs (the soft limit, put back afterwards)."""
+    import resource
+
+    with open("/proc/self/status") as f:
+        vm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    cap = vm + MEMORY_CAP
+    if hard != resource.RLIM_INFINITY:
+        cap = min(cap, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
 @pytest.fixture(scope="module", autouse=True)
 def report():
     yield

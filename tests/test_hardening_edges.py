@@ -23,7 +23,13 @@ from fphlib.api import limits
 from fphlib.api.result import _FILES_OF, RESULT_FORMAT, SUMMARY_METRICS, is_saved_result
 from fphlib.cli import main
 from fphlib.sweep.cache import RunCache, run_key
-from fphlib.sweep.grid import CHECK_BAR_FROM, count_runs, expand, replicate_seeds
+from fphlib.sweep.grid import (
+    CHECK_BAR_FROM,
+    count_combinations,
+    count_runs,
+    expand,
+    replicate_seeds,
+)
 from fphlib.workloads.trace_file import generate_trace, load_trace, write_trace
 
 
@@ -59,7 +65,7 @@ def test_a_huge_sweep_is_counted_and_refused_before_it_is_expanded(grid):
     with pytest.raises(ValueError, match="above the limit of 100,000 runs") as info:
         fphlib.sweep(grid, seeds=1, progress=False)
     assert time.perf_counter() - t0 < 1.0  # counted, not expanded
-    n = count_runs(grid, max_runs=10**15)
+    n = count_combinations(grid, SimConfig().to_dict())
     assert f"{n:,} runs" in str(info.value)
     assert "max_runs=N" in str(info.value) and "--max-runs" in str(info.value)
     assert "MAX_SWEEP_RUNS" in str(info.value)
@@ -72,9 +78,14 @@ def test_max_runs_raises_or_lowers_the_bound():
         expand(grid, seeds=2, max_runs=5)
     runs, _ = expand(grid, seeds=2, max_runs=6)
     assert len(runs) == 6
-    for bad in (0, 2.5, True, "6"):
+    for bad in (0, 2.5, True, "6", limits.MAX_SWEEP_RUNS_RAISED + 1, 10**30):
         with pytest.raises(ValueError, match="^max_runs: "):
             expand(grid, max_runs=bad)
+    # found by the thorough fuzz profile: max_runs=10**30 let range(10**12) be expanded
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match="^max_runs: "):
+        expand({"guests": range(10**12)}, max_runs=10**30)
+    assert time.perf_counter() - t0 < 1.0
 
 
 def test_checking_a_large_grid_shows_progress(capsys):

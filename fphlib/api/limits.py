@@ -29,6 +29,9 @@ from ..workloads import workload_module, workload_settings
 # the shortest run takes a tenth of a second, so 100,000 runs are hours of work. A bigger
 # sweep is allowed when asked for: ``sweep(..., max_runs=N)`` or ``fphlib sweep --max-runs N``.
 MAX_SWEEP_RUNS = 100_000
+# ... and the most max_runs may raise it to: a sweep holds every run's config in memory (a few
+# KiB each: 1,000,000 runs are gigabytes, and about a quarter of an hour to check)
+MAX_SWEEP_RUNS_RAISED = 1_000_000
 MAX_SEEDS = 10_000  # replicates per combination (seeds=N)
 MAX_SERIES_POINTS = 100_000  # sweep(series_points=N): sample times kept per run
 MAX_WORKERS = 1024  # fphlib sweep --workers N: local worker processes

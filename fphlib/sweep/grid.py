@@ -178,13 +178,16 @@ def check_seeds(seeds):
 
 
 def check_max_runs(max_runs):
-    """``max_runs`` (None: ``limits.MAX_SWEEP_RUNS``) as an int >= 1, else a ValueError."""
+    """``max_runs`` (None: ``limits.MAX_SWEEP_RUNS``) as an int in
+    1..``limits.MAX_SWEEP_RUNS_RAISED``, else a ValueError naming ``max_runs``."""
     if max_runs is None:
         return limits.MAX_SWEEP_RUNS
     if isinstance(max_runs, bool) or not isinstance(max_runs, int | np.integer):
-        raise ValueError(f"max_runs: {max_runs!r} is not allowed; expected an integer >= 1 "
-                         f"(default {limits.MAX_SWEEP_RUNS:,})")
-    return check_number("max_runs", int(max_runs), lo=1, integer=True)
+        raise ValueError(f"max_runs: {max_runs!r} is not allowed; expected an integer in "
+                         f"1..{limits.MAX_SWEEP_RUNS_RAISED:,} (default "
+                         f"{limits.MAX_SWEEP_RUNS:,})")
+    return check_number("max_runs", int(max_runs), lo=1, hi=limits.MAX_SWEEP_RUNS_RAISED,
+                        integer=True)
 
 
 def count_runs(grid, base=None, seeds=1, max_runs=None):

@@ -166,7 +166,8 @@ def sweep(grid, base=None, seeds=1, executor=None, cache=None, progress=True, se
         (2..``fphlib.api.limits.MAX_SERIES_POINTS``).
     max_runs : int, optional
         The most runs (combinations x ``seeds``) this sweep may have, counted before the grid
-        is expanded; default ``fphlib.api.limits.MAX_SWEEP_RUNS`` (100,000).
+        is expanded; default ``fphlib.api.limits.MAX_SWEEP_RUNS`` (100,000), at most
+        ``MAX_SWEEP_RUNS_RAISED`` (1,000,000: every run's config is held in memory).
 
     Returns
     -------
