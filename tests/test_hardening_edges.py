@@ -489,3 +489,16 @@ def test_load_recording_refuses_bad_values_naming_the_file(tmp_path, value, mess
     df.to_parquet(path / "frame.parquet", index=False)
     with pytest.raises(ValueError, match=f"frame.parquet: column 'free_bytes' {message}"):
         load_recording(path)
+
+
+def test_a_file_merely_named_like_the_marker_is_the_users(tmp_path, result):
+    # found by the thorough fuzz profile: a cache adopted the directory and replaced it
+    d = tmp_path / "mine"
+    d.mkdir()
+    (d / ".fphlib-owner").write_text("my notes")
+    with pytest.raises(ValueError, match=r"\.fphlib-owner"):
+        RunCache(d)
+    with pytest.raises(FileExistsError, match="not an fphlib result"):
+        result.save(d, overwrite=True)
+    assert [p.name for p in d.iterdir()] == [".fphlib-owner"]
+    assert (d / ".fphlib-owner").read_text() == "my notes"

@@ -115,10 +115,12 @@ class RunCache:
         """Mark an existing unmarked directory if it is empty or an older fphlib's cache
         (nothing in it but entries and their temporaries); refuse anything else."""
         names = sorted(p.name for p in self.path.iterdir())
-        # another sweep creating the same directory at this moment: its marker (or the
-        # marker's temporary) and temporary directory may be there already
+        if owner(self.path) is not None:
+            return  # another sweep creating the same directory marked it meanwhile
+        # ... or is marking it: the marker's temporary and the temporary directory may be
+        # there already (a file named like the marker that is not one is the user's)
         other = [n for n in names if not (_ENTRY.fullmatch(n) or _OLD_TMP.fullmatch(n)
-                                          or n == TMP_DIR or n.startswith(OWNER))]
+                                          or n == TMP_DIR or n.startswith(OWNER + "."))]
         if other:
             raise ValueError(
                 f"cache: {str(self.path)!r} holds files that are not fphlib sweep cache "
