@@ -48,7 +48,7 @@ lab: $(VENV)/.stamp-lab
 	$(PY) -m jupyter lab --notebook-dir=notebooks --port=$(PORT) $(LAB_ROOT) $(LAB_ARGS)
 
 demo: $(VENV)/.stamp-test
-	$(PY) -m fphlib demo --out out
+	$(PY) -m fphlib demo --out out --overwrite
 
 bench: $(VENV)/.stamp-test
 	$(PY) benchmarks/buddy_replay.py

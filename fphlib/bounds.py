@@ -50,6 +50,8 @@ MAX_SAMPLES = 10_000_000  # duration_s / sample_s
 MAX_RECORD_BYTES = 1 << 30  # the per-guest time series in memory (8 float64 columns)
 MAX_REPEAT = 1_000_000  # memhog rounds
 MAX_ORDER_WEIGHT = 1e12  # churn order weights: finite, their sum stays finite
+MAX_TRACE_OPS = 100_000_000  # ops of a trace file, generated or loaded (~40 bytes each to
+# generate: 4 GiB; churn5m, the benchmark's trace, has 5 million)
 # work: simulated events (workload page operations, faults, ticks of every guest, policy and
 # mechanism rounds), as estimated by estimate_events (about twice the events a run counts).
 # The engine runs 2.5 (churn) to 25 (memhog) million counted events per second on one core

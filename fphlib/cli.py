@@ -269,7 +269,7 @@ def cmd_simulate(args, parser):
 
 def _check_out(out, overwrite):
     """Refuse an --out that ``SimResult.save`` would refuse, before running anything."""
-    from .api.result import _is_result
+    from .api.result import is_saved_result
 
     if not out:
         raise UserError("--out: '' is not allowed; give a directory for the results")
@@ -278,7 +278,7 @@ def _check_out(out, overwrite):
         if path.is_symlink() or not path.is_dir():
             raise UserError(f"--out: {out}: exists and is not a directory; not replaced")
         if any(path.iterdir()):
-            if not _is_result(path):
+            if not is_saved_result(path):
                 raise UserError(f"--out: {out}: exists and is not an fphlib result (it holds "
                                 "other files); choose a new or empty directory")
             if not overwrite:
@@ -297,6 +297,38 @@ def _check_out(out, overwrite):
         raise UserError(f"--out: {out}: cannot write in {parent} ({e.strerror})") from None
 
 
+def _check_out_dir(out, overwrite, what):
+    """Refuse an --out directory that is '', not a directory, or (without --overwrite) not
+    empty: a command writes into it only the files it names, and only when asked to."""
+    if not out:
+        raise UserError(f"--out: '' is not allowed; give a directory for {what}")
+    if os.path.lexists(out):
+        if os.path.islink(out) or not os.path.isdir(out):
+            raise UserError(f"--out: {out}: exists and is not a directory")
+        try:
+            with os.scandir(out) as entries:
+                empty = not any(entries)
+        except OSError as e:
+            raise UserError(f"--out: {out}: cannot read ({e.strerror})") from None
+        if not empty and not overwrite:
+            raise UserError(f"--out: {out}: exists and is not empty; add --overwrite to write "
+                            f"{what} into it (only files of the same names are replaced)")
+
+
+def _check_out_file(out, overwrite, flag="--out", what="the trace file's path (.npz)"):
+    """Refuse an output file path (``flag``) that is empty, a directory, in a directory that
+    does not exist, or an existing file without --overwrite: before any work is done."""
+    if not out:
+        raise UserError(f"{flag}: '' is not allowed; give {what}")
+    if os.path.isdir(out):
+        raise UserError(f"{flag}: {out}: is a directory; give {what}")
+    parent = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(parent):
+        raise UserError(f"{flag}: {out}: directory {parent} does not exist")
+    if os.path.lexists(out) and not overwrite:
+        raise UserError(f"{flag}: {out}: exists; add --overwrite to replace it")
+
+
 def cmd_demo(args, parser):
     import matplotlib
 
@@ -313,10 +345,7 @@ def cmd_demo(args, parser):
     configs = headline_configs(args.profile)
     if args.duration_s is not None:
         configs = _demo_for_duration(configs, args.duration_s, args.profile)
-    if not args.out:
-        raise UserError("--out: '' is not allowed; give a directory for the figures")
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise UserError(f"--out: {args.out}: exists and is not a directory")
+    _check_out_dir(args.out, args.overwrite, "the figures")
     os.makedirs(args.out, exist_ok=True)
     results = {}
     with _progress_bar(len(configs), "demo", args.progress) as bar:
@@ -354,10 +383,7 @@ def cmd_validate(args, parser):
     except ValueError as e:
         raise UserError(f"--only: {_one_line(e)}") from None
     if args.out is not None:
-        if not args.out:
-            raise UserError("--out: '' is not allowed; give a directory for the table")
-        if os.path.exists(args.out) and not os.path.isdir(args.out):
-            raise UserError(f"--out: {args.out}: exists and is not a directory")
+        _check_out_dir(args.out, args.overwrite, "the table")
     df = validation.table(ids, quick=args.quick, progress=args.progress)
     shown = readable(df)
     print(str(shown))
@@ -402,13 +428,9 @@ def _demo_for_duration(configs, duration_s, profile):
 
 
 def _atomic(path, write):
-    tmp = path + ".tmp"
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    from ._atomic import write_file
+
+    write_file(path, lambda p: write(str(p)))
 
 
 def cmd_trace(args, parser):
@@ -431,9 +453,14 @@ def cmd_trace(args, parser):
         print(f"{args.check}: valid trace, {len(tr.kind)} ops ({n_alloc} allocs), "
               f"{int(tr.slot.max()) + 1 if len(tr.slot) else 0} slots, {span:.3f} s")
         return 0
-    if not args.out:
+    if args.out is None:
         parser.error("trace: give --out PATH to generate a trace, or --check PATH")
+    _check_out_file(args.out, args.overwrite)
+    from .api.config import check_number
+    from .api.limits import MAX_TRACE_OPS
+
     try:
+        check_number("--ops", args.ops, lo=1, hi=MAX_TRACE_OPS, integer=True)
         tr = generate_trace(args.ops, seed=args.seed, occupancy=args.occupancy,
                             ops_per_s=args.ops_per_s, n_pages=n_pages)
         write_trace(args.out, *tr, n_pages=n_pages)
@@ -486,18 +513,30 @@ def load_sweep_file(path):
 def cmd_sweep(args, parser):
     import fphlib
 
+    from .api.config import check_number
+    from .api.limits import MAX_SWEEP_RUNS_RAISED, MAX_WORKERS
     from .sweep.grid import expand
 
     try:
+        if args.workers is not None:
+            check_number("--workers", args.workers, lo=1, hi=MAX_WORKERS, integer=True)
+        if args.max_runs is not None:
+            check_number("--max-runs", args.max_runs, lo=1, hi=MAX_SWEEP_RUNS_RAISED,
+                         integer=True)
         base, grid, seeds = load_sweep_file(args.grid)
         if args.seeds is not None:
             seeds = args.seeds
-        runs, _ = expand(grid, base, seeds)  # every combination checked before any run
-        if args.workers is not None and args.workers < 1:
-            raise ValueError(f"--workers: {args.workers} is not allowed; expected N >= 1")
+        # counted, then every combination checked, before any run
+        runs, _ = expand(grid, base, seeds, max_runs=args.max_runs, progress=args.progress)
     except ValueError as e:
         parser.error(str(e))
+    _check_out_dir(args.out, args.overwrite, "the sweep")
+    if args.csv is not None:
+        _check_out_file(args.csv, args.overwrite, "--csv", "a CSV file's path")
     out = Path(args.out)
+    if os.path.lexists(out / "cache") and not (out / "cache").is_dir():
+        raise UserError(f"--out: {out / 'cache'}: exists and is not a directory; the sweep "
+                        "caches its runs there")
     out.mkdir(parents=True, exist_ok=True)
     _atomic(str(out / "sweep.toml"), lambda p: Path(p).write_bytes(Path(args.grid).read_bytes()))
     ran = {"base": base.to_dict(), "grid": grid, "seeds": seeds}
@@ -511,18 +550,23 @@ def cmd_sweep(args, parser):
                 print("fphlib sweep: --scheduler needs dask.distributed "
                       "(pip install 'fphlib[dask]')", file=sys.stderr)
                 return 2
-            executor = client = Client(args.scheduler, timeout=30)
+            try:
+                executor = client = Client(args.scheduler, timeout=30)
+            except (OSError, TimeoutError) as e:
+                print(f"fphlib sweep: cannot reach the scheduler {args.scheduler!r}: "
+                      f"{_one_line(e)}", file=sys.stderr)
+                return 2
         elif args.workers and args.workers > 1:
             from concurrent.futures import ProcessPoolExecutor
 
             executor = ProcessPoolExecutor(args.workers)
         t0 = time.perf_counter()
-        df = fphlib.sweep(grid, base=base, seeds=seeds, executor=executor,
-                          cache=out / "cache", progress=args.progress)
-    except (OSError, TimeoutError) as e:
-        print(f"fphlib sweep: cannot reach the scheduler {args.scheduler!r}: {e}",
-              file=sys.stderr)
-        return 2
+        try:
+            df = fphlib.sweep(grid, base=base, seeds=seeds, executor=executor,
+                              cache=out / "cache", progress=args.progress,
+                              max_runs=args.max_runs)
+        except ValueError as e:  # the cache directory or one of its entries
+            parser.error(str(e))
     finally:
         if client is not None:
             client.close()
@@ -565,6 +609,7 @@ def build_parser():
         epilog="Run 'python -m fphlib COMMAND --help' for the options of each command.",
     )
     from . import __version__
+    from .api import limits
 
     parser.add_argument("--version", action="version", version=f"fphlib {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
@@ -598,7 +643,10 @@ def build_parser():
                     "is three 5 GiB guests, memhog 4 GiB each, on a 16 GiB host. Writes "
                     "demo_host_rss.png, demo_summary.csv and demo_summary.md to --out.",
     )
-    p.add_argument("--out", metavar="DIR", default="out", help="output directory (default: out)")
+    p.add_argument("--out", metavar="DIR", default="out",
+                   help="output directory: new or empty, or any with --overwrite (default: out)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into a non-empty --out (replacing the demo's files there)")
     p.add_argument("--profile", choices=PROFILES, default="full",
                    help="size: smoke (seconds), demo (Binder-sized) or full (headline sizes; "
                         "default)")
@@ -614,10 +662,12 @@ def build_parser():
                     "workload: steady alloc/free around a target occupancy with a kernel-like "
                     "order mix and Poisson arrival times. --check validates an existing file.",
     )
-    p.add_argument("--out", metavar="PATH", help="trace file to write (.npz)")
+    p.add_argument("--out", metavar="PATH", help="trace file to write (.npz); an existing "
+                   "file only with --overwrite")
+    p.add_argument("--overwrite", action="store_true", help="replace the file at --out")
     p.add_argument("--check", metavar="PATH", help="validate PATH instead of generating")
     p.add_argument("--ops", type=int, default=100_000, metavar="N",
-                   help="number of ops (default: 100000)")
+                   help=f"number of ops, at most {limits.MAX_TRACE_OPS:,} (default: 100000)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
     p.add_argument("--occupancy", type=float, default=0.6, metavar="X",
                    help="target fraction of guest memory allocated, in (0, 1) (default: 0.6)")
@@ -643,7 +693,10 @@ def build_parser():
                    help="a case id or prefix of fphlib.validation.CASES, e.g. "
                         "'migration/8GiB' or 'admission' (repeatable; default: all)")
     p.add_argument("--out", metavar="DIR", default=None,
-                   help="also write validation.csv and validation.md to DIR")
+                   help="also write validation.csv and validation.md to DIR (new or empty, "
+                        "or any with --overwrite)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into a non-empty --out (replacing the two files there)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=False,
                    help="show a progress bar on stderr (default: off)")
     p.set_defaults(func=cmd_validate, parser=p)
@@ -654,8 +707,9 @@ def build_parser():
                     "seeds replicates each, in process, on --workers local processes or on a "
                     "dask cluster (--scheduler). Writes DIR/results.parquet (one row per run), "
                     "DIR/sweep.toml and DIR/sweep.json (what it ran); each run is cached "
-                    "under DIR/cache, so rerunning an interrupted sweep computes only what is "
-                    "missing.",
+                    "under DIR/cache, so rerunning an interrupted sweep with --overwrite "
+                    "computes only what is missing. At most --max-runs runs (default "
+                    f"{limits.MAX_SWEEP_RUNS:,}), counted before anything runs.",
         epilog="example GRID.toml:\n"
                "  seeds = 3\n"
                "  [base]\n"
@@ -669,14 +723,24 @@ def build_parser():
     )
     p.add_argument("grid", metavar="GRID.toml", help="sweep file: [base], [grid], seeds")
     p.add_argument("--out", metavar="DIR", required=True,
-                   help="output directory (results.parquet, cache/)")
+                   help="output directory (results.parquet, cache/): new or empty; an "
+                        "earlier sweep's only with --overwrite")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into a non-empty --out: an earlier sweep's DIR is resumed "
+                        "(its cached runs are reused, results.parquet replaced)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--workers", type=int, default=None, metavar="N",
-                       help="local worker processes (default: 1 = in this process)")
+                       help="local worker processes, at most "
+                            f"{limits.MAX_WORKERS} (default: 1 = in this process)")
     where.add_argument("--scheduler", metavar="ADDRESS",
                        help="dask.distributed scheduler, e.g. tcp://10.0.0.1:8786")
     p.add_argument("--seeds", type=int, default=None, metavar="N",
-                   help="replicates per combination (overrides the file's seeds)")
+                   help="replicates per combination (overrides the file's seeds; at most "
+                        f"{limits.MAX_SEEDS:,})")
+    p.add_argument("--max-runs", type=int, default=None, metavar="N",
+                   help="the most runs (combinations x seeds) the sweep may have, counted "
+                        f"before anything is expanded (default: {limits.MAX_SWEEP_RUNS:,}, "
+                        f"at most {limits.MAX_SWEEP_RUNS_RAISED:,})")
     p.add_argument("--csv", metavar="PATH", default=None,
                    help="also write the per-grid-point summary (mean and 95 %% interval over "
                         "the seeds of each metric) to PATH as CSV")

@@ -221,7 +221,7 @@ def test_trace_generate_and_check(tmp_path, capsys):
     code, out, err = run_main(capsys, "trace", "--check", str(bad))
     assert code == 1 and "not a trace file" in err
     code, _, err = run_main(capsys, "trace", "--ops", "0", "--out", str(tmp_path / "z.npz"))
-    assert code == 2 and "n_ops: 0 must be a positive int" in err
+    assert code == 2 and "--ops: 0 is not allowed" in err
     code, _, err = run_main(capsys, "trace")
     assert code == 2 and "give --out PATH" in err
 

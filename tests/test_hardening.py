@@ -17,6 +17,7 @@ import pytest
 
 import fphlib
 from fphlib import SimConfig
+from fphlib._atomic import mark
 from fphlib.api import limits
 from fphlib.api.result import META, RESULT_FORMAT
 from fphlib.bounds import MAX_DURATION_S
@@ -258,11 +259,17 @@ def test_save_cleans_stale_temporaries_of_killed_saves(result, tmp_path):
     dead.wait()
     stale = tmp_path / f".r.fphlib-tmp-{dead.pid}-abcd"
     stale.mkdir()
+    mark(stale, "result")  # what make_dir writes first
     (stale / "host.parquet").write_bytes(b"half")
     live = tmp_path / f".r.fphlib-tmp-{os.getpid()}-beef"  # a save in progress: kept
     live.mkdir()
+    mark(live, "result")
+    lookalike = tmp_path / f".r.fphlib-tmp-{dead.pid}-cafe"  # not fphlib's: no marker
+    lookalike.mkdir()
+    (lookalike / "thesis.tex").write_text("precious")
     result.save(tmp_path / "r")
     assert not stale.exists() and live.exists()
+    assert (lookalike / "thesis.tex").read_text() == "precious"
 
 
 def test_killed_save_leaves_the_old_result_or_the_new(result, tmp_path):
@@ -272,6 +279,7 @@ def test_killed_save_leaves_the_old_result_or_the_new(result, tmp_path):
     dead.wait()
     old = tmp_path / f".r.fphlib-old-{dead.pid}-abcd"
     old.mkdir()
+    mark(old, "result")
     os.replace(path, old / "x")  # killed between swapping the old out and the new in
     with pytest.raises(FileExistsError, match="overwrite=True"):
         result.save(path)  # the next save puts the old result back, then keeps it

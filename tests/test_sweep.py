@@ -213,14 +213,19 @@ def test_cache_resumes_and_reports_corrupt_files(tmp_path, serial):
     assert third.attrs["computed"] == 1 and third.attrs["cached"] == 7
     same(serial, third)
     json.loads(files[3].read_text())  # rewritten whole
-    # a temporary file left by a kill mid-write is never read, and dropped once stale
-    torn = cache / ".0123456789abcdef-x.tmp"
+    # a temporary file left by a kill mid-write (in the cache's own marked temporary
+    # directory) is never read, and dropped once stale; a file merely named like an older
+    # fphlib's temporary, in the cache directory itself, is left alone
+    torn = cache / ".fphlib-tmp" / "0123456789abcdef-x.tmp"
     torn.write_text("{")
+    lookalike = cache / ".0123456789abcdef-x.tmp"
+    lookalike.write_text("{")
     assert fphlib.sweep(GRID, base=BASE, seeds=2, cache=cache,
                         progress=False).attrs["computed"] == 0
-    os.utime(torn, (time.time() - 7200, time.time() - 7200))
+    for f in (torn, lookalike):
+        os.utime(f, (time.time() - 7200, time.time() - 7200))
     fphlib.sweep(GRID, base=BASE, seeds=2, cache=cache, progress=False)
-    assert not torn.exists()
+    assert not torn.exists() and lookalike.exists()
     # another run's content under this name is not used either
     files[0].write_text(files[1].read_text())
     with pytest.warns(UserWarning, match="another run"):
@@ -335,9 +340,12 @@ def test_cli_sweep_end_to_end(tmp_path, capsys):
     ran = json.loads((out / "sweep.json").read_text())
     assert ran["seeds"] == 2 and fphlib.SimConfig.from_dict(ran["base"]) == BASE
     assert len(list((out / "cache").glob("*.json"))) == 4
+    # a rerun into the same directory asks for --overwrite, then resumes from the cache
+    assert main(["sweep", str(grid), "--out", str(out), "--no-progress", "--workers", "2"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
     csv = tmp_path / "summary.csv"
     assert main(["sweep", str(grid), "--out", str(out), "--no-progress", "--workers", "2",
-                 "--csv", str(csv)]) == 0
+                 "--overwrite", "--csv", str(csv)]) == 0
     printed = capsys.readouterr().out
     assert "4 runs (0 computed, 4 cached" in printed
     # after the parquet path: one column per grid point, mean ± interval over the 2 seeds

@@ -125,6 +125,19 @@ def _check_aliases(cfg, module):
             _check(p.field, p, getattr(cfg, p.field))
 
 
+def _check_read(field, value, policy):
+    """Refuse an older SimConfig field set while ``policy`` ignores it: only a policy that
+    declares it as one of its parameters (``Param(field=...)``) reads it."""
+    def reads(name):
+        return any(p.field == field for p in policy_module(name).PARAMS.values())
+
+    if not reads(policy):
+        readers = " or ".join(repr(name) for name in POLICIES if reads(name))
+        _fail(field, value, f"only policy {readers} reads it, and policy={policy!r} would "
+                            "ignore it; leave it None (or set the policy's own parameters in "
+                            "policy_params)")
+
+
 def _intervals(cfg):
     """The periods (s) of the policy's and the mechanism's rounds: work per simulated second."""
     out = []
@@ -224,7 +237,8 @@ class SimConfig:
         fphlib.guest.cooperation).
     balloon_target : int, str or None
         Older name of the ``static`` policy's ``target``: memory the host wants each guest to
-        keep (balloon); None = never inflate.
+        keep (balloon); None = never inflate. Refused with any other policy (it would be
+        ignored).
     balloon_interval_s : float
         Older name of the ``static`` policy's ``interval_s`` (oVirt MOM interval, 10 s).
     deflate_on_oom : bool
@@ -442,6 +456,8 @@ class SimConfig:
             checker = getattr(module, "check_params", None)
             if checker is not None:
                 checker(effective(module.PARAMS, given, self))
+        if self.balloon_target is not None:
+            _check_read("balloon_target", self.balloon_target, self.policy)
         pair_check = getattr(policy_module(self.policy), "check", None)
         if pair_check is not None:  # refuse a policy with a mechanism it cannot drive
             pair_check(self.mechanism, self.ask_mode(), self.policy_settings())

@@ -5,6 +5,10 @@ The engine trusts what ``SimConfig`` lets through, so every number that sizes an
 bounds a loop is bounded here, and the total work of a run is estimated up front
 (:func:`estimate_events`) and refused above :data:`MAX_EVENTS`. The error messages name the
 field and the allowed range.
+
+The counts of the layers above a run (a sweep's runs and replicates, worker processes, the
+ops of a generated trace) are bounded here too, so that nothing is expanded, allocated or
+started before its size is known to be sane.
 """
 
 
@@ -12,11 +16,25 @@ from ..bounds import (  # the bounds themselves live on the bottom floor
     MAX_COST_S,
     MAX_EVENTS,
     MAX_GUEST_OVERHEAD,
+    MAX_TRACE_OPS,  # noqa: F401 - documented here with the other counts (trace --ops)
     finite,
 )
 from ..engine.loop import TICK_S
 from ..units import PAGE_SIZE, format_size
 from ..workloads import workload_module, workload_settings
+
+# --- counts above one run --------------------------------------------------------------------
+# Runs of one sweep (grid combinations x seeds), counted before the grid is expanded: each
+# combination is checked as a SimConfig (about a millisecond) before anything runs, and even
+# the shortest run takes a tenth of a second, so 100,000 runs are hours of work. A bigger
+# sweep is allowed when asked for: ``sweep(..., max_runs=N)`` or ``fphlib sweep --max-runs N``.
+MAX_SWEEP_RUNS = 100_000
+# ... and the most max_runs may raise it to: a sweep holds every run's config in memory (a few
+# KiB each: 1,000,000 runs are gigabytes, and about a quarter of an hour to check)
+MAX_SWEEP_RUNS_RAISED = 1_000_000
+MAX_SEEDS = 10_000  # replicates per combination (seeds=N)
+MAX_SERIES_POINTS = 100_000  # sweep(series_points=N): sample times kept per run
+MAX_WORKERS = 1024  # fphlib sweep --workers N: local worker processes
 
 
 def bounded(name, value, lo, hi, what="a number", unit="", given=None):

@@ -40,7 +40,6 @@ noted):
 """
 
 import json
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,8 +48,9 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
-from .._atomic import save_dir
+from .._atomic import owner, save_dir
 from .._cache import sources_digest
+from ..bounds import finite
 from ..engine.loop import TICK_S
 from ..host.migration import SUMMARY as MIGRATION_METRICS
 from .asking import per_guest
@@ -136,8 +136,10 @@ class SimResult:
         path : str or os.PathLike
             A new directory, an empty one, or (with ``overwrite=True``) an earlier result.
         overwrite : bool
-            Replace an existing fphlib result at ``path``. Anything else at ``path`` (a file,
-            a directory with other files) is never replaced.
+            Replace an existing fphlib result at ``path`` (:func:`is_saved_result`: marked
+            as one, or saved before the marker and holding exactly a result's files, which
+            load). Anything else at ``path`` (a file, a directory with other files or files
+            merely named like a result's) is never replaced (docs/design.md §6).
 
         Raises
         ------
@@ -225,14 +227,57 @@ _CONFIG_KEYS = (
 ).split()
 
 
-def _is_result(path):
-    """True if ``path`` is a directory holding only the files of a saved result."""
+# null (NaN) only where a run writes it: no workload finished, no migration, or a metric an
+# older format did not record (kept as null when such a result is saved again)
+NULLABLE_METRICS = frozenset({"workload_runtime_s", *MIGRATION_METRICS, *FORMAT4_METRICS})
+
+
+def summary_problem(summary):
+    """Why ``summary`` (metric -> value, None for null) is not a run's summary, or None: an
+    unknown metric, a value that is not a number, null where a run never writes NaN
+    (:data:`NULLABLE_METRICS`), negative or infinite. The one check of a saved result's
+    ``summary.json`` and of a sweep cache entry."""
+    unknown = [k for k in summary if k not in SUMMARY_METRICS]
+    if unknown:
+        return f"unknown metric(s) {unknown}; known: {', '.join(SUMMARY_METRICS)}"
+    for k, v in summary.items():
+        if v is None:
+            if k not in NULLABLE_METRICS:
+                return (f"metric {k!r} is null; expected a number (only "
+                        f"{', '.join(sorted(NULLABLE_METRICS))} may be null)")
+        elif isinstance(v, bool) or not isinstance(v, int | float):
+            return f"metric {k!r} is {v!r}; expected a number or null"
+        elif not finite(v) or v < 0:
+            return f"metric {k!r} is {v!r}; expected a finite number >= 0"
+    return None
+
+
+def is_saved_result(path):
+    """True if ``path`` is a result fphlib saved, which ``save(overwrite=True)`` may replace.
+
+    A result saved by this fphlib holds the ownership marker (``fphlib._atomic.OWNER``, kind
+    ``result``). One saved before the marker existed is accepted when it holds exactly the
+    files of one result format, nothing else, and loads (every file checked as by
+    ``SimResult.load``): a user's directory that merely holds files of those names is not a
+    result.
+    """
+    path = Path(path)
+    if path.is_symlink() or not path.is_dir():
+        return False
+    kind = owner(path)
+    if kind is not None:
+        return kind == "result"
     try:
         names = {p.name for p in path.iterdir()}
     except OSError:
         return False
-    return any(set(files) <= names and names <= set(_FILES_OF[RESULT_FORMAT]) for files in
-               _FILES_OF.values())
+    if not any(names == set(files) for files in _FILES_OF.values()):
+        return False
+    try:
+        _load(path)
+    except ValueError:
+        return False
+    return True
 
 
 def _save(res, path, overwrite):
@@ -244,7 +289,7 @@ def _save(res, path, overwrite):
         (tmp / "config.json").write_text(json.dumps(res.config.to_dict(), indent=1))
         (tmp / META).write_text(json.dumps(_meta(res.config), indent=1))
 
-    return save_dir(path, write, _is_result, overwrite, what="result")
+    return save_dir(path, write, is_saved_result, overwrite, what="result")
 
 
 def _meta(cfg):
@@ -268,7 +313,12 @@ def _read_json(path):
         _bad(path, f"not valid JSON ({e})")
 
 
-def _read_table(path, columns, exact=True):
+# byte columns that may hold NaN: a series older formats did not record (the loader fills
+# it with NaN, and a result saved again keeps it)
+NAN_BYTE_COLUMNS = ("reported_bytes", "returned_bytes")
+
+
+def _read_table(path, columns, exact=True, nan_ok=()):
     try:
         df = pd.read_parquet(path)
     except Exception as e:  # pyarrow raises many types for a corrupt file
@@ -276,7 +326,32 @@ def _read_table(path, columns, exact=True):
     cols = list(df.columns)
     if (cols != list(columns)) if exact else not set(columns) <= set(cols):
         _bad(path, f"has columns {cols}; expected {list(columns)}")
+    check_values(path, df, nan_ok)
     return df
+
+
+def check_values(path, df, nan_ok=()):
+    """Times and sizes as numbers: every ``t_s``, ``guest`` and ``*_bytes`` column of table
+    ``df`` (read from ``path``, named in the ``ValueError``) numeric (not strings), finite and
+    >= 0 (``guest`` >= -1: a host event), NaN only in the columns ``nan_ok``. The check of
+    every table fphlib loads (results, recordings)."""
+    for col in df.columns:
+        if not (col in ("t_s", "guest") or col.endswith("_bytes")):
+            continue
+        values = df[col]
+        if not (pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)):
+            _bad(path, f"column {col!r} has type {values.dtype}; expected numbers")
+        a = values.to_numpy(dtype="float64", na_value=np.nan)
+        nan = np.isnan(a)
+        if nan.any() and col not in nan_ok:
+            _bad(path, f"column {col!r} holds NaN at row {int(np.argmax(nan))}; expected "
+                       "numbers")
+        lo = -1 if col == "guest" else 0
+        bad = ~nan & (~np.isfinite(a) | (a < lo))
+        if bad.any():
+            i = int(np.argmax(bad))
+            _bad(path, f"column {col!r} holds {float(a[i])!r} at row {i}; expected a finite "
+                       f"number >= {lo}")
 
 
 def _old_model(d):
@@ -284,6 +359,8 @@ def _old_model(d):
     d = dict(d)
 
     def fill(workload, params):
+        if not isinstance(params, dict | None):
+            return params  # from_dict refuses it, naming the field
         params = dict(params or {})
         for k, v in OLD_MODEL_PARAMS.items():
             params.setdefault(k, v)
@@ -296,9 +373,12 @@ def _old_model(d):
 
     for k, v in OLD_HOST.items():
         d.setdefault(k, v)
-    d["costs"] = {**OLD_COSTS, **(d.get("costs") or {})}
+    if isinstance(d.get("costs"), dict | None):  # anything else: refused by from_dict
+        d["costs"] = {**OLD_COSTS, **(d.get("costs") or {})}
     workload = d.get("workload", "idle")
     d["workload_params"] = fill(workload, d.get("workload_params"))
+    if not isinstance(d.get("guest_overrides"), list | tuple | None):
+        return d  # from_dict refuses it, naming the field
     overrides = []
     for entry in d.get("guest_overrides") or ():
         entry = dict(entry) if isinstance(entry, dict) else entry
@@ -353,37 +433,27 @@ def _load(path):
     absent = [m for m in SUMMARY_METRICS if m not in summary and m not in optional]
     if absent:
         _bad(sum_path, f"misses metric(s) {absent}")
-    unknown = [k for k in summary if k not in SUMMARY_METRICS]
-    if unknown:
-        _bad(sum_path, f"unknown metric(s) {unknown}; known: {', '.join(SUMMARY_METRICS)}")
-    # null (NaN) only where a run writes it: no workload finished, no migration, or a metric
-    # an older format did not record (kept as null when such a result is saved again)
-    nullable = {"workload_runtime_s", *MIGRATION_METRICS, *FORMAT4_METRICS}
-    for k, v in summary.items():
-        if v is None:
-            if k not in nullable:
-                _bad(sum_path, f"metric {k!r} is null; expected a number (only "
-                               f"{', '.join(sorted(nullable))} may be null)")
-        elif isinstance(v, bool) or not isinstance(v, int | float):
-            _bad(sum_path, f"metric {k!r} is {v!r}; expected a number or null")
-        elif not math.isfinite(v) or v < 0:
-            _bad(sum_path, f"metric {k!r} is {v!r}; expected a finite number >= 0")
+    why = summary_problem(summary)
+    if why:
+        _bad(sum_path, why)
     summary = pd.Series({m: summary.get(m) for m in SUMMARY_METRICS}, dtype="float64")
     host = _read_table(path / "host.parquet", HOST_COLUMNS)
     if fmt == 1:  # before format 2 the per-guest reported_bytes was what is reported now
         guests = _read_table(path / "guests.parquet", [
             c for c in GUEST_COLUMNS if c != "reported_free_bytes"
-            and c not in FORMAT3_COLUMNS + FORMAT4_COLUMNS])
+            and c not in FORMAT3_COLUMNS + FORMAT4_COLUMNS], nan_ok=NAN_BYTE_COLUMNS)
         guests["reported_free_bytes"] = guests["reported_bytes"]
         guests["reported_bytes"] = np.nan  # the cumulative series was not recorded
     elif fmt == 2:
         guests = _read_table(path / "guests.parquet", [
-            c for c in GUEST_COLUMNS if c not in FORMAT3_COLUMNS + FORMAT4_COLUMNS])
+            c for c in GUEST_COLUMNS if c not in FORMAT3_COLUMNS + FORMAT4_COLUMNS],
+            nan_ok=NAN_BYTE_COLUMNS)
     elif fmt == 3:
         guests = _read_table(path / "guests.parquet",
-                             [c for c in GUEST_COLUMNS if c not in FORMAT4_COLUMNS])
+                             [c for c in GUEST_COLUMNS if c not in FORMAT4_COLUMNS],
+                             nan_ok=NAN_BYTE_COLUMNS)
     else:
-        guests = _read_table(path / "guests.parquet", GUEST_COLUMNS)
+        guests = _read_table(path / "guests.parquet", GUEST_COLUMNS, nan_ok=NAN_BYTE_COLUMNS)
     for c in FORMAT3_COLUMNS:  # the old model had none of these
         if c not in guests:
             guests[c] = 0

@@ -116,7 +116,7 @@ def headline_config(profile="full", mechanism="none", **overrides):
         guest_overrides=tuple({"start_s": g * sizes["stagger_s"]} for g in range(guests)),
         seed=0,
     )
-    if mechanism == "balloon":
+    if mechanism == "balloon" and overrides.get("policy", "static") == "static":
         d["balloon_target"] = balloon_target_for(guest_mem, boot)
     d.update(overrides)
     return SimConfig(**d)

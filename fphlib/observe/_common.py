@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .._atomic import save_dir
+from .._atomic import owner, save_dir
+from ..api.result import check_values
 from ..units import PAGE_SIZE
 
 RECORDING_FORMAT = 1
@@ -202,11 +203,20 @@ def check_common_fields(rec):
 
 
 def _is_recording(path):
+    """A recording fphlib saved: marked as one (``fphlib._atomic.owner``), or saved before
+    the marker existed, holding only its files, and loading."""
+    kind = owner(path)
+    if kind is not None:
+        return kind == "recording"
     try:
-        return (path / META_FILE).is_file() and all(
-            p.name == META_FILE or p.suffix in (".parquet", ".npz") for p in path.iterdir())
-    except OSError:
+        if not ((path / META_FILE).is_file() and all(
+                p.name == META_FILE or p.suffix in (".parquet", ".npz")
+                for p in path.iterdir())):
+            return False
+        load_recording(path)
+    except (OSError, ValueError):
         return False
+    return True
 
 
 def _jsonable(v):
@@ -298,6 +308,9 @@ def load_recording(path, kind=None):
             _bad(tpath, f"not a readable parquet table ({type(e).__name__}: {e})")
         if list(df.columns) != list(columns):
             _bad(tpath, f"has columns {list(df.columns)}; expected {list(columns)}")
+        # a recording may lack a value (NaN: a read that did not happen), never hold a string
+        # or a negative size
+        check_values(tpath, df, nan_ok=tuple(df.columns))
         tables[name] = df
     try:
         rec = cls(**{m: meta[m] for m in cls.META}, **tables)

@@ -10,12 +10,15 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
 
 import numpy as np
 
-from ..api.config import SimConfig
+from ..api import limits
+from ..api.config import SimConfig, check_number
 
 _SEQUENCES = (list, tuple, range, np.ndarray)
+CHECK_BAR_FROM = 1000  # combinations: from here the check of the grid shows a progress bar
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,15 +80,14 @@ def _plain(value):
     return value
 
 
-def normalize_grid(grid, base_dict):
-    """Return a list of combinations (dicts key -> value), refusing malformed grids."""
+def count_combinations(grid, base_dict):
+    """The number of combinations of ``grid``, checked and counted without expanding it (a
+    product of lengths: ``range(10**12)`` is counted, not listed); refuses malformed grids."""
     if isinstance(grid, dict):
         if not grid:
             raise ValueError("grid: empty dict; expected {field: [values, ...]}")
-        keys = list(grid)
-        for key in keys:
+        for key, values in grid.items():
             _check_key(key, base_dict)
-            values = grid[key]
             if not isinstance(values, _SEQUENCES):
                 raise ValueError(
                     f"grid[{key!r}]: {values!r} is not a list; give the values to sweep as a "
@@ -93,26 +95,35 @@ def normalize_grid(grid, base_dict):
                 )
             if len(values) == 0:
                 raise ValueError(f"grid[{key!r}]: empty list; give at least one value")
-        lists = [[_plain(v) for v in grid[k]] for k in keys]
-        return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*lists)]
+        return math.prod(len(values) for values in grid.values())
     if isinstance(grid, list | tuple):
         if not grid:
             raise ValueError("grid: empty list; expected a list of {field: value} dicts")
-        out = []
-        for i, entry in enumerate(grid):
-            if not isinstance(entry, dict) or not entry:
-                raise ValueError(
-                    f"grid[{i}]: {entry!r} is not allowed; a zipped grid is a list of non-empty "
-                    "{field: value} dicts"
-                )
-            for key in entry:
-                _check_key(key, base_dict)
-            out.append({k: _plain(v) for k, v in entry.items()})
-        return out
+        return len(grid)
     raise ValueError(
         f"grid: {type(grid).__name__} is not allowed; expected a dict {{field: [values]}} "
         "(product) or a list of {field: value} dicts (zipped)"
     )
+
+
+def normalize_grid(grid, base_dict):
+    """Return a list of combinations (dicts key -> value), refusing malformed grids."""
+    count_combinations(grid, base_dict)
+    if isinstance(grid, dict):
+        keys = list(grid)
+        lists = [[_plain(v) for v in grid[k]] for k in keys]
+        return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*lists)]
+    out = []
+    for i, entry in enumerate(grid):
+        if not isinstance(entry, dict) or not entry:
+            raise ValueError(
+                f"grid[{i}]: {entry!r} is not allowed; a zipped grid is a list of non-empty "
+                "{field: value} dicts"
+            )
+        for key in entry:
+            _check_key(key, base_dict)
+        out.append({k: _plain(v) for k, v in entry.items()})
+    return out
 
 
 def apply(base_dict, combo):
@@ -152,8 +163,57 @@ def replicate_seeds(base_seed, seeds):
     earlier replicates (and their cache entries). Every combination uses the same replicate
     seeds (common random numbers: differences between combinations are not seed noise).
     """
+    seeds = check_seeds(seeds)
     children = np.random.SeedSequence(base_seed).spawn(seeds)
     return [int(c.generate_state(1, dtype=np.uint32)[0]) for c in children]
+
+
+def check_seeds(seeds):
+    """``seeds`` as an int in 1..``limits.MAX_SEEDS``, else a ValueError naming ``seeds``
+    (a float, even ``3.0`` or ``1e9``, and a bool are refused: a count is an integer)."""
+    if isinstance(seeds, bool) or not isinstance(seeds, int | np.integer):
+        raise ValueError(f"seeds: {seeds!r} is not allowed; expected an integer in "
+                         f"1..{limits.MAX_SEEDS} (replicates per combination)")
+    return check_number("seeds", int(seeds), lo=1, hi=limits.MAX_SEEDS, integer=True)
+
+
+def check_max_runs(max_runs):
+    """``max_runs`` (None: ``limits.MAX_SWEEP_RUNS``) as an int in
+    1..``limits.MAX_SWEEP_RUNS_RAISED``, else a ValueError naming ``max_runs``."""
+    if max_runs is None:
+        return limits.MAX_SWEEP_RUNS
+    if isinstance(max_runs, bool) or not isinstance(max_runs, int | np.integer):
+        raise ValueError(f"max_runs: {max_runs!r} is not allowed; expected an integer in "
+                         f"1..{limits.MAX_SWEEP_RUNS_RAISED:,} (default "
+                         f"{limits.MAX_SWEEP_RUNS:,})")
+    return check_number("max_runs", int(max_runs), lo=1, hi=limits.MAX_SWEEP_RUNS_RAISED,
+                        integer=True)
+
+
+def count_runs(grid, base=None, seeds=1, max_runs=None):
+    """The runs of a sweep (combinations x ``seeds``), counted before anything is expanded;
+    a ValueError above ``max_runs`` (default :data:`fphlib.api.limits.MAX_SWEEP_RUNS`)
+    saying the count, the bound and how to raise it."""
+    base = _base(base)
+    seeds = check_seeds(seeds)
+    max_runs = check_max_runs(max_runs)
+    n = count_combinations(grid, base.to_dict()) * seeds
+    if n > max_runs:
+        raise ValueError(
+            f"grid: {n:,} runs ({n // seeds:,} combinations x seeds={seeds}) is above the "
+            f"limit of {max_runs:,} runs of one sweep; split the sweep, or raise the limit "
+            "with sweep(..., max_runs=N) (command line: --max-runs N); the default is "
+            f"fphlib.api.limits.MAX_SWEEP_RUNS = {limits.MAX_SWEEP_RUNS:,}"
+        )
+    return n
+
+
+def _base(base):
+    if base is None:
+        return SimConfig()
+    if not isinstance(base, SimConfig):
+        raise ValueError(f"base: expected a SimConfig, got {type(base).__name__}")
+    return base
 
 
 def config_hash(config_json):
@@ -166,40 +226,48 @@ def _column_value(value):
     return json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else value
 
 
-def expand(grid, base=None, seeds=1):
+def expand(grid, base=None, seeds=1, max_runs=None, progress=False):
     """Validate ``grid`` against ``base`` and return the runs, combination-major.
+
+    The runs are counted first (:func:`count_runs`: combinations x ``seeds``, without
+    expanding anything) and refused above ``max_runs``; the check of every combination then
+    shows a ``tqdm.auto`` bar with ``progress`` from :data:`CHECK_BAR_FROM` combinations on
+    (about a millisecond each).
 
     Raises
     ------
     ValueError
-        For a malformed grid (naming the key), or listing every combination that is not a
-        valid SimConfig (key=value and the reason) — before anything runs.
+        For a malformed grid (naming the key), ``seeds`` that is not an integer in
+        1..``limits.MAX_SEEDS``, more runs than ``max_runs``, or listing every combination
+        that is not a valid SimConfig (key=value and the reason) — before anything runs.
     """
-    if base is None:
-        base = SimConfig()
-    if not isinstance(base, SimConfig):
-        raise ValueError(f"base: expected a SimConfig, got {type(base).__name__}")
-    if isinstance(seeds, bool) or not isinstance(seeds, int | np.integer) or seeds < 1:
-        raise ValueError(f"seeds: {seeds!r} is not allowed; expected an integer >= 1")
+    base = _base(base)
+    seeds = check_seeds(seeds)
+    count_runs(grid, base, seeds, max_runs)
     base_dict = base.to_dict()
     combos = normalize_grid(grid, base_dict)
-    seed_list = replicate_seeds(base.seed, int(seeds))
+    seed_list = replicate_seeds(base.seed, seeds)
     keys = list(dict.fromkeys(k for c in combos for k in c))
     bad, runs = [], []
-    for i, combo in enumerate(combos):
-        d = apply(base_dict, combo)
-        try:
-            cfg0 = SimConfig.from_dict(d)
-        except ValueError as e:
-            shown = ", ".join(f"{k}={v!r}" for k, v in combo.items())
-            bad.append(f"  combination {i} ({shown}): {e}")
-            continue
-        canon = cfg0.to_dict()
-        params = {k: _column_value(lookup(canon, k)) for k in keys}
-        for r, seed in enumerate(seed_list):
-            cfg = dataclasses.replace(cfg0, seed=seed)
-            text = cfg.to_json()
-            runs.append(Run(i, r, params, cfg, text, config_hash(text)))
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(combos), desc="checking the grid", unit="config",
+              disable=not progress or len(combos) < CHECK_BAR_FROM) as bar:
+        for i, combo in enumerate(combos):
+            bar.update(1)
+            d = apply(base_dict, combo)
+            try:
+                cfg0 = SimConfig.from_dict(d)
+            except ValueError as e:
+                shown = ", ".join(f"{k}={v!r}" for k, v in combo.items())
+                bad.append(f"  combination {i} ({shown}): {e}")
+                continue
+            canon = cfg0.to_dict()
+            params = {k: _column_value(lookup(canon, k)) for k in keys}
+            for r, seed in enumerate(seed_list):
+                cfg = dataclasses.replace(cfg0, seed=seed)
+                text = cfg.to_json()
+                runs.append(Run(i, r, params, cfg, text, config_hash(text)))
     if bad:
         raise ValueError(
             f"grid: {len(bad)} of {len(combos)} combinations are not valid SimConfigs:\n"

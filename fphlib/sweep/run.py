@@ -13,7 +13,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..api.config import REGISTRIES, SimConfig
+from ..api import limits
+from ..api.config import REGISTRIES, SimConfig, check_number
 from ..api.result import SUMMARY_METRICS
 from ..api.simulate import simulate
 from ..api.warmup import warmup
@@ -136,7 +137,7 @@ def _compute(todo, executor, series, points, store, bar, plugins=()):
 
 
 def sweep(grid, base=None, seeds=1, executor=None, cache=None, progress=True, series=None,
-          series_points=200):
+          series_points=200, max_runs=None):
     """Run ``base`` with every combination of ``grid``, ``seeds`` replicates each.
 
     Parameters
@@ -148,16 +149,25 @@ def sweep(grid, base=None, seeds=1, executor=None, cache=None, progress=True, se
     base : SimConfig, optional
         What the grid changes (default ``SimConfig()``).
     seeds : int
-        Replicates per combination; replicate ``r`` runs with the seed of child ``r`` of
-        ``numpy.random.SeedSequence(base.seed)`` (the same for every combination).
+        Replicates per combination, 1..``fphlib.api.limits.MAX_SEEDS``; replicate ``r`` runs
+        with the seed of child ``r`` of ``numpy.random.SeedSequence(base.seed)`` (the same
+        for every combination).
     executor : None, concurrent.futures.Executor or dask.distributed.Client
         None runs in this process. Results are identical whichever is used.
     cache : str or os.PathLike, optional
         Directory with one file per completed run; a rerun computes only what is missing.
+        A new or empty directory, or one an earlier sweep made (:class:`RunCache`); ``""`` is
+        refused (None: no cache).
     progress : bool
-        A ``tqdm.auto`` bar over the runs to compute.
+        A ``tqdm.auto`` bar over the runs to compute (and over the check of the grid, from
+        ``fphlib.sweep.grid.CHECK_BAR_FROM`` combinations on).
     series : {None, "host", "guests"}
-        Also return that time series of every run, at most ``series_points`` sample times.
+        Also return that time series of every run, at most ``series_points`` sample times
+        (2..``fphlib.api.limits.MAX_SERIES_POINTS``).
+    max_runs : int, optional
+        The most runs (combinations x ``seeds``) this sweep may have, counted before the grid
+        is expanded; default ``fphlib.api.limits.MAX_SWEEP_RUNS`` (100,000), at most
+        ``MAX_SWEEP_RUNS_RAISED`` (1,000,000: every run's config is held in memory).
 
     Returns
     -------
@@ -175,11 +185,12 @@ def sweep(grid, base=None, seeds=1, executor=None, cache=None, progress=True, se
     """
     if series is not None and series not in SERIES:
         raise ValueError(f"series: {series!r} is not allowed; expected None, 'host' or 'guests'")
-    if isinstance(series_points, bool) or not isinstance(series_points, int) or \
-            series_points < 2:
+    if isinstance(series_points, bool) or not isinstance(series_points, int):
         raise ValueError(f"series_points: {series_points!r} is not allowed; expected an "
-                         "integer >= 2")
-    runs, keys = expand(grid, base, seeds)
+                         f"integer in 2..{limits.MAX_SERIES_POINTS}")
+    check_number("series_points", series_points, lo=2, hi=limits.MAX_SERIES_POINTS,
+                 integer=True)
+    runs, keys = expand(grid, base, seeds, max_runs=max_runs, progress=progress)
     pool = _executor_of(executor)
     store = RunCache(cache) if cache is not None else None
     points = series_points if series is not None else None

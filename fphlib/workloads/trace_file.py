@@ -26,14 +26,16 @@ times, so the speed benchmark and the simulator can share a workload.
 """
 
 import os
-import tempfile
 import zipfile
+import zlib
 from typing import NamedTuple
 
 import numpy as np
 
+from .._atomic import write_file
 from .._jit import jit
-from ..units import NR_ORDERS
+from ..bounds import MAX_GUEST_MEM, MAX_TRACE_OPS, finite
+from ..units import NR_ORDERS, PAGE_SIZE
 
 ALLOC, FREE = 0, 1
 ARRAYS = {"t_us": np.int64, "kind": np.int8, "order": np.int8, "slot": np.int32}
@@ -223,25 +225,78 @@ def load_trace(path, n_pages=None):
             "t_us, kind, order, slot (see data/README.md)"
         )
     try:
-        with np.load(source, allow_pickle=False) as npz:
-            missing = [name for name in ARRAYS if name not in npz.files]
+        with zipfile.ZipFile(source) as zf:
+            members = {n[:-4]: n for n in zf.namelist() if n.endswith(".npy")}
+            missing = [name for name in ARRAYS if name not in members]
             if missing:
                 raise ValueError(
                     f"{source}: missing array(s) {', '.join(missing)}; a trace needs "
-                    f"t_us, kind, order, slot (found: {', '.join(npz.files) or 'none'})"
+                    f"t_us, kind, order, slot (found: {', '.join(members) or 'none'})"
                 )
-            arrays = {name: npz[name] for name in ARRAYS}
+            arrays = {name: _read_member(zf, members[name], name, want, source)
+                      for name, want in ARRAYS.items()}
     except ValueError as e:
         if str(e).startswith(source):
             raise
         raise ValueError(f"{source}: unreadable trace array ({e})") from e
-    except (OSError, zipfile.BadZipFile, EOFError) as e:
-        raise ValueError(f"{source}: corrupt or unreadable .npz archive ({e})") from e
+    except (OSError, zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError,
+            RuntimeError) as e:
+        raise ValueError(f"{source}: corrupt or unreadable .npz archive "
+                         f"({type(e).__name__}: {e})") from e
     return check_trace(source=source, n_pages=n_pages, **arrays)
 
 
+def _read_member(zf, member, name, want, source):
+    """One array of the archive, its ``.npy`` header checked before anything is allocated:
+    the format's dtype, one dimension, at most ``MAX_TRACE_OPS`` entries, and exactly as
+    many bytes stored as the header declares (a forged shape is refused, not allocated)."""
+    info = zf.getinfo(member)
+    with zf.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        if version not in ((1, 0), (2, 0)):
+            raise ValueError(f"{source}: array {name!r} has .npy format version {version}; "
+                             "expected 1.0 or 2.0 (numpy.savez)")
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        try:
+            shape, _, dtype = read_header(f)
+        except (zlib.error, zipfile.BadZipFile, EOFError, OSError):
+            raise
+        except Exception as e:  # noqa: BLE001 - numpy parses the header text in Python:
+            # a damaged one raises SyntaxError, tokenize.TokenError, ...
+            raise ValueError(f"{source}: array {name!r} has a damaged .npy header "
+                             f"({type(e).__name__}: {e})") from None
+        if dtype != np.dtype(want):
+            raise ValueError(f"{source}: array {name!r} has dtype {dtype}; the format needs "
+                             f"{np.dtype(want).name}")
+        if len(shape) != 1:
+            raise ValueError(f"{source}: array {name!r} has shape {shape}; the format needs "
+                             "a flat 1-D array")
+        (n,) = shape
+        if n > MAX_TRACE_OPS:
+            raise ValueError(f"{source}: array {name!r} declares {n:,} ops, above the limit "
+                             f"of {MAX_TRACE_OPS:,} (fphlib.bounds.MAX_TRACE_OPS)")
+        stored = info.file_size - f.tell()
+        if stored != n * dtype.itemsize:
+            raise ValueError(f"{source}: array {name!r} declares {n:,} entries "
+                             f"({n * dtype.itemsize:,} bytes) but holds {stored:,} bytes")
+        out = np.empty(n, dtype)
+        view = memoryview(out).cast("B")
+        got = 0
+        while got < len(view):
+            k = f.readinto(view[got:])
+            if not k:
+                raise ValueError(f"{source}: array {name!r} ends after {got:,} of "
+                                 f"{len(view):,} bytes")
+            got += k
+        if f.read(1):  # reading to the end also checks the member's CRC-32
+            raise ValueError(f"{source}: array {name!r} holds more than its header declares")
+    return out
+
+
 def write_trace(path, t_us, kind, order, slot, n_pages=None, compress=False):
-    """Validate a trace and write it to ``path`` atomically (temp file, then ``os.replace``).
+    """Validate a trace and write it to ``path`` atomically (written in a temporary directory
+    fphlib made next to it, then moved with ``os.replace``).
 
     Arrays are converted to the format's dtypes when the values fit exactly; anything that
     :func:`load_trace` would reject is rejected here, before the file is touched. Use
@@ -283,18 +338,14 @@ def write_trace(path, t_us, kind, order, slot, n_pages=None, compress=False):
     path = os.fspath(path)
     if os.path.isdir(path):
         raise ValueError(f"{path}: is a directory; give the trace file's path (.npz)")
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".trace-", suffix=".npz.tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
             (np.savez_compressed if compress else np.savez)(f, **arrays, **extra)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    write_file(path, write, "temporary directory")  # in a directory fphlib made, then renamed
 
 
 @jit
@@ -365,7 +416,8 @@ def generate_trace(
     -------
     Trace
     """
-    if not (isinstance(ops_per_s, int | float) and ops_per_s > 0 and np.isfinite(ops_per_s)):
+    if not (isinstance(ops_per_s, int | float) and not isinstance(ops_per_s, bool)
+            and finite(ops_per_s) and ops_per_s > 0):
         raise ValueError(f"ops_per_s: {ops_per_s!r} must be a positive number")
     rng, kind, order, slot, _ = _churn(n_ops, seed, occupancy, n_pages, order_mix)
     t_us = np.floor(np.cumsum(rng.exponential(1e6 / ops_per_s, n_ops))).astype(np.int64)
@@ -374,12 +426,18 @@ def generate_trace(
 
 def _churn(n_ops, seed, occupancy, n_pages, order_mix):
     """Validate, draw (in gen_trace.py's order) and run the churn loop; return the rng too."""
-    if isinstance(n_ops, bool) or not isinstance(n_ops, int | np.integer) or n_ops <= 0:
-        raise ValueError(f"n_ops: {n_ops!r} must be a positive int")
-    if not (isinstance(occupancy, int | float) and 0 < occupancy < 1):
+    if isinstance(n_ops, bool) or not isinstance(n_ops, int | np.integer) or \
+            not 0 < n_ops <= MAX_TRACE_OPS:
+        raise ValueError(f"n_ops: {n_ops!r} is not allowed; expected an int in "
+                         f"1..{MAX_TRACE_OPS:,} (fphlib.bounds.MAX_TRACE_OPS)")
+    if not (isinstance(occupancy, int | float) and not isinstance(occupancy, bool)
+            and 0 < occupancy < 1):
         raise ValueError(f"occupancy: {occupancy!r} must be a number in (0, 1)")
-    if isinstance(n_pages, bool) or not isinstance(n_pages, int | np.integer) or n_pages <= 0:
-        raise ValueError(f"n_pages: {n_pages!r} must be a positive int (pages of 4 KiB)")
+    max_pages = MAX_GUEST_MEM // PAGE_SIZE
+    if isinstance(n_pages, bool) or not isinstance(n_pages, int | np.integer) or \
+            not 0 < n_pages <= max_pages:
+        raise ValueError(f"n_pages: {n_pages!r} is not allowed; expected an int in "
+                         f"1..{max_pages} (pages of 4 KiB of a guest of at most 1 TiB)")
     p = np.asarray(order_mix, dtype=np.float64)
     if p.shape != (NR_ORDERS,) or not np.all(np.isfinite(p)) or (p < 0).any() or p.sum() <= 0:
         raise ValueError(
