@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fphlib._atomic import OWNER
 from fphlib.observe import ObserveError, load_recording
 from fphlib.observe import trace as trace_mod
 from fphlib.observe.trace_convert import (
@@ -410,7 +411,7 @@ def test_record_short_command(tmp_path, restored):
     assert rec.provenance["kernel"] == os.uname().release
     saved = rec.save(tmp_path / "rec")
     assert sorted(p.name for p in saved.iterdir()) == [
-        "buddyinfo.parquet", "recording.json", "trace.npz"]
+        OWNER, "buddyinfo.parquet", "recording.json", "trace.npz"]  # OWNER: fphlib made it
     back = trace_mod.TraceRecording.load(saved)
     assert back.ops == rec.ops and back.conversion == rec.conversion
     generic = load_recording(saved)  # the package's loader reads the trace as well

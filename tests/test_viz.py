@@ -365,12 +365,17 @@ def test_app_controls_build_the_config():
     assert list(app.configs()) == ["balloon", "none"]
     # the controls beyond the scenario: enabled only where the mechanism uses them
     assert not app.balloon_target.disabled and app.capacity.disabled and app.delay.disabled
-    app.balloon_target.value, app.host_swap.value, app.policy.value = 0.5, "1024MiB", "mom"
+    app.balloon_target.value, app.host_swap.value = 0.5, "1024MiB"
     chosen, base = app.configs().values()
     assert chosen.balloon_target == chosen.guest_mem // 2 and chosen.host_swap == GIB
-    assert chosen.policy == "mom" and "with 1 GiB swap" in app.scenario.value
+    assert "with 1 GiB swap" in app.scenario.value and base.balloon_target is None
+    app.policy.value = "mom"  # mom sizes the balloon itself: the target does not apply
+    assert app.balloon_target.disabled
+    chosen, base = app.configs().values()
+    assert chosen.policy == "mom" and chosen.balloon_target is None
     assert base.balloon_target is None and base.policy == "static"  # mom cannot drive none
     app.policy.value = "static"
+    assert not app.balloon_target.disabled
     app.mechanism.value = "page_reporting"
     assert app.balloon_target.disabled and not app.capacity.disabled
     assert not app.delay.disabled

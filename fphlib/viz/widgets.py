@@ -322,7 +322,7 @@ class SimulationApp:
                                  tooltip=field_help("policy"))
         self.balloon_target = W.Dropdown(
             options=BALLOON_TARGETS, value=None, description="balloon target", style=wide,
-            tooltip=field_help("balloon_target") + " (balloon only)")
+            tooltip=field_help("balloon_target") + " (balloon with policy static only)")
         self.capacity = W.Dropdown(
             options=[("default", None), *((str(2 ** k), 2 ** k) for k in range(11))],
             value=None, description="report capacity", style=wide,
@@ -351,6 +351,8 @@ class SimulationApp:
         self.preset.observe(self._on_preset, names="value")
         self.hint_order.observe(self._on_order, names="value")
         self.mechanism.observe(self._on_mechanism, names="value")
+        self.policy.observe(lambda _: self._on_mechanism({"new": self.mechanism.value}),
+                            names="value")
         for w in (self.host_mem, self.guest_mem, self.guests, self.duration, self.workload,
                   self.mechanism, self.hint_order, self.host_swap, self.policy,
                   self.balloon_target, self.capacity, self.delay):
@@ -412,7 +414,8 @@ class SimulationApp:
         self.block_label.value = (self._block_text(self.hint_order.value) if uses_order else
                                   f"<i>{mech} does not use the hint order</i>")
         params = mechanism_module(mech).PARAMS
-        self.balloon_target.disabled = mech != "balloon"
+        # only policy "static" holds a balloon to a target (the others ask by their own rule)
+        self.balloon_target.disabled = mech != "balloon" or self.policy.value != "static"
         self.capacity.disabled = "capacity" not in params
         self.delay.disabled = "delay_s" not in params
         self.mechanism.tooltip = f"{field_help('mechanism')}. {mech}: {mechanism_help(mech)}"
@@ -453,7 +456,7 @@ class SimulationApp:
             else "static"
         if mechanism is None:  # the chosen mechanism's own settings, where they apply
             params = mechanism_module(mech).PARAMS
-            if mech == "balloon" and self.balloon_target.value is not None:
+            if not self.balloon_target.disabled and self.balloon_target.value is not None:
                 overrides["balloon_target"] = int(
                     parse_size(self.guest_mem.value, "guest_mem") * self.balloon_target.value)
             mparams = {k: w.value for k, w in (("capacity", self.capacity),
