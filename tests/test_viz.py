@@ -847,3 +847,89 @@ def test_compare_bar_labels_never_in_scientific_notation():
     fig = plot_compare(runs, metrics=("guest_cpu_overhead_s",))
     texts = [t.get_text() for t in fig.axes[-1].texts]
     assert "0.0000483" in texts and not any("e-" in t for t in texts)
+
+
+class SeededSimulate(RecordingSimulate):
+    """RecordingSimulate whose runs differ by seed: host RSS level and report count."""
+
+    def __call__(self, cfg, progress=False):
+        super().__call__(cfg, progress)  # records the config
+        level = 0.4 + (cfg.seed % 7) / 10
+        res = make_result(cfg.mechanism, guests=cfg.guests, level=level,
+                          hint_order=cfg.hint_order)
+        res.config = cfg
+        res.summary["reports"] = float(cfg.seed % 97)
+        return res
+
+
+COMPARED = ("none", "balloon", "page_reporting")
+
+
+def test_compare_app_with_one_seed_runs_and_draws_as_before():
+    from fphlib.viz.mechanisms import CompareApp, compare_configs, summary_frame
+    from fphlib.viz.tables import readable
+
+    sim = SeededSimulate()
+    app = CompareApp(profile="smoke", simulate=sim)
+    app.mechanisms.value = COMPARED
+    assert app.seeds.value == 1 and (app.seeds.min, app.seeds.max) == (1, 5)
+    assert app.configs() == compare_configs(app.config(), COMPARED)
+    app.run_button.click()
+    assert list(app.results) == list(COMPARED) and len(sim.configs) == 3
+    plain = {c.mechanism: SeededSimulate()(c, progress=True) for c in sim.configs}
+    pd.testing.assert_frame_equal(app.summary, summary_frame(plain))
+    pd.testing.assert_frame_equal(plots.host_frame(app.results, hue="mechanism"),
+                                  plots.host_frame(plain, hue="mechanism"))
+    assert "seeds" not in app.caption and " ± " not in app.table.value
+    expected = readable(plain, caption=f"Summary: {app.caption}").to_html(
+        classes="fphlib-summary")
+    assert app.table.value == expected  # the change against none, as before
+    rss, bars = app._fig.axes[0], app._fig.axes[2]
+    assert rss.get_title() == "Host RSS over time (× = host OOM kill)"
+    assert not any(np.isfinite(line.get_ydata()).any() for line in bars.lines)  # no error bars
+    assert [p.get_height() for p in bars.patches] == list(app.summary["reports"])
+
+
+def test_compare_app_seeds_give_bands_error_bars_and_intervals():
+    from fphlib.sweep import replicate_seeds
+    from fphlib.viz.mechanisms import CompareApp
+    from fphlib.viz.tables import format_value
+
+    sim = SeededSimulate()
+    app = CompareApp(profile="smoke", simulate=sim)
+    app.mechanisms.value = COMPARED
+    app.seeds.value = 3
+    app.run_button.click()
+    # 3 runs per mechanism, the same replicate seeds for each
+    assert [c.mechanism for c in sim.configs] == [m for m in COMPARED for _ in range(3)]
+    seeds = replicate_seeds(app.config().seed, 3)
+    assert [c.seed for c in sim.configs] == seeds * 3
+    assert list(app.results)[:3] == ["none", "none · seed #1", "none · seed #2"]
+    assert list(app.summary["mechanism"]) == [m for m in COMPARED for _ in range(3)]
+    # the 95 % interval of the reports of none, by hand: Student's t, 2 degrees of freedom
+    reports = np.array([s % 97 for s in seeds], dtype=float)
+    mean = reports.mean()
+    half = 4.302653 * reports.std(ddof=1) / np.sqrt(3)  # scipy.stats.t.ppf(0.975, 2)
+    assert half > 0
+    bars = app._fig.axes[2]
+    assert bars.get_title() == "reports / balloon msgs"
+    assert bars.patches[0].get_height() == pytest.approx(mean)
+    low, high = np.nanmin(bars.lines[0].get_ydata()), np.nanmax(bars.lines[0].get_ydata())
+    assert (low, high) == pytest.approx((mean - half, mean + half), rel=1e-3)
+    assert f"{format_value(mean, 'count')} ± {format_value(half, 'count')}" in app.table.value
+    # host RSS: one line per mechanism, the band of none ends at its mean + half-width
+    rss = app._fig.axes[0]
+    assert rss.get_legend_handles_labels()[1] == list(COMPARED)
+    levels = np.array([0.4 + (s % 7) / 10 for s in seeds])
+    top = rss.collections[0].get_paths()[0].vertices[:, 1].max()
+    upper = levels.mean() + 4.302653 * levels.std(ddof=1) / np.sqrt(3)
+    assert top == pytest.approx(upper, rel=1e-3)
+    # the titles and captions name the seed count
+    assert "3 seeds (mean, 95 % band)" in rss.get_title()
+    assert "3 seeds (mean, 95 % band)" in app._fig.get_suptitle()
+    assert "3 seeds" in app.caption and app.caption in app.table.value
+    assert "done: 9 runs (3 mechanism(s) × 3 seeds)" in app.status.value
+    # the stale banner watches the seeds
+    assert app.seeds in app.stale_marker.controls
+    app.seeds.value = 2
+    assert app.stale_marker.stale and "seeds" in app.stale_marker.banner.value

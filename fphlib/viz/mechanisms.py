@@ -3,7 +3,8 @@
 :func:`compare` runs one :class:`fphlib.SimConfig` under each mechanism of
 ``fphlib.hinting.REGISTRY`` (never a hand-made list: a newly registered mechanism shows up by
 itself); :func:`plot_compare` draws host RSS over time and the cost/benefit metrics as bar
-charts; :func:`plot_admission` draws the admission experiment
+charts (with replicate seeds, ``{"MECH · seed #r": SimResult}``: the mean with a 95 % band
+and error bars); :func:`plot_admission` draws the admission experiment
 (:func:`fphlib.experiments.admission_table`) against the published numbers;
 :class:`CompareApp` is the ipywidgets front end.
 
@@ -30,7 +31,7 @@ from ..hinting import mechanism_module, takes_hint_order
 from ..workloads import COMMON
 from . import plots
 from .figures import app_figure, figure_png, new_axes, new_figure
-from .tables import format_value, plain_text, readable
+from .tables import format_value, plain_text, readable_replicates
 from .widgets import (
     STALE_CSS,
     StaleMarker,
@@ -38,7 +39,9 @@ from .widgets import (
     field_help,
     fit_layout,
     mechanism_names,
+    replicate_configs,
     run_configs,
+    seeds_slider,
     workload_names,
     workload_params_for,
 )
@@ -150,12 +153,13 @@ def compare_configs(cfg, mechanisms=None, mechanism_params=None):
 
 
 def summary_frame(results):
-    """Tidy run metrics: one row per mechanism, columns ``mechanism``, ``hint_order`` and the
-    names of ``fphlib.api.result.SUMMARY_METRICS``."""
+    """Tidy run metrics: one row per run, columns ``mechanism``, ``hint_order`` and the
+    names of ``fphlib.api.result.SUMMARY_METRICS``; the replicates of a mechanism
+    (``"MECH · seed #r"``, :func:`fphlib.viz.plots.run_name`) are rows of ``MECH``."""
 
     rows = []
-    for name, r in results.items():
-        row = {"mechanism": name, "hint_order": int(r.config.hint_order)}
+    for label, r in results.items():
+        row = {"mechanism": plots.run_name(label), "hint_order": int(r.config.hint_order)}
         row.update({m: float(r.summary.get(m, np.nan)) for m in SUMMARY_METRICS})
         rows.append(row)
     return pd.DataFrame(rows, columns=["mechanism", "hint_order", *SUMMARY_METRICS])
@@ -194,18 +198,24 @@ def compare(cfg, mechanisms=None, progress=False, mechanism_params=None, simulat
 
 
 def _bars(ax, frame, metric, palette):
+    """One bar per mechanism: its value, or with several rows (seeds) per mechanism their
+    mean with the 95 % interval as an error bar (:func:`fphlib.viz.plots.seed_band`)."""
     title, scale, unit = COMPARE_METRICS.get(metric, (metric, 1.0, ""))
     data = frame.assign(value=frame[metric] / scale)
     sns.barplot(data, x="mechanism", y="value", hue="mechanism", palette=palette,
-                legend=False, ax=ax)
+                legend=False, ax=ax, errorbar=plots.seed_band, capsize=0.3, err_kws={
+                    "linewidth": 1.2, "color": "0.2"})
     ax.set(xlabel="", ylabel=unit)
     ax.set_title(title, fontsize=10)
     ax.tick_params(axis="x", labelrotation=35)
     for label in ax.get_xticklabels():
         label.set_horizontalalignment("right")
-    for patch, v in zip(ax.patches, data["value"], strict=False):
-        text = format_value(v, "count")  # 3 significant digits, never 4.83e-05
-        ax.annotate(text, (patch.get_x() + patch.get_width() / 2, patch.get_height()),
+    by_mechanism = data.groupby("mechanism", sort=False)["value"]
+    for patch, (mean, (_, high)) in zip(ax.patches, zip(
+            by_mechanism.mean(), by_mechanism.agg(plots.seed_band), strict=True), strict=False):
+        text = format_value(mean, "count")  # 3 significant digits, never 4.83e-05
+        top = patch.get_height() if np.isnan(high) else max(high, patch.get_height())
+        ax.annotate(text, (patch.get_x() + patch.get_width() / 2, top),
                     ha="center", va="bottom", fontsize=7)
     ax.set_ylim(bottom=0)
 
@@ -216,7 +226,10 @@ def plot_compare(results, fig=None, metrics=tuple(COMPARE_METRICS), title=None):
     Parameters
     ----------
     results : dict
-        ``{mechanism: SimResult}`` (from :func:`compare`).
+        ``{mechanism: SimResult}`` (from :func:`compare`); replicate seeds of a mechanism
+        labelled ``"MECH · seed #r"`` (:func:`fphlib.viz.widgets.replicate_configs`) are drawn
+        as its mean, with a 95 % band over time and an error bar on each bar
+        (:func:`fphlib.viz.plots.seed_band`), and the host RSS title says how many seeds.
     fig : matplotlib.figure.Figure, optional
         Figure to redraw into (cleared first); a new one otherwise.
     metrics : sequence of str
@@ -237,29 +250,20 @@ def plot_compare(results, fig=None, metrics=tuple(COMPARE_METRICS), title=None):
     n = max(len(metrics), 1)
     fig = new_figure(fig, figsize=(max(3.0 * n, 9.0), 7.5))
     grid = fig.add_gridspec(2, n, height_ratios=(1.15, 1.0))
-    palette = mechanism_palette(results)
+    groups = plots.seed_groups(results)
+    palette = mechanism_palette(groups)
     ax = fig.add_subplot(grid[0, :])
-    host = plots.host_frame(results, hue="mechanism")
-    host = host.assign(rss_gib=host["rss_bytes"] / GIB)
-    sns.lineplot(host, x="t_s", y="rss_gib", hue="mechanism", style="mechanism",
-                 palette=palette, ax=ax, linewidth=1.6)
-    host_mem = next(iter(results.values())).config.host_mem
-    ax.axhline(host_mem / GIB, color="0.3", linestyle="--", linewidth=1)
-    ax.annotate("host RAM", (0.01, host_mem / GIB), xycoords=("axes fraction", "data"),
-                va="bottom", fontsize=8, color="0.3")
-    for name, r in results.items():  # host OOM kills: one cross each
+    n_seeds = max(len(runs) for runs in groups.values())
+    plots.plot_host_rss(results, ax=ax, hue="mechanism", palette=palette,
+                        title=f"Host RSS over time (× = host OOM kill){plots.seeds_text(n_seeds)}")
+    for label, r in results.items():  # host OOM kills: one cross each (every seed's)
         kills = r.events[r.events["kind"] == "oom_kill"]
         if len(kills):
             t = r.host["t_s"].to_numpy()
             rss = r.host["rss_bytes"].to_numpy() / GIB
             idx = np.clip(np.searchsorted(t, kills["t_s"].to_numpy()), 0, len(t) - 1)
-            ax.scatter(kills["t_s"], rss[idx], marker="x", s=60, color=palette[name],
-                       zorder=5)
-    ax.set(xlabel="time (s)", ylabel="host RSS (GiB)", title="Host RSS over time (× = host "
-           "OOM kill)")
-    ax.set_ylim(bottom=0)
-    if ax.get_legend() is not None:
-        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+            ax.scatter(kills["t_s"], rss[idx], marker="x", s=60,
+                       color=palette[plots.run_name(label)], zorder=5)
     frame = summary_frame(results)
     for i, metric in enumerate(metrics):
         _bars(fig.add_subplot(grid[1, i]), frame, metric, palette)
@@ -354,7 +358,9 @@ def plot_admission(table, ax=None, published=None, title=None):
 
 
 class CompareApp:
-    """Pick mechanisms, hint order, guests and workload; Run; see every mechanism side by side.
+    """Pick mechanisms, hint order, guests, workload and seeds; Run; see every mechanism side
+    by side (with seeds > 1: each mechanism's mean over its seeds with a 95 % band, error
+    bars and mean ± interval in the table).
 
     Parameters
     ----------
@@ -367,9 +373,10 @@ class CompareApp:
     Attributes
     ----------
     results : dict
-        ``{mechanism: SimResult}`` of the last run.
+        ``{mechanism: SimResult}`` of the last run; with seeds > 1, replicate r > 0 of a
+        mechanism is ``"MECH · seed #r"`` (:func:`fphlib.viz.widgets.replicate_configs`).
     summary : pandas.DataFrame
-        :func:`summary_frame` of the last run.
+        :func:`summary_frame` of the last run (one row per run, seeds included).
     """
 
     def __init__(self, profile=None, simulate=None):
@@ -396,6 +403,7 @@ class CompareApp:
                                   continuous_update=False, tooltip=field_help("guests"))
         self.workload = W.Dropdown(options=workload_names(), value="memhog", description="workload",
                                    tooltip=field_help("workload"))
+        self.seeds = seeds_slider()
         self.run_button = W.Button(description="Run", button_style="primary", icon="play",
                                    tooltip="run the scenario under every selected mechanism")
         self.progress = W.IntProgress(value=0, min=0, max=1, description="progress",
@@ -411,7 +419,8 @@ class CompareApp:
         self._fig = app_figure((15, 7.5))
         wrap = W.Layout(flex_flow="row wrap", align_items="center")
         controls = W.VBox([
-            W.HBox([self.mechanisms, W.VBox([self.workload, self.guests])], layout=wrap),
+            W.HBox([self.mechanisms, W.VBox([self.workload, self.guests, self.seeds])],
+                   layout=wrap),
             W.HBox([self.hint_order, self.block_label], layout=wrap),
             W.HBox([self.run_button, self.progress, self.status], layout=wrap),
             self.run_log,
@@ -445,16 +454,22 @@ class CompareApp:
         return base
 
     def configs(self):
-        """{mechanism: SimConfig} of one press of Run (:func:`compare_configs`)."""
-        return compare_configs(self.config(), self.mechanisms.value)
+        """{mechanism: SimConfig} of one press of Run (:func:`compare_configs`); with seeds
+        > 1 each once per replicate seed (:func:`fphlib.viz.widgets.replicate_configs`: the
+        same seeds for every mechanism), labelled "MECH · seed #r" from the second."""
+        return replicate_configs(compare_configs(self.config(), self.mechanisms.value),
+                                 self.seeds.value)
 
     def run(self, _button=None):
         """Run the selected mechanisms, updating the progress bar, then redraw."""
         if not self.mechanisms.value:
             self.status.value = "<b>select at least one mechanism</b>"
             return self.results
-        return run_configs(self, self.configs(), self._simulate,
-                           what=f"mechanism(s), {self.profile} profile")
+        seeds = self.seeds.value
+        what = (f"mechanism(s), {self.profile} profile" if seeds == 1 else
+                f"runs ({len(self.mechanisms.value)} mechanism(s) × {seeds} seeds), "
+                f"{self.profile} profile")
+        return run_configs(self, self.configs(), self._simulate, what=what)
 
     def redraw(self):
         """Redraw the figure and the table from :attr:`results` (in place)."""
@@ -463,11 +478,13 @@ class CompareApp:
         self.summary = summary_frame(self.results)
 
         cfg = next(iter(self.results.values())).config
+        n_seeds = max(len(runs) for runs in plots.seed_groups(self.results).values())
         self.caption = (f"{run_caption(cfg, mechanism=False)} · hint order {cfg.hint_order} "
-                        f"({self.profile} profile)")
+                        f"({self.profile} profile){plots.seeds_text(n_seeds)}")
         plot_compare(self.results, fig=self._fig, title=self.caption)
         self.image.value = figure_png(self._fig)
-        self.table.value = readable(self.results, caption=f"Summary: {self.caption}").to_html(
+        self.table.value = readable_replicates(
+            self.results, caption=f"Summary: {self.caption}", key="mechanism").to_html(
             classes="fphlib-summary")
 
     def _repr_mimebundle_(self, **kwargs):

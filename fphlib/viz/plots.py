@@ -14,6 +14,7 @@ import seaborn as sns
 
 from ..guest.fragmentation import fragmentation_index, unusable_index
 from ..hinting import takes_hint_order
+from ..sweep.summary import ci95
 from ..units import PAGE_SIZE, parse_size
 from .figures import new_axes, new_figure
 
@@ -205,6 +206,39 @@ def run_label(result):
     return label
 
 
+# Label of replicate r > 0 of a run: "page_reporting (order 9) · seed #1" (the apps of
+# notebooks 00 and 02 with seeds > 1; replicate 0 keeps the run's own label).
+SEED_MARK = " · seed #"
+
+
+def run_name(label):
+    """The run a label names, without its replicate mark: ``"none · seed #2"`` -> ``"none"``."""
+    return str(label).split(SEED_MARK)[0]
+
+
+def seed_groups(results):
+    """``{run: [SimResult, ...]}``: the replicates of each run of ``{label: SimResult}``
+    (labels :data:`SEED_MARK`-marked), in the order first seen."""
+    groups = {}
+    for label, res in results.items():
+        groups.setdefault(run_name(label), []).append(res)
+    return groups
+
+
+def seeds_text(n_seeds):
+    """What a title adds for ``n_seeds`` replicates: ``" · 3 seeds (mean, 95 % band)"``;
+    nothing for one."""
+    return f" · {n_seeds} seeds (mean, 95 % band)" if n_seeds > 1 else ""
+
+
+def seed_band(values):
+    """``(low, high)`` of the 95 % interval of the mean of ``values`` over the seeds: the
+    Student's t interval of :func:`fphlib.sweep.summary.ci95`, the same as the tables' ±
+    (seaborn's ``errorbar`` for bands and error bars; NaN, so nothing drawn, for one value)."""
+    mean, half = ci95(values)
+    return mean - half, mean + half
+
+
 def _labelled(results):
     """Normalise one result, a list or a {label: result} dict to a {label: result} dict."""
     if isinstance(results, dict):
@@ -231,18 +265,21 @@ def host_frame(results, hue="run"):
     results : SimResult, list of SimResult or dict of label -> SimResult
         Runs to stack; lists are labelled by :func:`run_label`.
     hue : str
-        Name of the label column.
+        Name of the label column: the run's label without its replicate mark
+        (:func:`run_name`), so the replicates of a run share it.
     """
     frames = []
     for label, r in _labelled(results).items():
         f = r.host.copy()
-        f[hue] = label
+        f[hue] = run_name(label)
         frames.append(f)
     return pd.concat(frames, ignore_index=True)
 
 
-def plot_host_rss(data, ax=None, hue="run", host_mem=None, title="Host RSS over time"):
-    """Host RSS (GiB) against time, one line per run.
+def plot_host_rss(data, ax=None, hue="run", host_mem=None, title="Host RSS over time",
+                  palette=None):
+    """Host RSS (GiB) against time, one line per run; the replicates of a run (several rows
+    per time and ``hue``) as their mean with a 95 % band (:func:`seed_band`).
 
     Parameters
     ----------
@@ -255,6 +292,9 @@ def plot_host_rss(data, ax=None, hue="run", host_mem=None, title="Host RSS over 
         Column distinguishing the runs.
     host_mem : int, optional
         Host RAM in bytes, drawn as a dashed line. Taken from the runs' config when omitted.
+    title : str
+    palette : dict, optional
+        ``{hue value: colour}`` (default: seaborn's).
 
     Returns
     -------
@@ -269,7 +309,8 @@ def plot_host_rss(data, ax=None, hue="run", host_mem=None, title="Host RSS over 
     ax = new_axes(ax)
     frame = data.assign(rss_gib=data["rss_bytes"] / GIB)
     # style as well as colour: runs that coincide (e.g. none and balloon) stay visible
-    sns.lineplot(frame, x="t_s", y="rss_gib", hue=hue, style=hue, ax=ax, linewidth=1.6)
+    sns.lineplot(frame, x="t_s", y="rss_gib", hue=hue, style=hue, ax=ax, linewidth=1.6,
+                 palette=palette, errorbar=seed_band)
     if host_mem:
         ax.axhline(host_mem / GIB, color="0.3", linestyle="--", linewidth=1)
         ax.annotate("host RAM", (0.01, host_mem / GIB), xycoords=("axes fraction", "data"),

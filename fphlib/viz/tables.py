@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..api.result import SUMMARY_METRICS
+from ..sweep.summary import seed_summary
 from . import plots
 
 MINUS = "\u2212"
@@ -351,6 +353,36 @@ def readable_seed_summary(summary, caption="", points="columns"):
              "no ± with one seed."]
     dashes = [m for m in metrics if summary[m].map(_missing).any()]
     return ReadableTable(out, notes + _dash_notes(dashes, info, "no value"), caption)
+
+
+def readable_replicates(results, caption="", metrics=None, key="run"):
+    """The summary of ``{label: SimResult}`` whose labels may mark replicate seeds
+    (:data:`fphlib.viz.plots.SEED_MARK`): one seed per run gives :func:`readable` (the change
+    against ``none``); several give, per run, the mean ± half-width of the 95 % interval over
+    its seeds (:func:`fphlib.sweep.summary.seed_summary`, :func:`readable_seed_summary`).
+
+    Parameters
+    ----------
+    results : dict
+        ``{label: SimResult}``; replicate r > 0 of run ``L`` is labelled ``L · seed #r``.
+    caption : str
+    metrics : sequence of str, optional
+        Summary metrics to show, in this order (default: all of
+        ``fphlib.api.result.SUMMARY_METRICS``).
+    key : str
+        What the runs are (``"run"``, ``"mechanism"``): the name of the table's point labels.
+
+    Returns
+    -------
+    ReadableTable
+    """
+    if all(len(runs) == 1 for runs in plots.seed_groups(results).values()):
+        return readable(results, metrics=metrics, caption=caption)
+    runs = pd.DataFrame([{key: plots.run_name(label), **res.summary}
+                         for label, res in results.items()])
+    summary = seed_summary(runs, keys=[key],
+                           metrics=list(SUMMARY_METRICS if metrics is None else metrics))
+    return readable_seed_summary(summary, caption=caption)
 
 
 _RST = (

@@ -21,11 +21,9 @@ import html
 import warnings
 
 import ipywidgets as W
-import pandas as pd
 
 from ..api import warmup as wu
 from ..api.config import FIELD_HELP, policy_allows, scenario_problems
-from ..api.result import SUMMARY_METRICS
 from ..experiments.scenarios import (
     PRESET_SIZES,
     PROFILES,
@@ -37,12 +35,12 @@ from ..experiments.scenarios import (
 from ..hinting import MECHANISMS, mechanism_module, takes_hint_order
 from ..host.policy import POLICIES
 from ..sweep import replicate_seeds
-from ..sweep.summary import seed_summary
 from ..units import PAGE_SIZE, format_size, parse_size
 from ..workloads import WORKLOADS
 from . import plots
 from .figures import app_figure, figure_png
-from .tables import guest_spread, plain_text, readable, readable_seed_summary
+from .plots import SEED_MARK
+from .tables import guest_spread, plain_text, readable, readable_replicates
 
 
 def block_size_label(order):
@@ -230,6 +228,25 @@ def run_configs(app, configs, simulate=None, what="run(s)"):
     return app.results
 
 
+def seeds_slider():
+    """The apps' seeds control: 1..5 replicate runs of each configuration (default 1)."""
+    return W.IntSlider(value=1, min=1, max=5, description="seeds", continuous_update=False,
+                       tooltip="replicate runs of each mechanism with other seeds: host RSS "
+                               "with a 95 % band, the summary as mean ± 95 % interval")
+
+
+def replicate_configs(configs, seeds):
+    """``{label: SimConfig}`` once per replicate seed: ``configs`` itself for one seed; else
+    each config with the seeds of :func:`fphlib.sweep.replicate_seeds` (from its own seed:
+    configs sharing a seed share the replicates), labelled ``"LABEL · seed #r"`` from the
+    second (:data:`fphlib.viz.plots.SEED_MARK`)."""
+    if seeds == 1:
+        return dict(configs)
+    return {label + (f"{SEED_MARK}{r}" if r else ""): dataclasses.replace(cfg, seed=seed)
+            for label, cfg in configs.items()
+            for r, seed in enumerate(replicate_seeds(cfg.seed, seeds))}
+
+
 def workload_names():
     """The registered workloads the apps offer (not ``trace``, which needs a file)."""
     return tuple(w for w in WORKLOADS if w != "trace")
@@ -310,10 +327,7 @@ class SimulationApp:
         self.block_label = W.HTML(self._block_text(9))
         self.workload = W.Dropdown(options=workload_names(), value="memhog", description="workload",
                                    tooltip=field_help("workload"))
-        self.seeds = W.IntSlider(value=1, min=1, max=5, description="seeds",
-                                 tooltip="replicate runs of each mechanism with other seeds: "
-                                         "host RSS with a 95 % band, the summary as mean ± "
-                                         "95 % interval", continuous_update=False)
+        self.seeds = seeds_slider()
         self.host_swap = W.SelectionSlider(options=[("0", "0MiB"), *_gib_options(256, 64)],
                                            value="0MiB", description="host swap",
                                            tooltip=field_help("host_swap"), style=wide,
@@ -479,11 +493,7 @@ class SimulationApp:
         base = {plots.run_label(_Cfg(chosen)): chosen}
         if self.baseline and chosen.mechanism != "none":
             base["none"] = self.config("none")
-        if self.seeds.value == 1:
-            return base
-        seeds = replicate_seeds(chosen.seed, self.seeds.value)
-        return {label + (f"{SEED_MARK}{r}" if r else ""): dataclasses.replace(cfg, seed=seed)
-                for label, cfg in base.items() for r, seed in enumerate(seeds)}
+        return replicate_configs(base, self.seeds.value)
 
     def run(self, _button=None):
         """Run the configured simulations, updating the progress bar, then redraw; nothing
@@ -502,17 +512,13 @@ class SimulationApp:
         chosen_label = next(iter(self.results))
         chosen = self.results[chosen_label].config
         scenario = scenario_title(chosen)
-        groups = {}  # run label -> its replicate runs
-        for label, res in self.results.items():
-            groups.setdefault(label.split(SEED_MARK)[0], []).append(res)
+        groups = plots.seed_groups(self.results)  # run label -> its replicate runs
         n_seeds = len(groups[chosen_label])
-        seeds_text = f" · {n_seeds} seeds (mean, 95 % band)" if n_seeds > 1 else ""
+        seeds_text = plots.seeds_text(n_seeds)
         self.caption = run_caption(chosen) + seeds_text
         ax = self._rss_fig.axes[0] if self._rss_fig.axes else self._rss_fig.add_subplot()
         rss_title = f"Host RSS over time\n{run_caption(chosen, mechanism=False)}{seeds_text}"
-        host = plots.host_frame(self.results, hue="run")
-        host["run"] = host["run"].str.split(SEED_MARK).str[0]
-        plots.plot_host_rss(host, ax=ax, title=rss_title,
+        plots.plot_host_rss(plots.host_frame(self.results, hue="run"), ax=ax, title=rss_title,
                             host_mem=parse_size(chosen.host_mem, "host_mem"))
         # the PNGs carry their figure's title as metadata too (the browser test reads it)
         self.rss_image.value = figure_png(self._rss_fig, title=rss_title.replace("\n", ": "))
@@ -520,14 +526,7 @@ class SimulationApp:
         plots.plot_guest_memory(self.results[chosen_label], fig=self._guest_fig,
                                 title=guest_title)
         self.guest_image.value = figure_png(self._guest_fig, title=guest_title)
-        if n_seeds > 1:
-            runs = pd.DataFrame([{"run": label.split(SEED_MARK)[0], **res.summary}
-                                 for label, res in self.results.items()])
-            table = readable_seed_summary(
-                seed_summary(runs, keys=["run"], metrics=list(SUMMARY_METRICS)),
-                caption=f"Summary: {self.caption}")
-        else:
-            table = readable(self.results, caption=f"Summary: {self.caption}")
+        table = readable_replicates(self.results, caption=f"Summary: {self.caption}")
         firsts = {label: runs_[0] for label, runs_ in groups.items()}
         spread = readable(guest_spread(firsts),
                           caption=f"Over the {chosen.guests} guest(s), and VM exits by cause"
@@ -539,7 +538,6 @@ class SimulationApp:
         return self.widget._repr_mimebundle_(**kwargs)
 
 
-SEED_MARK = " · seed #"  # run label of replicate r > 0: "page_reporting (order 9) · seed #1"
 POLICY_NAMES = tuple(POLICIES)
 # the balloon target offered by the quickstart, as a share of the guest's memory (None: the
 # headline's, fphlib.experiments.scenarios.balloon_target_for)

@@ -30,7 +30,7 @@ from IPython.display import display
 
 from fphlib.experiments import admission, admission_table, v8_admission_kwargs
 from fphlib.viz import mechanisms as vm
-from fphlib.viz.tables import readable, readable_rows
+from fphlib.viz.tables import readable_replicates, readable_rows
 
 PROFILE = os.environ.get("FPHLIB_PROFILE", "demo")
 print(f"profile: {PROFILE}")
@@ -43,10 +43,12 @@ readable_rows(vm.mechanism_table(), index="mechanism")
 #
 # Pick the **mechanisms** to compare (ctrl/shift-click), the **hint order** (the block size
 # the reporting mechanisms work in; `none`, `balloon` and `hinting_v8` ignore it), the number
-# of **guests** and the **workload**, then press **Run**. The scenario is the headline one
-# (guests start staggered; memhog touches most of each guest, holds, frees, repeats); a
-# balloon without a target would never inflate, so it gets the headline target (boot
-# footprint + 20 % of the guest).
+# of **guests**, the **workload** and the **seeds**, then press **Run**. The scenario is the
+# headline one (guests start staggered; memhog touches most of each guest, holds, frees,
+# repeats); a balloon without a target would never inflate, so it gets the headline target
+# (boot footprint + 20 % of the guest). With **seeds** above 1 every mechanism runs once per
+# replicate seed (the same seeds for each): host RSS is its mean with a 95 % band, each bar
+# its mean with the 95 % interval as an error bar, and the table mean ± interval.
 
 # %%
 app = vm.CompareApp(profile=PROFILE)
@@ -56,14 +58,15 @@ display(app.widget)
 # %% [markdown] tags=["developer"]
 # The same from Python: `vm.compare(cfg)` runs any `SimConfig` under every registered
 # mechanism and returns `{mechanism: SimResult}` plus one tidy row of metrics per mechanism
-# (`app.summary`); `fphlib.viz.tables.readable` makes it readable (change vs `none` in
-# parentheses).
+# (`app.summary`: one row per run, seeds included); `fphlib.viz.tables.readable_replicates`
+# makes the app's runs readable (one seed: change vs `none` in parentheses; several: mean ±
+# 95 % interval).
 
 # %% tags=["developer"]
-readable(app.summary, metrics=[
+readable_replicates(app.results, metrics=[
     "host_rss_peak_bytes", "host_rss_final_bytes", "returned_bytes", "reported_bytes", "reports",
     "vmexits", "refault_pages", "zone_lock_hold_s", "guest_cpu_overhead_s", "lost_writes", "oom_kills"],
-    caption=app.caption)
+    caption=app.caption, key="mechanism")
 
 # %% [markdown]
 # ## 2. Admission: how many guests fit? (v8 cover letter)
