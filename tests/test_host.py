@@ -41,8 +41,9 @@ def test_partial_discard_splits_a_thp_and_whole_discard_zaps_it():
     assert s.reg_huge[0] == 1 and s.reg_huge[1] == 1
     discard(s, 0, z, 100, 8, s.cost)  # part of region 0: split, 8 pages go
     assert s.reg_huge[0] == 0 and s.reg_cnt[0] == HPAGE_PAGES - 8
-    discard(s, 0, z, 512, 512, s.cost)  # all of region 1
-    assert s.reg_cnt[1] == 0
+    assert s.gi[0, L.GI.THP_SPLITS] == 1
+    discard(s, 0, z, 512, 512, s.cost)  # all of region 1: zapped whole, not split
+    assert s.reg_cnt[1] == 0 and s.gi[0, L.GI.THP_SPLITS] == 1
     assert guest_counters(s, 0).rss == HPAGE_PAGES - 8
     assert region_count_ok(s.flags, s.reg_cnt, s.reg_huge)
     # a refault of a discarded page counts; a never-backed page does not
@@ -96,6 +97,25 @@ def test_discard_matches_the_naive_twin_on_random_flags():
         assert s.gi[0, L.GI.RETURNED] == returned
         assert s.gi[0, L.GI.RSS] + s.gi[0, L.GI.SWAP] == backed + swapped - returned
         assert region_count_ok(s.flags, s.reg_cnt, s.reg_huge)
+
+
+def test_hints_below_the_thp_order_split_host_thps():
+    """Page reporting at order 5 discards 128 KiB of a host THP at a time (a split per THP it
+    first touches); at order 9 it discards whole THPs (none split); without host THPs there
+    is nothing to split."""
+
+    def splits(hint_order, thp=True):
+        cfg = fphlib.SimConfig(host_mem="2GiB", host_thp=thp, guests=1, guest_mem="512MiB",
+                               workload="memhog", workload_params={"size": "256MiB"},
+                               mechanism="page_reporting", hint_order=hint_order,
+                               report_delay_s=0.5, duration_s=10)
+        res = fphlib.simulate(cfg)
+        assert res.summary["reported_bytes"] > 0
+        return int(res.guest_summary.thp_splits.sum())
+
+    assert splits(5) > 0
+    assert splits(9) == 0
+    assert splits(5, thp=False) == 0
 
 
 def _series_ok(res, host_mem):

@@ -788,6 +788,11 @@ def test_guest_spread_percentiles_and_exits_by_cause_by_hand():
     assert spread["workload_stall_p90_s"] == pytest.approx(3.6)  # linear between 3 and 4
     assert spread["workload_runtime_p50_s"] == 20.0  # over the three that finished
     assert spread["kick_exits"] == 50 - 36 and spread["fault_exits"] == 36
+    res.guest_summary["thp_splits"] = [0, 1, 2, 0, 0]
+    assert guest_spread({"page_reporting": res})["page_reporting"]["thp_splits"] == 3
+    old = res.guest_summary.drop(columns="thp_splits")  # a result saved before the counter
+    res.guest_summary = old
+    assert np.isnan(guest_spread({"page_reporting": res})["page_reporting"]["thp_splits"])
     res.guest_summary["workload_runtime_s"] = np.nan  # none finished: "–", and why
     t = readable(guest_spread({"page_reporting": res}))
     label = plots.metric_info("workload_runtime_p50_s").label

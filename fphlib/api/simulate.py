@@ -238,6 +238,9 @@ def _result(cfg, s, info, wall):
             "faults": gi[:, L.GI.FAULTS],
             "balloon_msgs": gi[:, L.GI.BALLOON_MSGS],
             "oom_deflates": gi[:, L.GI.OOM_DEFLATES],
+            # host THPs of the guest split: by a discard of part of one (hints below the
+            # THP's order) or to swap it per 4 KiB
+            "thp_splits": gi[:, L.GI.THP_SPLITS],
             "stale_hints": gi[:, L.GI.STALE_HINTS],
             "asks_unanswered": gi[:, L.GI.ASKS_UNANSWERED],
             "lazyfree_bytes": gi[:, L.GI.LAZYFREE] * PAGE_SIZE,

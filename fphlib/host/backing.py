@@ -254,6 +254,7 @@ def discard(s, g, z, pfn, npages, cost):
                 spent += cost[C_MADVISE_2M]
             else:
                 spent += cost[C_THP_SPLIT]
+                s.gi[g, GI.THP_SPLITS] += 1
         if s.reg_cnt[r] == 0:
             # nothing here is backed or swapped (a region discarded before, as hints of
             # the same free blocks again are): the per-page pass below would change no flag

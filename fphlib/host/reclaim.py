@@ -150,6 +150,7 @@ def _swap_out(s, lo, hi, hand, want, now, cost, direct):
                     hand = lo
                 continue
             s.hi[HI.THP_SPLITS] += 1  # no room for a cluster: split, swap 4 KiB pages
+            s.gi[g, GI.THP_SPLITS] += 1
             cpu += cost[C_THP_SPLIT]
         if f & PG_DISCARDED:  # lazily freed (MADV_FREE; a THP was split when it was)
             g = _guest_of(s, p, g)

@@ -131,6 +131,7 @@ class GuestInts(NamedTuple):
     HOST_CLOCK: int
     LAZYFREE: int
     LAZYFREED: int
+    THP_SPLITS: int
 
 
 GI = GuestInts(*range(len(GuestInts._fields)))
@@ -153,7 +154,8 @@ NGI = len(GI)
 # guest answers asks (fphlib.guest.cooperation; COOP = 0: at once and in full); HOST_CLOCK:
 # the hand of the host's reclaim of this guest alone (fphlib.host.reclaim.reclaim_guest);
 # LAZYFREE: pages the host lazily freed on a hint (MADV_FREE: still backed, PG_BACKED and
-# PG_DISCARDED both set), LAZYFREED: of them, pages host reclaim has since taken
+# PG_DISCARDED both set), LAZYFREED: of them, pages host reclaim has since taken;
+# THP_SPLITS: the guest's host THPs split (a discard of part of one, or a swap-out per 4 KiB)
 
 # guest status
 ST_WAITING = 0  # not booted yet
@@ -222,7 +224,8 @@ NWP = len(WP)
 # OVERHEAD_PAGES: the host reserve (SimConfig.host_reserve) + the VMM overhead of each running
 # guest. WMARK_*: the host's min/low/high watermarks (pages); KSWAPD: kswapd is awake;
 # KSWAPD_PAGES / DIRECT_PAGES: pages swapped out by kswapd / by direct reclaim; THP_SWAPS:
-# THPs swapped out whole (THP_SWAP); THP_SPLITS: THPs split to swap them per 4 KiB;
+# THPs swapped out whole (THP_SWAP); THP_SPLITS: THPs split to swap them per 4 KiB (the
+# guests' GI.THP_SPLITS also count the splits of a discard of part of a THP);
 # KHUGE_CURSOR: khugepaged's next 2 MiB region; COLLAPSES: ranges it collapsed;
 # SWAPOUTS: pages swapped out in all; PANICS: OOM with no killable guest (the host panics)
 @column_group

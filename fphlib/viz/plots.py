@@ -89,6 +89,8 @@ GUEST_METRICS = {
     "faults": Metric("count", "EPT faults (first touch, refault, swap-in)"),
     "balloon_msgs": Metric("count", "balloon messages"),
     "oom_deflates": Metric("count", "deflates on guest memory pressure"),
+    "thp_splits": Metric("count", "host THPs split (a discard of part of one, or a swap-out "
+                         "per 4 KiB)"),
     "stale_hints": Metric("count", "stale hints (page reused before the scan)"),
     "asks_unanswered": Metric("count", "host asks for memory the guest left unanswered"),
     "lazyfree_bytes": Metric("bytes", "lazily freed by the host (MADV_FREE), still in RSS"),

@@ -410,7 +410,9 @@ def guest_spread(results):
     """The spread over the guests of each run and its exits by cause: the p50/p90/p99 of the
     guests' workload stall and runtime (runtime over the guests that finished; with a few
     guests p99 is close to the worst), and VM exits split into virtqueue kicks and EPT faults
-    (the two causes the model counts: ``vmexits`` = kicks + ``faults``).
+    (the two causes the model counts: ``vmexits`` = kicks + ``faults``), and the host THPs
+    split (``thp_splits``: a discard of part of a THP, hints below order 9, or a swap-out
+    per 4 KiB).
 
     Parameters
     ----------
@@ -435,6 +437,8 @@ def guest_spread(results):
                                          else np.nan)
         col["kick_exits"] = float(gs["vmexits"].sum() - gs["faults"].sum())
         col["fault_exits"] = float(gs["faults"].sum())
+        # results saved before the counter have no column (NaN: not recorded)
+        col["thp_splits"] = float(gs["thp_splits"].sum()) if "thp_splits" in gs else np.nan
         out[label] = col
     frame = pd.DataFrame(out)
     frame.index.name = "metric"
