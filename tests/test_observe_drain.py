@@ -416,6 +416,20 @@ def test_first_touch_recording_fit_and_validation(tmp_path):
         _fake_touches(touches=r.touches.assign(case="warm"))
     with pytest.raises(ValueError, match="reported_share"):
         _fake_touches(touches=r.touches.assign(reported_share=2.0))
+    # differences of two readings may be negative (the reported memory shrank meanwhile) and
+    # load; an infinite one is refused naming the file
+    shrank = r.touches.copy()
+    shrank.loc[2, "reported_grew_bytes"] = -2547712.0
+    shrank.loc[0, "unreported_free_bytes"] = -4096.0
+    _fake_touches(touches=shrank).save(tmp_path / "shrank")
+    back = FirstTouchRecording.load(tmp_path / "shrank").touches
+    assert back.loc[2, "reported_grew_bytes"] == -2547712.0
+    bad = r.touches.copy()
+    bad.loc[2, "reported_grew_bytes"] = -np.inf
+    _fake_touches(touches=bad).save(tmp_path / "bad")
+    with pytest.raises(ValueError, match=r"touches.parquet: column 'reported_grew_bytes' "
+                                         r"holds -inf at row 2; expected a finite number$"):
+        FirstTouchRecording.load(tmp_path / "bad")
 
 
 def test_first_touch_validates_arguments():

@@ -330,11 +330,12 @@ def _read_table(path, columns, exact=True, nan_ok=()):
     return df
 
 
-def check_values(path, df, nan_ok=()):
+def check_values(path, df, nan_ok=(), signed=()):
     """Times and sizes as numbers: every ``t_s``, ``guest`` and ``*_bytes`` column of table
     ``df`` (read from ``path``, named in the ``ValueError``) numeric (not strings), finite and
-    >= 0 (``guest`` >= -1: a host event), NaN only in the columns ``nan_ok``. The check of
-    every table fphlib loads (results, recordings)."""
+    >= 0 (``guest`` >= -1: a host event; any sign in the columns ``signed``: a difference of
+    two sizes), NaN only in the columns ``nan_ok``. The check of every table fphlib loads
+    (results, recordings)."""
     for col in df.columns:
         if not (col in ("t_s", "guest") or col.endswith("_bytes")):
             continue
@@ -346,12 +347,12 @@ def check_values(path, df, nan_ok=()):
         if nan.any() and col not in nan_ok:
             _bad(path, f"column {col!r} holds NaN at row {int(np.argmax(nan))}; expected "
                        "numbers")
-        lo = -1 if col == "guest" else 0
+        lo = -np.inf if col in signed else -1 if col == "guest" else 0
         bad = ~nan & (~np.isfinite(a) | (a < lo))
         if bad.any():
             i = int(np.argmax(bad))
             _bad(path, f"column {col!r} holds {float(a[i])!r} at row {i}; expected a finite "
-                       f"number >= {lo}")
+                       "number" + ("" if col in signed else f" >= {lo}"))
 
 
 def _old_model(d):

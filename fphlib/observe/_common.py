@@ -309,8 +309,8 @@ def load_recording(path, kind=None):
         if list(df.columns) != list(columns):
             _bad(tpath, f"has columns {list(df.columns)}; expected {list(columns)}")
         # a recording may lack a value (NaN: a read that did not happen), never hold a string
-        # or a negative size
-        check_values(tpath, df, nan_ok=tuple(df.columns))
+        # or a negative size (a difference of two readings, in cls.SIGNED, has either sign)
+        check_values(tpath, df, nan_ok=tuple(df.columns), signed=getattr(cls, "SIGNED", ()))
         tables[name] = df
     try:
         rec = cls(**{m: meta[m] for m in cls.META}, **tables)

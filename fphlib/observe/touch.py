@@ -107,6 +107,9 @@ class FirstTouchRecording:
     KIND = "first_touch"
     TABLES = {"touches": ("case", "repeat", "bytes", "seconds", "s_per_gib", "reported_share",
                           "reused_share", "reported_grew_bytes", "unreported_free_bytes")}
+    # differences of two readings: the reported memory can shrink between the unmap and the
+    # touch, and free and reported memory are read one after the other
+    SIGNED = ("reported_grew_bytes", "unreported_free_bytes")
     META = ("size_bytes", "repeats", "wait_s", "waited_s", "filler_bytes", "nohugepage",
             "provenance", "notes")
 
