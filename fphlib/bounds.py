@@ -45,6 +45,7 @@ MIN_SAMPLE_S, MAX_SAMPLE_S = 1e-3, 3600.0  # sampling period of the time series
 MAX_REPORT_DELAY_S = 3600.0  # report_delay_s (page_reporting's delay_s has the same range)
 # counts
 MAX_GUESTS = 256
+MAX_ZONE_PAGES = (1 << 31) - 1  # BuddyAllocator(n_pages): int32 free-list links
 MAX_VCPUS = 64  # per guest; one pcp list each
 MAX_SAMPLES = 10_000_000  # duration_s / sample_s
 MAX_RECORD_BYTES = 1 << 30  # the per-guest time series in memory (8 float64 columns)

@@ -340,7 +340,7 @@ def test_check_finds_overlapping_and_misaligned_blocks():
         ((1024, 12), "n_orders must be in 1..11, got 12"),
         ((1024, 0), "n_orders must be in 1..11, got 0"),
         ((1024, 11, "tail"), "placement must be one of \\['head', 'kernel'\\], got 'tail'"),
-        ((1 << 31,), "below 2\\*\\*31"),
+        ((1 << 31,), "at most 2,147,483,647"),
     ],
 )
 def test_constructor_rejects_bad_arguments(args, message):

@@ -17,6 +17,7 @@ from ..bounds import (  # the bounds themselves live on the bottom floor
     MAX_EVENTS,
     MAX_GUEST_OVERHEAD,
     MAX_TRACE_OPS,  # noqa: F401 - documented here with the other counts (trace --ops)
+    MAX_ZONE_PAGES,  # noqa: F401 - BuddyAllocator(n_pages), the guest floor's own front end
     finite,
 )
 from ..engine.loop import TICK_S

@@ -20,6 +20,7 @@ import operator
 
 import numpy as np
 
+from ..bounds import MAX_ZONE_PAGES
 from ..state.zone import (
     ALLOC_BASE,
     CFG_LEN,
@@ -217,8 +218,9 @@ class BuddyAllocator:
                 f"n_pages must be a positive multiple of 2**(n_orders-1) = {block} "
                 f"(whole top-order blocks), got {n_pages}"
             )
-        if n_pages >= 1 << 31:
-            raise ValueError(f"n_pages must be below 2**31 (int32 links), got {n_pages}")
+        if n_pages > MAX_ZONE_PAGES:
+            raise ValueError(f"n_pages must be at most {MAX_ZONE_PAGES:,} (int32 links), "
+                             f"got {n_pages}")
         if placement not in PLACEMENTS:
             raise ValueError(
                 f"placement must be one of {sorted(PLACEMENTS)}, got {placement!r}"
