@@ -364,9 +364,8 @@ class SimulationApp:
         self.stale_widgets = (self.rss_image, self.guest_image, self.table)
         self.preset.observe(self._on_preset, names="value")
         self.hint_order.observe(self._on_order, names="value")
-        self.mechanism.observe(self._on_mechanism, names="value")
-        self.policy.observe(lambda _: self._on_mechanism({"new": self.mechanism.value}),
-                            names="value")
+        self.mechanism.observe(self._enable_controls, names="value")
+        self.policy.observe(self._enable_controls, names="value")
         for w in (self.host_mem, self.guest_mem, self.guests, self.duration, self.workload,
                   self.mechanism, self.hint_order, self.host_swap, self.policy,
                   self.balloon_target, self.capacity, self.delay):
@@ -376,7 +375,7 @@ class SimulationApp:
         self._rss_fig = app_figure((8, 3.8))
         self._guest_fig = app_figure((12, 3.6))
         self._on_preset({"new": self.profile})
-        self._on_mechanism({"new": self.mechanism.value})
+        self._enable_controls()
         wrap = W.Layout(flex_flow="row wrap", align_items="center")
         controls = W.VBox([
             W.HBox([self.preset, self.reset_button, self.seeds], layout=wrap),
@@ -419,10 +418,11 @@ class SimulationApp:
         self.workload.value = headline.workload
         self._on_preset({"new": self.preset.value})
 
-    def _on_mechanism(self, change):
-        """Disable the controls the mechanism ignores, and say so."""
+    def _enable_controls(self, _change=None):
+        """Disable the controls the mechanism (and, for the balloon target, the policy)
+        ignores, and say so."""
 
-        mech = change["new"]
+        mech = self.mechanism.value
         uses_order = takes_hint_order(mech)
         self.hint_order.disabled = not uses_order
         self.block_label.value = (self._block_text(self.hint_order.value) if uses_order else
