@@ -10,8 +10,9 @@ import functools
 from numba.core import cgutils, sigutils, types
 from numba.core.caching import FunctionCache, IndexDataCacheFile
 from numba.core.datamodel import models
-from numba.core.imputils import lower_constant
+from numba.core.imputils import lower_cast, lower_constant
 from numba.core.registry import CPUDispatcher
+from numba.core.typeconv import Conversion
 from numba.core.typing.templates import AttributeTemplate
 from numba.extending import (
     infer_getattr,
@@ -88,6 +89,8 @@ class _Dispatcher(CPUDispatcher):
     kernel here branches on a literal argument at compile time.
     """
 
+    state_by_ref = False  # jitted callers pass a published state by reference (jit's doc)
+
     def __init__(self, py_func, locals=None, targetoptions=None, **kwargs):
         self.callee = None
         super().__init__(py_func, locals=locals or {}, targetoptions=targetoptions, **kwargs)
@@ -121,15 +124,27 @@ class _Dispatcher(CPUDispatcher):
     def get_call_template(self, args, kws):
         args = tuple(types.unliteral(a) for a in args)
         kws = {k: types.unliteral(v) for k, v in kws.items()}
+        if self.state_by_ref:
+            args = tuple(_by_reference(a) for a in args)
+            kws = {k: _by_reference(v) for k, v in kws.items()}
         return super().get_call_template(args, kws)
 
 
-def jit(function=None, **options):
-    """``numba.njit(cache=True, error_model="numpy", **options)`` with :class:`_Dispatcher`."""
+def jit(function=None, *, state_by_ref=False, **options):
+    """``numba.njit(cache=True, error_model="numpy", **options)`` with :class:`_Dispatcher`.
+
+    ``state_by_ref=True``: jitted callers pass the engine state to this function as a pointer
+    to its published copy (:func:`_pass_by_reference`), for a function too large for LLVM to
+    inline that is called once per page (``alloc_kernel_page``).
+    """
     if function is None:
-        return functools.partial(jit, **options)
+        return functools.partial(jit, state_by_ref=state_by_ref, **options)
     targetoptions = {"nopython": True, "error_model": "numpy", **options}
     dispatcher = _Dispatcher(py_func=function, locals={}, targetoptions=targetoptions)
+    if state_by_ref:
+        dispatcher.state_by_ref = True
+        if dispatcher.callee is not None:
+            dispatcher.callee.state_by_ref = True
     try:
         dispatcher.enable_caching()
     except RuntimeError:  # no file to cache next to (a plug-in made with exec): compile only
@@ -290,6 +305,11 @@ class Borrowed(types.NamedTuple):
         super().__init__(plain.types, plain.instance_class)
         self.name = f"Borrowed[{plain.name}]"
 
+    def can_convert_to(self, typingctx, other):
+        if isinstance(other, Ref) and other.dtype == self.plain and _published(self):
+            return Conversion.safe  # passed by reference (_pass_by_reference)
+        return super().can_convert_to(typingctx, other)
+
 
 @register_model(Borrowed)
 class _BorrowedModel(models.TupleModel):
@@ -298,6 +318,56 @@ class _BorrowedModel(models.TupleModel):
 
     def inner_models(self):
         return []
+
+
+def _published(t):
+    """Whether ``t`` is a borrowed state that :func:`fphlib.state.units.publish` stores at the
+    start of its own ``self_ref`` array (the engine state)."""
+    return isinstance(t, Borrowed) and "self_ref" in t.fields
+
+
+def _by_reference(t):
+    """The type a jitted callee is compiled for, given an argument of type ``t``: a published
+    state as a :class:`Ref` to its stored copy, anything else as it is."""
+    return Ref(t.plain) if _published(t) else t
+
+
+@lower_cast(Borrowed, Ref)
+def _pass_by_reference(context, builder, fromty, toty, val):
+    """Codegen: a published state passed to a jitted callee as a pointer to its copy in
+    ``self_ref`` (stored by ``publish``), not as the ~400 machine words numba flattens a tuple
+    into for every call (on the stack: the copy was most of the cost of a call to, e.g., the
+    boot loop's ``alloc_kernel_page``). The stored copy is used only when it is this state (every
+    array the same); otherwise (a state nobody published, or changed since) the callee gets a
+    pointer to a copy on the caller's stack, as numba would have passed it.
+    """
+    field = fromty.fields.index("self_ref")
+    buf_type = fromty.types[field]
+    buf = builder.extract_value(val, field)
+    ptr = ref_pointer(context, builder, buf_type, buf, context.get_constant(types.int64, 0),
+                      toty.dtype)
+    copy = cgutils.alloca_once(builder, context.get_value_type(toty.dtype))
+    slot = cgutils.alloca_once_value(builder, copy)
+    nbytes = builder.mul(context.make_array(buf_type)(context, builder, value=buf).nitems,
+                         context.get_constant(types.intp, 8))
+    fits = builder.icmp_signed(">=", nbytes,
+                               context.get_constant(types.intp, abi_size(context, toty.dtype)))
+    with builder.if_then(fits, likely=True):
+        same = cgutils.true_bit
+        zero = context.get_constant(types.int32, 0)
+        for i, ty in enumerate(fromty.types):
+            if not isinstance(ty, types.Array):
+                continue
+            stored = builder.load(builder.gep(ptr, [zero, context.get_constant(types.int32, i)]))
+            have = context.make_array(ty)(context, builder, value=builder.extract_value(val, i))
+            want = context.make_array(ty)(context, builder, value=stored)
+            same = builder.and_(same, builder.icmp_unsigned("==", have.data, want.data))
+        with builder.if_then(same, likely=True):
+            builder.store(ptr, slot)
+    chosen = builder.load(slot)
+    with builder.if_then(builder.icmp_unsigned("==", chosen, copy), likely=False):
+        builder.store(_borrow_members(context, builder, fromty, val), copy)
+    return chosen
 
 
 @intrinsic

@@ -685,3 +685,54 @@ def naive_dontneed(flags, pfn, npages, backed=2, data=4, swapped=16, referenced=
             flags[q] = (f & ~swapped) | discarded
             returned += 1
     return lost, returned
+
+
+def naive_swap_clock(flags, huge, lo, hi, hand, want, room, backed=2, swapped=16,
+                     referenced=32, discarded=64, hpage=512):
+    """fphlib.host.reclaim._swap_out's second-chance clock over pages [lo, hi) of one guest,
+    page by page (mm/vmscan.c), on lists ``flags`` (per page) and ``huge`` (per 2 MiB region),
+    changed in place: (freed, hand, pages swapped out, THPs swapped whole, THPs split, lazily
+    freed pages taken). ``room``: free swap slots."""
+    total = hi - lo
+    freed = scanned = out = thp = splits = lazy = 0
+    while freed < want and scanned < 2 * total and out < room:
+        p = hand
+        hand = lo if hand + 1 >= hi else hand + 1
+        scanned += 1
+        f = flags[p]
+        if not f & backed:
+            continue
+        r = p // hpage
+        if huge[r]:  # one folio, one accessed bit
+            base = r * hpage
+            ref = False
+            for q in range(base, base + hpage):
+                if flags[q] & referenced:
+                    ref = True
+                    flags[q] &= ~referenced
+            whole = False
+            if not ref:
+                huge[r] = 0
+                whole = room - out >= hpage
+                if whole:  # THP_SWAP: 512 slots at once
+                    for q in range(base, base + hpage):
+                        flags[q] = (flags[q] & ~backed) | swapped
+                    out += hpage
+                    thp += 1
+                    freed += hpage
+            if ref or whole:  # the hand passes the rest of the THP
+                scanned += base + hpage - 1 - p
+                hand = lo if base + hpage >= hi else base + hpage
+                continue
+            splits += 1
+        if f & discarded:
+            flags[p] = f & ~backed
+            freed += 1
+            lazy += 1
+        elif f & referenced:
+            flags[p] = f & ~referenced
+        else:
+            flags[p] = (f & ~backed) | swapped
+            out += 1
+            freed += 1
+    return freed, hand, out, thp, splits, lazy

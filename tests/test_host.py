@@ -6,11 +6,12 @@ import fphlib
 from fphlib.api.counters import guest_counters
 from fphlib.guest.buddy import rmqueue_smallest
 from fphlib.host.backing import HPAGE_PAGES, discard, region_count_ok, touch
+from fphlib.host.reclaim import _swap_out
 from fphlib.state import layout as L
 from fphlib.state.zone import PG_BACKED, PG_DATA
 
 from engine_helpers import one_guest
-from naive import naive_dontneed
+from naive import naive_dontneed, naive_swap_clock
 
 
 def _touch(s, z, pfn, n):
@@ -97,6 +98,59 @@ def test_discard_matches_the_naive_twin_on_random_flags():
         assert s.gi[0, L.GI.RETURNED] == returned
         assert s.gi[0, L.GI.RSS] + s.gi[0, L.GI.SWAP] == backed + swapped - returned
         assert region_count_ok(s.flags, s.reg_cnt, s.reg_huge)
+
+
+
+def test_swap_clock_matches_the_naive_twin_on_random_flags():
+    """Host reclaim's clock (which passes 8 unbacked pages per load and clears a THP's accessed
+    bits 8 pages at a time) against the page-by-page clock: long unbacked stretches, sparse and
+    dense backing, referenced, lazily freed and whole-THP regions, hands at any alignment,
+    ranges that are not whole regions, little or much swap room."""
+    rng = np.random.default_rng(11)
+    n_regions = 16
+    n = n_regions * HPAGE_PAGES
+    for _ in range(40):
+        s, z = one_guest(host_thp=True, guest_mem="32MiB")
+        flags = np.zeros(n, np.uint8)
+        q = 0
+        while q < n:  # runs of pages alike, some long
+            run = int(rng.choice([1, 3, 8, 40, 300, 2000]))
+            backed = rng.random() < rng.choice([0.0, 0.2, 0.9])
+            for p in range(q, min(q + run, n)):
+                f = 0
+                if backed or rng.random() < 0.02:
+                    f = PG_BACKED | int(rng.choice([0, L.PG_REFERENCED, L.PG_DISCARDED, 0]))
+                flags[p] = f
+            q += run
+        huge = np.zeros(n_regions, np.uint8)
+        for r in range(n_regions):
+            region = flags[r * HPAGE_PAGES:(r + 1) * HPAGE_PAGES]
+            if rng.random() < 0.4:  # a THP: all backed, maybe referenced
+                region[:] = PG_BACKED
+                if rng.random() < 0.5:
+                    region[rng.integers(0, HPAGE_PAGES, 3)] |= L.PG_REFERENCED
+                huge[r] = 1
+        z.flags[:n] = flags
+        s.reg_huge[:n_regions] = huge
+        lo = int(rng.integers(0, n // 2))
+        hi = int(rng.integers(lo + 1, n + 1))
+        hand = int(rng.integers(lo, hi))
+        want = int(rng.choice([1, 32, 600, 5000]))
+        room = int(rng.choice([10, 700, 100_000]))
+        s.hi[L.HI.SWAP] = 0
+        s.hi[L.HI.SWAP_CAP] = room
+        before = {k: int(s.hi[getattr(L.HI, k)]) for k in ("THP_SWAPS", "THP_SPLITS")}
+        lazy_before = int(s.gi[0, L.GI.LAZYFREED])
+        want_flags, want_huge = [int(f) for f in flags], [int(h) for h in huge]
+        expect = naive_swap_clock(want_flags, want_huge, lo, hi, hand, want, room)
+        freed, end = _swap_out(s, lo, hi, hand, want, 0.0, s.cost, False)
+        got = (freed, end, int(s.hi[L.HI.SWAP]),
+               int(s.hi[L.HI.THP_SWAPS]) - before["THP_SWAPS"],
+               int(s.hi[L.HI.THP_SPLITS]) - before["THP_SPLITS"],
+               int(s.gi[0, L.GI.LAZYFREED]) - lazy_before)
+        assert got == expect
+        assert z.flags[:n].tolist() == want_flags
+        assert s.reg_huge[:n_regions].tolist() == want_huge
 
 
 def test_hints_below_the_thp_order_split_host_thps():

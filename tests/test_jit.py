@@ -129,3 +129,45 @@ def test_every_jit_function_is_ours():
             and f.py_func.__module__ == name]
     assert len(ours) > 50
     assert [f for f in ours if not isinstance(f, _Dispatcher)] == []
+
+
+@jit(state_by_ref=True)
+def _guest_int(s, g, column):
+    s = borrowed_all(s)
+    return s.gi[g, column] + s.pi.shape[0]
+
+
+@jit
+def _call_guest_int(s, g, column):
+    s = borrowed_all(s)
+    return _guest_int(s, g, column)
+
+
+def test_a_published_state_is_passed_by_reference_and_any_other_by_value():
+    """``state_by_ref``: jitted callers pass the engine state as a pointer to the copy
+    ``publish`` stored; a state that is not that copy (changed since, or never published) must
+    still reach the callee whole, or the callee would read stale arrays."""
+    from numba.core import types
+
+    from fphlib._jit import Ref
+    from fphlib.state.layout import GI
+
+    from engine_helpers import one_guest
+
+    s, _ = one_guest()
+    s.gi[0, GI.USED] = 12345
+    want = 12345 + s.pi.shape[0]
+    assert _call_guest_int(s, 0, GI.USED) == want
+    # jitted callers type the callee for a pointer to the state
+    _, _, args, _ = _guest_int.callee.get_call_template(
+        (Borrowed(typeof(s)), types.int64, types.int64), {})
+    assert isinstance(args[0], Ref) and args[0].dtype == typeof(s)
+    # an array replaced after publish: the stored copy is stale, the callee sees the new one
+    gi = s.gi.copy()
+    gi[0, GI.USED] = 777
+    assert _call_guest_int(s._replace(gi=gi), 0, GI.USED) == 777 + s.pi.shape[0]
+    # a state whose self_ref cannot hold it (never published)
+    unpublished = s._replace(self_ref=np.zeros(1, np.int64))
+    assert _call_guest_int(unpublished, 0, GI.USED) == want
+    # Python calls are unchanged: the callee's own compile for the state itself
+    assert _guest_int(s, 0, GI.USED) == want

@@ -7,7 +7,7 @@ from ..guest.mm import free_block
 from ..guest.pcp import pcp_alloc
 from ..guest.reclaim import SLAB_PC_PAGES, lru_add, slab_push
 from ..host.backing import BACKED_OR_LAZY, WRITTEN, touch
-from ..state.borrow import borrow_state, borrow_zone
+from ..state.borrow import borrow_state, borrow_zone, zone_of
 from ..state.hooks import guest_alloc_slowpath
 from ..state.layout import GF, GI, WP
 from ..state.zone import PG_BACKED
@@ -85,12 +85,16 @@ def release(s, g, z, pfn, order, cpu, t):
     free_block(s, g, z, pfn, order, cpu, t)
 
 
-@jit  # not inlined: boot and add_file_page would each hold copies of the allocation path
-def alloc_kernel_page(s, g, z, cpu, t, cost, ovh, kind):
+# Not inlined: boot and add_file_page would each hold copies of the allocation path. Called
+# once per page, so it takes the state by reference and guest g's zone (zone_of) is built here:
+# numba passes a tuple flattened, and copying the state (~400 words) and the zone (~90) to the
+# stack for each call was most of the boot loop's time.
+@jit(state_by_ref=True)
+def alloc_kernel_page(s, g, cpu, t, cost, ovh, kind):
     """Allocate and write one order-0 page for the kernel: ``kind`` 0 slab, 1 clean page
     cache, 2 dirty page cache. Returns pfn, -1 (no memory) or -2 (guest killed)."""
     s = borrow_state(s)
-    z = borrow_zone(z)
+    z = zone_of(s, g)
     pfn = alloc_touch(s, g, z, 0, cpu, t, cost, ovh)
     if pfn >= 0:
         s.gi[g, GI.USED] -= 1  # not the workload's: counted as page cache or slab
@@ -102,16 +106,16 @@ def alloc_kernel_page(s, g, z, cpu, t, cost, ovh, kind):
 
 
 @jit(inline="always")
-def add_file_page(s, g, z, cpu, t, cost, ovh, dirty):
+def add_file_page(s, g, cpu, t, cost, ovh, dirty):
     """A page read or written through the page cache, with the slab that comes with file
     activity (one page per ``SLAB_PC_PAGES``). Returns pfn, -1 or -2 as ``alloc_touch``."""
-    pfn = alloc_kernel_page(s, g, z, cpu, t, cost, ovh, 2 if dirty else 1)
+    pfn = alloc_kernel_page(s, g, cpu, t, cost, ovh, 2 if dirty else 1)
     if pfn < 0:
         return pfn
     s.gi[g, GI.SLAB_DEBT] += 1
     if s.gi[g, GI.SLAB_DEBT] >= SLAB_PC_PAGES:
         s.gi[g, GI.SLAB_DEBT] -= SLAB_PC_PAGES
-        if alloc_kernel_page(s, g, z, cpu, t, cost, ovh, 0) == -2:
+        if alloc_kernel_page(s, g, cpu, t, cost, ovh, 0) == -2:
             return -2
     return pfn
 
@@ -129,7 +133,7 @@ def boot(s, g, z, t, cost, ovh):
     n_cache = int(s.wp[g, WP.BOOT_CACHE]) // PAGE_SIZE
     n = int(s.wp[g, WP.BOOT]) // PAGE_SIZE - n_slab - n_cache
     for i in range(n_slab + n_cache):
-        pfn = alloc_kernel_page(s, g, z, 0, t, cost, ovh, 0 if i < n_slab else 1)
+        pfn = alloc_kernel_page(s, g, 0, t, cost, ovh, 0 if i < n_slab else 1)
         if pfn == -2:
             return False
         if pfn == -1:

@@ -33,7 +33,7 @@ def mm_step(s, g, z, t, dt, cost, ovh):
         while credit >= 1.0:
             credit -= 1.0
             dirty = write > 0.0 and uniform(s.rng, g) < write
-            if add_file_page(s, g, z, 0, t, cost, ovh, dirty) == -2:
+            if add_file_page(s, g, 0, t, cost, ovh, dirty) == -2:
                 return
         s.gf[g, GF.IO_CREDIT] = credit
     if s.gi[g, GI.KSWAPD]:
