@@ -189,10 +189,28 @@ def test_warmup_runs_every_mechanism_reports_progress_and_stamps(monkeypatch, tm
     calls = []
     assert fphlib.warmup(progress=lambda *a: calls.append(a)) >= 0
     assert [c[2] for c in calls[: len(REGISTRY)]] == [f"mechanism {m}" for m in REGISTRY]
-    assert calls[-1] == (len(REGISTRY) + 1, len(REGISTRY) + 1, "done")
+    total = calls[-1][1]
+    assert calls[-1] == (total, total, "done") and total > len(REGISTRY) + 1
     assert w.is_warm()
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "elsewhere"))
     assert not w.is_warm()  # another cache directory is not warm
+
+
+def test_warmup_reaches_every_registered_unit(tmp_path):
+    """A notebook's first Run after ``make lab`` must not compile: the warmup runs every
+    registered mechanism, workload and host policy (each a compile unit of its own), the
+    migration thread, guest swap and page-cache I/O."""
+    from fphlib.api import warmup as w
+    from fphlib.hinting import REGISTRY as MECHANISMS
+    from fphlib.host.policy import REGISTRY as POLICIES
+    from fphlib.workloads import REGISTRY as WORKLOADS
+
+    cfgs = [cfg for _, cfg in w._configs(w._tiny_trace(tmp_path))]
+    assert {c.mechanism for c in cfgs} == set(MECHANISMS)
+    assert {c.workload for c in cfgs} == set(WORKLOADS)
+    assert {c.policy for c in cfgs} == set(POLICIES)
+    assert any(c.migration for c in cfgs)
+    assert any(c.guest_swap > 0 and c.workload_params.get("io_rate", 0) > 0 for c in cfgs)
 
 
 @pytest.mark.parametrize("mib", [4, 64, 128, 256, 512, 1024, 5120, 65536, 3 * 4096 + 4])

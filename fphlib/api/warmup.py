@@ -7,12 +7,13 @@ Entry points use it to tell a user that the first run will compile (``make lab``
 """
 
 import os
+import tempfile
 import time
 from pathlib import Path
 
 # What a cold warmup takes on a 2-core machine (benchmarks/startup.py); shown to users before
 # they wait. Update it with the benchmark's figure when the engine changes.
-COLD_WARMUP_S = 120  # 118 s wall measured 2026-12-02 (benchmarks/startup.py --warmup)
+COLD_WARMUP_S = 165  # 161 s wall measured 2026-12-07 (every mechanism, workload, policy)
 
 
 def _stamp_path():
@@ -42,23 +43,54 @@ def is_warm():
         return False
 
 
-def _configs():
-    """One tiny configuration per registered mechanism (each run compiles what it reaches)."""
-    from ..hinting import REGISTRY
+def _configs(trace_path):
+    """(label, config): tiny runs that together reach every compile unit a run can bind
+    (fphlib.state.units): each registered mechanism's hooks, each workload's step (the trace
+    workload replays the file ``trace_path``), each host policy's step (with the first
+    mechanism it can drive), the live migration thread, guest swap and page-cache I/O.
+    Units are compiled one by one, so one run per unit suffices, not one per combination."""
+    from ..hinting import REGISTRY as MECHANISMS
+    from ..host.policy import REGISTRY as POLICIES
+    from ..workloads import REGISTRY as WORKLOADS
     from .config import SimConfig
 
-    for mechanism in REGISTRY:
-        yield mechanism, SimConfig(
-            host_mem="64MiB",
-            guests=2,
-            guest_mem="16MiB",
-            workload="churn",
-            workload_params={"boot": "1MiB", "target": 0.3},
-            mechanism=mechanism,
-            duration_s=0.02,
-            sample_s=0.01,
-            debug=True,
-        )
+    tiny = dict(host_mem="64MiB", guests=2, guest_mem="16MiB", duration_s=0.02, sample_s=0.01,
+                debug=True)
+    churn = dict(workload="churn", workload_params={"boot": "1MiB", "target": 0.3})
+    for mechanism in MECHANISMS:
+        yield f"mechanism {mechanism}", SimConfig(**tiny, **churn, mechanism=mechanism)
+    params = {"memhog": {"size": "2MiB"}, "trace": {"path": str(trace_path), "boot": "1MiB"}}
+    for workload in WORKLOADS:
+        if workload != "churn":
+            yield f"workload {workload}", SimConfig(
+                **tiny, workload=workload, workload_params=params.get(workload, {}))
+    default = SimConfig(**tiny, **churn).policy  # the mechanisms' runs above
+    for policy in POLICIES:
+        if policy == default:
+            continue
+        for mechanism in MECHANISMS:
+            try:
+                cfg = SimConfig(**tiny, **churn, mechanism=mechanism, policy=policy)
+            except ValueError:  # a mechanism this policy cannot drive
+                continue
+            yield f"policy {policy}", cfg
+            break
+    yield "migration", SimConfig(**tiny, workload="memhog", workload_params={"size": "2MiB"},
+                                 migration={"at_s": 0.0, "bandwidth": "1GiB", "downtime_ms": 300})
+    yield "guest swap and I/O", SimConfig(
+        **{**tiny, "duration_s": 0.05}, workload="memhog", guest_swap="8MiB",
+        workload_params={"size": "12MiB", "io_rate": "64MiB"})
+
+
+def _tiny_trace(directory):
+    """A short churn trace for the trace workload's warmup run."""
+    from ..units import PAGE_SIZE
+    from ..workloads.trace_file import generate_trace, write_trace
+
+    path = Path(directory) / "warmup.npz"
+    tr = generate_trace(2000, seed=1, occupancy=0.3, n_pages=(16 << 20) // PAGE_SIZE)
+    write_trace(path, tr.t_us, tr.kind, tr.order, tr.slot)
+    return path
 
 
 def warmup(verbose=False, progress=None):
@@ -82,12 +114,13 @@ def warmup(verbose=False, progress=None):
     from .simulate import simulate
 
     t0 = time.perf_counter()
-    steps = list(_configs())
-    total = len(steps) + 1
-    for k, (label, cfg) in enumerate(steps):
-        if progress is not None:
-            progress(k, total, f"mechanism {label}")
-        simulate(cfg)
+    with tempfile.TemporaryDirectory(prefix="fphlib-warmup-") as tmp:
+        steps = list(_configs(_tiny_trace(tmp)))
+        total = len(steps) + 1
+        for k, (label, cfg) in enumerate(steps):
+            if progress is not None:
+                progress(k, total, label)
+            simulate(cfg)
     if progress is not None:
         progress(len(steps), total, "BuddyAllocator")
     b = BuddyAllocator(1024)
