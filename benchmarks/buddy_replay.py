@@ -89,16 +89,18 @@ def load_trace(n_ops):
         return d["kind"], d["order"], d["slot"], base
 
 
-def build_reference():
-    """Path of the compiled C reference, or None when the source or gcc is missing."""
-    src = SHARED / "ref_buddy.c"
+def build_reference(src=SHARED / "ref_buddy.c", name="ref_buddy", defines=()):
+    """Path of a compiled C reference (``src`` built with ``gcc -O2`` and ``-D`` ``defines``
+    as ``benchmarks/_work/<name>``), or None when the source or gcc is missing."""
     gcc = shutil.which("gcc")
     if not src.exists() or gcc is None:
         print(f"C reference: unavailable ({'no ' + str(src) if not src.exists() else 'no gcc'})")
         return None
-    exe = WORK / "ref_buddy"
+    WORK.mkdir(parents=True, exist_ok=True)
+    exe = WORK / name
     if not exe.exists() or exe.stat().st_mtime < src.stat().st_mtime:
-        subprocess.run([gcc, "-O2", "-o", str(exe), str(src)], check=True)
+        flags = [f"-D{d}" for d in defines]
+        subprocess.run([gcc, "-O2", *flags, "-o", str(exe), str(src)], check=True)
     return exe
 
 

@@ -29,6 +29,10 @@ layout to ~1.7x; a select-only (branch-free) leaf insert/delete fast path did no
 (2.7-2.8x against 2.6-2.7x); passing (pfn, order, mode) packed in one register-sized key
 neither (2.5-2.6x).
 
+With ``../shared/bench/tracking/ref_buddy_tracked.c`` and gcc present, each round also times
+the C yardstick (the C reference buddy without tracking and with a flat bitmap, on the same
+trace's .bin files) and prints its flat-bitmap ratio and fphlib's times against C plain.
+
 Exits 1 on a disagreement (or a ratio above ``--require-ratio``), else 0.
 """
 
@@ -59,9 +63,31 @@ def _buddy_replay_module():
 
 
 def load_trace(n_ops):
+    """(kind, order, slot, n_pages, base path of the trace's .bin files for the C programs)."""
     br = _buddy_replay_module()
-    kind, order, slot, _ = br.load_trace(n_ops)
-    return kind, order, slot, br.N_PAGES
+    kind, order, slot, base = br.load_trace(n_ops)
+    return kind, order, slot, br.N_PAGES, base
+
+
+# The C yardstick (../shared/bench/tracking): the C reference buddy with a hook where a page
+# enters or leaves the free lists, built without tracking and with a flat bitmap.
+C_VARIANTS = {
+    "plain": ("TRK_ADD(p)=", "TRK_DEL(p)="),
+    "bitmap": ("TRK_ADD(p)=bm[(p)>>6]|=1ULL<<((p)&63);",
+               "TRK_DEL(p)=bm[(p)>>6]&=~(1ULL<<((p)&63));"),
+}
+
+
+def build_c_yardstick():
+    """{variant: executable} of the tracked C reference, or {} when it (or gcc) is missing."""
+    br = _buddy_replay_module()
+    src = br.SHARED / "tracking" / "ref_buddy_tracked.c"
+    if not src.exists():
+        print(f"C yardstick: unavailable (no {src})")
+        return {}
+    exes = {v: br.build_reference(src, f"ref_buddy_tracked_{v}", d)
+            for v, d in C_VARIANTS.items()}
+    return exes if all(exes.values()) else {}
 
 
 def time_replay(n_pages, trace, placement, track):
@@ -81,15 +107,23 @@ def main(argv=None):
                     help="exit 1 when a tracked/plain ratio is above this")
     args = ap.parse_args(argv)
 
-    kind, order, slot, n_pages = load_trace(args.ops)
+    kind, order, slot, n_pages, base = load_trace(args.ops)
     trace = (kind, order, slot)
+    c_exes = build_c_yardstick()
+    c_best = {v: float("inf") for v in c_exes}
+    c_checksum = {}
     # warm-up: compile (or load from the cache) every variant once
     for track in TRACKS:
         fphlib.BuddyAllocator(1 << 12, track=track).replay(*churn_trace(1000, 1 << 12)[:3])
 
     best = {t: float("inf") for t in TRACKS}
     last = {}
+    br = _buddy_replay_module()
     for _ in range(args.rounds):
+        for variant, exe in c_exes.items():
+            r = br.run_reference(exe, base, args.reps, args.placement)
+            c_best[variant] = min(c_best[variant], r["best_s"])
+            c_checksum[variant] = (r["failed_allocs"], r["pfn_checksum"], r["nr_free"])
         for track in TRACKS:
             for _ in range(args.reps):
                 dt, failed, b = time_replay(n_pages, trace, args.placement, track)
@@ -128,6 +162,16 @@ def main(argv=None):
         if args.require_ratio is not None and track in XBITMAP and ratio > args.require_ratio:
             print(f"FAIL {track}: ratio {ratio:.2f} above {args.require_ratio}")
             ok = False
+    if c_exes:
+        ours = (plain_failed, plain.last_checksum, [int(x) for x in plain.nr_free])
+        c_same = all(c == ours for c in c_checksum.values())
+        print(f"C yardstick (../shared/bench/tracking, gcc -O2): plain {c_best['plain'] * 1e3:.1f}"
+              f" ms, flat bitmap {c_best['bitmap'] * 1e3:.1f} ms = "
+              f"{c_best['bitmap'] / c_best['plain']:.2f}x plain; fphlib plain = "
+              f"{best[None] / c_best['plain']:.2f}x C plain, fphlib xbitmap head/page = "
+              f"{best['head'] / c_best['plain']:.2f}x / {best['page'] / c_best['plain']:.2f}x C "
+              f"plain; same results as C: {c_same}")
+        ok = ok and c_same
     print("target (docs/design.md §5): xbitmap tracked/plain <= 1.5; 'bitmap' is the floor (flat "
           "bitmap, no tree)")
     return 0 if ok else 1
