@@ -240,8 +240,12 @@ def xb_track_del(nodes, leaves, meta, pfn, order, granularity):
 # (``tracking_arrays``), so the caller passes neither and the callee tests neither. With one
 # entry point taking both as arguments (9 in all, 5 on the stack), a hook that only counted
 # cost 1.59x the plain churn5m replay; with these (7 arguments) 1.40x; the whole hook 2.53x ->
-# 2.41x (head), 2.64x -> 2.59x (page). A run compiles only the two it uses (as small as the
-# old single entry point's halves).
+# 2.41x (head), 2.64x -> 2.59x (page). A run compiles only the two it uses: 15 s + 10 s cold
+# for TRACK_HEAD against 29 s for the single entry point (a first xbitmap_hints simulate():
+# 79 -> 69 s of CPU). One entry point doing a whole split or merge (a del and expand()'s
+# adds, or the buddies' dels and an add, in a loop) made one call per __rmqueue_smallest or
+# __free_one_page (demo xbitmap_hints 223 -> 216 ms) but took 55 s to compile, more than
+# 261 s with separate loops for split and merge: LLVM on the inlined add and del in loops.
 
 
 @intrinsic

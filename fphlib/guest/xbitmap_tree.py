@@ -450,8 +450,11 @@ def _at_slot(li, level, off):
 def _next_leaf(nodes, meta, li):
     """``radix_tree_for_each_slot`` step: first present leaf with index >= li.
 
-    Returns (found, index, leaf, bottom node or -1, slot).
+    Returns (found, index, leaf, bottom node or -1, slot). A leaf at ``li`` itself may be the
+    one the lookup cache holds (:func:`_lookup`); a leaf found in a node becomes it.
     """
+    if meta[M_CACHE_LI] == np.int64(li) + 1:
+        return True, li, meta[M_CACHE_L], meta[M_CACHE_N], meta[M_CACHE_OFF]
     root = meta[M_ROOT]
     h = meta[M_HEIGHT]
     if root < 0:
@@ -473,6 +476,10 @@ def _next_leaf(nodes, meta, li):
                 li = _at_slot(li, level, noff)
             child = nodes[n, noff]
             if level == 0:
+                meta[M_CACHE_LI] = np.int64(li) + 1
+                meta[M_CACHE_L] = child
+                meta[M_CACHE_N] = n
+                meta[M_CACHE_OFF] = noff
                 return True, li, child, n, noff
             n = child
             level -= 1
