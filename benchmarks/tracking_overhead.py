@@ -31,8 +31,8 @@ neither (2.5-2.6x).
 
 Since 2026-12-07 the xbitmap has one hook entry point per granularity and direction (7
 arguments; fphlib.guest.free_page_tracking.XB_HOOKS) and the radix lookup remembers the last
-leaf found (xbitmap_tree._lookup): head 2.4-2.5x, page 2.55-2.6x, flat bitmap 1.55-1.6x
-(interleaved with the code before: 2.5-2.55x, 2.6-2.75x, 1.55-1.6x). The target is not met.
+leaf found (xbitmap_tree._lookup): head 2.4-2.5x, page 2.5-2.65x, flat bitmap 1.5-1.65x
+(interleaved with the code before: 2.5-2.6x, 2.55-2.75x, 1.5-1.6x). The target is not met.
 Where the time goes: a hook that only counts costs 1.40x (1.59x with the single 9-argument
 entry point of before): the call, and the replay reloading its registers after it. The
 xbitmap's own work is ~1.0x, ~9 ns per operation in place: replayed back to back on its own
@@ -41,7 +41,8 @@ xbitmap's own work is ~1.0x, ~9 ns per operation in place: replayed back to back
 radix lookup alone 1.6 ns; 39 % of the adds insert a leaf and 39 % of the dels free one (a
 head leaf holds few free heads), and which one it is cannot be predicted. churn5m's pfns are
 random, so the lookup cache rarely hits here (2.41x -> 2.44x, noise); it does in the engine
-(demo scenario, xbitmap_hints: 277 -> 226 ms per run with both changes). Tried on 2026-12-07
+(demo scenario, both changes: xbitmap_hints 276-281 -> 224-231 ms per run, 0.50 -> 0.58-0.60
+of page_reporting's events/s). Tried on 2026-12-07
 and not kept: deferring the hooks into a per-zone log of pending operations (appended in
 place, which alone costs 1.14x) applied in batches of 256 to 32768 by one call: head
 2.47-2.53x, page 2.61-2.70x, as the batch costs more per operation than the same work in
