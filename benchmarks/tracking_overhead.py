@@ -29,6 +29,32 @@ layout to ~1.7x; a select-only (branch-free) leaf insert/delete fast path did no
 (2.7-2.8x against 2.6-2.7x); passing (pfn, order, mode) packed in one register-sized key
 neither (2.5-2.6x).
 
+Since 2026-12-07 the xbitmap has one hook entry point per granularity and direction (7
+arguments; fphlib.guest.free_page_tracking.XB_HOOKS) and the radix lookup remembers the last
+leaf found (xbitmap_tree._lookup): head 2.4-2.5x, page 2.5-2.65x, flat bitmap 1.5-1.65x
+(interleaved with the code before: 2.5-2.6x, 2.55-2.75x, 1.5-1.6x). The target is not met.
+Where the time goes: a hook that only counts costs 1.40x (1.59x with the single 9-argument
+entry point of before): the call, and the replay reloading its registers after it. The
+xbitmap's own work is ~1.0x, ~9 ns per operation in place: replayed back to back on its own
+(the 5.05 M operations of churn5m, no allocator in between, structures in L2) it takes
+12.6 ns per operation for head bits, 14 ns for page bits, 6.5 ns for the flat bitmap, the
+radix lookup alone 1.6 ns; 39 % of the adds insert a leaf and 39 % of the dels free one (a
+head leaf holds few free heads), and which one it is cannot be predicted. churn5m's pfns are
+random, so the lookup cache rarely hits here (2.41x -> 2.44x, noise); it does in the engine
+(demo scenario, both changes: xbitmap_hints 276-281 -> 224-231 ms per run, 0.50 -> 0.58-0.60
+of page_reporting's events/s). Tried on 2026-12-07
+and not kept: deferring the hooks into a per-zone log of pending operations (appended in
+place, which alone costs 1.14x) applied in batches of 256 to 32768 by one call: head
+2.47-2.53x, page 2.61-2.70x, as the batch costs more per operation than the same work in
+place (in a batch add and del alternate unpredictably; in place each call site predicts its
+own); a prefetch pass over each batch (lookups, then ``llvm.prefetch`` of the leaf words):
+3.15x; one hook call per ``__rmqueue_smallest`` (del + expand's adds) and per
+``__free_one_page`` (the buddies' dels + the add), replaying the same updates in order: no
+change here (churn5m has 1.01 blocks per trace op), demo xbitmap_hints 223 -> 216 ms (its
+memhog step 120 -> 99 ms per run), but the hook with the add and the del inlined in a loop
+took 55 s to compile per granularity (261 s and more with a loop each for split and merge)
+against 25 s for the two per-direction hooks.
+
 With ``../shared/bench/tracking/ref_buddy_tracked.c`` and gcc present, each round also times
 the C yardstick (the C reference buddy without tracking and with a flat bitmap, on the same
 trace's .bin files) and prints its flat-bitmap ratio and fphlib's times against C plain.

@@ -84,9 +84,10 @@ class _Dispatcher(CPUDispatcher):
     Jitted callers get it compiled for non-literal types: numba compiles a callee once per
     literal argument: ``alloc_pages(s, g, z, 0, 0, t, cost)`` and ``alloc_pages(s, g, z,
     order, cpu, t, cost)`` were two full compiles of the allocator (and of all it calls),
-    ``xb_track_ptr(..., True)`` and ``(..., False)`` two of the xbitmap (~25 % of a cold first
-    run). Typing a call with the literals' base types gives one compile per signature; no
-    kernel here branches on a literal argument at compile time.
+    ``xb_track_ptr(..., True)`` and ``(..., False)`` (the xbitmap's tracking hook of the
+    time) two of the xbitmap (~25 % of a cold first run). Typing a call with the literals' base
+    types gives one compile per signature; no kernel here branches on a literal argument at
+    compile time.
     """
 
     state_by_ref = False  # jitted callers pass a published state by reference (jit's doc)

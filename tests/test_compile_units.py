@@ -112,7 +112,7 @@ _ONLY_ITS_OWN = textwrap.dedent("""
         m = mechanism_module(name)
         out[name] = sum(len(compiled(getattr(m, h))) for h in HOOKS if hasattr(m, h))
     from fphlib.guest import xbitmap
-    out["xbitmap tracking"] = len(compiled(xbitmap.xb_track_ptr))
+    out["xbitmap tracking"] = sum(len(compiled(f)) for f in xbitmap.XB_HOOKS.values())
     print(json.dumps(out))
 """)
 
@@ -131,7 +131,10 @@ def test_tracking_arrays_without_a_bound_kernel_raise_instead_of_calling_address
     from fphlib.guest.buddy import init_free_lists, new_zone
 
     z = new_zone(4096, track=xbitmap.TRACK_PAGE)
-    assert z.xb_meta[xbitmap.M_TRACK_FN] == xbitmap.xb_track_ptr_address() != 0
+    assert z.xb_meta[xbitmap.M_TRACK_FN] == xbitmap.xb_hook_address(xbitmap.TRACK_PAGE,
+                                                                     True) != 0
+    assert z.xb_meta[xbitmap.M_TRACK_DEL_FN] == xbitmap.xb_hook_address(xbitmap.TRACK_PAGE,
+                                                                         False) != 0
     z.xb_meta[xbitmap.M_TRACK_FN] = 0
     with pytest.raises(RuntimeError, match="tracking_arrays"):
         init_free_lists(z)

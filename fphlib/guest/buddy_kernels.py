@@ -58,11 +58,11 @@ from .free_page_tracking import (
     TRACK_BITMAP,
     bitmap_track_ptr,
     tracking_arrays,
+    xb_hook_call,
     xb_track_add_call,
-    xb_track_call,
     xb_track_del_call,
 )
-from .xbitmap_arrays import M_TRACK_FN
+from .xbitmap_arrays import M_TRACK_DEL_FN, M_TRACK_FN
 
 PAGEBLOCK_ORDER = 9  # x86-64 with hugetlb: HUGETLB_PAGE_ORDER
 
@@ -138,12 +138,14 @@ def init_free_lists(zone):
 # free list, clear them when it leaves), only when CFG_TRACK is set. What each costs in the
 # churn5m replay, measured against the plain replay (benchmarks/tracking_overhead.py):
 #
-# - xbitmap zones call ``free_page_tracking.xb_track_ptr`` out of line with the arrays'
-#   addresses (2.6x; 3.2x when the three arrays crossed the call as numba arrays, 7.7x through
-#   a zone-taking wrapper kernel), through its address in ``xb_meta[M_TRACK_FN]`` so that
-#   zones without an xbitmap never compile it (``free_page_tracking.tracking_arrays`` sets
-#   it). Inlining the hook instead was slower every time: 5.2-6.2x with the xbitmap, 4.4x even
-#   with the flat bitmap, as the bigger loop body spills the allocator's own state; and
+# - xbitmap zones call the hook of their granularity (``free_page_tracking.XB_HOOKS``) out of
+#   line with the arrays' addresses (2.4-2.6x; 2.5-2.6x with one entry point taking the
+#   granularity and the direction as arguments, 3.2x when the three arrays crossed the call as
+#   numba arrays, 7.7x through a zone-taking wrapper kernel), through its address in
+#   ``xb_meta[M_TRACK_FN]`` (add) or ``xb_meta[M_TRACK_DEL_FN]`` (del) so that zones without an
+#   xbitmap never compile it (``free_page_tracking.tracking_arrays`` sets them). Inlining the
+#   hook instead was slower every time: 5.2-6.2x with the xbitmap, 4.4x even with the flat
+#   bitmap, as the bigger loop body spills the allocator's own state; and
 #   ``@overload(..., inline="always")`` miscompiled the zone kernels in numba 0.68 (every
 #   allocation failed). The int64 casts keep one signature.
 # - flat-bitmap zones (:func:`kernel_zone`: ``xb_nodes`` None) call the small
@@ -185,13 +187,15 @@ def _hook_overload(add):
                 zone.xb_leaves.ctypes.data, zone.xb_leaves.shape[0], zone.xb_meta.ctypes.data,
                 pfn, order, add)
 
+        slot = M_TRACK_FN if add else M_TRACK_DEL_FN
+
         def impl(zone, pfn, order):
-            fn = zone.xb_meta[M_TRACK_FN]
+            fn = zone.xb_meta[slot]
             if fn == 0:  # arrays not made by tracking_arrays: never call address 0
                 raise RuntimeError("xbitmap tracking arrays must come from tracking_arrays()")
-            xb_track_call(fn, zone.xb_nodes.ctypes.data, zone.xb_nodes.shape[0],
-                          zone.xb_leaves.ctypes.data, zone.xb_leaves.shape[0],
-                          zone.xb_meta.ctypes.data, pfn, order, zone.cfg[CFG_TRACK], add)
+            xb_hook_call(fn, zone.xb_nodes.ctypes.data, zone.xb_nodes.shape[0],
+                         zone.xb_leaves.ctypes.data, zone.xb_leaves.shape[0],
+                         zone.xb_meta.ctypes.data, pfn, order)
 
         return impl
 

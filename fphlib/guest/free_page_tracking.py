@@ -17,10 +17,11 @@ Entry points
 ``xb_track_add_call`` / ``xb_track_del_call``
     the same as plain calls on the arrays (``TRACK_BITMAP`` = per page in a flat bitmap with
     no tree, included);
-``xb_track_ptr`` / ``bitmap_track_ptr``
-    the same on the arrays' addresses (what the buddy's hot loops call: a much cheaper call
-    than one passing three arrays), ``xb_track_call`` calls ``xb_track_ptr`` through its
-    address;
+``XB_HOOKS`` (``xb_add_page_ptr``, ``xb_del_page_ptr``, ``xb_add_head_ptr``,
+``xb_del_head_ptr``) / ``bitmap_track_ptr``
+    the same on the arrays' addresses, one entry point per granularity and direction (what
+    the buddy's hot loops call: a much cheaper call than one passing three arrays);
+    ``xb_hook_call`` calls one through its address (``xb_hook_address``);
 ``tracking_arrays``, ``tracking_nbytes``, ``tracking_mismatch``, ``track_rebuild``
     a zone's tracking arrays, their size, their check against the free lists, and their
     rebuild from the free lists.
@@ -51,6 +52,7 @@ from .xbitmap_arrays import (
     M_FILL,
     M_MODE,
     M_SET,
+    M_TRACK_DEL_FN,
     M_TRACK_FN,
     M_ZERO,
     META_LEN,
@@ -232,6 +234,18 @@ def xb_track_del(nodes, leaves, meta, pfn, order, granularity):
 # (like ``borrowed`` views): valid while the caller holds the arrays, as it does during a call.
 # The flat bitmap has its own entry point: the xbitmap code in the same function made the
 # same flat update cost 2.4x instead of 1.8x.
+#
+# The xbitmap has one entry point per granularity and direction (add or del), each compiled
+# for its constant granularity: a zone stores the pair for its granularity in ``meta``
+# (``tracking_arrays``), so the caller passes neither and the callee tests neither. With one
+# entry point taking both as arguments (9 in all, 5 on the stack), a hook that only counted
+# cost 1.59x the plain churn5m replay; with these (7 arguments) 1.40x; the whole hook 2.53x ->
+# 2.41x (head), 2.64x -> 2.59x (page). A run compiles only the two it uses: 15 s + 10 s cold
+# for TRACK_HEAD against 29 s for the single entry point (a first xbitmap_hints simulate():
+# 79 -> 69 s of CPU). One entry point doing a whole split or merge (a del and expand()'s
+# adds, or the buddies' dels and an add, in a loop) made one call per __rmqueue_smallest or
+# __free_one_page (demo xbitmap_hints 223 -> 216 ms) but took 55 s to compile, more than
+# 261 s with separate loops for split and merge: LLVM on the inlined add and del in loops.
 
 
 @intrinsic
@@ -244,41 +258,74 @@ def _voidptr(typingctx, addr):
     return types.voidptr(types.uintp), codegen
 
 
-@jit
-def xb_track_ptr(nodes_addr, n_nodes, leaves_addr, n_leaves, meta_addr, pfn, order,
-                 granularity, add):
-    """:func:`xb_track_add` (``add``) or :func:`xb_track_del` on the arrays at these
-    addresses (``arr.ctypes.data``; ``n_*`` their rows)."""
+@jit(inline="always")
+def _views(nodes_addr, n_nodes, leaves_addr, n_leaves, meta_addr):
+    """The xbitmap's arrays at these addresses (``arr.ctypes.data``; ``n_*`` their rows)."""
     nodes = carray(_voidptr(nodes_addr), (n_nodes, NODE_WIDTH), np.int64)
     leaves = carray(_voidptr(leaves_addr), (n_leaves, LEAF_WIDTH), np.uint64)
     meta = carray(_voidptr(meta_addr), (META_LEN,), np.int64)
-    if add:
-        xb_track_add(nodes, leaves, meta, pfn, order, granularity)
-    else:
-        xb_track_del(nodes, leaves, meta, pfn, order, granularity)
+    return nodes, leaves, meta
 
 
-# xb_track_ptr's one signature: it is called through its address (``meta[M_TRACK_FN]``, set by
-# ``tracking_arrays``), so only runs that track free pages in an xbitmap compile it (the
-# biggest kernel of the package: its cold compile was ~25 % of a first simulate()).
-_TRACK_PTR_SIG = types.none(types.uint64, types.int64, types.uint64, types.int64, types.uint64,
-                            types.int64, types.int64, types.int64, types.boolean)
+@jit
+def xb_add_page_ptr(nodes_addr, n_nodes, leaves_addr, n_leaves, meta_addr, pfn, order):
+    """:func:`xb_track_add` with TRACK_PAGE on the arrays at these addresses."""
+    nodes, leaves, meta = _views(nodes_addr, n_nodes, leaves_addr, n_leaves, meta_addr)
+    xb_track_add(nodes, leaves, meta, pfn, order, TRACK_PAGE)
+
+
+@jit
+def xb_del_page_ptr(nodes_addr, n_nodes, leaves_addr, n_leaves, meta_addr, pfn, order):
+    """:func:`xb_track_del` with TRACK_PAGE on the arrays at these addresses."""
+    nodes, leaves, meta = _views(nodes_addr, n_nodes, leaves_addr, n_leaves, meta_addr)
+    xb_track_del(nodes, leaves, meta, pfn, order, TRACK_PAGE)
+
+
+@jit
+def xb_add_head_ptr(nodes_addr, n_nodes, leaves_addr, n_leaves, meta_addr, pfn, order):
+    """:func:`xb_track_add` with TRACK_HEAD on the arrays at these addresses."""
+    nodes, leaves, meta = _views(nodes_addr, n_nodes, leaves_addr, n_leaves, meta_addr)
+    xb_track_add(nodes, leaves, meta, pfn, order, TRACK_HEAD)
+
+
+@jit
+def xb_del_head_ptr(nodes_addr, n_nodes, leaves_addr, n_leaves, meta_addr, pfn, order):
+    """:func:`xb_track_del` with TRACK_HEAD on the arrays at these addresses."""
+    nodes, leaves, meta = _views(nodes_addr, n_nodes, leaves_addr, n_leaves, meta_addr)
+    xb_track_del(nodes, leaves, meta, pfn, order, TRACK_HEAD)
+
+
+# the hooks' one signature: they are called through their addresses (``meta[M_TRACK_FN]`` and
+# ``meta[M_TRACK_DEL_FN]``, set by ``tracking_arrays``), so only runs that track free pages in
+# an xbitmap compile them (the biggest kernels of the package: a single entry point for both
+# directions was ~25 % of the cold compile of a first simulate())
+_HOOK_SIG = types.none(types.uint64, types.int64, types.uint64, types.int64, types.uint64,
+                       types.int64, types.int64)
+XB_HOOKS = {
+    (TRACK_PAGE, True): xb_add_page_ptr,
+    (TRACK_PAGE, False): xb_del_page_ptr,
+    (TRACK_HEAD, True): xb_add_head_ptr,
+    (TRACK_HEAD, False): xb_del_head_ptr,
+}
+"""(granularity, add) -> the xbitmap hook entry point for it."""
 
 
 @functools.cache
-def xb_track_ptr_address():
-    """Native address of :func:`xb_track_ptr` (compiled or loaded from the cache once)."""
-    return native_address(xb_track_ptr, _TRACK_PTR_SIG)
+def xb_hook_address(granularity, add):
+    """Native address of ``XB_HOOKS[granularity, add]`` (compiled or loaded from the cache
+    once)."""
+    return native_address(XB_HOOKS[(granularity, add)], _HOOK_SIG)
 
 
 @intrinsic
-def xb_track_call(typingctx, fn, nodes_addr, n_nodes, leaves_addr, n_leaves, meta_addr, pfn,
-                  order, granularity, add):
-    """``xb_track_ptr(...)`` through its address ``fn`` (``meta[M_TRACK_FN]``)."""
-    have = (nodes_addr, n_nodes, leaves_addr, n_leaves, meta_addr, pfn, order, granularity, add)
+def xb_hook_call(typingctx, fn, nodes_addr, n_nodes, leaves_addr, n_leaves, meta_addr, pfn,
+                 order):
+    """``hook(...)`` through its address ``fn`` (``meta[M_TRACK_FN]`` or
+    ``meta[M_TRACK_DEL_FN]``), for a hook of :data:`XB_HOOKS`."""
+    have = (nodes_addr, n_nodes, leaves_addr, n_leaves, meta_addr, pfn, order)
 
     def codegen(context, builder, signature, args):
-        want = _TRACK_PTR_SIG.args
+        want = _HOOK_SIG.args
         vals = [context.cast(builder, v, h, w) for v, h, w in zip(args[1:], have, want,
                                                                   strict=True)]
         return call_native(context, builder, args[0], types.none, want, vals)
@@ -297,7 +344,7 @@ def bitmap_track_ptr(leaves_addr, n_rows, meta_addr, pfn, order, add):
 @jit
 def xb_track_add_call(nodes, leaves, meta, pfn, order, granularity):
     """:func:`xb_track_add` as a plain (not inlined) kernel on the arrays (any granularity,
-    TRACK_BITMAP included); hot loops call :func:`xb_track_ptr` instead."""
+    TRACK_BITMAP included); hot loops call the :data:`XB_HOOKS` instead."""
     xb_track_add(nodes, leaves, meta, pfn, order, granularity)
 
 
@@ -353,7 +400,8 @@ def tracking_arrays(n_pages, granularity):
         nodes, _, meta = xb_new(0, 0, MODE_GROW)
         return nodes, np.zeros((-(-int(n_pages) // LEAF_BITS), LEAF_WIDTH), np.uint64), meta
     nodes, leaves, meta = xb_new(*xb_capacity(n_pages), MODE_PRELOAD)
-    meta[M_TRACK_FN] = xb_track_ptr_address()
+    meta[M_TRACK_FN] = xb_hook_address(granularity, True)
+    meta[M_TRACK_DEL_FN] = xb_hook_address(granularity, False)
     return nodes, leaves, meta
 
 

@@ -31,18 +31,22 @@ from .free_page_tracking import (
     TRACK_HEAD,
     TRACK_OFF,
     TRACK_PAGE,
+    XB_HOOKS,
     bitmap_track_ptr,
     track_rebuild,
     tracking_arrays,
     tracking_mismatch,
     tracking_nbytes,
+    xb_add_head_ptr,
+    xb_add_page_ptr,
+    xb_del_head_ptr,
+    xb_del_page_ptr,
+    xb_hook_address,
+    xb_hook_call,
     xb_track_add,
     xb_track_add_call,
-    xb_track_call,
     xb_track_del,
     xb_track_del_call,
-    xb_track_ptr,
-    xb_track_ptr_address,
 )
 from .xbitmap_arrays import (
     COUNTERS,
@@ -73,6 +77,7 @@ from .xbitmap_arrays import (
     M_SET,
     M_SPARE,
     M_TEST,
+    M_TRACK_DEL_FN,
     M_TRACK_FN,
     M_ZERO,
     MAP_SHIFT,
@@ -126,9 +131,9 @@ __all__ = [
     "LEAF_WORDS", "M_CLEAR", "M_FAILED", "M_FILL", "M_FIND", "M_HEIGHT", "M_LEAF_ALLOCS",
     "M_LEAF_FREE", "M_LEAF_FREES", "M_MODE", "M_NODE_ALLOCS", "M_NODE_FREE", "M_NODE_FREES",
     "M_NODES_AVAIL", "M_NOMEM", "M_PRELOAD_ALLOCS", "M_PRELOAD_CALLS", "M_ROOT", "M_SET",
-    "M_SPARE", "M_TEST", "M_TRACK_FN", "M_ZERO", "MAP_SHIFT", "MAP_SIZE", "MAX_BIT",
-    "MAX_HEIGHT", "META_LEN", "MODE_GROW", "MODE_PRELOAD", "N_FULL", "N_LEVEL", "N_OCC",
-    "N_OFFSET", "N_PARENT", "NEED_LEAVES", "NEED_NODES", "NODE_BYTES", "NODE_WIDTH", "OK",
+    "M_SPARE", "M_TEST", "M_TRACK_DEL_FN", "M_TRACK_FN", "M_ZERO", "MAP_SHIFT", "MAP_SIZE",
+    "MAX_BIT", "MAX_HEIGHT", "META_LEN", "MODE_GROW", "MODE_PRELOAD", "N_FULL", "N_LEVEL",
+    "N_OCC", "N_OFFSET", "N_PARENT", "NEED_LEAVES", "NEED_NODES", "NODE_BYTES", "NODE_WIDTH", "OK",
     "PRELOAD_NODES", "xb_capacity", "xb_grow", "xb_new", "xb_preload", "xb_stats",
     # xbitmap_tree
     "xb_clear_bit", "xb_count", "xb_dense", "xb_empty", "xb_fill", "xb_find_set",
@@ -136,10 +141,11 @@ __all__ = [
     # xbitmap_check
     "check_arrays",
     # free_page_tracking
-    "TRACK_BITMAP", "TRACK_HEAD", "TRACK_OFF", "TRACK_PAGE", "bitmap_track_ptr",
-    "track_rebuild", "tracking_arrays", "tracking_mismatch", "tracking_nbytes", "xb_track_add",
-    "xb_track_add_call", "xb_track_call", "xb_track_del", "xb_track_del_call", "xb_track_ptr",
-    "xb_track_ptr_address",
+    "TRACK_BITMAP", "TRACK_HEAD", "TRACK_OFF", "TRACK_PAGE", "XB_HOOKS", "bitmap_track_ptr",
+    "track_rebuild", "tracking_arrays", "tracking_mismatch", "tracking_nbytes",
+    "xb_add_head_ptr", "xb_add_page_ptr", "xb_del_head_ptr", "xb_del_page_ptr",
+    "xb_hook_address", "xb_hook_call", "xb_track_add", "xb_track_add_call", "xb_track_del",
+    "xb_track_del_call",
 ]
 
 

@@ -24,8 +24,11 @@ Array layout (the engine keeps these three arrays per guest and calls the kernel
     ``M_ROOT`` root entry (-1 empty; a leaf row when ``M_HEIGHT`` is 0, else a node row),
     ``M_HEIGHT`` node levels, the free-list heads ``M_NODE_FREE``/``M_LEAF_FREE`` (-1 when
     exhausted), ``M_NODES_AVAIL``, ``M_MODE`` (``MODE_GROW`` or ``MODE_PRELOAD``),
-    ``M_SPARE`` (the preloaded per-CPU leaf, -1 if none) and the counters listed in
-    :data:`COUNTERS`. Rows in the tree = allocs - frees, so the counters must never be reset.
+    ``M_SPARE`` (the preloaded per-CPU leaf, -1 if none), the counters listed in
+    :data:`COUNTERS`, the free-page tracking hooks' addresses (``M_TRACK_FN``,
+    ``M_TRACK_DEL_FN``; 0 outside :func:`fphlib.guest.free_page_tracking.tracking_arrays`) and
+    the lookup cache (``M_CACHE_*``: the last leaf found, see ``xbitmap_tree._lookup``).
+    Rows in the tree = allocs - frees, so the counters must never be reset.
 
 All three are passed by the caller; kernels never allocate or grow them. Each entry point
 drops NumPy reference counting on them for its duration (borrowed views, :func:`_borrow`), so
@@ -42,7 +45,9 @@ Simplifications (each deliberate):
 - Radix nodes never fail to allocate (the kernel allocates them with GFP_NOWAIT, backed by the
   ``XB_PRELOAD_SIZE`` = 17 node preload); only leaves are subject to preloading.
 - Model bookkeeping the kernel does not have, for speed only (it changes no result and no
-  ``nbytes``): a set-bit count per leaf and a bitmask of occupied slots per node.
+  ``nbytes``): a set-bit count per leaf, a bitmask of occupied slots per node, and the last
+  leaf a lookup found (index, row, bottom node, slot), which every change to the tree's shape
+  forgets (``radix_tree_lookup`` walks from the root every time).
 """
 
 import numpy as np
@@ -93,8 +98,17 @@ M_PRELOAD_CALLS = 17
 M_PRELOAD_ALLOCS = 18
 M_NOMEM = 19
 M_FAILED = 20
-M_TRACK_FN = 21  # native address of xb_track_ptr (tracking_arrays), 0 for other bitmaps
-META_LEN = 24  # 22..23 reserved
+# native addresses of the free-page tracking hooks (free_page_tracking.tracking_arrays), 0 for
+# other bitmaps: the add hook, the del hook
+M_TRACK_FN = 21
+M_TRACK_DEL_FN = 22
+# the lookup cache: leaf index + 1 of the last leaf found (0: none, so that zeroed arrays hold
+# no entry), its row, its bottom node and the slot there
+M_CACHE_LI = 23
+M_CACHE_L = 24
+M_CACHE_N = 25
+M_CACHE_OFF = 26
+META_LEN = 28  # 27 reserved
 
 COUNTERS = {
     "set_bit": M_SET,

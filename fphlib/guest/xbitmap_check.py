@@ -13,6 +13,10 @@ from .xbitmap_arrays import (
     L_COUNT,
     LEAF_BITS,
     LEAF_WORDS,
+    M_CACHE_L,
+    M_CACHE_LI,
+    M_CACHE_N,
+    M_CACHE_OFF,
     M_HEIGHT,
     M_LEAF_ALLOCS,
     M_LEAF_FREE,
@@ -23,6 +27,7 @@ from .xbitmap_arrays import (
     M_NODES_AVAIL,
     M_ROOT,
     M_SPARE,
+    MAP_SHIFT,
     MAP_SIZE,
     MAX_BIT,
     MAX_HEIGHT,
@@ -39,7 +44,8 @@ def check_arrays(nodes, leaves, meta):
 
     Checks parent links, slot counts and occupancy masks, the IDR_FREE (``N_FULL``) tags,
     minimal height (as ``radix_tree_shrink`` leaves it), no empty leaf or childless node,
-    the in-use counters and that free lists and tree rows partition the pools.
+    the lookup cache, the in-use counters and that free lists and tree rows partition the
+    pools.
     """
     root = int(meta[M_ROOT])
     height = int(meta[M_HEIGHT])
@@ -92,6 +98,17 @@ def check_arrays(nodes, leaves, meta):
         if height > 1:
             # minimal height: the root uses a slot other than 0, or more than one slot
             assert nodes[root, N_OCC] != 1, "root could shrink"
+    cached = int(meta[M_CACHE_LI])
+    if cached:  # the lookup cache names a leaf in the tree, at its index
+        l, n, off = int(meta[M_CACHE_L]), int(meta[M_CACHE_N]), int(meta[M_CACHE_OFF])
+        assert n in tree_nodes and nodes[n, N_LEVEL] == 0, f"lookup cache: node {n}"
+        assert 0 <= off < MAP_SIZE and nodes[n, off] == l, f"lookup cache: leaf {l}"
+        index, shift = off, MAP_SHIFT
+        while nodes[n, N_PARENT] >= 0:
+            index |= int(nodes[n, N_OFFSET]) << shift
+            shift += MAP_SHIFT
+            n = int(nodes[n, N_PARENT])
+        assert n == root and index == cached - 1, f"lookup cache: index {cached - 1}"
     n_nodes = int(meta[M_NODE_ALLOCS] - meta[M_NODE_FREES])
     n_leaves = int(meta[M_LEAF_ALLOCS] - meta[M_LEAF_FREES])
     assert n_nodes == len(tree_nodes), f"node allocs - frees {n_nodes} != {len(tree_nodes)}"

@@ -56,6 +56,10 @@ from .xbitmap_arrays import (
     LEAF_BITS,
     LEAF_BYTES,
     LEAF_WORDS,
+    M_CACHE_L,
+    M_CACHE_LI,
+    M_CACHE_N,
+    M_CACHE_OFF,
     M_CLEAR,
     M_FILL,
     M_FIND,
@@ -196,7 +200,17 @@ def _digit(li, level):
 
 @jit(inline="always")
 def _lookup(nodes, meta, li):
-    """``__radix_tree_lookup``: (leaf row or -1, bottom node or -1, slot in it)."""
+    """``__radix_tree_lookup``: (leaf row or -1, bottom node or -1, slot in it).
+
+    A leaf found in a node is remembered in ``meta`` (``M_CACHE_*``, model bookkeeping): the
+    buddy's tracking hooks look up the same leaf several times in a row (a split or a merge
+    chain stays in one 4 MiB leaf), and the root-to-bottom walk was most of their cost in the
+    demo scenario (xbitmap_hints 277 -> 226 ms together with the per-direction hooks of
+    free_page_tracking). :func:`_extend`, :func:`_shrink` and :func:`_delete_leaf`, the only
+    changes that move or drop an existing leaf or node, forget it.
+    """
+    if meta[M_CACHE_LI] == np.int64(li) + 1:
+        return meta[M_CACHE_L], meta[M_CACHE_N], meta[M_CACHE_OFF]
     root = meta[M_ROOT]
     h = meta[M_HEIGHT]
     if root < 0:
@@ -213,6 +227,11 @@ def _lookup(nodes, meta, li):
         off = _digit(li, level)
         child = nodes[_ux(n), _ux(off)]
         if level == 0:
+            if child >= 0:
+                meta[M_CACHE_LI] = np.int64(li) + 1
+                meta[M_CACHE_L] = child
+                meta[M_CACHE_N] = n
+                meta[M_CACHE_OFF] = off
             return child, n, off  # child -1: the leaf is missing but its bottom node exists
         if child < 0:
             return -1, -1, 0
@@ -283,6 +302,7 @@ def _subtree_full(nodes, leaves, entry, level):
 @jit(inline="always")
 def _extend(nodes, leaves, meta, li):
     """``radix_tree_extend``: grow the tree until leaf index ``li`` fits."""
+    meta[M_CACHE_LI] = 0  # rare: forgetting is cheaper than proving the entry still right
     need = _height_for(li)
     h = meta[M_HEIGHT]
     root = meta[M_ROOT]
@@ -359,6 +379,7 @@ def _shrink(nodes, meta):
     An IDR tree never shrinks its bottom node into the root ("we must not shrink entry 0 into
     the root"), so a lone leaf 0 keeps one node once the tree has had one.
     """
+    meta[M_CACHE_LI] = 0  # only root levels go, but forgetting is cheaper than proving it
     while meta[M_HEIGHT] > 1:
         r = meta[M_ROOT]
         if nodes[r, N_OCC] != 1:  # count != 1 or slot 0 empty
@@ -375,6 +396,7 @@ def _shrink(nodes, meta):
 def _delete_leaf(nodes, leaves, meta, l, n, off):
     """``kfree(bitmap)`` + ``radix_tree_iter_delete`` (``delete_node``): free the leaf, then
     every node left without children, then shrink the root."""
+    meta[M_CACHE_LI] = 0  # the cached leaf, or its node, may be the one freed
     _release_leaf(leaves, meta, l)
     if n < 0:
         meta[M_ROOT] = -1
@@ -428,8 +450,11 @@ def _at_slot(li, level, off):
 def _next_leaf(nodes, meta, li):
     """``radix_tree_for_each_slot`` step: first present leaf with index >= li.
 
-    Returns (found, index, leaf, bottom node or -1, slot).
+    Returns (found, index, leaf, bottom node or -1, slot). A leaf at ``li`` itself may be the
+    one the lookup cache holds (:func:`_lookup`); a leaf found in a node becomes it.
     """
+    if meta[M_CACHE_LI] == np.int64(li) + 1:
+        return True, li, meta[M_CACHE_L], meta[M_CACHE_N], meta[M_CACHE_OFF]
     root = meta[M_ROOT]
     h = meta[M_HEIGHT]
     if root < 0:
@@ -451,6 +476,10 @@ def _next_leaf(nodes, meta, li):
                 li = _at_slot(li, level, noff)
             child = nodes[n, noff]
             if level == 0:
+                meta[M_CACHE_LI] = np.int64(li) + 1
+                meta[M_CACHE_L] = child
+                meta[M_CACHE_N] = n
+                meta[M_CACHE_OFF] = noff
                 return True, li, child, n, noff
             n = child
             level -= 1
