@@ -134,16 +134,12 @@ def _swap_out(s, lo, hi, hand, want, now, cost, direct):
             # one folio, one accessed bit (the PMD's): referenced if any page is
             base = r << HPAGE_SHIFT
             referenced = False
-            if base + HPAGE_PAGES <= words.shape[0] << 3:  # 8 pages per load and store
-                for i in range(base >> 3, (base + HPAGE_PAGES) >> 3):
-                    if words[i] & _REFERENCED_X8:
-                        referenced = True
-                        words[i] &= ~_REFERENCED_X8
-            else:
-                for q in range(base, base + HPAGE_PAGES):
-                    if s.flags[q] & PG_REFERENCED:
-                        referenced = True
-                        s.flags[q] &= NOT_REFERENCED
+            # 8 pages per load and store: a THP's 512 pages are 8-aligned and lie in the
+            # flags, so in ``words``
+            for i in range(base >> 3, (base + HPAGE_PAGES) >> 3):
+                if words[i] & _REFERENCED_X8:
+                    referenced = True
+                    words[i] &= ~_REFERENCED_X8
             if referenced:
                 scanned += base + HPAGE_PAGES - 1 - p
                 hand = base + HPAGE_PAGES
