@@ -5,7 +5,9 @@ Runs one small simulation in this process with an empty numba cache (a temporary
 compiled, its exclusive and inclusive compile time (``numba:compile`` events, thread CPU time);
 ``[python]`` marks a compile for a call from Python (with numba's CPython wrapper), the rest are
 compiles for jitted callers (``fphlib._jit``'s wrapper-less twins).
-Use it to find what to keep out of line when the cold compile grows (README).
+Use it to find what to keep out of line when the cold compile grows (README). It compiles in
+this one process (``FPHLIB_COMPILE_JOBS=1``): a cold run normally shares its units with helper
+processes, whose compiles this profile would not see.
 
     .venv/bin/python benchmarks/compile_profile.py [--mechanism page_reporting] [--top 40]
 """
@@ -27,6 +29,9 @@ def main(argv=None):
     if "fphlib" in sys.modules:
         raise SystemExit("run as a script: fphlib must be imported after NUMBA_CACHE_DIR is set")
     os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="fphlib-compile-profile-")
+    # every compile in this process, where it can be timed (no helper processes:
+    # fphlib.engine.parallel_compile)
+    os.environ["FPHLIB_COMPILE_JOBS"] = "1"
     warnings.simplefilter("ignore")
     from numba.core import event
 

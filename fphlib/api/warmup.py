@@ -13,7 +13,9 @@ from pathlib import Path
 
 # What a cold warmup takes on a 2-core machine (benchmarks/startup.py); shown to users before
 # they wait. Update it with the benchmark's figure when the engine changes.
-COLD_WARMUP_S = 165  # 161 s wall measured 2026-12-07 (every mechanism, workload, policy)
+# 110 s wall measured 2026-12-07 (every mechanism, workload, policy), compiled by two
+# processes (fphlib.engine.parallel_compile); 149 s in one
+COLD_WARMUP_S = 115
 
 
 def _stamp_path():

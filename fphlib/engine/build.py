@@ -3,7 +3,7 @@
 import math
 
 import numpy as np
-from numba import typeof
+from numba import typeof, types
 
 from ..costs import cost_array
 from ..guest.buddy import NR_ORDERS, init_free_lists
@@ -21,12 +21,14 @@ from ..host.policy import POLICIES, policy_module
 from ..state import layout as L
 from ..state import units
 from ..state.borrow import guest_zone
+from ..state.units import publish
 from ..state.zone import CFG_LEN, CFG_PLACEMENT, CFG_REPORTING_OFF, CFG_TRACK, NOT_HEAD
 from ..units import PAGE_SIZE
 from ..workloads import WORKLOADS, Setup, build_rng, workload_settings
 from ..workloads.common import boot
 from ..workloads.io import mm_step
-from .loop import TICK_S, check_all
+from .loop import TICK_S, check_all, run_chunk
+from .parallel_compile import precompile
 
 TRACK_MODES = {None: 0, "page": 1, "head": 2}  # fphlib.guest.buddy.TRACKS (xbitmap modes)
 # the parameters every workload takes, stored as given, each in its wp column
@@ -284,7 +286,24 @@ def bind_units(s, cfg):
         slots[units.SLOT["guest_mm_step"]] = ("guest_mm_step", mm_step)
     for wl, slot in workload_slots([cfg.guest_spec(g) for g in range(cfg.guests)]).items():
         slots[units.SLOT_WORKLOAD + slot] = ("workload_step", WORKLOADS.module(wl).step)
+    # a cold cache: the units and the loop compile in parallel processes, the longest
+    # compiles first (parallel_compile)
+    state_type = typeof(s)
+    by_length = sorted(slots.values(), key=lambda item: _COMPILE_RANK.get(item[0], 0),
+                       reverse=True)
+    precompile([(f, units.signature(unit, state_type), False) for unit, f in by_length[:3]]
+               + [(run_chunk, (state_type, types.int64, types.int64), True)]
+               + [(f, units.signature(unit, state_type), False) for unit, f in by_length[3:]]
+               + [(publish, (state_type,), True)])
     units.bind(s, slots)
+
+
+# Units whose cold compile is long, longest first (seconds on a 2-core machine, 2026-12:
+# benchmarks/compile_profile.py); parallel_compile starts them first so that no process is
+# left with a long one at the end. Only the order depends on it.
+_COMPILE_RANK = {"guest_boot": 9, "host_ensure_ram": 8, "workload_step": 7, "mech_tick": 6,
+                 "host_step": 5, "guest_alloc_slowpath": 4, "guest_reclaim": 3,
+                 "guest_mm_step": 2}
 
 
 def private_arrays(state, params, npages, vcpus, gi, off_col):
