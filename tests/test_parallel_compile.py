@@ -106,6 +106,21 @@ def test_a_function_a_helper_cannot_import_is_compiled_here():
     assert pc._importable(run_chunk) == ("fphlib.engine.loop", "run_chunk")
 
 
+def test_no_helper_can_start_so_this_process_compiles_everything(monkeypatch, tmp_path):
+    (tmp_path / "kernels_nohelper.py").write_text(_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import kernels_nohelper as k
+    from numba import types
+
+    def no_process(*args, **kwargs):
+        raise OSError("no interpreter")
+
+    monkeypatch.setattr(pc.subprocess, "Popen", no_process)
+    items = [(f, (types.int64,), True) for f in (k.square, k.cube, k.twice)]
+    assert pc.precompile(items, jobs=3) == 0
+    assert [k.square(2), k.cube(2), k.twice(2)] == [4, 8, 4]
+
+
 @pytest.mark.parametrize("given, want", [("1", 1), ("3", 3), (" 2 ", 2)])
 def test_compile_jobs_reads_the_environment(monkeypatch, given, want):
     monkeypatch.setenv(pc.ENV_JOBS, given)

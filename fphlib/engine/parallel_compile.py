@@ -175,11 +175,17 @@ def precompile(items, jobs=None):
     helpers = []
     try:
         for _ in range(n_helpers):
-            p = subprocess.Popen([sys.executable, "-c", _HELPER], stdin=subprocess.PIPE,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            p.stdin.write(path + payload)
-            p.stdin.close()
+            try:
+                p = subprocess.Popen([sys.executable, "-c", _HELPER], stdin=subprocess.PIPE,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            except OSError:  # no interpreter to start (an embedded Python): compile here
+                break
             helpers.append(p)
+            try:
+                p.stdin.write(path + payload)
+                p.stdin.close()
+            except OSError:  # it died at once: what it leaves undone is compiled here
+                pass
         # this process claims with the same numbering as the helpers (the shareable items
         # first, in order), then compiles what only it can
         _work_through([missing[i] for i in shared], claims)
