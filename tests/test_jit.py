@@ -1,23 +1,18 @@
 """fphlib's numba decorator (fphlib._jit): jitted callers get a wrapper-less twin with its own
 cache files, and borrowed named tuples are a type of their own (both for compile time)."""
 
-import json
-import os
 import pickle
-import subprocess
 import sys
 import textwrap
 from collections import namedtuple
-from pathlib import Path
 
 import numba
 import numpy as np
+from fresh_process import run_fresh
 from numba import typeof
 from numba.core.registry import CPUDispatcher
 
 from fphlib._jit import Borrowed, _Dispatcher, borrowed_all, compiled, jit
-
-ROOT = Path(__file__).resolve().parent.parent
 
 _MODULE = textwrap.dedent("""
     from fphlib._jit import jit
@@ -45,12 +40,7 @@ _RUN = textwrap.dedent("""
 
 
 def _run(tmp_path, *argv):
-    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{ROOT}",
-               NUMBA_CACHE_DIR=str(tmp_path / "cache"))
-    out = subprocess.run([sys.executable, "-c", _RUN, *argv], env=env, cwd=tmp_path,
-                         capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-2000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_fresh(tmp_path, _RUN, *argv)
 
 
 def test_jitted_callers_compile_the_twin_and_python_never_loads_its_cache(tmp_path):

@@ -1,20 +1,15 @@
 """Parallel compile of a cold run's units (fphlib.engine.parallel_compile): helpers compile
 into numba's cache, this process loads their work, nothing depends on a helper."""
 
-import json
 import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import pytest
+from fresh_process import run_fresh
 
 import fphlib
 from fphlib.engine import parallel_compile as pc
 from fphlib.engine.loop import run_chunk
-
-ROOT = Path(__file__).resolve().parent.parent
 
 _MODULE = textwrap.dedent("""
     from fphlib._jit import jit
@@ -52,32 +47,23 @@ _HELPER_ONLY = textwrap.dedent("""
 """)
 
 
-def _run(tmp_path, script, *argv, env=None):
-    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{ROOT}",
-               NUMBA_CACHE_DIR=str(tmp_path / "cache"), **(env or {}))
-    out = subprocess.run([sys.executable, "-c", script, *argv], env=env, cwd=tmp_path,
-                         capture_output=True, text=True, timeout=900)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def test_a_helper_compiles_into_the_cache_and_this_process_loads_its_work(tmp_path):
     (tmp_path / "kernels.py").write_text(_MODULE)
-    got = _run(tmp_path, _HELPER_ONLY, "helper_only")
+    got = run_fresh(tmp_path, _HELPER_ONLY, "helper_only")
     assert got["helpers"] == 1
     assert got["before"] == [True, True, True]
     assert got["after"] == [False, False, False]  # the helper left all three in the cache
     assert got["results"] == [9, 27, 6]
     assert got["hits"] == [1, 1, 1]  # loaded, not compiled here
     # a second process finds everything cached: no helper starts
-    again = _run(tmp_path, _HELPER_ONLY, "shared")
+    again = run_fresh(tmp_path, _HELPER_ONLY, "shared")
     assert again["helpers"] == 0 and again["before"] == [False, False, False]
 
 
 def test_this_process_and_a_helper_share_the_items_and_leave_no_claims(tmp_path):
     (tmp_path / "kernels.py").write_text(_MODULE)
     (tmp_path / "tmp").mkdir()
-    got = _run(tmp_path, _HELPER_ONLY, "shared", env={"TMPDIR": str(tmp_path / "tmp")})
+    got = run_fresh(tmp_path, _HELPER_ONLY, "shared", env={"TMPDIR": str(tmp_path / "tmp")})
     assert got["helpers"] == 1
     assert got["after"] == [False, False, False]
     assert got["results"] == [9, 27, 6]
@@ -175,7 +161,7 @@ _COLD_RUN = textwrap.dedent(f"""
 
 
 def test_a_cold_first_simulate_compiles_in_parallel_and_gives_the_same_results(tmp_path):
-    got = _run(tmp_path, _COLD_RUN, env={pc.ENV_JOBS: "2"})
+    got = run_fresh(tmp_path, _COLD_RUN, env={pc.ENV_JOBS: "2"})
     assert got["helpers"] == [1]  # one run, one helper (two jobs)
     assert got["hits"] >= 1  # this process loaded units the helper compiled
     here = fphlib.simulate(fphlib.SimConfig(**_CFG))  # this process's cache, compiled serially
