@@ -107,6 +107,21 @@ def test_no_helper_can_start_so_this_process_compiles_everything(monkeypatch, tm
     assert [k.square(2), k.cube(2), k.twice(2)] == [4, 8, 4]
 
 
+def test_one_job_starts_nothing_and_leaves_the_compiles_to_the_caller(monkeypatch, tmp_path):
+    (tmp_path / "kernels_onejob.py").write_text(_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import kernels_onejob as k
+    from numba import types
+
+    def no_process(*args, **kwargs):
+        raise AssertionError("one job starts no helper")
+
+    monkeypatch.setattr(pc.subprocess, "Popen", no_process)
+    items = [(f, (types.int64,), True) for f in (k.square, k.cube, k.twice)]
+    assert pc.precompile(items, jobs=1) == 0
+    assert [pc._missing(*item) for item in items] == [True, True, True]  # nothing compiled
+
+
 @pytest.mark.parametrize("given, want", [("1", 1), ("3", 3), (" 2 ", 2)])
 def test_compile_jobs_reads_the_environment(monkeypatch, given, want):
     monkeypatch.setenv(pc.ENV_JOBS, given)

@@ -158,14 +158,17 @@ def precompile(items, jobs=None):
         The helper processes started (0: everything was cached, or one job).
     """
     jobs = compile_jobs() if jobs is None else jobs
+    if jobs < 2:  # no helper to start: the caller compiles, no need to read the cache here
+        return 0
     missing = [item for item in items if _missing(*item)]
-    shared = [i for i, item in enumerate(missing) if _importable(item[0]) is not None]
+    names = [_importable(item[0]) for item in missing]
+    shared = [i for i, name in enumerate(names) if name is not None]
     n_helpers = min(jobs - 1, len(shared) - 1)
     if n_helpers < 1:
         return 0
     claims = tempfile.mkdtemp(prefix="fphlib-compile-")
     work = {"claims": claims,
-            "items": [(_importable(missing[i][0]), missing[i][1], missing[i][2]) for i in shared]}
+            "items": [(names[i], missing[i][1], missing[i][2]) for i in shared]}
     try:
         path = pickle.dumps(list(sys.path))
         payload = pickle.dumps(work)
@@ -186,8 +189,8 @@ def precompile(items, jobs=None):
                 p.stdin.close()
             except OSError:  # it died at once: what it leaves undone is compiled here
                 pass
-        # this process claims with the same numbering as the helpers (the shareable items
-        # first, in order), then compiles what only it can
+        # this process claims with the same numbering as the helpers (the shareable items,
+        # in order); what no helper can import, the caller compiles afterwards (units.bind)
         _work_through([missing[i] for i in shared], claims)
         for p in helpers:
             p.wait()
