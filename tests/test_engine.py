@@ -188,12 +188,53 @@ def test_warmup_runs_every_mechanism_reports_progress_and_stamps(monkeypatch, tm
     assert not w.is_warm()
     calls = []
     assert fphlib.warmup(progress=lambda *a: calls.append(a)) >= 0
-    assert [c[2] for c in calls[: len(REGISTRY)]] == [f"mechanism {m}" for m in REGISTRY]
+    runs = [c[2] for c in calls if c[2] != w.COMPILING]
+    assert runs[: len(REGISTRY)] == [f"mechanism {m}" for m in REGISTRY]
     total = calls[-1][1]
     assert calls[-1] == (total, total, "done") and total > len(REGISTRY) + 1
+    done = [c[0] for c in calls]
+    assert done == sorted(done)  # a bar that never goes back
+    # once the runs start, the total stays; the shared compile (if any) counts toward it
+    first_run = next(k for k, c in enumerate(calls) if c[2] != w.COMPILING)
+    assert {c[1] for c in calls[first_run:]} == {total}
+    assert {c[1] for c in calls[:first_run]} <= {total}
     assert w.is_warm()
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "elsewhere"))
     assert not w.is_warm()  # another cache directory is not warm
+
+
+def test_warmup_compiles_all_runs_units_in_one_pool_and_counts_it_in_its_progress(
+        monkeypatch, tmp_path):
+    """A cold warmup hands every unit its runs need to one shared compile (each once), and
+    its progress bar counts that compile before the runs, never going back."""
+    from fphlib.api import warmup as w
+    from fphlib.engine import parallel_compile as pc
+    from fphlib.engine.build import build_state, compile_items, unit_slots
+
+    pooled = []
+
+    def fake_precompile(items, jobs=None, progress=None):
+        pooled.extend(items)
+        for done in range(0, len(items) + 1, 10):
+            progress(done, len(items))
+        return 1
+
+    monkeypatch.setattr(pc, "precompile", fake_precompile)
+    monkeypatch.setattr(w, "_stamp_path", lambda: tmp_path / "warm.stamp")
+    calls = []
+    fphlib.warmup(progress=lambda *a: calls.append(a))
+    keys = [(id(f), sig, python_facing) for f, sig, python_facing in pooled]
+    assert len(keys) == len(set(keys))  # each unit once
+    for _, cfg in w._configs(w._tiny_trace(tmp_path)):
+        s, _ = build_state(cfg, bind=False)
+        assert {(id(f), sig, p) for f, sig, p in compile_items(s, unit_slots(s, cfg))} <= set(keys)
+    steps = len(list(w._configs(w._tiny_trace(tmp_path))))
+    total = len(pooled) + steps + 1
+    compiling = [c for c in calls if c[2] == w.COMPILING]
+    assert compiling[0] == (0, total, w.COMPILING) and calls[: len(compiling)] == compiling
+    assert calls[len(compiling)][:2] == (len(pooled), total)  # the first run follows on
+    assert calls[-1] == (total, total, "done")
+    assert [c[0] for c in calls] == sorted(c[0] for c in calls)
 
 
 def test_warmup_reaches_every_registered_unit(tmp_path):

@@ -37,13 +37,14 @@ _HELPER_ONLY = textwrap.dedent("""
     items = [(f, (types.int64,), True) for f in (kernels.square, kernels.cube, kernels.twice)]
     missing_before = [pc._missing(*item) for item in items]
     if sys.argv[1] == "helper_only":
-        pc._work_through = lambda items, claims: None
-    helpers = pc.precompile(items, jobs=2)
+        pc._work_through = lambda items, claims, after=None: None
+    progress = []
+    helpers = pc.precompile(items, jobs=2, progress=lambda *a: progress.append(a))
     missing_after = [pc._missing(*item) for item in items]
     results = [kernels.square(3), kernels.cube(3), kernels.twice(3)]
     hits = [sum(f._cache_hits.values()) for f in (kernels.square, kernels.cube, kernels.twice)]
     print(json.dumps({"helpers": helpers, "before": missing_before, "after": missing_after,
-                      "results": results, "hits": hits}))
+                      "results": results, "hits": hits, "progress": progress}))
 """)
 
 
@@ -55,16 +56,21 @@ def test_a_helper_compiles_into_the_cache_and_this_process_loads_its_work(tmp_pa
     assert got["after"] == [False, False, False]  # the helper left all three in the cache
     assert got["results"] == [9, 27, 6]
     assert got["hits"] == [1, 1, 1]  # loaded, not compiled here
-    # a second process finds everything cached: no helper starts
+    # reported from nothing done to all three in the cache, each report further on
+    assert got["progress"][0] == [0, 3] and got["progress"][-1] == [3, 3]
+    done = [d for d, _ in got["progress"]]
+    assert done == sorted(set(done))
+    # a second process finds everything cached: no helper starts, nothing to report
     again = run_fresh(tmp_path, _HELPER_ONLY, "shared")
     assert again["helpers"] == 0 and again["before"] == [False, False, False]
+    assert again["progress"] == []
 
 
 def test_this_process_and_a_helper_share_the_items_and_leave_no_claims(tmp_path):
     (tmp_path / "kernels.py").write_text(_MODULE)
     (tmp_path / "tmp").mkdir()
     got = run_fresh(tmp_path, _HELPER_ONLY, "shared", env={"TMPDIR": str(tmp_path / "tmp")})
-    assert got["helpers"] == 1
+    assert got["helpers"] == 1 and got["progress"][-1] == [3, 3]
     assert got["after"] == [False, False, False]
     assert got["results"] == [9, 27, 6]
     assert list((tmp_path / "tmp").iterdir()) == []  # the claim files are gone

@@ -60,8 +60,9 @@ def workload_slots(specs):
     return {w: i for i, w in enumerate(stepped)}
 
 
-def build_state(cfg):
-    """Return (EngineState, info dict) for ``cfg`` with every page free and unbacked."""
+def build_state(cfg, bind=True):
+    """Return (EngineState, info dict) for ``cfg`` with every page free and unbacked; with
+    ``bind`` its units compiled (or loaded) and bound (:func:`bind_units`)."""
     G = cfg.guests
     V = cfg.vcpus
     specs = [cfg.guest_spec(g) for g in range(G)]
@@ -259,17 +260,27 @@ def build_state(cfg):
     s = s._replace(self_ref=np.zeros(units.ref_words(typeof(s), G), np.int64))
     for g in range(G):
         init_free_lists(guest_zone(s, g))
-    bind_units(s, cfg)
+    if bind:
+        bind_units(s, cfg)
     info = {"n_ticks": n_ticks, "every": every, "n_samples": n_samples, "dt": dt}
     return s, info
 
 
 def bind_units(s, cfg):
     """Compile (or load) the separate units this run needs and store their addresses in
-    ``s.fn`` (:mod:`fphlib.state.units`): its mechanism's hooks, its policy's step, the
-    migration thread if it migrates, the steps of the workloads its guests run, the host's
-    reclaim path and its daemons (kswapd, khugepaged) if on, the debug checks if ``debug``.
-    Nothing else is compiled, so a first run pays only for what it uses."""
+    ``s.fn`` (:mod:`fphlib.state.units`). Nothing else is compiled, so a first run pays only
+    for what it uses; a cold cache compiles them in parallel processes (parallel_compile)."""
+    slots = unit_slots(s, cfg)
+    precompile(compile_items(s, slots))
+    units.bind(s, slots)
+
+
+def unit_slots(s, cfg):
+    """``{slot: (unit, function)}`` of the units the run of ``cfg`` (state ``s``) needs: its
+    mechanism's hooks, its policy's step, the migration thread if it migrates, the steps of
+    the workloads its guests run, the host's reclaim path and its daemons (kswapd,
+    khugepaged) if on, the guest's reclaim if it has anything to reclaim, the debug checks if
+    ``debug``."""
     slots = {units.SLOT[unit]: (unit, f) for unit, f in hook_functions(cfg.mechanism).items()}
     slots[units.SLOT["policy_step"]] = ("policy_step", policy_module(cfg.policy).step)
     if cfg.migration:
@@ -286,16 +297,20 @@ def bind_units(s, cfg):
         slots[units.SLOT["guest_mm_step"]] = ("guest_mm_step", mm_step)
     for wl, slot in workload_slots([cfg.guest_spec(g) for g in range(cfg.guests)]).items():
         slots[units.SLOT_WORKLOAD + slot] = ("workload_step", WORKLOADS.module(wl).step)
-    # a cold cache: the units and the loop compile in parallel processes, the longest
-    # compiles first (parallel_compile)
+    return slots
+
+
+def compile_items(s, slots):
+    """The :func:`fphlib.engine.parallel_compile.precompile` items of a run: its units
+    (``slots`` from :func:`unit_slots`), the loop and ``publish``, the longest compiles
+    first so that no process is left with a long one at the end."""
     state_type = typeof(s)
     by_length = sorted(slots.values(), key=lambda item: _COMPILE_RANK.get(item[0], 0),
                        reverse=True)
-    precompile([(f, units.signature(unit, state_type), False) for unit, f in by_length[:3]]
-               + [(run_chunk, (state_type, types.int64, types.int64), True)]
-               + [(f, units.signature(unit, state_type), False) for unit, f in by_length[3:]]
-               + [(publish, (state_type,), True)])
-    units.bind(s, slots)
+    return ([(f, units.signature(unit, state_type), False) for unit, f in by_length[:3]]
+            + [(run_chunk, (state_type, types.int64, types.int64), True)]
+            + [(f, units.signature(unit, state_type), False) for unit, f in by_length[3:]]
+            + [(publish, (state_type,), True)])
 
 
 # Units whose cold compile is long, longest first (seconds on a 2-core machine, 2026-12:

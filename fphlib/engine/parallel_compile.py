@@ -34,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 from .._jit import native_address
 
@@ -119,8 +120,9 @@ def _importable(function):
     return py_func.__module__, py_func.__name__
 
 
-def _work_through(items, claims):
-    """Compile, in order, each item still missing that this process claims first."""
+def _work_through(items, claims, after=None):
+    """Compile, in order, each item still missing that this process claims first; call
+    ``after()`` after each compile."""
     for i, (function, sig, python_facing) in enumerate(items):
         if not _missing(function, sig, python_facing):
             continue
@@ -129,6 +131,8 @@ def _work_through(items, claims):
         except FileExistsError:
             continue
         _compile(function, sig, python_facing)
+        if after is not None:
+            after()
 
 
 def _helper(work):
@@ -141,7 +145,11 @@ def _helper(work):
     _work_through(items, work["claims"])
 
 
-def precompile(items, jobs=None):
+# seconds between two looks at the cache while this process waits for its helpers
+POLL_S = 0.2
+
+
+def precompile(items, jobs=None, progress=None):
     """Compile the ``items`` missing from numba's cache, in this process and helper processes.
 
     Parameters
@@ -151,6 +159,10 @@ def precompile(items, jobs=None):
         Python calls and its argument types as a tuple (True); heaviest first, ideally.
     jobs : int, optional
         Processes compiling, this one included (default :func:`compile_jobs`).
+    progress : callable, optional
+        Called as ``progress(done, total)`` when helpers start (``done == 0``) and each time
+        more of the ``total`` items they share with this process are in the cache; never
+        when no helper starts.
 
     Returns
     -------
@@ -191,9 +203,13 @@ def precompile(items, jobs=None):
                 pass
         # this process claims with the same numbering as the helpers (the shareable items,
         # in order); what no helper can import, the caller compiles afterwards (units.bind)
-        _work_through([missing[i] for i in shared], claims)
-        for p in helpers:
-            p.wait()
+        pool = [missing[i] for i in shared]
+        report = _Progress(pool, progress)
+        _work_through(pool, claims, after=report)
+        while any(p.poll() is None for p in helpers):
+            time.sleep(POLL_S)
+            report()
+        report()
     finally:
         for p in helpers:
             if p.poll() is None:
@@ -201,3 +217,20 @@ def precompile(items, jobs=None):
                 p.wait()
         shutil.rmtree(claims, ignore_errors=True)
     return len(helpers)
+
+
+class _Progress:
+    """Calls ``progress(done, total)`` when more of ``pool``'s items are compiled or cached."""
+
+    def __init__(self, pool, progress):
+        self.pool, self.progress, self.done = pool, progress, 0
+        if progress is not None:
+            progress(0, len(pool))
+
+    def __call__(self):
+        if self.progress is None:
+            return
+        done = sum(not _missing(*item) for item in self.pool)
+        if done > self.done:
+            self.done = done
+            self.progress(done, len(self.pool))
