@@ -6,6 +6,7 @@ State is always plain NumPy arrays or tuples of them (docs/design.md §2): no ji
 """
 
 import functools
+import gc
 
 from numba.core import cgutils, sigutils, types
 from numba.core.caching import FunctionCache, IndexDataCacheFile
@@ -120,7 +121,17 @@ class _Dispatcher(CPUDispatcher):
             cres = python_facing.overloads.get(tuple(args))
             if cres is not None:
                 self.overloads.setdefault(tuple(args), cres)
-        return super().compile(sig)
+        if not gc.isenabled():  # a compile around this one paused it (or the caller did)
+            return super().compile(sig)
+        # numba's typing and lowering make many short-lived objects in reference cycles;
+        # Python's cyclic collector, run every 700 of them, also walks all that is imported
+        # (benchmarks/startup.py). Paused for the compile; the next collection after it
+        # frees the compile's garbage.
+        gc.disable()
+        try:
+            return super().compile(sig)
+        finally:
+            gc.enable()
 
     def get_call_template(self, args, kws):
         args = tuple(types.unliteral(a) for a in args)

@@ -8,6 +8,7 @@ from collections import namedtuple
 
 import numba
 import numpy as np
+import pytest
 from fresh_process import run_fresh
 from numba import typeof
 from numba.core.registry import CPUDispatcher
@@ -161,3 +162,43 @@ def test_a_published_state_is_passed_by_reference_and_any_other_by_value():
     assert _call_guest_int(unpublished, 0, GI.USED) == want
     # Python calls are unchanged: the callee's own compile for the state itself
     assert _guest_int(s, 0, GI.USED) == want
+
+
+def _fresh_kernel(body="return x + 1"):
+    """A new jitted function (exec'd: no cache to load, so calling it compiles)."""
+    ns = {}
+    exec(f"from fphlib._jit import jit\n@jit\ndef kernel(x):\n    {body}\n", ns)
+    return ns["kernel"]
+
+
+def test_the_cyclic_collector_is_paused_while_numba_compiles_and_restored_after():
+    import gc
+
+    from numba.core import event
+
+    class GcState(event.Listener):
+        def on_start(self, ev):
+            states.append(("start", gc.isenabled()))
+
+        def on_end(self, ev):
+            states.append(("end", gc.isenabled()))
+
+    states = []
+    with event.install_listener("numba:compile", GcState()):
+        assert _fresh_kernel()(1) == 2
+    assert states == [("start", False), ("end", False)]
+    assert gc.isenabled()
+
+
+def test_a_failed_compile_restores_the_collector_and_a_disabled_one_stays_off():
+    import gc
+
+    with pytest.raises(numba.core.errors.TypingError):
+        _fresh_kernel("return x + 'text'")(1)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        assert _fresh_kernel()(2) == 3
+        assert not gc.isenabled()  # the caller's choice stands
+    finally:
+        gc.enable()
