@@ -199,3 +199,24 @@ def test_trace_replay(tmp_path):
                workload_params={"path": str(path), "boot": "0", "speed": 2.0})
     t_fast = fast.events[fast.events.kind == "workload_end"].t_s.iloc[0]
     assert t_fast == pytest.approx(tr.t_us[-1] * 0.5e-6, abs=0.002)
+
+
+def test_a_pool_starts_at_minus_one_unless_its_workload_writes_before_it_reads(tmp_path):
+    """trace reads slots it may never have written (a free before its alloc): -1, no block;
+    churn reads only slots below POOL_N, so its slots start at 0, memory left untouched."""
+    from fphlib.state.layout import GI
+    from fphlib.workloads.trace_file import generate_trace, write_trace
+
+    tr = generate_trace(500, seed=3, occupancy=0.3, n_pages=(16 << 20) // 4096)
+    path = tmp_path / "t.npz"
+    write_trace(path, tr.t_us, tr.kind, tr.order, tr.slot)
+    cfg = fphlib.SimConfig(guests=2, guest_mem="16MiB", host_mem="64MiB", workload="churn",
+                           workload_params={"target": 0.3},
+                           guest_overrides=[{}, {"workload": "trace",
+                                                 "workload_params": {"path": str(path)}}])
+    s, _ = build_state(cfg)
+    churn_slots, trace_slots = (s.pool[s.gi[g, GI.POOL_OFF]:][:s.gi[g, GI.POOL_CAP]]
+                                for g in range(2))
+    assert len(churn_slots) > 0 and (churn_slots == 0).all()
+    assert len(trace_slots) > 0 and (trace_slots == -1).all()
+    assert len(s.pool) == len(churn_slots) + len(trace_slots)

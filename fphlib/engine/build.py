@@ -84,6 +84,7 @@ def build_state(cfg, bind=True):
     slots = workload_slots(specs)
     seeds = np.random.SeedSequence(cfg.seed).spawn(G)
     traces = []
+    preset = []  # (offset, slots) of the pool to start at -1 (Setup.pool_preset)
     pool_off = 0
     tr_off = 0
     for g, spec in enumerate(specs):
@@ -128,6 +129,8 @@ def build_state(cfg, bind=True):
             tr_off += len(setup.trace[0])
         gi[g, L.GI.POOL_OFF] = pool_off
         gi[g, L.GI.POOL_CAP] = setup.pool
+        if setup.pool_preset:
+            preset.append((pool_off, setup.pool))
         pool_off += setup.pool
 
     def cat(i, dtype):
@@ -196,6 +199,10 @@ def build_state(cfg, bind=True):
             gi[g + 1, L.GI.XB_LEAF_OFF] = gi[g, L.GI.XB_LEAF_OFF] + len(leaves)
 
     rng = np.array([sq.generate_state(1, np.uint64)[0] for sq in seeds], np.uint64)
+    # zeros: memory the kernel maps on first write, so slots never used cost nothing
+    pool = np.zeros(pool_off, np.int32)
+    for off, n in preset:
+        pool[off:off + n] = -1
 
     mig_i, mig_f, mig_bmap = migration_arrays(cfg.migration, npages[0])
 
@@ -237,7 +244,7 @@ def build_state(cfg, bind=True):
         dq_t=np.zeros((G, slots), np.float64),
         dq_pfn=np.zeros((G, slots), np.int64),
         dq_n=np.zeros((G, slots), np.int64),
-        pool=np.full(pool_off, -1, np.int32),
+        pool=pool,
         tr_t=cat(0, np.int64),
         tr_kind=cat(1, np.int8),
         tr_order=cat(2, np.int8),

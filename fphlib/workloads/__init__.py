@@ -71,10 +71,14 @@ class Setup(NamedTuple):
     """What a workload's ``build`` asks of the engine for one guest: ``pool`` int32 slots for
     the blocks it holds (``GI.POOL_OFF``/``GI.POOL_CAP``), and a ``trace`` of operations to
     replay, ``(t_us int64, kind int8, order int8, slot int32)`` arrays (``GI.TR_OFF``,
-    ``GI.TR_N``) or None."""
+    ``GI.TR_N``) or None. The slots start at -1 (no block); ``pool_preset=False`` is for a
+    workload that writes each slot before it reads it: its slots start at 0 and the engine
+    leaves their memory untouched until then (a large host's churn uses a tenth of its pool).
+    """
 
     pool: int = 0
     trace: tuple | None = None
+    pool_preset: bool = True
 
 
 def _check_workload(module, name):

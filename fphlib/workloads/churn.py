@@ -73,7 +73,8 @@ STATE = PrivateState(floats=("TARGET", "OPS", *(f"MIX{o}" for o in range(NR_ORDE
 
 def build(params, n_pages, rng):
     """A pool for the held blocks: the target with a margin."""
-    return Setup(pool=int(1.25 * params["target"] * n_pages) + 1024)
+    # step reads only slots below POOL_N, each written when its block was allocated
+    return Setup(pool=int(1.25 * params["target"] * n_pages) + 1024, pool_preset=False)
 
 
 def estimate_events(params, n_pages, active_s):
