@@ -8,7 +8,8 @@ State is always plain NumPy arrays or tuples of them (docs/design.md §2): no ji
 import functools
 import gc
 
-from numba.core import cgutils, sigutils, types
+from numba.core import cgutils, ir, lowering, sigutils, types
+from numba.core.analysis import compute_cfg_from_blocks, must_use_alloca
 from numba.core.caching import FunctionCache, IndexDataCacheFile
 from numba.core.datamodel import models
 from numba.core.imputils import lower_cast, lower_constant
@@ -454,3 +455,57 @@ def column_group(cls):
     """
     typeof_impl.register(cls)(lambda val, c: _ColumnGroup(type(val)))
     return cls
+
+
+def _state_values_stay_in_registers(find_singly_assigned_variable):
+    """Wrap numba's ``Lower._find_singly_assigned_variable`` so that a borrowed state lives
+    in a value, not in a stack slot.
+
+    numba keeps a variable in an LLVM value only if it is assigned once and used in the
+    block that assigns it; any other variable gets an ``alloca`` (numba/core/lowering.py).
+    A borrowed engine state (:class:`Borrowed`, ~400 machine words) is assigned once, at the
+    top of a kernel or of an inlined call, and used across its loops, so every kernel had
+    several state-sized stack slots, each split by LLVM's SROA into ~400 scalars and each
+    scalar promoted back to a value by mem2reg: half of the LLVM time of a cold first run
+    (``NUMBA_LLVM_PASS_TIMINGS``). A value is valid LLVM wherever its definition dominates
+    the use (LLVM Language Reference, "SSA"), so a borrowed state assigned once in a block
+    that dominates, and is lowered before, every block using it is kept as a value. Only
+    borrowed states qualify: they need no reference counting (their ``del`` is a no-op).
+    """
+
+    @functools.wraps(find_singly_assigned_variable)
+    def find(self):
+        find_singly_assigned_variable(self)
+        if self.func_ir.func_id.is_generator or self._disable_sroa_like_opt:
+            return
+        typemap = self.fndesc.typemap
+        states = {v for v, t in typemap.items() if isinstance(t, Borrowed)}
+        states -= self._singly_assigned_vars
+        if not states:
+            return
+        blocks = self.func_ir.blocks
+        states -= must_use_alloca(blocks)
+        assigned = {v: [] for v in states}
+        used = {v: set() for v in states}
+        for label, block in blocks.items():
+            for stmt in block.body:
+                if isinstance(stmt, ir.Assign) and stmt.target.name in assigned:
+                    assigned[stmt.target.name].append(label)
+                for var in stmt.list_vars():
+                    if var.name in used:
+                        used[var.name].add(label)
+        dominators = compute_cfg_from_blocks(blocks).dominators()
+        for v in states:
+            if len(assigned[v]) != 1:
+                continue
+            home = assigned[v][0]
+            # numba lowers blocks in label order (Lower.lower_function_body)
+            if all(home in dominators[u] and u > home for u in used[v] - {home}):
+                self._singly_assigned_vars.add(v)
+
+    return find
+
+
+if hasattr(lowering.Lower, "_find_singly_assigned_variable"):  # else: numba's own rule
+    lowering.Lower._find_singly_assigned_variable = _state_values_stay_in_registers(
+        lowering.Lower._find_singly_assigned_variable)

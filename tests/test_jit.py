@@ -202,3 +202,53 @@ def test_a_failed_compile_restores_the_collector_and_a_disabled_one_stays_off():
         assert not gc.isenabled()  # the caller's choice stands
     finally:
         gc.enable()
+
+
+_BORROWING = """
+from fphlib._jit import borrowed_all, jit
+
+@jit
+def loop(t, n):
+    b = borrowed_all(t)  # assigned once, used in the loop's blocks
+    total = 0
+    for i in range(n):
+        total += b.a[i] + b.c[i]
+    return total
+
+@jit
+def branches(t, u, first):
+    if first:
+        b = borrowed_all(t)
+    else:
+        b = borrowed_all(u)
+    return b.a[0]  # b merges two assignments: a stack slot, as numba makes it
+"""
+
+
+def test_a_borrowed_state_assigned_once_is_kept_in_a_value_across_blocks(monkeypatch):
+    from numba.core import lowering
+
+    from fphlib._jit import Borrowed
+
+    kept = {}
+    find = lowering.Lower._find_singly_assigned_variable
+
+    def record(self):
+        find(self)
+        name = self.fndesc.qualname
+        kept[name] = {v for v, t in self.fndesc.typemap.items()
+                      if isinstance(t, Borrowed) and v in self._singly_assigned_vars}
+        kept[name, "all"] = {v for v, t in self.fndesc.typemap.items() if isinstance(t, Borrowed)}
+
+    monkeypatch.setattr(lowering.Lower, "_find_singly_assigned_variable", record)
+    ns = {}
+    exec(_BORROWING, ns)
+    Pair = namedtuple("Pair", "a c")
+    # arrays of two dtypes: a heterogeneous named tuple, which borrowed_all makes Borrowed
+    t = Pair(np.arange(4.0), np.arange(4) * 10)
+    u = Pair(np.full(4, 7.0), np.zeros(4, np.int64))
+    assert ns["loop"](t, 3) == sum(t.a[:3] + t.c[:3])
+    assert kept["loop"] == kept["loop", "all"] == {"b"}
+    assert (ns["branches"](t, u, True), ns["branches"](t, u, False)) == (0.0, 7.0)
+    merged = kept["branches", "all"] - kept["branches"]
+    assert len(merged) == 1  # the merged b has two assignments: left to numba's stack slot
