@@ -98,32 +98,33 @@ def test_a_function_a_helper_cannot_import_is_compiled_here():
     assert pc._importable(run_chunk) == ("fphlib.engine.loop", "run_chunk")
 
 
-def test_no_helper_can_start_so_this_process_compiles_everything(monkeypatch, tmp_path):
-    (tmp_path / "kernels_nohelper.py").write_text(_MODULE)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    import kernels_nohelper as k
+def _kernels_without_processes(monkeypatch, tmp_path, name, error):
+    """A fresh module of _MODULE's three kernels, its items, and Popen raising ``error``."""
+    import importlib
+
     from numba import types
 
+    (tmp_path / f"{name}.py").write_text(_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    k = importlib.import_module(name)
+
     def no_process(*args, **kwargs):
-        raise OSError("no interpreter")
+        raise error
 
     monkeypatch.setattr(pc.subprocess, "Popen", no_process)
-    items = [(f, (types.int64,), True) for f in (k.square, k.cube, k.twice)]
+    return k, [(f, (types.int64,), True) for f in (k.square, k.cube, k.twice)]
+
+
+def test_no_helper_can_start_so_this_process_compiles_everything(monkeypatch, tmp_path):
+    k, items = _kernels_without_processes(monkeypatch, tmp_path, "kernels_nohelper",
+                                          OSError("no interpreter"))
     assert pc.precompile(items, jobs=3) == 0
     assert [k.square(2), k.cube(2), k.twice(2)] == [4, 8, 4]
 
 
 def test_one_job_starts_nothing_and_leaves_the_compiles_to_the_caller(monkeypatch, tmp_path):
-    (tmp_path / "kernels_onejob.py").write_text(_MODULE)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    import kernels_onejob as k
-    from numba import types
-
-    def no_process(*args, **kwargs):
-        raise AssertionError("one job starts no helper")
-
-    monkeypatch.setattr(pc.subprocess, "Popen", no_process)
-    items = [(f, (types.int64,), True) for f in (k.square, k.cube, k.twice)]
+    _, items = _kernels_without_processes(monkeypatch, tmp_path, "kernels_onejob",
+                                          AssertionError("one job starts no helper"))
     assert pc.precompile(items, jobs=1) == 0
     assert [pc._missing(*item) for item in items] == [True, True, True]  # nothing compiled
 

@@ -34,7 +34,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
 from .._jit import native_address
 
@@ -206,9 +205,13 @@ def precompile(items, jobs=None, progress=None):
         pool = [missing[i] for i in shared]
         report = _Progress(pool, progress)
         _work_through(pool, claims, after=report)
-        while any(p.poll() is None for p in helpers):
-            time.sleep(POLL_S)
-            report()
+        for p in helpers:
+            while True:
+                try:  # returns as soon as the helper exits
+                    p.wait(timeout=POLL_S)
+                    break
+                except subprocess.TimeoutExpired:
+                    report()
         report()
     finally:
         for p in helpers:
