@@ -5,10 +5,11 @@ Every kernel is compiled with ``cache=True`` (warm starts reuse the on-disk cach
 State is always plain NumPy arrays or tuples of them (docs/design.md §2): no jitclass, no structref.
 """
 
+import copy
 import functools
 import gc
 
-from numba.core import cgutils, ir, lowering, sigutils, types
+from numba.core import cgutils, inline_closurecall, ir, lowering, sigutils, targetconfig, types
 from numba.core.analysis import compute_cfg_from_blocks, must_use_alloca
 from numba.core.caching import FunctionCache, IndexDataCacheFile
 from numba.core.datamodel import models
@@ -57,6 +58,108 @@ class _PluginCache(FunctionCache):
         self._cache_file = IndexDataCacheFile(
             cache_path=self._cache_path, filename_base=self._impl.filename_base,
             source_stamp=_source_stamp(self, py_func))
+
+
+_LOWERING_ONLY_FLAGS = ("no_cpython_wrapper", "no_cfunc_wrapper")
+"""Compile flags that only lowering reads (the wrappers numba adds to a compiled function)."""
+
+
+def _inlinee_key(worker, func, enable_ssa):
+    """What a callee's untyped IR depends on besides its code: the typing context, the
+    target, pipeline and flags of the compile, and the values its globals, closure cells and
+    defaults hold now (identities: numba reads them when it builds the IR). The target
+    context is keyed by its class: numba derives one per compile from the flags, which are
+    in the key. None: not cacheable."""
+    code = getattr(func, "__code__", None)
+    if code is None or worker.locals:
+        return None
+    worker.flags.enable_ssa = enable_ssa  # as run_untyped_passes does (it is in the key)
+    flags = worker.flags.copy()
+    for name in _LOWERING_ONLY_FLAGS:
+        flags.discard(name)
+    env = func.__globals__
+    return (func, code, worker.typingctx, type(worker.targetctx), type(worker.pipeline),
+            worker._compiler_pipeline, flags.summary(),
+            tuple(id(env.get(name)) for name in code.co_names),
+            tuple(id(c.cell_contents) for c in func.__closure__ or ()),
+            id(func.__defaults__), id(func.__kwdefaults__))
+
+
+def _inlinee_ir_once(run_untyped_passes):
+    """Wrap numba's ``InlineWorker.run_untyped_passes`` so that a function inlined at many
+    call sites goes through numba's frontend once per process, not once per site.
+
+    For every ``inline="always"`` call site numba rebuilds the callee's IR from its bytecode
+    and runs the whole untyped pipeline on it, which inlines the callee's own callees again,
+    at each of their sites (numba/core/inline_closurecall.py). The IR depends only on the
+    function, on what its globals and closure hold, and on the compile's contexts and flags
+    (:func:`_inlinee_key`); ``InlineWorker.inline_ir`` deep-copies the IR it is given
+    before it changes anything, so one IR serves every site. Each site still gets a fresh
+    function identity, so its variables are named apart as numba names them.
+    """
+
+    @functools.wraps(run_untyped_passes)
+    def run(self, func, enable_ssa=False):
+        key = _inlinee_key(self, func, enable_ssa)
+        if key is None:
+            return run_untyped_passes(self, func, enable_ssa)
+        built = _INLINEE_IR.get(key)
+        if built is None:
+            built = _INLINEE_IR[key] = run_untyped_passes(self, func, enable_ssa)
+        site = copy.copy(built)  # inline_ir copies the blocks before changing them
+        site.func_id = built.func_id.derive()
+        return site
+
+    return run
+
+
+_INLINEE_IR = {}
+"""_inlinee_key -> the untyped IR numba built for it (:func:`_inlinee_ir_once`)."""
+
+if hasattr(inline_closurecall.InlineWorker, "run_untyped_passes"):  # else: numba's own way
+    inline_closurecall.InlineWorker.run_untyped_passes = _inlinee_ir_once(
+        inline_closurecall.InlineWorker.run_untyped_passes)
+
+
+def _flags_compare_fast(config_class):
+    """Give numba's compile flags (``TargetConfig``) the same hash and equality, faster.
+
+    numba types every call of an ``@overload`` function through a cache keyed by the
+    current compile's flags (``_OverloadFunctionTemplate._get_impl``,
+    numba/core/typing/templates.py), so each lookup hashes the flags and compares them with
+    an entry's. numba's hash is that of the sorted option names (``sorted`` of a dict
+    iterates its keys), the same for all flags of a class, so every lookup also compares
+    the flags with each entry's: two dicts of ~40 options, each read through a property
+    (~7 % of a cold first run). Here the hash is computed once per class, and two flags of
+    one class compare only the options either sets (any other holds its default in both);
+    flags of different classes are numba's comparison.
+    """
+    numba_eq = config_class.__eq__
+    hashes = {}
+
+    def __hash__(self):
+        cls = type(self)
+        h = hashes.get(cls)
+        if h is None:
+            h = hashes[cls] = hash(tuple(sorted(self.values())))
+        return h
+
+    def __eq__(self, other):
+        if type(self) is not type(other):
+            return numba_eq(self, other)
+        mine, theirs = self._values, other._values
+        if mine == theirs:
+            return True
+        options = self.options
+        return all(mine.get(k, options[k].default) == theirs.get(k, options[k].default)
+                   for k in mine.keys() | theirs.keys())
+
+    config_class.__hash__ = __hash__
+    config_class.__eq__ = __eq__
+
+
+if hasattr(targetconfig.TargetConfig, "_values"):  # else: numba's own comparison
+    _flags_compare_fast(targetconfig.TargetConfig)
 
 
 class _CalleeCache(FunctionCache):

@@ -252,3 +252,94 @@ def test_a_borrowed_state_assigned_once_is_kept_in_a_value_across_blocks(monkeyp
     assert (ns["branches"](t, u, True), ns["branches"](t, u, False)) == (0.0, 7.0)
     merged = kept["branches", "all"] - kept["branches"]
     assert len(merged) == 1  # the merged b has two assignments: left to numba's stack slot
+
+
+_INLINED = """
+from fphlib._jit import jit
+
+SCALE = {scale}
+
+@jit(inline="always")
+def scaled(x):
+    y = x * SCALE  # a global: numba reads it when it builds the IR
+    return y + 1
+
+@jit
+def twice(a, b):
+    return scaled(a) + scaled(b)  # two call sites
+
+@jit
+def once(a):
+    return scaled(a)
+"""
+
+
+def _inlined_module(tmp_path, name, scale):
+    """The source above as a module of its own (numba's cache needs a file)."""
+    path = tmp_path / f"{name}.py"
+    path.write_text(_INLINED.format(scale=scale))
+    sys.path.insert(0, str(tmp_path))
+    try:
+        return __import__(name)
+    finally:
+        sys.path.remove(str(tmp_path))
+
+
+def test_a_function_inlined_at_many_sites_is_built_once_and_each_site_named_apart(tmp_path):
+    from numba.core import inline_closurecall
+
+    from fphlib._jit import _INLINEE_IR
+
+    mod = _inlined_module(tmp_path, "inlined_many", 3)
+    names = []
+    inline_ir = inline_closurecall.InlineWorker.inline_ir
+
+    def record(self, caller_ir, block, i, callee_ir, *args, **kwargs):
+        names.append(callee_ir.func_id.unique_name)
+        return inline_ir(self, caller_ir, block, i, callee_ir, *args, **kwargs)
+
+    inline_closurecall.InlineWorker.inline_ir = record
+    try:
+        assert mod.twice(2, 5) == (2 * 3 + 1) + (5 * 3 + 1)
+        assert mod.once(4) == 4 * 3 + 1
+    finally:
+        inline_closurecall.InlineWorker.inline_ir = inline_ir
+    built = [k for k in _INLINEE_IR if k[0] is mod.scaled.py_func]
+    assert len(built) == 1  # three sites, one IR (numba built it at each: three)
+    assert len(names) == 3 and len(set(names)) == 3  # each site's variables named apart
+
+
+def test_an_inlined_function_whose_global_changed_is_built_again(tmp_path):
+    from fphlib._jit import _INLINEE_IR
+
+    mod = _inlined_module(tmp_path, "inlined_global", 3)
+    assert mod.once(4) == 13
+    mod.SCALE = 10
+    # a new function inlining it (numba froze the global in once's compile, as it does)
+    ns = {"jit": jit, "scaled": mod.scaled}
+    exec("@jit\ndef again(a):\n    return scaled(a)\n", ns)
+    assert ns["again"](4) == 41
+    assert mod.once(4) == 13
+    assert len([k for k in _INLINEE_IR if k[0] is mod.scaled.py_func]) == 2
+
+
+def test_flags_hash_and_compare_as_numba_defines_them():
+    from numba.core.compiler import Flags
+
+    rng = np.random.default_rng(5)
+    names = [n for n, o in Flags.options.items() if o.type is bool][:8]
+    flags = []
+    for _ in range(60):
+        f = Flags()
+        for name in rng.choice(names, rng.integers(0, 4), replace=False):
+            setattr(f, str(name), bool(rng.integers(0, 2)))  # a default set explicitly, too
+        flags.append(f)
+    pairs = [(a, b) for a in flags for b in flags]
+    assert any(a.values() == b.values() and a._values != b._values for a, b in pairs)
+    assert any(a.values() != b.values() for a, b in pairs)
+    for a, b in pairs:
+        assert (a == b) is (a.values() == b.values())  # numba's definition
+        if a == b:
+            assert hash(a) == hash(b)
+    assert hash(flags[0]) == hash(tuple(sorted(Flags.options)))  # numba's hash, kept
+    assert Flags().__eq__(object()) is NotImplemented
