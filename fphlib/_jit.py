@@ -69,7 +69,8 @@ def _inlinee_key(worker, func, enable_ssa):
     target, pipeline and flags of the compile, and the values its globals, closure cells and
     defaults hold now (identities: numba reads them when it builds the IR). The target
     context is keyed by its class: numba derives one per compile from the flags, which are
-    in the key. None: not cacheable."""
+    in the key. Returns (key, the values whose identities it holds), or None: not
+    cacheable."""
     code = getattr(func, "__code__", None)
     if code is None or worker.locals:
         return None
@@ -78,11 +79,11 @@ def _inlinee_key(worker, func, enable_ssa):
     for name in _LOWERING_ONLY_FLAGS:
         flags.discard(name)
     env = func.__globals__
+    values = (*(env.get(name) for name in code.co_names),
+              *(c.cell_contents for c in func.__closure__ or ()),
+              func.__defaults__, func.__kwdefaults__)
     return (func, code, worker.typingctx, type(worker.targetctx), type(worker.pipeline),
-            worker._compiler_pipeline, flags.summary(),
-            tuple(id(env.get(name)) for name in code.co_names),
-            tuple(id(c.cell_contents) for c in func.__closure__ or ()),
-            id(func.__defaults__), id(func.__kwdefaults__))
+            worker._compiler_pipeline, flags.summary(), tuple(map(id, values))), values
 
 
 def _inlinee_ir_once(run_untyped_passes):
@@ -100,12 +101,15 @@ def _inlinee_ir_once(run_untyped_passes):
 
     @functools.wraps(run_untyped_passes)
     def run(self, func, enable_ssa=False):
-        key = _inlinee_key(self, func, enable_ssa)
-        if key is None:
+        keyed = _inlinee_key(self, func, enable_ssa)
+        if keyed is None:
             return run_untyped_passes(self, func, enable_ssa)
-        built = _INLINEE_IR.get(key)
+        key, values = keyed
+        built = _INLINEE_IR.get(key, (None,))[0]
         if built is None:
-            built = _INLINEE_IR[key] = run_untyped_passes(self, func, enable_ssa)
+            built = run_untyped_passes(self, func, enable_ssa)
+            # the values stay alive with it: no other object can take one's id (the key)
+            _INLINEE_IR[key] = built, values
         site = copy.copy(built)  # inline_ir copies the blocks before changing them
         site.func_id = built.func_id.derive()
         return site
@@ -114,7 +118,8 @@ def _inlinee_ir_once(run_untyped_passes):
 
 
 _INLINEE_IR = {}
-"""_inlinee_key -> the untyped IR numba built for it (:func:`_inlinee_ir_once`)."""
+"""_inlinee_key -> (the untyped IR numba built for it, the values the key identifies)
+(:func:`_inlinee_ir_once`)."""
 
 if hasattr(inline_closurecall.InlineWorker, "run_untyped_passes"):  # else: numba's own way
     inline_closurecall.InlineWorker.run_untyped_passes = _inlinee_ir_once(

@@ -314,13 +314,17 @@ def test_an_inlined_function_whose_global_changed_is_built_again(tmp_path):
 
     mod = _inlined_module(tmp_path, "inlined_global", 3)
     assert mod.once(4) == 13
+    old = mod.SCALE
     mod.SCALE = 10
     # a new function inlining it (numba froze the global in once's compile, as it does)
     ns = {"jit": jit, "scaled": mod.scaled}
     exec("@jit\ndef again(a):\n    return scaled(a)\n", ns)
     assert ns["again"](4) == 41
     assert mod.once(4) == 13
-    assert len([k for k in _INLINEE_IR if k[0] is mod.scaled.py_func]) == 2
+    entries = [v for k, v in _INLINEE_IR.items() if k[0] is mod.scaled.py_func]
+    assert len(entries) == 2
+    # each entry keeps the values its key identifies alive: no new object can take their ids
+    assert {any(x is old for x in held) for _, held in entries} == {True, False}
 
 
 def test_flags_hash_and_compare_as_numba_defines_them():
