@@ -117,6 +117,59 @@ def _inlinee_ir_once(run_untyped_passes):
     return run
 
 
+def _one_scope_copy_per_inline(inline_ir):
+    """Wrap numba's ``InlineWorker.inline_ir`` so that each copy of the callee's IR it makes
+    copies the callee's variable scope once, not once per block.
+
+    ``inline_ir`` deep-copies the callee's blocks one by one (twice: one copy to inline, one
+    kept unchanged), and each block's copy copies the scope the blocks share, with every
+    variable in it: for a callee of B blocks and V variables, B·V copies where V do (half
+    of the inliner's copying in a cold first run). The copies are equal, ``inline_ir`` keeps
+    one (``_get_all_scopes``), and every inlined block is given the caller's scope.
+    """
+
+    @functools.wraps(inline_ir)
+    def inline(self, *args, **kwargs):
+        global _SCOPE_COPIES
+        outer, _SCOPE_COPIES = _SCOPE_COPIES, {}
+        try:
+            return inline_ir(self, *args, **kwargs)
+        finally:
+            _SCOPE_COPIES = outer
+
+    return inline
+
+
+_SCOPE_COPIES = None
+"""id(scope) -> (scope, its copy) during an ``inline_ir`` (:func:`_one_scope_copy_per_inline`)."""
+
+
+def _scope_deepcopy(self, memo):
+    """``copy.deepcopy`` of an ``ir.Scope`` (what it does for a plain object), or, inside
+    ``inline_ir``, the copy of this scope already made there."""
+    copies = _SCOPE_COPIES
+    made = copies.get(id(self)) if copies is not None else None
+    if made is not None and made[0] is self:
+        memo[id(self)] = made[1]
+        return made[1]
+    new = object.__new__(type(self))
+    memo[id(self)] = new
+    new.__dict__.update(copy.deepcopy(self.__dict__, memo))
+    if copies is not None:
+        copies[id(self)] = self, new
+    return new
+
+
+if (hasattr(inline_closurecall.InlineWorker, "inline_ir")
+        and not {"__deepcopy__", "__slots__"} & vars(ir.Scope).keys()):
+    inline_closurecall.InlineWorker.inline_ir = _one_scope_copy_per_inline(
+        inline_closurecall.InlineWorker.inline_ir)
+    ir.Scope.__deepcopy__ = _scope_deepcopy
+if "__deepcopy__" not in vars(ir.Loc):
+    # a source location is a value (numba never changes one; ``lines`` caches the file's
+    # text): IR copies share it rather than copy it with every statement
+    ir.Loc.__deepcopy__ = lambda self, memo: self
+
 _INLINEE_IR = {}
 """_inlinee_key -> (the untyped IR numba built for it, the values the key identifies)
 (:func:`_inlinee_ir_once`)."""

@@ -1,6 +1,7 @@
 """fphlib's numba decorator (fphlib._jit): jitted callers get a wrapper-less twin with its own
 cache files, and borrowed named tuples are a type of their own (both for compile time)."""
 
+import copy
 import pickle
 import sys
 import textwrap
@@ -347,3 +348,51 @@ def test_flags_hash_and_compare_as_numba_defines_them():
             assert hash(a) == hash(b)
     assert hash(flags[0]) == hash(tuple(sorted(Flags.options)))  # numba's hash, kept
     assert Flags().__eq__(object()) is NotImplemented
+
+
+_BRANCHY = """
+from fphlib._jit import jit
+
+@jit(inline="always")
+def clipped(x, lo, hi):
+    if x < lo:  # several blocks, one scope
+        y = lo
+    elif x > hi:
+        y = hi
+    else:
+        y = x
+    return y * 2
+
+@jit
+def clip_both(a, b):
+    return clipped(a, 0, 10) + clipped(b, 0, 10)
+"""
+
+
+def test_inlining_copies_the_callee_scope_once_per_copy_not_once_per_block(tmp_path,
+                                                                             monkeypatch):
+    from numba.core import inline_closurecall
+
+    path = tmp_path / "branchy.py"
+    path.write_text(_BRANCHY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import branchy
+
+    seen = []
+    get_all_scopes = inline_closurecall._get_all_scopes
+
+    def record(blocks):
+        seen.append((len(blocks), len({id(b.scope) for b in blocks.values()})))
+        return get_all_scopes(blocks)
+
+    monkeypatch.setattr(inline_closurecall, "_get_all_scopes", record)
+    assert branchy.clip_both(-3, 4) == 0 + 8
+    assert branchy.clip_both(12, 11) == 20 + 20
+    assert len(seen) == 2  # two sites
+    assert all(n_blocks > 2 and scopes == 1 for n_blocks, scopes in seen), seen
+    loc = inline_closurecall.ir.Loc("f.py", 3)
+    assert copy.deepcopy(loc) is loc  # a location is shared by IR copies, never changed
+    scope = inline_closurecall.ir.Scope(None, loc)
+    scope.define("x", loc)
+    twin = copy.deepcopy(scope)  # outside inlining: a copy, as numba makes it
+    assert twin is not scope and twin == scope and twin.localvars is not scope.localvars
