@@ -13,9 +13,9 @@ from pathlib import Path
 
 # What a cold warmup takes on a 2-core machine (benchmarks/startup.py); shown to users before
 # they wait. Update it with the benchmark's figure when the engine changes.
-# 55 s wall measured 2026-12-07 (every mechanism, workload, policy), the units of all runs
+# 29 s wall measured 2026-12-07 (every mechanism, workload, policy), the units of all runs
 # compiled in one pool by two processes (fphlib.engine.parallel_compile)
-COLD_WARMUP_S = 60
+COLD_WARMUP_S = 30
 # the progress label while the runs' units compile together (parallel_compile)
 COMPILING = "compiling in parallel"
 
@@ -179,8 +179,9 @@ def main():
     if is_warm():
         print("fphlib: simulator already compiled (numba cache is warm)")
         return
-    print(f"fphlib: compiling the simulator once (first run only, ~{COLD_WARMUP_S // 60} min "
-          "on 2 cores); later starts take seconds", flush=True)
+    about = f"{COLD_WARMUP_S} s" if COLD_WARMUP_S < 90 else f"{COLD_WARMUP_S // 60} min"
+    print(f"fphlib: compiling the simulator once (first run only, ~{about} on 2 cores); "
+          "later starts take seconds", flush=True)
 
     def show(done, total, label):
         bar = "#" * done + "." * (total - done)
