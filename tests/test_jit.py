@@ -108,8 +108,11 @@ _Mixed = namedtuple("_Mixed", "x y")  # module level: pickled by reference
 def test_borrowed_type_survives_pickling_as_the_on_disk_cache_needs():
     plain = typeof(_Mixed(np.zeros(2), np.zeros(2, np.int32)))
     t = Borrowed(plain)
+    hash(t)  # computed once and kept, but never pickled (str hashes differ per process)
+    assert "_hash" in vars(t) and "_hash" not in t.__reduce__()[1][2]
     back = pickle.loads(pickle.dumps(t))
     assert back == t and back.plain == plain and back != plain
+    assert hash(back) == hash(t) == hash(t.key)
 
 
 def test_every_jit_function_is_ours():
