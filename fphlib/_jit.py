@@ -74,8 +74,8 @@ def _inlinee_key(worker, func, enable_ssa):
     code = getattr(func, "__code__", None)
     if code is None or worker.locals:
         return None
-    worker.flags.enable_ssa = enable_ssa  # as run_untyped_passes does (it is in the key)
     flags = worker.flags.copy()
+    flags.enable_ssa = enable_ssa  # what run_untyped_passes compiles with
     for name in _LOWERING_ONLY_FLAGS:
         flags.discard(name)
     env = func.__globals__
@@ -110,11 +110,22 @@ def _inlinee_ir_once(run_untyped_passes):
             built = run_untyped_passes(self, func, enable_ssa)
             # the values stay alive with it: no other object can take one's id (the key)
             _INLINEE_IR[key] = built, values
+        else:  # numba's run sets this on the caller's flags, which the caller's passes read
+            self.flags.enable_ssa = enable_ssa
         site = copy.copy(built)  # inline_ir copies the blocks before changing them
         site.func_id = built.func_id.derive()
         return site
 
     return run
+
+
+_INLINEE_IR = {}
+"""_inlinee_key -> (the untyped IR numba built for it, the values the key identifies)
+(:func:`_inlinee_ir_once`)."""
+
+if hasattr(inline_closurecall.InlineWorker, "run_untyped_passes"):  # else: numba's own way
+    inline_closurecall.InlineWorker.run_untyped_passes = _inlinee_ir_once(
+        inline_closurecall.InlineWorker.run_untyped_passes)
 
 
 def _one_scope_copy_per_inline(inline_ir):
@@ -169,14 +180,6 @@ if "__deepcopy__" not in vars(ir.Loc):
     # a source location is a value (numba never changes one; ``lines`` caches the file's
     # text): IR copies share it rather than copy it with every statement
     ir.Loc.__deepcopy__ = lambda self, memo: self
-
-_INLINEE_IR = {}
-"""_inlinee_key -> (the untyped IR numba built for it, the values the key identifies)
-(:func:`_inlinee_ir_once`)."""
-
-if hasattr(inline_closurecall.InlineWorker, "run_untyped_passes"):  # else: numba's own way
-    inline_closurecall.InlineWorker.run_untyped_passes = _inlinee_ir_once(
-        inline_closurecall.InlineWorker.run_untyped_passes)
 
 
 def _flags_compare_fast(config_class):

@@ -278,10 +278,10 @@ def once(a):
 """
 
 
-def _inlined_module(tmp_path, name, scale):
-    """The source above as a module of its own (numba's cache needs a file)."""
+def _source_module(tmp_path, name, source):
+    """``source`` as a module of its own (numba's cache needs a file)."""
     path = tmp_path / f"{name}.py"
-    path.write_text(_INLINED.format(scale=scale))
+    path.write_text(source)
     sys.path.insert(0, str(tmp_path))
     try:
         return __import__(name)
@@ -294,7 +294,7 @@ def test_a_function_inlined_at_many_sites_is_built_once_and_each_site_named_apar
 
     from fphlib._jit import _INLINEE_IR
 
-    mod = _inlined_module(tmp_path, "inlined_many", 3)
+    mod = _source_module(tmp_path, "inlined_many", _INLINED.format(scale=3))
     names = []
     inline_ir = inline_closurecall.InlineWorker.inline_ir
 
@@ -316,7 +316,7 @@ def test_a_function_inlined_at_many_sites_is_built_once_and_each_site_named_apar
 def test_an_inlined_function_whose_global_changed_is_built_again(tmp_path):
     from fphlib._jit import _INLINEE_IR
 
-    mod = _inlined_module(tmp_path, "inlined_global", 3)
+    mod = _source_module(tmp_path, "inlined_global", _INLINED.format(scale=3))
     assert mod.once(4) == 13
     old = mod.SCALE
     mod.SCALE = 10
@@ -376,11 +376,7 @@ def test_inlining_copies_the_callee_scope_once_per_copy_not_once_per_block(tmp_p
                                                                              monkeypatch):
     from numba.core import inline_closurecall
 
-    path = tmp_path / "branchy.py"
-    path.write_text(_BRANCHY)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    import branchy
-
+    branchy = _source_module(tmp_path, "branchy", _BRANCHY)
     seen = []
     get_all_scopes = inline_closurecall._get_all_scopes
 
