@@ -14,9 +14,10 @@ policies 0.94x-1.14x (round_robin the slowest); the first run of the process too
 guests running memhog 8 GiB on a 1 TiB host (page_reporting, 120 s) and the 64 x 16 GiB churn
 of (c) under always_on; wall time of the process's first run (which pays for GiBs of fresh
 memory: on a KVM guest whose host backs memory lazily that alone takes seconds) and of its
-second, events/s, peak RSS and the second run's system time (the kernel zeroing the state's
-fresh pages: 0.3 s of the churn's 1.5 s when the memory is backed, seconds when this guest's
-own free page reporting gave it back to its host between the runs); with ``--against REV``
+second, events/s, peak RSS and the second run's system time (the kernel zeroing fresh pages:
+since the second run reuses the first's per-page arrays (fphlib.engine.build.page_arrays),
+~0.0 s against 0.4-0.8 s before, and seconds before whenever this guest's own free page
+reporting had given the memory back to its host between the runs); with ``--against REV``
 interleaved with REV.
 ``--policy-scale F`` multiplies the guest memory of (c) (e.g. 1/64 on a small machine: the
 full size needs ~11 GiB of simulator state). Prints events/s, simulator bytes per guest page

@@ -24,6 +24,7 @@ from fphlib.hinting import REGISTRY, mechanism_is_safe, mechanism_module
 from fphlib.host.policy import REGISTRY as POLICY_REGISTRY
 from fphlib.host.policy import policy_module
 from fphlib.state.params import Param
+from fphlib.units import PAGE_SIZE
 from fphlib.workloads import WORKLOADS
 
 
@@ -202,3 +203,40 @@ def test_older_field_and_new_parameter_cannot_disagree():
         fphlib.SimConfig(mechanism="page_reporting", mechanism_params={"capacity": 24})
     with pytest.raises(ValueError, match=r"policy_params\['interval_s'\].*0.001"):
         fphlib.SimConfig(policy_params={"interval_s": 0})
+
+
+def _run_on_kept_arrays(cfg, links):
+    """``simulate(cfg)`` on per-page arrays kept from an earlier run (fphlib.engine.build
+    reuses them in place), whose links hold ``links(n_pages)`` and whose page states and flags
+    hold garbage: what a run of the same size may leave behind."""
+    from fphlib.engine import build
+
+    n_pages = sum(cfg.guest_spec(g)["mem"] // PAGE_SIZE for g in range(cfg.guests))
+    garbage = np.random.default_rng(1)
+    state = garbage.integers(-128, 128, n_pages).astype(np.int8)
+    flags = garbage.integers(0, 256, n_pages).astype(np.uint8)
+    build.release_page_arrays()
+    build._SPARE.append((links(n_pages), links(n_pages), state, flags))
+    try:
+        return fphlib.simulate(cfg)
+    finally:
+        build.release_page_arrays()
+
+
+@pytest.mark.parametrize(("mech", "params"), VARIANTS, ids=IDS)
+@settings(max_examples=4, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(kw=small_configs())
+def test_a_pages_links_before_it_enters_a_list_change_nothing(mech, params, kw,
+                                                               tmp_path_factory):
+    """A run may start on the links an earlier run left (they are not cleared: a page's links
+    are only read while it is on a list): links all -1 and links of random pages give the
+    same results, frame for frame."""
+    cfg = _config(kw, mech, params, tmp_path_factory)
+    clean = _run_on_kept_arrays(cfg, lambda n: np.full(n, -1, np.int32))
+    rng = np.random.default_rng(2)
+    dirty = _run_on_kept_arrays(cfg, lambda n: rng.integers(-1, n, n).astype(np.int32))
+    a, b = clean.summary.drop("wall_s"), dirty.summary.drop("wall_s")
+    assert a.equals(b), (a[a != b], b[a != b])
+    for frame in ("guests", "host", "events", "guest_summary"):
+        assert getattr(clean, frame).equals(getattr(dirty, frame)), frame

@@ -14,7 +14,7 @@ from fphlib.engine.check import InvariantError, check_guest
 from fphlib.engine.loop import run_chunk
 from fphlib.hinting import REGISTRY, mechanism_is_safe
 from fphlib.state import layout as L
-from fphlib.state.zone import CFG_REPORTED, PG_REPORTED
+from fphlib.state.zone import CFG_REPORTED, NOT_HEAD, PG_REPORTED
 
 from engine_helpers import one_guest
 
@@ -168,8 +168,8 @@ def test_debug_violation_raises_with_guest_time_and_invariant(monkeypatch):
 
     real = sim.build_state
 
-    def corrupt(cfg):
-        s, info = real(cfg)
+    def corrupt(cfg, **kw):
+        s, info = real(cfg, **kw)
         s.gi[1, L.GI.USED] = 12345  # allocated pages no longer add up
         return s, info
 
@@ -356,3 +356,28 @@ def test_guest_summary_rss_columns_agree_with_the_series():
     assert (gs.host_rss_final_bytes == g.last()).all()
     assert res.summary["host_rss_peak_bytes"] >= gs.host_rss_peak_bytes.max()
     assert res.summary["host_rss_peak_bytes"] >= res.host.rss_bytes.max()
+
+
+def test_a_run_reuses_the_per_page_arrays_of_the_last_run_of_its_size():
+    from fphlib.engine import build
+
+    build.release_page_arrays()
+    a = small(seed=11)
+    first = fphlib.simulate(a)
+    (kept,) = build._SPARE
+    again = fphlib.simulate(a)
+    (kept_again,) = build._SPARE
+    assert all(x is y for x, y in zip(kept, kept_again, strict=True))  # taken, given back
+    assert first.guests.equals(again.guests)
+    # taken out while a run holds them: a second run at once gets arrays of its own
+    n_pages = len(kept[0])
+    mine = build.page_arrays(n_pages, reuse=True)
+    other = build.page_arrays(n_pages, reuse=True)
+    assert mine[0] is kept[0] and other[0] is not kept[0] and build._SPARE == []
+    assert (mine[2] == NOT_HEAD).all() and (mine[3] == 0).all()
+    # another size allocates, and is kept in place of the last
+    fphlib.simulate(small(guests=1))
+    (other_size,) = build._SPARE
+    assert len(other_size[0]) == n_pages // 2
+    build.release_page_arrays()
+    assert build._SPARE == []

@@ -1,6 +1,7 @@
 """Build the engine's arrays from a SimConfig (Python side, runs once per simulation)."""
 
 import math
+import threading
 
 import numpy as np
 from numba import typeof, types
@@ -60,9 +61,55 @@ def workload_slots(specs):
     return {w: i for i, w in enumerate(stepped)}
 
 
-def build_state(cfg, bind=True):
+# The per-page arrays of the last simulate() that finished, for the next one of the same size
+# (a sweep's runs, a notebook's reruns): the kernel zeroes every fresh page a run maps (~0.4 s
+# of system time per GiB-scale run, and seconds when this machine is itself a guest whose
+# free page reporting gave the memory back to its host), where refilling in place costs a
+# memset of the two byte arrays. At most one set is kept; release_page_arrays() drops it.
+_SPARE = []
+_SPARE_LOCK = threading.Lock()
+
+
+def page_arrays(n_pages, reuse=False):
+    """``(nxt, prv, state, flags)`` for ``n_pages`` pages: no page on a list, every page
+    ``NOT_HEAD`` with no flags; with ``reuse`` the kept set when it has that size (taken out,
+    so two runs at once never share it; :func:`give_back_page_arrays` returns it).
+
+    The link arrays are left as they are (fresh memory, or the last run's links): a page's
+    links are only read while it is on a list, and written when it enters one
+    (fphlib.state.lists); a test fills them with garbage and checks that no result changes.
+    """
+    kept = None
+    if reuse:
+        with _SPARE_LOCK:
+            if _SPARE and _SPARE[0][0].shape[0] == n_pages:
+                kept = _SPARE.pop()
+    if kept is None:
+        return (np.empty(n_pages, np.int32), np.empty(n_pages, np.int32),
+                np.full(n_pages, NOT_HEAD, np.int8), np.zeros(n_pages, np.uint8))
+    nxt, prv, state, flags = kept
+    state.fill(NOT_HEAD)
+    flags.fill(0)
+    return kept
+
+
+def give_back_page_arrays(s):
+    """Keep the per-page arrays of a finished run's state ``s`` for the next run of its size
+    (:func:`page_arrays`), in place of any kept before; ``s`` must not be used again."""
+    with _SPARE_LOCK:
+        _SPARE[:] = [(s.nxt, s.prv, s.state, s.flags)]
+
+
+def release_page_arrays():
+    """Drop the per-page arrays kept for the next run (10 bytes per guest page)."""
+    with _SPARE_LOCK:
+        _SPARE.clear()
+
+
+def build_state(cfg, bind=True, reuse=False):
     """Return (EngineState, info dict) for ``cfg`` with every page free and unbacked; with
-    ``bind`` its units compiled (or loaded) and bound (:func:`bind_units`)."""
+    ``bind`` its units compiled (or loaded) and bound (:func:`bind_units`); with ``reuse``
+    the per-page arrays kept from an earlier run when there are (:func:`page_arrays`)."""
     G = cfg.guests
     V = cfg.vcpus
     specs = [cfg.guest_spec(g) for g in range(G)]
@@ -211,11 +258,12 @@ def build_state(cfg, bind=True):
     z_cfg[:, CFG_TRACK] = track
     # the page_reporting_enabled static key: off unless the mechanism marks reported pages
     z_cfg[:, CFG_REPORTING_OFF] = int(not getattr(mech, "REPORTS_PAGES", False))
+    nxt, prv, state, flags = page_arrays(P, reuse)
     s = L.EngineState(
-        nxt=np.full(P, -1, np.int32),
-        prv=np.full(P, -1, np.int32),
-        state=np.full(P, NOT_HEAD, np.int8),
-        flags=np.zeros(P, np.uint8),
+        nxt=nxt,
+        prv=prv,
+        state=state,
+        flags=flags,
         reg_cnt=np.zeros(P // HPAGE_PAGES, np.uint16),
         reg_huge=np.zeros(P // HPAGE_PAGES, np.uint8),
         z_head=np.full((G, NR_ORDERS), -1, np.int32),
