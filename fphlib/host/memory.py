@@ -19,6 +19,8 @@ Backing and discards are :mod:`fphlib.host.backing`, reclaim :mod:`fphlib.host.r
 OOM killer :mod:`fphlib.host.oom`; all three build on this module, which imports none of them.
 """
 
+import numpy as np
+
 from .._jit import jit
 from ..state.borrow import borrow_state
 from ..state.layout import (
@@ -36,6 +38,9 @@ from ..state.zone import PG_BACKED, PG_DATA
 
 HPAGE_SHIFT = 9  # 2 MiB host THP = 512 guest pages
 HPAGE_PAGES = 1 << HPAGE_SHIFT
+# a one in each byte of a uint64: 8 pages' flag bytes read in one load hold a flag F at
+# F * BYTES_X8 (host reclaim's clock, the discard's count of pages with data)
+BYTES_X8 = np.uint64(0x0101010101010101)
 
 
 NOT_BACKED = ~PG_BACKED

@@ -34,6 +34,7 @@ from ..state.borrow import borrow_state
 from ..state.layout import GI, HF, HI, PG_DISCARDED, PG_REFERENCED, PG_SWAPPED, PI, ST_RUNNING
 from ..state.zone import PG_BACKED, PG_DATA
 from .memory import (
+    BYTES_X8,
     HPAGE_PAGES,
     HPAGE_SHIFT,
     NOT_BACKED,
@@ -46,8 +47,8 @@ from .oom import oom_kill
 
 SWAP_CLUSTER_MAX = 32  # include/linux/swap.h
 # a flag in each of 8 pages' flag bytes read as one uint64 (the clock's fast paths)
-_BACKED_X8 = np.uint64(0x0101010101010101 * int(PG_BACKED))
-_REFERENCED_X8 = np.uint64(0x0101010101010101 * int(PG_REFERENCED))
+_BACKED_X8 = BYTES_X8 * np.uint64(PG_BACKED)
+_REFERENCED_X8 = BYTES_X8 * np.uint64(PG_REFERENCED)
 
 
 @jit(inline="always")  # one caller: no compile unit of its own
