@@ -1,5 +1,7 @@
 """The engine and its API: result shape, save/load, determinism, conservation, debug mode."""
 
+import weakref
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -375,9 +377,15 @@ def test_a_run_reuses_the_per_page_arrays_of_the_last_run_of_its_size():
     other = build.page_arrays(n_pages, reuse=True)
     assert mine[0] is kept[0] and other[0] is not kept[0] and build._SPARE == []
     assert (mine[2] == NOT_HEAD).all() and (mine[3] == 0).all()
-    # another size allocates, and is kept in place of the last
+    # another size allocates, and is kept in place of the last; a run of another size drops
+    # the kept set before it allocates its own (a sweep over sizes peaks at one run's arrays)
     fphlib.simulate(small(guests=1))
     (other_size,) = build._SPARE
     assert len(other_size[0]) == n_pages // 2
+    dropped = weakref.ref(other_size[0])
+    del other_size
+    build.page_arrays(n_pages, reuse=True)
+    assert dropped() is None and build._SPARE == []
+    fphlib.simulate(small(guests=1))
     build.release_page_arrays()
     assert build._SPARE == []

@@ -73,7 +73,8 @@ _SPARE_LOCK = threading.Lock()
 def page_arrays(n_pages, reuse=False):
     """``(nxt, prv, state, flags)`` for ``n_pages`` pages: no page on a list, every page
     ``NOT_HEAD`` with no flags; with ``reuse`` the kept set when it has that size (taken out,
-    so two runs at once never share it; :func:`give_back_page_arrays` returns it).
+    so two runs at once never share it; :func:`give_back_page_arrays` returns it), and a kept
+    set of another size is dropped first.
 
     The link arrays are left as they are (fresh memory, or the last run's links): a page's
     links are only read while it is on a list, and written when it enters one
@@ -82,8 +83,10 @@ def page_arrays(n_pages, reuse=False):
     kept = None
     if reuse:
         with _SPARE_LOCK:
-            if _SPARE and _SPARE[0][0].shape[0] == n_pages:
+            if _SPARE:
                 kept = _SPARE.pop()
+        if kept is not None and kept[0].shape[0] != n_pages:
+            kept = None  # freed before this run's arrays are mapped: the peak stays one run's
     if kept is None:
         return (np.empty(n_pages, np.int32), np.empty(n_pages, np.int32),
                 np.full(n_pages, NOT_HEAD, np.int8), np.zeros(n_pages, np.uint8))
