@@ -313,12 +313,14 @@ def discard(s, g, z, pfn, npages, cost):
             elif f & PG_SWAPPED:
                 flags[q] = (f & NOT_SWAPPED) | PG_DISCARDED
                 unswapped += 1
-        returned += unbacked + unswapped
-        s.reg_cnt[r] -= unbacked + unswapped
-        s.gi[g, GI.RSS] -= unbacked
-        s.hi[HI.RSS] -= unbacked
-        s.gi[g, GI.SWAP] -= unswapped
-        s.hi[HI.SWAP] -= unswapped
+        if unbacked + unswapped:
+            returned += unbacked + unswapped
+            s.reg_cnt[r] -= unbacked + unswapped
+            s.gi[g, GI.RSS] -= unbacked
+            s.hi[HI.RSS] -= unbacked
+            if unswapped:
+                s.gi[g, GI.SWAP] -= unswapped
+                s.hi[HI.SWAP] -= unswapped
         p = seg_end
     if lost:
         s.gi[g, GI.LOST] += lost
