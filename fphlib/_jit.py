@@ -364,6 +364,26 @@ def borrowed(typingctx, arr):
     return arr(arr), codegen
 
 
+@intrinsic
+def load_8_bytes(typingctx, arr, i):
+    """The bytes ``arr[i:i + 8]`` of a contiguous uint8 array as one little-endian uint64:
+    one unaligned load (the caller keeps ``0 <= i`` and ``i + 8 <= len(arr)``). Eight pages'
+    flag bytes at once, with no array view to build (``arr[i:j].view(np.uint64)`` compiles
+    its size and alignment checks and their exceptions into every caller)."""
+    if not (isinstance(arr, types.Array) and arr.ndim == 1 and arr.dtype == types.uint8
+            and arr.layout == "C" and isinstance(i, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(sig.args[0])(context, builder, value=args[0])
+        at = context.cast(builder, args[1], sig.args[1], types.intp)
+        ptr = builder.bitcast(builder.gep(ary.data, [at]), context.get_value_type(
+            types.uint64).as_pointer())
+        return builder.load(ptr, align=1)
+
+    return types.uint64(arr, i), codegen
+
+
 def native_address(function, sig):
     """Compile (or load from the cache) jitted ``function`` for ``sig``; its native entry point.
 

@@ -14,7 +14,7 @@ from fresh_process import run_fresh
 from numba import typeof
 from numba.core.registry import CPUDispatcher
 
-from fphlib._jit import Borrowed, _Dispatcher, borrowed_all, compiled, jit
+from fphlib._jit import Borrowed, _Dispatcher, borrowed_all, compiled, jit, load_8_bytes
 
 _MODULE = textwrap.dedent("""
     from fphlib._jit import jit
@@ -395,3 +395,18 @@ def test_inlining_copies_the_callee_scope_once_per_copy_not_once_per_block(tmp_p
     scope.define("x", loc)
     twin = copy.deepcopy(scope)  # outside inlining: a copy, as numba makes it
     assert twin is not scope and twin == scope and twin.localvars is not scope.localvars
+
+
+@jit
+def _load_8_bytes_at(arr, i):
+    return load_8_bytes(arr, i)
+
+
+def test_load_8_bytes_is_the_little_endian_word_at_any_offset():
+    rng = np.random.default_rng(3)
+    arr = rng.integers(0, 256, 64).astype(np.uint8)
+    for i in range(0, 64 - 8 + 1):
+        assert _load_8_bytes_at(arr, i) == int.from_bytes(arr[i:i + 8].tobytes(), "little")
+    assert _load_8_bytes_at(arr[5:], 3) == int.from_bytes(arr[8:16].tobytes(), "little")
+    with pytest.raises(numba.core.errors.TypingError):
+        _load_8_bytes_at(arr.astype(np.int64), 0)  # bytes of a uint8 array only

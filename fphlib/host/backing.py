@@ -36,7 +36,7 @@ it holds enough inactive pages: ``cache_trim_mode``).
 
 import numpy as np
 
-from .._jit import jit
+from .._jit import jit, load_8_bytes
 from ..costs import (
     C_FAULT_2M,
     C_FAULT_4K,
@@ -234,13 +234,10 @@ def count_data_pages(flags, start, end):
     while p < end and p & 7:
         n += (flags[p] & PG_DATA) >> PG_DATA_SHIFT
         p += 1
-    words_end = p + ((end - p) & ~7)
-    if words_end > p:
-        words = flags[p:words_end].view(np.uint64)
-        for i in range(words.shape[0]):
-            bits = (words[i] >> np.uint64(PG_DATA_SHIFT)) & BYTES_X8
-            n += np.int64((bits * BYTES_X8) >> np.uint64(56))
-        p = words_end
+    while p + 8 <= end:
+        bits = (load_8_bytes(flags, p) >> np.uint64(PG_DATA_SHIFT)) & BYTES_X8
+        n += np.int64((bits * BYTES_X8) >> np.uint64(56))
+        p += 8
     while p < end:
         n += (flags[p] & PG_DATA) >> PG_DATA_SHIFT
         p += 1
