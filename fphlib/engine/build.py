@@ -90,7 +90,7 @@ def page_arrays(n_pages, reuse=False):
     if kept is None:
         return (np.empty(n_pages, np.int32), np.empty(n_pages, np.int32),
                 np.full(n_pages, NOT_HEAD, np.int8), np.zeros(n_pages, np.uint8))
-    nxt, prv, state, flags = kept
+    _, _, state, flags = kept  # the links stay as they are (above)
     state.fill(NOT_HEAD)
     flags.fill(0)
     return kept

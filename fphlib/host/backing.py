@@ -231,10 +231,7 @@ def count_data_pages(flags, start, end):
     discarded free blocks every pass."""
     n = 0
     p = start
-    while p < end and p & 7:
-        n += (flags[p] & PG_DATA) >> PG_DATA_SHIFT
-        p += 1
-    while p + 8 <= end:
+    while p + 8 <= end:  # unaligned loads: no page-by-page lead-in to an 8-byte boundary
         bits = (load_8_bytes(flags, p) >> np.uint64(PG_DATA_SHIFT)) & BYTES_X8
         n += np.int64((bits * BYTES_X8) >> np.uint64(56))
         p += 8
