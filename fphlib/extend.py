@@ -13,7 +13,7 @@ Register a plug-in with :func:`fphlib.register_mechanism` (``register_policy``,
 """
 
 from . import costs as _costs
-from ._jit import jit
+from ._jit import borrowed, jit
 from .guest.buddy import (
     isolate_free_page,
     list_rotate_to_front,
@@ -88,7 +88,8 @@ __all__ = [
     "POLICY_INTERVAL", "Param", "PluginError", "PrivateState", "Setup",
     "alloc_touch", "block_order", "pay_debt", "pool_capacity", "pool_start", "randint",
     "release", "uniform", "write_block",
-    "ask", "asks_seen", "borrow_state", "borrow_zone", "buffer_start", "charge_guest_cpu",
+    "ask", "asks_seen", "borrow_state", "borrow_zone", "borrowed", "buffer_start",
+    "charge_guest_cpu",
     "charge_host_cpu", "check_drivable", "count_events", "count_lock_ops", "count_report",
     "count_reported_pages", "count_vmexits", "discard_due", "discard_later", "discard_pending",
     "free_list_first", "free_list_next", "guest_free_pages", "guest_pages", "guest_running",

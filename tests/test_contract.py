@@ -24,7 +24,6 @@ from fphlib.hinting import REGISTRY, mechanism_is_safe, mechanism_module
 from fphlib.host.policy import REGISTRY as POLICY_REGISTRY
 from fphlib.host.policy import policy_module
 from fphlib.state.params import Param
-from fphlib.units import PAGE_SIZE
 from fphlib.workloads import WORKLOADS
 
 
@@ -206,17 +205,20 @@ def test_older_field_and_new_parameter_cannot_disagree():
 
 
 def _run_on_kept_arrays(cfg, links):
-    """``simulate(cfg)`` on per-page arrays kept from an earlier run (fphlib.engine.build
-    reuses them in place), whose links hold ``links(n_pages)`` and whose page states and flags
-    hold garbage: what a run of the same size may leave behind."""
+    """``simulate(cfg)`` on per-page arrays and a pool kept from an earlier run
+    (fphlib.engine.build reuses them in place), whose links and pool slots hold
+    ``links(n)`` and whose page states and flags hold garbage: what a run of the same size may
+    leave behind."""
     from fphlib.engine import build
 
-    n_pages = sum(cfg.guest_spec(g)["mem"] // PAGE_SIZE for g in range(cfg.guests))
+    build.release_page_arrays()
+    sizes, _ = build.build_state(cfg, bind=False)
+    n_pages, n_slots = len(sizes.nxt), len(sizes.pool)
+    del sizes
     garbage = np.random.default_rng(1)
     state = garbage.integers(-128, 128, n_pages).astype(np.int8)
     flags = garbage.integers(0, 256, n_pages).astype(np.uint8)
-    build.release_page_arrays()
-    build._SPARE.append((links(n_pages), links(n_pages), state, flags))
+    build._SPARE.append((links(n_pages), links(n_pages), state, flags, links(n_slots)))
     try:
         return fphlib.simulate(cfg)
     finally:
@@ -229,9 +231,9 @@ def _run_on_kept_arrays(cfg, links):
 @given(kw=small_configs())
 def test_a_pages_links_before_it_enters_a_list_change_nothing(mech, params, kw,
                                                                tmp_path_factory):
-    """A run may start on the links an earlier run left (they are not cleared: a page's links
-    are only read while it is on a list): links all -1 and links of random pages give the
-    same results, frame for frame."""
+    """A run may start on the links and pool slots an earlier run left (they are not cleared:
+    a page's links are only read while it is on a list, a slot only after it was written):
+    all -1 and random pages give the same results, frame for frame."""
     cfg = _config(kw, mech, params, tmp_path_factory)
     clean = _run_on_kept_arrays(cfg, lambda n: np.full(n, -1, np.int32))
     rng = np.random.default_rng(2)

@@ -1,6 +1,7 @@
 """The engine and its API: result shape, save/load, determinism, conservation, debug mode."""
 
 import weakref
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -372,11 +373,18 @@ def test_a_run_reuses_the_per_page_arrays_of_the_last_run_of_its_size():
     assert all(x is y for x, y in zip(kept, kept_again, strict=True))  # taken, given back
     assert first.guests.equals(again.guests)
     # taken out while a run holds them: a second run at once gets arrays of its own
-    n_pages = len(kept[0])
-    mine = build.page_arrays(n_pages, reuse=True)
-    other = build.page_arrays(n_pages, reuse=True)
-    assert mine[0] is kept[0] and other[0] is not kept[0] and build._SPARE == []
+    n_pages, n_slots = len(kept[0]), len(kept[4])
+    mine = build.page_arrays(n_pages, n_slots, reuse=True)
+    other = build.page_arrays(n_pages, n_slots, reuse=True)
+    assert mine[0] is kept[0] and mine[4] is kept[4] and build._SPARE == []
+    assert other[0] is not kept[0] and other[4] is not kept[4]
     assert (mine[2] == NOT_HEAD).all() and (mine[3] == 0).all()
+    # a pool of another size is mapped afresh (zeros), the per-page arrays still reused
+    build.give_back_page_arrays(SimpleNamespace(**dict(zip(("nxt", "prv", "state", "flags",
+                                                            "pool"), mine, strict=True))))
+    again_pages = build.page_arrays(n_pages, n_slots + 1, reuse=True)
+    assert again_pages[0] is kept[0] and again_pages[4] is not kept[4]
+    assert len(again_pages[4]) == n_slots + 1 and (again_pages[4] == 0).all()
     # another size allocates, and is kept in place of the last; a run of another size drops
     # the kept set before it allocates its own (a sweep over sizes peaks at one run's arrays)
     fphlib.simulate(small(guests=1))
@@ -384,7 +392,7 @@ def test_a_run_reuses_the_per_page_arrays_of_the_last_run_of_its_size():
     assert len(other_size[0]) == n_pages // 2
     dropped = weakref.ref(other_size[0])
     del other_size
-    build.page_arrays(n_pages, reuse=True)
+    build.page_arrays(n_pages, n_slots, reuse=True)
     assert dropped() is None and build._SPARE == []
     fphlib.simulate(small(guests=1))
     build.release_page_arrays()

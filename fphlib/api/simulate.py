@@ -48,8 +48,9 @@ def simulate(cfg, progress=False):
     Notes
     -----
     The process keeps the per-page arrays of the last run (10 bytes per guest page: 2.5 GiB
-    for 1 TiB of guests) and the next run of the same total guest memory refills them in place
-    instead of mapping fresh memory; ``fphlib.engine.build.release_page_arrays()`` frees them.
+    for 1 TiB of guests) and its workloads' pool of held blocks (4 bytes per slot: 0.6 GiB for
+    the 64 x 16 GiB churn), and the next run of the same sizes refills them in place instead of
+    mapping fresh memory; ``fphlib.engine.build.release_page_arrays()`` frees them.
     """
     cfg = _revalidated(cfg)
     with _CtrlC() as ctrl_c:

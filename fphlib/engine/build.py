@@ -61,50 +61,61 @@ def workload_slots(specs):
     return {w: i for i, w in enumerate(stepped)}
 
 
-# The per-page arrays of the last simulate() that finished, for the next one of the same size
-# (a sweep's runs, a notebook's reruns): the kernel zeroes every fresh page a run maps (~0.4 s
-# of system time per GiB-scale run, and seconds when this machine is itself a guest whose
-# free page reporting gave the memory back to its host), where refilling in place costs a
-# memset of the two byte arrays. At most one set is kept; release_page_arrays() drops it.
+# The big arrays of the last simulate() that finished (the per-page arrays and the workloads'
+# pool), for the next one of the same size (a sweep's runs, a notebook's reruns): the kernel
+# zeroes every fresh page a run maps (~0.4 s of system time per GiB-scale run, and seconds
+# when this machine is itself a guest whose free page reporting gave the memory back to its
+# host), where refilling in place costs a memset of the two byte arrays. At most one set is
+# kept; release_page_arrays() drops it.
 _SPARE = []
 _SPARE_LOCK = threading.Lock()
 
 
-def page_arrays(n_pages, reuse=False):
-    """``(nxt, prv, state, flags)`` for ``n_pages`` pages: no page on a list, every page
-    ``NOT_HEAD`` with no flags; with ``reuse`` the kept set when it has that size (taken out,
-    so two runs at once never share it; :func:`give_back_page_arrays` returns it), and a kept
-    set of another size is dropped first.
+def page_arrays(n_pages, n_slots=0, reuse=False):
+    """``(nxt, prv, state, flags, pool)``: per-page arrays for ``n_pages`` pages (no page on a
+    list, every page ``NOT_HEAD`` with no flags) and ``n_slots`` pool slots for the blocks the
+    workloads hold; with ``reuse`` the kept arrays of those sizes (taken out, so two runs at
+    once never share them; :func:`give_back_page_arrays` returns them), and kept arrays of
+    another size are dropped first.
 
     The link arrays are left as they are (fresh memory, or the last run's links): a page's
     links are only read while it is on a list, and written when it enters one
-    (fphlib.state.lists); a test fills them with garbage and checks that no result changes.
+    (fphlib.state.lists). So are the pool slots: the caller presets those that start at -1,
+    and a workload that asks for no preset writes each slot before it reads it
+    (fphlib.workloads.Setup). A test fills both with garbage and checks that no result
+    changes.
     """
-    kept = None
+    kept = (None,) * 5
     if reuse:
         with _SPARE_LOCK:
             if _SPARE:
                 kept = _SPARE.pop()
-        if kept is not None and kept[0].shape[0] != n_pages:
-            kept = None  # freed before this run's arrays are mapped: the peak stays one run's
-    if kept is None:
-        return (np.empty(n_pages, np.int32), np.empty(n_pages, np.int32),
-                np.full(n_pages, NOT_HEAD, np.int8), np.zeros(n_pages, np.uint8))
-    _, _, state, flags = kept  # the links stay as they are (above)
-    state.fill(NOT_HEAD)
-    flags.fill(0)
-    return kept
+    nxt, prv, state, flags, pool = kept
+    kept = None  # arrays of another size are freed before this run's are mapped
+    if nxt is None or nxt.shape[0] != n_pages:
+        nxt = prv = state = flags = None
+        nxt, prv = np.empty(n_pages, np.int32), np.empty(n_pages, np.int32)
+        state, flags = np.full(n_pages, NOT_HEAD, np.int8), np.zeros(n_pages, np.uint8)
+    else:
+        state.fill(NOT_HEAD)
+        flags.fill(0)
+    if pool is None or pool.shape[0] != n_slots:
+        pool = None
+        # zeros: memory the kernel maps on first write, so slots never used cost nothing
+        pool = np.zeros(n_slots, np.int32)
+    return nxt, prv, state, flags, pool
 
 
 def give_back_page_arrays(s):
-    """Keep the per-page arrays of a finished run's state ``s`` for the next run of its size
-    (:func:`page_arrays`), in place of any kept before; ``s`` must not be used again."""
+    """Keep the per-page arrays and the pool of a finished run's state ``s`` for the next run
+    of its size (:func:`page_arrays`), in place of any kept before; ``s`` must not be used
+    again."""
     with _SPARE_LOCK:
-        _SPARE[:] = [(s.nxt, s.prv, s.state, s.flags)]
+        _SPARE[:] = [(s.nxt, s.prv, s.state, s.flags, s.pool)]
 
 
 def release_page_arrays():
-    """Drop the per-page arrays kept for the next run (10 bytes per guest page)."""
+    """Drop the arrays kept for the next run (10 bytes per guest page and 4 per pool slot)."""
     with _SPARE_LOCK:
         _SPARE.clear()
 
@@ -112,7 +123,7 @@ def release_page_arrays():
 def build_state(cfg, bind=True, reuse=False):
     """Return (EngineState, info dict) for ``cfg`` with every page free and unbacked; with
     ``bind`` its units compiled (or loaded) and bound (:func:`bind_units`); with ``reuse``
-    the per-page arrays kept from an earlier run when there are (:func:`page_arrays`)."""
+    the per-page arrays and pool kept from an earlier run when there are (:func:`page_arrays`)."""
     G = cfg.guests
     V = cfg.vcpus
     specs = [cfg.guest_spec(g) for g in range(G)]
@@ -249,10 +260,6 @@ def build_state(cfg, bind=True, reuse=False):
             gi[g + 1, L.GI.XB_LEAF_OFF] = gi[g, L.GI.XB_LEAF_OFF] + len(leaves)
 
     rng = np.array([sq.generate_state(1, np.uint64)[0] for sq in seeds], np.uint64)
-    # zeros: memory the kernel maps on first write, so slots never used cost nothing
-    pool = np.zeros(pool_off, np.int32)
-    for off, n in preset:
-        pool[off:off + n] = -1
 
     mig_i, mig_f, mig_bmap = migration_arrays(cfg.migration, npages[0])
 
@@ -261,7 +268,9 @@ def build_state(cfg, bind=True, reuse=False):
     z_cfg[:, CFG_TRACK] = track
     # the page_reporting_enabled static key: off unless the mechanism marks reported pages
     z_cfg[:, CFG_REPORTING_OFF] = int(not getattr(mech, "REPORTS_PAGES", False))
-    nxt, prv, state, flags = page_arrays(P, reuse)
+    nxt, prv, state, flags, pool = page_arrays(P, pool_off, reuse)
+    for off, n in preset:
+        pool[off:off + n] = -1
     s = L.EngineState(
         nxt=nxt,
         prv=prv,

@@ -22,7 +22,7 @@ nothing is left to reclaim), no ``should_reclaim_retry`` back-off, no guest OOM 
 allocation fails and the workload handles it).
 """
 
-from .._jit import jit
+from .._jit import borrowed, jit
 from ..state.borrow import borrow_state, borrow_zone
 from ..state.hooks import guest_reclaim, mech_on_alloc_fail
 from ..state.layout import GF, GI
@@ -49,6 +49,7 @@ def alloc_pages(s, g, z, order, cpu, t, cost):
     """Allocate an ``order`` block for the workload; return its pfn or -1."""
     s = borrow_state(s)
     z = borrow_zone(z)
+    cost = borrowed(cost)
     mm_on = s.gi[g, GI.MM_ON] != 0
     n = 1 << order
     if mm_on and nr_free_pages(z) - n < s.gi[g, GI.LOW_WMARK]:

@@ -47,7 +47,7 @@ Simplifications:
 - page-cache pages are never read again once cached (streaming I/O: no cache hits).
 """
 
-from .._jit import jit
+from .._jit import borrowed, jit
 from ..costs import C_GUEST_RECLAIM, C_GUEST_SWAP_OUT, C_GUEST_WRITEBACK
 from ..state.borrow import borrow_state, borrow_zone
 from ..state.hooks import guest_reclaim as hook_reclaim
@@ -118,6 +118,7 @@ def shrink_node(s, g, z, want, t, cost):
     """
     s = borrow_state(s)
     z = borrow_zone(z)
+    cost = borrowed(cost)
     freed = 0
     spent = 0.0
     for _ in range(2):
@@ -167,6 +168,7 @@ def guest_reclaim(s, g, z, need, direct, t, cost):
     """
     s = borrow_state(s)
     z = borrow_zone(z)
+    cost = borrowed(cost)
     freed, spent = shrink_node(s, g, z, need, t, cost)
     if direct:
         s.gi[g, GI.DIRECT_RECLAIMS] += 1

@@ -25,7 +25,7 @@ vq and free page hinting are separate mechanisms; the host's MADV_WILLNEED on de
 
 import numpy as np
 
-from .._jit import jit
+from .._jit import borrowed, jit
 from ..costs import C_ACK_IRQ, C_KICK_WAKEUP, C_PAGE_OP, C_VMEXIT
 from ..guest.mm import free_block
 from ..guest.pcp import pcp_alloc
@@ -84,6 +84,7 @@ INF = np.inf
 def _message(s, g, cost):
     """One inflate/deflate-vq message: kick, host work, ack. Return the round-trip time."""
     s = borrow_state(s)
+    cost = borrowed(cost)
     s.gi[g, GI.VMEXITS] += 1
     s.gi[g, GI.BALLOON_MSGS] += 1
     s.gi[g, GI.EVENTS] += 1
@@ -128,6 +129,7 @@ def _release(s, g, z, k, t, cost):
     """``release_pages_balloon``: give k message pages back to the guest."""
     s = borrow_state(s)
     z = borrow_zone(z)
+    cost = borrowed(cost)
     off = s.gi[g, GI.MBUF_OFF]
     for i in range(k):
         free_block(s, g, z, s.mbuf[off + i], 0, 0, t)  # put_page: a guest free
@@ -140,6 +142,7 @@ def balloon_step(s, g, z, t_end, cost):
     """Run the balloon driver's work item up to ``t_end``."""
     s = borrow_state(s)
     z = borrow_zone(z)
+    cost = borrowed(cost)
     balloon_config_changed(s, g)
     off = s.gi[g, GI.MBUF_OFF]
     while s.mf[g, B_WAKE] <= t_end:
@@ -201,6 +204,7 @@ def balloon_deflate_oom(s, g, z, t, cost):
     """``virtballoon_oom_notify``: deflate 256 pages now; return (pages freed, stall)."""
     s = borrow_state(s)
     z = borrow_zone(z)
+    cost = borrowed(cost)
     if not s.mi[g, B_DEFLATE_OOM] or s.mi[g, B_HEAD] < 0:
         return 0, 0.0
     # the message buffer may hold an in-flight deflate: free those first, they are ours

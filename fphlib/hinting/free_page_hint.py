@@ -43,7 +43,7 @@ the page poisoning feature is off; only guest 0 is migrated, so only guest 0 hin
 
 import numpy as np
 
-from .._jit import jit
+from .._jit import borrowed, jit
 from ..costs import C_ALLOC_4M, C_PAGE_OP, C_VMEXIT, C_XBITMAP_OP, C_ZONE_LOCK
 from ..guest.buddy import rmqueue_smallest
 from ..guest.mm import free_block
@@ -102,6 +102,7 @@ STATE = PrivateState(
 def _kick(s, g, cost):
     """One buffer (or batch) added to free_page_vq and a kick: one exit."""
     s = borrow_state(s)
+    cost = borrowed(cost)
     s.gi[g, GI.VMEXITS] += 1
     s.gi[g, GI.REPORTS] += 1
     s.gi[g, GI.EVENTS] += 1
@@ -128,6 +129,7 @@ def _command(s, g, z, cost):
     """``virtballoon_changed``: act on a new free_page_hint_cmd_id."""
     s = borrow_state(s)
     z = borrow_zone(z)
+    cost = borrowed(cost)
     cmd = s.gi[g, GI.FPH_CMD]
     if cmd == s.mi[g, FH_CMD_SEEN]:
         return
@@ -155,6 +157,7 @@ def _alloc_hints(s, g, z, t_end, cost):
     """alloc mode: one order-10 block per step while the round is on."""
     s = borrow_state(s)
     z = borrow_zone(z)
+    cost = borrowed(cost)
     while s.mi[g, FH_PHASE] == PH_HINT and s.mf[g, FH_WAKE] <= t_end:
         now = s.mf[g, FH_WAKE]
         pfn = rmqueue_smallest(z, HINT_BLOCK_ORDER)  # __GFP_NORETRY: no drain, no reclaim
@@ -178,6 +181,7 @@ def _xbitmap_hints(s, g, z, t_end, cost):
     """xbitmap mode: ``get_free_page_hints`` of up to ``batch`` blocks per step, bits kept."""
     s = borrow_state(s)
     z = borrow_zone(z)
+    cost = borrowed(cost)
     end = s.gi[g, GI.NPAGES] - 1
     min_order = s.mi[g, FH_MIN_ORDER]
     while s.mi[g, FH_PHASE] == PH_HINT and s.mf[g, FH_WAKE] <= t_end:
@@ -223,6 +227,7 @@ def tick(s, g, z, t_end, cost):
     """The guest's free page hint work up to ``t_end``."""
     s = borrow_state(s)
     z = borrow_zone(z)
+    cost = borrowed(cost)
     _command(s, g, z, cost)
     if s.mi[g, FH_XB]:
         _xbitmap_hints(s, g, z, t_end, cost)
@@ -235,6 +240,7 @@ def on_alloc_fail(s, g, z, t, cost):
     """The shrinker (``virtio_balloon_shrinker_scan``): give one hint block back."""
     s = borrow_state(s)
     z = borrow_zone(z)
+    cost = borrowed(cost)
     n = _return_block(s, g, z, t)
     if n:
         s.gi[g, GI.LOCK_OPS] += 1

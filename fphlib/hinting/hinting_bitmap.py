@@ -33,7 +33,7 @@ workqueue delay); a block of order > ``hint_order`` is isolated whole at its chu
 
 import numpy as np
 
-from .._jit import jit
+from .._jit import borrowed, jit
 from ..costs import C_ACK_IRQ, C_ZONE_LOCK
 from ..guest.buddy import NR_ORDERS, nr_free_pages
 from ..host.discard_queue import discard_due
@@ -106,6 +106,7 @@ def on_free(s, g, z, pfn, order, t, cost):
     """After merging at order >= hint_order: set the chunk's bit; schedule the work at the
     threshold."""
     s = borrow_state(s)
+    cost = borrowed(cost)
     bit = pfn >> s.pi[PI.HINT_ORDER]
     w = s.gi[g, GI.MBUF_OFF] + (bit >> 6)
     mask = np.int64(1) << (bit & 63)
@@ -130,6 +131,7 @@ def _walk(s, g, z, now, cost):
     """Resume the walk over set bits; return True when a report was sent."""
     s = borrow_state(s)
     z = borrow_zone(z)
+    cost = borrowed(cost)
     hint = s.pi[PI.HINT_ORDER]
     off = s.gi[g, GI.MBUF_OFF]
     sg = _sg(s, g)
@@ -171,6 +173,7 @@ def _walk(s, g, z, now, cost):
 
 @jit
 def _putback(s, g, z, cost):
+    cost = borrowed(cost)
     putback_blocks(s, g, z, _sg(s, g), s.mi[g, HB_NSG], False, cost)
     s.mi[g, HB_NSG] = 0
 
@@ -180,6 +183,7 @@ def tick(s, g, z, t_end, cost):
     """Run the work and its report round trips up to ``t_end``."""
     s = borrow_state(s)
     z = borrow_zone(z)
+    cost = borrowed(cost)
     nbits = (s.gi[g, GI.NPAGES] >> s.pi[PI.HINT_ORDER]) + 1
     while s.mf[g, HB_WAKE] <= t_end:
         now = s.mf[g, HB_WAKE]

@@ -62,7 +62,7 @@ Simplifications:
 
 import numpy as np
 
-from .._jit import jit
+from .._jit import borrowed, jit
 from ..costs import C_ACK_IRQ, C_PAGE_OP
 from ..guest.buddy import NR_ORDERS, free_one_page, isolate_free_page, nr_free_pages
 from ..guest.pcp import free_pcppages_bulk
@@ -228,6 +228,7 @@ def scan_array(state, n_orders, pt, n, keys, counts, bits):
     head (a free block's other pages are tails), without ``get_buddy_page``'s walk; so is an
     entry that is itself the head of an allocated, isolated or pcp block (only a tail page can
     lie inside a free block: the walk would find no head)."""
+    state, pt, keys, counts = borrowed(state), borrowed(pt), borrowed(keys), borrowed(counts)
     # the entries inside a free block, from the last, each the first of a run of such entries
     # with one head (the others are dropped as read): index in counts[:m], head in
     # counts[n:n + m]; their distinct heads (head << 1 | listed) in counts[2n:2n + d] while
@@ -339,6 +340,7 @@ def hinting_walk(z, pt, n, hyp, cap, min_wmark):
     into ``hyp`` (at most ``cap`` blocks); return (blocks, pages, pages visited = zone->lock
     holds)."""
     z = borrow_zone(z)
+    pt, hyp = borrowed(pt), borrowed(hyp)
     n_orders = z.head.shape[0]
     k = 0
     pages = 0
@@ -419,6 +421,7 @@ def _array_full(s, g, z, c, t, cost):
     scan dropped nothing."""
     s = borrow_state(s)
     z = borrow_zone(z)
+    cost = borrowed(cost)
     n = s.mi[g, V8_ENTRIES]
     h = _hdr(s, g, c)
     if not s.mi[g, V8_MERGED]:  # drain_local_pages(NULL)
@@ -440,6 +443,7 @@ def _array_full(s, g, z, c, t, cost):
 def on_free_page(s, g, z, cpu, pfn, order, t, cost):
     """``arch_free_page(page, order)`` on vCPU ``cpu``: capture (``capture="as_freed"``)."""
     s = borrow_state(s)
+    cost = borrowed(cost)
     if s.mi[g, V8_MERGED]:
         return
     _capture(s, g, z, cpu, pfn, order, t, cost)
@@ -449,6 +453,7 @@ def on_free_page(s, g, z, cpu, pfn, order, t, cost):
 def on_free(s, g, z, pfn, order, t, cost):
     """The merged block after ``__free_one_page`` (``capture="merged"``, not v8)."""
     s = borrow_state(s)
+    cost = borrowed(cost)
     _capture(s, g, z, (pfn >> (NR_ORDERS - 1)) % s.mi[g, V8_VCPUS], pfn, order, t, cost)
 
 
@@ -462,6 +467,7 @@ def _free_back(s, g, z, cost):
     """``hyperlist_ready``'s loop (L75-82): ``free_one_page`` of every reported block."""
     s = borrow_state(s)
     z = borrow_zone(z)
+    cost = borrowed(cost)
     b = _hyp(s, g)
     k = s.mi[g, V8_NHYP]
     for i in range(k):
@@ -478,6 +484,7 @@ def _kthread(s, g, z, c, now, cost):
     nothing was isolated (the array is emptied at once)."""
     s = borrow_state(s)
     z = borrow_zone(z)
+    cost = borrowed(cost)
     n = s.mi[g, V8_ENTRIES]
     h = _hdr(s, g, c)
     b = _hyp(s, g)
@@ -501,6 +508,7 @@ def tick(s, g, z, t_end, cost):
     """Run the kthreads and the report round trips of guest g up to ``t_end``."""
     s = borrow_state(s)
     z = borrow_zone(z)
+    cost = borrowed(cost)
     n = s.mi[g, V8_ENTRIES]
     while s.mf[g, V8_WAKE] <= t_end:
         now = s.mf[g, V8_WAKE]

@@ -39,7 +39,7 @@ charged; the scatterlist entries hold a pfn and an order (no struct scatterlist)
 
 import numpy as np
 
-from .._jit import jit
+from .._jit import borrowed, jit
 from ..costs import C_ACK_IRQ, C_ZONE_LOCK
 from ..guest.buddy import list_rotate_to_front, nr_free_pages
 from ..host.discard_queue import discard_due
@@ -166,6 +166,7 @@ def _run(s, g, z, now, cost):
     """Advance the work item until it waits for an ack or ends."""
     s = borrow_state(s)
     z = borrow_zone(z)
+    cost = borrowed(cost)
     cap = s.mi[g, PR_CAP]
     off = s.gi[g, GI.MBUF_OFF]
     n_orders = z.nr_free.shape[0]
@@ -240,6 +241,7 @@ def page_reporting_step(s, g, z, t_end, cost):
     """Run every worker instant of guest g up to ``t_end``."""
     s = borrow_state(s)
     z = borrow_zone(z)
+    cost = borrowed(cost)
     cap = s.mi[g, PR_CAP]
     while s.mf[g, PR_WAKE] <= t_end:
         now = s.mf[g, PR_WAKE]
@@ -300,6 +302,7 @@ def reported_pages_now(z, min_order):
 def start(s, g, z, t, cost):
     """``page_reporting_register`` at boot: request a first pass."""
     s = borrow_state(s)
+    cost = borrowed(cost)
     page_reporting_request(s, g, t)
 
 
@@ -310,6 +313,7 @@ tick = page_reporting_step
 def on_free(s, g, z, pfn, order, t, cost):
     """``page_reporting_notify_free`` after ``__free_one_page``."""
     s = borrow_state(s)
+    cost = borrowed(cost)
     page_reporting_notify_free(s, g, order, t)
 
 

@@ -7,7 +7,7 @@ later, :mod:`fphlib.host.discard_queue`) and returns when they are due; the mech
 the queue at that instant and takes the ack ``ack_irq`` after the discard work.
 """
 
-from .._jit import jit
+from .._jit import borrowed, jit
 from ..guest.buddy import isolate_free_page, putback_isolated_page
 from ..host.discard_queue import discard_later
 from ..state.borrow import borrow_state, borrow_zone
@@ -31,6 +31,7 @@ def report_blocks(s, g, z, base, n, now, cost):
     return when the host performs them."""
     s = borrow_state(s)
     z = borrow_zone(z)
+    cost = borrowed(cost)
     due = now
     pages = 0
     for i in range(n):
@@ -49,6 +50,7 @@ def putback_blocks(s, g, z, base, n, mark_reported, cost):
     not merge), as ``page_reporting_drain``."""
     s = borrow_state(s)
     z = borrow_zone(z)
+    cost = borrowed(cost)
     for i in range(n):
         pfn = s.mbuf[base + 2 * i]
         order = s.mbuf[base + 2 * i + 1]

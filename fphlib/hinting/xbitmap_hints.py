@@ -43,7 +43,7 @@ runs at the ack, not batched.
 
 import numpy as np
 
-from .._jit import jit
+from .._jit import borrowed, jit
 from ..costs import C_ACK_IRQ, C_XBITMAP_OP
 from ..guest.buddy import NR_ORDERS, track_block_add, track_block_del
 from ..guest.xbitmap import xb_find_set
@@ -118,6 +118,7 @@ def _block_of(z, p):
 def start(s, g, z, t, cost):
     """The first pass one interval after boot."""
     s = borrow_state(s)
+    cost = borrowed(cost)
     s.mf[g, XH_WAKE] = t + s.mf[g, XH_INTERVAL]
 
 
@@ -127,6 +128,7 @@ def get_free_page_hints(s, g, z, cost):
     report list and clear their bits (isolating them when ``isolate``); return how many."""
     s = borrow_state(s)
     z = borrow_zone(z)
+    cost = borrowed(cost)
     base = s.gi[g, GI.MBUF_OFF]
     hint = s.pi[PI.HINT_ORDER]
     end = s.gi[g, GI.NPAGES] - 1
@@ -171,6 +173,7 @@ def put_free_page_hints(s, g, z, n, cost):
     hints get their bits back where the block is still free and unchanged."""
     s = borrow_state(s)
     z = borrow_zone(z)
+    cost = borrowed(cost)
     base = s.gi[g, GI.MBUF_OFF]
     if s.mi[g, XH_ISOLATE]:
         putback_blocks(s, g, z, base, n, False, cost)
@@ -189,6 +192,7 @@ def tick(s, g, z, t_end, cost):
     """The guest's hinting worker and its report round trips up to ``t_end``."""
     s = borrow_state(s)
     z = borrow_zone(z)
+    cost = borrowed(cost)
     while s.mf[g, XH_WAKE] <= t_end:
         now = s.mf[g, XH_WAKE]
         phase = s.mi[g, XH_PHASE]

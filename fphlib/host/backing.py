@@ -36,7 +36,7 @@ it holds enough inactive pages: ``cache_trim_mode``).
 
 import numpy as np
 
-from .._jit import jit, load_8_bytes
+from .._jit import borrowed, jit, load_8_bytes
 from ..costs import (
     C_FAULT_2M,
     C_FAULT_4K,
@@ -105,6 +105,7 @@ def _direct_reclaim(s, need, now, g, cost, overhead_pages):
     """``ensure_ram`` from guest g's fault at ``now``; return how long the vCPU waits: the
     reclaim's host CPU, or until the swap device has written what it swapped out."""
     s = borrow_state(s)
+    cost = borrowed(cost)
     before = s.hf[HF.CPU]
     pages = s.hi[HI.DIRECT_PAGES]
     host_ensure_ram(s, need, now, g, cost, overhead_pages)  # ensure_ram, its own compile unit
@@ -124,6 +125,7 @@ def touch(s, g, z, pfn, npages, t, cost, overhead_pages):
     """
     s = borrow_state(s)
     z = borrow_zone(z)
+    cost = borrowed(cost)
     off = s.gi[g, GI.OFF]
     flags = z.flags
     thp = s.pi[PI.THP]
@@ -254,6 +256,7 @@ def discard(s, g, z, pfn, npages, cost):
     """
     s = borrow_state(s)
     z = borrow_zone(z)
+    cost = borrowed(cost)
     off = s.gi[g, GI.OFF]
     flags = z.flags
     spent = cost[C_MADVISE_CALL]

@@ -34,7 +34,7 @@ CPU and the device's remaining time in the tick (no kswapd_failures counting, no
 
 import numpy as np
 
-from .._jit import jit
+from .._jit import borrowed, jit
 from ..costs import C_COLLAPSE, C_SWAP_IN, C_SWAP_OUT
 from ..state.borrow import borrow_state
 from ..state.layout import (
@@ -67,6 +67,7 @@ def kswapd(s, t0, t1, cost):
     """kswapd's work in [t0, t1): reclaim toward the high watermark within one CPU and the
     swap device's time left in the interval; sleep at the high watermark or when stuck."""
     s = borrow_state(s)
+    cost = borrowed(cost)
     free = s.hi[HI.RAM_PAGES] - host_used_pages(s)
     want = s.hi[HI.WMARK_HIGH] - free
     if want <= 0:
@@ -133,6 +134,7 @@ def khugepaged_scan(s, now, cost):
     """One khugepaged pass at ``now``: scan ``PAGES_TO_SCAN`` PTEs from the cursor, collapse
     what qualifies; return the number of collapses."""
     s = borrow_state(s)
+    cost = borrowed(cost)
     n_reg = s.reg_cnt.shape[0]
     if n_reg == 0:
         return 0
@@ -189,6 +191,7 @@ def khugepaged_scan(s, now, cost):
 def host_step(s, now, cost):
     """The host daemons' work in the tick ending at ``now``; schedule their next instant."""
     s = borrow_state(s)
+    cost = borrowed(cost)
     nxt = np.inf
     if s.hi[HI.KSWAPD]:
         kswapd(s, now - s.pf[PF.DT], now, cost)

@@ -16,7 +16,7 @@ Simplification: the host handles one guest's discards in request order (one QEMU
 device); discards of different guests do not contend.
 """
 
-from .._jit import jit
+from .._jit import borrowed, jit
 from ..costs import C_DISCARD_LATENCY
 from ..state.borrow import borrow_state, borrow_zone
 from ..state.layout import GI
@@ -56,6 +56,7 @@ def discard_due(s, g, z, t, cost):
     """Perform guest g's queued discards due at or before ``t``; return host CPU seconds."""
     s = borrow_state(s)
     z = borrow_zone(z)
+    cost = borrowed(cost)
     spent = 0.0
     while s.gi[g, GI.DQ_N] > 0 and s.dq_t[g, s.gi[g, GI.DQ_HEAD]] <= t:
         spent += _pop(s, g, z, cost)

@@ -54,7 +54,7 @@ THP zero).
 
 import numpy as np
 
-from .._jit import jit
+from .._jit import borrowed, jit
 from ..bounds import MAX_RATE, MIN_RATE, finite
 from ..costs import C_MIG_PAGE, C_MIG_SYNC_GIB
 from ..state.borrow import borrow_state
@@ -321,6 +321,7 @@ def _send(s, g, now, t_end, cost):
     """Walk the bitmap from the cursor, sending pages until ``t_end`` (or the end with
     ``t_end`` = inf); return the thread's time after the last page sent."""
     s = borrow_state(s)
+    cost = borrowed(cost)
     off = s.gi[g, GI.OFF]
     n = s.gi[g, GI.NPAGES]
     flags = s.flags
@@ -362,6 +363,7 @@ def migration_step(s, t_end, cost):
     """Run the migration thread up to ``t_end`` (the engine calls it when ``MF.NEXT`` falls in
     the tick)."""
     s = borrow_state(s)
+    cost = borrowed(cost)
     g = s.mig_i[MI.G]
     now = s.mig_f[MF.NEXT]
     phase = s.mig_i[MI.PHASE]

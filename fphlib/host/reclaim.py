@@ -28,7 +28,7 @@ modelled; one LRU (the clock) instead of active/inactive lists; direct reclaim's
 
 import numpy as np
 
-from .._jit import jit
+from .._jit import borrowed, jit
 from ..costs import C_SWAP_OUT, C_THP_SPLIT
 from ..state.borrow import borrow_state
 from ..state.layout import GI, HF, HI, PG_DISCARDED, PG_REFERENCED, PG_SWAPPED, PI, ST_RUNNING
@@ -106,6 +106,7 @@ def _swap_out(s, lo, hi, hand, want, now, cost, direct):
     """The second-chance clock over pages [lo, hi) from ``hand``: swap out at least ``want``
     pages; return (pages freed, the hand where it stopped)."""
     s = borrow_state(s)
+    cost = borrowed(cost)
     total = hi - lo
     freed = 0
     scanned = 0
@@ -204,6 +205,7 @@ def reclaim(s, want, now, cost, direct):
     freed. A THP goes out whole (THP_SWAP) when 512 swap slots are free, else it is split
     first."""
     s = borrow_state(s)
+    cost = borrowed(cost)
     lazy = _lazy_pass(s, want)  # nothing to do (one compare) without lazily-freed pages
     if lazy >= want:
         return lazy
@@ -219,6 +221,7 @@ def reclaim_guest(s, g, want, now, cost):
     ESX swaps a VM whose balloon cannot reach its target), with the guest's own clock hand
     (``GI.HOST_CLOCK``, relative to its first page); return pages freed."""
     s = borrow_state(s)
+    cost = borrowed(cost)
     lo = s.gi[g, GI.OFF]
     hi = lo + s.gi[g, GI.NPAGES]
     freed, hand = _swap_out(s, lo, hi, lo + s.gi[g, GI.HOST_CLOCK], want, now, cost, False)
@@ -231,6 +234,7 @@ def ensure_ram(s, need, t, requester, cost, overhead_pages):
     """Direct reclaim: make room for ``need`` more backed pages above the min watermark by
     swapping out, else OOM-kill."""
     s = borrow_state(s)
+    cost = borrowed(cost)
     while below_min(s, need):
         short = host_used_pages(s) + need - (s.hi[HI.RAM_PAGES] - s.hi[HI.WMARK_MIN])
         if short < SWAP_CLUSTER_MAX:

@@ -72,8 +72,10 @@ class Setup(NamedTuple):
     the blocks it holds (``GI.POOL_OFF``/``GI.POOL_CAP``), and a ``trace`` of operations to
     replay, ``(t_us int64, kind int8, order int8, slot int32)`` arrays (``GI.TR_OFF``,
     ``GI.TR_N``) or None. The slots start at -1 (no block); ``pool_preset=False`` is for a
-    workload that writes each slot before it reads it: its slots start at 0 and the engine
-    leaves their memory untouched until then (a large host's churn uses a tenth of its pool).
+    workload that writes each slot before it reads it: its slots hold anything until then (0
+    in fresh memory, which the engine leaves untouched: a large host's churn uses a tenth of
+    its pool; or what the process's last run of the same size left, as the engine reuses its
+    arrays).
     """
 
     pool: int = 0

@@ -10,7 +10,7 @@ in a pool of pfns (4 bytes per held block: ≤ 4 bytes per guest page).
 
 import numpy as np
 
-from .._jit import jit
+from .._jit import borrowed, jit
 from ..bounds import MAX_DURATION_S, MAX_OPS_PER_S, MAX_ORDER_WEIGHT, MIN_LIFETIME_S
 from ..guest.mm import block_order
 from ..state.borrow import borrow_state, borrow_zone
@@ -102,6 +102,7 @@ def step(s, g, z, t, dt, cost, ovh):
     """One tick [t, t + dt) of churn on guest g; False if the guest was killed."""
     s = borrow_state(s)
     z = borrow_zone(z)
+    cost = borrowed(cost)
     avail = pay_debt(s, g, dt)
     credit = s.gf[g, GF.CREDIT] + s.wl_f[g, CH_OPS] * avail
     target = s.wl_f[g, CH_TARGET] / PAGE_SIZE

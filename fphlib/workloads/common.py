@@ -1,7 +1,7 @@
 """Pieces shared by the workload kernels: boot footprint, stall debt, alloc + touch, page-cache
 and slab pages."""
 
-from .._jit import jit
+from .._jit import borrowed, jit
 from ..guest.buddy import nr_free_pages, rmqueue_smallest
 from ..guest.mm import free_block
 from ..guest.pcp import pcp_alloc
@@ -94,6 +94,7 @@ def alloc_kernel_page(s, g, cpu, t, cost, ovh, kind):
     """Allocate and write one order-0 page for the kernel: ``kind`` 0 slab, 1 clean page
     cache, 2 dirty page cache. Returns pfn, -1 (no memory) or -2 (guest killed)."""
     s = borrow_state(s)
+    cost = borrowed(cost)
     z = zone_of(s, g)
     pfn = alloc_touch(s, g, z, 0, cpu, t, cost, ovh)
     if pfn >= 0:
@@ -129,6 +130,7 @@ def boot(s, g, z, t, cost, ovh):
     """
     s = borrow_state(s)
     z = borrow_zone(z)
+    cost = borrowed(cost)
     n_slab = int(s.wp[g, WP.BOOT_SLAB]) // PAGE_SIZE
     n_cache = int(s.wp[g, WP.BOOT_CACHE]) // PAGE_SIZE
     n = int(s.wp[g, WP.BOOT]) // PAGE_SIZE - n_slab - n_cache

@@ -12,7 +12,7 @@ Simplifications: streaming I/O only (every page is new: no cache hits, no re-rea
 runs on vCPU 0 and its faults stall the guest's workload like its own.
 """
 
-from .._jit import jit
+from .._jit import borrowed, jit
 from ..guest.reclaim import kswapd
 from ..state.borrow import borrow_state, borrow_zone
 from ..state.layout import GF, GI, WP
@@ -26,6 +26,7 @@ def mm_step(s, g, z, t, dt, cost, ovh):
     """One tick of guest g's page-cache I/O, then kswapd if it was woken."""
     s = borrow_state(s)
     z = borrow_zone(z)
+    cost = borrowed(cost)
     rate = s.wp[g, WP.IO_RATE]
     if rate > 0.0:
         credit = s.gf[g, GF.IO_CREDIT] + rate / PAGE_SIZE * dt

@@ -25,7 +25,7 @@ Simplifications: the touch rate is one number for first touch and re-touch (host
 and reclaim costs come on top as stalls); a pass writes whole blocks.
 """
 
-from .._jit import jit
+from .._jit import borrowed, jit
 from ..bounds import MAX_DURATION_S, MAX_RATE, MAX_REPEAT, MAX_WORKLOAD_SIZE, MIN_RATE
 from ..costs import C_GUEST_SWAP_IN
 from ..host.backing import record_event
@@ -160,6 +160,7 @@ def step(s, g, z, t, dt, cost, ovh):
     """One tick [t, t + dt) of memhog on guest g; False if the guest was killed."""
     s = borrow_state(s)
     z = borrow_zone(z)
+    cost = borrowed(cost)
     avail = pay_debt(s, g, dt)
     order = int(s.wl_f[g, COL_ORDER])
     block = 1 << order

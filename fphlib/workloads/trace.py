@@ -6,7 +6,7 @@ on vCPU ``slot % vcpus``. A failed allocation leaves its slot empty and its free
 
 import numpy as np
 
-from .._jit import jit
+from .._jit import borrowed, jit
 from ..bounds import MAX_SPEED, MIN_SPEED
 from ..guest.mm import block_order
 from ..host.backing import record_event
@@ -57,6 +57,7 @@ def step(s, g, z, t, dt, cost, ovh):
     """Replay the events due before t + dt; False if the guest was killed."""
     s = borrow_state(s)
     z = borrow_zone(z)
+    cost = borrowed(cost)
     pay_debt(s, g, dt)
     if s.gi[g, GI.WL_PHASE] == TR_DONE:
         return True

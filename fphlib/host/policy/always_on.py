@@ -14,7 +14,7 @@ Simplifications: none beyond the mechanism's own - the policy step is a no-op th
 every ``interval_s`` (so that its cost can be compared with the asking policies).
 """
 
-from ..._jit import jit
+from ..._jit import borrowed, jit
 from .common import INTERVAL, check_drivable
 
 NAME = "always_on"
@@ -29,4 +29,5 @@ def check(mechanism, mode, params):
 @jit
 def step(s, now, cost):
     """Nothing to ask: every guest keeps hinting on."""
+    cost = borrowed(cost)
     return

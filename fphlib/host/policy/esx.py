@@ -33,7 +33,7 @@ swapped by the policy.
 
 import numpy as np
 
-from ..._jit import jit
+from ..._jit import borrowed, jit
 from ...host.reclaim import reclaim_guest
 from ...state.borrow import borrow_state
 from ...state.layout import GI, PI
@@ -98,6 +98,7 @@ def adjusted_ratio(shares, pages, f, tau):
 def revoke(s, now, f, tau, cost):
     """One interval of min-funding revocation with active fractions ``f`` (per guest)."""
     s = borrow_state(s)
+    cost = borrowed(cost)
     G = s.pi[PI.G]
     q = s.pol_si[Q_QUANTUM_PAGES]
     # the configured size: a guest never holds more than its max

@@ -24,7 +24,7 @@ guest never touched (not backed) is not sampled.
 
 import numpy as np
 
-from ..._jit import jit
+from ..._jit import borrowed, jit
 from ...state.borrow import borrow_state
 from ...state.layout import GI, PG_REFERENCED, PI, PrivateState
 from ...state.params import Param
@@ -154,6 +154,7 @@ def active_fraction(s, g, now):
 def step(s, now, cost):
     """Estimate every running guest's active fraction, then revoke by adjusted ratio."""
     s = borrow_state(s)
+    cost = borrowed(cost)
     G = s.pi[PI.G]
     f = np.ones(G)
     for g in range(G):

@@ -31,7 +31,7 @@ every 5 s and runs the policy every 10 s); vdsm's ``balloonEnabled`` is taken as
 
 import numpy as np
 
-from ..._jit import jit
+from ..._jit import borrowed, jit
 from ...state.borrow import borrow_state
 from ...state.layout import GI, HI, PI, PrivateState
 from ...state.params import Param
@@ -130,6 +130,7 @@ def _avg(s, g, col0, n):
 def step(s, now, cost):
     """Sample, then apply the balloon rule to every running guest."""
     s = borrow_state(s)
+    cost = borrowed(cost)
     G = s.pi[PI.G]
     s.pol_sf[HOST0 + s.pol_si[HOSTN] % HISTORY] = host_free_pages(s)
     s.pol_si[HOSTN] += 1

@@ -14,7 +14,7 @@ Simplifications: the stats are exact and current (no polling lag).
 
 import numpy as np
 
-from ..._jit import jit
+from ..._jit import borrowed, jit
 from ...state.borrow import borrow_state
 from ...state.layout import GI, PI, PrivateState
 from .common import (
@@ -58,6 +58,7 @@ def init_guest(params, cfg, g, ints, floats):
 def step(s, now, cost):
     """Take from the guests with the most free memory first; see the module docstring."""
     s = borrow_state(s)
+    cost = borrowed(cost)
     G = s.pi[PI.G]
     q = s.pol_si[Q_QUANTUM_PAGES]
     need = need_pages(s, s.pol_sf[Q_TARGET])

@@ -14,7 +14,7 @@ Simplifications: those of :mod:`fphlib.host.policy.esx` (P = backed + swapped pa
 
 import numpy as np
 
-from ..._jit import jit
+from ..._jit import borrowed, jit
 from ...state.borrow import borrow_state
 from ...state.layout import PI, PrivateState
 from .common import (
@@ -45,4 +45,5 @@ def init_guest(params, cfg, g, ints, floats):
 def step(s, now, cost):
     """Revoke from the lowest S / P first (tau = 0: every page counts as active)."""
     s = borrow_state(s)
+    cost = borrowed(cost)
     revoke(s, now, np.ones(s.pi[PI.G]), 0.0, cost)

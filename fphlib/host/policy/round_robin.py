@@ -15,7 +15,7 @@ Simplifications: one guest per interval whatever the shortage; guests that are n
 
 import numpy as np
 
-from ..._jit import jit
+from ..._jit import borrowed, jit
 from ...state.borrow import borrow_state
 from ...state.layout import GI, PI, PrivateState
 from .common import (
@@ -79,6 +79,7 @@ def next_guest(s, start, want_balloon):
 def step(s, now, cost):
     """Ask the next guest for a quantum (or give one back); see the module docstring."""
     s = borrow_state(s)
+    cost = borrowed(cost)
     G = s.pi[PI.G]
     q = s.pol_si[Q_QUANTUM_PAGES]
     need = need_pages(s, s.pol_sf[Q_TARGET])

@@ -10,7 +10,7 @@ Simplifications: one target for every guest; re-sent at each interval even when 
 (the balloon driver re-checks, as after a config interrupt).
 """
 
-from ..._jit import jit
+from ..._jit import borrowed, jit
 from ...state.borrow import borrow_state
 from ...state.layout import GI, PI, PrivateState, private_columns
 from ...state.params import Param
@@ -40,6 +40,7 @@ STATE = PrivateState(ints=("KEEP_PAGES",), init=_init)
 def step(s, now, cost):
     """Ask every guest for the pages above its target (none without a target)."""
     s = borrow_state(s)
+    cost = borrowed(cost)
     for g in range(s.pi[PI.G]):
         keep = s.pol_i[g, KEEP_PAGES]
         if keep < 0:

@@ -21,7 +21,7 @@ Simplifications: free memory is host ``MemFree`` (no page cache on the host).
 
 import numpy as np
 
-from ..._jit import jit
+from ..._jit import borrowed, jit
 from ...state.borrow import borrow_state
 from ...state.layout import GI, PI, PrivateState
 from ...state.params import Param
@@ -107,6 +107,7 @@ def _apply(s, g, now, on):
 def step(s, now, cost):
     """Switch hinting by the host's free memory (see the module docstring)."""
     s = borrow_state(s)
+    cost = borrowed(cost)
     G = s.pi[PI.G]
     low = s.pol_sf[LOW]
     high = s.pol_sf[HIGH]

@@ -50,6 +50,7 @@ STATE = fx.PrivateState(
 def start(s, g, z, t, cost):
     """At boot: a first pass."""
     s = fx.borrow_state(s)
+    cost = fx.borrowed(cost)
     s.mf[g, WAKE] = t
 
 
@@ -58,6 +59,7 @@ def on_free(s, g, z, pfn, order, t, cost):
     """A block of order >= hint_order was freed: run at once (unless a report is in flight,
     after which the mechanism looks again anyway)."""
     s = fx.borrow_state(s)
+    cost = fx.borrowed(cost)
     if s.mi[g, PHASE] == IDLE and t < s.mf[g, WAKE]:
         s.mf[g, WAKE] = t
 
@@ -91,6 +93,7 @@ def tick(s, g, z, t_end, cost):
     """Every instant of guest g's mechanism up to ``t_end``."""
     s = fx.borrow_state(s)
     z = fx.borrow_zone(z)
+    cost = fx.borrowed(cost)
     while s.mf[g, WAKE] <= t_end:
         now = s.mf[g, WAKE]
         phase = s.mi[g, PHASE]

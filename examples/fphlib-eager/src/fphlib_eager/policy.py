@@ -44,6 +44,7 @@ def check_params(params):
 def step(s, now, cost):
     """Switch every running guest's hinting on when short, off when comfortable."""
     s = fx.borrow_state(s)
+    cost = fx.borrowed(cost)
     free = fx.host_free_fraction(s)
     for g in range(fx.n_guests(s)):
         if not fx.guest_running(s, g):
