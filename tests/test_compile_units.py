@@ -178,3 +178,25 @@ def test_publish_refuses_a_self_ref_too_small_for_the_state():
 def test_a_ref_type_survives_pickling_as_the_on_disk_cache_needs():
     ref = Ref(numba.typeof(build_state(small())[0]))
     assert pickle.loads(pickle.dumps(ref)) == ref
+
+
+def test_the_state_type_and_unit_addresses_kept_per_process_are_numbas():
+    """units.state_type keeps typeof(s) by what numba types each array by; bind keeps each
+    unit's entry point by that type: both equal what numba gives afresh."""
+    from fphlib.engine.build import unit_slots
+
+    cfgs = [SimConfig(guests=g, guest_mem="64MiB", host_mem="1GiB", workload="churn",
+                      mechanism=m, duration_s=0.5, sample_s=0.25)
+            for g, m in ((1, "page_reporting"), (2, "xbitmap_hints"), (1, "balloon"))]
+    for cfg in cfgs:
+        s, _ = build_state(cfg)  # bound: s.fn holds the kept addresses
+        assert units.state_type(s) is units.state_type(s)
+        assert units.state_type(s) == numba.typeof(s)
+        for slot, (unit, function) in unit_slots(s, cfg).items():
+            assert s.fn[slot] == native_address(function, units.signature(
+                unit, numba.typeof(s)))
+    # an array numba types differently (read-only here) is another state type
+    ro = s.gi.copy()
+    ro.flags.writeable = False
+    other = s._replace(gi=ro)
+    assert units.state_type(other) == numba.typeof(other) != units.state_type(s)

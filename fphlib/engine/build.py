@@ -4,7 +4,7 @@ import math
 import threading
 
 import numpy as np
-from numba import typeof, types
+from numba import types
 
 from ..costs import cost_array
 from ..guest.buddy import NR_ORDERS, init_free_lists
@@ -324,7 +324,7 @@ def build_state(cfg, bind=True, reuse=False):
         fn=np.zeros(units.N_SLOTS, np.int64),
         self_ref=np.zeros(1, np.int64),
     )
-    s = s._replace(self_ref=np.zeros(units.ref_words(typeof(s), G), np.int64))
+    s = s._replace(self_ref=np.zeros(units.ref_words(units.state_type(s), G), np.int64))
     for g in range(G):
         init_free_lists(guest_zone(s, g))
     if bind:
@@ -371,7 +371,7 @@ def compile_items(s, slots):
     """The :func:`fphlib.engine.parallel_compile.precompile` items of a run: its units
     (``slots`` from :func:`unit_slots`), the loop and ``publish``, the longest compiles
     first so that no process is left with a long one at the end."""
-    state_type = typeof(s)
+    state_type = units.state_type(s)
     by_length = sorted(slots.values(), key=lambda item: _COMPILE_RANK.get(item[0], 0),
                        reverse=True)
     return ([(f, units.signature(unit, state_type), False) for unit, f in by_length[:3]]

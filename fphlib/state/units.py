@@ -106,9 +106,35 @@ def _plain(t):
     return t.plain if isinstance(t, Borrowed) else t
 
 
+# Every run types its state, sizes its self_ref, and looks up its units' signatures and entry
+# points: numba hashes a type by hashing the types it holds, ~50 array types here, and llvmlite
+# builds a target to size one, so that cost ~10 ms per run (8 % of the demo's). Each is kept
+# per process, by the numba type of the state (state_type() returns one object per key and
+# keeps it alive, so its id names it).
+_STATE_TYPES = {}
+_SIGNATURES = {}
+_ADDRESSES = {}
+_LAYOUTS = {}
+
+
+def state_type(s):
+    """``typeof(s)`` for an engine state, kept by what numba types each array by (dtype,
+    dimensions, layout, writeable, aligned: ``numba.core.typing.typeof._typeof_ndarray``)."""
+    key = (type(s), *((a.dtype, a.ndim, a.flags.c_contiguous, a.flags.f_contiguous,
+                       a.flags.writeable, a.flags.aligned) for a in s))
+    t = _STATE_TYPES.get(key)
+    if t is None:
+        t = _STATE_TYPES[key] = typeof(s)
+    return t
+
+
 def signature(unit, state_type):
     """The one signature unit functions are compiled for, given the engine state's type."""
-    return SPECS[unit][1](*_arg_types(unit, state_type))
+    key = (unit, id(state_type))
+    kept = _SIGNATURES.get(key)
+    if kept is None or kept[0] is not state_type:
+        kept = _SIGNATURES[key] = (state_type, SPECS[unit][1](*_arg_types(unit, state_type)))
+    return kept[1]
 
 
 def ref_layout(context, state_type):
@@ -119,7 +145,11 @@ def ref_layout(context, state_type):
 
 def ref_words(state_type, n_guests):
     """int64 words ``s.self_ref`` needs for a state of ``state_type`` with ``n_guests``."""
-    offset, stride = ref_layout(cpu_target.target_context, state_type)
+    kept = _LAYOUTS.get(id(state_type))
+    if kept is None or kept[0] is not state_type:
+        kept = _LAYOUTS[id(state_type)] = (
+            state_type, ref_layout(cpu_target.target_context, state_type))
+    offset, stride = kept[1]
     return (offset + n_guests * stride) // 8
 
 
@@ -147,10 +177,14 @@ def publish(s):
 
 def bind(s, functions):
     """Store the native addresses of ``functions`` ({slot: (unit, jitted function)}) in ``s.fn``."""
-    state_type = typeof(s)
+    st = state_type(s)
     fn = np.zeros(N_SLOTS, np.int64)
     for slot, (unit, function) in functions.items():
-        fn[slot] = native_address(function, signature(unit, state_type))
+        key = (unit, function, id(st))
+        kept = _ADDRESSES.get(key)
+        if kept is None or kept[0] is not st:
+            kept = _ADDRESSES[key] = (st, native_address(function, signature(unit, st)))
+        fn[slot] = kept[1]
     s.fn[:] = fn
     publish(s)
 
