@@ -108,9 +108,9 @@ def _plain(t):
 
 # Every run types its state, sizes its self_ref, and looks up its units' signatures and entry
 # points: numba hashes a type by hashing the types it holds, ~50 array types here, and llvmlite
-# builds a target to size one, so that cost ~10 ms per run (8 % of the demo's). Each is kept
-# per process, by the numba type of the state (state_type() returns one object per key and
-# keeps it alive, so its id names it).
+# builds a target to size one, so that cost 2-4 ms per run (2-3 % of the demo's; a sweep of
+# short runs pays it each time). Each is kept per process, by the numba type of the state
+# (state_type() returns one object per key and keeps it alive, so its id names it).
 _STATE_TYPES = {}
 _SIGNATURES = {}
 _ADDRESSES = {}
