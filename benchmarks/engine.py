@@ -30,7 +30,9 @@ project's cache is left alone).
 ``--against REV`` runs (a) for the mechanisms both versions have, side by side with git
 revision REV checked out into a temporary directory (same machine, same interpreter,
 interleaved old/new ``--repeat`` times, best of each), and prints the events/s ratios
-new/old; with ``--cold`` the cold compile of REV too.
+new/old; with ``--cold`` the cold compile of REV too. A mechanism that does not compile at
+one of them (an installed plug-in written for a newer ``fphlib.extend``, e.g.
+``examples/fphlib-eager`` before ``fx.borrowed``) is listed as skipped, with the error.
 
     .venv/bin/python benchmarks/engine.py [--quick] [--cold] [--against HEAD~1] [--repeat 3]
         [--policy-only] [--policy-scale 0.015625] [--large [--against REV]]
@@ -59,18 +61,28 @@ _DEMO = textwrap.dedent("""
     import fphlib
     from fphlib.hinting import MECHANISMS
     mechs = [m for m in json.loads(sys.argv[1]) if m in MECHANISMS]
-    fphlib.warmup()
-    out = {}
-    for mech in mechs:
-        cfg = fphlib.SimConfig(host_mem="16GiB", guests=3, guest_mem="5GiB", workload="memhog",
-                               workload_params={"size": "4GiB"}, duration_s=120,
-                               mechanism=mech,
-                               balloon_target="1GiB" if mech == "balloon" else None)
+    try:
+        fphlib.warmup()
+        warm = True
+    except Exception:  # e.g. a plug-in installed for a newer fphlib.extend than this tree's
+        warm = False
+    out, skipped = {}, {}
+    def kw(mech):
+        return dict(workload="memhog", mechanism=mech,
+                    balloon_target="1GiB" if mech == "balloon" else None)
+    for mech in [] if warm else mechs:  # each compiled before any run is timed
+        try:
+            fphlib.simulate(fphlib.SimConfig(**kw(mech), guest_mem="64MiB", duration_s=0.5))
+        except Exception as e:
+            skipped[mech] = f"{type(e).__name__}: {e}"[:160]
+    for mech in [m for m in mechs if m not in skipped]:
+        cfg = fphlib.SimConfig(host_mem="16GiB", guests=3, guest_mem="5GiB",
+                               workload_params={"size": "4GiB"}, duration_s=120, **kw(mech))
         t0 = time.perf_counter()
         res = fphlib.simulate(cfg)
         wall = time.perf_counter() - t0
         out[mech] = res.summary["events"] / wall
-    print(json.dumps(out))
+    print(json.dumps({"rates": out, "skipped": skipped}))
 """)
 
 # (d) the large hosts, each in a fresh process (its first run pays the fresh memory of GiBs of
@@ -226,18 +238,25 @@ def against(rev, repeat, cold):
 
     with checkout(rev) as old:
         best = {"old": {}, "new": {}}
+        skipped = {}
         mechs = json.dumps(list(REGISTRY))
         for i in range(repeat):
             for label, tree in (("old", old), ("new", ROOT)):
-                rates = json.loads(_python(tree, _DEMO, mechs))
-                for m, r in rates.items():
+                run = json.loads(_python(tree, _DEMO, mechs))
+                for m, r in run["rates"].items():
                     best[label][m] = max(best[label].get(m, 0.0), r)
+                skipped.update({(label, m): why for m, why in run["skipped"].items()})
             print(f"  round {i + 1}/{repeat} done", flush=True)
         print(f"(a) demo events/s, best of {repeat}, this tree vs {rev}:")
         for m in best["old"]:
+            if m not in best["new"]:
+                continue
             n, o = best["new"][m], best["old"][m]
             print(f"  {m:<16} new {n / 1e6:6.1f} M/s  old {o / 1e6:6.1f} M/s  "
                   f"ratio {n / o:5.2f}")
+        for (label, m), why in sorted(skipped.items()):
+            tree = rev if label == "old" else "this tree"
+            print(f"  {m:<16} skipped: it does not run at {tree} ({why})")
         if cold:
             c_new, c_old = cold_compile(ROOT), cold_compile(old)
             print(f"cold compile: new {c_new:.0f} s, old ({rev}) {c_old:.0f} s, "
