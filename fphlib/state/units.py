@@ -109,12 +109,9 @@ def _plain(t):
 # Every run types its state, sizes its self_ref, and looks up its units' signatures and entry
 # points: numba hashes a type by hashing the types it holds, ~50 array types here, and llvmlite
 # builds a target to size one, so that cost 2-4 ms per run (2-3 % of the demo's; a sweep of
-# short runs pays it each time). Each is kept per process, by the numba type of the state
-# (state_type() returns one object per key and keeps it alive, so its id names it).
+# short runs pays it each time). Each is kept per process (_per_state_type).
 _STATE_TYPES = {}
-_SIGNATURES = {}
-_ADDRESSES = {}
-_LAYOUTS = {}
+_KEPT = {}
 
 
 def state_type(s):
@@ -128,13 +125,21 @@ def state_type(s):
     return t
 
 
+def _per_state_type(state_type, key, make, *args):
+    """``make(*args)``, kept for ``state_type`` and ``key``: found by the type's id, not its
+    hash (the cost above); the entry holds the type, so an id that a type gone since had names
+    nothing."""
+    at = (id(state_type), *key)
+    kept = _KEPT.get(at)
+    if kept is None or kept[0] is not state_type:
+        kept = _KEPT[at] = (state_type, make(*args))
+    return kept[1]
+
+
 def signature(unit, state_type):
     """The one signature unit functions are compiled for, given the engine state's type."""
-    key = (unit, id(state_type))
-    kept = _SIGNATURES.get(key)
-    if kept is None or kept[0] is not state_type:
-        kept = _SIGNATURES[key] = (state_type, SPECS[unit][1](*_arg_types(unit, state_type)))
-    return kept[1]
+    return _per_state_type(state_type, ("signature", unit),
+                           lambda: SPECS[unit][1](*_arg_types(unit, state_type)))
 
 
 def ref_layout(context, state_type):
@@ -145,11 +150,8 @@ def ref_layout(context, state_type):
 
 def ref_words(state_type, n_guests):
     """int64 words ``s.self_ref`` needs for a state of ``state_type`` with ``n_guests``."""
-    kept = _LAYOUTS.get(id(state_type))
-    if kept is None or kept[0] is not state_type:
-        kept = _LAYOUTS[id(state_type)] = (
-            state_type, ref_layout(cpu_target.target_context, state_type))
-    offset, stride = kept[1]
+    offset, stride = _per_state_type(state_type, ("layout",), lambda: ref_layout(
+        cpu_target.target_context, state_type))
     return (offset + n_guests * stride) // 8
 
 
@@ -180,11 +182,8 @@ def bind(s, functions):
     st = state_type(s)
     fn = np.zeros(N_SLOTS, np.int64)
     for slot, (unit, function) in functions.items():
-        key = (unit, function, id(st))
-        kept = _ADDRESSES.get(key)
-        if kept is None or kept[0] is not st:
-            kept = _ADDRESSES[key] = (st, native_address(function, signature(unit, st)))
-        fn[slot] = kept[1]
+        fn[slot] = _per_state_type(st, ("address", unit, function), native_address, function,
+                                   signature(unit, st))
     s.fn[:] = fn
     publish(s)
 
