@@ -89,26 +89,29 @@ def load_trace(n_ops):
         return d["kind"], d["order"], d["slot"], base
 
 
-def build_reference(src=SHARED / "ref_buddy.c", name="ref_buddy", defines=()):
-    """Path of a compiled C reference (``src`` built with ``gcc -O2`` and ``-D`` ``defines``
-    as ``benchmarks/_work/<name>``), or None when the source or gcc is missing."""
+def build_reference(src=SHARED / "ref_buddy.c", name="ref_buddy", defines=(), include=None):
+    """Path of a compiled C reference (``src`` built with ``gcc -O2``, ``-D`` ``defines`` and
+    ``-include include`` as ``benchmarks/_work/<name>``), or None when the source or gcc is
+    missing. Rebuilt when ``src`` or ``include`` is newer than the executable."""
     gcc = shutil.which("gcc")
     if not src.exists() or gcc is None:
         print(f"C reference: unavailable ({'no ' + str(src) if not src.exists() else 'no gcc'})")
         return None
     WORK.mkdir(parents=True, exist_ok=True)
     exe = WORK / name
-    if not exe.exists() or exe.stat().st_mtime < src.stat().st_mtime:
-        flags = [f"-D{d}" for d in defines]
+    sources = [src] + ([Path(include)] if include else [])
+    if not exe.exists() or exe.stat().st_mtime < max(p.stat().st_mtime for p in sources):
+        flags = [f"-D{d}" for d in defines] + (["-include", str(include)] if include else [])
         subprocess.run([gcc, "-O2", *flags, "-o", str(exe), str(src)], check=True)
     return exe
 
 
 def run_reference(exe, base, reps, placement):
+    """The C reference's JSON line, with ``"stderr"``: what it wrote there."""
     out = subprocess.run(
         [str(exe), str(base), str(reps), placement], check=True, capture_output=True, text=True
     )
-    return json.loads(out.stdout)
+    return json.loads(out.stdout) | {"stderr": out.stderr}
 
 
 def run_fphlib(kind, order, slot, reps, placement):
