@@ -1,5 +1,6 @@
 """The engine and its API: result shape, save/load, determinism, conservation, debug mode."""
 
+import mmap
 import weakref
 from types import SimpleNamespace
 
@@ -397,3 +398,41 @@ def test_a_run_reuses_the_per_page_arrays_of_the_last_run_of_its_size():
     fphlib.simulate(small(guests=1))
     build.release_page_arrays()
     assert build._SPARE == []
+
+
+def _vm_flags(address):
+    """The VmFlags of the mapping of /proc/self/smaps that holds ``address``."""
+    inside = False
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            head = line.split()[0]
+            if "-" in head and ":" not in head:
+                lo, hi = (int(x, 16) for x in head.split("-"))
+                inside = lo <= address < hi
+            elif inside and head == "VmFlags:":
+                return line.split()[1:]
+    raise AssertionError(f"no mapping holds {address:#x}")
+
+
+@pytest.mark.skipif(not hasattr(mmap, "MADV_NOHUGEPAGE"),
+                    reason="MADV_NOHUGEPAGE is Linux's")
+def test_big_per_page_arrays_are_mapped_in_small_pages(monkeypatch):
+    from numba import typeof
+
+    from fphlib.engine import build
+
+    monkeypatch.setattr(build, "_SMALL_PAGES_FROM", 1 << 20)  # the rule, at a test's size
+    big = build._SMALL_PAGES_FROM
+    for dtype in (np.int32, np.int8, np.uint8):
+        a = build._fresh_zeros(big // np.dtype(dtype).itemsize + 7, dtype)
+        assert "nh" in _vm_flags(a.ctypes.data)  # madvise(MADV_NOHUGEPAGE)
+        assert a.dtype == dtype and not a.any()
+        assert typeof(a) == typeof(np.zeros(3, dtype))  # no new specialization
+        a[-1] = 5
+        assert a[-1] == 5
+    small_one = build._fresh_zeros(100, np.int32)
+    assert not small_one.any() and small_one.flags.owndata  # plain np.zeros below the size
+    n_pages = big  # 1 Mi pages: every array above the size
+    nxt, prv, state, flags, pool = build.page_arrays(n_pages, n_pages)
+    assert (state == NOT_HEAD).all() and not flags.any() and not pool.any()
+    assert all("nh" in _vm_flags(x.ctypes.data) for x in (nxt, prv, state, flags, pool))

@@ -1,6 +1,7 @@
 """Build the engine's arrays from a SimConfig (Python side, runs once per simulation)."""
 
 import math
+import mmap
 import threading
 
 import numpy as np
@@ -70,6 +71,29 @@ def workload_slots(specs):
 _SPARE = []
 _SPARE_LOCK = threading.Lock()
 
+# numpy asks for transparent huge pages (madvise MADV_HUGEPAGE) on arrays of 4 MiB and more.
+# On a KVM guest whose free page reporting (mm/page_reporting.c) gave its free 2 MiB blocks
+# back to the host, a huge page's first touch is what costs: 2 GiB of fresh huge pages took
+# 4.9-5.6 s of system time to fault in here, the same 2 GiB in 4 KiB pages 0.9-1.0 s (huge
+# pages that had not been reported yet: 0.3-0.7 s). The big per-page arrays are mapped in
+# small pages: a 1 TiB host's first run 8.4-10.5 -> 4.7-4.9 s, the 64 x 16 GiB churn's
+# 3.5-7.0 -> 1.9-2.7 s; later runs (the arrays kept and reused) pay the page walks of random
+# accesses that huge pages saved, 0-7 %. Below 64 MiB an array's first touch costs little
+# (the demo's 3 x 5 GiB guests: 16 MiB for a link array) and keeps numpy's huge pages (with
+# small pages its runs were 1-5 % slower).
+_SMALL_PAGES_FROM = 64 << 20
+
+
+def _fresh_zeros(n, dtype):
+    """A zeroed array of ``n`` items in memory mapped in 4 KiB pages when it is big (above);
+    lazily zero like ``np.zeros``: a page costs only when first written."""
+    nbytes = n * np.dtype(dtype).itemsize
+    if nbytes < _SMALL_PAGES_FROM or not hasattr(mmap, "MADV_NOHUGEPAGE"):
+        return np.zeros(n, dtype)
+    buf = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    buf.madvise(mmap.MADV_NOHUGEPAGE)
+    return np.frombuffer(buf, dtype)  # the array holds the mapping; unmapped with it
+
 
 def page_arrays(n_pages, n_slots=0, reuse=False):
     """``(nxt, prv, state, flags, pool)``: per-page arrays for ``n_pages`` pages (no page on a
@@ -94,15 +118,16 @@ def page_arrays(n_pages, n_slots=0, reuse=False):
     kept = None  # arrays of another size are freed before this run's are mapped
     if nxt is None or nxt.shape[0] != n_pages:
         nxt = prv = state = flags = None
-        nxt, prv = np.empty(n_pages, np.int32), np.empty(n_pages, np.int32)
-        state, flags = np.full(n_pages, NOT_HEAD, np.int8), np.zeros(n_pages, np.uint8)
+        nxt, prv = _fresh_zeros(n_pages, np.int32), _fresh_zeros(n_pages, np.int32)
+        state, flags = _fresh_zeros(n_pages, np.int8), _fresh_zeros(n_pages, np.uint8)
+        state.fill(NOT_HEAD)
     else:
         state.fill(NOT_HEAD)
         flags.fill(0)
     if pool is None or pool.shape[0] != n_slots:
         pool = None
         # zeros: memory the kernel maps on first write, so slots never used cost nothing
-        pool = np.zeros(n_slots, np.int32)
+        pool = _fresh_zeros(n_slots, np.int32)
     return nxt, prv, state, flags, pool
 
 
