@@ -64,14 +64,15 @@ last-leaf cache, IDR_FREE tags; head bits or page bits). It prints their ratios 
 and fphlib's times against them, and checks that the C tree made exactly fphlib's leaf and
 node allocations (exit 1 if not).
 
-What the C xbitmap says (2026-12-08, three interleaved rounds): the same tree costs 2.42-2.49x
-the C plain replay per head and 2.89-2.95x per page, where the C flat bitmap costs
-1.05-1.07x; fphlib's xbitmap-tracked replay takes 1.03-1.06x (head) and 0.91-0.94x (page) the
-time of the C one. The ratio target, 1.5x, is therefore out of reach of this data structure,
-not of numba: v21's xbitmap frees a leaf when it empties and kzallocs one when a bit lands in
-a missing one (0.2 of each per trace op on churn5m), and C pays for that as fphlib does.
-Measured once and not kept (it changes the results: the leaf and node allocations, the
-bitmap's bytes): the C tree keeping its empty leaves costs 1.7-1.8x.
+What the C xbitmap says (2026-12-08, four runs of three interleaved rounds): the same tree
+costs 2.27-2.30x the C plain replay per head and 2.74-2.81x per page, where the C flat bitmap
+costs 1.06-1.07x; fphlib's xbitmap-tracked replay (2.18-2.26x its own plain replay per head,
+2.39-2.42x per page) takes 1.10-1.15x (head) and 1.00-1.01x (page) the time of the C one. The
+ratio target, 1.5x, is therefore out of reach of this data structure, not of numba: v21's
+xbitmap frees a leaf when it empties and allocates one when a bit lands in a missing one (0.2
+of each per trace op on churn5m), and C pays for that as fphlib does. Measured once and not
+kept (it changes the results: the leaf and node allocations, the bitmap's bytes): the C tree
+keeping its empty leaves costs 1.65-1.67x, still above the target.
 
 Exits 1 on a disagreement (or a ratio above ``--require-ratio``), else 0.
 """

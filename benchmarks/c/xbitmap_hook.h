@@ -18,7 +18,8 @@
      does and shrinks its root when the root only uses slot 0 (never the bottom node into the
      root);
    - leaves and nodes come from free-list pools (kmalloc of a slab object), as fphlib's
-     pools of rows do;
+     pools of rows do; a leaf is freed only when empty, so the pool keeps it zero and the
+     kzalloc only clears the free list's link (fphlib's _take_leaf);
    - the lookup remembers the last leaf found (fphlib's _lookup cache).
    At exit the tree is checked against itself (every leaf reachable from the root is
    non-empty and its count equals its bits; the leaves in the tree are the leaves taken from
@@ -53,6 +54,7 @@ static int64_t xbt_leaf_allocs, xbt_node_allocs;
 
 static void xbt_reset(void) {
   for (int64_t i = 0; i < XBT_MAX_NODES; i++) xbt_nodes[i].slot[0] = i + 1 < XBT_MAX_NODES ? i + 1 : -1;
+  memset(xbt_leaves, 0, sizeof xbt_leaves);
   for (int64_t i = 0; i < XBT_MAX_LEAVES; i++) xbt_leaves[i].w[0] = i + 1 < XBT_MAX_LEAVES ? i + 1 : -1;
   xbt_free_node = 0; xbt_free_leaf = 0; xbt_root = -1; xbt_height = 0; xbt_cache_li = -1;
   xbt_leaf_allocs = 0; xbt_node_allocs = 0;
@@ -72,11 +74,11 @@ static int64_t xbt_take_leaf(void) {
   int64_t l = xbt_free_leaf;
   if (l < 0) { fprintf(stderr, "xbitmap_hook: leaf pool exhausted\n"); exit(3); }
   xbt_free_leaf = xbt_leaves[l].w[0];
-  memset(xbt_leaves[l].w, 0, sizeof xbt_leaves[l].w); /* kzalloc */
-  xbt_leaves[l].count = 0;
+  xbt_leaves[l].w[0] = 0; /* kzalloc: a free leaf is kept zero but for its link (as fphlib's) */
   xbt_leaf_allocs++;
   return l;
 }
+/* kfree: only an empty leaf is freed, so all it keeps is the free list's link */
 static void xbt_release_leaf(int64_t l) { xbt_leaves[l].w[0] = xbt_free_leaf; xbt_free_leaf = l; }
 
 static int64_t xbt_height_for(uint64_t li) { int64_t h = 0; while (li >> (XBT_MAP_SHIFT * h)) h++; return h; }
