@@ -72,7 +72,12 @@ ratio target, 1.5x, is therefore out of reach of this data structure, not of num
 xbitmap frees a leaf when it empties and allocates one when a bit lands in a missing one (0.2
 of each per trace op on churn5m), and C pays for that as fphlib does. Measured once and not
 kept (it changes the results: the leaf and node allocations, the bitmap's bytes): the C tree
-keeping its empty leaves costs 1.65-1.67x, still above the target.
+keeping its empty leaves costs 1.65-1.67x, still above the target. Measured once in C, same
+results: a direct index from leaf index to (leaf row, bottom node) in place of the root-to-
+bottom walk and the last-leaf cache took the C tree from 93-97 ms to 81-85 ms (2.2-2.3x ->
+1.9-2.0x its plain replay); not ported, as fphlib's cache hits more in the engine (the demo's
+memhog frees runs of blocks in one leaf) than on churn5m's random pfns, and the index would
+change the engine state's per-guest ``xb_meta`` rows.
 
 Exits 1 on a disagreement (or a ratio above ``--require-ratio``), else 0.
 """
