@@ -416,12 +416,14 @@ def _vm_flags(address):
 
 @pytest.mark.skipif(not hasattr(mmap, "MADV_NOHUGEPAGE"),
                     reason="MADV_NOHUGEPAGE is Linux's")
-def test_big_per_page_arrays_are_mapped_in_small_pages(monkeypatch):
+def test_big_per_page_arrays_are_mapped_in_small_pages_where_free_pages_are_reported(
+        monkeypatch):
     from numba import typeof
 
     from fphlib.engine import build
 
     monkeypatch.setattr(build, "_SMALL_PAGES_FROM", 1 << 20)  # the rule, at a test's size
+    monkeypatch.setattr(build, "_small_pages", lambda: True)  # a guest with REPORTING
     big = build._SMALL_PAGES_FROM
     for dtype in (np.int32, np.int8, np.uint8):
         a = build._fresh_zeros(big // np.dtype(dtype).itemsize + 7, dtype)
@@ -436,3 +438,26 @@ def test_big_per_page_arrays_are_mapped_in_small_pages(monkeypatch):
     nxt, prv, state, flags, pool = build.page_arrays(n_pages, n_pages)
     assert (state == NOT_HEAD).all() and not flags.any() and not pool.any()
     assert all("nh" in _vm_flags(x.ctypes.data) for x in (nxt, prv, state, flags, pool))
+    # elsewhere numpy's own arrays, whatever their size
+    monkeypatch.setattr(build, "_small_pages", lambda: False)
+    arrays = build.page_arrays(n_pages, n_pages)
+    assert all(x.flags.owndata and "nh" not in _vm_flags(x.ctypes.data) for x in arrays)
+    assert (arrays[2] == NOT_HEAD).all() and not arrays[3].any() and not arrays[4].any()
+
+
+def test_small_pages_follow_the_balloon_s_free_page_reporting(tmp_path):
+    from fphlib import _virtio
+
+    def device(name, dev_id, bits):
+        d = tmp_path / name
+        d.mkdir(parents=True)
+        (d / "device").write_text(f"0x{dev_id:04x}\n")
+        (d / "features").write_text("".join("1" if i in bits else "0" for i in range(64)))
+
+    assert not _virtio.reports_free_pages(tmp_path)  # no virtio device: bare metal
+    device("virtio0", 0x0002, {5, 32})  # a block device's bit 5 is not REPORTING
+    assert not _virtio.reports_free_pages(tmp_path)
+    device("virtio1", 0x0005, {1, 2, 32})  # a balloon without REPORTING
+    assert not _virtio.reports_free_pages(tmp_path)
+    (tmp_path / "virtio1" / "features").write_text("0110010" + "0" * 57)  # with it
+    assert _virtio.reports_free_pages(tmp_path)

@@ -16,7 +16,7 @@ ROOT = pathlib.Path(fphlib.__file__).parent
 # test still holds them)
 FLOORS = (
     ("fphlib", "fphlib.units", "fphlib.bounds", "fphlib.costs", "fphlib.errors",
-     "fphlib._cache", "fphlib._jit", "fphlib._lazy", "fphlib._atomic"),
+     "fphlib._cache", "fphlib._jit", "fphlib._lazy", "fphlib._atomic", "fphlib._virtio"),
     ("fphlib.state",),
     ("fphlib.registry",),
     ("fphlib.guest",),

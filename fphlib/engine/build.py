@@ -1,5 +1,6 @@
 """Build the engine's arrays from a SimConfig (Python side, runs once per simulation)."""
 
+import functools
 import math
 import mmap
 import threading
@@ -7,6 +8,7 @@ import threading
 import numpy as np
 from numba import types
 
+from .._virtio import reports_free_pages
 from ..costs import cost_array
 from ..guest.buddy import NR_ORDERS, init_free_lists
 from ..guest.cooperation import init_cooperation
@@ -72,23 +74,32 @@ _SPARE = []
 _SPARE_LOCK = threading.Lock()
 
 # numpy asks for transparent huge pages (madvise MADV_HUGEPAGE) on arrays of 4 MiB and more.
-# On a KVM guest whose free page reporting (mm/page_reporting.c) gave its free 2 MiB blocks
-# back to the host, a huge page's first touch is what costs: 2 GiB of fresh huge pages took
-# 4.9-5.6 s of system time to fault in here, the same 2 GiB in 4 KiB pages 0.9-1.0 s (huge
-# pages that had not been reported yet: 0.3-0.7 s). The big per-page arrays are mapped in
-# small pages: a 1 TiB host's first run 8.4-10.5 -> 4.7-4.9 s, the 64 x 16 GiB churn's
-# 3.5-7.0 -> 1.9-2.7 s; later runs (the arrays kept and reused) pay the page walks of random
-# accesses that huge pages saved, 0-7 %. Below 64 MiB an array's first touch costs little
-# (the demo's 3 x 5 GiB guests: 16 MiB for a link array) and keeps numpy's huge pages (with
-# small pages its runs were 1-5 % slower).
+# On a KVM guest whose balloon reports free pages (VIRTIO_BALLOON_F_REPORTING: the host
+# discards the free 2 MiB blocks the guest reports, mm/page_reporting.c), a fresh huge page's
+# first touch is what costs: on such a guest 2 GiB of fresh huge pages took 4.9-5.6 s of
+# system time to fault in, the same 2 GiB in 4 KiB pages 0.9-1.0 s (huge pages not reported
+# yet: 0.3-0.7 s). There the big per-page arrays are mapped in small pages: a 1 TiB host's
+# first run 8.4-10.5 -> 4.7-4.9 s, the 64 x 16 GiB churn's 3.5-7.0 -> 1.9-2.7 s; later runs
+# (the arrays kept and reused) pay the page walks of random accesses that huge pages saved,
+# 0-7 %. Below 64 MiB an array's first touch costs little (the demo's 3 x 5 GiB guests: 16 MiB
+# for a link array) and keeps numpy's huge pages (with small pages its runs were 1-5 % slower);
+# so does every array on a machine without free page reporting (bare metal, or a guest whose
+# host does not take free memory back), where huge pages fault in cheaply.
 _SMALL_PAGES_FROM = 64 << 20
 
 
+@functools.cache
+def _small_pages():
+    """Map the big per-page arrays in 4 KiB pages on this machine? (above)"""
+    return hasattr(mmap, "MADV_NOHUGEPAGE") and reports_free_pages()
+
+
 def _fresh_zeros(n, dtype):
-    """A zeroed array of ``n`` items in memory mapped in 4 KiB pages when it is big (above);
-    lazily zero like ``np.zeros``: a page costs only when first written."""
+    """A zeroed array of ``n`` items, in memory mapped in 4 KiB pages when it is big and
+    :func:`_small_pages` (above); lazily zero like ``np.zeros``: a page costs only when first
+    written."""
     nbytes = n * np.dtype(dtype).itemsize
-    if nbytes < _SMALL_PAGES_FROM or not hasattr(mmap, "MADV_NOHUGEPAGE"):
+    if nbytes < _SMALL_PAGES_FROM or not _small_pages():
         return np.zeros(n, dtype)
     buf = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     buf.madvise(mmap.MADV_NOHUGEPAGE)

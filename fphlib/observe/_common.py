@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .. import _virtio
 from .._atomic import owner, save_dir
 from ..api.result import check_values
 from ..units import PAGE_SIZE
@@ -34,7 +35,7 @@ KPAGEFLAGS = "/proc/kpageflags"
 BUDDYINFO = "/proc/buddyinfo"
 MEMINFO = "/proc/meminfo"
 ZONEINFO = "/proc/zoneinfo"
-VIRTIO_DEVICES = "/sys/bus/virtio/devices"
+VIRTIO_DEVICES = _virtio.VIRTIO_DEVICES
 REPORTING_ORDER = "/sys/module/page_reporting/parameters/page_reporting_order"
 TRACEFS = "/sys/kernel/tracing"
 

@@ -7,11 +7,8 @@ missing piece.
 
 Sources:
 
-- the virtio-balloon device is the virtio device whose ``device`` file reads ``0x0005``
-  (VIRTIO_ID_BALLOON, include/uapi/linux/virtio_ids.h); its ``features`` file is one
-  character per feature bit, bit 0 first (drivers/virtio/virtio.c, ``features_show``);
-- the balloon's feature bits are those of include/uapi/linux/virtio_balloon.h
-  (:data:`BALLOON_FEATURES`);
+- the virtio-balloon device and its negotiated feature bits (:mod:`fphlib._virtio`:
+  include/uapi/linux/virtio_ids.h, virtio_balloon.h, drivers/virtio/virtio.c);
 - ``page_reporting_order`` is the module parameter of mm/page_reporting.c
   (``/sys/module/page_reporting/parameters/page_reporting_order``);
 - zones come from ``/proc/zoneinfo`` (mm/vmstat.c, ``zoneinfo_show_print``: ``spanned``,
@@ -30,23 +27,13 @@ import platform
 import re
 from pathlib import Path
 
+from .. import _virtio
+from .._virtio import BALLOON_FEATURES
 from . import _common
 from ._common import ObserveError
 
 __all__ = ["BALLOON_FEATURES", "Probe", "Zone", "balloon_device", "parse_pcp", "parse_zoneinfo",
            "pcp_pages", "probe", "zones"]
-
-VIRTIO_ID_BALLOON = 0x0005  # include/uapi/linux/virtio_ids.h
-
-# include/uapi/linux/virtio_balloon.h: VIRTIO_BALLOON_F_*
-BALLOON_FEATURES = {
-    0: "MUST_TELL_HOST",
-    1: "STATS_VQ",
-    2: "DEFLATE_ON_OOM",
-    3: "FREE_PAGE_HINT",
-    4: "PAGE_POISON",
-    5: "REPORTING",
-}
 
 THP_ENABLED = "/sys/kernel/mm/transparent_hugepage/enabled"
 FILESYSTEMS = "/proc/filesystems"
@@ -151,32 +138,10 @@ def zones(path=None):
     return parse_zoneinfo(_common.read_text(path or _common.ZONEINFO, "zones"))
 
 
-def _features(bits):
-    """Set bit numbers of a virtio ``features`` string ('0'/'1' per bit, bit 0 first)."""
-    return [i for i, c in enumerate(bits.strip()) if c == "1"]
-
-
 def balloon_device(root=None):
-    """The first virtio-balloon device: ``{"path", "feature_bits", "features"}`` or None.
-
-    ``features`` names the balloon bits set (``BALLOON_FEATURES``); other set bits (transport
-    bits such as VIRTIO_F_VERSION_1 = 32) are listed in ``feature_bits`` only.
-    """
-    root = Path(root or _common.VIRTIO_DEVICES)
-    try:
-        devices = sorted(root.iterdir())
-    except OSError:
-        return None
-    for dev in devices:
-        try:
-            if int((dev / "device").read_text().strip(), 16) != VIRTIO_ID_BALLOON:
-                continue
-            bits = _features((dev / "features").read_text())
-        except (OSError, ValueError):
-            continue
-        return {"path": str(dev), "feature_bits": bits,
-                "features": [BALLOON_FEATURES[b] for b in bits if b in BALLOON_FEATURES]}
-    return None
+    """The first virtio-balloon device under ``root`` (default the package's
+    ``VIRTIO_DEVICES``): :func:`fphlib._virtio.balloon_device`."""
+    return _virtio.balloon_device(root or _common.VIRTIO_DEVICES)
 
 
 @dataclasses.dataclass
