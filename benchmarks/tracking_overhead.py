@@ -2,6 +2,7 @@
 
 Usage: python benchmarks/tracking_overhead.py [--ops N] [--reps R] [--rounds K]
                                               [--placement kernel|head] [--require-ratio X]
+                                              [--against REV]
 
 Replays the standard churn trace (``churn5m``, shared with ``buddy_replay.py``) through
 ``BuddyAllocator.replay`` with ``track=None`` (the plain replay, the reference), ``"bitmap"``
@@ -79,13 +80,19 @@ bottom walk and the last-leaf cache took the C tree from 93-97 ms to 81-85 ms (2
 memhog frees runs of blocks in one leaf) than on churn5m's random pfns, and the index would
 change the engine state's per-guest ``xb_meta`` rows.
 
+``--against REV`` only times the replays (plain and each tracking mode) of this tree and of
+git revision REV (a temporary worktree), each in fresh processes, interleaved, and prints both
+trees' times, their tracked/plain ratios and new/old.
+
 Exits 1 on a disagreement (or a ratio above ``--require-ratio``), else 0.
 """
 
 import argparse
 import importlib.util
 import json
+import math
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -144,6 +151,53 @@ def build_c_yardstick():
     return exes if all(exes.values()) else {}
 
 
+# --against: the same replays in a fresh process of a tree (this one or REV's worktree), so
+# that both run alike; prints {track: best seconds} as JSON (track None as "None")
+_REPLAY = textwrap.dedent("""
+    import json, sys, time
+    import numpy as np
+    import fphlib
+    trace, reps, placement = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    with np.load(trace) as d:
+        kind, order, slot, n_pages = d["kind"], d["order"], d["slot"], int(d["n_pages"])
+    best = {}
+    for track in (None, "bitmap", "page", "head"):
+        warm = fphlib.BuddyAllocator(1 << 12, placement=placement, track=track)
+        warm.replay(kind[:1000] * 0, order[:1000] * 0, np.arange(1000, dtype=slot.dtype))
+        for _ in range(reps):
+            b = fphlib.BuddyAllocator(n_pages, placement=placement, track=track)
+            t = time.perf_counter()
+            b.replay(kind, order, slot)
+            best[str(track)] = min(best.get(str(track), 1e9), time.perf_counter() - t)
+    print(json.dumps(best))
+""")
+
+
+def against(rev, base, rounds, reps, placement):
+    """Best replay times per tracking mode here and at ``rev``, each tree in fresh processes,
+    interleaved; print them, the tracked/plain ratios of both and the ratios new/old."""
+    from engine import _python
+    from startup import checkout
+
+    trace = f"{base}.npz"
+    with checkout(rev) as old:
+        best = {"new": {}, "old": {}}
+        for i in range(rounds):
+            trees = (("old", old), ("new", ROOT))
+            for label, tree in trees if i % 2 == 0 else trees[::-1]:  # neither always first
+                run = json.loads(_python(tree, _REPLAY, trace, str(reps), placement))
+                for track, t in run.items():
+                    best[label][track] = min(best[label].get(track, math.inf), t)
+            print(f"  round {i + 1}/{rounds} done", flush=True)
+    print(f"this tree vs {rev}, fresh processes, best of {rounds} x {reps}:")
+    print(f"{'track':>6} {'new ms':>8} {'old ms':>8} {'new/old':>8} {'new vs plain':>13} "
+          f"{'old vs plain':>13}")
+    for track in ("None", "bitmap", "page", "head"):
+        n, o = best["new"][track], best["old"][track]
+        print(f"{track:>6} {n * 1e3:8.1f} {o * 1e3:8.1f} {n / o:8.2f} "
+              f"{n / best['new']['None']:13.2f} {o / best['old']['None']:13.2f}")
+
+
 def time_replay(n_pages, trace, placement, track):
     b = fphlib.BuddyAllocator(n_pages, placement=placement, track=track)
     t = time.perf_counter()
@@ -159,9 +213,14 @@ def main(argv=None):
     ap.add_argument("--placement", choices=("kernel", "head"), default="kernel")
     ap.add_argument("--require-ratio", type=float, default=None,
                     help="exit 1 when a tracked/plain ratio is above this")
+    ap.add_argument("--against", metavar="REV",
+                    help="only compare with git revision REV (both trees in fresh processes)")
     args = ap.parse_args(argv)
 
     kind, order, slot, n_pages, base = load_trace(args.ops)
+    if args.against:
+        against(args.against, base, args.rounds, args.reps, args.placement)
+        return 0
     trace = (kind, order, slot)
     c_exes = build_c_yardstick()
     c_best = {v: float("inf") for v in c_exes}
