@@ -50,7 +50,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from startup import checkout, cold_compile
+from startup import checkout, cold_compile, interleaved
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -128,9 +128,9 @@ def large(rev=None, repeat=1):
         if rev:
             trees.insert(0, ("old", stack.enter_context(checkout(rev))))
         best = {}
-        for _ in range(repeat):
+        for i in range(repeat):
             for name in LARGE:
-                for label, tree in trees:
+                for label, tree in interleaved(trees, i):
                     r = json.loads(_python(tree, _LARGE, name))
                     b = best.setdefault((name, label), r)
                     if r["second"] < b["second"]:
@@ -241,7 +241,7 @@ def against(rev, repeat, cold):
         skipped = {}
         mechs = json.dumps(list(REGISTRY))
         for i in range(repeat):
-            for label, tree in (("old", old), ("new", ROOT)):
+            for label, tree in interleaved((("old", old), ("new", ROOT)), i):
                 run = json.loads(_python(tree, _DEMO, mechs))
                 for m, r in run["rates"].items():
                     best[label][m] = max(best[label].get(m, 0.0), r)

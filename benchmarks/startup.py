@@ -82,6 +82,12 @@ def checkout(rev):
                            capture_output=True)
 
 
+def interleaved(trees, i):
+    """``trees`` in round ``i``'s order: reversed every other round, so that neither tree is
+    always measured first (a machine whose speed drifts favours neither)."""
+    return trees if i % 2 == 0 else trees[::-1]
+
+
 def measure(tree, with_warmup):
     """Every start-up figure of ``tree``: {name: (wall s, cpu s)}, cold then warm."""
     steps = [("import", "import", ()), ("simulate cold", "simulate", ("page_reporting",)),

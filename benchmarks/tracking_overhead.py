@@ -177,14 +177,13 @@ def against(rev, base, rounds, reps, placement):
     """Best replay times per tracking mode here and at ``rev``, each tree in fresh processes,
     interleaved; print them, the tracked/plain ratios of both and the ratios new/old."""
     from engine import _python
-    from startup import checkout
+    from startup import checkout, interleaved
 
     trace = f"{base}.npz"
     with checkout(rev) as old:
         best = {"new": {}, "old": {}}
         for i in range(rounds):
-            trees = (("old", old), ("new", ROOT))
-            for label, tree in trees if i % 2 == 0 else trees[::-1]:  # neither always first
+            for label, tree in interleaved((("old", old), ("new", ROOT)), i):
                 run = json.loads(_python(tree, _REPLAY, trace, str(reps), placement))
                 for track, t in run.items():
                     best[label][track] = min(best[label].get(track, math.inf), t)
