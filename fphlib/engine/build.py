@@ -81,10 +81,11 @@ _SPARE_LOCK = threading.Lock()
 # yet: 0.3-0.7 s). There the big per-page arrays are mapped in small pages: a 1 TiB host's
 # first run 8.4-10.5 -> 4.7-5.2 s, the 64 x 16 GiB churn's 3.5-8.4 -> 1.9-2.7 s; later runs
 # (the arrays kept and reused) pay the page walks of random accesses that huge pages saved:
-# memhog's equal, the churn's 5-13 % slower. Below 64 MiB an array's first touch costs little (the demo's 3 x 5 GiB guests: 16 MiB
-# for a link array) and keeps numpy's huge pages (with small pages its runs were 1-5 % slower);
-# so does every array on a machine without free page reporting (bare metal, or a guest whose
-# host does not take free memory back), where huge pages fault in cheaply.
+# memhog's equal, the churn's 5-13 % slower. Below 64 MiB an array's first touch costs little
+# (the demo's 3 x 5 GiB guests: 16 MiB for a link array) and keeps numpy's huge pages (with
+# small pages its runs were 1-5 % slower); so does every array on a machine without free page
+# reporting (bare metal, or a guest whose host does not take free memory back), where huge
+# pages fault in cheaply.
 _SMALL_PAGES_FROM = 64 << 20
 
 
