@@ -84,8 +84,8 @@ _SPARE_LOCK = threading.Lock()
 # memhog's equal, the churn's 5-13 % slower. Below 64 MiB an array's first touch costs little
 # (the demo's 3 x 5 GiB guests: 16 MiB for a link array) and keeps numpy's huge pages (with
 # small pages its runs were 1-5 % slower); so does every array on a machine without free page
-# reporting (bare metal, or a guest whose host does not take free memory back), where huge
-# pages fault in cheaply.
+# reporting (bare metal, or a guest whose host does not take free memory back): not measured
+# here, numpy's choice stands there.
 _SMALL_PAGES_FROM = 64 << 20
 
 
