@@ -157,11 +157,11 @@ _REPLAY = textwrap.dedent("""
     import json, sys, time
     import numpy as np
     import fphlib
-    trace, reps, placement = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    trace, reps, placement, tracks = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
     with np.load(trace) as d:
         kind, order, slot, n_pages = d["kind"], d["order"], d["slot"], int(d["n_pages"])
     best = {}
-    for track in (None, "bitmap", "page", "head"):
+    for track in json.loads(tracks):
         warm = fphlib.BuddyAllocator(1 << 12, placement=placement, track=track)
         warm.replay(kind[:1000] * 0, order[:1000] * 0, np.arange(1000, dtype=slot.dtype))
         for _ in range(reps):
@@ -184,14 +184,15 @@ def against(rev, base, rounds, reps, placement):
         best = {"new": {}, "old": {}}
         for i in range(rounds):
             for label, tree in interleaved((("old", old), ("new", ROOT)), i):
-                run = json.loads(_python(tree, _REPLAY, trace, str(reps), placement))
+                run = json.loads(_python(tree, _REPLAY, trace, str(reps), placement,
+                                         json.dumps(TRACKS)))
                 for track, t in run.items():
                     best[label][track] = min(best[label].get(track, math.inf), t)
             print(f"  round {i + 1}/{rounds} done", flush=True)
     print(f"this tree vs {rev}, fresh processes, best of {rounds} x {reps}:")
     print(f"{'track':>6} {'new ms':>8} {'old ms':>8} {'new/old':>8} {'new vs plain':>13} "
           f"{'old vs plain':>13}")
-    for track in ("None", "bitmap", "page", "head"):
+    for track in map(str, TRACKS):
         n, o = best["new"][track], best["old"][track]
         print(f"{track:>6} {n * 1e3:8.1f} {o * 1e3:8.1f} {n / o:8.2f} "
               f"{n / best['new']['None']:13.2f} {o / best['old']['None']:13.2f}")

@@ -444,20 +444,3 @@ def test_big_per_page_arrays_are_mapped_in_small_pages_where_free_pages_are_repo
     assert all(x.flags.owndata and "nh" not in _vm_flags(x.ctypes.data) for x in arrays)
     assert (arrays[2] == NOT_HEAD).all() and not arrays[3].any() and not arrays[4].any()
 
-
-def test_small_pages_follow_the_balloon_s_free_page_reporting(tmp_path):
-    from fphlib import _virtio
-
-    def device(name, dev_id, bits):
-        d = tmp_path / name
-        d.mkdir(parents=True)
-        (d / "device").write_text(f"0x{dev_id:04x}\n")
-        (d / "features").write_text("".join("1" if i in bits else "0" for i in range(64)))
-
-    assert not _virtio.reports_free_pages(tmp_path)  # no virtio device: bare metal
-    device("virtio0", 0x0002, {5, 32})  # a block device's bit 5 is not REPORTING
-    assert not _virtio.reports_free_pages(tmp_path)
-    device("virtio1", 0x0005, {1, 2, 32})  # a balloon without REPORTING
-    assert not _virtio.reports_free_pages(tmp_path)
-    (tmp_path / "virtio1" / "features").write_text("0110010" + "0" * 57)  # with it
-    assert _virtio.reports_free_pages(tmp_path)

@@ -2,6 +2,7 @@
 
 import pytest
 
+from fphlib._virtio import reports_free_pages
 from fphlib.observe import _common, probe
 from fphlib.observe.machine import BALLOON_FEATURES, balloon_device, parse_zoneinfo
 
@@ -59,6 +60,17 @@ def test_balloon_device_decodes_feature_bits(tmp_path):
     assert set(BALLOON_FEATURES.values()) >= {"FREE_PAGE_HINT", "PAGE_POISON"}
     assert balloon_device(tmp_path / "none") is None
 
+
+
+def test_reports_free_pages_only_for_a_balloon_that_negotiated_reporting(tmp_path):
+    """What the engine asks before it maps its big per-page arrays in small pages."""
+    assert not reports_free_pages(tmp_path)  # no virtio device: bare metal
+    _device(tmp_path, "virtio0", 0x0002, {5, 32})  # a block device's bit 5 is not REPORTING
+    assert not reports_free_pages(tmp_path)
+    _device(tmp_path, "virtio1", 0x0005, {1, 2, 32})  # a balloon without REPORTING
+    assert not reports_free_pages(tmp_path)
+    (tmp_path / "virtio1" / "features").write_text("0110010" + "0" * 57)  # with it
+    assert reports_free_pages(tmp_path)
 
 def test_probe_reports_missing_pieces(monkeypatch, tmp_path):
     _device(tmp_path, "virtio0", 0x0005, {1, 2})  # a balloon without REPORTING

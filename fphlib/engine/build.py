@@ -132,10 +132,9 @@ def page_arrays(n_pages, n_slots=0, reuse=False):
         nxt = prv = state = flags = None
         nxt, prv = _fresh_zeros(n_pages, np.int32), _fresh_zeros(n_pages, np.int32)
         state, flags = _fresh_zeros(n_pages, np.int8), _fresh_zeros(n_pages, np.uint8)
-        state.fill(NOT_HEAD)
     else:
-        state.fill(NOT_HEAD)
         flags.fill(0)
+    state.fill(NOT_HEAD)
     if pool is None or pool.shape[0] != n_slots:
         pool = None
         # zeros: memory the kernel maps on first write, so slots never used cost nothing
